@@ -1,0 +1,422 @@
+//! Runs the tracescrub span-processor WebAssembly component under wasmtime.
+//!
+//! The component (`wit/processor.wit`, world `span-processor`) is built from
+//! the `tracescrub-processor` crate by `build.rs` and embedded as
+//! [`DEFAULT_COMPONENT`]. It imports nothing, so it runs with an empty
+//! linker: it cannot reach a file, a socket, a clock or a random source.
+//!
+//! The pieces, from longest- to shortest-lived:
+//!
+//! - [`Runtime`]: one wasmtime [`Engine`](wasmtime::Engine), shared by everything.
+//! - [`LoadedComponent`]: a compiled component, checked to import nothing and
+//!   pre-linked, ready to instantiate cheaply any number of times.
+//! - [`ComponentInstance`]: one instance in a store of its own, with a memory
+//!   cap and an epoch deadline; holds any number of processors
+//!   ([`ProcessorHandle`]), each with its own config.
+//! - [`ScrubberInstance`]: the common case, one instance with one processor.
+//!
+//! ```no_run
+//! use tracescrub::{Runtime, ScrubberInstance};
+//!
+//! let runtime = Runtime::new()?;
+//! let component = runtime.load_default()?;
+//! let mut scrubber = ScrubberInstance::create(&component, "{}")?;
+//! let (batch, stats) = scrubber.process(&[])?;
+//! assert!(batch.is_empty());
+//! assert_eq!(stats.spans_in, 0);
+//! # Ok::<(), tracescrub::HostError>(())
+//! ```
+//!
+//! A component error (bad config, malformed batch, batch too large) comes
+//! back as [`HostError::Processor`] carrying the same
+//! [`tracescrub_processor::Error`] a native [`tracescrub_processor::Processor`]
+//! returns, and results use the engine's own [`Stats`] type, so native and
+//! component results compare with `==`. A trap ([`HostError::Trap`]) means
+//! a bug in tracescrub or a host limit hit; the instance is then poisoned and
+//! refuses further calls ([`HostError::Poisoned`]): drop it and make a new one.
+
+mod error;
+mod introspect;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tracescrub_processor::{ConfigProblem, Count, Malformed, Stats};
+use wasmtime::component::{Component, Linker, ResourceAny};
+use wasmtime::{Engine, OptLevel, Store, StoreLimits, StoreLimitsBuilder};
+
+pub use error::HostError;
+pub use introspect::{component_exports, component_imports};
+
+/// The span-processor component built from this workspace by `build.rs`
+/// (or the file named by `TRACESCRUB_COMPONENT_OVERRIDE` at build time).
+pub const DEFAULT_COMPONENT: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/tracescrub_processor.wasm"));
+
+/// The name of the interface the component exports.
+pub const TRANSFORM_INTERFACE: &str = "tracescrub:processor/transform@0.1.0";
+
+/// The default memory cap of one instance: 256 MiB.
+pub const DEFAULT_MAX_MEMORY_BYTES: usize = 256 << 20;
+
+/// The default epoch deadline, in ticks beyond the current epoch, set before
+/// every call into the component. Large enough that nothing is interrupted
+/// unless the embedder increments the epoch ([`Runtime::increment_epoch`]):
+/// at one tick every 10 ms it is over a year.
+pub const DEFAULT_EPOCH_DEADLINE_TICKS: u64 = u32::MAX as u64;
+
+/// The wasmtime bindings generated from `wit/processor.wit`.
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "span-processor",
+    });
+}
+
+use bindings::exports::tracescrub::processor::transform as wit;
+
+/// Owns the one wasmtime engine every component and instance shares.
+///
+/// The engine has the component model on, epoch interruption on (so an
+/// embedder can bound a call's run time by incrementing the epoch) and
+/// Cranelift optimizing for speed. Cheap to clone.
+#[derive(Clone)]
+pub struct Runtime {
+    engine: Engine,
+}
+
+impl Runtime {
+    /// Creates the engine.
+    pub fn new() -> Result<Runtime, HostError> {
+        let mut config = wasmtime::Config::new();
+        config.wasm_component_model(true);
+        config.epoch_interruption(true);
+        config.cranelift_opt_level(OptLevel::Speed);
+        let engine = Engine::new(&config).map_err(HostError::Engine)?;
+        Ok(Runtime { engine })
+    }
+
+    /// The wasmtime engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Compiles and pre-links a component given as bytes.
+    pub fn load(&self, bytes: &[u8]) -> Result<LoadedComponent, HostError> {
+        LoadedComponent::new(self, bytes)
+    }
+
+    /// Compiles and pre-links [`DEFAULT_COMPONENT`].
+    pub fn load_default(&self) -> Result<LoadedComponent, HostError> {
+        self.load(DEFAULT_COMPONENT)
+    }
+
+    /// Advances the engine's epoch by one tick. A call into any instance
+    /// traps once the epoch passes the deadline set when the call began
+    /// ([`InstanceOptions::epoch_deadline_ticks`] ticks later). Nothing
+    /// ticks on its own: an embedder that wants a time bound calls this
+    /// from a timer thread.
+    pub fn increment_epoch(&self) {
+        self.engine.increment_epoch();
+    }
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime").finish_non_exhaustive()
+    }
+}
+
+/// The data each store carries: its resource limits.
+struct StoreState {
+    limits: StoreLimits,
+}
+
+/// A compiled span-processor component, linked against nothing and ready to
+/// instantiate. Cheap to clone.
+#[derive(Clone)]
+pub struct LoadedComponent {
+    engine: Engine,
+    pre: bindings::SpanProcessorPre<StoreState>,
+}
+
+impl LoadedComponent {
+    /// Compiles `bytes` and links it with an empty linker: a component that
+    /// imports anything, or does not export the transform interface, is
+    /// rejected here.
+    pub fn new(runtime: &Runtime, bytes: &[u8]) -> Result<LoadedComponent, HostError> {
+        let engine = runtime.engine.clone();
+        let component = Component::new(&engine, bytes).map_err(HostError::Compile)?;
+        let linker = Linker::<StoreState>::new(&engine);
+        let instance_pre = linker.instantiate_pre(&component).map_err(HostError::Link)?;
+        let pre = bindings::SpanProcessorPre::new(instance_pre).map_err(HostError::Link)?;
+        Ok(LoadedComponent { engine, pre })
+    }
+
+    /// The compiled component.
+    pub fn component(&self) -> &Component {
+        self.pre.instance_pre().component()
+    }
+
+    /// Instantiates the component in a store of its own.
+    pub fn instantiate(&self, options: &InstanceOptions) -> Result<ComponentInstance, HostError> {
+        ComponentInstance::new(self, options)
+    }
+}
+
+impl std::fmt::Debug for LoadedComponent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedComponent").finish_non_exhaustive()
+    }
+}
+
+/// Limits for one component instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct InstanceOptions {
+    /// The most linear memory the instance may grow to, in bytes. Growing
+    /// past it traps. Default [`DEFAULT_MAX_MEMORY_BYTES`].
+    pub max_memory_bytes: usize,
+    /// Epoch ticks a call may run before it traps; see
+    /// [`Runtime::increment_epoch`]. Default [`DEFAULT_EPOCH_DEADLINE_TICKS`].
+    pub epoch_deadline_ticks: u64,
+}
+
+impl Default for InstanceOptions {
+    fn default() -> InstanceOptions {
+        InstanceOptions {
+            max_memory_bytes: DEFAULT_MAX_MEMORY_BYTES,
+            epoch_deadline_ticks: DEFAULT_EPOCH_DEADLINE_TICKS,
+        }
+    }
+}
+
+impl InstanceOptions {
+    /// These options with a different memory cap.
+    #[must_use]
+    pub fn with_max_memory_bytes(mut self, bytes: usize) -> InstanceOptions {
+        self.max_memory_bytes = bytes;
+        self
+    }
+
+    /// These options with a different epoch deadline.
+    #[must_use]
+    pub fn with_epoch_deadline_ticks(mut self, ticks: u64) -> InstanceOptions {
+        self.epoch_deadline_ticks = ticks;
+        self
+    }
+}
+
+/// Tells instances apart, so a [`ProcessorHandle`] is only used with the
+/// instance that made it.
+static NEXT_INSTANCE_ID: AtomicU64 = AtomicU64::new(0);
+
+/// One instance of the component, in a store of its own. Holds any number of
+/// processors, each with its own config; they share nothing but the memory
+/// cap.
+///
+/// After a trap the instance is poisoned: every later call returns
+/// [`HostError::Poisoned`]. Drop it and instantiate a new one.
+pub struct ComponentInstance {
+    id: u64,
+    store: Store<StoreState>,
+    bindings: bindings::SpanProcessor,
+    epoch_deadline_ticks: u64,
+    poisoned: bool,
+}
+
+/// A processor inside a [`ComponentInstance`]. Not `Clone`: giving it to
+/// [`ComponentInstance::drop_processor`] ends it. A handle simply dropped
+/// keeps its processor alive until the instance is dropped.
+#[derive(Debug)]
+pub struct ProcessorHandle {
+    instance: u64,
+    resource: ResourceAny,
+}
+
+impl ComponentInstance {
+    /// Instantiates `component` with `options`.
+    pub fn new(
+        component: &LoadedComponent,
+        options: &InstanceOptions,
+    ) -> Result<ComponentInstance, HostError> {
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(options.max_memory_bytes)
+            // Fail a memory.grow past the cap with a trap that names the
+            // cap, rather than a guest allocation failure.
+            .trap_on_grow_failure(true)
+            .build();
+        let mut store = Store::new(&component.engine, StoreState { limits });
+        store.limiter(|state| &mut state.limits);
+        // Instantiation can run guest code (start functions), so the
+        // deadline must be set before it too; see `call`.
+        store.set_epoch_deadline(options.epoch_deadline_ticks);
+        let bindings = component.pre.instantiate(&mut store).map_err(HostError::Instantiate)?;
+        Ok(ComponentInstance {
+            id: NEXT_INSTANCE_ID.fetch_add(1, Ordering::Relaxed),
+            store,
+            bindings,
+            epoch_deadline_ticks: options.epoch_deadline_ticks,
+            poisoned: false,
+        })
+    }
+
+    /// Whether a call trapped, so the instance refuses further calls.
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned
+    }
+
+    /// Creates a processor from a config JSON document (`{}` for the
+    /// defaults). A rejected config is
+    /// `HostError::Processor(Error::InvalidConfig(problems))`.
+    pub fn create_processor(&mut self, config_json: &str) -> Result<ProcessorHandle, HostError> {
+        let created = self.call(|store, guest| guest.processor().call_create(store, config_json))?;
+        let resource = created.map_err(from_wit_error)?;
+        Ok(ProcessorHandle { instance: self.id, resource })
+    }
+
+    /// Processes one batch (protobuf-encoded `ExportTraceServiceRequest`)
+    /// with `processor`: the processed batch and what was done to it.
+    pub fn process(
+        &mut self,
+        processor: &ProcessorHandle,
+        batch: &[u8],
+    ) -> Result<(Vec<u8>, Stats), HostError> {
+        let resource = self.resource(processor)?;
+        let output = self.call(|store, guest| guest.processor().call_process(store, resource, batch))?;
+        let output = output.map_err(from_wit_error)?;
+        Ok((output.batch, from_wit_stats(output.stats)))
+    }
+
+    /// The effective config of `processor`, every default filled in, as JSON.
+    pub fn effective_config(&mut self, processor: &ProcessorHandle) -> Result<String, HostError> {
+        let resource = self.resource(processor)?;
+        self.call(|store, guest| guest.processor().call_effective_config(store, resource))
+    }
+
+    /// Ends `processor`, freeing what it holds inside the instance.
+    pub fn drop_processor(&mut self, processor: ProcessorHandle) -> Result<(), HostError> {
+        let resource = self.resource(&processor)?;
+        self.call(|store, _| resource.resource_drop(store))
+    }
+
+    fn resource(&self, processor: &ProcessorHandle) -> Result<ResourceAny, HostError> {
+        if processor.instance == self.id {
+            Ok(processor.resource)
+        } else {
+            Err(HostError::WrongInstance)
+        }
+    }
+
+    /// Runs one call into the guest: refuses if poisoned, sets the epoch
+    /// deadline, and poisons the instance if the call fails.
+    fn call<R>(
+        &mut self,
+        f: impl FnOnce(&mut Store<StoreState>, &wit::Guest) -> wasmtime::Result<R>,
+    ) -> Result<R, HostError> {
+        if self.poisoned {
+            return Err(HostError::Poisoned);
+        }
+        // The engine has epoch interruption on, and a store's deadline starts
+        // at the epoch it was created in: without a fresh deadline every
+        // call would trap at its first epoch check. So each call gets
+        // `epoch_deadline_ticks` from now; it traps only if the embedder
+        // increments the epoch that often while it runs.
+        self.store.set_epoch_deadline(self.epoch_deadline_ticks);
+        let guest = self.bindings.tracescrub_processor_transform();
+        match f(&mut self.store, guest) {
+            Ok(value) => Ok(value),
+            Err(error) => {
+                // A trap can leave the guest's memory and resource table
+                // half-updated: nothing it returns can be trusted any more.
+                self.poisoned = true;
+                Err(HostError::Trap(error))
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for ComponentInstance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ComponentInstance")
+            .field("id", &self.id)
+            .field("epoch_deadline_ticks", &self.epoch_deadline_ticks)
+            .field("poisoned", &self.poisoned)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One component instance holding one processor: the usual way to run the
+/// component.
+#[derive(Debug)]
+pub struct ScrubberInstance {
+    instance: ComponentInstance,
+    processor: ProcessorHandle,
+}
+
+impl ScrubberInstance {
+    /// Instantiates `component` with the default [`InstanceOptions`] and
+    /// creates a processor from `config_json`.
+    pub fn create(component: &LoadedComponent, config_json: &str) -> Result<ScrubberInstance, HostError> {
+        ScrubberInstance::create_with(component, config_json, &InstanceOptions::default())
+    }
+
+    /// Instantiates `component` with `options` and creates a processor from
+    /// `config_json`.
+    pub fn create_with(
+        component: &LoadedComponent,
+        config_json: &str,
+        options: &InstanceOptions,
+    ) -> Result<ScrubberInstance, HostError> {
+        let mut instance = component.instantiate(options)?;
+        let processor = instance.create_processor(config_json)?;
+        Ok(ScrubberInstance { instance, processor })
+    }
+
+    /// Processes one batch: the processed batch and what was done to it.
+    pub fn process(&mut self, batch: &[u8]) -> Result<(Vec<u8>, Stats), HostError> {
+        self.instance.process(&self.processor, batch)
+    }
+
+    /// The effective config, every default filled in, as JSON.
+    pub fn effective_config(&mut self) -> Result<String, HostError> {
+        self.instance.effective_config(&self.processor)
+    }
+
+    /// Whether a call trapped, so the instance refuses further calls.
+    pub fn is_poisoned(&self) -> bool {
+        self.instance.is_poisoned()
+    }
+}
+
+fn from_wit_error(error: wit::Error) -> HostError {
+    HostError::Processor(match error {
+        wit::Error::InvalidConfig(problems) => tracescrub_processor::Error::InvalidConfig(
+            problems
+                .into_iter()
+                .map(|p| ConfigProblem { path: p.path, reason: p.reason })
+                .collect(),
+        ),
+        wit::Error::MalformedBatch(m) => {
+            tracescrub_processor::Error::Malformed(Malformed { offset: m.offset, reason: m.reason })
+        }
+        wit::Error::BatchTooLarge(t) => {
+            tracescrub_processor::Error::TooLarge { size: t.size, limit: t.limit }
+        }
+    })
+}
+
+fn from_wit_stats(stats: wit::Stats) -> Stats {
+    let counts = |counts: Vec<wit::Count>| -> Vec<Count> {
+        counts.into_iter().map(|c| Count { name: c.name, value: c.value }).collect()
+    };
+    Stats {
+        spans_in: stats.spans_in,
+        spans_out: stats.spans_out,
+        spans_dropped: stats.spans_dropped,
+        dropped_by_rule: counts(stats.dropped_by_rule),
+        dropped_descendants: stats.dropped_descendants,
+        values_masked: stats.values_masked,
+        masked_by_detector: counts(stats.masked_by_detector),
+        masked_by_field: counts(stats.masked_by_field),
+    }
+}

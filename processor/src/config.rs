@@ -1,0 +1,524 @@
+//! The config document: parsing, validation and the defaults.
+//!
+//! Config crosses the component boundary as JSON. Validation walks the whole
+//! document and collects every problem with its key path, so a user fixes a
+//! config in one round; a config with any problem is rejected whole.
+//!
+//! ```
+//! use tracescrub_processor::Config;
+//!
+//! let cfg = Config::from_json(r#"{"noise": {"extra_globs": ["*/ping"]}, "mask": {"replacement": "label"}}"#).unwrap();
+//! assert_eq!(cfg.noise.globs.last().unwrap(), "*/ping");
+//! assert_eq!(cfg.noise.globs.len(), 8); // the 7 platform globs, then ours
+//!
+//! let problems = Config::from_json(r#"{"nosie": {}, "limits": {"max_batch_bytes": -1}}"#).unwrap_err();
+//! assert_eq!(problems.len(), 2);
+//! assert_eq!(problems[0].path, "nosie");
+//! assert_eq!(problems[1].path, "limits.max_batch_bytes");
+//! ```
+
+use serde_json::{Map, Value, json};
+
+use crate::error::ConfigProblem;
+use crate::fnr::Mode;
+use crate::glob::DEFAULT_NOISE_GLOBS;
+use crate::stats::FieldKind;
+
+/// The schema version this engine reads.
+pub const SCHEMA_VERSION: u64 = 1;
+
+/// Default `limits.max_batch_bytes`: 64 MiB. The OpenTelemetry Collector's
+/// OTLP receivers default to 4 MiB per gRPC message and no HTTP limit; a
+/// 16x margin over gRPC's default keeps large HTTP batches working while
+/// bounding what one call may make the engine hold.
+pub const DEFAULT_MAX_BATCH_BYTES: u64 = 64 << 20;
+
+/// The attributes a span's URL path is read from, by default: the stable
+/// HTTP semantic conventions first, then the older ones still sent by many
+/// SDKs.
+pub const DEFAULT_PATH_ATTRIBUTES: [&str; 5] = ["url.path", "http.target", "http.route", "url.full", "http.url"];
+
+/// A validated config with every default filled in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Noise filtering.
+    pub noise: NoiseConfig,
+    /// Personal-number masking.
+    pub mask: MaskConfig,
+    /// Resource limits.
+    pub limits: Limits,
+}
+
+/// `noise`: which spans are dropped as health checks and scrapes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoiseConfig {
+    /// `noise.enabled`, default true.
+    pub enabled: bool,
+    /// The effective glob list: `noise.globs` (default: the platform's seven)
+    /// followed by `noise.extra_globs`.
+    pub globs: Vec<String>,
+    /// `noise.case_sensitive`, default false (ASCII case-insensitive).
+    pub case_sensitive: bool,
+    /// `noise.sources.attributes`: span attribute keys a path is read from.
+    pub path_attributes: Vec<String>,
+    /// `noise.sources.span_name`: read `METHOD /path` from server span names.
+    pub span_name: bool,
+    /// `noise.drop_descendants`, default true.
+    pub drop_descendants: bool,
+}
+
+/// `mask`: how personal numbers are found and replaced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MaskConfig {
+    /// `mask.enabled`, default true.
+    pub enabled: bool,
+    /// `mask.mode`: `validated` (default) or `any11`.
+    pub mode: Mode,
+    /// `mask.replacement`.
+    pub replacement: Replacement,
+    /// `mask.scope.fields`: field kinds scanned, default all.
+    pub fields: Vec<FieldKind>,
+    /// `mask.scope.keys`: attribute-key globs (case-sensitive); when set,
+    /// only values under a matching top-level key are scanned.
+    pub keys: Option<Vec<String>>,
+}
+
+/// What a masked number becomes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Replacement {
+    /// Every digit becomes this printable ASCII character; length and
+    /// separators are kept.
+    Stars(char),
+    /// The whole number becomes this text.
+    Label(String),
+}
+
+/// `limits`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// `limits.max_batch_bytes`: larger batches are refused.
+    pub max_batch_bytes: u64,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            noise: NoiseConfig {
+                enabled: true,
+                globs: DEFAULT_NOISE_GLOBS.iter().map(|s| s.to_string()).collect(),
+                case_sensitive: false,
+                path_attributes: DEFAULT_PATH_ATTRIBUTES.iter().map(|s| s.to_string()).collect(),
+                span_name: true,
+                drop_descendants: true,
+            },
+            mask: MaskConfig {
+                enabled: true,
+                mode: Mode::Validated,
+                replacement: Replacement::Stars('*'),
+                fields: FieldKind::ALL.to_vec(),
+                keys: None,
+            },
+            limits: Limits { max_batch_bytes: DEFAULT_MAX_BATCH_BYTES },
+        }
+    }
+}
+
+/// Collects problems while walking the document.
+struct Checker {
+    problems: Vec<ConfigProblem>,
+    /// Where each effective noise glob came from, to name it in problems.
+    glob_paths: Vec<String>,
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") }
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a mapping",
+    }
+}
+
+impl Checker {
+    fn problem(&mut self, path: impl Into<String>, reason: impl Into<String>) {
+        self.problems.push(ConfigProblem { path: path.into(), reason: reason.into() });
+    }
+
+    /// The mapping at `path`, after reporting keys not in `known`.
+    fn object<'v>(&mut self, v: &'v Value, path: &str, known: &[&str]) -> Option<&'v Map<String, Value>> {
+        let Value::Object(map) = v else {
+            self.problem(path, format!("expected a mapping, found {}", type_name(v)));
+            return None;
+        };
+        for key in map.keys() {
+            if !known.contains(&key.as_str()) {
+                self.problem(join(path, key), format!("unknown key; expected one of: {}", known.join(", ")));
+            }
+        }
+        Some(map)
+    }
+
+    fn bool(&mut self, map: &Map<String, Value>, path: &str, key: &str, default: bool) -> bool {
+        match map.get(key) {
+            None => default,
+            Some(Value::Bool(b)) => *b,
+            Some(v) => {
+                self.problem(join(path, key), format!("expected true or false, found {}", type_name(v)));
+                default
+            }
+        }
+    }
+
+    fn string<'v>(&mut self, map: &'v Map<String, Value>, path: &str, key: &str) -> Option<&'v str> {
+        match map.get(key)? {
+            Value::String(s) => Some(s),
+            v => {
+                self.problem(join(path, key), format!("expected a string, found {}", type_name(v)));
+                None
+            }
+        }
+    }
+
+    fn strings(&mut self, map: &Map<String, Value>, path: &str, key: &str) -> Option<Vec<String>> {
+        let path = join(path, key);
+        match map.get(key)? {
+            Value::Array(items) => {
+                let mut out = Vec::with_capacity(items.len());
+                for (i, item) in items.iter().enumerate() {
+                    match item {
+                        Value::String(s) => out.push(s.clone()),
+                        v => self.problem(format!("{path}[{i}]"), format!("expected a string, found {}", type_name(v))),
+                    }
+                }
+                Some(out)
+            }
+            v => {
+                self.problem(path, format!("expected a list of strings, found {}", type_name(v)));
+                None
+            }
+        }
+    }
+}
+
+impl Config {
+    /// Parses and validates a JSON config. `{}` gives the defaults. On error,
+    /// every problem found is returned, in document order.
+    pub fn from_json(text: &str) -> Result<Config, Vec<ConfigProblem>> {
+        let doc: Value = serde_json::from_str(text).map_err(|e| {
+            vec![ConfigProblem { path: String::new(), reason: format!("not valid JSON at line {} column {}: {e}", e.line(), e.column()) }]
+        })?;
+        Config::from_value(&doc)
+    }
+
+    /// Validates an already-parsed JSON document.
+    pub fn from_value(doc: &Value) -> Result<Config, Vec<ConfigProblem>> {
+        let mut cfg = Config::default();
+        let glob_paths = (0..cfg.noise.globs.len()).map(|i| format!("noise.globs[{i}] (default)")).collect();
+        let mut c = Checker { problems: Vec::new(), glob_paths };
+        let Some(root) = c.object(doc, "", &["version", "noise", "mask", "limits", "overrides"]) else {
+            return Err(c.problems);
+        };
+        match root.get("version") {
+            None => {}
+            Some(v) if v.as_u64() == Some(SCHEMA_VERSION) => {}
+            Some(v) => c.problem("version", format!("unsupported schema version {v}; this engine reads version {SCHEMA_VERSION}")),
+        }
+        if let Some(noise) = root.get("noise") {
+            read_noise(&mut c, noise, &mut cfg.noise);
+        }
+        if let Some(mask) = root.get("mask") {
+            read_mask(&mut c, mask, &mut cfg.mask);
+        }
+        if let Some(limits) = root.get("limits") {
+            read_limits(&mut c, limits, &mut cfg.limits);
+        }
+        if root.contains_key("overrides") {
+            // Reserved so that per-team and per-service rules can arrive
+            // without breaking version-1 documents.
+            c.problem("overrides", "per-service overrides are reserved for a later schema version and not supported yet; remove the key");
+        }
+        // Compile the globs here too, so a bad pattern is one more listed
+        // problem rather than a separate failure later.
+        if let Err(errors) = crate::glob::GlobList::new(&cfg.noise.globs, cfg.noise.case_sensitive) {
+            for e in errors {
+                let path = c.glob_paths.get(e.index).cloned().unwrap_or_default();
+                c.problem(path, format!("bad glob {:?}: {}", e.pattern, e.reason));
+            }
+        }
+        if let Some(keys) = &cfg.mask.keys
+            && let Err(errors) = crate::glob::GlobList::new(keys, true)
+        {
+            for e in errors {
+                c.problem(format!("mask.scope.keys[{}]", e.index), format!("bad glob {:?}: {}", e.pattern, e.reason));
+            }
+        }
+        if c.problems.is_empty() { Ok(cfg) } else { Err(c.problems) }
+    }
+
+    /// The config as a JSON document that [`Config::from_json`] reads back
+    /// to the same config.
+    pub fn to_json(&self) -> String {
+        let replacement = match &self.mask.replacement {
+            Replacement::Stars(ch) => json!({"replacement": "stars", "mask_char": ch.to_string()}),
+            Replacement::Label(label) => json!({"replacement": "label", "label": label}),
+        };
+        let mut mask = json!({
+            "enabled": self.mask.enabled,
+            "mode": self.mask.mode.name(),
+            "scope": {
+                "fields": self.mask.fields.iter().map(|f| f.name()).collect::<Vec<_>>(),
+            },
+        });
+        if let (Some(obj), Value::Object(rep)) = (mask.as_object_mut(), replacement) {
+            obj.extend(rep);
+        }
+        if let Some(keys) = &self.mask.keys {
+            mask["scope"]["keys"] = json!(keys);
+        }
+        let doc = json!({
+            "version": SCHEMA_VERSION,
+            "noise": {
+                "enabled": self.noise.enabled,
+                "globs": self.noise.globs,
+                "case_sensitive": self.noise.case_sensitive,
+                "sources": {"attributes": self.noise.path_attributes, "span_name": self.noise.span_name},
+                "drop_descendants": self.noise.drop_descendants,
+            },
+            "mask": mask,
+            "limits": {"max_batch_bytes": self.limits.max_batch_bytes},
+        });
+        serde_json::to_string_pretty(&doc).unwrap_or_default()
+    }
+}
+
+fn read_noise(c: &mut Checker, v: &Value, noise: &mut NoiseConfig) {
+    const P: &str = "noise";
+    let Some(map) = c.object(v, P, &["enabled", "globs", "extra_globs", "case_sensitive", "sources", "drop_descendants"]) else {
+        return;
+    };
+    noise.enabled = c.bool(map, P, "enabled", noise.enabled);
+    noise.case_sensitive = c.bool(map, P, "case_sensitive", noise.case_sensitive);
+    noise.drop_descendants = c.bool(map, P, "drop_descendants", noise.drop_descendants);
+    // Paths are recorded per glob so a bad pattern is named where it was written.
+    if let Some(globs) = c.strings(map, P, "globs") {
+        c.glob_paths = list_paths(map, "noise.globs");
+        noise.globs = globs;
+    }
+    if let Some(extra) = c.strings(map, P, "extra_globs") {
+        c.glob_paths.extend(list_paths(map, "noise.extra_globs"));
+        noise.globs.extend(extra);
+    }
+    if let Some(sources) = map.get("sources") {
+        let path = join(P, "sources");
+        if let Some(s) = c.object(sources, &path, &["attributes", "span_name"]) {
+            noise.span_name = c.bool(s, &path, "span_name", noise.span_name);
+            if let Some(attrs) = c.strings(s, &path, "attributes") {
+                for (i, a) in attrs.iter().enumerate() {
+                    if a.is_empty() {
+                        c.problem(format!("{path}.attributes[{i}]"), "empty attribute key; remove it");
+                    }
+                }
+                noise.path_attributes = attrs;
+            }
+        }
+    }
+}
+
+/// `path[i]` for each string item of the list at `path`, skipping non-strings
+/// as [`Checker::strings`] does.
+fn list_paths(map: &Map<String, Value>, path: &str) -> Vec<String> {
+    let key = path.rsplit('.').next().unwrap_or(path);
+    let items = map.get(key).and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+    items.iter().enumerate().filter(|(_, v)| v.is_string()).map(|(i, _)| format!("{path}[{i}]")).collect()
+}
+
+fn read_mask(c: &mut Checker, v: &Value, mask: &mut MaskConfig) {
+    const P: &str = "mask";
+    let Some(map) = c.object(v, P, &["enabled", "mode", "replacement", "mask_char", "label", "scope"]) else {
+        return;
+    };
+    mask.enabled = c.bool(map, P, "enabled", mask.enabled);
+    if let Some(mode) = c.string(map, P, "mode") {
+        match Mode::from_name(mode) {
+            Some(m) => mask.mode = m,
+            None => c.problem("mask.mode", format!("unknown mode {mode:?}; expected \"validated\" or \"any11\"")),
+        }
+    }
+    let mask_char = c.string(map, P, "mask_char").and_then(|s| {
+        let mut chars = s.chars();
+        match (chars.next(), chars.next()) {
+            (Some(ch), None) if ch.is_ascii_graphic() && !ch.is_ascii_digit() => Some(ch),
+            _ => {
+                c.problem("mask.mask_char", format!("{s:?} must be one printable ASCII character that is not a digit, e.g. \"*\"; masking keeps lengths, so it must be one byte"));
+                None
+            }
+        }
+    });
+    let label = c.string(map, P, "label").and_then(|s| {
+        if s.bytes().any(|b| b.is_ascii_digit()) {
+            // A label with digits could itself form a number next to text.
+            c.problem("mask.label", format!("{s:?} contains digits; a label must not, e.g. \"[fnr]\""));
+            None
+        } else {
+            Some(s.to_owned())
+        }
+    });
+    let style = c.string(map, P, "replacement").unwrap_or("stars");
+    match style {
+        "stars" => {
+            if label.is_some() {
+                c.problem("mask.label", "label is only used with replacement \"label\"; remove it or set replacement: label");
+            }
+            mask.replacement = Replacement::Stars(mask_char.unwrap_or('*'));
+        }
+        "label" => {
+            if mask_char.is_some() {
+                c.problem("mask.mask_char", "mask_char is only used with replacement \"stars\"; remove it");
+            }
+            mask.replacement = Replacement::Label(label.unwrap_or_else(|| "[fnr]".to_owned()));
+        }
+        other => c.problem("mask.replacement", format!("unknown replacement {other:?}; expected \"stars\" or \"label\"")),
+    }
+    if let Some(scope) = map.get("scope") {
+        let path = "mask.scope";
+        if let Some(s) = c.object(scope, path, &["fields", "keys"]) {
+            if let Some(fields) = c.strings(s, path, "fields") {
+                mask.fields.clear();
+                for (i, f) in fields.iter().enumerate() {
+                    match FieldKind::from_name(f) {
+                        Some(k) if !mask.fields.contains(&k) => mask.fields.push(k),
+                        Some(_) => {}
+                        None => {
+                            let names: Vec<_> = FieldKind::ALL.iter().map(|k| k.name()).collect();
+                            c.problem(
+                                format!("{path}.fields[{i}]"),
+                                format!("unknown field kind {f:?}; expected one of: {}", names.join(", ")),
+                            );
+                        }
+                    }
+                }
+            }
+            if let Some(keys) = c.strings(s, path, "keys") {
+                mask.keys = Some(keys);
+            }
+        }
+    }
+}
+
+fn read_limits(c: &mut Checker, v: &Value, limits: &mut Limits) {
+    let Some(map) = c.object(v, "limits", &["max_batch_bytes"]) else {
+        return;
+    };
+    match map.get("max_batch_bytes") {
+        None => {}
+        Some(v) => match v.as_u64() {
+            Some(n) if n > 0 => limits.max_batch_bytes = n,
+            _ => c.problem("limits.max_batch_bytes", format!("expected a whole number of bytes above 0, found {v}")),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(json: &str) -> Vec<(String, String)> {
+        Config::from_json(json).unwrap_err().into_iter().map(|p| (p.path, p.reason)).collect()
+    }
+
+    #[test]
+    fn empty_document_gives_platform_defaults() {
+        let cfg = Config::from_json("{}").unwrap();
+        assert_eq!(cfg, Config::default());
+        assert_eq!(cfg.noise.globs, DEFAULT_NOISE_GLOBS);
+        assert_eq!(cfg.mask.mode, Mode::Validated);
+        assert_eq!(cfg.mask.replacement, Replacement::Stars('*'));
+    }
+
+    #[test]
+    fn effective_config_round_trips() {
+        let docs = [
+            "{}",
+            r#"{"noise": {"globs": ["/a*"], "case_sensitive": true, "sources": {"attributes": ["x"], "span_name": false}}}"#,
+            r#"{"mask": {"mode": "any11", "replacement": "label", "label": "<fnr>", "scope": {"fields": ["span-attribute"], "keys": ["db.*"]}}}"#,
+            r##"{"mask": {"mask_char": "#"}, "limits": {"max_batch_bytes": 10}}"##,
+        ];
+        for doc in docs {
+            let cfg = Config::from_json(doc).unwrap();
+            assert_eq!(Config::from_json(&cfg.to_json()).unwrap(), cfg, "{doc}");
+        }
+    }
+
+    #[test]
+    fn globs_replace_and_extra_globs_extend() {
+        let cfg = Config::from_json(r#"{"noise": {"globs": ["/a"], "extra_globs": ["/b"]}}"#).unwrap();
+        assert_eq!(cfg.noise.globs, ["/a", "/b"]);
+    }
+
+    #[test]
+    fn every_problem_is_listed_with_its_path() {
+        let got = problems(
+            r#"{"version": 2, "noise": {"enabled": "yes", "globs": ["ok", 5, "a["], "bogus": 1},
+               "mask": {"mode": "loose", "replacement": "label", "label": "fnr1", "scope": {"fields": ["span-name", "nope"]}},
+               "limits": {"max_batch_bytes": 0}, "overrides": []}"#,
+        );
+        let paths: Vec<&str> = got.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "version",
+                "noise.bogus",
+                "noise.enabled",
+                "noise.globs[1]",
+                "mask.mode",
+                "mask.label",
+                "mask.scope.fields[1]",
+                "limits.max_batch_bytes",
+                "overrides",
+                "noise.globs[2]",
+            ],
+            "{got:#?}"
+        );
+    }
+
+    #[test]
+    fn unknown_key_names_the_expected_keys() {
+        let got = problems(r#"{"mask": {"mod": "any11"}}"#);
+        assert_eq!(got[0].0, "mask.mod");
+        assert!(got[0].1.contains("mode"), "{got:?}");
+    }
+
+    #[test]
+    fn wrong_types_are_named() {
+        let got = problems(r#"{"noise": [], "mask": {"scope": {"keys": "db.statement"}}}"#);
+        assert_eq!(got[0], ("noise".into(), "expected a mapping, found a list".into()));
+        assert_eq!(got[1].0, "mask.scope.keys");
+        assert!(got[1].1.contains("list of strings"));
+    }
+
+    #[test]
+    fn bad_json_names_line_and_column() {
+        let got = problems("{\n  \"noise\": }");
+        assert_eq!(got.len(), 1);
+        assert!(got[0].1.contains("line 2"), "{got:?}");
+    }
+
+    #[test]
+    fn mask_char_must_be_one_non_digit() {
+        for bad in ["", "**", "7", "•", " "] {
+            let got = problems(&format!(r#"{{"mask": {{"mask_char": "{bad}"}}}}"#));
+            assert_eq!(got[0].0, "mask.mask_char", "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn root_must_be_a_mapping() {
+        assert_eq!(problems("[]")[0].0, "");
+    }
+}

@@ -1,0 +1,829 @@
+//! The batch walker: decides what to drop and what to mask, then writes the
+//! batch out in one pass.
+//!
+//! Processing a batch takes up to three walks over the wire bytes, none of
+//! which builds a message struct:
+//! 1. **Noise** (only when noise rules are on): read each span's ids, kind,
+//!    name and path attributes; mark spans whose path matches a glob, then
+//!    their descendants through `parent_span_id` within the same trace.
+//! 2. **Edits**: walk every known message, validating it, and record an
+//!    ordered list of edits: deletions of dropped spans, replacements of
+//!    masked numbers, and new length prefixes for each message whose length
+//!    changed. Messages without edits cost a push and a pop.
+//! 3. **Emit**: copy the input to the output, applying the edits. Unedited
+//!    ranges are copied as they were, so unknown fields, non-canonical
+//!    encodings and untouched spans survive byte for byte.
+
+use std::cmp::Ordering;
+
+use crate::config::{Config, Replacement};
+use crate::error::{ConfigProblem, Error, Malformed};
+use crate::fnr::{self, Mode};
+use crate::glob::GlobList;
+use crate::otlp::{LIST_VALUES, any_value, event, key_value, link, request, resource, resource_spans, scope, scope_spans, span, status};
+use crate::path;
+use crate::stats::{Counters, FieldKind, Stats};
+use crate::wire::{Field, Fields, WireType, malformed, varint_len, write_varint};
+
+/// How deep arrays and kvlists may nest inside an attribute value. Real
+/// instrumentations nest two or three levels; the bound keeps the walker's
+/// recursion (and so the guest's stack) small on hostile input.
+pub(crate) const MAX_VALUE_DEPTH: usize = 32;
+
+/// A config compiled for the walker: globs built, names turned to bytes.
+#[derive(Debug)]
+pub(crate) struct Compiled {
+    noise: Option<Noise>,
+    mask: Option<Mask>,
+    rule_names: Vec<String>,
+}
+
+#[derive(Debug)]
+struct Noise {
+    globs: GlobList,
+    path_attributes: Vec<Vec<u8>>,
+    span_name: bool,
+    drop_descendants: bool,
+}
+
+#[derive(Debug)]
+struct Mask {
+    mode: Mode,
+    /// `Some(c)`: digits become `c`, lengths kept. `None`: the label (held at
+    /// the start of each walk's arena) replaces the number.
+    star: Option<u8>,
+    label: Vec<u8>,
+    fields: [bool; FieldKind::ALL.len()],
+    keys: Option<GlobList>,
+}
+
+impl Compiled {
+    pub fn new(cfg: &Config) -> Result<Compiled, Vec<ConfigProblem>> {
+        let mut problems = Vec::new();
+        let glob_problems = |errs: Vec<crate::glob::GlobError>, key: &str, problems: &mut Vec<ConfigProblem>| {
+            for e in errs {
+                problems
+                    .push(ConfigProblem { path: format!("{key}[{}]", e.index), reason: format!("bad glob {:?}: {}", e.pattern, e.reason) });
+            }
+        };
+        let noise = if cfg.noise.enabled && !cfg.noise.globs.is_empty() {
+            match GlobList::new(&cfg.noise.globs, cfg.noise.case_sensitive) {
+                Ok(globs) => Some(Noise {
+                    globs,
+                    path_attributes: cfg.noise.path_attributes.iter().map(|a| a.as_bytes().to_vec()).collect(),
+                    span_name: cfg.noise.span_name,
+                    drop_descendants: cfg.noise.drop_descendants,
+                }),
+                Err(errs) => {
+                    glob_problems(errs, "noise.globs", &mut problems);
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let mask = if cfg.mask.enabled {
+            let keys = match &cfg.mask.keys {
+                None => None,
+                Some(keys) => match GlobList::new(keys, true) {
+                    Ok(k) => Some(k),
+                    Err(errs) => {
+                        glob_problems(errs, "mask.scope.keys", &mut problems);
+                        None
+                    }
+                },
+            };
+            let mut fields = [false; FieldKind::ALL.len()];
+            for f in &cfg.mask.fields {
+                fields[f.index()] = true;
+            }
+            let (star, label) = match &cfg.mask.replacement {
+                Replacement::Stars(c) if c.is_ascii_graphic() && !c.is_ascii_digit() => (Some(*c as u8), Vec::new()),
+                Replacement::Stars(c) => {
+                    problems.push(ConfigProblem {
+                        path: "mask.mask_char".into(),
+                        reason: format!("{c:?} must be one printable ASCII character that is not a digit"),
+                    });
+                    (Some(b'*'), Vec::new())
+                }
+                Replacement::Label(l) => (None, l.as_bytes().to_vec()),
+            };
+            Some(Mask { mode: cfg.mask.mode, star, label, fields, keys })
+        } else {
+            None
+        };
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        Ok(Compiled { noise, mask, rule_names: cfg.noise.globs.clone() })
+    }
+}
+
+/// What happens to one span, by its position in the batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    Keep,
+    /// Noise, matched by the glob with this index.
+    Noisy(u32),
+    /// A descendant of a noisy span in the same batch.
+    Descendant,
+    /// Being resolved; meeting it again means a parent cycle.
+    Visiting,
+    Unknown,
+}
+
+impl Fate {
+    fn dropped(self) -> bool {
+        matches!(self, Fate::Noisy(_) | Fate::Descendant)
+    }
+}
+
+/// The fields of a span that noise detection needs.
+struct SpanMeta<'a> {
+    trace_id: &'a [u8],
+    span_id: &'a [u8],
+    parent_id: &'a [u8],
+    rule: Option<u32>,
+}
+
+/// One change to the input, at `start..end`.
+#[derive(Debug, Clone, Copy)]
+struct Edit {
+    start: usize,
+    end: usize,
+    op: Op,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Op {
+    /// A length-prefix slot whose message kept its length.
+    Keep,
+    /// The range is left out.
+    Delete,
+    /// Every ASCII digit in the range becomes this byte.
+    Star(u8),
+    /// The range becomes `arena[from..to]`.
+    Arena { from: usize, to: usize },
+    /// The range (a length prefix) becomes this varint.
+    Len(u64),
+}
+
+/// Processes one batch into `out`.
+pub(crate) fn process(c: &Compiled, buf: &[u8], out: &mut Vec<u8>) -> Result<Stats, Error> {
+    let mut counters = Counters::new(c.rule_names.len());
+    let fates = match &c.noise {
+        Some(noise) => noise_fates(noise, buf, &mut counters).map_err(Error::Malformed)?,
+        None => None,
+    };
+    let mut walk = Walk { buf, c, edits: Vec::new(), arena: Vec::new(), counters, fates, ordinal: 0 };
+    if let Some(mask) = &c.mask {
+        walk.arena.extend_from_slice(&mask.label);
+    }
+    walk.request().map_err(Error::Malformed)?;
+    let Walk { edits, arena, counters, .. } = walk;
+    emit(buf, &edits, &arena, out);
+    Ok(counters.into_stats(&c.rule_names))
+}
+
+/// Applies `edits` (sorted, non-overlapping) to `buf`.
+fn emit(buf: &[u8], edits: &[Edit], arena: &[u8], out: &mut Vec<u8>) {
+    out.reserve(buf.len());
+    let mut at = 0;
+    for e in edits {
+        if let Op::Keep = e.op {
+            continue;
+        }
+        out.extend_from_slice(&buf[at..e.start]);
+        match e.op {
+            Op::Keep | Op::Delete => {}
+            Op::Star(c) => out.extend(buf[e.start..e.end].iter().map(|&b| if b.is_ascii_digit() { c } else { b })),
+            Op::Arena { from, to } => out.extend_from_slice(&arena[from..to]),
+            Op::Len(n) => write_varint(out, n),
+        }
+        at = e.end;
+    }
+    out.extend_from_slice(&buf[at..]);
+}
+
+fn expect(f: &Field, wire: WireType, what: &str) -> Result<(), Malformed> {
+    if f.wire == wire {
+        Ok(())
+    } else {
+        Err(malformed(f.start, format!("{what} (field {}) must be {}, found {}", f.number, wire.name(), f.wire.name())))
+    }
+}
+
+/// Calls `each` for every span in the batch, in order, with its byte range.
+/// Shared by the noise walk; the edit walk needs more context per level.
+fn for_each_span(buf: &[u8], mut each: impl FnMut(&Field) -> Result<(), Malformed>) -> Result<(), Malformed> {
+    let mut req = Fields::new(buf, 0, buf.len());
+    while let Some(rs) = req.next_field()? {
+        if rs.number != request::RESOURCE_SPANS {
+            continue;
+        }
+        expect(&rs, WireType::Len, "ExportTraceServiceRequest.resource_spans")?;
+        let mut rs_fields = Fields::new(buf, rs.body, rs.end);
+        while let Some(ss) = rs_fields.next_field()? {
+            if ss.number != resource_spans::SCOPE_SPANS && ss.number != resource_spans::LEGACY_LIBRARY_SPANS {
+                continue;
+            }
+            expect(&ss, WireType::Len, "ResourceSpans.scope_spans")?;
+            let mut ss_fields = Fields::new(buf, ss.body, ss.end);
+            while let Some(sp) = ss_fields.next_field()? {
+                if sp.number == scope_spans::SPANS {
+                    expect(&sp, WireType::Len, "ScopeSpans.spans")?;
+                    each(&sp)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Walk 1: which spans are dropped, by position; `None` when none is.
+fn noise_fates(noise: &Noise, buf: &[u8], counters: &mut Counters) -> Result<Option<Vec<Fate>>, Malformed> {
+    let mut metas: Vec<SpanMeta<'_>> = Vec::new();
+    let mut scratch = Vec::new();
+    let mut any_noisy = false;
+    for_each_span(buf, |sp| {
+        let meta = span_meta(noise, buf, sp, &mut scratch)?;
+        any_noisy |= meta.rule.is_some();
+        metas.push(meta);
+        Ok(())
+    })?;
+    if !any_noisy {
+        return Ok(None);
+    }
+    let mut fates: Vec<Fate> = metas.iter().map(|m| m.rule.map_or(Fate::Unknown, Fate::Noisy)).collect();
+    if noise.drop_descendants {
+        mark_descendants(&metas, &mut fates);
+    }
+    for f in &mut fates {
+        match *f {
+            Fate::Noisy(rule) => counters.noisy_by_rule[rule as usize] += 1,
+            Fate::Descendant => counters.dropped_descendants += 1,
+            _ => *f = Fate::Keep,
+        }
+    }
+    Ok(Some(fates))
+}
+
+fn span_meta<'a>(noise: &Noise, buf: &'a [u8], sp: &Field, scratch: &mut Vec<u8>) -> Result<SpanMeta<'a>, Malformed> {
+    let mut meta = SpanMeta { trace_id: &[], span_id: &[], parent_id: &[], rule: None };
+    let mut name: Option<&[u8]> = None;
+    let mut kind = 0;
+    let mut fields = Fields::new(buf, sp.body, sp.end);
+    while let Some(f) = fields.next_field()? {
+        match f.number {
+            span::TRACE_ID => {
+                expect(&f, WireType::Len, "Span.trace_id")?;
+                meta.trace_id = f.bytes(buf);
+            }
+            span::SPAN_ID => {
+                expect(&f, WireType::Len, "Span.span_id")?;
+                meta.span_id = f.bytes(buf);
+            }
+            span::PARENT_SPAN_ID => {
+                expect(&f, WireType::Len, "Span.parent_span_id")?;
+                meta.parent_id = f.bytes(buf);
+            }
+            span::NAME => {
+                expect(&f, WireType::Len, "Span.name")?;
+                name = Some(f.bytes(buf));
+            }
+            span::KIND => {
+                expect(&f, WireType::Varint, "Span.kind")?;
+                kind = f.varint;
+            }
+            span::ATTRIBUTES if meta.rule.is_none() => {
+                expect(&f, WireType::Len, "Span.attributes")?;
+                if let Some(value) = path_attribute(noise, buf, &f)? {
+                    meta.rule = noise.globs.first_match(path::from_attribute(value), scratch).map(|i| i as u32);
+                }
+            }
+            _ => {}
+        }
+    }
+    if meta.rule.is_none()
+        && noise.span_name
+        && kind == span::KIND_SERVER
+        && let Some(p) = name.and_then(path::from_span_name)
+    {
+        meta.rule = noise.globs.first_match(p, scratch).map(|i| i as u32);
+    }
+    Ok(meta)
+}
+
+/// The string value of a span attribute whose key is a path source.
+fn path_attribute<'a>(noise: &Noise, buf: &'a [u8], kv: &Field) -> Result<Option<&'a [u8]>, Malformed> {
+    let mut key: Option<&[u8]> = None;
+    let mut value: Option<Field> = None;
+    let mut fields = Fields::new(buf, kv.body, kv.end);
+    while let Some(f) = fields.next_field()? {
+        match f.number {
+            key_value::KEY => key = Some(f.bytes(buf)),
+            key_value::VALUE => value = Some(f),
+            _ => {}
+        }
+    }
+    let (Some(key), Some(value)) = (key, value) else { return Ok(None) };
+    if value.wire != WireType::Len || !noise.path_attributes.iter().any(|a| a == key) {
+        return Ok(None);
+    }
+    let mut string = None;
+    let mut fields = Fields::new(buf, value.body, value.end);
+    while let Some(f) = fields.next_field()? {
+        if f.number == any_value::STRING && f.wire == WireType::Len {
+            string = Some(f.bytes(buf));
+        }
+    }
+    Ok(string)
+}
+
+/// Marks every span whose parent chain, within its trace and this batch,
+/// reaches a noisy span. Parents are found by binary search over spans
+/// sorted by (trace id, span id): no hashing, so crafted ids cannot slow it.
+fn mark_descendants(metas: &[SpanMeta<'_>], fates: &mut [Fate]) {
+    let mut by_id: Vec<u32> = (0..metas.len() as u32).filter(|&i| !metas[i as usize].span_id.is_empty()).collect();
+    let key = |i: u32| (metas[i as usize].trace_id, metas[i as usize].span_id);
+    by_id.sort_unstable_by(|&a, &b| key(a).cmp(&key(b)));
+    let parent_of = |i: usize| -> Option<usize> {
+        let m = &metas[i];
+        if m.parent_id.is_empty() {
+            return None;
+        }
+        by_id
+            .binary_search_by(|&j| match metas[j as usize].trace_id.cmp(m.trace_id) {
+                Ordering::Equal => metas[j as usize].span_id.cmp(m.parent_id),
+                o => o,
+            })
+            .ok()
+            .map(|pos| by_id[pos] as usize)
+    };
+    let mut chain = Vec::new();
+    for start in 0..metas.len() {
+        if fates[start] != Fate::Unknown {
+            continue;
+        }
+        let mut at = start;
+        let dropped = loop {
+            match fates[at] {
+                Fate::Unknown => {}
+                Fate::Visiting => break false, // a parent cycle: not descended from noise
+                f => break f.dropped(),
+            }
+            fates[at] = Fate::Visiting;
+            chain.push(at);
+            match parent_of(at) {
+                Some(p) => at = p,
+                None => break false,
+            }
+        };
+        for i in chain.drain(..) {
+            fates[i] = if dropped { Fate::Descendant } else { Fate::Keep };
+        }
+    }
+}
+
+/// Walk 2: validates the batch and records the edits.
+struct Walk<'a, 'c> {
+    buf: &'a [u8],
+    c: &'c Compiled,
+    edits: Vec<Edit>,
+    arena: Vec<u8>,
+    counters: Counters,
+    fates: Option<Vec<Fate>>,
+    /// Position of the next span in the batch, to look up its fate.
+    ordinal: usize,
+}
+
+/// Change in a message's encoded size caused by the edits inside it.
+type Delta = isize;
+
+impl Walk<'_, '_> {
+    /// Walks the length-delimited field `f` with `inner`, then records a new
+    /// length prefix if its payload changed size. Returns the change in the
+    /// whole field's size.
+    #[inline]
+    fn nested(&mut self, f: &Field, inner: impl FnOnce(&mut Self, usize, usize) -> Result<Delta, Malformed>) -> Result<Delta, Malformed> {
+        let slot = self.edits.len();
+        self.edits.push(Edit { start: f.len_at, end: f.body, op: Op::Keep });
+        let delta = inner(self, f.body, f.end)?;
+        if self.edits.len() == slot + 1 {
+            // Nothing inside changed: drop the slot again.
+            self.edits.pop();
+            return Ok(0);
+        }
+        if delta == 0 {
+            // Same length: the original prefix bytes stay as they were.
+            return Ok(0);
+        }
+        let new_len = ((f.end - f.body) as isize + delta) as u64;
+        self.edits[slot].op = Op::Len(new_len);
+        Ok(delta + varint_len(new_len) as isize - (f.body - f.len_at) as isize)
+    }
+
+    /// Replaces the whole field `f` by nothing.
+    fn delete(&mut self, f: &Field, first_edit: usize) -> Delta {
+        self.edits.truncate(first_edit);
+        self.edits.push(Edit { start: f.start, end: f.end, op: Op::Delete });
+        -((f.end - f.start) as isize)
+    }
+
+    fn request(&mut self) -> Result<(), Malformed> {
+        let mut fields = Fields::new(self.buf, 0, self.buf.len());
+        while let Some(f) = fields.next_field()? {
+            if f.number == request::RESOURCE_SPANS {
+                expect(&f, WireType::Len, "ExportTraceServiceRequest.resource_spans")?;
+                let first = self.edits.len();
+                let mut counts = SpanCounts::default();
+                self.nested(&f, |w, s, e| w.resource_spans(s, e, &mut counts))?;
+                if counts.emptied() {
+                    self.delete(&f, first);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn resource_spans(&mut self, start: usize, end: usize, counts: &mut SpanCounts) -> Result<Delta, Malformed> {
+        let mut delta = 0;
+        let mut fields = Fields::new(self.buf, start, end);
+        while let Some(f) = fields.next_field()? {
+            match f.number {
+                resource_spans::RESOURCE => {
+                    expect(&f, WireType::Len, "ResourceSpans.resource")?;
+                    delta += self.nested(&f, |w, s, e| {
+                        w.attributes_in(s, e, resource::ATTRIBUTES, FieldKind::ResourceAttribute, "Resource.attributes")
+                    })?;
+                }
+                resource_spans::SCOPE_SPANS | resource_spans::LEGACY_LIBRARY_SPANS => {
+                    expect(&f, WireType::Len, "ResourceSpans.scope_spans")?;
+                    let first = self.edits.len();
+                    let mut inner = SpanCounts::default();
+                    let d = self.nested(&f, |w, s, e| w.scope_spans(s, e, &mut inner))?;
+                    delta += if inner.emptied() { self.delete(&f, first) } else { d };
+                    counts.total += inner.total;
+                    counts.kept += inner.kept;
+                }
+                _ => {}
+            }
+        }
+        Ok(delta)
+    }
+
+    fn scope_spans(&mut self, start: usize, end: usize, counts: &mut SpanCounts) -> Result<Delta, Malformed> {
+        let mut delta = 0;
+        let mut fields = Fields::new(self.buf, start, end);
+        while let Some(f) = fields.next_field()? {
+            match f.number {
+                scope_spans::SCOPE => {
+                    expect(&f, WireType::Len, "ScopeSpans.scope")?;
+                    delta += self.nested(&f, |w, s, e| w.scope(s, e))?;
+                }
+                scope_spans::SPANS => {
+                    expect(&f, WireType::Len, "ScopeSpans.spans")?;
+                    counts.total += 1;
+                    self.counters.spans_in += 1;
+                    let fate = self.fates.as_ref().and_then(|f| f.get(self.ordinal).copied()).unwrap_or(Fate::Keep);
+                    self.ordinal += 1;
+                    if fate.dropped() {
+                        // Still walked, unmasked, so a malformed dropped span
+                        // fails the batch as it would if it were kept.
+                        let first = self.edits.len();
+                        self.span(f.body, f.end, false)?;
+                        delta += self.delete(&f, first);
+                    } else {
+                        counts.kept += 1;
+                        delta += self.nested(&f, |w, s, e| w.span(s, e, true))?;
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(delta)
+    }
+
+    fn scope(&mut self, start: usize, end: usize) -> Result<Delta, Malformed> {
+        let mut delta = 0;
+        let mut fields = Fields::new(self.buf, start, end);
+        while let Some(f) = fields.next_field()? {
+            match f.number {
+                scope::NAME | scope::VERSION => {
+                    expect(&f, WireType::Len, "InstrumentationScope.name")?;
+                    delta += self.text(&f, FieldKind::ScopeInfo, true);
+                }
+                scope::ATTRIBUTES => {
+                    expect(&f, WireType::Len, "InstrumentationScope.attributes")?;
+                    delta += self.nested(&f, |w, s, e| w.key_value(s, e, FieldKind::ScopeAttribute, true, 0))?;
+                }
+                _ => {}
+            }
+        }
+        Ok(delta)
+    }
+
+    /// The repeated KeyValue field `number` of the message at `start..end`.
+    fn attributes_in(&mut self, start: usize, end: usize, number: u32, kind: FieldKind, what: &str) -> Result<Delta, Malformed> {
+        let mut delta = 0;
+        let mut fields = Fields::new(self.buf, start, end);
+        while let Some(f) = fields.next_field()? {
+            if f.number == number {
+                expect(&f, WireType::Len, what)?;
+                delta += self.nested(&f, |w, s, e| w.key_value(s, e, kind, true, 0))?;
+            }
+        }
+        Ok(delta)
+    }
+
+    fn span(&mut self, start: usize, end: usize, scan: bool) -> Result<Delta, Malformed> {
+        let mut delta = 0;
+        let mut fields = Fields::new(self.buf, start, end);
+        while let Some(f) = fields.next_field()? {
+            match f.number {
+                span::TRACE_ID | span::SPAN_ID | span::PARENT_SPAN_ID => expect(&f, WireType::Len, "Span id")?,
+                span::KIND => expect(&f, WireType::Varint, "Span.kind")?,
+                span::NAME => {
+                    expect(&f, WireType::Len, "Span.name")?;
+                    delta += self.text(&f, FieldKind::SpanName, scan);
+                }
+                span::TRACE_STATE => {
+                    expect(&f, WireType::Len, "Span.trace_state")?;
+                    delta += self.text(&f, FieldKind::TraceState, scan);
+                }
+                span::ATTRIBUTES => {
+                    expect(&f, WireType::Len, "Span.attributes")?;
+                    delta += self.nested(&f, |w, s, e| w.key_value(s, e, FieldKind::SpanAttribute, scan, 0))?;
+                }
+                span::EVENTS => {
+                    expect(&f, WireType::Len, "Span.events")?;
+                    delta += self.nested(&f, |w, s, e| w.event(s, e, scan))?;
+                }
+                span::LINKS => {
+                    expect(&f, WireType::Len, "Span.links")?;
+                    delta += self.nested(&f, |w, s, e| w.link(s, e, scan))?;
+                }
+                span::STATUS => {
+                    expect(&f, WireType::Len, "Span.status")?;
+                    delta += self.nested(&f, |w, s, e| w.status(s, e, scan))?;
+                }
+                _ => {}
+            }
+        }
+        Ok(delta)
+    }
+
+    fn event(&mut self, start: usize, end: usize, scan: bool) -> Result<Delta, Malformed> {
+        let mut delta = 0;
+        let mut fields = Fields::new(self.buf, start, end);
+        while let Some(f) = fields.next_field()? {
+            match f.number {
+                event::NAME => {
+                    expect(&f, WireType::Len, "Span.Event.name")?;
+                    delta += self.text(&f, FieldKind::EventName, scan);
+                }
+                event::ATTRIBUTES => {
+                    expect(&f, WireType::Len, "Span.Event.attributes")?;
+                    delta += self.nested(&f, |w, s, e| w.key_value(s, e, FieldKind::EventAttribute, scan, 0))?;
+                }
+                _ => {}
+            }
+        }
+        Ok(delta)
+    }
+
+    fn link(&mut self, start: usize, end: usize, scan: bool) -> Result<Delta, Malformed> {
+        let mut delta = 0;
+        let mut fields = Fields::new(self.buf, start, end);
+        while let Some(f) = fields.next_field()? {
+            match f.number {
+                link::TRACE_STATE => {
+                    expect(&f, WireType::Len, "Span.Link.trace_state")?;
+                    delta += self.text(&f, FieldKind::TraceState, scan);
+                }
+                link::ATTRIBUTES => {
+                    expect(&f, WireType::Len, "Span.Link.attributes")?;
+                    delta += self.nested(&f, |w, s, e| w.key_value(s, e, FieldKind::LinkAttribute, scan, 0))?;
+                }
+                _ => {}
+            }
+        }
+        Ok(delta)
+    }
+
+    fn status(&mut self, start: usize, end: usize, scan: bool) -> Result<Delta, Malformed> {
+        let mut delta = 0;
+        let mut fields = Fields::new(self.buf, start, end);
+        while let Some(f) = fields.next_field()? {
+            if f.number == status::MESSAGE {
+                expect(&f, WireType::Len, "Status.message")?;
+                delta += self.text(&f, FieldKind::StatusMessage, scan);
+            }
+        }
+        Ok(delta)
+    }
+
+    /// A KeyValue. `scan` says whether values may be masked at all; the key
+    /// scope (`mask.scope.keys`) applies to top-level keys only (`depth` 0),
+    /// and nested values inherit their top-level key's verdict.
+    fn key_value(&mut self, start: usize, end: usize, kind: FieldKind, scan: bool, depth: usize) -> Result<Delta, Malformed> {
+        let mut scan_values = scan && self.scans(kind);
+        if scan_values
+            && depth == 0
+            && let Some(keys) = self.c.mask.as_ref().and_then(|m| m.keys.as_ref())
+        {
+            scan_values = self.key_matches(keys, start, end)?;
+        }
+        let mut delta = 0;
+        let mut fields = Fields::new(self.buf, start, end);
+        while let Some(f) = fields.next_field()? {
+            match f.number {
+                key_value::KEY => {
+                    expect(&f, WireType::Len, "KeyValue.key")?;
+                    delta += self.text(&f, FieldKind::AttributeKey, scan);
+                }
+                key_value::VALUE => {
+                    expect(&f, WireType::Len, "KeyValue.value")?;
+                    delta += self.nested(&f, |w, s, e| w.any_value(s, e, kind, scan_values, depth))?;
+                }
+                _ => {}
+            }
+        }
+        Ok(delta)
+    }
+
+    /// Whether the KeyValue at `start..end` has a key in the key scope.
+    fn key_matches(&self, keys: &GlobList, start: usize, end: usize) -> Result<bool, Malformed> {
+        let mut key: &[u8] = &[];
+        let mut fields = Fields::new(self.buf, start, end);
+        while let Some(f) = fields.next_field()? {
+            if f.number == key_value::KEY {
+                key = f.bytes(self.buf);
+            }
+        }
+        Ok(keys.is_match(key, &mut Vec::new()))
+    }
+
+    fn any_value(&mut self, start: usize, end: usize, kind: FieldKind, scan: bool, depth: usize) -> Result<Delta, Malformed> {
+        let mut delta = 0;
+        let mut fields = Fields::new(self.buf, start, end);
+        while let Some(f) = fields.next_field()? {
+            match f.number {
+                any_value::STRING | any_value::BYTES => {
+                    expect(&f, WireType::Len, "AnyValue string or bytes")?;
+                    if scan {
+                        delta += self.text(&f, kind, true);
+                    }
+                }
+                any_value::BOOL => expect(&f, WireType::Varint, "AnyValue.bool_value")?,
+                any_value::INT => {
+                    expect(&f, WireType::Varint, "AnyValue.int_value")?;
+                    if scan {
+                        delta += self.number(&f, f.varint as i64, kind);
+                    }
+                }
+                any_value::DOUBLE => {
+                    expect(&f, WireType::Fixed64, "AnyValue.double_value")?;
+                    if scan {
+                        let bytes: [u8; 8] = self.buf[f.body..f.end].try_into().unwrap_or_default();
+                        let v = f64::from_le_bytes(bytes);
+                        // Only whole numbers can spell an 11-digit run; the
+                        // range check also keeps the cast exact.
+                        if v.fract() == 0.0 && v.abs() >= 1e9 && v.abs() < 1e11 {
+                            delta += self.number(&f, v as i64, kind);
+                        }
+                    }
+                }
+                any_value::ARRAY | any_value::KVLIST => {
+                    expect(&f, WireType::Len, "AnyValue array or kvlist")?;
+                    if depth + 1 >= MAX_VALUE_DEPTH {
+                        return Err(malformed(f.start, format!("attribute value nested deeper than {MAX_VALUE_DEPTH} levels")));
+                    }
+                    let is_array = f.number == any_value::ARRAY;
+                    delta += self.nested(&f, |w, s, e| w.list(s, e, kind, scan, depth + 1, is_array))?;
+                }
+                _ => {}
+            }
+        }
+        Ok(delta)
+    }
+
+    /// ArrayValue (`values` are AnyValues) or KeyValueList (`values` are KeyValues).
+    fn list(&mut self, start: usize, end: usize, kind: FieldKind, scan: bool, depth: usize, is_array: bool) -> Result<Delta, Malformed> {
+        let mut delta = 0;
+        let mut fields = Fields::new(self.buf, start, end);
+        while let Some(f) = fields.next_field()? {
+            if f.number == LIST_VALUES {
+                expect(&f, WireType::Len, if is_array { "ArrayValue.values" } else { "KeyValueList.values" })?;
+                delta += if is_array {
+                    self.nested(&f, |w, s, e| w.any_value(s, e, kind, scan, depth))?
+                } else {
+                    self.nested(&f, |w, s, e| w.key_value(s, e, kind, scan, depth))?
+                };
+            }
+        }
+        Ok(delta)
+    }
+
+    fn scans(&self, kind: FieldKind) -> bool {
+        self.c.mask.as_ref().is_some_and(|m| m.fields[kind.index()])
+    }
+
+    /// Masks the numbers in the payload of the string or bytes field `f`.
+    fn text(&mut self, f: &Field, kind: FieldKind, scan: bool) -> Delta {
+        if !scan {
+            return 0;
+        }
+        let Some(mask) = self.c.mask.as_ref() else { return 0 };
+        if !mask.fields[kind.index()] {
+            return 0;
+        }
+        let text = &self.buf[f.body..f.end];
+        if !fnr::may_contain(text) {
+            return 0;
+        }
+        let first = self.edits.len();
+        let (edits, counters, base) = (&mut self.edits, &mut self.counters, f.body);
+        let mut delta = 0;
+        fnr::scan(text, mask.mode, |found| {
+            counters.masked(found.detector, kind);
+            let (start, end) = (base + found.start, base + found.end);
+            let op = match mask.star {
+                Some(c) => Op::Star(c),
+                None => {
+                    delta += mask.label.len() as isize - (end - start) as isize;
+                    Op::Arena { from: 0, to: mask.label.len() }
+                }
+            };
+            edits.push(Edit { start, end, op });
+        });
+        if delta != 0 {
+            // The text changed length: its own prefix must change too.
+            let new_len = (f.end - f.body) as isize + delta;
+            // It goes before the replacements just recorded: edits stay in order.
+            self.edits.insert(first, Edit { start: f.len_at, end: f.body, op: Op::Len(new_len as u64) });
+            delta += varint_len(new_len as u64) as isize - (f.body - f.len_at) as isize;
+        }
+        delta
+    }
+
+    /// Masks an int (or whole double) value whose decimal form holds a
+    /// personal number; the field becomes a string field with the masked text.
+    fn number(&mut self, f: &Field, v: i64, kind: FieldKind) -> Delta {
+        let Some(mask) = self.c.mask.as_ref() else { return 0 };
+        let Some((digits, padded)) = int_digits(v) else { return 0 };
+        // A padded 10-digit int only counts when it validates, even in
+        // `any11`: most 10-digit ints are epoch seconds.
+        let mode = if padded { Mode::Validated } else { mask.mode };
+        let mut found_any = None;
+        fnr::scan(&digits, mode, |found| found_any = Some(found));
+        let Some(found) = found_any else { return 0 };
+        self.counters.masked(found.detector, kind);
+        let sign: &[u8] = if v < 0 { b"-" } else { b"" };
+        let masked: Vec<u8> = match mask.star {
+            Some(c) => [sign, &[c; 11]].concat(),
+            None => [sign, &mask.label].concat(),
+        };
+        let from = self.arena.len();
+        self.arena.push(((any_value::STRING << 3) | 2) as u8);
+        write_varint(&mut self.arena, masked.len() as u64);
+        self.arena.extend_from_slice(&masked);
+        let to = self.arena.len();
+        self.edits.push(Edit { start: f.start, end: f.end, op: Op::Arena { from, to } });
+        (to - from) as isize - (f.end - f.start) as isize
+    }
+}
+
+/// The 11 decimal digits of an int that could be a personal number, and
+/// whether they were zero-padded: a 10-digit value is a number whose leading
+/// zero the integer type dropped (everyone born on the 1st to the 9th).
+fn int_digits(v: i64) -> Option<([u8; 11], bool)> {
+    let mut abs = v.unsigned_abs();
+    if !(1_000_000_000..100_000_000_000).contains(&abs) {
+        return None;
+    }
+    let padded = abs < 10_000_000_000;
+    let mut digits = [b'0'; 11];
+    for d in digits.iter_mut().rev() {
+        *d = b'0' + (abs % 10) as u8;
+        abs /= 10;
+    }
+    Some((digits, padded))
+}
+
+/// Spans seen and kept under one ResourceSpans or ScopeSpans.
+#[derive(Default)]
+struct SpanCounts {
+    total: u64,
+    kept: u64,
+}
+
+impl SpanCounts {
+    /// Had spans, and drops removed all of them: the container goes too.
+    fn emptied(&self) -> bool {
+        self.total > 0 && self.kept == 0
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,444 @@
+//! Table-driven tests of the walker, with batches built from the
+//! `opentelemetry-proto` prost types.
+
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, ArrayValue, InstrumentationScope, KeyValue, KeyValueList, any_value::Value};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::span::{Event, Link, SpanKind};
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
+use prost::Message;
+
+use crate::{Error, Processor};
+
+/// A valid fødselsnummer (01.01.1990, individual 121; check digits 3 and 8 by the mod-11 rules).
+const FNR: &str = "01019012138";
+
+fn kv(key: &str, v: Value) -> KeyValue {
+    KeyValue { key: key.into(), value: Some(AnyValue { value: Some(v) }), ..Default::default() }
+}
+
+fn s(v: &str) -> Value {
+    Value::StringValue(v.into())
+}
+
+fn span(trace: u8, id: u8, parent: u8, name: &str, attrs: Vec<KeyValue>) -> Span {
+    Span {
+        trace_id: vec![trace; 16],
+        span_id: vec![id; 8],
+        parent_span_id: if parent == 0 { vec![] } else { vec![parent; 8] },
+        name: name.into(),
+        kind: SpanKind::Internal as i32,
+        attributes: attrs,
+        ..Default::default()
+    }
+}
+
+fn batch(scopes: Vec<Vec<Span>>) -> ExportTraceServiceRequest {
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource { attributes: vec![kv("service.name", s("svc"))], ..Default::default() }),
+            scope_spans: scopes.into_iter().map(|spans| ScopeSpans { spans, ..Default::default() }).collect(),
+            schema_url: String::new(),
+        }],
+    }
+}
+
+fn run(config: &str, req: &ExportTraceServiceRequest) -> (ExportTraceServiceRequest, crate::Stats, Vec<u8>) {
+    let p = Processor::new(config).unwrap();
+    let out = p.process(&req.encode_to_vec()).unwrap();
+    let decoded = ExportTraceServiceRequest::decode(out.batch.as_slice()).expect("output must decode");
+    (decoded, out.stats, out.batch)
+}
+
+fn span_names(req: &ExportTraceServiceRequest) -> Vec<String> {
+    req.resource_spans.iter().flat_map(|r| &r.scope_spans).flat_map(|s| &s.spans).map(|s| s.name.clone()).collect()
+}
+
+fn count(list: &[crate::Count], name: &str) -> u64 {
+    list.iter().find(|c| c.name == name).map_or(0, |c| c.value)
+}
+
+/// Scenario: each default path source carries a health-check path.
+/// Guarantees: the span is dropped, whichever source names the path.
+#[test]
+fn noise_is_found_in_every_path_source() {
+    let cases: Vec<(&str, Span)> = vec![
+        ("url.path", span(1, 1, 0, "a", vec![kv("url.path", s("/isAlive"))])),
+        ("http.target with query", span(1, 1, 0, "a", vec![kv("http.target", s("/internal/health?verbose=1"))])),
+        ("http.route", span(1, 1, 0, "a", vec![kv("http.route", s("/actuator/{endpoint}"))])),
+        ("url.full", span(1, 1, 0, "a", vec![kv("url.full", s("http://svc:8080/metrics?x=1#f"))])),
+        ("http.url", span(1, 1, 0, "a", vec![kv("http.url", s("https://svc/app/prometheus"))])),
+        ("case-insensitive", span(1, 1, 0, "a", vec![kv("url.path", s("/ISREADY"))])),
+        ("server span name", Span { kind: SpanKind::Server as i32, ..span(1, 1, 0, "GET /internal/status", vec![]) }),
+    ];
+    for (what, sp) in cases {
+        let (out, stats, _) = run("{}", &batch(vec![vec![sp, span(2, 2, 0, "keep", vec![])]]));
+        assert_eq!(span_names(&out), ["keep"], "{what}");
+        assert_eq!(stats.spans_dropped, 1, "{what}");
+    }
+}
+
+/// Scenario: paths that the platform's old `.*metrics` regex over-matched.
+/// Guarantees: they are kept, as is a client span whose name looks like a path.
+#[test]
+fn near_misses_are_not_noise() {
+    let cases: Vec<Span> = vec![
+        span(1, 1, 0, "a", vec![kv("url.path", s("/api/user-metrics"))]),
+        span(1, 2, 0, "b", vec![kv("url.path", s("/api/actuator-report"))]),
+        span(1, 3, 0, "c", vec![kv("http.target", s("/api/orders?next=/metrics"))]),
+        Span { kind: SpanKind::Client as i32, ..span(1, 4, 0, "GET /metrics", vec![]) },
+        span(1, 5, 0, "e", vec![kv("url.path", Value::IntValue(7))]),
+    ];
+    let req = batch(vec![cases]);
+    let (out, stats, bytes) = run("{}", &req);
+    assert_eq!(span_names(&out).len(), 5);
+    assert_eq!(stats.spans_dropped, 0);
+    assert_eq!(bytes, req.encode_to_vec());
+}
+
+/// Scenario: a health check with a child in another scope, a grandchild, and
+/// a span of another trace that reuses the child's span id.
+/// Guarantees: the whole subtree goes, counted apart; the other trace stays.
+#[test]
+fn noise_drops_descendants_across_scopes_within_the_trace() {
+    let root = span(1, 1, 0, "GET /isAlive", vec![kv("url.path", s("/isAlive"))]);
+    let child = span(1, 2, 1, "db ping", vec![]);
+    let grandchild = span(1, 3, 2, "socket", vec![]);
+    let other_trace = span(9, 2, 1, "other trace, same ids", vec![]);
+    let unrelated = span(1, 4, 0, "sibling root", vec![]);
+    let req = batch(vec![vec![grandchild, root, unrelated], vec![child, other_trace]]);
+    let (out, stats, _) = run("{}", &req);
+    assert_eq!(span_names(&out), ["sibling root", "other trace, same ids"]);
+    assert_eq!((stats.spans_in, stats.spans_out, stats.spans_dropped), (5, 2, 3));
+    assert_eq!(stats.dropped_descendants, 2);
+    assert_eq!(count(&stats.dropped_by_rule, "*/isAlive"), 1);
+
+    let (out, stats, _) = run(r#"{"noise": {"drop_descendants": false}}"#, &req);
+    assert_eq!(span_names(&out).len(), 4);
+    assert_eq!(stats.dropped_descendants, 0);
+}
+
+/// Scenario: spans whose parent chains loop.
+/// Guarantees: the walk terminates and keeps them.
+#[test]
+fn parent_cycles_terminate() {
+    let a = span(1, 1, 2, "a", vec![]);
+    let b = span(1, 2, 1, "b", vec![]);
+    let noisy = span(1, 3, 0, "n", vec![kv("url.path", s("/metrics"))]);
+    let selfish = span(1, 4, 4, "self", vec![]);
+    let (out, _, _) = run("{}", &batch(vec![vec![a, b, noisy, selfish]]));
+    assert_eq!(span_names(&out), ["a", "b", "self"]);
+}
+
+/// Scenario: every span of a scope, then of a resource, is noise.
+/// Guarantees: emptied ScopeSpans and ResourceSpans go; untouched ones stay.
+#[test]
+fn emptied_containers_are_removed() {
+    let noisy = || span(1, 1, 0, "n", vec![kv("url.path", s("/metrics"))]);
+    let mut req = batch(vec![vec![noisy()], vec![span(2, 2, 0, "keep", vec![])]]);
+    req.resource_spans.push(batch(vec![vec![noisy()]]).resource_spans.remove(0));
+    let (out, _, _) = run("{}", &req);
+    assert_eq!(out.resource_spans.len(), 1);
+    assert_eq!(out.resource_spans[0].scope_spans.len(), 1);
+    assert_eq!(span_names(&out), ["keep"]);
+
+    let (out, stats, _) = run("{}", &batch(vec![vec![noisy()]]));
+    assert!(out.resource_spans.is_empty());
+    assert_eq!(stats.spans_out, 0);
+}
+
+/// Scenario: a number planted in each field kind of the data model.
+/// Guarantees: each is masked, counted under its field kind, and the output
+/// decodes.
+#[test]
+fn masking_reaches_every_field_kind() {
+    let fnr_int: i64 = FNR.parse().unwrap();
+    let mut sp = span(
+        1,
+        1,
+        0,
+        &format!("lookup {FNR}"),
+        vec![
+            kv("db.statement", s(&format!("SELECT * FROM p WHERE fnr='{FNR}'"))),
+            kv("messaging.kafka.message.key", Value::IntValue(fnr_int)),
+            kv("raw", Value::BytesValue(FNR.as_bytes().to_vec())),
+            kv("dbl", Value::DoubleValue(fnr_int as f64)),
+            kv("list", Value::ArrayValue(ArrayValue { values: vec![AnyValue { value: Some(s(FNR)) }] })),
+            kv(
+                "map",
+                Value::KvlistValue(KeyValueList {
+                    values: vec![kv("deep", Value::KvlistValue(KeyValueList { values: vec![kv("x", s(FNR))] }))],
+                }),
+            ),
+            kv(&format!("person.{FNR}"), Value::BoolValue(true)),
+        ],
+    );
+    sp.trace_state = format!("vendor=p{FNR}");
+    sp.events = vec![Event {
+        name: format!("e {FNR}"),
+        attributes: vec![kv("exception.message", s(&format!("no person {FNR}")))],
+        ..Default::default()
+    }];
+    sp.links = vec![Link { trace_id: vec![3; 16], span_id: vec![3; 8], attributes: vec![kv("k", s(FNR))], ..Default::default() }];
+    sp.status = Some(Status { message: format!("failed for {FNR}"), code: 2 });
+    let mut req = batch(vec![vec![sp]]);
+    req.resource_spans[0].resource.as_mut().unwrap().attributes.push(kv("host.user", s(FNR)));
+    req.resource_spans[0].scope_spans[0].scope =
+        Some(InstrumentationScope { name: format!("lib-{FNR}"), attributes: vec![kv("a", s(FNR))], ..Default::default() });
+
+    let (out, stats, bytes) = run("{}", &req);
+    assert!(!String::from_utf8_lossy(&bytes).contains(FNR), "a number survived");
+    let by_field: Vec<(String, u64)> = stats.masked_by_field.iter().map(|c| (c.name.clone(), c.value)).collect();
+    let expect = [
+        ("span-name", 1),
+        ("span-attribute", 6),
+        ("event-name", 1),
+        ("event-attribute", 1),
+        ("link-attribute", 1),
+        ("status-message", 1),
+        ("resource-attribute", 1),
+        ("scope-attribute", 1),
+        ("scope-info", 1),
+        ("trace-state", 1),
+        ("attribute-key", 1),
+    ];
+    assert_eq!(by_field, expect.map(|(n, v)| (n.to_string(), v)));
+    assert_eq!(stats.values_masked, 16);
+    assert_eq!(count(&stats.masked_by_detector, "fnr"), 16);
+    let sp = &out.resource_spans[0].scope_spans[0].spans[0];
+    assert_eq!(sp.name, "lookup ***********");
+    // The int became the masked string, keeping its length.
+    assert_eq!(sp.attributes[1].value.as_ref().unwrap().value, Some(s("***********")));
+    assert_eq!(sp.attributes[2].value.as_ref().unwrap().value, Some(Value::BytesValue(b"***********".to_vec())));
+    assert_eq!(sp.attributes[3].value.as_ref().unwrap().value, Some(s("***********")));
+    assert_eq!(sp.attributes[6].key, "person.***********");
+}
+
+/// Scenario: label replacement changes lengths at every nesting level.
+/// Guarantees: every length prefix is rewritten so the output decodes to the
+/// same structure with labels in place.
+#[test]
+fn label_replacement_rewrites_lengths() {
+    let long = format!("{} {FNR}", "x".repeat(200)); // a two-byte length prefix that shrinks
+    let sp = span(
+        1,
+        1,
+        0,
+        "n",
+        vec![
+            kv("db.statement", s(&long)),
+            kv("k", Value::IntValue(FNR.parse().unwrap())),
+            kv("m", Value::KvlistValue(KeyValueList { values: vec![kv("x", s(&format!("{FNR}-{FNR}")))] })),
+        ],
+    );
+    let (out, stats, _) = run(r#"{"mask": {"replacement": "label", "label": "[fnr]"}}"#, &batch(vec![vec![sp]]));
+    let sp = &out.resource_spans[0].scope_spans[0].spans[0];
+    assert_eq!(sp.attributes[0].value.as_ref().unwrap().value, Some(s(&format!("{} [fnr]", "x".repeat(200)))));
+    assert_eq!(sp.attributes[1].value.as_ref().unwrap().value, Some(s("[fnr]")));
+    let Some(Value::KvlistValue(m)) = &sp.attributes[2].value.as_ref().unwrap().value else { panic!() };
+    assert_eq!(m.values[0].value.as_ref().unwrap().value, Some(s("[fnr]-[fnr]")));
+    assert_eq!(stats.values_masked, 4);
+}
+
+/// Scenario: an invalid 11-digit run, a 12-digit run and a split-form number.
+/// Guarantees: `validated` masks only the valid number; `any11` masks every
+/// standalone 11-digit run; longer runs are never touched.
+#[test]
+fn modes_differ_only_on_invalid_runs() {
+    let text = format!("order 12345678901 ts 123456789012 p {}-{}", &FNR[..6], &FNR[6..]);
+    let sp = span(1, 1, 0, &text, vec![]);
+    let (out, _, _) = run("{}", &batch(vec![vec![sp.clone()]]));
+    assert_eq!(span_names(&out), ["order 12345678901 ts 123456789012 p ******-*****"]);
+    let (out, stats, _) = run(r#"{"mask": {"mode": "any11"}}"#, &batch(vec![vec![sp]]));
+    assert_eq!(span_names(&out), ["order *********** ts 123456789012 p ******-*****"]);
+    assert_eq!(count(&stats.masked_by_detector, "any11"), 2);
+}
+
+/// Scenario: the scope is narrowed to two keys and span attributes only.
+/// Guarantees: only values under those keys are masked.
+#[test]
+fn scope_narrows_to_keys() {
+    let cfg = r#"{"mask": {"scope": {"fields": ["span-attribute"], "keys": ["db.statement", "messaging.*.key"]}}}"#;
+    let sp = span(1, 1, 0, FNR, vec![kv("db.statement", s(FNR)), kv("messaging.kafka.key", s(FNR)), kv("other", s(FNR))]);
+    let (out, _, _) = run(cfg, &batch(vec![vec![sp]]));
+    let sp = &out.resource_spans[0].scope_spans[0].spans[0];
+    assert_eq!(sp.name, FNR);
+    let vals: Vec<_> = sp.attributes.iter().map(|a| a.value.clone().unwrap().value.unwrap()).collect();
+    assert_eq!(vals, [s("***********"), s("***********"), s(FNR)]);
+}
+
+/// Appends a length-delimited field to `out`.
+fn ld(out: &mut Vec<u8>, field: u32, body: &[u8]) {
+    crate::wire::write_varint(out, u64::from(field << 3 | 2));
+    crate::wire::write_varint(out, body.len() as u64);
+    out.extend_from_slice(body);
+}
+
+/// A batch built by hand with unknown fields in Span, ScopeSpans,
+/// ResourceSpans, KeyValue, AnyValue and the request, plus a non-canonical
+/// (padded) length prefix.
+fn batch_with_unknown_fields(second_name: &str) -> (Vec<u8>, Vec<u8>) {
+    let unknown = |out: &mut Vec<u8>| {
+        ld(out, 99, b"future field 12345678901");
+        out.extend_from_slice(&[0xa8, 0x06, 0x2a]); // field 101 varint 42
+    };
+    let mut any = s(FNR).encode_to_vec_any();
+    unknown(&mut any);
+    let mut attr = Vec::new();
+    ld(&mut attr, 1, b"k");
+    ld(&mut attr, 2, &any);
+    unknown(&mut attr);
+    let mut untouched = span(1, 1, 0, "untouched", vec![]).encode_to_vec();
+    unknown(&mut untouched);
+    // Non-canonical two-byte length for the name field: 0x85 0x00 = 5.
+    untouched.extend_from_slice(&[0x2a, 0x85, 0x00]);
+    untouched.extend_from_slice(b"again");
+    let mut masked = span(1, 2, 0, second_name, vec![]).encode_to_vec();
+    ld(&mut masked, 9, &attr);
+    unknown(&mut masked);
+    let mut scope = Vec::new();
+    ld(&mut scope, 2, &untouched);
+    ld(&mut scope, 2, &masked);
+    unknown(&mut scope);
+    let mut rs = Vec::new();
+    ld(&mut rs, 2, &scope);
+    unknown(&mut rs);
+    let mut req = Vec::new();
+    ld(&mut req, 1, &rs);
+    unknown(&mut req);
+    (req, untouched)
+}
+
+trait EncodeAny {
+    fn encode_to_vec_any(&self) -> Vec<u8>;
+}
+impl EncodeAny for Value {
+    fn encode_to_vec_any(&self) -> Vec<u8> {
+        AnyValue { value: Some(self.clone()) }.encode_to_vec()
+    }
+}
+
+/// Scenario: unknown fields at every level, next to a masked value.
+/// Guarantees: the untouched span comes out byte-identical, unknown fields
+/// and padded varints included; only the planted number's digits change.
+#[test]
+fn unknown_fields_and_untouched_spans_survive_byte_for_byte() {
+    let (input, untouched) = batch_with_unknown_fields("x");
+    let p = Processor::new("{}").unwrap();
+    let out = p.process(&input).unwrap();
+    assert_eq!(out.stats.values_masked, 1);
+    assert_eq!(out.batch.len(), input.len());
+    let expected: Vec<u8> = {
+        let mut e = input.clone();
+        // Only the number inside the known AnyValue string changes; the
+        // unknown field 99 is opaque and kept.
+        let at = input.windows(11).position(|w| w == FNR.as_bytes()).unwrap();
+        e[at..at + 11].copy_from_slice(b"***********");
+        e
+    };
+    assert_eq!(out.batch, expected);
+    assert!(out.batch.windows(untouched.len()).any(|w| w == untouched.as_slice()));
+}
+
+/// Scenario: nothing to drop or mask, or every rule switched off.
+/// Guarantees: not one byte changes.
+#[test]
+fn empty_rule_set_changes_no_byte() {
+    let (input, _) = batch_with_unknown_fields("x");
+    let off = Processor::new(r#"{"noise": {"enabled": false}, "mask": {"enabled": false}}"#).unwrap();
+    assert_eq!(off.process(&input).unwrap().batch, input);
+    let noise_only = Processor::new(r#"{"mask": {"enabled": false}}"#).unwrap();
+    assert_eq!(noise_only.process(&input).unwrap().batch, input);
+}
+
+/// Scenario: malformed batches of several kinds.
+/// Guarantees: a typed error with the offset of the bad byte, and no output.
+#[test]
+fn malformed_batches_fail_closed_with_offsets() {
+    let good = batch(vec![vec![span(1, 1, 0, FNR, vec![kv("a", s("b"))])]]).encode_to_vec();
+    let mut truncated = good.clone();
+    truncated.pop();
+    let mut wrong_wire = Vec::new();
+    ld(&mut wrong_wire, 1, &[0x10, 0x01]); // ResourceSpans.scope_spans as a varint
+    let mut deep = s("x").encode_to_vec_any();
+    for _ in 0..40 {
+        let mut list = Vec::new();
+        ld(&mut list, 1, &deep);
+        let mut any = Vec::new();
+        ld(&mut any, 5, &list);
+        deep = any;
+    }
+    let mut attr = Vec::new();
+    ld(&mut attr, 2, &deep);
+    let mut sp = Vec::new();
+    ld(&mut sp, 9, &attr);
+    let mut deep_batch = Vec::new();
+    let mut scope = Vec::new();
+    ld(&mut scope, 2, &sp);
+    let mut rs = Vec::new();
+    ld(&mut rs, 2, &scope);
+    ld(&mut deep_batch, 1, &rs);
+
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("truncated", truncated, "remain"),
+        ("bad tag", vec![0x0a, 0xff], "varint runs past"),
+        ("wrong wire type", wrong_wire, "must be length-delimited"),
+        ("over-deep", deep_batch, "nested deeper than 32"),
+        ("group", vec![0x0b], "group"),
+    ];
+    let p = Processor::new("{}").unwrap();
+    for (what, bytes, needle) in cases {
+        let mut out = vec![1, 2, 3];
+        match p.process_into(&bytes, &mut out) {
+            Err(Error::Malformed(m)) => {
+                assert!(m.reason.contains(needle), "{what}: {m}");
+                assert!((m.offset as usize) < bytes.len(), "{what}: offset {} past end", m.offset);
+            }
+            other => panic!("{what}: expected malformed, got {other:?}"),
+        }
+        assert!(out.is_empty(), "{what}: output left behind");
+    }
+}
+
+/// Scenario: a batch over `limits.max_batch_bytes`.
+/// Guarantees: refused with its size and the limit.
+#[test]
+fn oversized_batch_is_refused() {
+    let p = Processor::new(r#"{"limits": {"max_batch_bytes": 4}}"#).unwrap();
+    assert_eq!(p.process(&[0; 5]).unwrap_err(), Error::TooLarge { size: 5, limit: 4 });
+}
+
+/// Scenario: spans sent under the deprecated `instrumentation_library_spans` (field 1000).
+/// Guarantees: they are masked too.
+#[test]
+fn legacy_library_spans_are_processed() {
+    let sp = span(1, 1, 0, FNR, vec![]).encode_to_vec();
+    let mut ils = Vec::new();
+    ld(&mut ils, 2, &sp);
+    let mut rs = Vec::new();
+    ld(&mut rs, 1000, &ils);
+    let mut req = Vec::new();
+    ld(&mut req, 1, &rs);
+    let out = Processor::new("{}").unwrap().process(&req).unwrap();
+    assert_eq!(out.stats.values_masked, 1);
+    assert!(!out.batch.windows(11).any(|w| w == FNR.as_bytes()));
+}
+
+/// Scenario: an int-typed Kafka key for someone born on the 1st to the 9th,
+/// whose leading zero the integer dropped (10 digits), and an epoch second.
+/// Guarantees: the padded number is masked in both modes; the timestamp,
+/// also 10 digits, is kept even in `any11`.
+#[test]
+fn int_key_with_dropped_leading_zero_is_masked() {
+    let as_int: i64 = FNR.parse().unwrap();
+    assert!(as_int < 10_000_000_000, "the test number must start with 0");
+    for cfg in ["{}", r#"{"mask": {"mode": "any11"}}"#] {
+        let sp =
+            span(1, 1, 0, "k", vec![kv("messaging.kafka.message.key", Value::IntValue(as_int)), kv("ts", Value::IntValue(1_700_000_000))]);
+        let (out, stats, _) = run(cfg, &batch(vec![vec![sp]]));
+        let sp = &out.resource_spans[0].scope_spans[0].spans[0];
+        assert_eq!(sp.attributes[0].value.as_ref().unwrap().value, Some(s("***********")), "{cfg}");
+        assert_eq!(sp.attributes[1].value.as_ref().unwrap().value, Some(Value::IntValue(1_700_000_000)), "{cfg}");
+        assert_eq!(stats.values_masked, 1, "{cfg}");
+    }
+}

@@ -1,0 +1,760 @@
+//! Detection of Norwegian personal identity numbers (fødselsnummer, D-nummer,
+//! H-nummer and synthetic Test Norge numbers) in byte strings.
+//!
+//! This module owns what counts as such a number: where a candidate may sit
+//! in a haystack ([`scan`]), whether its check digits and embedded birth date
+//! hold ([`classify`]), and the cheap pre-check that lets callers skip most
+//! values outright ([`may_contain`]). It does not mask anything; callers
+//! decide what to do with each [`Found`].
+//!
+//! Everything here runs on the hot path for every string value in every span,
+//! so nothing allocates and digit runs are found eight bytes at a time.
+
+/// Which rule a matched number satisfied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Detector {
+    /// An ordinary fødselsnummer: a real birth date.
+    Fnr,
+    /// A D-nummer (temporary residents): day + 40.
+    DNumber,
+    /// An H-nummer (health-sector help number): month + 40.
+    HNumber,
+    /// A synthetic Test Norge number: month + 80.
+    Synthetic,
+    /// Any 11-digit run, unvalidated ([`Mode::Any11`]).
+    Any11,
+}
+
+impl Detector {
+    /// Every detector, in [`Detector::index`] order.
+    pub const ALL: [Detector; 5] = [Detector::Fnr, Detector::DNumber, Detector::HNumber, Detector::Synthetic, Detector::Any11];
+
+    /// The name used in config and stats.
+    pub fn name(self) -> &'static str {
+        match self {
+            Detector::Fnr => "fnr",
+            Detector::DNumber => "d-number",
+            Detector::HNumber => "h-number",
+            Detector::Synthetic => "synthetic",
+            Detector::Any11 => "any11",
+        }
+    }
+
+    /// Position in [`Detector::ALL`], for fixed-size counter arrays.
+    pub(crate) fn index(self) -> usize {
+        match self {
+            Detector::Fnr => 0,
+            Detector::DNumber => 1,
+            Detector::HNumber => 2,
+            Detector::Synthetic => 3,
+            Detector::Any11 => 4,
+        }
+    }
+}
+
+/// How strict detection is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// Report only numbers whose check digits and birth date are valid.
+    #[default]
+    Validated,
+    /// Report every 11-digit candidate, valid or not.
+    Any11,
+}
+
+impl Mode {
+    /// The name used in config.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Validated => "validated",
+            Mode::Any11 => "any11",
+        }
+    }
+
+    /// Parses a name produced by [`Mode::name`]; exact and case-sensitive.
+    pub fn from_name(s: &str) -> Option<Mode> {
+        match s {
+            "validated" => Some(Mode::Validated),
+            "any11" => Some(Mode::Any11),
+            _ => None,
+        }
+    }
+}
+
+/// One number found in a haystack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Found {
+    /// Byte offset of the first digit.
+    pub start: usize,
+    /// Byte offset just past the last digit; for the split form
+    /// (`DDMMYY NNNNN`) the range includes the separator.
+    pub end: usize,
+    /// Which rule matched.
+    pub detector: Detector,
+}
+
+/// Weights for the first check digit (k1), over digits 1..=10.
+const K1_WEIGHTS: [u32; 10] = [3, 7, 6, 1, 8, 9, 4, 5, 2, 1];
+/// Weights for the second check digit (k2), over all 11 digits.
+const K2_WEIGHTS: [u32; 11] = [5, 4, 3, 2, 7, 6, 5, 4, 3, 2, 1];
+
+/// Validates 11 ASCII digits; returns which kind of number it is, or None.
+///
+/// Checks both check digits and that the birth date, once the D/H/synthetic
+/// offsets are removed, is a real calendar date. Returns `None` if any byte
+/// is not an ASCII digit.
+pub fn classify(digits: &[u8; 11]) -> Option<Detector> {
+    let mut n = [0u8; 11];
+    for (v, &c) in n.iter_mut().zip(digits) {
+        // One unsigned compare rejects both sides of '0'..='9'.
+        let d = c.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        *v = d;
+    }
+
+    // k2 is unchanged by the 2032 reform: the full weighted sum is 0 mod 11.
+    let k2: u32 = n.iter().zip(K2_WEIGHTS).map(|(&d, w)| u32::from(d) * w).sum();
+    if !k2.is_multiple_of(11) {
+        return None;
+    }
+    // From 2032 Skatteetaten lets k1 leave remainder 0, 1, 2 or 3 (it used to
+    // be 0 only). Numbers issued under the new rule may carry any birth date,
+    // so all four are accepted regardless of date.
+    let k1: u32 = n.iter().zip(K1_WEIGHTS).map(|(&d, w)| u32::from(d) * w).sum();
+    if k1 % 11 > 3 {
+        return None;
+    }
+
+    let mut day = n[0] * 10 + n[1];
+    let mut month = n[2] * 10 + n[3];
+    let yy = n[4] * 10 + n[5];
+    // Month offsets win over the day offset: a D-number can also be an
+    // H-number or synthetic, and then it is reported as the latter.
+    let detector = if month > 80 {
+        month -= 80;
+        Detector::Synthetic
+    } else if month > 40 {
+        month -= 40;
+        Detector::HNumber
+    } else if day > 40 {
+        Detector::DNumber
+    } else {
+        Detector::Fnr
+    };
+    if day > 40 {
+        day -= 40;
+    }
+    if !(1..=12).contains(&month) {
+        return None;
+    }
+    // The century is not knowable from the number alone; 00 may be 2000 (a
+    // leap year), so fail closed and allow 29 Feb for every YY divisible by 4.
+    let days = match month {
+        2 if yy.is_multiple_of(4) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    };
+    (1..=days).contains(&day).then_some(detector)
+}
+
+/// Calls `f` for every number in `hay`, left to right, non-overlapping.
+///
+/// A candidate is a maximal run of exactly 11 ASCII digits, or the split form
+/// of exactly 6 digits, one space or dash, exactly 5 digits (both runs
+/// maximal). Non-digit neighbours, letters and `_` included, do not protect a
+/// run. In [`Mode::Validated`] only candidates [`classify`] accepts are
+/// reported; in [`Mode::Any11`] every candidate is, as [`Detector::Any11`].
+pub fn scan(hay: &[u8], mode: Mode, mut f: impl FnMut(Found)) {
+    let mut report = |start: usize, end: usize, digits: &[u8; 11]| {
+        let detector = match mode {
+            Mode::Validated => classify(digits),
+            Mode::Any11 => Some(Detector::Any11),
+        };
+        if let Some(detector) = detector {
+            f(Found { start, end, detector });
+        }
+    };
+
+    let mut i = 0;
+    loop {
+        let start = next_digit(hay, i);
+        if start >= hay.len() {
+            return;
+        }
+        let end = run_end(hay, start);
+        // Whatever happens below, the next candidate starts after this run:
+        // the only case that consumes more is the split form.
+        i = end;
+        match end - start {
+            11 => {
+                if let Some(digits) = hay[start..].first_chunk::<11>() {
+                    report(start, end, digits);
+                }
+            }
+            6 => {
+                if let Some(tail) = split_tail(hay, end) {
+                    let mut digits = [0u8; 11];
+                    digits[..6].copy_from_slice(&hay[start..end]);
+                    digits[6..].copy_from_slice(&hay[end + 1..tail]);
+                    report(start, tail, &digits);
+                    i = tail;
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Cheap pre-check: true if `hay` could hold a number at all (has a run of
+/// >= 6 ASCII digits).
+///
+/// Every candidate [`scan`] can report contains such a run (the 6 digits of
+/// the split form are the shortest), so a `false` here means `scan` would
+/// find nothing.
+pub fn may_contain(hay: &[u8]) -> bool {
+    let mut i = 0;
+    loop {
+        let start = next_digit(hay, i);
+        if start >= hay.len() {
+            return false;
+        }
+        let end = run_end(hay, start);
+        if end - start >= 6 {
+            return true;
+        }
+        i = end;
+    }
+}
+
+/// If `hay[sep..]` is one space or dash then a maximal run of exactly 5
+/// digits, returns the offset just past those digits. The caller has already
+/// checked that the 6 digits before `sep` form a maximal run.
+fn split_tail(hay: &[u8], sep: usize) -> Option<usize> {
+    let rest = hay.get(sep..)?;
+    let [b' ' | b'-', d0, d1, d2, d3, d4, ..] = *rest else {
+        return None;
+    };
+    let five = [d0, d1, d2, d3, d4].iter().all(u8::is_ascii_digit);
+    let maximal = !rest.get(6).is_some_and(u8::is_ascii_digit);
+    (five && maximal).then_some(sep + 6)
+}
+
+/// Low seven bits of every byte in a word.
+const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+/// High bit of every byte in a word.
+const HIGH: u64 = 0x8080_8080_8080_8080;
+
+/// The high bit of each byte of the result is set iff that byte of `w` is an
+/// ASCII digit; all other bits are clear.
+///
+/// Adding 0x50 to a byte's low seven bits carries into its high bit iff they
+/// are >= 0x30 ('0'); adding 0x46 does iff they are >= 0x3a (one past '9').
+/// Seven-bit values plus either constant stay below 0x100, so no carry
+/// crosses into the next byte, and bytes >= 0x80 are masked out with `!w`.
+#[inline]
+fn digit_mask(w: u64) -> u64 {
+    let low = w & LOW7;
+    let ge_zero = low + 0x5050_5050_5050_5050;
+    let gt_nine = low + 0x4646_4646_4646_4646;
+    ge_zero & !gt_nine & !w & HIGH
+}
+
+/// Offset of the first ASCII digit at or after `i`, or `hay.len()` if none.
+#[inline]
+fn next_digit(hay: &[u8], mut i: usize) -> usize {
+    // Eight bytes per step: most of a trace value is not digits.
+    while let Some(chunk) = hay.get(i..).and_then(<[u8]>::first_chunk::<8>) {
+        let m = digit_mask(u64::from_le_bytes(*chunk));
+        if m != 0 {
+            // Little-endian load: the lowest set bit is the earliest byte.
+            return i + (m.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while i < hay.len() && !hay[i].is_ascii_digit() {
+        i += 1;
+    }
+    i.min(hay.len())
+}
+
+/// Offset of the first non-digit at or after `i`, or `hay.len()` if none.
+#[inline]
+fn run_end(hay: &[u8], mut i: usize) -> usize {
+    while let Some(chunk) = hay.get(i..).and_then(<[u8]>::first_chunk::<8>) {
+        let m = !digit_mask(u64::from_le_bytes(*chunk)) & HIGH;
+        if m != 0 {
+            return i + (m.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while i < hay.len() && hay[i].is_ascii_digit() {
+        i += 1;
+    }
+    i.min(hay.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A known-valid ordinary number (navikt/fnrvalidator's test suite).
+    const X: &str = "13097248022";
+
+    fn digits(s: &str) -> [u8; 11] {
+        s.as_bytes().try_into().expect("11 bytes")
+    }
+
+    /// Completes 9 digits with check digits so that the k1 sum leaves
+    /// remainder `rest` and the k2 sum leaves 0; None if a check digit would
+    /// have to be 10.
+    fn complete(first9: &[u8; 9], rest: u32) -> Option<[u8; 11]> {
+        let mut n = [0u32; 11];
+        for (v, &c) in n.iter_mut().zip(first9) {
+            *v = u32::from(c - b'0');
+        }
+        let s1: u32 = n[..9].iter().zip(K1_WEIGHTS).map(|(d, w)| d * w).sum();
+        n[9] = (11 + rest - s1 % 11) % 11;
+        let s2: u32 = n[..10].iter().zip(K2_WEIGHTS).map(|(d, w)| d * w).sum();
+        n[10] = (11 - s2 % 11) % 11;
+        if n[9] > 9 || n[10] > 9 {
+            return None;
+        }
+        let mut out = [0u8; 11];
+        for (o, d) in out.iter_mut().zip(n) {
+            *o = b'0' + d as u8;
+        }
+        Some(out)
+    }
+
+    /// A number with valid check digits (k1 remainder `rest`) for the date
+    /// part `ddmmyy`, picking the first individual number that works.
+    fn with_checks(ddmmyy: &str, rest: u32) -> [u8; 11] {
+        (0..1000)
+            .find_map(|ind: u32| {
+                let s = format!("{ddmmyy}{ind:03}");
+                complete(s.as_bytes().try_into().unwrap(), rest)
+            })
+            .expect("some individual number completes")
+    }
+
+    fn s(d: &[u8; 11]) -> String {
+        String::from_utf8(d.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn detector_index_matches_all_order_and_names_are_stable() {
+        let names: Vec<_> = Detector::ALL.iter().map(|d| d.name()).collect();
+        assert_eq!(names, ["fnr", "d-number", "h-number", "synthetic", "any11"]);
+        for (i, d) in Detector::ALL.iter().enumerate() {
+            assert_eq!(d.index(), i);
+        }
+    }
+
+    #[test]
+    fn mode_names_round_trip() {
+        assert_eq!(Mode::default(), Mode::Validated);
+        for m in [Mode::Validated, Mode::Any11] {
+            assert_eq!(Mode::from_name(m.name()), Some(m));
+        }
+        for bad in ["", "Validated", "any", "any11 "] {
+            assert_eq!(Mode::from_name(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn classify_published_examples() {
+        use Detector::*;
+        // From navikt/fnrvalidator's test suite.
+        let table: &[(&str, Option<Detector>)] = &[
+            ("13097248022", Some(Fnr)),
+            ("29029648784", Some(Fnr)),
+            ("29020075838", Some(Fnr)), // 29 Feb 00
+            ("15021951940", Some(Fnr)), // check digit computed as 11 -> 0
+            ("53097248016", Some(DNumber)),
+            ("13527248013", Some(HNumber)),
+            ("10915596784", Some(Synthetic)),
+            ("68467038838", Some(HNumber)),   // D + H: month wins
+            ("50846202355", Some(Synthetic)), // D + synthetic
+            ("02013299997", Some(Fnr)),       // 2032 rule
+            ("30108299920", Some(Fnr)),       // 2032 rule, remainder 0
+            ("30108299939", Some(Fnr)),       // 2032 rule, remainder 1
+            ("70108299914", Some(DNumber)),   // 2032 rule
+            ("13097248032", None),            // bad k1
+            ("13097248023", None),            // bad k2
+            ("02013299987", None),
+            ("02013299996", None),
+            ("32127248022", None),
+            ("13137248022", None),
+            ("29020112345", None),
+        ];
+        for &(n, want) in table {
+            assert_eq!(classify(&digits(n)), want, "{n}");
+        }
+    }
+
+    #[test]
+    fn classify_generated_kinds() {
+        use Detector::*;
+        let table: &[(&str, Detector)] = &[
+            ("010190", Fnr),
+            ("311299", Fnr),
+            ("150655", Fnr),
+            ("410190", DNumber),   // day 01 + 40
+            ("711299", DNumber),   // day 31 + 40
+            ("015190", HNumber),   // month 11 + 40
+            ("014190", HNumber),   // month 01 + 40
+            ("315290", HNumber),   // month 12 + 40
+            ("018190", Synthetic), // month 01 + 80
+            ("319290", Synthetic), // month 12 + 80
+            ("414190", HNumber),   // D + H
+            ("719290", Synthetic), // D + synthetic
+        ];
+        for &(date, want) in table {
+            let n = with_checks(date, 0);
+            assert_eq!(classify(&n), Some(want), "{}", s(&n));
+        }
+    }
+
+    #[test]
+    fn classify_rejects_bad_check_digits() {
+        for date in ["010190", "410190", "018190"] {
+            let n = with_checks(date, 0);
+            for pos in [9, 10] {
+                let mut bad = n;
+                bad[pos] = b'0' + (bad[pos] - b'0' + 1) % 10;
+                // Changing k1 alone may land on another accepted remainder,
+                // but then k2 no longer sums to 0; either way it must fail.
+                assert_eq!(classify(&bad), None, "{}", s(&bad));
+            }
+        }
+    }
+
+    #[test]
+    fn k1_remainders_0_to_3_accepted_from_2032() {
+        for date in ["010190", "290204", "410190", "015190", "018190"] {
+            for rest in 0..=10 {
+                let Some(n) = (0..1000).find_map(|ind: u32| complete(format!("{date}{ind:03}").as_bytes().try_into().unwrap(), rest))
+                else {
+                    continue;
+                };
+                let got = classify(&n);
+                assert_eq!(got.is_some(), rest <= 3, "{} rest {rest}", s(&n));
+            }
+        }
+        // The ones pinned by the brief: 1, 2, 3 accepted, 4 rejected.
+        assert!(classify(&with_checks("010190", 1)).is_some());
+        assert!(classify(&with_checks("010190", 2)).is_some());
+        assert!(classify(&with_checks("010190", 3)).is_some());
+        assert!(classify(&with_checks("010190", 4)).is_none());
+    }
+
+    #[test]
+    fn classify_dates() {
+        let table: &[(&str, bool, &str)] = &[
+            ("310490", false, "31 Apr"),
+            ("300490", true, "30 Apr"),
+            ("290200", true, "29 Feb 00 (2000 is a leap year)"),
+            ("290204", true, "29 Feb 04"),
+            ("290296", true, "29 Feb 96"),
+            ("290201", false, "29 Feb 01"),
+            ("280201", true, "28 Feb 01"),
+            ("300204", false, "30 Feb"),
+            ("000190", false, "day 0"),
+            ("010090", false, "month 0"),
+            ("011390", false, "month 13"),
+            ("320190", false, "day 32"),
+            ("311290", true, "31 Dec"),
+            ("400190", false, "day 40"),
+            ("720190", false, "D-number day 72"),
+            ("690290", false, "D-number 29 Feb 90"),
+            ("690292", true, "D-number 29 Feb 92"),
+            ("014090", false, "month 40"),
+            ("015390", false, "H-number month 53"),
+            ("018090", false, "month 80"),
+            ("019390", false, "synthetic month 93"),
+            ("314190", true, "H-number 31 Jan"),
+            ("314490", false, "H-number 31 Apr"),
+            ("298200", true, "synthetic 29 Feb 00"),
+            ("308200", false, "synthetic 30 Feb"),
+        ];
+        for &(date, ok, why) in table {
+            let n = with_checks(date, 0);
+            assert_eq!(classify(&n).is_some(), ok, "{why}: {}", s(&n));
+        }
+    }
+
+    #[test]
+    fn classify_rejects_non_digits() {
+        let mut n = digits(X);
+        n[4] = b'a';
+        assert_eq!(classify(&n), None);
+        n[4] = b'7' + 0x80;
+        assert_eq!(classify(&n), None);
+    }
+
+    /// `(start, end, detector)` of one reported number.
+    type Hit = (usize, usize, Detector);
+
+    fn found(hay: &str, mode: Mode) -> Vec<Hit> {
+        let mut out = Vec::new();
+        scan(hay.as_bytes(), mode, |f| out.push((f.start, f.end, f.detector)));
+        out
+    }
+
+    #[test]
+    fn scan_boundaries() {
+        use Detector::{DNumber, Fnr};
+        // Mode and Detector both have an `Any11`.
+        const ANY: Detector = Detector::Any11;
+        use Mode::{Any11, Validated};
+        let x = X;
+        let sp = "130972 48022";
+        let dash = "130972-48022";
+        let d = with_checks("410190", 0);
+        let d = s(&d);
+        let cases: Vec<(String, Mode, Vec<Hit>)> = vec![
+            (x.into(), Validated, vec![(0, 11, Fnr)]),
+            (format!("person_{x}"), Validated, vec![(7, 18, Fnr)]),
+            (format!("id={x}x"), Validated, vec![(3, 14, Fnr)]),
+            (format!("{x} at start"), Validated, vec![(0, 11, Fnr)]),
+            (format!("at end {x}"), Validated, vec![(7, 18, Fnr)]),
+            (format!("1{x}"), Validated, vec![]),  // 12 digits
+            (format!("{x}1"), Validated, vec![]),  // 12 digits
+            (format!("12{x}"), Validated, vec![]), // 13 digits
+            (x[..10].into(), Validated, vec![]),   // 10 digits
+            (format!("1{x}"), Any11, vec![]),
+            ("1234567890".into(), Any11, vec![]),
+            ("1234567890123".into(), Any11, vec![]),
+            (sp.into(), Validated, vec![(0, 12, Fnr)]),
+            (dash.into(), Validated, vec![(0, 12, Fnr)]),
+            (format!("fnr: {sp}."), Validated, vec![(5, 17, Fnr)]),
+            (format!("a{dash}-b"), Validated, vec![(1, 13, Fnr)]),
+            (format!("{dash}-12345"), Validated, vec![(0, 12, Fnr)]),
+            (format!("1{sp}"), Validated, vec![]),       // 7 digits first
+            (format!("{sp}1"), Validated, vec![]),       // 6 digits second
+            ("130972  48022".into(), Validated, vec![]), // two spaces
+            ("130972--48022".into(), Validated, vec![]), // two dashes
+            ("130972_48022".into(), Validated, vec![]),  // other separator
+            ("130972.48022".into(), Validated, vec![]),
+            ("13097 248022".into(), Validated, vec![]), // 5 + 6
+            ("123456 123456".into(), Any11, vec![]),
+            ("1234567 12345".into(), Any11, vec![]),
+            ("123456 12345".into(), Any11, vec![(0, 12, ANY)]),
+            ("123456-12345-6".into(), Any11, vec![(0, 12, ANY)]),
+            ("12345 123456 12345".into(), Any11, vec![(6, 18, ANY)]),
+            ("123456 123456 12345".into(), Any11, vec![(7, 19, ANY)]),
+            (format!("{x}a{d}"), Validated, vec![(0, 11, Fnr), (12, 23, DNumber)]),
+            (format!("{x} {x}"), Validated, vec![(0, 11, Fnr), (12, 23, Fnr)]),
+            (format!("{x}-{x}"), Validated, vec![(0, 11, Fnr), (12, 23, Fnr)]),
+            ("12345678901".into(), Any11, vec![(0, 11, ANY)]),
+            ("12345678901".into(), Validated, vec![]),
+            ("x=12345678901;".into(), Any11, vec![(2, 13, ANY)]),
+            ("123456 12345".into(), Validated, vec![]),
+            (format!("æøå {x} ü"), Validated, vec![(7, 18, Fnr)]),
+            (format!("Fødselsnummer:{x}—ok"), Validated, vec![(15, 26, Fnr)]),
+            (format!("日本{sp}語"), Validated, vec![(6, 18, Fnr)]),
+            ("".into(), Any11, vec![]),
+            ("no digits at all, just words".into(), Any11, vec![]),
+        ];
+        for (hay, mode, want) in cases {
+            assert_eq!(found(&hay, mode), want, "{hay:?} {mode:?}");
+        }
+    }
+
+    #[test]
+    fn underscore_does_not_protect_number() {
+        assert_eq!(found(&format!("person_{X}"), Mode::Validated).len(), 1);
+        assert_eq!(found(&format!("{X}_person"), Mode::Validated).len(), 1);
+    }
+
+    #[test]
+    fn valid_number_inside_longer_run_is_not_a_candidate() {
+        for hay in [format!("{X}0"), format!("0{X}"), format!("00{X}"), format!("0{X}0")] {
+            assert!(found(&hay, Mode::Validated).is_empty(), "{hay}");
+            assert!(found(&hay, Mode::Any11).is_empty(), "{hay}");
+        }
+    }
+
+    #[test]
+    fn split_form_is_validated_with_separator_removed() {
+        // Same digits as X, but the check digits broken.
+        assert!(found("130972 48023", Mode::Validated).is_empty());
+        assert_eq!(found("130972 48023", Mode::Any11), vec![(0, 12, Detector::Any11)]);
+    }
+
+    #[test]
+    fn may_contain_examples() {
+        let table: &[(&str, bool)] = &[
+            ("", false),
+            ("12345", false),
+            ("12345 12345", false),
+            ("ab123456", true),
+            ("123456", true),
+            ("1234-5678", false),
+            ("long text with 2024-01-02 dates and 12:34:56", false),
+            ("id 987654321 here", true),
+        ];
+        for &(hay, want) in table {
+            assert_eq!(may_contain(hay.as_bytes()), want, "{hay:?}");
+        }
+    }
+
+    #[test]
+    fn digit_mask_is_exact_for_every_byte_in_every_lane() {
+        for b in 0..=255u8 {
+            for lane in 0..8 {
+                for filler in [0u8, b'0', b'9', b'/', b':', 0xb0, 0xff] {
+                    let mut bytes = [filler; 8];
+                    bytes[lane] = b;
+                    let m = digit_mask(u64::from_le_bytes(bytes));
+                    for (i, &c) in bytes.iter().enumerate() {
+                        let bit = (m >> (i * 8 + 7)) & 1 == 1;
+                        assert_eq!(bit, c.is_ascii_digit(), "byte {c:#x} lane {i}");
+                    }
+                    assert_eq!(m & !HIGH, 0);
+                }
+            }
+        }
+    }
+
+    /// Plain reference for `scan`: try both forms at every position that
+    /// has no digit before it.
+    fn naive_scan(hay: &[u8], mode: Mode) -> Vec<Found> {
+        let digit = |i: usize| hay.get(i).is_some_and(u8::is_ascii_digit);
+        let all_digits = |a: usize, b: usize| (a..b).all(digit);
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < hay.len() {
+            if i > 0 && digit(i - 1) {
+                i += 1;
+                continue;
+            }
+            let mut cand: Option<(usize, [u8; 11])> = None;
+            if i + 11 <= hay.len() && all_digits(i, i + 11) && !digit(i + 11) {
+                cand = Some((i + 11, hay[i..i + 11].try_into().unwrap()));
+            } else if i + 12 <= hay.len()
+                && all_digits(i, i + 6)
+                && (hay[i + 6] == b' ' || hay[i + 6] == b'-')
+                && all_digits(i + 7, i + 12)
+                && !digit(i + 12)
+            {
+                let mut d = [0u8; 11];
+                d[..6].copy_from_slice(&hay[i..i + 6]);
+                d[6..].copy_from_slice(&hay[i + 7..i + 12]);
+                cand = Some((i + 12, d));
+            }
+            match cand {
+                Some((end, d)) => {
+                    let det = match mode {
+                        Mode::Validated => classify(&d),
+                        Mode::Any11 => Some(Detector::Any11),
+                    };
+                    if let Some(detector) = det {
+                        out.push(Found { start: i, end, detector });
+                    }
+                    i = end;
+                }
+                None => i += 1,
+            }
+        }
+        out
+    }
+
+    fn naive_may_contain(hay: &[u8]) -> bool {
+        hay.split(|b| !b.is_ascii_digit()).any(|run| run.len() >= 6)
+    }
+
+    fn fast_scan(hay: &[u8], mode: Mode) -> Vec<Found> {
+        let mut out = Vec::new();
+        scan(hay, mode, |f| out.push(f));
+        out
+    }
+
+    /// Pieces that make interesting haystacks: valid numbers whole and
+    /// split, digit runs of lengths around 5, 6 and 11, separators, letters,
+    /// UTF-8 and raw high bytes (which the SWAR mask must not take for
+    /// digits).
+    fn piece() -> impl Strategy<Value = Vec<u8>> {
+        let valid = (0u32..12, 1u8..=28, 1u8..=12, 0u8..100, 0u32..4, 0u8..4).prop_filter_map(
+            "check digit would be 10",
+            |(ind, day, month, yy, rest, kind)| {
+                let (dd, mm) = match kind {
+                    0 => (day, month),
+                    1 => (day + 40, month),
+                    2 => (day, month + 40),
+                    _ => (day, month + 80),
+                };
+                let first9 = format!("{dd:02}{mm:02}{yy:02}{:03}", ind * 83);
+                complete(first9.as_bytes().try_into().unwrap(), rest).map(|n| n.to_vec())
+            },
+        );
+        let split = (valid.clone(), prop::sample::select(vec![b' ', b'-'])).prop_map(|(n, sep)| {
+            let mut v = n[..6].to_vec();
+            v.push(sep);
+            v.extend_from_slice(&n[6..]);
+            v
+        });
+        let run = (1usize..14, any::<u64>()).prop_map(|(len, seed)| (0..len).map(|i| b'0' + ((seed >> (i % 16 * 4)) % 10) as u8).collect());
+        let sep = prop::sample::select(vec![
+            b" ".to_vec(),
+            b"-".to_vec(),
+            b"  ".to_vec(),
+            b"_".to_vec(),
+            b"a".to_vec(),
+            b"=".to_vec(),
+            "ø".as_bytes().to_vec(),
+            vec![0xb5],
+        ]);
+        prop_oneof![3 => valid, 2 => split, 3 => run, 4 => sep, 1 => prop::collection::vec(any::<u8>(), 0..10)]
+    }
+
+    fn haystack() -> impl Strategy<Value = Vec<u8>> {
+        prop::collection::vec(piece(), 0..10).prop_map(|ps| ps.concat())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4000))]
+
+        #[test]
+        fn scan_agrees_with_naive(hay in haystack()) {
+            for mode in [Mode::Validated, Mode::Any11] {
+                prop_assert_eq!(fast_scan(&hay, mode), naive_scan(&hay, mode));
+            }
+        }
+
+        #[test]
+        fn scan_agrees_with_naive_on_random_bytes(
+            hay in prop::collection::vec(
+                prop_oneof![6 => b'0'..=b'9', 1 => Just(b' '), 1 => Just(b'-'), 1 => any::<u8>()],
+                0..80,
+            )
+        ) {
+            for mode in [Mode::Validated, Mode::Any11] {
+                prop_assert_eq!(fast_scan(&hay, mode), naive_scan(&hay, mode));
+            }
+        }
+
+        #[test]
+        fn may_contain_never_hides_a_match(hay in haystack()) {
+            prop_assert_eq!(may_contain(&hay), naive_may_contain(&hay));
+            if !fast_scan(&hay, Mode::Any11).is_empty() {
+                prop_assert!(may_contain(&hay));
+            }
+        }
+
+        #[test]
+        fn swar_helpers_agree_with_byte_loops(
+            hay in prop::collection::vec(any::<u8>(), 0..40),
+            from in 0usize..48,
+        ) {
+            let want_next = (from..hay.len()).find(|&i| hay[i].is_ascii_digit()).unwrap_or(hay.len());
+            let want_end = (from..hay.len()).find(|&i| !hay[i].is_ascii_digit()).unwrap_or(hay.len());
+            prop_assert_eq!(next_digit(&hay, from), want_next);
+            prop_assert_eq!(run_end(&hay, from), want_end);
+        }
+    }
+}

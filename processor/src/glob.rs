@@ -1,0 +1,482 @@
+//! Glob lists: compiling configured glob patterns once and matching span
+//! data against them.
+//!
+//! This module owns the glob semantics of the whole processor. It decides
+//! whether a URL path is noise (health checks, metrics scrapes) and, with
+//! case sensitivity on, which attribute keys a rule applies to. The
+//! semantics, whatever the caller:
+//!
+//! - a pattern is anchored at both ends;
+//! - `*` matches any run of bytes, `/` included;
+//! - the rest of [globset]'s syntax (`?`, `[...]`, `{a,b}`, `\` escapes)
+//!   works as globset defines it;
+//! - matching is ASCII case-insensitive unless the list was built
+//!   case-sensitive.
+//!
+//! [globset]: https://docs.rs/globset
+
+use std::cell::RefCell;
+use std::fmt;
+
+use globset::{Candidate, GlobBuilder, GlobMatcher, GlobSet, GlobSetBuilder};
+
+/// The platform's default noise globs: liveness and readiness probes,
+/// metrics scrapes and Spring actuator endpoints, under any prefix.
+pub const DEFAULT_NOISE_GLOBS: [&str; 7] =
+    ["*/isAlive", "*/isReady", "*/prometheus", "*/metrics", "*/actuator/*", "*/internal/health*", "*/internal/status*"];
+
+/// What an empty pattern is rejected with.
+const EMPTY_PATTERN: &str = "empty pattern matches nothing; remove it";
+
+thread_local! {
+    // Reused by `first_match` for globset's list of matching indices, so that
+    // a match costs no allocation once the thread has seen one. Thread-local
+    // rather than in `GlobList` because matching takes `&self` and a list may
+    // be shared between threads.
+    static HITS: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A list of glob patterns compiled into one matcher.
+#[derive(Clone)]
+pub struct GlobList {
+    /// All patterns, in the given order, so that globset's match indices are
+    /// indices into `patterns`.
+    set: GlobSet,
+    /// The patterns that end in `.`, with their indices, as matchers that
+    /// always run their regex over the whole candidate. globset's set takes
+    /// a candidate whose last component is `..` to have no file name and so
+    /// no extension, and the extension strategies it picks for patterns
+    /// ending in a literal `.ext` then miss it (`*.` would not match
+    /// `/a/..`). Only such candidates are checked against these.
+    dotted: Vec<(usize, GlobMatcher)>,
+    /// The patterns as configured (not lowercased), for reporting.
+    patterns: Vec<String>,
+    case_sensitive: bool,
+}
+
+/// A pattern that could not be compiled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GlobError {
+    /// Position of the pattern in the list given to [`GlobList::new`].
+    pub index: usize,
+    /// The pattern as given.
+    pub pattern: String,
+    /// Why it was rejected, in lowercase words.
+    pub reason: String,
+}
+
+impl fmt::Display for GlobError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "glob {} ({:?}): {}", self.index, self.pattern, self.reason)
+    }
+}
+
+impl std::error::Error for GlobError {}
+
+impl GlobList {
+    /// Compiles `patterns` into one matcher.
+    ///
+    /// Every bad pattern is reported, not just the first, so a config can be
+    /// fixed in one go. An empty pattern is an error: it could only ever match
+    /// an empty value, which is never what was meant.
+    ///
+    /// # Errors
+    ///
+    /// One [`GlobError`] per pattern that is empty or not a valid glob, in
+    /// pattern order.
+    pub fn new(patterns: &[String], case_sensitive: bool) -> Result<GlobList, Vec<GlobError>> {
+        let mut builder = GlobSetBuilder::new();
+        let mut errors = Vec::new();
+        let mut dotted = Vec::new();
+        for (index, pattern) in patterns.iter().enumerate() {
+            if pattern.is_empty() {
+                errors.push(GlobError { index, pattern: pattern.clone(), reason: EMPTY_PATTERN.to_owned() });
+                continue;
+            }
+            // Case-insensitivity is done by lowercasing both sides rather
+            // than with globset's `case_insensitive`, which turns every
+            // pattern into a case-insensitive regex. Lowercased literal
+            // patterns keep globset's fast strategies (literal, prefix,
+            // suffix, extension), and the cost per candidate is one
+            // lowercasing copy into the caller's scratch buffer.
+            let folded;
+            let source = if case_sensitive {
+                pattern.as_str()
+            } else {
+                folded = pattern.to_ascii_lowercase();
+                folded.as_str()
+            };
+            // Options are set explicitly so that the semantics do not depend
+            // on globset's defaults, which differ between platforms
+            // (`backslash_escape` is off where `\` is a path separator).
+            match GlobBuilder::new(source).literal_separator(false).backslash_escape(true).build() {
+                Ok(glob) => {
+                    if source.ends_with('.') {
+                        dotted.push((index, glob.compile_matcher()));
+                    }
+                    builder.add(glob);
+                }
+                Err(err) => errors.push(GlobError { index, pattern: pattern.clone(), reason: reason(err.kind()) }),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        match builder.build() {
+            Ok(set) => Ok(GlobList { set, dotted, patterns: patterns.to_vec(), case_sensitive }),
+            // Each pattern compiled alone, so only their combination can be
+            // at fault (a size limit): blame the last one, whose addition
+            // tipped it over.
+            Err(err) => {
+                let index = patterns.len() - 1;
+                Err(vec![GlobError {
+                    index,
+                    pattern: patterns[index].clone(),
+                    reason: format!("the patterns together are too big: {}", reason(err.kind())),
+                }])
+            }
+        }
+    }
+
+    /// The patterns as given to [`GlobList::new`].
+    #[must_use]
+    pub fn patterns(&self) -> &[String] {
+        &self.patterns
+    }
+
+    /// Whether the list has no patterns, and so matches nothing.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.patterns.is_empty()
+    }
+
+    /// Index (in the given pattern order) of the FIRST pattern that matches,
+    /// or None.
+    ///
+    /// `scratch` is a buffer the caller keeps between calls; its contents on
+    /// return are unspecified.
+    pub fn first_match(&self, candidate: &[u8], scratch: &mut Vec<u8>) -> Option<usize> {
+        if self.set.is_empty() {
+            return None;
+        }
+        let folded = self.fold(candidate, scratch);
+        let candidate = Candidate::from_bytes(folded);
+        let in_set = self.first_in_set(&candidate);
+        let dotted = self.first_dotted(folded, &candidate);
+        [in_set, dotted].into_iter().flatten().min()
+    }
+
+    /// Whether any pattern matches `candidate`.
+    ///
+    /// `scratch` is a buffer the caller keeps between calls; its contents on
+    /// return are unspecified.
+    pub fn is_match(&self, candidate: &[u8], scratch: &mut Vec<u8>) -> bool {
+        if self.set.is_empty() {
+            return false;
+        }
+        let folded = self.fold(candidate, scratch);
+        let candidate = Candidate::from_bytes(folded);
+        self.set.is_match_candidate(&candidate) || self.first_dotted(folded, &candidate).is_some()
+    }
+
+    /// The lowest index the set matches, if any.
+    fn first_in_set(&self, candidate: &Candidate<'_>) -> Option<usize> {
+        // Most candidates match nothing; `is_match` can stop at the first
+        // strategy that matches and skips collecting indices.
+        if !self.set.is_match_candidate(candidate) {
+            return None;
+        }
+        if self.set.len() == 1 {
+            return Some(0);
+        }
+        let lowest = |hits: &mut Vec<usize>| {
+            // Indices come back sorted ascending.
+            self.set.matches_candidate_into(candidate, hits);
+            hits.first().copied()
+        };
+        HITS.try_with(|hits| match hits.try_borrow_mut() {
+            Ok(mut hits) => lowest(&mut hits),
+            Err(_) => lowest(&mut Vec::new()),
+        })
+        // The thread-local is gone only while the thread is exiting.
+        .unwrap_or_else(|_| lowest(&mut Vec::new()))
+    }
+
+    /// The lowest index among the patterns ending in `.` that match, for the
+    /// candidates the set can get wrong: those whose last component is `..`.
+    fn first_dotted(&self, folded: &[u8], candidate: &Candidate<'_>) -> Option<usize> {
+        if self.dotted.is_empty() || !(folded == b".." || folded.ends_with(b"/..")) {
+            return None;
+        }
+        self.dotted.iter().find(|(_, matcher)| matcher.is_match_candidate(candidate)).map(|&(index, _)| index)
+    }
+
+    /// The candidate as the compiled patterns expect it: ASCII-lowercased
+    /// into `scratch` unless the list is case-sensitive.
+    ///
+    /// Candidates go to globset as bytes (`Candidate::from_bytes`), not as a
+    /// `Path`: OTLP strings may hold invalid UTF-8, and on
+    /// wasm32-unknown-unknown a `Path` can only come from a `str`, which
+    /// would need a validation pass and, for bad bytes, a lossy copy.
+    fn fold<'a>(&self, candidate: &'a [u8], scratch: &'a mut Vec<u8>) -> &'a [u8] {
+        if self.case_sensitive {
+            return candidate;
+        }
+        scratch.clear();
+        scratch.extend(candidate.iter().map(u8::to_ascii_lowercase));
+        scratch
+    }
+}
+
+impl fmt::Debug for GlobList {
+    // The compiled set's own Debug output is its automata: noise.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GlobList").field("patterns", &self.patterns).field("case_sensitive", &self.case_sensitive).finish_non_exhaustive()
+    }
+}
+
+/// globset's explanation of an error, in lowercase as config problems are
+/// written.
+fn reason(kind: &globset::ErrorKind) -> String {
+    kind.to_string().to_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn list(patterns: &[&str], case_sensitive: bool) -> GlobList {
+        let patterns: Vec<String> = patterns.iter().map(|p| (*p).to_owned()).collect();
+        GlobList::new(&patterns, case_sensitive).unwrap()
+    }
+
+    fn errors(patterns: &[&str]) -> Vec<GlobError> {
+        let patterns: Vec<String> = patterns.iter().map(|p| (*p).to_owned()).collect();
+        GlobList::new(&patterns, false).unwrap_err()
+    }
+
+    #[test]
+    fn default_noise_globs() {
+        let globs = list(&DEFAULT_NOISE_GLOBS, false);
+        let mut scratch = Vec::new();
+        let noise = [
+            "/isAlive",
+            "/isalive",
+            "/ISALIVE",
+            "/app/isAlive",
+            "/isReady",
+            "/prometheus",
+            "/metrics",
+            "/api/v1/metrics",
+            "/actuator/health",
+            "/actuator/",
+            "/x/actuator/info/deep",
+            "/internal/health",
+            "/internal/healthz",
+            "/internal/health/live",
+            "/internal/status",
+            "/app/internal/status/x",
+        ];
+        let not_noise = [
+            "/api/user-metrics",
+            "/api/actuator-report",
+            "/actuator", // `*/actuator/*` needs the trailing slash
+            "/isAliveX",
+            "/metrics/x",
+            "/api/metricsfoo",
+            "isAlive", // no slash
+            "",
+            "/internal/healt",
+            "/prometheus-data",
+            "/users/12345",
+        ];
+        for path in noise {
+            assert!(globs.is_match(path.as_bytes(), &mut scratch), "{path:?} should be noise");
+            assert!(globs.first_match(path.as_bytes(), &mut scratch).is_some(), "{path:?}");
+        }
+        for path in not_noise {
+            assert!(!globs.is_match(path.as_bytes(), &mut scratch), "{path:?} should not be noise");
+            assert_eq!(globs.first_match(path.as_bytes(), &mut scratch), None, "{path:?}");
+        }
+    }
+
+    #[test]
+    fn case_sensitivity() {
+        let mut scratch = Vec::new();
+        let cases: [(&str, bool, &str, bool); 8] = [
+            // pattern, case_sensitive, candidate, matches
+            ("*/isAlive", true, "/isalive", false),
+            ("*/isAlive", true, "/isAlive", true),
+            ("*/isAlive", true, "/ISALIVE", false),
+            ("*/isAlive", false, "/ISALIVE", true),
+            ("*/isalive", false, "/IsAlive", true),
+            ("[A-C]x", false, "bX", true),
+            ("[A-C]x", true, "bx", false),
+            // Only ASCII folds: `É` and `é` stay different.
+            ("/caf\u{e9}", false, "/CAF\u{c9}", false),
+        ];
+        for (pattern, case_sensitive, candidate, want) in cases {
+            let globs = list(&[pattern], case_sensitive);
+            assert_eq!(
+                globs.is_match(candidate.as_bytes(), &mut scratch),
+                want,
+                "{pattern:?} (case_sensitive: {case_sensitive}) vs {candidate:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn globset_syntax() {
+        let mut scratch = Vec::new();
+        let cases: [(&str, &str, bool); 16] = [
+            ("/a?c", "/abc", true),
+            ("/a?c", "/a/c", true), // `?` crosses `/` like `*`
+            ("/a?c", "/ac", false),
+            ("/[ab]x", "/bx", true),
+            ("/[!ab]x", "/cx", true),
+            ("/[!ab]x", "/ax", false),
+            ("/{health,ready}", "/ready", true),
+            ("/{health,ready}", "/healthready", false),
+            ("/a\\*", "/a*", true),
+            ("/a\\*", "/ab", false),
+            ("*.json", "/a/b.json", true),
+            ("*.json", "/a.json/b", false),
+            ("/api/*/users", "/api/v1/v2/users", true),
+            // `**` next to `/` is globset's recursive wildcard: `**/x` also
+            // matches a bare `x`, which `*/x` does not.
+            ("**/x", "x", true),
+            ("*/x", "x", false),
+            ("/a/**", "/a/b/c", true),
+        ];
+        for (pattern, candidate, want) in cases {
+            let globs = list(&[pattern], true);
+            assert_eq!(globs.is_match(candidate.as_bytes(), &mut scratch), want, "{pattern:?} vs {candidate:?}");
+        }
+    }
+
+    #[test]
+    fn patterns_ending_in_a_dot_match_parent_components() {
+        let mut scratch = Vec::new();
+        let cases: [(&[&str], &str, Option<usize>); 9] = [
+            (&["*."], "..", Some(0)),
+            (&["*."], "/a/..", Some(0)),
+            (&["*."], "/a/b.", Some(0)),
+            (&["/a*."], "/a/..", Some(0)),
+            (&["*\\."], "/..", Some(0)),
+            (&["*..", "*."], "/..", Some(0)),
+            (&["*/x", "*."], "/x/..", Some(1)),
+            (&["*.", "*/.."], "/..", Some(0)),
+            (&["*."], "/../x", None),
+        ];
+        for (patterns, candidate, want) in cases {
+            let globs = list(patterns, false);
+            assert_eq!(globs.first_match(candidate.as_bytes(), &mut scratch), want, "{patterns:?} vs {candidate:?}");
+            assert_eq!(globs.is_match(candidate.as_bytes(), &mut scratch), want.is_some(), "{patterns:?} vs {candidate:?}");
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_candidates_match_bytewise() {
+        let globs = list(&DEFAULT_NOISE_GLOBS, false);
+        let mut scratch = Vec::new();
+        assert!(globs.is_match(b"/\xff\xfe/isALIVE", &mut scratch));
+        assert!(!globs.is_match(b"/isAlive\xff", &mut scratch));
+        let any_byte = list(&["/?"], false);
+        assert!(any_byte.is_match(b"/\xff", &mut scratch));
+    }
+
+    #[test]
+    fn bad_patterns_are_all_reported() {
+        let errs = errors(&["*/ok", "a[", "", "{a,b", "/fine"]);
+        let got: Vec<(usize, &str)> = errs.iter().map(|e| (e.index, e.pattern.as_str())).collect();
+        assert_eq!(got, [(1, "a["), (2, ""), (3, "{a,b")]);
+        assert_eq!(errs[1].reason, EMPTY_PATTERN);
+        for err in &errs {
+            assert!(!err.reason.is_empty());
+            assert_eq!(err.reason, err.reason.to_lowercase());
+        }
+        assert!(errs[0].reason.contains("unclosed character class"), "{}", errs[0].reason);
+
+        let single = errors(&["a["]);
+        assert_eq!(single.len(), 1);
+        assert_eq!(single[0].index, 0);
+        assert_eq!(single[0].pattern, "a[");
+        // The pattern is reported as given, not lowercased.
+        assert_eq!(errors(&["A["])[0].pattern, "A[");
+    }
+
+    #[test]
+    fn first_match_is_the_earliest_pattern() {
+        let globs = list(&["/a/b", "*/b", "/a/*", "*"], false);
+        let mut scratch = Vec::new();
+        let cases: [(&str, Option<usize>); 5] = [("/a/b", Some(0)), ("/x/B", Some(1)), ("/a/c", Some(2)), ("zzz", Some(3)), ("", Some(3))];
+        for (candidate, want) in cases {
+            assert_eq!(globs.first_match(candidate.as_bytes(), &mut scratch), want, "{candidate:?}");
+        }
+        let globs = list(&["/x", "*/metrics", "/api/*"], false);
+        assert_eq!(globs.first_match(b"/api/metrics", &mut scratch), Some(1));
+        assert_eq!(globs.first_match(b"/x", &mut scratch), Some(0));
+        assert_eq!(globs.first_match(b"/y", &mut scratch), None);
+    }
+
+    #[test]
+    fn empty_list_matches_nothing() {
+        let globs = GlobList::new(&[], false).unwrap();
+        let mut scratch = Vec::new();
+        assert!(globs.is_empty());
+        assert!(globs.patterns().is_empty());
+        assert!(!globs.is_match(b"", &mut scratch));
+        assert_eq!(globs.first_match(b"/x", &mut scratch), None);
+    }
+
+    #[test]
+    fn patterns_are_kept_as_given() {
+        let globs = list(&DEFAULT_NOISE_GLOBS, false);
+        assert!(!globs.is_empty());
+        assert_eq!(globs.patterns(), DEFAULT_NOISE_GLOBS);
+        let debug = format!("{globs:?}");
+        assert!(debug.contains("*/isAlive") && debug.contains("case_sensitive: false"), "{debug}");
+    }
+
+    /// `*`-only glob matching, the slow obvious way.
+    fn naive(pattern: &[u8], text: &[u8]) -> bool {
+        match pattern.split_first() {
+            None => text.is_empty(),
+            Some((b'*', rest)) => (0..=text.len()).any(|skip| naive(rest, &text[skip..])),
+            Some((&p, rest)) => text.first() == Some(&p) && naive(rest, &text[1..]),
+        }
+    }
+
+    proptest! {
+        // Runs of `*` are collapsed: globset gives `**` next to `/` its own
+        // recursive meaning, which the naive matcher does not model.
+        #[test]
+        fn agrees_with_naive_star_matcher(
+            raw in prop::collection::vec("[aAb/.*]{1,7}", 1..4),
+            candidate in "[aAb/.]{0,10}",
+        ) {
+            let patterns: Vec<String> = raw
+                .iter()
+                .map(|p| {
+                    let mut out = String::new();
+                    for c in p.chars() {
+                        if !(c == '*' && out.ends_with('*')) {
+                            out.push(c);
+                        }
+                    }
+                    out
+                })
+                .collect();
+            let globs = GlobList::new(&patterns, false).unwrap();
+            let text = candidate.to_ascii_lowercase();
+            let want = patterns
+                .iter()
+                .position(|p| naive(p.to_ascii_lowercase().as_bytes(), text.as_bytes()));
+            let mut scratch = Vec::new();
+            // The candidate as generated, mixed case and all.
+            prop_assert_eq!(globs.first_match(candidate.as_bytes(), &mut scratch), want);
+            prop_assert_eq!(globs.is_match(candidate.as_bytes(), &mut scratch), want.is_some());
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! Per-batch statistics: what one call did to one batch.
+
+use crate::fnr::Detector;
+
+/// Where a masked value sat in the OTLP data model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FieldKind {
+    /// `Span.name`.
+    SpanName,
+    /// A value under `Span.attributes`.
+    SpanAttribute,
+    /// `Span.Event.name`.
+    EventName,
+    /// A value under `Span.Event.attributes`.
+    EventAttribute,
+    /// A value under `Span.Link.attributes`.
+    LinkAttribute,
+    /// `Status.message`.
+    StatusMessage,
+    /// A value under `Resource.attributes`.
+    ResourceAttribute,
+    /// A value under `InstrumentationScope.attributes`.
+    ScopeAttribute,
+    /// `InstrumentationScope.name` or `.version`.
+    ScopeInfo,
+    /// `Span.trace_state` or `Span.Link.trace_state`.
+    TraceState,
+    /// The key of an attribute or of a kvlist entry.
+    AttributeKey,
+}
+
+impl FieldKind {
+    /// Every kind, in the order stats list them.
+    pub const ALL: [FieldKind; 11] = [
+        FieldKind::SpanName,
+        FieldKind::SpanAttribute,
+        FieldKind::EventName,
+        FieldKind::EventAttribute,
+        FieldKind::LinkAttribute,
+        FieldKind::StatusMessage,
+        FieldKind::ResourceAttribute,
+        FieldKind::ScopeAttribute,
+        FieldKind::ScopeInfo,
+        FieldKind::TraceState,
+        FieldKind::AttributeKey,
+    ];
+
+    /// The name used in stats and in the config's `mask.scope.fields`.
+    pub fn name(self) -> &'static str {
+        match self {
+            FieldKind::SpanName => "span-name",
+            FieldKind::SpanAttribute => "span-attribute",
+            FieldKind::EventName => "event-name",
+            FieldKind::EventAttribute => "event-attribute",
+            FieldKind::LinkAttribute => "link-attribute",
+            FieldKind::StatusMessage => "status-message",
+            FieldKind::ResourceAttribute => "resource-attribute",
+            FieldKind::ScopeAttribute => "scope-attribute",
+            FieldKind::ScopeInfo => "scope-info",
+            FieldKind::TraceState => "trace-state",
+            FieldKind::AttributeKey => "attribute-key",
+        }
+    }
+
+    /// The kind with this name, if any.
+    pub fn from_name(name: &str) -> Option<FieldKind> {
+        FieldKind::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// A count keyed by a name: a glob, a detector or a field kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Count {
+    /// The glob, detector or field kind.
+    pub name: String,
+    /// How many.
+    pub value: u64,
+}
+
+/// What one call did to one batch.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Spans in the input batch.
+    pub spans_in: u64,
+    /// Spans in the output batch.
+    pub spans_out: u64,
+    /// Noisy spans plus their descendants.
+    pub spans_dropped: u64,
+    /// Noisy spans, by the first glob that matched, in config order; zero counts left out.
+    pub dropped_by_rule: Vec<Count>,
+    /// Spans dropped only because an ancestor in the same batch was noise.
+    pub dropped_descendants: u64,
+    /// Personal numbers replaced.
+    pub values_masked: u64,
+    /// Masked values by detector; zero counts left out.
+    pub masked_by_detector: Vec<Count>,
+    /// Masked values by field kind; zero counts left out.
+    pub masked_by_field: Vec<Count>,
+}
+
+/// Fixed-size counters the engine bumps on the hot path; turned into
+/// [`Stats`] once per batch.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub spans_in: u64,
+    pub noisy_by_rule: Vec<u64>,
+    pub dropped_descendants: u64,
+    pub by_detector: [u64; Detector::ALL.len()],
+    pub by_field: [u64; FieldKind::ALL.len()],
+}
+
+impl Counters {
+    pub fn new(rules: usize) -> Counters {
+        Counters { noisy_by_rule: vec![0; rules], ..Counters::default() }
+    }
+
+    pub fn masked(&mut self, detector: Detector, field: FieldKind) {
+        self.by_detector[detector.index()] += 1;
+        self.by_field[field.index()] += 1;
+    }
+
+    pub fn into_stats(self, rule_names: &[String]) -> Stats {
+        let noisy: u64 = self.noisy_by_rule.iter().sum();
+        let dropped = noisy + self.dropped_descendants;
+        let named =
+            |pairs: Vec<(String, u64)>| pairs.into_iter().filter(|(_, v)| *v > 0).map(|(name, value)| Count { name, value }).collect();
+        Stats {
+            spans_in: self.spans_in,
+            spans_out: self.spans_in - dropped,
+            spans_dropped: dropped,
+            dropped_by_rule: named(rule_names.iter().cloned().zip(self.noisy_by_rule.iter().copied()).collect()),
+            dropped_descendants: self.dropped_descendants,
+            values_masked: self.by_detector.iter().sum(),
+            masked_by_detector: named(Detector::ALL.iter().map(|d| d.name().to_owned()).zip(self.by_detector).collect()),
+            masked_by_field: named(FieldKind::ALL.iter().map(|k| k.name().to_owned()).zip(self.by_field).collect()),
+        }
+    }
+}

@@ -1,0 +1,202 @@
+//! Protobuf wire-format reading: varints, tags and field ranges, with every
+//! failure reported as a [`Malformed`] carrying the byte offset.
+//!
+//! The engine never materialises messages; it walks fields as byte ranges of
+//! the original batch so that untouched bytes can be copied out as they were.
+
+use crate::error::Malformed;
+
+/// Protobuf wire types used by OTLP. Groups (3, 4) are a proto2 feature that
+/// no OTLP message uses, so meeting one means the bytes are not OTLP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WireType {
+    Varint,
+    Fixed64,
+    Len,
+    Fixed32,
+}
+
+impl WireType {
+    pub fn name(self) -> &'static str {
+        match self {
+            WireType::Varint => "varint",
+            WireType::Fixed64 => "fixed64",
+            WireType::Len => "length-delimited",
+            WireType::Fixed32 => "fixed32",
+        }
+    }
+}
+
+/// One field of a message, as positions in the batch.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Field {
+    pub number: u32,
+    pub wire: WireType,
+    /// Offset of the tag's first byte.
+    pub start: usize,
+    /// For `Len`: offset of the length prefix. Otherwise equal to `body`.
+    pub len_at: usize,
+    /// Offset of the value (for `Len`: of the payload).
+    pub body: usize,
+    /// One past the field's last byte.
+    pub end: usize,
+    /// The decoded varint, for `Varint` fields.
+    pub varint: u64,
+}
+
+impl Field {
+    /// The payload of a length-delimited field, or the raw value bytes.
+    pub fn bytes<'a>(&self, buf: &'a [u8]) -> &'a [u8] {
+        &buf[self.body..self.end]
+    }
+}
+
+pub(crate) fn malformed(offset: usize, reason: impl Into<String>) -> Malformed {
+    Malformed { offset: offset as u64, reason: reason.into() }
+}
+
+/// Decodes a varint at `pos`, returning the value and the position after it.
+#[inline]
+pub(crate) fn read_varint(buf: &[u8], pos: usize, end: usize) -> Result<(u64, usize), Malformed> {
+    // Fast path: most varints in OTLP (tags, short lengths) are one byte.
+    if pos < end && buf[pos] < 0x80 {
+        return Ok((u64::from(buf[pos]), pos + 1));
+    }
+    let mut value: u64 = 0;
+    let mut i = pos;
+    for shift in (0..70).step_by(7) {
+        if i >= end {
+            return Err(malformed(pos, "varint runs past the end of its message"));
+        }
+        let b = buf[i];
+        i += 1;
+        if shift == 63 && b > 1 {
+            return Err(malformed(pos, "varint overflows 64 bits"));
+        }
+        value |= u64::from(b & 0x7f) << shift;
+        if b < 0x80 {
+            return Ok((value, i));
+        }
+    }
+    Err(malformed(pos, "varint longer than 10 bytes"))
+}
+
+/// Number of bytes the canonical varint encoding of `v` takes.
+#[inline]
+pub(crate) fn varint_len(v: u64) -> usize {
+    // 1 byte per started 7 bits; 0 still takes one byte.
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+/// Appends the canonical varint encoding of `v`.
+#[inline]
+pub(crate) fn write_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// Iterates the fields of the message occupying `buf[pos..end]`.
+pub(crate) struct Fields<'a> {
+    buf: &'a [u8],
+    pos: usize,
+    end: usize,
+}
+
+impl<'a> Fields<'a> {
+    pub fn new(buf: &'a [u8], pos: usize, end: usize) -> Fields<'a> {
+        Fields { buf, pos, end }
+    }
+
+    /// The next field, `None` at the end of the message.
+    #[inline]
+    pub fn next_field(&mut self) -> Result<Option<Field>, Malformed> {
+        if self.pos >= self.end {
+            return Ok(None);
+        }
+        let start = self.pos;
+        let (tag, after_tag) = read_varint(self.buf, start, self.end)?;
+        let number = tag >> 3;
+        if number == 0 || number > u64::from(u32::MAX >> 3) {
+            return Err(malformed(start, format!("invalid field number {number}")));
+        }
+        let number = number as u32;
+        let (wire, len_at, body, end, varint) = match tag & 7 {
+            0 => {
+                let (v, e) = read_varint(self.buf, after_tag, self.end)?;
+                (WireType::Varint, after_tag, after_tag, e, v)
+            }
+            1 => (WireType::Fixed64, after_tag, after_tag, self.fixed(after_tag, 8)?, 0),
+            2 => {
+                let (len, body) = read_varint(self.buf, after_tag, self.end)?;
+                let avail = (self.end - body) as u64;
+                if len > avail {
+                    return Err(malformed(after_tag, format!("field {number} claims {len} bytes but only {avail} remain in its message")));
+                }
+                (WireType::Len, after_tag, body, body + len as usize, 0)
+            }
+            5 => (WireType::Fixed32, after_tag, after_tag, self.fixed(after_tag, 4)?, 0),
+            3 | 4 => {
+                return Err(malformed(start, format!("field {number} uses the group wire type, which OTLP never uses")));
+            }
+            w => return Err(malformed(start, format!("field {number} has invalid wire type {w}"))),
+        };
+        self.pos = end;
+        Ok(Some(Field { number, wire, start, len_at, body, end, varint }))
+    }
+
+    fn fixed(&self, at: usize, n: usize) -> Result<usize, Malformed> {
+        if self.end - at < n { Err(malformed(at, format!("{n}-byte fixed value runs past the end of its message"))) } else { Ok(at + n) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn varint_round_trips_and_lengths() {
+        for v in [0u64, 1, 127, 128, 300, 16_383, 16_384, u32::MAX as u64, u64::MAX] {
+            let mut buf = Vec::new();
+            write_varint(&mut buf, v);
+            assert_eq!(buf.len(), varint_len(v), "len of {v}");
+            assert_eq!(read_varint(&buf, 0, buf.len()).unwrap(), (v, buf.len()));
+        }
+    }
+
+    #[test]
+    fn malformed_inputs_name_their_offset() {
+        let cases: &[(&[u8], u64, &str)] = &[
+            (&[0x0a, 0x05, 1, 2], 1, "claims 5 bytes"),
+            (&[0x08], 1, "varint runs past"),
+            (&[0x00, 0x00], 0, "invalid field number 0"),
+            (&[0x0b], 0, "group wire type"),
+            (&[0x0e], 0, "invalid wire type 6"),
+            (&[0x09, 1, 2], 1, "8-byte fixed"),
+            (&[0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f], 1, "overflows"),
+            (&[0x08, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00], 1, "overflows"),
+        ];
+        for (bytes, offset, needle) in cases {
+            let err = Fields::new(bytes, 0, bytes.len()).next_field().unwrap_err();
+            assert_eq!(err.offset, *offset, "{bytes:?}: {err}");
+            assert!(err.reason.contains(needle), "{bytes:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn fields_report_positions() {
+        // field 1 varint 150, field 2 "hi", field 3 fixed32.
+        let bytes = [0x08, 0x96, 0x01, 0x12, 0x02, b'h', b'i', 0x1d, 1, 2, 3, 4];
+        let mut f = Fields::new(&bytes, 0, bytes.len());
+        let a = f.next_field().unwrap().unwrap();
+        assert_eq!((a.number, a.wire, a.varint, a.end), (1, WireType::Varint, 150, 3));
+        let b = f.next_field().unwrap().unwrap();
+        assert_eq!((b.number, b.start, b.len_at, b.body, b.end), (2, 3, 4, 5, 7));
+        assert_eq!(b.bytes(&bytes), b"hi");
+        let c = f.next_field().unwrap().unwrap();
+        assert_eq!((c.number, c.wire, c.end), (3, WireType::Fixed32, 12));
+        assert!(f.next_field().unwrap().is_none());
+    }
+}
