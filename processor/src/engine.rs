@@ -18,6 +18,7 @@ use std::cmp::Ordering;
 
 use crate::config::{Config, Replacement};
 use crate::error::{ConfigProblem, Error, Malformed};
+use crate::explain::{Finding, redact};
 use crate::fnr::{self, Mode};
 use crate::glob::GlobList;
 use crate::otlp::{LIST_VALUES, any_value, event, key_value, link, request, resource, resource_spans, scope, scope_spans, span, status};
@@ -144,6 +145,8 @@ struct SpanMeta<'a> {
     span_id: &'a [u8],
     parent_id: &'a [u8],
     rule: Option<u32>,
+    /// The path the rule matched, for findings.
+    path: &'a [u8],
 }
 
 /// One change to the input, at `start..end`.
@@ -169,13 +172,14 @@ enum Op {
 }
 
 /// Processes one batch into `out`.
-pub(crate) fn process(c: &Compiled, buf: &[u8], out: &mut Vec<u8>) -> Result<Stats, Error> {
+/// With `findings`, also records what was done to which span.
+pub(crate) fn process(c: &Compiled, buf: &[u8], out: &mut Vec<u8>, mut findings: Option<&mut Vec<Finding>>) -> Result<Stats, Error> {
     let mut counters = Counters::new(c.rule_names.len());
     let fates = match &c.noise {
-        Some(noise) => noise_fates(noise, buf, &mut counters).map_err(Error::Malformed)?,
+        Some(noise) => noise_fates(c, noise, buf, &mut counters, findings.as_deref_mut()).map_err(Error::Malformed)?,
         None => None,
     };
-    let mut walk = Walk { buf, c, edits: Vec::new(), arena: Vec::new(), counters, fates, ordinal: 0 };
+    let mut walk = Walk { buf, c, edits: Vec::new(), arena: Vec::new(), counters, fates, ordinal: 0, findings, ids: (&[], &[]), key: &[] };
     if let Some(mask) = &c.mask {
         walk.arena.extend_from_slice(&mask.label);
     }
@@ -241,7 +245,13 @@ fn for_each_span(buf: &[u8], mut each: impl FnMut(&Field) -> Result<(), Malforme
 }
 
 /// Walk 1: which spans are dropped, by position; `None` when none is.
-fn noise_fates(noise: &Noise, buf: &[u8], counters: &mut Counters) -> Result<Option<Vec<Fate>>, Malformed> {
+fn noise_fates(
+    c: &Compiled,
+    noise: &Noise,
+    buf: &[u8],
+    counters: &mut Counters,
+    findings: Option<&mut Vec<Finding>>,
+) -> Result<Option<Vec<Fate>>, Malformed> {
     let mut metas: Vec<SpanMeta<'_>> = Vec::new();
     let mut scratch = Vec::new();
     let mut any_noisy = false;
@@ -265,11 +275,20 @@ fn noise_fates(noise: &Noise, buf: &[u8], counters: &mut Counters) -> Result<Opt
             _ => *f = Fate::Keep,
         }
     }
+    if let Some(findings) = findings {
+        for (m, f) in metas.iter().zip(&fates).filter(|(_, f)| f.dropped()) {
+            let rule = match f {
+                Fate::Noisy(r) => Some(c.rule_names[*r as usize].clone()),
+                _ => None,
+            };
+            findings.push(Finding::Dropped { trace_id: m.trace_id.to_vec(), span_id: m.span_id.to_vec(), rule, path: redact(m.path) });
+        }
+    }
     Ok(Some(fates))
 }
 
 fn span_meta<'a>(noise: &Noise, buf: &'a [u8], sp: &Field, scratch: &mut Vec<u8>) -> Result<SpanMeta<'a>, Malformed> {
-    let mut meta = SpanMeta { trace_id: &[], span_id: &[], parent_id: &[], rule: None };
+    let mut meta = SpanMeta { trace_id: &[], span_id: &[], parent_id: &[], rule: None, path: &[] };
     let mut name: Option<&[u8]> = None;
     let mut kind = 0;
     let mut fields = Fields::new(buf, sp.body, sp.end);
@@ -298,7 +317,8 @@ fn span_meta<'a>(noise: &Noise, buf: &'a [u8], sp: &Field, scratch: &mut Vec<u8>
             span::ATTRIBUTES if meta.rule.is_none() => {
                 expect(&f, WireType::Len, "Span.attributes")?;
                 if let Some(value) = path_attribute(noise, buf, &f)? {
-                    meta.rule = noise.globs.first_match(path::from_attribute(value), scratch).map(|i| i as u32);
+                    meta.path = path::from_attribute(value);
+                    meta.rule = noise.globs.first_match(meta.path, scratch).map(|i| i as u32);
                 }
             }
             _ => {}
@@ -309,6 +329,7 @@ fn span_meta<'a>(noise: &Noise, buf: &'a [u8], sp: &Field, scratch: &mut Vec<u8>
         && kind == span::KIND_SERVER
         && let Some(p) = name.and_then(path::from_span_name)
     {
+        meta.path = p;
         meta.rule = noise.globs.first_match(p, scratch).map(|i| i as u32);
     }
     Ok(meta)
@@ -386,9 +407,15 @@ fn mark_descendants(metas: &[SpanMeta<'_>], fates: &mut [Fate]) {
 }
 
 /// Walk 2: validates the batch and records the edits.
-struct Walk<'a, 'c> {
+struct Walk<'a, 'c, 'f> {
     buf: &'a [u8],
     c: &'c Compiled,
+    /// Set when explaining; then `ids` and `key` say where the walk is.
+    findings: Option<&'f mut Vec<Finding>>,
+    /// (trace id, span id) of the span being walked; empty outside spans.
+    ids: (&'a [u8], &'a [u8]),
+    /// The top-level attribute key being walked.
+    key: &'a [u8],
     edits: Vec<Edit>,
     arena: Vec<u8>,
     counters: Counters,
@@ -400,7 +427,7 @@ struct Walk<'a, 'c> {
 /// Change in a message's encoded size caused by the edits inside it.
 type Delta = isize;
 
-impl Walk<'_, '_> {
+impl<'a> Walk<'a, '_, '_> {
     /// Walks the length-delimited field `f` with `inner`, then records a new
     /// length prefix if its payload changed size. Returns the change in the
     /// whole field's size.
@@ -453,6 +480,7 @@ impl Walk<'_, '_> {
             match f.number {
                 resource_spans::RESOURCE => {
                     expect(&f, WireType::Len, "ResourceSpans.resource")?;
+                    self.ids = (&[], &[]);
                     delta += self.nested(&f, |w, s, e| {
                         w.attributes_in(s, e, resource::ATTRIBUTES, FieldKind::ResourceAttribute, "Resource.attributes")
                     })?;
@@ -479,6 +507,7 @@ impl Walk<'_, '_> {
             match f.number {
                 scope_spans::SCOPE => {
                     expect(&f, WireType::Len, "ScopeSpans.scope")?;
+                    self.ids = (&[], &[]);
                     delta += self.nested(&f, |w, s, e| w.scope(s, e))?;
                 }
                 scope_spans::SPANS => {
@@ -537,6 +566,9 @@ impl Walk<'_, '_> {
     }
 
     fn span(&mut self, start: usize, end: usize, scan: bool) -> Result<Delta, Malformed> {
+        if self.findings.is_some() {
+            self.ids = (self.last_len_field(start, end, span::TRACE_ID)?, self.last_len_field(start, end, span::SPAN_ID)?);
+        }
         let mut delta = 0;
         let mut fields = Fields::new(self.buf, start, end);
         while let Some(f) = fields.next_field()? {
@@ -627,6 +659,9 @@ impl Walk<'_, '_> {
     /// scope (`mask.scope.keys`) applies to top-level keys only (`depth` 0),
     /// and nested values inherit their top-level key's verdict.
     fn key_value(&mut self, start: usize, end: usize, kind: FieldKind, scan: bool, depth: usize) -> Result<Delta, Malformed> {
+        if depth == 0 && self.findings.is_some() {
+            self.key = self.last_len_field(start, end, key_value::KEY)?;
+        }
         let mut scan_values = scan && self.scans(kind);
         if scan_values
             && depth == 0
@@ -654,14 +689,37 @@ impl Walk<'_, '_> {
 
     /// Whether the KeyValue at `start..end` has a key in the key scope.
     fn key_matches(&self, keys: &GlobList, start: usize, end: usize) -> Result<bool, Malformed> {
-        let mut key: &[u8] = &[];
+        let key = self.last_len_field(start, end, key_value::KEY)?;
+        Ok(keys.is_match(key, &mut Vec::new()))
+    }
+
+    /// The payload of the last occurrence of field `number` in the message
+    /// at `start..end` (the one protobuf readers keep), or empty.
+    fn last_len_field(&self, start: usize, end: usize, number: u32) -> Result<&'a [u8], Malformed> {
+        let mut found: &'a [u8] = &[];
         let mut fields = Fields::new(self.buf, start, end);
         while let Some(f) = fields.next_field()? {
-            if f.number == key_value::KEY {
-                key = f.bytes(self.buf);
+            if f.number == number && f.wire == WireType::Len {
+                found = f.bytes(self.buf);
             }
         }
-        Ok(keys.is_match(key, &mut Vec::new()))
+        Ok(found)
+    }
+
+    /// Records a masked value when explaining.
+    fn record(&mut self, kind: FieldKind, detector: fnr::Detector) {
+        if let Some(findings) = self.findings.as_deref_mut() {
+            let key = match kind {
+                FieldKind::SpanAttribute
+                | FieldKind::EventAttribute
+                | FieldKind::LinkAttribute
+                | FieldKind::ResourceAttribute
+                | FieldKind::ScopeAttribute
+                | FieldKind::AttributeKey => redact(self.key),
+                _ => String::new(),
+            };
+            findings.push(Finding::Masked { trace_id: self.ids.0.to_vec(), span_id: self.ids.1.to_vec(), field: kind, key, detector });
+        }
     }
 
     fn any_value(&mut self, start: usize, end: usize, kind: FieldKind, scan: bool, depth: usize) -> Result<Delta, Malformed> {
@@ -757,6 +815,14 @@ impl Walk<'_, '_> {
             };
             edits.push(Edit { start, end, op });
         });
+        if self.findings.is_some() {
+            // Audits only: a second scan keeps the hot closure above small.
+            let mut detectors = Vec::new();
+            fnr::scan(text, mask.mode, |found| detectors.push(found.detector));
+            for d in detectors {
+                self.record(kind, d);
+            }
+        }
         if delta != 0 {
             // The text changed length: its own prefix must change too.
             let new_len = (f.end - f.body) as isize + delta;
@@ -779,6 +845,7 @@ impl Walk<'_, '_> {
         fnr::scan(&digits, mode, |found| found_any = Some(found));
         let Some(found) = found_any else { return 0 };
         self.counters.masked(found.detector, kind);
+        self.record(kind, found.detector);
         let sign: &[u8] = if v < 0 { b"-" } else { b"" };
         let masked: Vec<u8> = match mask.star {
             Some(c) => [sign, &[c; 11]].concat(),

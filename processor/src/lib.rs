@@ -26,6 +26,7 @@
 pub mod config;
 mod engine;
 mod error;
+mod explain;
 pub mod fnr;
 pub mod glob;
 mod otlp;
@@ -38,6 +39,7 @@ mod component;
 
 pub use config::Config;
 pub use error::{ConfigProblem, Error, Malformed};
+pub use explain::Finding;
 pub use stats::{Count, FieldKind, Stats};
 
 /// A processed batch.
@@ -86,12 +88,26 @@ impl Processor {
     /// Like [`Processor::process`], but writes into `out` (cleared first), so
     /// a caller can reuse one buffer across batches. On error `out` is empty.
     pub fn process_into(&self, batch: &[u8], out: &mut Vec<u8>) -> Result<Stats, Error> {
+        self.run(batch, out, None)
+    }
+
+    /// Like [`Processor::process`], and also lists what was done to which
+    /// span: the drops (with the glob and path) and the masks (with the
+    /// field, key and detector). For audits; slower than `process`.
+    pub fn explain(&self, batch: &[u8]) -> Result<(Output, Vec<Finding>), Error> {
+        let mut out = Vec::new();
+        let mut findings = Vec::new();
+        let stats = self.run(batch, &mut out, Some(&mut findings))?;
+        Ok((Output { batch: out, stats }, findings))
+    }
+
+    fn run(&self, batch: &[u8], out: &mut Vec<u8>, findings: Option<&mut Vec<Finding>>) -> Result<Stats, Error> {
         out.clear();
         let limit = self.config.limits.max_batch_bytes;
         if batch.len() as u64 > limit {
             return Err(Error::TooLarge { size: batch.len() as u64, limit });
         }
-        let result = engine::process(&self.compiled, batch, out);
+        let result = engine::process(&self.compiled, batch, out, findings);
         if result.is_err() {
             out.clear();
         }

@@ -442,3 +442,50 @@ fn int_key_with_dropped_leading_zero_is_masked() {
         assert_eq!(stats.values_masked, 1, "{cfg}");
     }
 }
+
+/// Scenario: a batch with a noisy span, its child, and masked values in a
+/// span attribute and a resource attribute, explained for an audit.
+/// Guarantees: `explain` gives the same output and stats as `process`, and
+/// one finding per drop and per mask, with no personal number in them.
+#[test]
+fn explain_lists_drops_and_masks_without_leaking() {
+    use crate::Finding;
+    let noisy = span(1, 1, 0, "h", vec![kv("url.path", s(&format!("/internal/health/{FNR}")))]);
+    let child = span(1, 2, 1, "ping", vec![]);
+    let person = span(2, 3, 0, "p", vec![kv(&format!("k{FNR}"), s(FNR))]);
+    let mut req = batch(vec![vec![noisy, child, person]]);
+    req.resource_spans[0].resource.as_mut().unwrap().attributes.push(kv("user", s(FNR)));
+    let p = Processor::new("{}").unwrap();
+    let bytes = req.encode_to_vec();
+    let (out, findings) = p.explain(&bytes).unwrap();
+    assert_eq!(out, p.process(&bytes).unwrap());
+    let dropped: Vec<_> = findings.iter().filter(|f| matches!(f, Finding::Dropped { .. })).collect();
+    assert_eq!(
+        dropped,
+        [
+            &Finding::Dropped {
+                trace_id: vec![1; 16],
+                span_id: vec![1; 8],
+                rule: Some("*/internal/health*".into()),
+                path: "/internal/health/***********".into()
+            },
+            &Finding::Dropped { trace_id: vec![1; 16], span_id: vec![2; 8], rule: None, path: String::new() },
+        ]
+    );
+    let masked: Vec<_> = findings
+        .iter()
+        .filter_map(|f| match f {
+            Finding::Masked { span_id, field, key, .. } => Some((span_id.clone(), field.name(), key.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        masked,
+        [
+            (vec![], "resource-attribute", "user".to_string()),
+            (vec![3; 8], "attribute-key", "k***********".to_string()),
+            (vec![3; 8], "span-attribute", "k***********".to_string()),
+        ]
+    );
+    assert!(!format!("{findings:?}").contains(FNR));
+}

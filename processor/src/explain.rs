@@ -1,0 +1,62 @@
+//! Findings: what the processor did to which span, for audits.
+//!
+//! Findings carry no personal data: every text they quote (a matched path,
+//! an attribute key) has its digit runs masked first.
+
+use crate::fnr::{self, Detector, Mode};
+use crate::stats::FieldKind;
+
+/// One thing the processor did to a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finding {
+    /// A span dropped as noise, or as the descendant of a noisy span.
+    Dropped {
+        /// The span's trace id (raw bytes).
+        trace_id: Vec<u8>,
+        /// The span's id (raw bytes).
+        span_id: Vec<u8>,
+        /// The glob that matched; `None` for a descendant.
+        rule: Option<String>,
+        /// The path that matched, masked; empty for a descendant.
+        path: String,
+    },
+    /// A personal number masked.
+    Masked {
+        /// The span's trace id; empty for resource and scope fields.
+        trace_id: Vec<u8>,
+        /// The span's id; empty for resource and scope fields.
+        span_id: Vec<u8>,
+        /// Where the value sat.
+        field: FieldKind,
+        /// The top-level attribute key, masked; empty for non-attribute fields.
+        key: String,
+        /// Which rule the number satisfied.
+        detector: Detector,
+    },
+}
+
+/// `text` as a string with every 11-digit run and split form masked, valid
+/// or not: quoted text in a report must never leak what it reports on.
+pub(crate) fn redact(text: &[u8]) -> String {
+    let mut out = text.to_vec();
+    fnr::scan(text, Mode::Any11, |f| {
+        for b in &mut out[f.start..f.end] {
+            if b.is_ascii_digit() {
+                *b = b'*';
+            }
+        }
+    });
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redact_masks_any_number_shaped_run() {
+        assert_eq!(redact(b"/internal/health/12345678901"), "/internal/health/***********");
+        assert_eq!(redact(b"person.010190 12138"), "person.****** *****");
+        assert_eq!(redact(b"/isAlive"), "/isAlive");
+    }
+}
