@@ -31,11 +31,11 @@ pub enum HostError {
 }
 
 impl HostError {
-    /// The wasmtime trap code, if this is a trap with one (e.g.
-    /// `Trap::Interrupt` for an epoch deadline).
+    /// The wasmtime trap code, if a call or an instantiation trapped (e.g.
+    /// `Trap::Interrupt` for a passed epoch deadline).
     pub fn trap_code(&self) -> Option<wasmtime::Trap> {
         match self {
-            HostError::Trap(error) => error.downcast_ref::<wasmtime::Trap>().copied(),
+            HostError::Trap(error) | HostError::Instantiate(error) => error.downcast_ref::<wasmtime::Trap>().copied(),
             _ => None,
         }
     }
@@ -46,21 +46,13 @@ impl fmt::Display for HostError {
         match self {
             HostError::Engine(_) => f.write_str("could not create the wasmtime engine"),
             HostError::Compile(_) => f.write_str("could not compile the component"),
-            HostError::Link(_) => f.write_str(
-                "the component does not fit the span-processor world with no imports linked",
-            ),
+            HostError::Link(_) => f.write_str("the component does not fit the span-processor world with no imports linked"),
             HostError::Instantiate(_) => f.write_str("could not instantiate the component"),
             // Transparent: the engine's message is the whole story.
             HostError::Processor(error) => error.fmt(f),
-            HostError::Trap(_) => {
-                f.write_str("the component trapped; this instance is poisoned and must be dropped")
-            }
-            HostError::Poisoned => f.write_str(
-                "the component instance trapped earlier and refuses further calls; create a new one",
-            ),
-            HostError::WrongInstance => {
-                f.write_str("the processor handle belongs to another component instance")
-            }
+            HostError::Trap(_) => f.write_str("the component trapped; this instance is poisoned and must be dropped"),
+            HostError::Poisoned => f.write_str("the component instance trapped earlier and refuses further calls; create a new one"),
+            HostError::WrongInstance => f.write_str("the processor handle belongs to another component instance"),
             HostError::Parse(_) => f.write_str("could not read the WebAssembly binary"),
         }
     }
@@ -69,11 +61,9 @@ impl fmt::Display for HostError {
 impl std::error::Error for HostError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            HostError::Engine(e)
-            | HostError::Compile(e)
-            | HostError::Link(e)
-            | HostError::Instantiate(e)
-            | HostError::Trap(e) => Some(&**e),
+            HostError::Engine(e) | HostError::Compile(e) | HostError::Link(e) | HostError::Instantiate(e) | HostError::Trap(e) => {
+                Some(&**e)
+            }
             HostError::Parse(e) => Some(e),
             // `Processor` displays its error itself; pointing at it again as
             // the source would print it twice.

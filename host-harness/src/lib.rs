@@ -7,7 +7,7 @@
 //!
 //! The pieces, from longest- to shortest-lived:
 //!
-//! - [`Runtime`]: one wasmtime [`Engine`](wasmtime::Engine), shared by everything.
+//! - [`Runtime`]: one [`wasmtime::Engine`], shared by everything.
 //! - [`LoadedComponent`]: a compiled component, checked to import nothing and
 //!   pre-linked, ready to instantiate cheaply any number of times.
 //! - [`ComponentInstance`]: one instance in a store of its own, with a memory
@@ -49,8 +49,7 @@ pub use introspect::{component_exports, component_imports};
 
 /// The span-processor component built from this workspace by `build.rs`
 /// (or the file named by `TRACESCRUB_COMPONENT_OVERRIDE` at build time).
-pub const DEFAULT_COMPONENT: &[u8] =
-    include_bytes!(concat!(env!("OUT_DIR"), "/tracescrub_processor.wasm"));
+pub const DEFAULT_COMPONENT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/tracescrub_processor.wasm"));
 
 /// The name of the interface the component exports.
 pub const TRANSFORM_INTERFACE: &str = "tracescrub:processor/transform@0.1.0";
@@ -183,10 +182,7 @@ pub struct InstanceOptions {
 
 impl Default for InstanceOptions {
     fn default() -> InstanceOptions {
-        InstanceOptions {
-            max_memory_bytes: DEFAULT_MAX_MEMORY_BYTES,
-            epoch_deadline_ticks: DEFAULT_EPOCH_DEADLINE_TICKS,
-        }
+        InstanceOptions { max_memory_bytes: DEFAULT_MAX_MEMORY_BYTES, epoch_deadline_ticks: DEFAULT_EPOCH_DEADLINE_TICKS }
     }
 }
 
@@ -235,10 +231,7 @@ pub struct ProcessorHandle {
 
 impl ComponentInstance {
     /// Instantiates `component` with `options`.
-    pub fn new(
-        component: &LoadedComponent,
-        options: &InstanceOptions,
-    ) -> Result<ComponentInstance, HostError> {
+    pub fn new(component: &LoadedComponent, options: &InstanceOptions) -> Result<ComponentInstance, HostError> {
         let limits = StoreLimitsBuilder::new()
             .memory_size(options.max_memory_bytes)
             // Fail a memory.grow past the cap with a trap that names the
@@ -276,11 +269,7 @@ impl ComponentInstance {
 
     /// Processes one batch (protobuf-encoded `ExportTraceServiceRequest`)
     /// with `processor`: the processed batch and what was done to it.
-    pub fn process(
-        &mut self,
-        processor: &ProcessorHandle,
-        batch: &[u8],
-    ) -> Result<(Vec<u8>, Stats), HostError> {
+    pub fn process(&mut self, processor: &ProcessorHandle, batch: &[u8]) -> Result<(Vec<u8>, Stats), HostError> {
         let resource = self.resource(processor)?;
         let output = self.call(|store, guest| guest.processor().call_process(store, resource, batch))?;
         let output = output.map_err(from_wit_error)?;
@@ -300,19 +289,12 @@ impl ComponentInstance {
     }
 
     fn resource(&self, processor: &ProcessorHandle) -> Result<ResourceAny, HostError> {
-        if processor.instance == self.id {
-            Ok(processor.resource)
-        } else {
-            Err(HostError::WrongInstance)
-        }
+        if processor.instance == self.id { Ok(processor.resource) } else { Err(HostError::WrongInstance) }
     }
 
     /// Runs one call into the guest: refuses if poisoned, sets the epoch
     /// deadline, and poisons the instance if the call fails.
-    fn call<R>(
-        &mut self,
-        f: impl FnOnce(&mut Store<StoreState>, &wit::Guest) -> wasmtime::Result<R>,
-    ) -> Result<R, HostError> {
+    fn call<R>(&mut self, f: impl FnOnce(&mut Store<StoreState>, &wit::Guest) -> wasmtime::Result<R>) -> Result<R, HostError> {
         if self.poisoned {
             return Err(HostError::Poisoned);
         }
@@ -362,11 +344,7 @@ impl ScrubberInstance {
 
     /// Instantiates `component` with `options` and creates a processor from
     /// `config_json`.
-    pub fn create_with(
-        component: &LoadedComponent,
-        config_json: &str,
-        options: &InstanceOptions,
-    ) -> Result<ScrubberInstance, HostError> {
+    pub fn create_with(component: &LoadedComponent, config_json: &str, options: &InstanceOptions) -> Result<ScrubberInstance, HostError> {
         let mut instance = component.instantiate(options)?;
         let processor = instance.create_processor(config_json)?;
         Ok(ScrubberInstance { instance, processor })
@@ -391,24 +369,15 @@ impl ScrubberInstance {
 fn from_wit_error(error: wit::Error) -> HostError {
     HostError::Processor(match error {
         wit::Error::InvalidConfig(problems) => tracescrub_processor::Error::InvalidConfig(
-            problems
-                .into_iter()
-                .map(|p| ConfigProblem { path: p.path, reason: p.reason })
-                .collect(),
+            problems.into_iter().map(|p| ConfigProblem { path: p.path, reason: p.reason }).collect(),
         ),
-        wit::Error::MalformedBatch(m) => {
-            tracescrub_processor::Error::Malformed(Malformed { offset: m.offset, reason: m.reason })
-        }
-        wit::Error::BatchTooLarge(t) => {
-            tracescrub_processor::Error::TooLarge { size: t.size, limit: t.limit }
-        }
+        wit::Error::MalformedBatch(m) => tracescrub_processor::Error::Malformed(Malformed { offset: m.offset, reason: m.reason }),
+        wit::Error::BatchTooLarge(t) => tracescrub_processor::Error::TooLarge { size: t.size, limit: t.limit },
     })
 }
 
 fn from_wit_stats(stats: wit::Stats) -> Stats {
-    let counts = |counts: Vec<wit::Count>| -> Vec<Count> {
-        counts.into_iter().map(|c| Count { name: c.name, value: c.value }).collect()
-    };
+    let counts = |counts: Vec<wit::Count>| -> Vec<Count> { counts.into_iter().map(|c| Count { name: c.name, value: c.value }).collect() };
     Stats {
         spans_in: stats.spans_in,
         spans_out: stats.spans_out,

@@ -1,0 +1,215 @@
+//! An independent scan for personal numbers left in a batch.
+//!
+//! This deliberately shares no code with the processor's detector: it
+//! decodes the batch with the `opentelemetry-proto` prost types and checks
+//! every text-carrying field with a plain, slow validator written from the
+//! rules. If the two ever disagree, an audit says so.
+
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
+
+/// A personal number found after processing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Residual {
+    /// Hex span id; empty for resource and scope fields.
+    pub span_id: String,
+    /// Where, e.g. `span.attributes["db.statement"]`. Digit runs in keys are
+    /// starred, so the path never repeats the number.
+    pub field: String,
+}
+
+/// True if `d` (11 ASCII digits) is a valid fødselsnummer, D-, H- or
+/// synthetic number: both mod-11 checks (with the 2032 rule for k1) and a
+/// real date after removing the day/month offsets.
+pub fn is_valid_number(d: &[u8]) -> bool {
+    if d.len() != 11 || !d.iter().all(u8::is_ascii_digit) {
+        return false;
+    }
+    let n: Vec<u32> = d.iter().map(|b| u32::from(b - b'0')).collect();
+    let sum = |w: &[u32]| -> u32 { w.iter().zip(&n).map(|(a, b)| a * b).sum() };
+    // k1: the weighted sum over the first 10 digits leaves 0..=3 (2032 rule).
+    if sum(&[3, 7, 6, 1, 8, 9, 4, 5, 2, 1]) % 11 > 3 {
+        return false;
+    }
+    if sum(&[5, 4, 3, 2, 7, 6, 5, 4, 3, 2, 1]) % 11 != 0 {
+        return false;
+    }
+    let mut day = n[0] * 10 + n[1];
+    let mut month = n[2] * 10 + n[3];
+    let year = n[4] * 10 + n[5];
+    if day > 40 {
+        day -= 40;
+    }
+    if month > 80 {
+        month -= 80;
+    } else if month > 40 {
+        month -= 40;
+    }
+    let days = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if year % 4 == 0 => 29,
+        2 => 28,
+        _ => return false,
+    };
+    (1..=days).contains(&day)
+}
+
+/// Every valid personal number in `text`: maximal 11-digit runs and the
+/// 6+space/dash+5 split form, each with no digit around it.
+pub fn numbers_in(text: &[u8]) -> usize {
+    let runs = digit_runs(text);
+    let mut found = 0;
+    for (i, &(s, e)) in runs.iter().enumerate() {
+        if e - s == 11 && is_valid_number(&text[s..e]) {
+            found += 1;
+        }
+        if e - s == 6
+            && let Some(&(s2, e2)) = runs.get(i + 1)
+            && s2 == e + 1
+            && e2 - s2 == 5
+            && matches!(text[e], b' ' | b'-')
+        {
+            let joined: Vec<u8> = text[s..e].iter().chain(&text[s2..e2]).copied().collect();
+            if is_valid_number(&joined) {
+                found += 1;
+            }
+        }
+    }
+    found
+}
+
+fn digit_runs(text: &[u8]) -> Vec<(usize, usize)> {
+    let mut runs = Vec::new();
+    let mut i = 0;
+    while i < text.len() {
+        if text[i].is_ascii_digit() {
+            let s = i;
+            while i < text.len() && text[i].is_ascii_digit() {
+                i += 1;
+            }
+            runs.push((s, i));
+        } else {
+            i += 1;
+        }
+    }
+    runs
+}
+
+/// Stars every digit run of 6 or more in `text`, for printing keys.
+fn quote(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = bytes.to_vec();
+    for (s, e) in digit_runs(bytes) {
+        if e - s >= 6 {
+            out[s..e].fill(b'*');
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Scans every field of `req` that can carry text.
+pub fn scan(req: &ExportTraceServiceRequest) -> Vec<Residual> {
+    let mut found = Vec::new();
+    let mut check = |span_id: &[u8], field: String, text: &[u8]| {
+        for _ in 0..numbers_in(text) {
+            found.push(Residual { span_id: hex(span_id), field: field.clone() });
+        }
+    };
+    for rs in &req.resource_spans {
+        if let Some(r) = &rs.resource {
+            attributes(&r.attributes, "resource.attributes", &[], &mut check);
+        }
+        for ss in &rs.scope_spans {
+            if let Some(s) = &ss.scope {
+                check(&[], "scope.name".into(), s.name.as_bytes());
+                check(&[], "scope.version".into(), s.version.as_bytes());
+                attributes(&s.attributes, "scope.attributes", &[], &mut check);
+            }
+            for sp in &ss.spans {
+                let id = sp.span_id.as_slice();
+                check(id, "span.name".into(), sp.name.as_bytes());
+                check(id, "span.trace_state".into(), sp.trace_state.as_bytes());
+                attributes(&sp.attributes, "span.attributes", id, &mut check);
+                for (i, ev) in sp.events.iter().enumerate() {
+                    check(id, format!("span.events[{i}].name"), ev.name.as_bytes());
+                    attributes(&ev.attributes, &format!("span.events[{i}].attributes"), id, &mut check);
+                }
+                for (i, l) in sp.links.iter().enumerate() {
+                    check(id, format!("span.links[{i}].trace_state"), l.trace_state.as_bytes());
+                    attributes(&l.attributes, &format!("span.links[{i}].attributes"), id, &mut check);
+                }
+                if let Some(st) = &sp.status {
+                    check(id, "span.status.message".into(), st.message.as_bytes());
+                }
+            }
+        }
+    }
+    found
+}
+
+fn attributes(attrs: &[KeyValue], path: &str, span_id: &[u8], check: &mut impl FnMut(&[u8], String, &[u8])) {
+    for kv in attrs {
+        let p = format!("{path}[{:?}]", quote(&kv.key));
+        check(span_id, format!("{p}.key"), kv.key.as_bytes());
+        if let Some(v) = &kv.value {
+            value(v, &p, span_id, check);
+        }
+    }
+}
+
+fn value(v: &AnyValue, path: &str, span_id: &[u8], check: &mut impl FnMut(&[u8], String, &[u8])) {
+    match &v.value {
+        Some(Value::StringValue(s)) => check(span_id, path.to_owned(), s.as_bytes()),
+        Some(Value::BytesValue(b)) => check(span_id, path.to_owned(), b),
+        // An int keeps no leading zero: check both its 11-digit form and
+        // the zero-padded form of a 10-digit value.
+        Some(Value::IntValue(i)) => check(span_id, path.to_owned(), format!("{:011}", i.unsigned_abs()).as_bytes()),
+        Some(Value::DoubleValue(d)) if d.fract() == 0.0 && d.abs() < 1e11 => {
+            check(span_id, path.to_owned(), format!("{:011}", d.abs() as u64).as_bytes());
+        }
+        Some(Value::ArrayValue(a)) => {
+            for (i, item) in a.values.iter().enumerate() {
+                value(item, &format!("{path}[{i}]"), span_id, check);
+            }
+        }
+        Some(Value::KvlistValue(l)) => attributes(&l.values, path, span_id, check),
+        _ => {}
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validator_agrees_on_known_cases() {
+        let cases: &[(&[u8], bool)] = &[
+            (b"01019012138", true),  // fnr
+            (b"41019012134", false), // day+40 with the fnr's check digits
+            (b"01019012139", false), // k2 off by one
+            (b"12345678901", false),
+            (b"3102901213", false), // 10 digits
+        ];
+        for (d, ok) in cases {
+            assert_eq!(is_valid_number(d), *ok, "{}", String::from_utf8_lossy(d));
+        }
+    }
+
+    #[test]
+    fn finds_runs_and_split_forms_only_when_standalone() {
+        assert_eq!(numbers_in(b"id_01019012138x"), 1);
+        assert_eq!(numbers_in(b"010190 12138 and 010190-12138"), 2);
+        assert_eq!(numbers_in(b"101019012138"), 0);
+        assert_eq!(numbers_in(b"0101901213 8"), 0);
+    }
+
+    #[test]
+    fn quoted_keys_never_repeat_the_number() {
+        assert_eq!(quote("person.01019012138"), "person.***********");
+    }
+}

@@ -1,0 +1,331 @@
+//! The built span-processor component against the native engine: same
+//! bytes, same stats, same typed errors, and a component that imports nothing.
+
+use std::sync::OnceLock;
+
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, ArrayValue, InstrumentationScope, KeyValue, KeyValueList};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::span::Event;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
+use prost::Message;
+use tracescrub::{
+    ComponentInstance, DEFAULT_COMPONENT, HostError, InstanceOptions, LoadedComponent, Runtime, ScrubberInstance, TRANSFORM_INTERFACE,
+    component_exports, component_imports,
+};
+use tracescrub_processor::{Error, Processor, Stats};
+
+/// A second config, different from the defaults in every section.
+const LABEL_CONFIG: &str = r#"{
+    "noise": {"extra_globs": ["*/ping"], "drop_descendants": false},
+    "mask": {"replacement": "label", "label": "<fnr>"}
+}"#;
+
+/// Compiles the component once for all tests.
+fn component() -> &'static LoadedComponent {
+    static COMPONENT: OnceLock<LoadedComponent> = OnceLock::new();
+    COMPONENT.get_or_init(|| {
+        let runtime = Runtime::new().expect("engine");
+        runtime.load_default().expect("the built component loads with an empty linker")
+    })
+}
+
+/// A valid Norwegian personal number (fødselsnummer) from its first nine
+/// digits: the two mod-11 check digits appended.
+fn fnr(first_nine: &str) -> String {
+    let mut digits: Vec<u32> = first_nine.chars().map(|c| c.to_digit(10).expect("digit")).collect();
+    assert_eq!(digits.len(), 9);
+    for weights in [&[3, 7, 6, 1, 8, 9, 4, 5, 2][..], &[5, 4, 3, 2, 7, 6, 5, 4, 3, 2][..]] {
+        let sum: u32 = digits.iter().zip(weights).map(|(d, w)| d * w).sum();
+        let check = match 11 - sum % 11 {
+            11 => 0,
+            10 => panic!("{first_nine} has no valid check digit"),
+            k => k,
+        };
+        digits.push(check);
+    }
+    digits.iter().map(|d| char::from_digit(*d, 10).expect("digit")).collect()
+}
+
+fn any(value: Value) -> AnyValue {
+    AnyValue { value: Some(value) }
+}
+
+fn string(s: &str) -> AnyValue {
+    any(Value::StringValue(s.to_owned()))
+}
+
+fn kv(key: &str, value: AnyValue) -> KeyValue {
+    KeyValue { key: key.to_owned(), value: Some(value), ..Default::default() }
+}
+
+fn span(id: u8, parent: Option<u8>, name: &str, attributes: Vec<KeyValue>) -> Span {
+    Span {
+        trace_id: vec![0xab; 16],
+        span_id: vec![id; 8],
+        parent_span_id: parent.map(|p| vec![p; 8]).unwrap_or_default(),
+        name: name.to_owned(),
+        kind: 2,
+        start_time_unix_nano: 1_700_000_000_000_000_000,
+        end_time_unix_nano: 1_700_000_000_100_000_000,
+        attributes,
+        ..Default::default()
+    }
+}
+
+fn batch(resource_attributes: Vec<KeyValue>, spans: Vec<Span>) -> Vec<u8> {
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource { attributes: resource_attributes, ..Default::default() }),
+            scope_spans: vec![ScopeSpans {
+                scope: Some(InstrumentationScope {
+                    name: "io.opentelemetry.jdbc".to_owned(),
+                    version: "2.9.0".to_owned(),
+                    ..Default::default()
+                }),
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+    .encode_to_vec()
+}
+
+/// The test batches: noise with a child, personal numbers in many kinds of
+/// field and value, and one batch with nothing to do.
+fn batches() -> Vec<(&'static str, Vec<u8>)> {
+    let person = fnr("150385123");
+    assert_eq!(person, "15038512363");
+    let other = fnr("010190457");
+
+    let health = span(1, None, "GET /isAlive", vec![kv("url.path", string("/isAlive"))]);
+    let health_child = span(2, Some(1), "check db", vec![kv("db.system", string("postgresql"))]);
+    let mut query = span(
+        3,
+        None,
+        "SELECT person",
+        vec![
+            kv("db.statement", string(&format!("SELECT * FROM person WHERE fnr = '{person}'"))),
+            kv("db.rows", any(Value::IntValue(1))),
+            kv("payload", any(Value::BytesValue(person.as_bytes().to_vec()))),
+            kv(
+                "request",
+                any(Value::KvlistValue(KeyValueList {
+                    values: vec![
+                        kv("user", string(&format!("fnr {other}"))),
+                        kv("ids", any(Value::ArrayValue(ArrayValue { values: vec![string(&person), string("12345678901")] }))),
+                    ],
+                })),
+            ),
+        ],
+    );
+    query.events = vec![Event {
+        name: format!("lookup {person}"),
+        attributes: vec![kv("exception.message", string(&format!("no row for {other}")))],
+        ..Default::default()
+    }];
+    query.status = Some(Status { message: format!("failed for {person}"), code: 2 });
+    let ping = span(4, None, "GET /ping", vec![kv("url.path", string("/ping"))]);
+    let plain = span(5, None, "GET /orders", vec![kv("url.path", string("/orders/17"))]);
+
+    vec![
+        ("empty", Vec::new()),
+        (
+            "mixed",
+            batch(vec![kv("service.name", string("checkout")), kv("host.owner", string(&other))], vec![health, health_child, query, ping]),
+        ),
+        ("nothing to do", batch(vec![kv("service.name", string("orders"))], vec![plain])),
+    ]
+}
+
+fn native(config_json: &str, batch: &[u8]) -> Result<(Vec<u8>, Stats), Error> {
+    let output = Processor::new(config_json)?.process(batch)?;
+    Ok((output.batch, output.stats))
+}
+
+/// The component's typed error, or a panic on anything else.
+fn component_error(result: Result<impl std::fmt::Debug, HostError>) -> Error {
+    match result {
+        Err(HostError::Processor(error)) => error,
+        other => panic!("expected the component's typed error, got {other:?}"),
+    }
+}
+
+/// Scenario: read the import and export sections of the embedded component.
+/// Guarantees: it imports nothing (no file, socket, clock or random source
+/// can be reached) and exports the `tracescrub:processor/transform@0.1.0`
+/// interface; it also links with an empty wasmtime linker.
+#[test]
+fn component_imports_nothing_and_exports_transform() {
+    let imports = component_imports(DEFAULT_COMPONENT).expect("readable component");
+    assert_eq!(imports, Vec::<String>::new(), "the component must import nothing");
+    let exports = component_exports(DEFAULT_COMPONENT).expect("readable component");
+    assert_eq!(exports, vec![TRANSFORM_INTERFACE.to_owned()]);
+    // Linking with an empty linker succeeds.
+    let _ = component();
+}
+
+/// Scenario: every test batch (empty, noise with a descendant, personal
+/// numbers in string, bytes, kvlist, array, event, status and resource
+/// fields, and a batch with nothing to change) through the native engine
+/// and through the component, with the default config and a label config.
+/// Guarantees: the component returns byte-identical batches and equal stats.
+#[test]
+fn component_matches_native() {
+    for config in ["{}", LABEL_CONFIG] {
+        let mut scrubber = ScrubberInstance::create(component(), config).expect("valid config");
+        for (name, input) in batches() {
+            let expected = native(config, &input).expect("native processing");
+            let got = scrubber.process(&input).expect("component processing");
+            assert_eq!(got, expected, "batch {name:?}, config {config}");
+        }
+    }
+}
+
+/// Scenario: the mixed batch under the default config.
+/// Guarantees: the comparison above is not vacuous: the health check and
+/// its child are dropped and personal numbers are masked.
+#[test]
+fn component_drops_noise_and_masks() {
+    let mixed = batches().into_iter().find(|(name, _)| *name == "mixed").expect("mixed batch").1;
+    let mut scrubber = ScrubberInstance::create(component(), "{}").expect("default config");
+    let (out, stats) = scrubber.process(&mixed).expect("processing");
+    assert_eq!((stats.spans_in, stats.spans_out), (4, 2));
+    assert_eq!(stats.dropped_descendants, 1);
+    assert!(stats.values_masked > 0, "{stats:?}");
+    let decoded = ExportTraceServiceRequest::decode(out.as_slice()).expect("valid output");
+    let text = format!("{decoded:?}");
+    assert!(!text.contains(&fnr("150385123")), "a personal number survived: {text}");
+    assert!(!text.contains("isAlive"));
+}
+
+/// Scenario: an empty batch.
+/// Guarantees: an empty batch is valid and comes back empty with zero stats.
+#[test]
+fn empty_batch() {
+    let mut scrubber = ScrubberInstance::create(component(), "{}").expect("default config");
+    assert_eq!(scrubber.process(&[]).expect("empty batch"), (Vec::new(), Stats::default()));
+}
+
+/// Scenario: a config with several problems.
+/// Guarantees: creation fails with the typed invalid-config error listing
+/// the same problems, in the same order, as the native engine.
+#[test]
+fn invalid_config_is_typed_and_matches_native() {
+    let config = r#"{"nosie": {}, "noise": {"globs": 3}, "mask": {"mode": "some"}, "limits": {"max_batch_bytes": -1}}"#;
+    let expected = Processor::new(config).expect_err("invalid config");
+    assert!(matches!(&expected, Error::InvalidConfig(problems) if problems.len() >= 3), "{expected:?}");
+    let got = component_error(ScrubberInstance::create(component(), config));
+    assert_eq!(got, expected);
+    // Not JSON at all.
+    let expected = Processor::new("{").expect_err("not JSON");
+    assert_eq!(component_error(ScrubberInstance::create(component(), "{")), expected);
+}
+
+/// Scenario: truncated and garbled batches.
+/// Guarantees: processing fails with the typed malformed-batch error at the
+/// same offset and with the same reason as native, and the instance stays
+/// usable afterwards.
+#[test]
+fn malformed_batch_is_typed_and_matches_native() {
+    let mixed = batches().into_iter().find(|(name, _)| *name == "mixed").expect("mixed batch").1;
+    let mut scrubber = ScrubberInstance::create(component(), "{}").expect("default config");
+    for bad in [&[0x0a, 0xff][..], &[0x0a, 0x05, 0x0a], &[0x0f], &mixed[..mixed.len() - 3]] {
+        let expected = native("{}", bad).expect_err("malformed");
+        assert!(matches!(expected, Error::Malformed(_)), "{expected:?}");
+        assert_eq!(component_error(scrubber.process(bad)), expected, "batch {bad:02x?}");
+    }
+    assert!(!scrubber.is_poisoned());
+    assert_eq!(scrubber.process(&mixed).expect("still usable"), native("{}", &mixed).expect("native"));
+}
+
+/// Scenario: a batch one byte over `limits.max_batch_bytes`.
+/// Guarantees: processing fails with the typed too-large error carrying the
+/// size and the limit, as native; a batch at the limit is processed.
+#[test]
+fn batch_over_the_limit_is_too_large() {
+    let plain = batches().into_iter().find(|(name, _)| *name == "nothing to do").expect("batch").1;
+    let limit = plain.len() as u64 - 1;
+    let config = format!(r#"{{"limits": {{"max_batch_bytes": {limit}}}}}"#);
+    let mut scrubber = ScrubberInstance::create(component(), &config).expect("valid config");
+    let got = component_error(scrubber.process(&plain));
+    assert_eq!(got, Error::TooLarge { size: limit + 1, limit });
+    assert_eq!(got, native(&config, &plain).expect_err("too large"));
+    let at_limit = &plain[..0];
+    assert!(scrubber.process(at_limit).is_ok());
+}
+
+/// Scenario: one component instance holds two processors with different
+/// configs; calls on them are interleaved, and one is dropped.
+/// Guarantees: each processor answers as a native processor with its own
+/// config would, so they share no state; dropping one leaves the other working.
+#[test]
+fn processors_in_one_instance_do_not_interfere() {
+    let mut instance: ComponentInstance = component().instantiate(&InstanceOptions::default()).expect("instance");
+    let defaults = instance.create_processor("{}").expect("default config");
+    let labels = instance.create_processor(LABEL_CONFIG).expect("label config");
+
+    let default_json = instance.effective_config(&defaults).expect("effective config");
+    let label_json = instance.effective_config(&labels).expect("effective config");
+    assert_eq!(default_json, Processor::new("{}").expect("native").config().to_json());
+    assert_eq!(label_json, Processor::new(LABEL_CONFIG).expect("native").config().to_json());
+    assert_ne!(default_json, label_json);
+
+    for round in 0..2 {
+        for (name, input) in batches() {
+            let from_defaults = instance.process(&defaults, &input).expect("defaults");
+            let from_labels = instance.process(&labels, &input).expect("labels");
+            assert_eq!(from_defaults, native("{}", &input).expect("native"), "{name} round {round}");
+            assert_eq!(from_labels, native(LABEL_CONFIG, &input).expect("native"), "{name} round {round}");
+        }
+    }
+    let mixed = batches().into_iter().find(|(name, _)| *name == "mixed").expect("mixed batch").1;
+    assert_ne!(
+        instance.process(&defaults, &mixed).expect("defaults"),
+        instance.process(&labels, &mixed).expect("labels"),
+        "the two configs must differ on the mixed batch"
+    );
+
+    instance.drop_processor(defaults).expect("drop");
+    assert_eq!(instance.process(&labels, &mixed).expect("labels after drop"), native(LABEL_CONFIG, &mixed).expect("native"));
+}
+
+/// Scenario: a processor handle from one instance used with another.
+/// Guarantees: refused with `WrongInstance`, not a trap or a panic.
+#[test]
+fn handle_from_another_instance_is_refused() {
+    let mut first = component().instantiate(&InstanceOptions::default()).expect("instance");
+    let mut second = component().instantiate(&InstanceOptions::default()).expect("instance");
+    let handle = first.create_processor("{}").expect("processor");
+    assert!(matches!(second.process(&handle, &[]), Err(HostError::WrongInstance)));
+    assert!(!second.is_poisoned());
+}
+
+/// Scenario: a batch far larger than the instance's memory cap.
+/// Guarantees: the call traps (it is not a typed error), the instance is
+/// poisoned, and every later call is refused with `Poisoned`.
+#[test]
+fn trap_poisons_the_instance() {
+    let options = InstanceOptions::default().with_max_memory_bytes(4 << 20);
+    let mut scrubber = ScrubberInstance::create_with(component(), "{}", &options).expect("fits in 4 MiB");
+    let huge = vec![0_u8; 8 << 20];
+    let error = scrubber.process(&huge).expect_err("over the memory cap");
+    assert!(matches!(error, HostError::Trap(_)), "{error:?}");
+    assert!(scrubber.is_poisoned());
+    assert!(matches!(scrubber.process(&[]), Err(HostError::Poisoned)));
+    assert!(matches!(scrubber.effective_config(), Err(HostError::Poisoned)));
+}
+
+/// Scenario: an instance whose epoch deadline is zero ticks away.
+/// Guarantees: epoch interruption is on and the deadline is set before
+/// instantiation (which runs guest code): it traps with `Trap::Interrupt`
+/// rather than running unbounded.
+#[test]
+fn epoch_deadline_interrupts() {
+    let options = InstanceOptions::default().with_epoch_deadline_ticks(0);
+    let error = component().instantiate(&options).expect_err("deadline passed");
+    assert!(matches!(error, HostError::Instantiate(_)), "{error:?}");
+    assert_eq!(error.trap_code(), Some(wasmtime::Trap::Interrupt), "{error:?}");
+}
