@@ -28,6 +28,9 @@ pub enum HostError {
     WrongInstance,
     /// The bytes are not a readable WebAssembly binary.
     Parse(wasmparser::BinaryReaderError),
+    /// The component returned something the contract does not allow, e.g. a
+    /// name this host does not know: it is newer than the host.
+    Contract(String),
 }
 
 impl HostError {
@@ -54,6 +57,7 @@ impl fmt::Display for HostError {
             HostError::Poisoned => f.write_str("the component instance trapped earlier and refuses further calls; create a new one"),
             HostError::WrongInstance => f.write_str("the processor handle belongs to another component instance"),
             HostError::Parse(_) => f.write_str("could not read the WebAssembly binary"),
+            HostError::Contract(what) => write!(f, "the component broke the contract: {what}; is it newer than this host?"),
         }
     }
 }
@@ -67,7 +71,7 @@ impl std::error::Error for HostError {
             HostError::Parse(e) => Some(e),
             // `Processor` displays its error itself; pointing at it again as
             // the source would print it twice.
-            HostError::Processor(_) | HostError::Poisoned | HostError::WrongInstance => None,
+            HostError::Processor(_) | HostError::Poisoned | HostError::WrongInstance | HostError::Contract(_) => None,
         }
     }
 }

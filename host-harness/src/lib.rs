@@ -40,7 +40,8 @@ mod introspect;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use tracescrub_processor::{ConfigProblem, Count, Malformed, Stats};
+use tracescrub_processor::fnr::Detector;
+use tracescrub_processor::{ConfigProblem, Count, FieldKind, Finding, Malformed, Stats};
 use wasmtime::component::{Component, Linker, ResourceAny};
 use wasmtime::{Engine, OptLevel, Store, StoreLimits, StoreLimitsBuilder};
 
@@ -276,6 +277,16 @@ impl ComponentInstance {
         Ok((output.batch, from_wit_stats(output.stats)))
     }
 
+    /// Like [`ComponentInstance::process`], and also lists each drop and
+    /// each mask, for audits.
+    pub fn explain(&mut self, processor: &ProcessorHandle, batch: &[u8]) -> Result<(Vec<u8>, Stats, Vec<Finding>), HostError> {
+        let resource = self.resource(processor)?;
+        let explained = self.call(|store, guest| guest.processor().call_explain(store, resource, batch))?;
+        let explained = explained.map_err(from_wit_error)?;
+        let findings = explained.findings.into_iter().map(from_wit_finding).collect::<Result<_, _>>()?;
+        Ok((explained.output.batch, from_wit_stats(explained.output.stats), findings))
+    }
+
     /// The effective config of `processor`, every default filled in, as JSON.
     pub fn effective_config(&mut self, processor: &ProcessorHandle) -> Result<String, HostError> {
         let resource = self.resource(processor)?;
@@ -355,6 +366,11 @@ impl ScrubberInstance {
         self.instance.process(&self.processor, batch)
     }
 
+    /// Processes one batch and lists each drop and each mask, for audits.
+    pub fn explain(&mut self, batch: &[u8]) -> Result<(Vec<u8>, Stats, Vec<Finding>), HostError> {
+        self.instance.explain(&self.processor, batch)
+    }
+
     /// The effective config, every default filled in, as JSON.
     pub fn effective_config(&mut self) -> Result<String, HostError> {
         self.instance.effective_config(&self.processor)
@@ -373,6 +389,23 @@ fn from_wit_error(error: wit::Error) -> HostError {
         ),
         wit::Error::MalformedBatch(m) => tracescrub_processor::Error::Malformed(Malformed { offset: m.offset, reason: m.reason }),
         wit::Error::BatchTooLarge(t) => tracescrub_processor::Error::TooLarge { size: t.size, limit: t.limit },
+    })
+}
+
+/// A finding naming a field kind or detector this host does not know came
+/// from a component newer than the host.
+fn from_wit_finding(finding: wit::Finding) -> Result<Finding, HostError> {
+    Ok(match finding {
+        wit::Finding::Dropped(d) => Finding::Dropped { trace_id: d.trace_id, span_id: d.span_id, rule: d.rule, path: d.path },
+        wit::Finding::Masked(m) => Finding::Masked {
+            trace_id: m.trace_id,
+            span_id: m.span_id,
+            field: FieldKind::from_name(&m.field)
+                .ok_or_else(|| HostError::Contract(format!("unknown field kind {:?} in a finding", m.field)))?,
+            key: m.key,
+            detector: Detector::from_name(&m.detector)
+                .ok_or_else(|| HostError::Contract(format!("unknown detector {:?} in a finding", m.detector)))?,
+        },
     })
 }
 

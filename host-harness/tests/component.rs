@@ -329,3 +329,19 @@ fn epoch_deadline_interrupts() {
     assert!(matches!(error, HostError::Instantiate(_)), "{error:?}");
     assert_eq!(error.trap_code(), Some(wasmtime::Trap::Interrupt), "{error:?}");
 }
+
+/// Scenario: every test batch explained through the component and natively.
+/// Guarantees: the same output, stats and findings either way, and the
+/// output equals what `process` gives.
+#[test]
+fn explain_matches_native_and_process() {
+    let native = tracescrub_processor::Processor::new("{}").unwrap();
+    let mut scrubber = ScrubberInstance::create(component(), "{}").unwrap();
+    for (name, batch) in batches() {
+        let (out, stats, findings) = scrubber.explain(&batch).unwrap();
+        let (n_out, n_findings) = native.explain(&batch).unwrap();
+        assert_eq!((&out, &stats), (&n_out.batch, &n_out.stats), "{name}");
+        assert_eq!(findings, n_findings, "{name}");
+        assert_eq!(scrubber.process(&batch).unwrap(), (out, stats), "{name}");
+    }
+}

@@ -36,6 +36,14 @@ impl wit::GuestProcessor for ProcessorResource {
         Ok(wit::Output { batch: output.batch, stats: to_wit_stats(output.stats) })
     }
 
+    fn explain(&self, batch: Vec<u8>) -> Result<wit::Explained, wit::Error> {
+        let (output, findings) = self.0.explain(&batch).map_err(to_wit_error)?;
+        Ok(wit::Explained {
+            output: wit::Output { batch: output.batch, stats: to_wit_stats(output.stats) },
+            findings: findings.into_iter().map(to_wit_finding).collect(),
+        })
+    }
+
     fn effective_config(&self) -> String {
         self.0.config().to_json()
     }
@@ -48,6 +56,21 @@ fn to_wit_error(error: crate::Error) -> wit::Error {
         }
         crate::Error::Malformed(m) => wit::Error::MalformedBatch(wit::Malformed { offset: m.offset, reason: m.reason }),
         crate::Error::TooLarge { size, limit } => wit::Error::BatchTooLarge(wit::TooLarge { size, limit }),
+    }
+}
+
+fn to_wit_finding(finding: crate::Finding) -> wit::Finding {
+    match finding {
+        crate::Finding::Dropped { trace_id, span_id, rule, path } => {
+            wit::Finding::Dropped(wit::DroppedSpan { trace_id, span_id, rule, path })
+        }
+        crate::Finding::Masked { trace_id, span_id, field, key, detector } => wit::Finding::Masked(wit::MaskedValue {
+            trace_id,
+            span_id,
+            field: field.name().to_owned(),
+            key,
+            detector: detector.name().to_owned(),
+        }),
     }
 }
 

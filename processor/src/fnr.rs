@@ -40,6 +40,11 @@ impl Detector {
         }
     }
 
+    /// The detector with this [`Detector::name`], if any.
+    pub fn from_name(name: &str) -> Option<Detector> {
+        Detector::ALL.into_iter().find(|d| d.name() == name)
+    }
+
     /// Position in [`Detector::ALL`], for fixed-size counter arrays.
     pub(crate) fn index(self) -> usize {
         match self {
