@@ -138,6 +138,7 @@ fn split(content: &[u8]) -> Result<(Encoding, Vec<Batch>), FormatError> {
     match first {
         // A JSON document or JSON lines.
         Some(b'{') => Ok(split_json(content)),
+        Some(b'[') => Err(FormatError("a JSON array is not an OTLP request; expected an object with \"resourceSpans\"".into())),
         // Protobuf field tags never encode field number 0, so a first byte
         // below 0x08 cannot start a request: it is a big-endian length.
         Some(_) if content[0] < 0x08 => split_length_prefixed(content).map(|b| (Encoding::LengthPrefixed, b)),
@@ -145,26 +146,36 @@ fn split(content: &[u8]) -> Result<(Encoding, Vec<Batch>), FormatError> {
     }
 }
 
+/// Decodes one OTLP/JSON traces document. It must have a `resourceSpans`
+/// key: OTLP/JSON ignores unknown keys, so without this check a metrics or
+/// logs document, or any other JSON, would pass as an empty batch.
+fn decode_json(doc: &[u8]) -> Result<Vec<u8>, String> {
+    let value: serde_json::Value = serde_json::from_slice(doc).map_err(|e| json_error(&e))?;
+    if value.get("resourceSpans").is_none() {
+        let keys: Vec<&str> = value.as_object().map(|o| o.keys().map(String::as_str).take(5).collect()).unwrap_or_default();
+        return Err(format!("not an OTLP traces document: no \"resourceSpans\" key (found: {})", keys.join(", ")));
+    }
+    serde_json::from_value::<ExportTraceServiceRequest>(value).map(|r| r.encode_to_vec()).map_err(|e| format!("not OTLP JSON: {e}"))
+}
+
 fn split_json(content: &[u8]) -> (Encoding, Vec<Batch>) {
     // One document, possibly spread over many lines, is plain JSON.
-    if let Ok(req) = serde_json::from_slice::<ExportTraceServiceRequest>(content) {
-        return (Encoding::Json, vec![Batch { location: Location::Whole, bytes: Ok(req.encode_to_vec()) }]);
+    let whole = decode_json(content);
+    let is_one_document = serde_json::from_slice::<serde::de::IgnoredAny>(content).is_ok();
+    if whole.is_ok() || is_one_document {
+        return (Encoding::Json, vec![Batch { location: Location::Whole, bytes: whole }]);
     }
     let lines: Vec<&[u8]> = content.split(|&b| b == b'\n').collect();
     let non_empty = lines.iter().filter(|l| !l.trim_ascii().is_empty()).count();
     if non_empty <= 1 {
         // Not several lines: report the whole-document error.
-        let err = serde_json::from_slice::<ExportTraceServiceRequest>(content).err().map(|e| json_error(&e)).unwrap_or_default();
-        return (Encoding::Json, vec![Batch { location: Location::Whole, bytes: Err(err) }]);
+        return (Encoding::Json, vec![Batch { location: Location::Whole, bytes: whole }]);
     }
     let batches = lines
         .iter()
         .enumerate()
         .filter(|(_, l)| !l.trim_ascii().is_empty())
-        .map(|(i, line)| Batch {
-            location: Location::Line(i + 1),
-            bytes: serde_json::from_slice::<ExportTraceServiceRequest>(line).map(|r| r.encode_to_vec()).map_err(|e| json_error(&e)),
-        })
+        .map(|(i, line)| Batch { location: Location::Line(i + 1), bytes: decode_json(line) })
         .collect();
     (Encoding::JsonLines, batches)
 }
@@ -335,6 +346,21 @@ mod tests {
         assert!(err.0.contains("record 0 at byte 0 claims 9 bytes"), "{err}");
         let err = read(&[0x1f, 0x8b, 8, 0, 0]).unwrap_err();
         assert!(err.0.contains("gzip"), "{err}");
+    }
+
+    /// Scenario: JSON that is not an OTLP traces document: metrics, an
+    /// array, an empty object, a log line.
+    /// Guarantees: each is an error, never an empty batch.
+    #[test]
+    fn json_that_is_not_traces_is_refused() {
+        for doc in [&br#"{"resourceMetrics": []}"#[..], b"[1, 2]", b"{}", b"{\"level\":\"info\"}\n{\"level\":\"warn\"}\n"] {
+            let result = read(doc);
+            let refused = match &result {
+                Err(_) => true,
+                Ok((_, batches)) => batches.iter().all(|b| b.bytes.is_err()),
+            };
+            assert!(refused, "{}: {result:?}", String::from_utf8_lossy(doc));
+        }
     }
 
     /// Scenario: a small gzip file that inflates past the limit.

@@ -35,8 +35,13 @@
 //! a bug in tracescrub or a host limit hit; the instance is then poisoned and
 //! refuses further calls ([`HostError::Poisoned`]): drop it and make a new one.
 
+pub mod audit;
+pub mod config_file;
 mod error;
+pub mod formats;
 mod introspect;
+pub mod replay;
+pub mod residual;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

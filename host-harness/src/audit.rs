@@ -1,0 +1,95 @@
+//! Audits: what a config would drop and mask in captured files, and which
+//! personal numbers would still get through.
+//!
+//! An audit changes nothing. It explains each batch through the component,
+//! then decodes the processed batch and runs the independent
+//! [`residual`](crate::residual) scan over it. With `raw`, it skips the
+//! processor and scans the input as it is: what leaks today.
+
+use std::path::Path;
+
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use prost::Message;
+use serde::Serialize;
+use tracescrub_processor::Finding;
+
+use crate::formats;
+use crate::replay::{BatchError, Session, describe, location};
+use crate::residual::{self, Residual};
+
+/// What auditing one file found.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct AuditReport {
+    /// The file.
+    pub path: String,
+    /// Batches read.
+    pub batches: u64,
+    /// Spans the config would drop.
+    pub would_drop: u64,
+    /// Values the config would mask.
+    pub would_mask: u64,
+    /// Personal numbers left after processing (or, raw, in the input).
+    pub residual: u64,
+    /// Batches or files that could not be read.
+    pub errors: u64,
+    /// Each drop and mask (not in JSON reports: counts only).
+    #[serde(skip)]
+    pub findings: Vec<Finding>,
+    /// Each personal number left, with its place.
+    #[serde(skip)]
+    pub leaks: Vec<Residual>,
+    /// Each failure.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<BatchError>,
+}
+
+/// Audits one file. `session` is `None` for a raw audit.
+pub fn audit_file(mut session: Option<&mut Session<'_>>, path: &Path, raw: &[u8]) -> AuditReport {
+    let mut report = AuditReport { path: path.display().to_string(), ..AuditReport::default() };
+    let batches = match formats::read(raw) {
+        Ok((_, batches)) => batches,
+        Err(e) => {
+            report.errors += 1;
+            report.failures.push(BatchError { location: String::new(), reason: e.0 });
+            return report;
+        }
+    };
+    for batch in batches {
+        report.batches += 1;
+        let fail = |report: &mut AuditReport, reason: String| {
+            report.errors += 1;
+            report.failures.push(BatchError { location: location(batch.location), reason });
+        };
+        let input = match batch.bytes {
+            Ok(b) => b,
+            Err(reason) => {
+                fail(&mut report, reason);
+                continue;
+            }
+        };
+        let after = match session.as_deref_mut() {
+            None => input,
+            Some(s) => match s.explain(&input) {
+                Ok((out, stats, findings)) => {
+                    report.would_drop += stats.spans_dropped;
+                    report.would_mask += stats.values_masked;
+                    report.findings.extend(findings);
+                    out
+                }
+                Err(e) => {
+                    fail(&mut report, describe(&e));
+                    continue;
+                }
+            },
+        };
+        match ExportTraceServiceRequest::decode(after.as_slice()) {
+            Ok(req) => {
+                let leaks = residual::scan(&req);
+                report.residual += leaks.len() as u64;
+                report.leaks.extend(leaks);
+            }
+            Err(e) => fail(&mut report, format!("does not decode as OTLP: {e}")),
+        }
+    }
+    report
+}

@@ -1,0 +1,427 @@
+//! `tracescrub`: replay, audit and inspect the span processor component.
+//!
+//! The work happens in the `tracescrub` library; this file defines the
+//! command line and prints.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use tracescrub::audit::{AuditReport, audit_file};
+use tracescrub::config_file::{self, DEFAULT_CONFIG_YAML};
+use tracescrub::replay::{Counts, FileReport, Input, Session, collect_inputs, describe, replay_file};
+use tracescrub::{HostError, InstanceOptions, LoadedComponent, Runtime};
+use tracescrub_processor::{Error as EngineError, Finding};
+
+/// Drops health-check noise and masks Norwegian personal identity numbers in
+/// OpenTelemetry traces, with a WebAssembly component that imports nothing.
+#[derive(Parser)]
+#[command(name = "tracescrub", version, about, long_about = None, after_help = "\
+Exit status: 0 when all went well; 1 when a batch failed (replay, audit), a
+personal number would get through (audit) or a config has problems (config
+check); 2 when the command could not run (bad arguments, unreadable config or
+component).
+
+Input formats are detected from content: OTLP protobuf, OTLP JSON, OTLP JSON
+lines, length-prefixed protobuf (the collector file exporter's `proto`
+format), and gzip of each.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Process captured OTLP files and print what was dropped and masked.
+    ///
+    /// Each INPUT is a file or a directory (read recursively). With --out,
+    /// each processed file is written to the same relative path under DIR,
+    /// in the format it came in; a batch that fails is reported with its
+    /// file and line or offset, left out of the output, and the run goes on.
+    /// The last line reads:
+    /// `total: files=N batches=N spans_in=N spans_out=N dropped=N masked=N errors=N`.
+    #[command(after_help = "Example:\n  tracescrub replay --out scrubbed/ testdata/captures")]
+    Replay {
+        #[command(flatten)]
+        run: RunArgs,
+        /// Write processed files under this directory.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Files or directories of captured OTLP trace batches.
+        #[arg(required = true, value_name = "INPUT")]
+        inputs: Vec<PathBuf>,
+    },
+    /// Report what a config would drop and mask, and any personal number it
+    /// would let through. Changes nothing.
+    ///
+    /// Lists each span that would be dropped (span id, rule, path) and each
+    /// value that would be masked (span id, field, key, detector), then scans
+    /// the processed batches for valid personal numbers with a scanner
+    /// independent of the processor. Each one left is printed (file, span id,
+    /// field path, never the number) and the exit status is 1.
+    #[command(
+        after_help = "Examples:\n  tracescrub audit --raw my-service-captures/   # what leaks today?\n  tracescrub audit --config mine.yaml my-service-captures/"
+    )]
+    Audit {
+        #[command(flatten)]
+        run: RunArgs,
+        /// Skip the processor: scan the input as it is.
+        #[arg(long)]
+        raw: bool,
+        /// Print only the per-file summaries, not each drop and mask.
+        #[arg(long, short)]
+        quiet: bool,
+        /// Files or directories of captured OTLP trace batches.
+        #[arg(required = true, value_name = "INPUT")]
+        inputs: Vec<PathBuf>,
+    },
+    /// Print the default config or check a config file.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Print the component's WIT world: what it exports and what it imports.
+    Inspect {
+        /// A component file instead of the embedded one.
+        #[arg(long, value_name = "FILE")]
+        component: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print the embedded default config (the platform's rules), commented.
+    Default,
+    /// Validate a YAML or JSON config file and list every problem.
+    Check {
+        /// The config file.
+        file: PathBuf,
+    },
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// YAML or JSON config file [default: the embedded platform rules; see
+    /// `tracescrub config default`].
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// A processor component file instead of the embedded one.
+    #[arg(long, value_name = "FILE")]
+    component: Option<PathBuf>,
+    /// Print the report as text or as JSON.
+    #[arg(long, value_enum, default_value_t = Report::Text)]
+    report: Report,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Report {
+    Text,
+    Json,
+}
+
+/// Exit 2: the command could not run.
+struct Fatal(String);
+
+impl<E: std::error::Error> From<E> for Fatal {
+    fn from(e: E) -> Fatal {
+        let mut text = e.to_string();
+        let mut source = e.source();
+        while let Some(s) = source {
+            text.push_str(": ");
+            text.push_str(&s.to_string());
+            source = s.source();
+        }
+        Fatal(text)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Replay { run, out, inputs } => replay(&run, out.as_deref(), &inputs),
+        Command::Audit { run, raw, quiet, inputs } => audit(&run, raw, quiet, &inputs),
+        Command::Config(ConfigCommand::Default) => {
+            print!("{DEFAULT_CONFIG_YAML}");
+            Ok(true)
+        }
+        Command::Config(ConfigCommand::Check { file }) => config_check(&file),
+        Command::Inspect { component } => inspect(component.as_deref()),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(Fatal(message)) => {
+            eprintln!("tracescrub: error: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn component_bytes(path: Option<&Path>) -> Result<Vec<u8>, Fatal> {
+    match path {
+        None => Ok(tracescrub::DEFAULT_COMPONENT.to_vec()),
+        Some(p) => std::fs::read(p).map_err(|e| Fatal(format!("cannot read component {}: {e}", p.display()))),
+    }
+}
+
+fn load(runtime: &Runtime, path: Option<&Path>) -> Result<LoadedComponent, Fatal> {
+    let bytes = component_bytes(path)?;
+    runtime.load(&bytes).map_err(|e| {
+        let what = path.map_or("the embedded component".to_owned(), |p| p.display().to_string());
+        Fatal(format!("{what}: {}", describe(&e)))
+    })
+}
+
+fn config_json(path: Option<&Path>) -> Result<String, Fatal> {
+    match path {
+        None => Ok(config_file::default_json()),
+        Some(p) => Ok(config_file::load(p)?),
+    }
+}
+
+/// Builds a session, turning a rejected config into a listing of its problems.
+fn session<'c>(component: &'c LoadedComponent, config: &str, origin: Option<&Path>) -> Result<Session<'c>, Fatal> {
+    Session::new(component, config, InstanceOptions::default()).map_err(|e| match e {
+        HostError::Processor(EngineError::InvalidConfig(problems)) => {
+            let mut text = format!("config {} is invalid:", origin.map_or("(default)".into(), |p| p.display().to_string()));
+            for p in problems {
+                text.push_str(&format!("\n  - {p}"));
+            }
+            Fatal(text)
+        }
+        e => Fatal(describe(&e)),
+    })
+}
+
+/// A progress bar on stderr for long runs on a terminal; hidden otherwise.
+fn progress(inputs: &[Input]) -> ProgressBar {
+    let bytes: u64 = inputs.iter().map(|i| i.size).sum();
+    // Short runs finish before a bar is worth drawing.
+    if !std::io::stderr().is_terminal() || (inputs.len() < 50 && bytes < 32 << 20) {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(bytes);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta} {wide_msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar
+}
+
+fn read_input(input: &Input) -> Result<Vec<u8>, String> {
+    std::fs::read(&input.path).map_err(|e| format!("cannot read: {e}"))
+}
+
+fn replay(run: &RunArgs, out: Option<&Path>, args: &[PathBuf]) -> Result<bool, Fatal> {
+    let inputs = collect_inputs(args)?;
+    let runtime = Runtime::new()?;
+    let component = load(&runtime, run.component.as_deref())?;
+    let config = config_json(run.config.as_deref())?;
+    let mut session = session(&component, &config, run.config.as_deref())?;
+    let bar = progress(&inputs);
+    let mut reports = Vec::new();
+    let mut total = Counts::default();
+    for input in &inputs {
+        bar.set_message(input.relative.display().to_string());
+        let (mut report, output) = match read_input(input) {
+            Ok(raw) => replay_file(&mut session, &input.path, &raw),
+            Err(reason) => (unreadable(&input.path, reason), None),
+        };
+        if let (Some(dir), Some(bytes)) = (out, output) {
+            let target = dir.join(&input.relative);
+            let written = target.parent().map_or(Ok(()), std::fs::create_dir_all).and_then(|()| std::fs::write(&target, bytes));
+            if let Err(e) = written {
+                report.counts.errors += 1;
+                report.failures.push(tracescrub::replay::BatchError {
+                    location: String::new(),
+                    reason: format!("cannot write {}: {e}", target.display()),
+                });
+            }
+        }
+        total.add(&report.counts);
+        if run.report == Report::Text {
+            bar.suspend(|| print_file_report(&report));
+        }
+        reports.push(report);
+        bar.inc(input.size);
+    }
+    bar.finish_and_clear();
+    let ok = total.errors == 0;
+    if run.report == Report::Json {
+        let doc = serde_json::json!({ "files": reports, "total": totals_json(reports.len(), &total) });
+        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+    } else {
+        println!(
+            "total: files={} batches={} spans_in={} spans_out={} dropped={} masked={} errors={}",
+            reports.len(),
+            total.batches,
+            total.spans_in,
+            total.spans_out,
+            total.dropped,
+            total.masked,
+            total.errors
+        );
+    }
+    Ok(ok)
+}
+
+fn unreadable(path: &Path, reason: String) -> FileReport {
+    FileReport {
+        path: path.display().to_string(),
+        format: None,
+        counts: Counts { errors: 1, ..Counts::default() },
+        failures: vec![tracescrub::replay::BatchError { location: String::new(), reason }],
+    }
+}
+
+fn totals_json(files: usize, c: &Counts) -> serde_json::Value {
+    let mut v = serde_json::to_value(c).unwrap_or_default();
+    v["files"] = files.into();
+    v
+}
+
+fn print_file_report(r: &FileReport) {
+    let c = &r.counts;
+    println!(
+        "{}: format={} batches={} spans_in={} spans_out={} dropped={} masked={} errors={}",
+        r.path,
+        r.format.as_deref().unwrap_or("unreadable"),
+        c.batches,
+        c.spans_in,
+        c.spans_out,
+        c.dropped,
+        c.masked,
+        c.errors
+    );
+    for f in &r.failures {
+        let at = if f.location.is_empty() { String::new() } else { format!("{}: ", f.location) };
+        println!("  error: {}: {at}{}", r.path, f.reason);
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    if bytes.is_empty() {
+        return "-".into();
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn audit(run: &RunArgs, raw: bool, quiet: bool, args: &[PathBuf]) -> Result<bool, Fatal> {
+    let inputs = collect_inputs(args)?;
+    let runtime = Runtime::new()?;
+    let component = load(&runtime, run.component.as_deref())?;
+    let config = config_json(run.config.as_deref())?;
+    let mut session = if raw { None } else { Some(session(&component, &config, run.config.as_deref())?) };
+    let bar = progress(&inputs);
+    let mut reports: Vec<AuditReport> = Vec::new();
+    for input in &inputs {
+        let report = match read_input(input) {
+            Ok(bytes) => audit_file(session.as_mut(), &input.path, &bytes),
+            Err(reason) => AuditReport {
+                path: input.path.display().to_string(),
+                errors: 1,
+                failures: vec![tracescrub::replay::BatchError { location: String::new(), reason }],
+                ..AuditReport::default()
+            },
+        };
+        if run.report == Report::Text {
+            bar.suspend(|| print_audit_report(&report, quiet));
+        }
+        reports.push(report);
+        bar.inc(input.size);
+    }
+    bar.finish_and_clear();
+    let sum = |f: fn(&AuditReport) -> u64| -> u64 { reports.iter().map(f).sum() };
+    let (drop, mask, residual, errors) = (sum(|r| r.would_drop), sum(|r| r.would_mask), sum(|r| r.residual), sum(|r| r.errors));
+    if run.report == Report::Json {
+        let doc = serde_json::json!({
+            "mode": if raw { "raw" } else { "processed" },
+            "files": reports,
+            "total": {"files": reports.len(), "would_drop": drop, "would_mask": mask, "residual": residual, "errors": errors},
+        });
+        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+    } else {
+        if residual > 0 {
+            let what = if raw { "in the input" } else { "after processing" };
+            println!("LEAK: {residual} personal number(s) {what}; see the leak lines above");
+        }
+        println!("total: files={} would_drop={drop} would_mask={mask} residual={residual} errors={errors}", reports.len());
+    }
+    Ok(residual == 0 && errors == 0)
+}
+
+fn print_audit_report(r: &AuditReport, quiet: bool) {
+    if !quiet {
+        for f in &r.findings {
+            match f {
+                Finding::Dropped { span_id, rule: Some(rule), path, .. } => {
+                    println!("drop  {} span={} rule={rule} path={path}", r.path, hex(span_id));
+                }
+                Finding::Dropped { span_id, rule: None, .. } => {
+                    println!("drop  {} span={} rule=(descendant of a noisy span)", r.path, hex(span_id));
+                }
+                Finding::Masked { span_id, field, key, detector, .. } => {
+                    let key = if key.is_empty() { String::new() } else { format!(" key={key}") };
+                    println!("mask  {} span={} field={}{key} detector={}", r.path, hex(span_id), field.name(), detector.name());
+                }
+            }
+        }
+    }
+    // Leaks are printed even when quiet: they are what an audit is for.
+    for l in &r.leaks {
+        let span = if l.span_id.is_empty() { "-" } else { &l.span_id };
+        println!("leak  {} span={span} field={}", r.path, l.field);
+    }
+    for f in &r.failures {
+        let at = if f.location.is_empty() { String::new() } else { format!("{}: ", f.location) };
+        println!("  error: {}: {at}{}", r.path, f.reason);
+    }
+    println!(
+        "{}: batches={} would_drop={} would_mask={} residual={} errors={}",
+        r.path, r.batches, r.would_drop, r.would_mask, r.residual, r.errors
+    );
+}
+
+fn config_check(file: &Path) -> Result<bool, Fatal> {
+    let json = match config_file::load(file) {
+        Ok(json) => json,
+        Err(e) => {
+            println!("{e}");
+            return Ok(false);
+        }
+    };
+    // Validated by the component itself, so the check is exactly what a
+    // host loading this config would see.
+    let runtime = Runtime::new()?;
+    let component = load(&runtime, None)?;
+    match Session::new(&component, &json, InstanceOptions::default()) {
+        Ok(_) => {
+            println!("ok: {} is a valid config", file.display());
+            Ok(true)
+        }
+        Err(HostError::Processor(EngineError::InvalidConfig(problems))) => {
+            println!("{}: {} problem(s)", file.display(), problems.len());
+            for p in problems {
+                println!("  - {p}");
+            }
+            Ok(false)
+        }
+        Err(e) => Err(Fatal(describe(&e))),
+    }
+}
+
+fn inspect(path: Option<&Path>) -> Result<bool, Fatal> {
+    let bytes = component_bytes(path)?;
+    let imports = tracescrub::component_imports(&bytes)?;
+    let exports = tracescrub::component_exports(&bytes)?;
+    let decoded = wit_component::decode(&bytes).map_err(|e| Fatal(format!("cannot decode the component's WIT: {e:#}")))?;
+    let resolve = decoded.resolve();
+    let root = decoded.package();
+    let nested: Vec<_> = resolve.packages.iter().map(|(id, _)| id).filter(|id| *id != root).collect();
+    let mut printer = wit_component::WitPrinter::default();
+    printer.print(resolve, root, &nested).map_err(|e| Fatal(format!("cannot print the component's WIT: {e:#}")))?;
+    println!("// exports: {}", if exports.is_empty() { "(none)".into() } else { exports.join(", ") });
+    println!("// imports: {}", if imports.is_empty() { "(none)".into() } else { imports.join(", ") });
+    println!("{}", printer.output);
+    Ok(true)
+}
