@@ -194,7 +194,7 @@ pub fn replay_file(session: &mut Session<'_>, path: &Path, raw: &[u8]) -> (FileR
     let mut outputs = Vec::new();
     for batch in batches {
         report.counts.batches += 1;
-        let result = batch.bytes.map_err(|reason| reason).and_then(|bytes| session.process(&bytes).map_err(|e| describe(&e)));
+        let result = batch.bytes.and_then(|bytes| session.process(&bytes).map_err(|e| describe(&e)));
         match result {
             Ok((out, stats)) => {
                 report.counts.add_stats(&stats);
