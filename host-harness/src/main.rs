@@ -85,6 +85,9 @@ enum Command {
         /// A component file instead of the embedded one.
         #[arg(long, value_name = "FILE")]
         component: Option<PathBuf>,
+        /// Also write the component to FILE, to load it from another host.
+        #[arg(long, value_name = "FILE")]
+        save: Option<PathBuf>,
     },
 }
 
@@ -145,7 +148,7 @@ fn main() -> ExitCode {
             Ok(true)
         }
         Command::Config(ConfigCommand::Check { file }) => config_check(&file),
-        Command::Inspect { component } => inspect(component.as_deref()),
+        Command::Inspect { component, save } => inspect(component.as_deref(), save.as_deref()),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -410,8 +413,11 @@ fn config_check(file: &Path) -> Result<bool, Fatal> {
     }
 }
 
-fn inspect(path: Option<&Path>) -> Result<bool, Fatal> {
+fn inspect(path: Option<&Path>, save: Option<&Path>) -> Result<bool, Fatal> {
     let bytes = component_bytes(path)?;
+    if let Some(target) = save {
+        std::fs::write(target, &bytes).map_err(|e| Fatal(format!("cannot write {}: {e}", target.display())))?;
+    }
     let imports = tracescrub::component_imports(&bytes)?;
     let exports = tracescrub::component_exports(&bytes)?;
     let decoded = wit_component::decode(&bytes).map_err(|e| Fatal(format!("cannot decode the component's WIT: {e:#}")))?;
