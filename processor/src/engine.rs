@@ -14,8 +14,6 @@
 //!    ranges are copied as they were, so unknown fields, non-canonical
 //!    encodings and untouched spans survive byte for byte.
 
-use std::cmp::Ordering;
-
 use crate::config::{Config, Replacement};
 use crate::error::{ConfigProblem, Error, Malformed};
 use crate::explain::{Finding, redact};
@@ -23,7 +21,7 @@ use crate::fnr::{self, Mode};
 use crate::glob::GlobList;
 use crate::otlp::{LIST_VALUES, any_value, event, key_value, link, request, resource, resource_spans, scope, scope_spans, span, status};
 use crate::path;
-use crate::stats::{Counters, FieldKind, Stats};
+use crate::stats::{Counters, FieldKind, MaskCounts, Stats};
 use crate::wire::{Field, Fields, WireType, malformed, varint_len, write_varint};
 
 /// How deep arrays and kvlists may nest inside an attribute value. Real
@@ -128,8 +126,6 @@ enum Fate {
     Noisy(u32),
     /// A descendant of a noisy span in the same batch.
     Descendant,
-    /// Being resolved; meeting it again means a parent cycle.
-    Visiting,
     Unknown,
 }
 
@@ -362,46 +358,29 @@ fn path_attribute<'a>(noise: &Noise, buf: &'a [u8], kv: &Field) -> Result<Option
 }
 
 /// Marks every span whose parent chain, within its trace and this batch,
-/// reaches a noisy span. Parents are found by binary search over spans
-/// sorted by (trace id, span id): no hashing, so crafted ids cannot slow it.
+/// reaches a noisy span, by walking down from the noisy spans: children are
+/// found by binary search over spans sorted by (trace id, parent id). Going
+/// down rather than up handles spans that share an id (every span with a
+/// noisy span's id as its parent is its child) and parent cycles (a span is
+/// marked once). No hashing, so crafted ids cannot slow it.
 fn mark_descendants(metas: &[SpanMeta<'_>], fates: &mut [Fate]) {
-    let mut by_id: Vec<u32> = (0..metas.len() as u32).filter(|&i| !metas[i as usize].span_id.is_empty()).collect();
-    let key = |i: u32| (metas[i as usize].trace_id, metas[i as usize].span_id);
-    by_id.sort_unstable_by(|&a, &b| key(a).cmp(&key(b)));
-    let parent_of = |i: usize| -> Option<usize> {
-        let m = &metas[i];
-        if m.parent_id.is_empty() {
-            return None;
-        }
-        by_id
-            .binary_search_by(|&j| match metas[j as usize].trace_id.cmp(m.trace_id) {
-                Ordering::Equal => metas[j as usize].span_id.cmp(m.parent_id),
-                o => o,
-            })
-            .ok()
-            .map(|pos| by_id[pos] as usize)
-    };
-    let mut chain = Vec::new();
-    for start in 0..metas.len() {
-        if fates[start] != Fate::Unknown {
+    let mut by_parent: Vec<u32> = (0..metas.len() as u32).filter(|&i| !metas[i as usize].parent_id.is_empty()).collect();
+    let key = |i: u32| (metas[i as usize].trace_id, metas[i as usize].parent_id);
+    by_parent.sort_unstable_by(|&a, &b| key(a).cmp(&key(b)));
+    let mut queue: Vec<usize> = (0..metas.len()).filter(|&i| fates[i].dropped()).collect();
+    while let Some(i) = queue.pop() {
+        let (trace, id) = (metas[i].trace_id, metas[i].span_id);
+        if id.is_empty() {
+            // An empty parent id means "root", never "child of this span".
             continue;
         }
-        let mut at = start;
-        let dropped = loop {
-            match fates[at] {
-                Fate::Unknown => {}
-                Fate::Visiting => break false, // a parent cycle: not descended from noise
-                f => break f.dropped(),
+        let first = by_parent.partition_point(|&j| key(j) < (trace, id));
+        for &j in by_parent[first..].iter().take_while(|&&j| key(j) == (trace, id)) {
+            let j = j as usize;
+            if fates[j] == Fate::Unknown {
+                fates[j] = Fate::Descendant;
+                queue.push(j);
             }
-            fates[at] = Fate::Visiting;
-            chain.push(at);
-            match parent_of(at) {
-                Some(p) => at = p,
-                None => break false,
-            }
-        };
-        for i in chain.drain(..) {
-            fates[i] = if dropped { Fate::Descendant } else { Fate::Keep };
         }
     }
 }
@@ -450,6 +429,19 @@ impl<'a> Walk<'a, '_, '_> {
         Ok(delta + varint_len(new_len) as isize - (f.body - f.len_at) as isize)
     }
 
+    /// What a container's masks will add to the stats and findings, to be
+    /// taken back if the container is removed: its masks were never output.
+    fn save(&self) -> Saved {
+        Saved { masks: self.counters.mask_counts(), findings: self.findings.as_ref().map_or(0, |f| f.len()) }
+    }
+
+    fn restore(&mut self, saved: Saved) {
+        self.counters.set_mask_counts(saved.masks);
+        if let Some(f) = self.findings.as_deref_mut() {
+            f.truncate(saved.findings);
+        }
+    }
+
     /// Replaces the whole field `f` by nothing.
     fn delete(&mut self, f: &Field, first_edit: usize) -> Delta {
         self.edits.truncate(first_edit);
@@ -463,10 +455,12 @@ impl<'a> Walk<'a, '_, '_> {
             if f.number == request::RESOURCE_SPANS {
                 expect(&f, WireType::Len, "ExportTraceServiceRequest.resource_spans")?;
                 let first = self.edits.len();
+                let saved = self.save();
                 let mut counts = SpanCounts::default();
                 self.nested(&f, |w, s, e| w.resource_spans(s, e, &mut counts))?;
                 if counts.emptied() {
                     self.delete(&f, first);
+                    self.restore(saved);
                 }
             }
         }
@@ -488,9 +482,15 @@ impl<'a> Walk<'a, '_, '_> {
                 resource_spans::SCOPE_SPANS | resource_spans::LEGACY_LIBRARY_SPANS => {
                     expect(&f, WireType::Len, "ResourceSpans.scope_spans")?;
                     let first = self.edits.len();
+                    let saved = self.save();
                     let mut inner = SpanCounts::default();
                     let d = self.nested(&f, |w, s, e| w.scope_spans(s, e, &mut inner))?;
-                    delta += if inner.emptied() { self.delete(&f, first) } else { d };
+                    delta += if inner.emptied() {
+                        self.restore(saved);
+                        self.delete(&f, first)
+                    } else {
+                        d
+                    };
                     counts.total += inner.total;
                     counts.kept += inner.kept;
                 }
@@ -876,6 +876,12 @@ fn int_digits(v: i64) -> Option<([u8; 11], bool)> {
         abs /= 10;
     }
     Some((digits, padded))
+}
+
+/// Mask counts and findings length at the start of a container.
+struct Saved {
+    masks: MaskCounts,
+    findings: usize,
 }
 
 /// Spans seen and kept under one ResourceSpans or ScopeSpans.

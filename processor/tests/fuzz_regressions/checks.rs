@@ -119,7 +119,7 @@ pub fn naive_classify(d: &[u8]) -> Option<Detector> {
     let n: Vec<u32> = d.iter().map(|b| u32::from(b - b'0')).collect();
     let k1: u32 = [3, 7, 6, 1, 8, 9, 4, 5, 2, 1].iter().zip(&n).map(|(w, x)| w * x).sum();
     let k2: u32 = [5, 4, 3, 2, 7, 6, 5, 4, 3, 2, 1].iter().zip(&n).map(|(w, x)| w * x).sum();
-    if k1 % 11 > 3 || k2 % 11 != 0 {
+    if k1 % 11 > 3 || !k2.is_multiple_of(11) {
         return None;
     }
     let (day, month, yy) = (n[0] * 10 + n[1], n[2] * 10 + n[3], n[4] * 10 + n[5]);

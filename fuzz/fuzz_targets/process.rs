@@ -1,0 +1,12 @@
+//! Fuzzes `Processor::process`: the first byte picks a config, the rest is
+//! the batch. The properties asserted (not just "no panic") are in
+//! `processor/tests/fuzz_regressions/checks.rs`, shared with the replay test
+//! that keeps every crash found here as a regression.
+#![no_main]
+
+// Each target uses its own half of the shared checks.
+#[allow(dead_code)]
+#[path = "../../processor/tests/fuzz_regressions/checks.rs"]
+mod checks;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| checks::process(data));
