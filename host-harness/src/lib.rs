@@ -36,7 +36,9 @@
 //! refuses further calls ([`HostError::Poisoned`]): drop it and make a new one.
 
 pub mod audit;
+pub mod bench;
 pub mod config_file;
+pub mod corpus;
 mod error;
 pub mod formats;
 mod introspect;

@@ -10,7 +10,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use tracescrub::audit::{AuditReport, audit_file};
+use tracescrub::bench::{BenchOptions, Workload};
 use tracescrub::config_file::{self, DEFAULT_CONFIG_YAML};
+use tracescrub::corpus::CorpusOptions;
 use tracescrub::replay::{Counts, FileReport, Input, Session, collect_inputs, describe, replay_file};
 use tracescrub::{HostError, InstanceOptions, LoadedComponent, Runtime};
 use tracescrub_processor::{Error as EngineError, Finding};
@@ -80,6 +82,48 @@ enum Command {
     /// Print the default config or check a config file.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Measure throughput: the component against the native engine, a prost
+    /// decode/encode round trip and a plain byte scan, in one process.
+    ///
+    /// Without INPUT, runs a generated corpus shaped like the SDK captures
+    /// (>= 100k spans by default). After a checked warm-up the contenders
+    /// alternate over the rounds; the medians are reported, with the guest's
+    /// linear-memory peak per batch and the component's load and
+    /// instantiate times. Build with `--release`. The last line reads:
+    /// `bench: spans_per_s=N wasm_mb_s=N native_mb_s=N prost_roundtrip_mb_s=N
+    /// scan_mb_s=N wasm_vs_prost=R wasm_vs_native=R wasm_vs_scan=R`.
+    #[command(
+        after_help = "Examples:\n  tracescrub bench\n  tracescrub bench --batch-spans 512 --rounds 11\n  tracescrub bench --batch-spans 4096 testdata/captures"
+    )]
+    Bench {
+        /// YAML or JSON config file [default: the embedded platform rules].
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// A processor component file instead of the embedded one.
+        #[arg(long, value_name = "FILE")]
+        component: Option<PathBuf>,
+        /// Spans per batch: of the generated corpus (512..=8192) [default:
+        /// 2048], or re-batch the INPUT batches to this size.
+        #[arg(long, value_name = "N")]
+        batch_spans: Option<usize>,
+        /// Timed rounds; the median is reported.
+        #[arg(long, value_name = "N", default_value_t = tracescrub::bench::DEFAULT_ROUNDS, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1000))]
+        rounds: usize,
+        /// Seed of the generated corpus.
+        #[arg(long, value_name = "N", default_value_t = tracescrub::corpus::DEFAULT_SEED)]
+        seed: u64,
+        /// Spans in the generated corpus, at least (rounded up to whole batches).
+        #[arg(long, value_name = "N", default_value_t = tracescrub::corpus::DEFAULT_MIN_SPANS)]
+        spans: usize,
+        /// Write /tmp/perf-PID.map so that `perf report` names the guest's
+        /// functions (a component built without stripping has names).
+        #[arg(long)]
+        perf_map: bool,
+        /// Files or directories of captured OTLP trace batches [default: a
+        /// generated corpus].
+        #[arg(value_name = "INPUT")]
+        inputs: Vec<PathBuf>,
+    },
     /// Print the component's WIT world: what it exports and what it imports.
     Inspect {
         /// A component file instead of the embedded one.
@@ -149,6 +193,10 @@ fn main() -> ExitCode {
         }
         Command::Config(ConfigCommand::Check { file }) => config_check(&file),
         Command::Inspect { component, save } => inspect(component.as_deref(), save.as_deref()),
+        Command::Bench { config, component, batch_spans, rounds, seed, spans, perf_map, inputs } => {
+            let args = BenchArgs { config, component, batch_spans, rounds, seed, spans, perf_map, inputs };
+            bench(&args)
+        }
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -430,4 +478,77 @@ fn inspect(path: Option<&Path>, save: Option<&Path>) -> Result<bool, Fatal> {
     println!("// imports: {}", if imports.is_empty() { "(none)".into() } else { imports.join(", ") });
     println!("{}", printer.output);
     Ok(true)
+}
+
+/// The `bench` subcommand's arguments.
+struct BenchArgs {
+    config: Option<PathBuf>,
+    component: Option<PathBuf>,
+    batch_spans: Option<usize>,
+    rounds: usize,
+    seed: u64,
+    spans: usize,
+    perf_map: bool,
+    inputs: Vec<PathBuf>,
+}
+
+fn bench(args: &BenchArgs) -> Result<bool, Fatal> {
+    let workload = if args.inputs.is_empty() {
+        let options = CorpusOptions {
+            seed: args.seed,
+            min_spans: args.spans,
+            batch_spans: args.batch_spans.unwrap_or(tracescrub::corpus::DEFAULT_BATCH_SPANS),
+        };
+        let started = std::time::Instant::now();
+        let corpus = tracescrub::corpus::generate(&options)?;
+        Workload {
+            description: format!(
+                "generated corpus (seed {:#x}, {} spans per batch, made in {:.1} s; {:.1} % noise spans, {} personal numbers planted in {} values)",
+                options.seed,
+                options.batch_spans,
+                started.elapsed().as_secs_f64(),
+                corpus.noise_spans as f64 * 100.0 / corpus.spans.max(1) as f64,
+                corpus.planted_numbers,
+                corpus.values
+            ),
+            batches: corpus.batches,
+        }
+    } else {
+        bench_inputs(&args.inputs, args.batch_spans)?
+    };
+    let options = BenchOptions {
+        config_json: config_json(args.config.as_deref())?,
+        config_origin: args.config.as_ref().map_or("the embedded default".into(), |p| p.display().to_string()),
+        component: component_bytes(args.component.as_deref())?,
+        component_origin: args.component.as_ref().map_or("the embedded one".into(), |p| p.display().to_string()),
+        rounds: args.rounds,
+        cold_loads: tracescrub::bench::DEFAULT_COLD_LOADS,
+        perf_map: args.perf_map,
+    };
+    let report = tracescrub::bench::run(&workload, &options, &mut |what| eprintln!("bench: {what}"))?;
+    println!("{report}");
+    Ok(true)
+}
+
+/// The batches of the input files, re-batched to `batch_spans` if given.
+/// Batches that cannot be read are left out, with a warning.
+fn bench_inputs(args: &[PathBuf], batch_spans: Option<usize>) -> Result<Workload, Fatal> {
+    let inputs = collect_inputs(args)?;
+    let mut batches = Vec::new();
+    for input in &inputs {
+        let raw = read_input(input).map_err(|reason| Fatal(format!("{}: {reason}", input.path.display())))?;
+        let (_, read) = tracescrub::formats::read(&raw).map_err(|e| Fatal(format!("{}: {e}", input.path.display())))?;
+        for batch in read {
+            match batch.bytes {
+                Ok(bytes) => batches.push(bytes),
+                Err(reason) => eprintln!("bench: warning: {}: {}: {reason}; left out", input.path.display(), batch.location),
+            }
+        }
+    }
+    let read = batches.len();
+    if let Some(n) = batch_spans {
+        batches = tracescrub::corpus::rebatch(&batches, n)?;
+    }
+    let rebatched = batch_spans.map_or(String::new(), |n| format!(", re-batched to {n} spans per batch"));
+    Ok(Workload { description: format!("{} file(s), {read} batch(es){rebatched}", inputs.len()), batches })
 }
