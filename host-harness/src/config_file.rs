@@ -17,6 +17,8 @@ pub struct ConfigFileError {
     pub path: String,
     /// What went wrong, with line and column where known.
     pub reason: String,
+    /// True when the file could not be read at all (as opposed to parsed).
+    pub unreadable: bool,
 }
 
 impl fmt::Display for ConfigFileError {
@@ -29,9 +31,12 @@ impl std::error::Error for ConfigFileError {}
 
 /// Reads a YAML or JSON config file and returns it as a JSON document.
 pub fn load(path: &Path) -> Result<String, ConfigFileError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ConfigFileError { path: path.display().to_string(), reason: format!("cannot read it: {e}") })?;
-    to_json(&text).map_err(|reason| ConfigFileError { path: path.display().to_string(), reason })
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigFileError {
+        path: path.display().to_string(),
+        reason: format!("cannot read it: {e}"),
+        unreadable: true,
+    })?;
+    to_json(&text).map_err(|reason| ConfigFileError { path: path.display().to_string(), reason, unreadable: false })
 }
 
 /// Converts YAML (or JSON) config text to a JSON document. An empty file is `{}`.

@@ -167,8 +167,11 @@ fn split_json(content: &[u8]) -> (Encoding, Vec<Batch>) {
     }
     let lines: Vec<&[u8]> = content.split(|&b| b == b'\n').collect();
     let non_empty = lines.iter().filter(|l| !l.trim_ascii().is_empty()).count();
-    if non_empty <= 1 {
-        // Not several lines: report the whole-document error.
+    let first_line_is_a_value =
+        lines.iter().find(|l| !l.trim_ascii().is_empty()).is_some_and(|l| serde_json::from_slice::<serde::de::IgnoredAny>(l).is_ok());
+    if non_empty <= 1 || !first_line_is_a_value {
+        // One document (a cut-off pretty-printed one, say): report the
+        // whole-document error once, not one per line.
         return (Encoding::Json, vec![Batch { location: Location::Whole, bytes: whole }]);
     }
     let batches = lines

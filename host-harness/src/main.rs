@@ -17,6 +17,25 @@ use tracescrub::replay::{Counts, FileReport, Input, Session, collect_inputs, des
 use tracescrub::{HostError, InstanceOptions, LoadedComponent, Runtime};
 use tracescrub_processor::{Error as EngineError, Finding};
 
+/// Prints a line to stdout; see [`emit`].
+macro_rules! say {
+    ($($arg:tt)*) => { emit(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
+/// Writes to stdout. When the reader has gone (`tracescrub audit ... | head`)
+/// it exits at once with 141, as a process killed by SIGPIPE would, rather
+/// than panicking as `println!` does.
+fn emit(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    if let Err(e) = std::io::stdout().lock().write_fmt(args) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(141);
+        }
+        eprintln!("tracescrub: error: cannot write to stdout: {e}");
+        std::process::exit(2);
+    }
+}
+
 /// Drops health-check noise and masks Norwegian personal identity numbers in
 /// OpenTelemetry traces, with a WebAssembly component that imports nothing.
 #[derive(Parser)]
@@ -44,7 +63,15 @@ enum Command {
     /// file and line or offset, left out of the output, and the run goes on.
     /// The last line reads:
     /// `total: files=N batches=N spans_in=N spans_out=N dropped=N masked=N errors=N`.
-    #[command(after_help = "Example:\n  tracescrub replay --out scrubbed/ testdata/captures")]
+    #[command(after_help = "\
+Formats, detected from content: OTLP protobuf, OTLP JSON, OTLP JSON lines,
+length-prefixed protobuf (the collector file exporter's `proto` format), and
+gzip of each. With several INPUTs, outputs keep each INPUT's name in front.
+
+Exit status: 0 no batch failed; 1 a batch failed; 2 the command could not run.
+
+Example:
+  tracescrub replay --out scrubbed/ testdata/captures")]
     Replay {
         #[command(flatten)]
         run: RunArgs,
@@ -188,7 +215,7 @@ fn main() -> ExitCode {
         Command::Replay { run, out, inputs } => replay(&run, out.as_deref(), &inputs),
         Command::Audit { run, raw, quiet, inputs } => audit(&run, raw, quiet, &inputs),
         Command::Config(ConfigCommand::Default) => {
-            print!("{DEFAULT_CONFIG_YAML}");
+            emit(format_args!("{DEFAULT_CONFIG_YAML}"));
             Ok(true)
         }
         Command::Config(ConfigCommand::Check { file }) => config_check(&file),
@@ -209,9 +236,16 @@ fn main() -> ExitCode {
 }
 
 fn component_bytes(path: Option<&Path>) -> Result<Vec<u8>, Fatal> {
-    match path {
-        None => Ok(tracescrub::DEFAULT_COMPONENT.to_vec()),
-        Some(p) => std::fs::read(p).map_err(|e| Fatal(format!("cannot read component {}: {e}", p.display()))),
+    let Some(p) = path else { return Ok(tracescrub::DEFAULT_COMPONENT.to_vec()) };
+    let bytes = std::fs::read(p).map_err(|e| Fatal(format!("cannot read component {}: {e}", p.display())))?;
+    // The header says what the file is; name the common mistakes plainly.
+    match bytes.get(..8) {
+        Some([0, b'a', b's', b'm', 0x0d, 0, 0x01, 0]) => Ok(bytes),
+        Some([0, b'a', b's', b'm', 0x01, 0, 0, 0]) => Err(Fatal(format!(
+            "{} is a core WebAssembly module, not a component; turn it into one (e.g. `wasm-tools component new`)",
+            p.display()
+        ))),
+        _ => Err(Fatal(format!("{} is not a WebAssembly component (no `\\0asm` component header)", p.display()))),
     }
 }
 
@@ -300,9 +334,9 @@ fn replay(run: &RunArgs, out: Option<&Path>, args: &[PathBuf]) -> Result<bool, F
     let ok = total.errors == 0;
     if run.report == Report::Json {
         let doc = serde_json::json!({ "files": reports, "total": totals_json(reports.len(), &total) });
-        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        say!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
     } else {
-        println!(
+        say!(
             "total: files={} batches={} spans_in={} spans_out={} dropped={} masked={} errors={}",
             reports.len(),
             total.batches,
@@ -333,7 +367,7 @@ fn totals_json(files: usize, c: &Counts) -> serde_json::Value {
 
 fn print_file_report(r: &FileReport) {
     let c = &r.counts;
-    println!(
+    say!(
         "{}: format={} batches={} spans_in={} spans_out={} dropped={} masked={} errors={}",
         r.path,
         r.format.as_deref().unwrap_or("unreadable"),
@@ -346,7 +380,7 @@ fn print_file_report(r: &FileReport) {
     );
     for f in &r.failures {
         let at = if f.location.is_empty() { String::new() } else { format!("{}: ", f.location) };
-        println!("  error: {}: {at}{}", r.path, f.reason);
+        say!("  error: {}: {at}{}", r.path, f.reason);
     }
 }
 
@@ -390,13 +424,13 @@ fn audit(run: &RunArgs, raw: bool, quiet: bool, args: &[PathBuf]) -> Result<bool
             "files": reports,
             "total": {"files": reports.len(), "would_drop": drop, "would_mask": mask, "residual": residual, "errors": errors},
         });
-        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        say!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
     } else {
         if residual > 0 {
             let what = if raw { "in the input" } else { "after processing" };
-            println!("LEAK: {residual} personal number(s) {what}; see the leak lines above");
+            say!("LEAK: {residual} personal number(s) {what}; see the leak lines above");
         }
-        println!("total: files={} would_drop={drop} would_mask={mask} residual={residual} errors={errors}", reports.len());
+        say!("total: files={} would_drop={drop} would_mask={mask} residual={residual} errors={errors}", reports.len());
     }
     Ok(residual == 0 && errors == 0)
 }
@@ -406,14 +440,14 @@ fn print_audit_report(r: &AuditReport, quiet: bool) {
         for f in &r.findings {
             match f {
                 Finding::Dropped { span_id, rule: Some(rule), path, .. } => {
-                    println!("drop  {} span={} rule={rule} path={path}", r.path, hex(span_id));
+                    say!("drop  {} span={} rule={rule} path={path}", r.path, hex(span_id));
                 }
                 Finding::Dropped { span_id, rule: None, .. } => {
-                    println!("drop  {} span={} rule=(descendant of a noisy span)", r.path, hex(span_id));
+                    say!("drop  {} span={} rule=(descendant of a noisy span)", r.path, hex(span_id));
                 }
                 Finding::Masked { span_id, field, key, detector, .. } => {
                     let key = if key.is_empty() { String::new() } else { format!(" key={key}") };
-                    println!("mask  {} span={} field={}{key} detector={}", r.path, hex(span_id), field.name(), detector.name());
+                    say!("mask  {} span={} field={}{key} detector={}", r.path, hex(span_id), field.name(), detector.name());
                 }
             }
         }
@@ -421,23 +455,30 @@ fn print_audit_report(r: &AuditReport, quiet: bool) {
     // Leaks are printed even when quiet: they are what an audit is for.
     for l in &r.leaks {
         let span = if l.span_id.is_empty() { "-" } else { &l.span_id };
-        println!("leak  {} span={span} field={}", r.path, l.field);
+        say!("leak  {} span={span} field={}", r.path, l.field);
     }
     for f in &r.failures {
         let at = if f.location.is_empty() { String::new() } else { format!("{}: ", f.location) };
-        println!("  error: {}: {at}{}", r.path, f.reason);
+        say!("  error: {}: {at}{}", r.path, f.reason);
     }
-    println!(
+    say!(
         "{}: batches={} would_drop={} would_mask={} residual={} errors={}",
-        r.path, r.batches, r.would_drop, r.would_mask, r.residual, r.errors
+        r.path,
+        r.batches,
+        r.would_drop,
+        r.would_mask,
+        r.residual,
+        r.errors
     );
 }
 
 fn config_check(file: &Path) -> Result<bool, Fatal> {
+    // Unreadable is exit 2 (the check could not run); unparsable is exit 1.
     let json = match config_file::load(file) {
         Ok(json) => json,
+        Err(e) if e.unreadable => return Err(Fatal(e.to_string())),
         Err(e) => {
-            println!("{e}");
+            say!("{e}");
             return Ok(false);
         }
     };
@@ -447,13 +488,13 @@ fn config_check(file: &Path) -> Result<bool, Fatal> {
     let component = load(&runtime, None)?;
     match Session::new(&component, &json, InstanceOptions::default()) {
         Ok(_) => {
-            println!("ok: {} is a valid config", file.display());
+            say!("ok: {} is a valid config", file.display());
             Ok(true)
         }
         Err(HostError::Processor(EngineError::InvalidConfig(problems))) => {
-            println!("{}: {} problem(s)", file.display(), problems.len());
+            say!("{}: {} problem(s)", file.display(), problems.len());
             for p in problems {
-                println!("  - {p}");
+                say!("  - {p}");
             }
             Ok(false)
         }
@@ -474,9 +515,9 @@ fn inspect(path: Option<&Path>, save: Option<&Path>) -> Result<bool, Fatal> {
     let nested: Vec<_> = resolve.packages.iter().map(|(id, _)| id).filter(|id| *id != root).collect();
     let mut printer = wit_component::WitPrinter::default();
     printer.print(resolve, root, &nested).map_err(|e| Fatal(format!("cannot print the component's WIT: {e:#}")))?;
-    println!("// exports: {}", if exports.is_empty() { "(none)".into() } else { exports.join(", ") });
-    println!("// imports: {}", if imports.is_empty() { "(none)".into() } else { imports.join(", ") });
-    println!("{}", printer.output);
+    say!("// exports: {}", if exports.is_empty() { "(none)".into() } else { exports.join(", ") });
+    say!("// imports: {}", if imports.is_empty() { "(none)".into() } else { imports.join(", ") });
+    say!("{}", printer.output);
     Ok(true)
 }
 
@@ -526,7 +567,7 @@ fn bench(args: &BenchArgs) -> Result<bool, Fatal> {
         perf_map: args.perf_map,
     };
     let report = tracescrub::bench::run(&workload, &options, &mut |what| eprintln!("bench: {what}"))?;
-    println!("{report}");
+    say!("{report}");
     Ok(true)
 }
 

@@ -43,15 +43,40 @@ impl fmt::Display for InputError {
 impl std::error::Error for InputError {}
 
 /// Expands files and directories (recursively, in name order) into inputs.
+///
+/// Output paths are relative to the one directory argument; with several
+/// arguments each keeps its own name in front (`a/0001.binpb`,
+/// `b/0001.binpb`), so two inputs never share an output path. If they
+/// still would (two arguments with the same name), that is an error.
 pub fn collect_inputs(args: &[PathBuf]) -> Result<Vec<Input>, InputError> {
     let mut inputs = Vec::new();
     for arg in args {
         let meta = std::fs::metadata(arg).map_err(|e| InputError { path: arg.clone(), reason: e.to_string() })?;
+        let name = arg.file_name().map(PathBuf::from).unwrap_or_else(|| arg.clone());
         if meta.is_dir() {
+            let first = inputs.len();
             walk(arg, arg, &mut inputs)?;
+            if args.len() > 1 {
+                for input in &mut inputs[first..] {
+                    input.relative = name.join(&input.relative);
+                }
+            }
         } else {
-            let relative = arg.file_name().map(PathBuf::from).unwrap_or_else(|| arg.clone());
-            inputs.push(Input { path: arg.clone(), relative, size: meta.len() });
+            inputs.push(Input { path: arg.clone(), relative: name, size: meta.len() });
+        }
+    }
+    let mut seen = std::collections::HashMap::new();
+    for input in &inputs {
+        if let Some(other) = seen.insert(&input.relative, &input.path) {
+            return Err(InputError {
+                path: input.path.clone(),
+                reason: format!(
+                    "{} maps to the same output path {} as {}; rename one or replay them separately",
+                    input.path.display(),
+                    input.relative.display(),
+                    other.display()
+                ),
+            });
         }
     }
     Ok(inputs)
@@ -205,6 +230,11 @@ pub fn replay_file(session: &mut Session<'_>, path: &Path, raw: &[u8]) -> (FileR
                 report.failures.push(BatchError { location: location(batch.location), reason });
             }
         }
+    }
+    if outputs.is_empty() && report.counts.errors > 0 {
+        // An empty file would read back as a valid, empty request: the
+        // failed batches would look processed.
+        return (report, None);
     }
     let written = write_back(format, &outputs, &mut report);
     (report, written)

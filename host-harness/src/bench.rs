@@ -1,0 +1,664 @@
+//! `tracescrub bench`: how fast the component is, against the native
+//! engine and two reference points, on one workload in one process.
+//!
+//! The contenders, each a full pass over every batch of the workload:
+//!
+//! 1. **wasm**: the component under wasmtime through
+//!    [`ScrubberInstance::process`], the API the harness uses, copies of the
+//!    batch into and the output out of the guest included;
+//! 2. **native**: [`tracescrub_processor::Processor::process_into`] with one
+//!    reused output buffer;
+//! 3. **prost round trip**: decode each batch into an
+//!    `ExportTraceServiceRequest` and encode it back (reused buffer), no
+//!    processing: what a processor that builds message structs pays before
+//!    it does anything;
+//! 4. **scan**: one pass touching every byte (count the ASCII digits): the
+//!    floor any processor that reads its input sits on.
+//!
+//! After a checked warm-up pass (the component's and the native engine's
+//! outputs must be byte-identical), the contenders alternate over the
+//! rounds, each round in a rotated order so that none always runs right
+//! after another, and the median round of each is reported.
+//!
+//! Besides throughput the bench reports the guest's linear-memory peak per
+//! batch (a [`wasmtime::ResourceLimiter`] that records every growth, on an
+//! instance of its own), and how long compiling and instantiating the
+//! component take.
+
+use std::fmt;
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use prost::Message;
+use tracescrub_processor::{Processor, Stats};
+use wasmtime::component::{Linker, ResourceAny};
+use wasmtime::{Engine, OptLevel, Store};
+
+use crate::replay::describe;
+use crate::{
+    DEFAULT_EPOCH_DEADLINE_TICKS, DEFAULT_MAX_MEMORY_BYTES, HostError, InstanceOptions, LoadedComponent, Runtime, ScrubberInstance,
+};
+
+/// Rounds when none is given.
+pub const DEFAULT_ROUNDS: usize = 7;
+
+/// Cold loads timed when none is given (each compiles the whole component).
+pub const DEFAULT_COLD_LOADS: usize = 3;
+
+/// Instantiations timed.
+const INSTANTIATIONS: usize = 25;
+
+/// One megabyte, as in MB/s: 10^6 bytes.
+const MB: f64 = 1e6;
+
+/// The batches to run.
+#[derive(Debug, Clone)]
+pub struct Workload {
+    /// Where they came from, for the report.
+    pub description: String,
+    /// Protobuf-encoded `ExportTraceServiceRequest`s.
+    pub batches: Vec<Vec<u8>>,
+}
+
+/// How to run.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// The config, as the JSON document the component reads.
+    pub config_json: String,
+    /// Where the config came from, for the report.
+    pub config_origin: String,
+    /// The component's bytes.
+    pub component: Vec<u8>,
+    /// Where the component came from, for the report.
+    pub component_origin: String,
+    /// Timed rounds (at least 1).
+    pub rounds: usize,
+    /// Cold loads timed (at least 1; each compiles the component).
+    pub cold_loads: usize,
+    /// Have wasmtime write `/tmp/perf-PID.map`, so that `perf report` names
+    /// the guest's functions.
+    pub perf_map: bool,
+}
+
+/// Why the bench could not run.
+#[derive(Debug)]
+pub struct BenchError(pub String);
+
+impl fmt::Display for BenchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BenchError {}
+
+impl From<HostError> for BenchError {
+    fn from(e: HostError) -> BenchError {
+        BenchError(describe(&e))
+    }
+}
+
+/// The timings of one contender.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Contender {
+    /// `wasm`, `native`, `prost round trip` or `scan`.
+    pub name: &'static str,
+    /// One pass over the workload, per round, in round order.
+    pub rounds: Vec<Duration>,
+    /// The median of `rounds`.
+    pub median: Duration,
+    /// MB (10^6 bytes) of OTLP input per second, at the median.
+    pub mb_per_s: f64,
+    /// Spans per second, at the median.
+    pub spans_per_s: f64,
+}
+
+impl Contender {
+    fn new(name: &'static str, rounds: Vec<Duration>, bytes: u64, spans: u64) -> Contender {
+        let median = median(&rounds);
+        let secs = median.as_secs_f64().max(1e-9);
+        Contender { name, rounds, median, mb_per_s: bytes as f64 / MB / secs, spans_per_s: spans as f64 / secs }
+    }
+}
+
+/// Linear memory of the guest, in bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemoryReport {
+    /// After instantiating and creating the processor, before any batch.
+    pub baseline: usize,
+    /// Per batch, its size and the peak of a fresh instance that processed
+    /// it and nothing else.
+    pub per_batch_peak: Vec<(usize, usize)>,
+    /// The peak of one instance that processed every batch in turn.
+    pub run_peak: usize,
+}
+
+/// Loading and instantiating the component.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadReport {
+    /// Creating the wasmtime engine.
+    pub engine: Duration,
+    /// `Runtime::load` from bytes (Cranelift compile and link), each try.
+    pub cold_loads: Vec<Duration>,
+    /// Instantiating from the pre-linked component, median.
+    pub instantiate: Duration,
+    /// Creating the processor in a fresh instance (config parse and glob
+    /// compile inside the guest), median.
+    pub create_processor: Duration,
+}
+
+/// Everything one run measured.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// The workload's description.
+    pub workload: String,
+    /// Where the config came from.
+    pub config_origin: String,
+    /// Where the component came from.
+    pub component_origin: String,
+    /// Batches run.
+    pub batches: usize,
+    /// Spans in them.
+    pub spans: u64,
+    /// Bytes in them.
+    pub bytes: u64,
+    /// Bytes of the largest batch.
+    pub largest_batch: usize,
+    /// What the processor did to the workload (one pass), summed.
+    pub totals: Totals,
+    /// wasm, native, prost round trip, scan.
+    pub contenders: [Contender; 4],
+    /// Guest memory.
+    pub memory: MemoryReport,
+    /// Load and instantiate times.
+    pub load: LoadReport,
+    /// The whole run, wall clock.
+    pub elapsed: Duration,
+}
+
+/// Stats summed over the workload.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Totals {
+    /// Spans in.
+    pub spans_in: u64,
+    /// Spans dropped (noise and descendants).
+    pub spans_dropped: u64,
+    /// Values masked.
+    pub values_masked: u64,
+    /// Output bytes.
+    pub bytes_out: u64,
+}
+
+impl Totals {
+    fn add(&mut self, stats: &Stats, bytes_out: usize) {
+        self.spans_in += stats.spans_in;
+        self.spans_dropped += stats.spans_dropped;
+        self.values_masked += stats.values_masked;
+        self.bytes_out += bytes_out as u64;
+    }
+}
+
+/// Runs the bench. `progress` is told what is happening (for stderr).
+pub fn run(workload: &Workload, options: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<Report, BenchError> {
+    let started = Instant::now();
+    if workload.batches.is_empty() {
+        return Err(BenchError("the workload has no batches".into()));
+    }
+    let rounds = options.rounds.max(1);
+    let bytes: u64 = workload.batches.iter().map(|b| b.len() as u64).sum();
+    let largest_batch = workload.batches.iter().map(Vec::len).max().unwrap_or(0);
+
+    progress("compiling the component");
+    let t = Instant::now();
+    let runtime = runtime(options.perf_map)?;
+    let engine_time = t.elapsed();
+    let mut cold_loads = Vec::new();
+    let mut component = None;
+    for _ in 0..options.cold_loads.max(1) {
+        let t = Instant::now();
+        let loaded = runtime.load(&options.component)?;
+        cold_loads.push(t.elapsed());
+        component = Some(loaded);
+    }
+    let Some(component) = component else { return Err(BenchError("no component loaded".into())) };
+    let (instantiate, create_processor) = instantiate_times(&component, &options.config_json)?;
+    let load = LoadReport { engine: engine_time, cold_loads, instantiate, create_processor };
+
+    let mut scrubber = ScrubberInstance::create(&component, &options.config_json)?;
+    let native = Processor::new(&options.config_json).map_err(|e| BenchError(format!("the native engine rejects the config: {e}")))?;
+
+    // Warm-up and check: the same bytes and stats from both engines.
+    progress("warm-up and check");
+    let mut totals = Totals::default();
+    let mut out = Vec::new();
+    for (i, batch) in workload.batches.iter().enumerate() {
+        let stats = native.process_into(batch, &mut out).map_err(|e| BenchError(format!("batch {i}: native engine: {e}")))?;
+        let (wasm_out, wasm_stats) = scrubber.process(batch).map_err(|e| BenchError(format!("batch {i}: component: {}", describe(&e))))?;
+        if wasm_out != out || wasm_stats != stats {
+            return Err(BenchError(format!("batch {i}: the component and the native engine disagree")));
+        }
+        totals.add(&stats, out.len());
+    }
+    let spans = totals.spans_in;
+    let mut prost_buf = Vec::new();
+    prost_pass(&workload.batches, &mut prost_buf)?;
+    scan_pass(&workload.batches);
+
+    let mut times: [Vec<Duration>; 4] = Default::default();
+    for round in 0..rounds {
+        progress(&format!("round {}/{rounds}", round + 1));
+        for k in 0..4 {
+            let which = (round + k) % 4;
+            let t = Instant::now();
+            match which {
+                0 => wasm_pass(&mut scrubber, &workload.batches)?,
+                1 => native_pass(&native, &workload.batches, &mut out)?,
+                2 => prost_pass(&workload.batches, &mut prost_buf)?,
+                _ => scan_pass(&workload.batches),
+            }
+            times[which].push(t.elapsed());
+        }
+    }
+    let [wasm, native_t, prost, scan] = times;
+    let contenders = [
+        Contender::new("wasm", wasm, bytes, spans),
+        Contender::new("native", native_t, bytes, spans),
+        Contender::new("prost round trip", prost, bytes, spans),
+        Contender::new("scan", scan, bytes, spans),
+    ];
+
+    progress("measuring guest memory");
+    let memory = memory_report(&component, &options.config_json, &workload.batches)?;
+
+    Ok(Report {
+        workload: workload.description.clone(),
+        config_origin: options.config_origin.clone(),
+        component_origin: options.component_origin.clone(),
+        batches: workload.batches.len(),
+        spans,
+        bytes,
+        largest_batch,
+        totals,
+        contenders,
+        memory,
+        load,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// [`Runtime::new`], or with `perf_map` the same engine settings plus
+/// wasmtime's perf map profiler.
+fn runtime(perf_map: bool) -> Result<Runtime, BenchError> {
+    if !perf_map {
+        return Ok(Runtime::new()?);
+    }
+    // Runtime::new's settings (keep in step with lib.rs), plus the map.
+    let mut config = wasmtime::Config::new();
+    config.wasm_component_model(true);
+    config.epoch_interruption(true);
+    config.cranelift_opt_level(OptLevel::Speed);
+    config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    let engine = Engine::new(&config).map_err(HostError::Engine)?;
+    Ok(Runtime { engine })
+}
+
+/// Medians of instantiating from the pre-linked component, and of creating
+/// a processor in a fresh instance.
+fn instantiate_times(component: &LoadedComponent, config_json: &str) -> Result<(Duration, Duration), BenchError> {
+    let mut instantiate = Vec::new();
+    let mut create = Vec::new();
+    for _ in 0..INSTANTIATIONS {
+        let t = Instant::now();
+        let mut instance = component.instantiate(&InstanceOptions::default())?;
+        instantiate.push(t.elapsed());
+        let t = Instant::now();
+        let processor = instance.create_processor(config_json)?;
+        create.push(t.elapsed());
+        black_box(processor);
+    }
+    Ok((median(&instantiate), median(&create)))
+}
+
+fn wasm_pass(scrubber: &mut ScrubberInstance, batches: &[Vec<u8>]) -> Result<(), BenchError> {
+    for batch in batches {
+        let (out, stats) = scrubber.process(black_box(batch))?;
+        black_box((out, stats));
+    }
+    Ok(())
+}
+
+fn native_pass(processor: &Processor, batches: &[Vec<u8>], out: &mut Vec<u8>) -> Result<(), BenchError> {
+    for batch in batches {
+        let stats = processor.process_into(black_box(batch), out).map_err(|e| BenchError(e.to_string()))?;
+        black_box((&out, stats));
+    }
+    Ok(())
+}
+
+fn prost_pass(batches: &[Vec<u8>], buf: &mut Vec<u8>) -> Result<(), BenchError> {
+    for batch in batches {
+        let request = ExportTraceServiceRequest::decode(black_box(batch.as_slice())).map_err(|e| BenchError(format!("prost: {e}")))?;
+        buf.clear();
+        request.encode(buf).map_err(|e| BenchError(format!("prost: {e}")))?;
+        black_box(&buf);
+    }
+    Ok(())
+}
+
+/// Counts the ASCII digits of every batch: one read of every byte.
+fn scan_pass(batches: &[Vec<u8>]) {
+    let mut digits = 0u64;
+    for batch in batches {
+        for &b in black_box(batch.as_slice()) {
+            digits += u64::from(b.is_ascii_digit());
+        }
+    }
+    black_box(digits);
+}
+
+fn median(times: &[Duration]) -> Duration {
+    let mut sorted = times.to_vec();
+    sorted.sort();
+    sorted.get(sorted.len() / 2).copied().unwrap_or_default()
+}
+
+// ---------------------------------------------------------------------------
+// Guest memory.
+
+/// A resource limiter that enforces the memory cap and records the largest
+/// linear memory the guest asked for.
+struct PeakLimiter {
+    max_memory_bytes: usize,
+    peak: usize,
+}
+
+impl wasmtime::ResourceLimiter for PeakLimiter {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.max_memory_bytes {
+            return Ok(false);
+        }
+        self.peak = self.peak.max(desired);
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, _desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(true)
+    }
+}
+
+/// An instance of the component in a store whose limiter records the
+/// memory peak. Built from the same pre-linked component as
+/// [`ScrubberInstance`], with the same cap and deadline; used only to
+/// measure memory, never timed.
+struct MemoryProbe {
+    store: Store<PeakLimiter>,
+    bindings: crate::bindings::SpanProcessor,
+    processor: ResourceAny,
+}
+
+impl MemoryProbe {
+    fn new(pre: &crate::bindings::SpanProcessorPre<PeakLimiter>, config_json: &str) -> Result<MemoryProbe, BenchError> {
+        let engine = pre.instance_pre().component().engine();
+        let mut store = Store::new(engine, PeakLimiter { max_memory_bytes: DEFAULT_MAX_MEMORY_BYTES, peak: 0 });
+        store.limiter(|limiter| limiter);
+        store.set_epoch_deadline(DEFAULT_EPOCH_DEADLINE_TICKS);
+        let bindings = pre.instantiate(&mut store).map_err(HostError::Instantiate)?;
+        let created =
+            bindings.tracescrub_processor_transform().processor().call_create(&mut store, config_json).map_err(HostError::Trap)?;
+        let processor = created.map_err(|e| BenchError(format!("the component rejects the config: {e:?}")))?;
+        Ok(MemoryProbe { store, bindings, processor })
+    }
+
+    fn process(&mut self, batch: &[u8]) -> Result<(), BenchError> {
+        self.store.set_epoch_deadline(DEFAULT_EPOCH_DEADLINE_TICKS);
+        let guest = self.bindings.tracescrub_processor_transform();
+        let result = guest.processor().call_process(&mut self.store, self.processor, batch).map_err(HostError::Trap)?;
+        result.map(drop).map_err(|e| BenchError(format!("the component rejects a batch: {e:?}")))
+    }
+
+    fn peak(&self) -> usize {
+        self.store.data().peak
+    }
+}
+
+fn memory_report(component: &LoadedComponent, config_json: &str, batches: &[Vec<u8>]) -> Result<MemoryReport, BenchError> {
+    let wasm_component = component.component();
+    let linker = Linker::<PeakLimiter>::new(wasm_component.engine());
+    let pre = linker.instantiate_pre(wasm_component).map_err(HostError::Link)?;
+    let pre = crate::bindings::SpanProcessorPre::new(pre).map_err(HostError::Link)?;
+    let baseline = MemoryProbe::new(&pre, config_json)?.peak();
+    let mut per_batch_peak = Vec::with_capacity(batches.len());
+    for batch in batches {
+        let mut probe = MemoryProbe::new(&pre, config_json)?;
+        probe.process(batch)?;
+        per_batch_peak.push((batch.len(), probe.peak()));
+    }
+    let mut whole = MemoryProbe::new(&pre, config_json)?;
+    for batch in batches {
+        whole.process(batch)?;
+    }
+    Ok(MemoryReport { baseline, per_batch_peak, run_peak: whole.peak() })
+}
+
+// ---------------------------------------------------------------------------
+// The report.
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1e3)
+}
+
+fn us(d: Duration) -> String {
+    format!("{:.0} µs", d.as_secs_f64() * 1e6)
+}
+
+fn mib(bytes: usize) -> String {
+    format!("{:.1} MiB", bytes as f64 / f64::from(1u32 << 20))
+}
+
+impl Report {
+    /// The contender at `index` in [`Report::contenders`].
+    fn contender(&self, index: usize) -> &Contender {
+        &self.contenders[index]
+    }
+
+    /// wasm's throughput over contender `index`'s.
+    fn ratio(&self, index: usize) -> f64 {
+        self.contender(0).mb_per_s / self.contender(index).mb_per_s.max(f64::MIN_POSITIVE)
+    }
+
+    /// The report's last line, for scripts.
+    pub fn summary_line(&self) -> String {
+        format!(
+            "bench: spans_per_s={:.0} wasm_mb_s={:.0} native_mb_s={:.0} prost_roundtrip_mb_s={:.0} scan_mb_s={:.0} wasm_vs_prost={:.2} wasm_vs_native={:.2} wasm_vs_scan={:.2}",
+            self.contender(0).spans_per_s,
+            self.contender(0).mb_per_s,
+            self.contender(1).mb_per_s,
+            self.contender(2).mb_per_s,
+            self.contender(3).mb_per_s,
+            self.ratio(2),
+            self.ratio(1),
+            self.ratio(3),
+        )
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let t = &self.totals;
+        let pct = |n: u64, d: u64| if d == 0 { 0.0 } else { n as f64 * 100.0 / d as f64 };
+        writeln!(f, "workload: {}", self.workload)?;
+        writeln!(
+            f,
+            "  {} batches, {} spans, {:.1} MB ({} bytes/span on average, largest batch {:.2} MB)",
+            self.batches,
+            self.spans,
+            self.bytes as f64 / MB,
+            self.bytes / self.spans.max(1),
+            self.largest_batch as f64 / MB
+        )?;
+        writeln!(f, "config: {}; component: {}", self.config_origin, self.component_origin)?;
+        writeln!(
+            f,
+            "processing: {} spans dropped ({:.1} %), {} values masked, output {:.1} MB ({:.1} % of input); component and native outputs identical",
+            t.spans_dropped,
+            pct(t.spans_dropped, t.spans_in),
+            t.values_masked,
+            t.bytes_out as f64 / MB,
+            pct(t.bytes_out, self.bytes)
+        )?;
+        writeln!(f)?;
+        let l = &self.load;
+        let cold: Vec<String> = l.cold_loads.iter().map(|d| ms(*d)).collect();
+        writeln!(f, "component load (engine creation {}):", ms(l.engine))?;
+        writeln!(
+            f,
+            "  cold load (Runtime::load from bytes: Cranelift compile + link): {} (median {})",
+            cold.join(", "),
+            ms(median(&l.cold_loads))
+        )?;
+        writeln!(f, "  cached load: not implemented yet (no precompiled-component cache; nothing to measure)")?;
+        writeln!(f, "  instantiate from the pre-linked component: {} (median of {INSTANTIATIONS})", us(l.instantiate))?;
+        writeln!(
+            f,
+            "  create processor in a fresh instance (config + globs in the guest): {} (median of {INSTANTIATIONS})",
+            us(l.create_processor)
+        )?;
+        writeln!(f)?;
+        let m = &self.memory;
+        let mut peaks: Vec<usize> = m.per_batch_peak.iter().map(|&(_, peak)| peak).collect();
+        peaks.sort_unstable();
+        // The batch whose growth over the baseline is largest relative to
+        // its size (the baseline alone would make the smallest batch win).
+        let growth = |(len, peak): (usize, usize)| peak.saturating_sub(m.baseline) as f64 / len.max(1) as f64;
+        let (worst_len, worst_peak) = m.per_batch_peak.iter().copied().max_by(|&a, &b| growth(a).total_cmp(&growth(b))).unwrap_or((1, 0));
+        let (lo, mid, hi) =
+            (peaks.first().copied().unwrap_or(0), peaks.get(peaks.len() / 2).copied().unwrap_or(0), peaks.last().copied().unwrap_or(0));
+        writeln!(f, "guest linear memory (largest memory.grow request seen by a ResourceLimiter):")?;
+        writeln!(f, "  after instantiate + create processor: {}", mib(m.baseline))?;
+        writeln!(f, "  fresh instance, one batch: min {} / median {} / max {}", mib(lo), mib(mid), mib(hi))?;
+        writeln!(
+            f,
+            "  worst growth relative to its batch: peak {} for a {:.2} MB batch ({:.1}x the batch; growth over the baseline {:.1}x)",
+            mib(worst_peak),
+            worst_len as f64 / MB,
+            worst_peak as f64 / worst_len.max(1) as f64,
+            worst_peak.saturating_sub(m.baseline) as f64 / worst_len.max(1) as f64
+        )?;
+        writeln!(f, "  one instance, every batch in turn: {} (memory never shrinks)", mib(m.run_peak))?;
+        writeln!(f)?;
+        let rounds = self.contender(0).rounds.len();
+        writeln!(f, "throughput, median of {rounds} rounds (MB = 10^6 bytes of OTLP input):")?;
+        for c in &self.contenders {
+            let (min, max) = (c.rounds.iter().min().copied().unwrap_or_default(), c.rounds.iter().max().copied().unwrap_or_default());
+            writeln!(
+                f,
+                "  {:<17} {:>8.0} MB/s {:>12.0} spans/s   pass {} (min {}, max {})",
+                c.name,
+                c.mb_per_s,
+                c.spans_per_s,
+                ms(c.median),
+                ms(min),
+                ms(max)
+            )?;
+        }
+        writeln!(
+            f,
+            "ratios (wasm throughput / other): wasm/native {:.2}, wasm/prost round trip {:.2}, wasm/scan {:.2}",
+            self.ratio(1),
+            self.ratio(2),
+            self.ratio(3)
+        )?;
+        writeln!(f, "run time: {:.1} s", self.elapsed.as_secs_f64())?;
+        write!(f, "{}", self.summary_line())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::corpus::{CorpusOptions, generate};
+
+    #[test]
+    fn median_takes_the_middle_round() {
+        let d = Duration::from_millis;
+        assert_eq!(median(&[d(5), d(1), d(3)]), d(3));
+        assert_eq!(median(&[d(4), d(2)]), d(4));
+        assert_eq!(median(&[]), Duration::ZERO);
+    }
+
+    /// Scenario: a short run on a small generated workload with the
+    /// embedded component.
+    /// Guarantees: every contender is timed each round, the spans are
+    /// counted, memory grows past the baseline, and the last line of the
+    /// report is the summary scripts parse, with integer figures and
+    /// two-decimal ratios in the documented order.
+    #[test]
+    fn a_short_run_reports_every_figure() {
+        let corpus = generate(&CorpusOptions { seed: 9, min_spans: 1024, batch_spans: 512 }).unwrap();
+        let workload = Workload { description: "test".into(), batches: corpus.batches };
+        let options = BenchOptions {
+            config_json: "{}".into(),
+            config_origin: "test".into(),
+            component: crate::DEFAULT_COMPONENT.to_vec(),
+            component_origin: "embedded".into(),
+            rounds: 2,
+            cold_loads: 1,
+            perf_map: false,
+        };
+        let report = run(&workload, &options, &mut |_| {}).unwrap();
+        assert_eq!(report.spans, corpus.spans);
+        assert_eq!(report.batches, 2);
+        for c in &report.contenders {
+            assert_eq!(c.rounds.len(), 2, "{}", c.name);
+            assert!(c.mb_per_s > 0.0 && c.spans_per_s > 0.0, "{}", c.name);
+        }
+        assert!(report.memory.baseline > 0);
+        assert!(report.memory.per_batch_peak.iter().all(|&(_, peak)| peak >= report.memory.baseline));
+        assert!(report.memory.run_peak >= report.memory.baseline);
+        assert_eq!(report.totals.values_masked, corpus.planted_numbers);
+
+        let text = report.to_string();
+        let last = text.lines().last().unwrap();
+        assert_eq!(last, report.summary_line());
+        let rest = last.strip_prefix("bench: ").unwrap();
+        let keys: Vec<&str> = rest.split(' ').map(|kv| kv.split_once('=').unwrap().0).collect();
+        assert_eq!(
+            keys,
+            [
+                "spans_per_s",
+                "wasm_mb_s",
+                "native_mb_s",
+                "prost_roundtrip_mb_s",
+                "scan_mb_s",
+                "wasm_vs_prost",
+                "wasm_vs_native",
+                "wasm_vs_scan"
+            ]
+        );
+        for kv in rest.split(' ') {
+            let (key, value) = kv.split_once('=').unwrap();
+            if key.contains("_vs_") {
+                let (whole, frac) = value.split_once('.').unwrap();
+                assert!(whole.parse::<u64>().is_ok() && frac.len() == 2 && frac.parse::<u64>().is_ok(), "{kv}");
+            } else {
+                assert!(value.parse::<u64>().is_ok(), "{kv}");
+            }
+        }
+    }
+
+    #[test]
+    fn an_empty_workload_is_refused() {
+        let workload = Workload { description: "empty".into(), batches: Vec::new() };
+        let options = BenchOptions {
+            config_json: "{}".into(),
+            config_origin: String::new(),
+            component: Vec::new(),
+            component_origin: String::new(),
+            rounds: 1,
+            cold_loads: 1,
+            perf_map: false,
+        };
+        assert!(run(&workload, &options, &mut |_| {}).is_err());
+    }
+}
