@@ -15,14 +15,14 @@
 //!    encodings and untouched spans survive byte for byte.
 
 use crate::config::{Config, Replacement};
-use crate::error::{ConfigProblem, Error, Malformed};
+use crate::error::{ConfigProblem, Error};
 use crate::explain::{Finding, redact};
 use crate::fnr::{self, Mode};
 use crate::glob::GlobList;
 use crate::otlp::{LIST_VALUES, any_value, event, key_value, link, request, resource, resource_spans, scope, scope_spans, span, status};
 use crate::path;
 use crate::stats::{Counters, FieldKind, MaskCounts, Stats};
-use crate::wire::{Field, Fields, WireType, malformed, varint_len, write_varint};
+use crate::wire::{Field, Fields, Problem, WireError, WireType, varint_len, write_varint};
 
 /// How deep arrays and kvlists may nest inside an attribute value. Real
 /// instrumentations nest two or three levels; the bound keeps the walker's
@@ -172,14 +172,14 @@ enum Op {
 pub(crate) fn process(c: &Compiled, buf: &[u8], out: &mut Vec<u8>, mut findings: Option<&mut Vec<Finding>>) -> Result<Stats, Error> {
     let mut counters = Counters::new(c.rule_names.len());
     let fates = match &c.noise {
-        Some(noise) => noise_fates(c, noise, buf, &mut counters, findings.as_deref_mut()).map_err(Error::Malformed)?,
+        Some(noise) => noise_fates(c, noise, buf, &mut counters, findings.as_deref_mut()).map_err(|e| Error::Malformed(e.into()))?,
         None => None,
     };
     let mut walk = Walk { buf, c, edits: Vec::new(), arena: Vec::new(), counters, fates, ordinal: 0, findings, ids: (&[], &[]), key: &[] };
     if let Some(mask) = &c.mask {
         walk.arena.extend_from_slice(&mask.label);
     }
-    walk.request().map_err(Error::Malformed)?;
+    walk.request().map_err(|e| Error::Malformed(e.into()))?;
     let Walk { edits, arena, counters, .. } = walk;
     emit(buf, &edits, &arena, out);
     Ok(counters.into_stats(&c.rule_names))
@@ -205,17 +205,18 @@ fn emit(buf: &[u8], edits: &[Edit], arena: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(&buf[at..]);
 }
 
-fn expect(f: &Field, wire: WireType, what: &str) -> Result<(), Malformed> {
+#[inline(always)]
+fn expect(f: &Field, wire: WireType, what: &'static str) -> Result<(), WireError> {
     if f.wire == wire {
         Ok(())
     } else {
-        Err(malformed(f.start, format!("{what} (field {}) must be {}, found {}", f.number, wire.name(), f.wire.name())))
+        Err(WireError::new(f.start, Problem::Expected { what, number: f.number, expected: wire, found: f.wire }))
     }
 }
 
 /// Calls `each` for every span in the batch, in order, with its byte range.
 /// Shared by the noise walk; the edit walk needs more context per level.
-fn for_each_span(buf: &[u8], mut each: impl FnMut(&Field) -> Result<(), Malformed>) -> Result<(), Malformed> {
+fn for_each_span(buf: &[u8], mut each: impl FnMut(&Field) -> Result<(), WireError>) -> Result<(), WireError> {
     let mut req = Fields::new(buf, 0, buf.len());
     while let Some(rs) = req.next_field()? {
         if rs.number != request::RESOURCE_SPANS {
@@ -247,7 +248,7 @@ fn noise_fates(
     buf: &[u8],
     counters: &mut Counters,
     findings: Option<&mut Vec<Finding>>,
-) -> Result<Option<Vec<Fate>>, Malformed> {
+) -> Result<Option<Vec<Fate>>, WireError> {
     let mut metas: Vec<SpanMeta<'_>> = Vec::new();
     let mut scratch = Vec::new();
     let mut any_noisy = false;
@@ -283,7 +284,7 @@ fn noise_fates(
     Ok(Some(fates))
 }
 
-fn span_meta<'a>(noise: &Noise, buf: &'a [u8], sp: &Field, scratch: &mut Vec<u8>) -> Result<SpanMeta<'a>, Malformed> {
+fn span_meta<'a>(noise: &Noise, buf: &'a [u8], sp: &Field, scratch: &mut Vec<u8>) -> Result<SpanMeta<'a>, WireError> {
     let mut meta = SpanMeta { trace_id: &[], span_id: &[], parent_id: &[], rule: None, path: &[] };
     let mut name: Option<&[u8]> = None;
     let mut kind = 0;
@@ -332,7 +333,18 @@ fn span_meta<'a>(noise: &Noise, buf: &'a [u8], sp: &Field, scratch: &mut Vec<u8>
 }
 
 /// The string value of a span attribute whose key is a path source.
-fn path_attribute<'a>(noise: &Noise, buf: &'a [u8], kv: &Field) -> Result<Option<&'a [u8]>, Malformed> {
+fn path_attribute<'a>(noise: &Noise, buf: &'a [u8], kv: &Field) -> Result<Option<&'a [u8]>, WireError> {
+    // Fast path: encoders write the key first (tag 0x0a, one-byte length),
+    // so most attributes are ruled out by a peek and one length compare,
+    // without walking the KeyValue. Pass 2 validates it in full anyway.
+    let body = kv.bytes(buf);
+    if let [0x0a, len, rest @ ..] = body
+        && *len < 0x80
+        && let Some(key) = rest.get(..usize::from(*len))
+        && !noise.path_attributes.iter().any(|a| a == key)
+    {
+        return Ok(None);
+    }
     let mut key: Option<&[u8]> = None;
     let mut value: Option<Field> = None;
     let mut fields = Fields::new(buf, kv.body, kv.end);
@@ -411,7 +423,7 @@ impl<'a> Walk<'a, '_, '_> {
     /// length prefix if its payload changed size. Returns the change in the
     /// whole field's size.
     #[inline]
-    fn nested(&mut self, f: &Field, inner: impl FnOnce(&mut Self, usize, usize) -> Result<Delta, Malformed>) -> Result<Delta, Malformed> {
+    fn nested(&mut self, f: &Field, inner: impl FnOnce(&mut Self, usize, usize) -> Result<Delta, WireError>) -> Result<Delta, WireError> {
         let slot = self.edits.len();
         self.edits.push(Edit { start: f.len_at, end: f.body, op: Op::Keep });
         let delta = inner(self, f.body, f.end)?;
@@ -449,7 +461,7 @@ impl<'a> Walk<'a, '_, '_> {
         -((f.end - f.start) as isize)
     }
 
-    fn request(&mut self) -> Result<(), Malformed> {
+    fn request(&mut self) -> Result<(), WireError> {
         let mut fields = Fields::new(self.buf, 0, self.buf.len());
         while let Some(f) = fields.next_field()? {
             if f.number == request::RESOURCE_SPANS {
@@ -467,7 +479,7 @@ impl<'a> Walk<'a, '_, '_> {
         Ok(())
     }
 
-    fn resource_spans(&mut self, start: usize, end: usize, counts: &mut SpanCounts) -> Result<Delta, Malformed> {
+    fn resource_spans(&mut self, start: usize, end: usize, counts: &mut SpanCounts) -> Result<Delta, WireError> {
         let mut delta = 0;
         let mut fields = Fields::new(self.buf, start, end);
         while let Some(f) = fields.next_field()? {
@@ -500,7 +512,7 @@ impl<'a> Walk<'a, '_, '_> {
         Ok(delta)
     }
 
-    fn scope_spans(&mut self, start: usize, end: usize, counts: &mut SpanCounts) -> Result<Delta, Malformed> {
+    fn scope_spans(&mut self, start: usize, end: usize, counts: &mut SpanCounts) -> Result<Delta, WireError> {
         let mut delta = 0;
         let mut fields = Fields::new(self.buf, start, end);
         while let Some(f) = fields.next_field()? {
@@ -533,7 +545,7 @@ impl<'a> Walk<'a, '_, '_> {
         Ok(delta)
     }
 
-    fn scope(&mut self, start: usize, end: usize) -> Result<Delta, Malformed> {
+    fn scope(&mut self, start: usize, end: usize) -> Result<Delta, WireError> {
         let mut delta = 0;
         let mut fields = Fields::new(self.buf, start, end);
         while let Some(f) = fields.next_field()? {
@@ -553,7 +565,7 @@ impl<'a> Walk<'a, '_, '_> {
     }
 
     /// The repeated KeyValue field `number` of the message at `start..end`.
-    fn attributes_in(&mut self, start: usize, end: usize, number: u32, kind: FieldKind, what: &str) -> Result<Delta, Malformed> {
+    fn attributes_in(&mut self, start: usize, end: usize, number: u32, kind: FieldKind, what: &'static str) -> Result<Delta, WireError> {
         let mut delta = 0;
         let mut fields = Fields::new(self.buf, start, end);
         while let Some(f) = fields.next_field()? {
@@ -565,7 +577,7 @@ impl<'a> Walk<'a, '_, '_> {
         Ok(delta)
     }
 
-    fn span(&mut self, start: usize, end: usize, scan: bool) -> Result<Delta, Malformed> {
+    fn span(&mut self, start: usize, end: usize, scan: bool) -> Result<Delta, WireError> {
         if self.findings.is_some() {
             self.ids = (self.last_len_field(start, end, span::TRACE_ID)?, self.last_len_field(start, end, span::SPAN_ID)?);
         }
@@ -605,7 +617,7 @@ impl<'a> Walk<'a, '_, '_> {
         Ok(delta)
     }
 
-    fn event(&mut self, start: usize, end: usize, scan: bool) -> Result<Delta, Malformed> {
+    fn event(&mut self, start: usize, end: usize, scan: bool) -> Result<Delta, WireError> {
         let mut delta = 0;
         let mut fields = Fields::new(self.buf, start, end);
         while let Some(f) = fields.next_field()? {
@@ -624,7 +636,7 @@ impl<'a> Walk<'a, '_, '_> {
         Ok(delta)
     }
 
-    fn link(&mut self, start: usize, end: usize, scan: bool) -> Result<Delta, Malformed> {
+    fn link(&mut self, start: usize, end: usize, scan: bool) -> Result<Delta, WireError> {
         let mut delta = 0;
         let mut fields = Fields::new(self.buf, start, end);
         while let Some(f) = fields.next_field()? {
@@ -643,7 +655,7 @@ impl<'a> Walk<'a, '_, '_> {
         Ok(delta)
     }
 
-    fn status(&mut self, start: usize, end: usize, scan: bool) -> Result<Delta, Malformed> {
+    fn status(&mut self, start: usize, end: usize, scan: bool) -> Result<Delta, WireError> {
         let mut delta = 0;
         let mut fields = Fields::new(self.buf, start, end);
         while let Some(f) = fields.next_field()? {
@@ -658,7 +670,7 @@ impl<'a> Walk<'a, '_, '_> {
     /// A KeyValue. `scan` says whether values may be masked at all; the key
     /// scope (`mask.scope.keys`) applies to top-level keys only (`depth` 0),
     /// and nested values inherit their top-level key's verdict.
-    fn key_value(&mut self, start: usize, end: usize, kind: FieldKind, scan: bool, depth: usize) -> Result<Delta, Malformed> {
+    fn key_value(&mut self, start: usize, end: usize, kind: FieldKind, scan: bool, depth: usize) -> Result<Delta, WireError> {
         if depth == 0 && self.findings.is_some() {
             self.key = self.last_len_field(start, end, key_value::KEY)?;
         }
@@ -688,14 +700,14 @@ impl<'a> Walk<'a, '_, '_> {
     }
 
     /// Whether the KeyValue at `start..end` has a key in the key scope.
-    fn key_matches(&self, keys: &GlobList, start: usize, end: usize) -> Result<bool, Malformed> {
+    fn key_matches(&self, keys: &GlobList, start: usize, end: usize) -> Result<bool, WireError> {
         let key = self.last_len_field(start, end, key_value::KEY)?;
         Ok(keys.is_match(key, &mut Vec::new()))
     }
 
     /// The payload of the last occurrence of field `number` in the message
     /// at `start..end` (the one protobuf readers keep), or empty.
-    fn last_len_field(&self, start: usize, end: usize, number: u32) -> Result<&'a [u8], Malformed> {
+    fn last_len_field(&self, start: usize, end: usize, number: u32) -> Result<&'a [u8], WireError> {
         let mut found: &'a [u8] = &[];
         let mut fields = Fields::new(self.buf, start, end);
         while let Some(f) = fields.next_field()? {
@@ -722,7 +734,7 @@ impl<'a> Walk<'a, '_, '_> {
         }
     }
 
-    fn any_value(&mut self, start: usize, end: usize, kind: FieldKind, scan: bool, depth: usize) -> Result<Delta, Malformed> {
+    fn any_value(&mut self, start: usize, end: usize, kind: FieldKind, scan: bool, depth: usize) -> Result<Delta, WireError> {
         let mut delta = 0;
         let mut fields = Fields::new(self.buf, start, end);
         while let Some(f) = fields.next_field()? {
@@ -755,7 +767,7 @@ impl<'a> Walk<'a, '_, '_> {
                 any_value::ARRAY | any_value::KVLIST => {
                     expect(&f, WireType::Len, "AnyValue array or kvlist")?;
                     if depth + 1 >= MAX_VALUE_DEPTH {
-                        return Err(malformed(f.start, format!("attribute value nested deeper than {MAX_VALUE_DEPTH} levels")));
+                        return Err(WireError::new(f.start, Problem::TooDeep(MAX_VALUE_DEPTH)));
                     }
                     let is_array = f.number == any_value::ARRAY;
                     delta += self.nested(&f, |w, s, e| w.list(s, e, kind, scan, depth + 1, is_array))?;
@@ -767,7 +779,7 @@ impl<'a> Walk<'a, '_, '_> {
     }
 
     /// ArrayValue (`values` are AnyValues) or KeyValueList (`values` are KeyValues).
-    fn list(&mut self, start: usize, end: usize, kind: FieldKind, scan: bool, depth: usize, is_array: bool) -> Result<Delta, Malformed> {
+    fn list(&mut self, start: usize, end: usize, kind: FieldKind, scan: bool, depth: usize, is_array: bool) -> Result<Delta, WireError> {
         let mut delta = 0;
         let mut fields = Fields::new(self.buf, start, end);
         while let Some(f) = fields.next_field()? {

@@ -51,34 +51,102 @@ impl Field {
     }
 }
 
-pub(crate) fn malformed(offset: usize, reason: impl Into<String>) -> Malformed {
-    Malformed { offset: offset as u64, reason: reason.into() }
+/// A reading failure: where, and what. Small and `Copy` with no message
+/// inside, so the hot path carries it cheaply (in wasm a `String` error made
+/// every varint read return through memory and kept it from inlining); the
+/// text is built only when a batch is rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct WireError {
+    pub offset: usize,
+    pub problem: Problem,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Problem {
+    VarintPastEnd,
+    VarintOverflow,
+    VarintTooLong,
+    FieldNumber(u64),
+    LenPastEnd {
+        number: u32,
+        len: u64,
+        avail: u64,
+    },
+    Group(u32),
+    BadWireType {
+        number: u32,
+        wire: u8,
+    },
+    FixedPastEnd(u8),
+    /// A known field with the wrong wire type.
+    Expected {
+        what: &'static str,
+        number: u32,
+        expected: WireType,
+        found: WireType,
+    },
+    /// Arrays and kvlists nested deeper than the engine's bound.
+    TooDeep(usize),
+}
+
+impl WireError {
+    #[cold]
+    pub fn new(offset: usize, problem: Problem) -> WireError {
+        WireError { offset, problem }
+    }
+}
+
+impl From<WireError> for Malformed {
+    fn from(e: WireError) -> Malformed {
+        let reason = match e.problem {
+            Problem::VarintPastEnd => "varint runs past the end of its message".to_owned(),
+            Problem::VarintOverflow => "varint overflows 64 bits".to_owned(),
+            Problem::VarintTooLong => "varint longer than 10 bytes".to_owned(),
+            Problem::FieldNumber(n) => format!("invalid field number {n}"),
+            Problem::LenPastEnd { number, len, avail } => {
+                format!("field {number} claims {len} bytes but only {avail} remain in its message")
+            }
+            Problem::Group(n) => format!("field {n} uses the group wire type, which OTLP never uses"),
+            Problem::BadWireType { number, wire } => format!("field {number} has invalid wire type {wire}"),
+            Problem::FixedPastEnd(n) => format!("{n}-byte fixed value runs past the end of its message"),
+            Problem::Expected { what, number, expected, found } => {
+                format!("{what} (field {number}) must be {}, found {}", expected.name(), found.name())
+            }
+            Problem::TooDeep(max) => format!("attribute value nested deeper than {max} levels"),
+        };
+        Malformed { offset: e.offset as u64, reason }
+    }
 }
 
 /// Decodes a varint at `pos`, returning the value and the position after it.
-#[inline]
-pub(crate) fn read_varint(buf: &[u8], pos: usize, end: usize) -> Result<(u64, usize), Malformed> {
+#[inline(always)]
+pub(crate) fn read_varint(buf: &[u8], pos: usize, end: usize) -> Result<(u64, usize), WireError> {
     // Fast path: most varints in OTLP (tags, short lengths) are one byte.
     if pos < end && buf[pos] < 0x80 {
         return Ok((u64::from(buf[pos]), pos + 1));
     }
+    read_varint_slow(buf, pos, end)
+}
+
+#[inline(never)]
+fn read_varint_slow(buf: &[u8], pos: usize, end: usize) -> Result<(u64, usize), WireError> {
     let mut value: u64 = 0;
     let mut i = pos;
     for shift in (0..70).step_by(7) {
         if i >= end {
-            return Err(malformed(pos, "varint runs past the end of its message"));
+            return Err(WireError::new(pos, Problem::VarintPastEnd));
         }
         let b = buf[i];
         i += 1;
         if shift == 63 && b > 1 {
-            return Err(malformed(pos, "varint overflows 64 bits"));
+            return Err(WireError::new(pos, Problem::VarintOverflow));
         }
         value |= u64::from(b & 0x7f) << shift;
         if b < 0x80 {
             return Ok((value, i));
         }
     }
-    Err(malformed(pos, "varint longer than 10 bytes"))
+    Err(WireError::new(pos, Problem::VarintTooLong))
 }
 
 /// Number of bytes the canonical varint encoding of `v` takes.
@@ -111,8 +179,8 @@ impl<'a> Fields<'a> {
     }
 
     /// The next field, `None` at the end of the message.
-    #[inline]
-    pub fn next_field(&mut self) -> Result<Option<Field>, Malformed> {
+    #[inline(always)]
+    pub fn next_field(&mut self) -> Result<Option<Field>, WireError> {
         if self.pos >= self.end {
             return Ok(None);
         }
@@ -120,7 +188,7 @@ impl<'a> Fields<'a> {
         let (tag, after_tag) = read_varint(self.buf, start, self.end)?;
         let number = tag >> 3;
         if number == 0 || number > u64::from(u32::MAX >> 3) {
-            return Err(malformed(start, format!("invalid field number {number}")));
+            return Err(WireError::new(start, Problem::FieldNumber(number)));
         }
         let number = number as u32;
         let (wire, len_at, body, end, varint) = match tag & 7 {
@@ -133,22 +201,21 @@ impl<'a> Fields<'a> {
                 let (len, body) = read_varint(self.buf, after_tag, self.end)?;
                 let avail = (self.end - body) as u64;
                 if len > avail {
-                    return Err(malformed(after_tag, format!("field {number} claims {len} bytes but only {avail} remain in its message")));
+                    return Err(WireError::new(after_tag, Problem::LenPastEnd { number, len, avail }));
                 }
                 (WireType::Len, after_tag, body, body + len as usize, 0)
             }
             5 => (WireType::Fixed32, after_tag, after_tag, self.fixed(after_tag, 4)?, 0),
-            3 | 4 => {
-                return Err(malformed(start, format!("field {number} uses the group wire type, which OTLP never uses")));
-            }
-            w => return Err(malformed(start, format!("field {number} has invalid wire type {w}"))),
+            3 | 4 => return Err(WireError::new(start, Problem::Group(number))),
+            w => return Err(WireError::new(start, Problem::BadWireType { number, wire: w as u8 })),
         };
         self.pos = end;
         Ok(Some(Field { number, wire, start, len_at, body, end, varint }))
     }
 
-    fn fixed(&self, at: usize, n: usize) -> Result<usize, Malformed> {
-        if self.end - at < n { Err(malformed(at, format!("{n}-byte fixed value runs past the end of its message"))) } else { Ok(at + n) }
+    #[inline(always)]
+    fn fixed(&self, at: usize, n: usize) -> Result<usize, WireError> {
+        if self.end - at < n { Err(WireError::new(at, Problem::FixedPastEnd(n as u8))) } else { Ok(at + n) }
     }
 }
 
@@ -179,7 +246,7 @@ mod tests {
             (&[0x08, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00], 1, "overflows"),
         ];
         for (bytes, offset, needle) in cases {
-            let err = Fields::new(bytes, 0, bytes.len()).next_field().unwrap_err();
+            let err: Malformed = Fields::new(bytes, 0, bytes.len()).next_field().unwrap_err().into();
             assert_eq!(err.offset, *offset, "{bytes:?}: {err}");
             assert!(err.reason.contains(needle), "{bytes:?}: {err}");
         }
