@@ -79,7 +79,8 @@ pub fn numbers_in(text: &[u8]) -> usize {
     found
 }
 
-fn digit_runs(text: &[u8]) -> Vec<(usize, usize)> {
+/// The maximal runs of ASCII digits in `text`, as byte ranges.
+pub fn digit_runs(text: &[u8]) -> Vec<(usize, usize)> {
     let mut runs = Vec::new();
     let mut i = 0;
     while i < text.len() {

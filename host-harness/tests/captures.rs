@@ -234,19 +234,7 @@ fn no_personal_number_is_left_in_any_expected_output() {
 /// 11-digit runs, and 6 + space/dash + 5), written here from the documented
 /// rules with `residual::is_valid_number` as the only validator.
 fn oracle_mask(text: &[u8]) -> Vec<u8> {
-    let mut runs = Vec::new();
-    let mut i = 0;
-    while i < text.len() {
-        if text[i].is_ascii_digit() {
-            let start = i;
-            while i < text.len() && text[i].is_ascii_digit() {
-                i += 1;
-            }
-            runs.push((start, i));
-        } else {
-            i += 1;
-        }
-    }
+    let runs = residual::digit_runs(text);
     let mut out = text.to_vec();
     for (n, &(s, e)) in runs.iter().enumerate() {
         if e - s == 11 && residual::is_valid_number(&text[s..e]) {
