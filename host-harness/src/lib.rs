@@ -242,9 +242,11 @@ impl ComponentInstance {
     pub fn new(component: &LoadedComponent, options: &InstanceOptions) -> Result<ComponentInstance, HostError> {
         let limits = StoreLimitsBuilder::new()
             .memory_size(options.max_memory_bytes)
-            // Fail a memory.grow past the cap with a trap that names the
-            // cap, rather than a guest allocation failure.
-            .trap_on_grow_failure(true)
+            // A memory.grow past the cap fails rather than traps: the engine
+            // allocates what grows with the batch fallibly and answers
+            // `out-of-memory`, so a large batch is an error, not a dead
+            // instance. (Copying in a batch larger than the cap still traps.)
+            .trap_on_grow_failure(false)
             .build();
         let mut store = Store::new(&component.engine, StoreState { limits });
         store.limiter(|state| &mut state.limits);
@@ -396,6 +398,7 @@ fn from_wit_error(error: wit::Error) -> HostError {
         ),
         wit::Error::MalformedBatch(m) => tracescrub_processor::Error::Malformed(Malformed { offset: m.offset, reason: m.reason }),
         wit::Error::BatchTooLarge(t) => tracescrub_processor::Error::TooLarge { size: t.size, limit: t.limit },
+        wit::Error::OutOfMemory(what) => tracescrub_processor::Error::OutOfMemory { what },
     })
 }
 

@@ -345,3 +345,44 @@ fn explain_matches_native_and_process() {
         assert_eq!(scrubber.process(&batch).unwrap(), (out, stats), "{name}");
     }
 }
+
+/// Regression: a batch under `limits.max_batch_bytes` but with millions of
+/// tiny spans needed more span records than the memory cap allowed, and the
+/// allocator's failure trapped: "never traps on any input" was broken.
+/// Scenario: 2 million empty spans (4 MB) in an instance capped at 32 MiB.
+/// Guarantees: a typed `OutOfMemory` error, the instance not poisoned, and
+/// the next batch processed normally.
+#[test]
+fn many_tiny_spans_over_the_memory_cap_are_a_typed_error() {
+    let spans = 2_000_000;
+    let mut scope = Vec::with_capacity(spans * 2);
+    for _ in 0..spans {
+        scope.extend_from_slice(&[0x12, 0x00]); // ScopeSpans.spans: an empty Span
+    }
+    // ExportTraceServiceRequest { resource_spans: [ResourceSpans { scope_spans: [that] }] }
+    let batch = length_delimited(1, &length_delimited(2, &scope));
+    let options = InstanceOptions::default().with_max_memory_bytes(32 << 20);
+    let mut scrubber = ScrubberInstance::create_with(component(), "{}", &options).expect("fits in 32 MiB");
+    match scrubber.process(&batch) {
+        Err(HostError::Processor(Error::OutOfMemory { what })) => assert_eq!(what, "span records"),
+        other => panic!("expected a typed out-of-memory error, got {:?}", other.map(|(_, s)| s)),
+    }
+    assert!(!scrubber.is_poisoned());
+    let (out, stats) = scrubber.process(&[]).expect("the instance still works");
+    assert!(out.is_empty() && stats.spans_in == 0);
+    // Natively, with no cap, the same batch goes through.
+    assert_eq!(native("{}", &batch).expect("native").1.spans_in, spans as u64);
+}
+
+/// Field `field` as a length-delimited protobuf field holding `body`.
+fn length_delimited(field: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = vec![field << 3 | 2];
+    let mut len = body.len();
+    while len >= 0x80 {
+        out.push((len as u8) | 0x80);
+        len >>= 7;
+    }
+    out.push(len as u8);
+    out.extend_from_slice(body);
+    out
+}

@@ -56,6 +56,7 @@ fn to_wit_error(error: crate::Error) -> wit::Error {
         }
         crate::Error::Malformed(m) => wit::Error::MalformedBatch(wit::Malformed { offset: m.offset, reason: m.reason }),
         crate::Error::TooLarge { size, limit } => wit::Error::BatchTooLarge(wit::TooLarge { size, limit }),
+        crate::Error::OutOfMemory { what } => wit::Error::OutOfMemory(what),
     }
 }
 

@@ -172,22 +172,52 @@ enum Op {
 pub(crate) fn process(c: &Compiled, buf: &[u8], out: &mut Vec<u8>, mut findings: Option<&mut Vec<Finding>>) -> Result<Stats, Error> {
     let mut counters = Counters::new(c.rule_names.len());
     let fates = match &c.noise {
-        Some(noise) => noise_fates(c, noise, buf, &mut counters, findings.as_deref_mut()).map_err(|e| Error::Malformed(e.into()))?,
+        Some(noise) => noise_fates(c, noise, buf, &mut counters, findings.as_deref_mut()).map_err(into_error)?,
         None => None,
     };
     let mut walk = Walk { buf, c, edits: Vec::new(), arena: Vec::new(), counters, fates, ordinal: 0, findings, ids: (&[], &[]), key: &[] };
     if let Some(mask) = &c.mask {
         walk.arena.extend_from_slice(&mask.label);
     }
-    walk.request().map_err(|e| Error::Malformed(e.into()))?;
+    walk.request().map_err(into_error)?;
     let Walk { edits, arena, counters, .. } = walk;
-    emit(buf, &edits, &arena, out);
+    emit(buf, &edits, &arena, out).map_err(into_error)?;
     Ok(counters.into_stats(&c.rule_names))
 }
 
+fn into_error(e: WireError) -> Error {
+    match e.problem {
+        Problem::OutOfMemory(what) => Error::OutOfMemory { what: what.to_owned() },
+        _ => Error::Malformed(e.into()),
+    }
+}
+
+/// Makes room for one more item in `v`. What the engine holds grows with the
+/// batch (span records, edits); when the memory runs out (inside a
+/// component: the host's cap), this is a typed error rather than an
+/// allocator abort, which would trap.
+#[inline(always)]
+fn room<T>(v: &mut Vec<T>, what: &'static str) -> Result<(), WireError> {
+    if v.len() < v.capacity() { Ok(()) } else { grow(v, what) }
+}
+
+#[cold]
+fn grow<T>(v: &mut Vec<T>, what: &'static str) -> Result<(), WireError> {
+    v.try_reserve(v.len().max(64)).map_err(|_| WireError::new(0, Problem::OutOfMemory(what)))
+}
+
+/// A vector of at most `n` items from `items`, or a typed error if memory
+/// runs out.
+fn try_collect<T>(n: usize, items: impl Iterator<Item = T>, what: &'static str) -> Result<Vec<T>, WireError> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| WireError::new(0, Problem::OutOfMemory(what)))?;
+    v.extend(items);
+    Ok(v)
+}
+
 /// Applies `edits` (sorted, non-overlapping) to `buf`.
-fn emit(buf: &[u8], edits: &[Edit], arena: &[u8], out: &mut Vec<u8>) {
-    out.reserve(buf.len());
+fn emit(buf: &[u8], edits: &[Edit], arena: &[u8], out: &mut Vec<u8>) -> Result<(), WireError> {
+    out.try_reserve(buf.len()).map_err(|_| WireError::new(0, Problem::OutOfMemory("the output batch")))?;
     let mut at = 0;
     for e in edits {
         if let Op::Keep = e.op {
@@ -203,6 +233,7 @@ fn emit(buf: &[u8], edits: &[Edit], arena: &[u8], out: &mut Vec<u8>) {
         at = e.end;
     }
     out.extend_from_slice(&buf[at..]);
+    Ok(())
 }
 
 #[inline(always)]
@@ -255,15 +286,16 @@ fn noise_fates(
     for_each_span(buf, |sp| {
         let meta = span_meta(noise, buf, sp, &mut scratch)?;
         any_noisy |= meta.rule.is_some();
+        room(&mut metas, "span records")?;
         metas.push(meta);
         Ok(())
     })?;
     if !any_noisy {
         return Ok(None);
     }
-    let mut fates: Vec<Fate> = metas.iter().map(|m| m.rule.map_or(Fate::Unknown, Fate::Noisy)).collect();
+    let mut fates = try_collect(metas.len(), metas.iter().map(|m| m.rule.map_or(Fate::Unknown, Fate::Noisy)), "span records")?;
     if noise.drop_descendants {
-        mark_descendants(&metas, &mut fates);
+        mark_descendants(&metas, &mut fates)?;
     }
     for f in &mut fates {
         match *f {
@@ -375,11 +407,12 @@ fn path_attribute<'a>(noise: &Noise, buf: &'a [u8], kv: &Field) -> Result<Option
 /// down rather than up handles spans that share an id (every span with a
 /// noisy span's id as its parent is its child) and parent cycles (a span is
 /// marked once). No hashing, so crafted ids cannot slow it.
-fn mark_descendants(metas: &[SpanMeta<'_>], fates: &mut [Fate]) {
-    let mut by_parent: Vec<u32> = (0..metas.len() as u32).filter(|&i| !metas[i as usize].parent_id.is_empty()).collect();
+fn mark_descendants(metas: &[SpanMeta<'_>], fates: &mut [Fate]) -> Result<(), WireError> {
+    let mut by_parent =
+        try_collect(metas.len(), (0..metas.len() as u32).filter(|&i| !metas[i as usize].parent_id.is_empty()), "span records")?;
     let key = |i: u32| (metas[i as usize].trace_id, metas[i as usize].parent_id);
     by_parent.sort_unstable_by(|&a, &b| key(a).cmp(&key(b)));
-    let mut queue: Vec<usize> = (0..metas.len()).filter(|&i| fates[i].dropped()).collect();
+    let mut queue = try_collect(metas.len(), (0..metas.len()).filter(|&i| fates[i].dropped()), "span records")?;
     while let Some(i) = queue.pop() {
         let (trace, id) = (metas[i].trace_id, metas[i].span_id);
         if id.is_empty() {
@@ -391,10 +424,12 @@ fn mark_descendants(metas: &[SpanMeta<'_>], fates: &mut [Fate]) {
             let j = j as usize;
             if fates[j] == Fate::Unknown {
                 fates[j] = Fate::Descendant;
+                room(&mut queue, "span records")?;
                 queue.push(j);
             }
         }
     }
+    Ok(())
 }
 
 /// Walk 2: validates the batch and records the edits.
@@ -425,6 +460,7 @@ impl<'a> Walk<'a, '_, '_> {
     #[inline]
     fn nested(&mut self, f: &Field, inner: impl FnOnce(&mut Self, usize, usize) -> Result<Delta, WireError>) -> Result<Delta, WireError> {
         let slot = self.edits.len();
+        room(&mut self.edits, "edits")?;
         self.edits.push(Edit { start: f.len_at, end: f.body, op: Op::Keep });
         let delta = inner(self, f.body, f.end)?;
         if self.edits.len() == slot + 1 {
@@ -456,6 +492,7 @@ impl<'a> Walk<'a, '_, '_> {
 
     /// Replaces the whole field `f` by nothing.
     fn delete(&mut self, f: &Field, first_edit: usize) -> Delta {
+        // Truncating frees at least the slot pushed at `first_edit`: no growth.
         self.edits.truncate(first_edit);
         self.edits.push(Edit { start: f.start, end: f.end, op: Op::Delete });
         -((f.end - f.start) as isize)
@@ -552,7 +589,7 @@ impl<'a> Walk<'a, '_, '_> {
             match f.number {
                 scope::NAME | scope::VERSION => {
                     expect(&f, WireType::Len, "InstrumentationScope.name")?;
-                    delta += self.text(&f, FieldKind::ScopeInfo, true);
+                    delta += self.text(&f, FieldKind::ScopeInfo, true)?;
                 }
                 scope::ATTRIBUTES => {
                     expect(&f, WireType::Len, "InstrumentationScope.attributes")?;
@@ -589,11 +626,11 @@ impl<'a> Walk<'a, '_, '_> {
                 span::KIND => expect(&f, WireType::Varint, "Span.kind")?,
                 span::NAME => {
                     expect(&f, WireType::Len, "Span.name")?;
-                    delta += self.text(&f, FieldKind::SpanName, scan);
+                    delta += self.text(&f, FieldKind::SpanName, scan)?;
                 }
                 span::TRACE_STATE => {
                     expect(&f, WireType::Len, "Span.trace_state")?;
-                    delta += self.text(&f, FieldKind::TraceState, scan);
+                    delta += self.text(&f, FieldKind::TraceState, scan)?;
                 }
                 span::ATTRIBUTES => {
                     expect(&f, WireType::Len, "Span.attributes")?;
@@ -624,7 +661,7 @@ impl<'a> Walk<'a, '_, '_> {
             match f.number {
                 event::NAME => {
                     expect(&f, WireType::Len, "Span.Event.name")?;
-                    delta += self.text(&f, FieldKind::EventName, scan);
+                    delta += self.text(&f, FieldKind::EventName, scan)?;
                 }
                 event::ATTRIBUTES => {
                     expect(&f, WireType::Len, "Span.Event.attributes")?;
@@ -643,7 +680,7 @@ impl<'a> Walk<'a, '_, '_> {
             match f.number {
                 link::TRACE_STATE => {
                     expect(&f, WireType::Len, "Span.Link.trace_state")?;
-                    delta += self.text(&f, FieldKind::TraceState, scan);
+                    delta += self.text(&f, FieldKind::TraceState, scan)?;
                 }
                 link::ATTRIBUTES => {
                     expect(&f, WireType::Len, "Span.Link.attributes")?;
@@ -661,7 +698,7 @@ impl<'a> Walk<'a, '_, '_> {
         while let Some(f) = fields.next_field()? {
             if f.number == status::MESSAGE {
                 expect(&f, WireType::Len, "Status.message")?;
-                delta += self.text(&f, FieldKind::StatusMessage, scan);
+                delta += self.text(&f, FieldKind::StatusMessage, scan)?;
             }
         }
         Ok(delta)
@@ -687,7 +724,7 @@ impl<'a> Walk<'a, '_, '_> {
             match f.number {
                 key_value::KEY => {
                     expect(&f, WireType::Len, "KeyValue.key")?;
-                    delta += self.text(&f, FieldKind::AttributeKey, scan);
+                    delta += self.text(&f, FieldKind::AttributeKey, scan)?;
                 }
                 key_value::VALUE => {
                     expect(&f, WireType::Len, "KeyValue.value")?;
@@ -742,14 +779,14 @@ impl<'a> Walk<'a, '_, '_> {
                 any_value::STRING | any_value::BYTES => {
                     expect(&f, WireType::Len, "AnyValue string or bytes")?;
                     if scan {
-                        delta += self.text(&f, kind, true);
+                        delta += self.text(&f, kind, true)?;
                     }
                 }
                 any_value::BOOL => expect(&f, WireType::Varint, "AnyValue.bool_value")?,
                 any_value::INT => {
                     expect(&f, WireType::Varint, "AnyValue.int_value")?;
                     if scan {
-                        delta += self.number(&f, f.varint as i64, kind);
+                        delta += self.number(&f, f.varint as i64, kind)?;
                     }
                 }
                 any_value::DOUBLE => {
@@ -760,7 +797,7 @@ impl<'a> Walk<'a, '_, '_> {
                         // Only whole numbers can spell an 11-digit run; the
                         // range check also keeps the cast exact.
                         if v.fract() == 0.0 && v.abs() >= 1e9 && v.abs() < 1e11 {
-                            delta += self.number(&f, v as i64, kind);
+                            delta += self.number(&f, v as i64, kind)?;
                         }
                     }
                 }
@@ -800,22 +837,27 @@ impl<'a> Walk<'a, '_, '_> {
     }
 
     /// Masks the numbers in the payload of the string or bytes field `f`.
-    fn text(&mut self, f: &Field, kind: FieldKind, scan: bool) -> Delta {
+    fn text(&mut self, f: &Field, kind: FieldKind, scan: bool) -> Result<Delta, WireError> {
         if !scan {
-            return 0;
+            return Ok(0);
         }
-        let Some(mask) = self.c.mask.as_ref() else { return 0 };
+        let Some(mask) = self.c.mask.as_ref() else { return Ok(0) };
         if !mask.fields[kind.index()] {
-            return 0;
+            return Ok(0);
         }
         let text = &self.buf[f.body..f.end];
         if !fnr::may_contain(text) {
-            return 0;
+            return Ok(0);
         }
         let first = self.edits.len();
         let (edits, counters, base) = (&mut self.edits, &mut self.counters, f.body);
         let mut delta = 0;
+        let mut out_of_memory = false;
         fnr::scan(text, mask.mode, |found| {
+            if room(edits, "edits").is_err() {
+                out_of_memory = true;
+                return;
+            }
             counters.masked(found.detector, kind);
             let (start, end) = (base + found.start, base + found.end);
             let op = match mask.star {
@@ -827,6 +869,9 @@ impl<'a> Walk<'a, '_, '_> {
             };
             edits.push(Edit { start, end, op });
         });
+        if out_of_memory {
+            return Err(WireError::new(f.body, Problem::OutOfMemory("edits")));
+        }
         if self.findings.is_some() {
             // Audits only: a second scan keeps the hot closure above small.
             let mut detectors = Vec::new();
@@ -839,23 +884,24 @@ impl<'a> Walk<'a, '_, '_> {
             // The text changed length: its own prefix must change too.
             let new_len = (f.end - f.body) as isize + delta;
             // It goes before the replacements just recorded: edits stay in order.
+            room(&mut self.edits, "edits")?;
             self.edits.insert(first, Edit { start: f.len_at, end: f.body, op: Op::Len(new_len as u64) });
             delta += varint_len(new_len as u64) as isize - (f.body - f.len_at) as isize;
         }
-        delta
+        Ok(delta)
     }
 
     /// Masks an int (or whole double) value whose decimal form holds a
     /// personal number; the field becomes a string field with the masked text.
-    fn number(&mut self, f: &Field, v: i64, kind: FieldKind) -> Delta {
-        let Some(mask) = self.c.mask.as_ref() else { return 0 };
-        let Some((digits, padded)) = int_digits(v) else { return 0 };
+    fn number(&mut self, f: &Field, v: i64, kind: FieldKind) -> Result<Delta, WireError> {
+        let Some(mask) = self.c.mask.as_ref() else { return Ok(0) };
+        let Some((digits, padded)) = int_digits(v) else { return Ok(0) };
         // A padded 10-digit int only counts when it validates, even in
         // `any11`: most 10-digit ints are epoch seconds.
         let mode = if padded { Mode::Validated } else { mask.mode };
         let mut found_any = None;
         fnr::scan(&digits, mode, |found| found_any = Some(found));
-        let Some(found) = found_any else { return 0 };
+        let Some(found) = found_any else { return Ok(0) };
         self.counters.masked(found.detector, kind);
         self.record(kind, found.detector);
         let sign: &[u8] = if v < 0 { b"-" } else { b"" };
@@ -864,12 +910,15 @@ impl<'a> Walk<'a, '_, '_> {
             None => [sign, &mask.label].concat(),
         };
         let from = self.arena.len();
+        // A tag, a length varint (at most 10 bytes) and the text.
+        self.arena.try_reserve(masked.len() + 11).map_err(|_| WireError::new(f.start, Problem::OutOfMemory("masked values")))?;
+        room(&mut self.edits, "edits")?;
         self.arena.push(((any_value::STRING << 3) | 2) as u8);
         write_varint(&mut self.arena, masked.len() as u64);
         self.arena.extend_from_slice(&masked);
         let to = self.arena.len();
         self.edits.push(Edit { start: f.start, end: f.end, op: Op::Arena { from, to } });
-        (to - from) as isize - (f.end - f.start) as isize
+        Ok((to - from) as isize - (f.end - f.start) as isize)
     }
 }
 

@@ -12,6 +12,12 @@ pub enum Error {
     InvalidConfig(Vec<ConfigProblem>),
     /// The batch is not a valid OTLP `ExportTraceServiceRequest`.
     Malformed(Malformed),
+    /// Processing the batch needs more memory than the processor may use
+    /// (inside a component: the host's memory cap). Nothing was output.
+    OutOfMemory {
+        /// What the memory was for, e.g. "span records".
+        what: String,
+    },
     /// The batch is larger than `limits.max_batch_bytes`.
     TooLarge {
         /// The batch's size in bytes.
@@ -66,6 +72,10 @@ impl fmt::Display for Error {
                 Ok(())
             }
             Error::Malformed(m) => m.fmt(f),
+            Error::OutOfMemory { what } => write!(
+                f,
+                "processing the batch needs more memory than the processor may use (for {what}); split it into smaller batches or raise the host's memory cap"
+            ),
             Error::TooLarge { size, limit } => {
                 write!(f, "batch of {size} bytes is over the limit of {limit} bytes; split it or raise limits.max_batch_bytes")
             }

@@ -87,6 +87,8 @@ pub(crate) enum Problem {
     },
     /// Arrays and kvlists nested deeper than the engine's bound.
     TooDeep(usize),
+    /// Memory for this record ran out (the host's cap was reached).
+    OutOfMemory(&'static str),
 }
 
 impl WireError {
@@ -113,6 +115,7 @@ impl From<WireError> for Malformed {
                 format!("{what} (field {number}) must be {}, found {}", expected.name(), found.name())
             }
             Problem::TooDeep(max) => format!("attribute value nested deeper than {max} levels"),
+            Problem::OutOfMemory(what) => format!("out of memory for {what}"),
         };
         Malformed { offset: e.offset as u64, reason }
     }
