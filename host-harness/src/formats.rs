@@ -134,11 +134,22 @@ fn gunzip(raw: &[u8], limit: u64) -> Result<Vec<u8>, FormatError> {
 }
 
 fn split(content: &[u8]) -> Result<(Encoding, Vec<Batch>), FormatError> {
-    let first = content.iter().position(|b| !b.is_ascii_whitespace()).map(|i| content[i]);
+    let text = content.strip_prefix(b"\xef\xbb\xbf").unwrap_or(content);
+    let first = text.iter().position(|b| !b.is_ascii_whitespace()).map(|i| text[i]);
+    // A protobuf request starts with 0x0a (`\n`, the resource_spans tag) and
+    // may go on with `{` (a length of 123): after leading whitespace, a `{`
+    // only means JSON if the first line really is JSON.
+    let json = match first {
+        Some(b'{' | b'[') if matches!(text[0], b'{' | b'[') => true,
+        Some(b'{' | b'[') => {
+            let line = text.trim_ascii_start().split(|&b| b == b'\n').next().unwrap_or_default();
+            serde_json::from_slice::<serde::de::IgnoredAny>(text).is_ok() || serde_json::from_slice::<serde::de::IgnoredAny>(line).is_ok()
+        }
+        _ => false,
+    };
     match first {
-        // A JSON document or JSON lines.
-        Some(b'{') => Ok(split_json(content)),
-        Some(b'[') => Err(FormatError("a JSON array is not an OTLP request; expected an object with \"resourceSpans\"".into())),
+        Some(b'{') if json => Ok(split_json(text)),
+        Some(b'[') if json => Err(FormatError("a JSON array is not an OTLP request; expected an object with \"resourceSpans\"".into())),
         // Protobuf field tags never encode field number 0, so a first byte
         // below 0x08 cannot start a request: it is a big-endian length.
         Some(_) if content[0] < 0x08 => split_length_prefixed(content).map(|b| (Encoding::LengthPrefixed, b)),
@@ -349,6 +360,36 @@ mod tests {
         assert!(err.0.contains("record 0 at byte 0 claims 9 bytes"), "{err}");
         let err = read(&[0x1f, 0x8b, 8, 0, 0]).unwrap_err();
         assert!(err.0.contains("gzip"), "{err}");
+    }
+
+    /// Regression: a protobuf request whose first ResourceSpans is 123 or 91
+    /// bytes long starts with `\n{` or `\n[`, and was taken for JSON.
+    /// Scenario: such requests, all-ASCII so they are valid UTF-8 too; and
+    /// pretty JSON with a leading newline and a byte-order mark.
+    /// Guarantees: the requests are read as protobuf, the JSON as JSON.
+    #[test]
+    fn protobuf_starting_with_newline_brace_is_not_json() {
+        for len in [123u8, 91] {
+            let mut req = vec![0x0a, len, 0x1a, len - 2];
+            req.extend(std::iter::repeat_n(b'x', usize::from(len) - 2));
+            let (format, batches) = read(&req).unwrap();
+            assert_eq!(format.encoding, Encoding::Protobuf, "length {len}");
+            assert_eq!(batches[0].bytes.as_ref().unwrap(), &req);
+        }
+        let mut json = b"\xef\xbb\xbf\n".to_vec();
+        json.extend(serde_json::to_vec_pretty(&req("a")).unwrap());
+        assert_eq!(read(&json).unwrap().0.encoding, Encoding::Json);
+    }
+
+    /// Scenario: an empty file, which is what a batch whose spans were all
+    /// dropped becomes.
+    /// Guarantees: one valid, empty protobuf batch, so outputs read back.
+    #[test]
+    fn empty_file_is_one_empty_batch() {
+        let (format, batches) = read(b"").unwrap();
+        assert_eq!(format.encoding, Encoding::Protobuf);
+        assert_eq!(batches.len(), 1);
+        assert!(batches[0].bytes.as_ref().unwrap().is_empty());
     }
 
     /// Scenario: JSON that is not an OTLP traces document: metrics, an

@@ -39,7 +39,10 @@ fn emit(args: std::fmt::Arguments<'_>) {
 /// Drops health-check noise and masks Norwegian personal identity numbers in
 /// OpenTelemetry traces, with a WebAssembly component that imports nothing.
 #[derive(Parser)]
-#[command(name = "tracescrub", version, about, long_about = None, after_help = "\
+#[command(
+    name = "tracescrub",
+    version,
+    after_help = "\
 Exit status: 0 when all went well; 1 when a batch failed (replay, audit), a
 personal number would get through (audit) or a config has problems (config
 check); 2 when the command could not run (bad arguments, unreadable config or
@@ -47,7 +50,8 @@ component).
 
 Input formats are detected from content: OTLP protobuf, OTLP JSON, OTLP JSON
 lines, length-prefixed protobuf (the collector file exporter's `proto`
-format), and gzip of each.")]
+format), and gzip of each."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -299,6 +303,9 @@ fn read_input(input: &Input) -> Result<Vec<u8>, String> {
 
 fn replay(run: &RunArgs, out: Option<&Path>, args: &[PathBuf]) -> Result<bool, Fatal> {
     let inputs = collect_inputs(args)?;
+    if let Some(out) = out {
+        refuse_out_inside_inputs(out, args)?;
+    }
     let runtime = Runtime::new()?;
     let component = load(&runtime, run.component.as_deref())?;
     let config = config_json(run.config.as_deref())?;
@@ -348,6 +355,38 @@ fn replay(run: &RunArgs, out: Option<&Path>, args: &[PathBuf]) -> Result<bool, F
         );
     }
     Ok(ok)
+}
+
+/// Writing into an input would overwrite the captures, or feed the next
+/// run its own output.
+fn refuse_out_inside_inputs(out: &Path, args: &[PathBuf]) -> Result<(), Fatal> {
+    // `out` may not exist yet: resolve the nearest existing ancestor.
+    let mut existing = out;
+    let mut rest = Vec::new();
+    while !existing.exists() {
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name);
+                existing = if parent.as_os_str().is_empty() { Path::new(".") } else { parent };
+            }
+            _ => break,
+        }
+    }
+    let Ok(mut resolved) = existing.canonicalize() else { return Ok(()) };
+    resolved.extend(rest.iter().rev());
+    for arg in args {
+        if let Ok(input) = arg.canonicalize()
+            && input.is_dir()
+            && resolved.starts_with(&input)
+        {
+            return Err(Fatal(format!(
+                "--out {} is inside the input {}; outputs would overwrite or be read as inputs; choose a directory outside it",
+                out.display(),
+                arg.display()
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn unreadable(path: &Path, reason: String) -> FileReport {

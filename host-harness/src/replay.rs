@@ -82,14 +82,19 @@ pub fn collect_inputs(args: &[PathBuf]) -> Result<Vec<Input>, InputError> {
     Ok(inputs)
 }
 
+/// Symbolic links inside a directory are not followed: a link loop cannot
+/// recurse, and a file reached twice is not counted twice. Name a link on
+/// the command line to replay what it points to.
 fn walk(root: &Path, dir: &Path, inputs: &mut Vec<Input>) -> Result<(), InputError> {
     let err = |path: &Path, e: std::io::Error| InputError { path: path.to_path_buf(), reason: e.to_string() };
     let mut entries: Vec<_> = std::fs::read_dir(dir).map_err(|e| err(dir, e))?.collect::<Result<_, _>>().map_err(|e| err(dir, e))?;
     entries.sort_by_key(|e| e.file_name());
     for entry in entries {
         let path = entry.path();
-        let meta = std::fs::metadata(&path).map_err(|e| err(&path, e))?;
-        if meta.is_dir() {
+        let meta = std::fs::symlink_metadata(&path).map_err(|e| err(&path, e))?;
+        if meta.is_symlink() {
+            eprintln!("tracescrub: skipping symbolic link {} (name it as an INPUT to follow it)", path.display());
+        } else if meta.is_dir() {
             walk(root, &path, inputs)?;
         } else if meta.is_file() {
             let relative = path.strip_prefix(root).map(Path::to_path_buf).unwrap_or_else(|_| path.clone());

@@ -525,7 +525,7 @@ fn replay_reports_a_broken_length_prefixed_record_and_keeps_the_others() {
 /// Scenario: `replay --out` over a truncated protobuf file.
 /// Guarantees: the run fails and no output is written for that file.
 #[test]
-fn replay_out_writes_an_empty_file_for_a_file_whose_only_batch_failed() {
+fn replay_out_writes_no_file_when_every_batch_failed() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let (input, out) = (tmp.path().join("in"), tmp.path().join("out"));
     let a = &bases()[0];
@@ -547,7 +547,7 @@ fn replay_out_writes_an_empty_file_for_a_file_whose_only_batch_failed() {
 /// Scenario: `replay --out OUT dir1 dir2`, each dir with a `0001.binpb`.
 /// Guarantees: either both outputs are kept or the run says it cannot.
 #[test]
-fn replay_out_silently_overwrites_outputs_with_the_same_relative_path() {
+fn replay_out_keeps_same_named_inputs_apart() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let out = tmp.path().join("out");
     let (one, two) = (tmp.path().join("python"), tmp.path().join("node"));
@@ -555,7 +555,8 @@ fn replay_out_silently_overwrites_outputs_with_the_same_relative_path() {
     put(&two, "0001.binpb", &bases()[2]);
     let run = tracescrub(&[&"replay", &"--out", &out, &one, &two]);
     let outputs = files_under(&out);
-    assert!(run.code != Some(0) || outputs.len() == 2, "2 inputs, exit 0, but outputs {outputs:?}\n{}", run.dump());
+    assert_eq!(run.code, Some(0), "{}", run.dump());
+    assert_eq!(outputs.len(), 2, "each input keeps its own output: {outputs:?}\n{}", run.dump());
 }
 
 /// Regression, fixed: one OTLP JSON document, pretty-printed over many lines and cut off
@@ -565,7 +566,7 @@ fn replay_out_silently_overwrites_outputs_with_the_same_relative_path() {
 /// Scenario: replay of a pretty-printed JSON capture cut in half.
 /// Guarantees: one batch, one error, exit 1.
 #[test]
-fn replay_reports_a_truncated_pretty_printed_json_file_as_one_error_per_line() {
+fn replay_reports_a_truncated_pretty_printed_json_file_as_one_error() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let pretty = serde_json::to_vec_pretty(&decode(&bases()[1])).expect("JSON");
     let path = tmp.path().join("capture.json");
@@ -950,7 +951,7 @@ fn component_that_is_not_a_component_exits_2() {
 /// Scenario: `inspect` writing into a pipe whose read end is already closed.
 /// Guarantees: no panic message, and not the panic status 101.
 #[test]
-fn closed_stdout_makes_the_cli_panic() {
+fn closed_stdout_ends_the_cli_without_a_panic() {
     let (reader, writer) = std::io::pipe().expect("pipe");
     drop(reader);
     let out = Command::new(env!("CARGO_BIN_EXE_tracescrub"))
@@ -963,4 +964,43 @@ fn closed_stdout_makes_the_cli_panic() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("panicked"), "exit {:?}: {stderr}", out.status.code());
     assert_ne!(out.status.code(), Some(101), "{stderr}");
+}
+
+/// Regression: `--out` pointing into the input overwrote the captures in
+/// place, or fed a second run its own output.
+/// Scenario: `--out` equal to the input directory and inside it.
+/// Guarantees: exit 2 with a message naming both; nothing is written.
+#[test]
+fn replay_refuses_out_inside_the_input() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let input = tmp.path().join("in");
+    put(&input, "a.binpb", &bases()[0]);
+    for out in [input.clone(), input.join("out")] {
+        let run = tracescrub(&[&"replay", &"--out", &out, &input]);
+        assert_eq!(run.code, Some(2), "{}", run.dump());
+        assert!(run.stderr.contains("is inside the input"), "{}", run.dump());
+        assert_eq!(files_under(&input).len(), 1, "nothing written into the input");
+    }
+}
+
+/// Regression: a symlink loop in an input directory recursed until the OS
+/// gave up, a dangling link aborted the run, and a link to a file counted
+/// that file twice.
+/// Scenario: a directory with one capture, a link to it, a dangling link
+/// and a link loop.
+/// Guarantees: links inside directories are skipped with a note; the one
+/// real file is replayed once; exit 0.
+#[cfg(unix)]
+#[test]
+fn replay_skips_symlinks_inside_directories() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let input = tmp.path().join("in");
+    put(&input, "a.binpb", &bases()[0]);
+    std::os::unix::fs::symlink(input.join("a.binpb"), input.join("again.binpb")).expect("link");
+    std::os::unix::fs::symlink(tmp.path().join("nowhere"), input.join("dangling")).expect("link");
+    std::os::unix::fs::symlink(&input, input.join("loop")).expect("link");
+    let run = tracescrub(&[&"replay", &input]);
+    assert_eq!(run.code, Some(0), "{}", run.dump());
+    assert!(run.last_line().starts_with("total: files=1 batches=1 "), "{}", run.dump());
+    assert_eq!(run.stderr.matches("skipping symbolic link").count(), 3, "{}", run.dump());
 }

@@ -389,6 +389,9 @@ fn read_mask(c: &mut Checker, v: &Value, mask: &mut MaskConfig) {
         let path = "mask.scope";
         if let Some(s) = c.object(scope, path, &["fields", "keys"]) {
             if let Some(fields) = c.strings(s, path, "fields") {
+                if fields.is_empty() {
+                    c.problem(format!("{path}.fields"), "an empty list scans nothing; to turn masking off, set mask.enabled: false");
+                }
                 mask.fields.clear();
                 for (i, f) in fields.iter().enumerate() {
                     match FieldKind::from_name(f) {
@@ -405,6 +408,9 @@ fn read_mask(c: &mut Checker, v: &Value, mask: &mut MaskConfig) {
                 }
             }
             if let Some(keys) = c.strings(s, path, "keys") {
+                if keys.is_empty() {
+                    c.problem(format!("{path}.keys"), "an empty list scans no attribute; remove the key to scan all of them");
+                }
                 mask.keys = Some(keys);
             }
         }
@@ -507,6 +513,17 @@ mod tests {
         let got = problems("{\n  \"noise\": }");
         assert_eq!(got.len(), 1);
         assert!(got[0].1.contains("line 2"), "{got:?}");
+    }
+
+    /// Regression: `keys: []` or `fields: []` passed as valid and silently
+    /// turned masking off.
+    #[test]
+    fn empty_scope_lists_are_problems() {
+        for doc in [r#"{"mask": {"scope": {"keys": []}}}"#, r#"{"mask": {"scope": {"fields": []}}}"#] {
+            let got = problems(doc);
+            assert_eq!(got.len(), 1, "{doc}: {got:?}");
+            assert!(got[0].1.contains("empty list"), "{doc}: {got:?}");
+        }
     }
 
     #[test]

@@ -803,7 +803,7 @@ impl<'a> Walk<'a, '_, '_> {
                 }
                 any_value::ARRAY | any_value::KVLIST => {
                     expect(&f, WireType::Len, "AnyValue array or kvlist")?;
-                    if depth + 1 >= MAX_VALUE_DEPTH {
+                    if depth + 1 > MAX_VALUE_DEPTH {
                         return Err(WireError::new(f.start, Problem::TooDeep(MAX_VALUE_DEPTH)));
                     }
                     let is_array = f.number == any_value::ARRAY;

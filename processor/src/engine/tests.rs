@@ -489,3 +489,39 @@ fn explain_lists_drops_and_masks_without_leaking() {
     );
     assert!(!format!("{findings:?}").contains(FNR));
 }
+
+/// A batch with one span attribute whose value nests `levels` arrays.
+fn nested_arrays(levels: usize) -> Vec<u8> {
+    let mut value = s("x").encode_to_vec_any();
+    for _ in 0..levels {
+        let mut list = Vec::new();
+        ld(&mut list, 1, &value);
+        let mut any = Vec::new();
+        ld(&mut any, 5, &list);
+        value = any;
+    }
+    let mut attr = Vec::new();
+    ld(&mut attr, 2, &value);
+    let mut sp = Vec::new();
+    ld(&mut sp, 9, &attr);
+    let mut scope = Vec::new();
+    ld(&mut scope, 2, &sp);
+    let mut rs = Vec::new();
+    ld(&mut rs, 2, &scope);
+    let mut req = Vec::new();
+    ld(&mut req, 1, &rs);
+    req
+}
+
+/// Scenario: attribute values nested exactly `MAX_VALUE_DEPTH` arrays deep,
+/// and one deeper.
+/// Guarantees: the bound is exact: 32 levels pass, 33 are malformed.
+#[test]
+fn nesting_bound_is_exact() {
+    let p = Processor::new("{}").unwrap();
+    assert!(p.process(&nested_arrays(super::MAX_VALUE_DEPTH)).is_ok());
+    match p.process(&nested_arrays(super::MAX_VALUE_DEPTH + 1)) {
+        Err(Error::Malformed(m)) => assert!(m.reason.contains("nested deeper than 32"), "{m}"),
+        other => panic!("expected malformed, got {other:?}"),
+    }
+}
