@@ -32,8 +32,8 @@ use std::time::{Duration, Instant};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 use tracescrub_processor::{Processor, Stats};
+use wasmtime::Store;
 use wasmtime::component::{Linker, ResourceAny};
-use wasmtime::{Engine, OptLevel, Store};
 
 use crate::replay::describe;
 use crate::{
@@ -141,6 +141,9 @@ pub struct LoadReport {
     pub engine: Duration,
     /// `Runtime::load` from bytes (Cranelift compile and link), each try.
     pub cold_loads: Vec<Duration>,
+    /// `Runtime::load` from the compiled-code cache plus instantiating and
+    /// creating the processor, each try.
+    pub cached_loads: Vec<Duration>,
     /// Instantiating from the pre-linked component, median.
     pub instantiate: Duration,
     /// Creating the processor in a fresh instance (config parse and glob
@@ -211,7 +214,8 @@ pub fn run(workload: &Workload, options: &BenchOptions, progress: &mut dyn FnMut
 
     progress("compiling the component");
     let t = Instant::now();
-    let runtime = runtime(options.perf_map)?;
+    // Cold: no compiled-code cache, so each load compiles.
+    let runtime = Runtime::build(false, options.perf_map)?;
     let engine_time = t.elapsed();
     let mut cold_loads = Vec::new();
     let mut component = None;
@@ -222,8 +226,19 @@ pub fn run(workload: &Workload, options: &BenchOptions, progress: &mut dyn FnMut
         component = Some(loaded);
     }
     let Some(component) = component else { return Err(BenchError("no component loaded".into())) };
+    // Cached: the first load fills the cache (if this component was not in
+    // it already); the timed ones read it, each with an instantiation.
+    let cached_runtime = Runtime::build(true, false)?;
+    cached_runtime.load(&options.component)?;
+    let mut cached_loads = Vec::new();
+    for _ in 0..options.cold_loads.max(1) {
+        let t = Instant::now();
+        let loaded = cached_runtime.load(&options.component)?;
+        ScrubberInstance::create(&loaded, &options.config_json)?;
+        cached_loads.push(t.elapsed());
+    }
     let (instantiate, create_processor) = instantiate_times(&component, &options.config_json)?;
-    let load = LoadReport { engine: engine_time, cold_loads, instantiate, create_processor };
+    let load = LoadReport { engine: engine_time, cold_loads, cached_loads, instantiate, create_processor };
 
     let mut scrubber = ScrubberInstance::create(&component, &options.config_json)?;
     let native = Processor::new(&options.config_json).map_err(|e| BenchError(format!("the native engine rejects the config: {e}")))?;
@@ -285,22 +300,6 @@ pub fn run(workload: &Workload, options: &BenchOptions, progress: &mut dyn FnMut
         load,
         elapsed: started.elapsed(),
     })
-}
-
-/// [`Runtime::new`], or with `perf_map` the same engine settings plus
-/// wasmtime's perf map profiler.
-fn runtime(perf_map: bool) -> Result<Runtime, BenchError> {
-    if !perf_map {
-        return Ok(Runtime::new()?);
-    }
-    // Runtime::new's settings (keep in step with lib.rs), plus the map.
-    let mut config = wasmtime::Config::new();
-    config.wasm_component_model(true);
-    config.epoch_interruption(true);
-    config.cranelift_opt_level(OptLevel::Speed);
-    config.profiler(wasmtime::ProfilingStrategy::PerfMap);
-    let engine = Engine::new(&config).map_err(HostError::Engine)?;
-    Ok(Runtime { engine })
 }
 
 /// Medians of instantiating from the pre-linked component, and of creating
@@ -517,7 +516,13 @@ impl fmt::Display for Report {
             cold.join(", "),
             ms(median(&l.cold_loads))
         )?;
-        writeln!(f, "  cached load: not implemented yet (no precompiled-component cache; nothing to measure)")?;
+        let cached: Vec<String> = l.cached_loads.iter().map(|d| ms(*d)).collect();
+        writeln!(
+            f,
+            "  cached load + instantiate + create processor (compiled-code cache): {} (median {})",
+            cached.join(", "),
+            ms(median(&l.cached_loads))
+        )?;
         writeln!(f, "  instantiate from the pre-linked component: {} (median of {INSTANTIATIONS})", us(l.instantiate))?;
         writeln!(
             f,

@@ -92,12 +92,34 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    /// Creates the engine.
+    /// Creates the engine, with compiled components cached on disk in
+    /// wasmtime's cache directory (`~/.cache/wasmtime` on Linux), keyed by
+    /// wasmtime on the component's content hash, its own version and these
+    /// engine settings: loading a component compiled before skips Cranelift.
+    /// If the cache cannot be set up (no home directory, say), every load
+    /// compiles.
     pub fn new() -> Result<Runtime, HostError> {
+        Runtime::build(true, false)
+    }
+
+    /// Creates the engine without the on-disk cache: every load compiles.
+    pub fn uncached() -> Result<Runtime, HostError> {
+        Runtime::build(false, false)
+    }
+
+    /// The one place engine settings are made. `perf_map` adds wasmtime's
+    /// perf map profiler, for `tracescrub bench --perf-map`.
+    pub(crate) fn build(cache: bool, perf_map: bool) -> Result<Runtime, HostError> {
         let mut config = wasmtime::Config::new();
         config.wasm_component_model(true);
         config.epoch_interruption(true);
         config.cranelift_opt_level(OptLevel::Speed);
+        if perf_map {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
+        if cache && let Ok(cache) = wasmtime::Cache::new(wasmtime::CacheConfig::new()) {
+            config.cache(Some(cache));
+        }
         let engine = Engine::new(&config).map_err(HostError::Engine)?;
         Ok(Runtime { engine })
     }

@@ -50,7 +50,11 @@ component).
 
 Input formats are detected from content: OTLP protobuf, OTLP JSON, OTLP JSON
 lines, length-prefixed protobuf (the collector file exporter's `proto`
-format), and gzip of each."
+format), and gzip of each.
+
+The compiled component is cached in wasmtime's cache directory
+(~/.cache/wasmtime on Linux): the first run compiles it, later runs load it
+in milliseconds."
 )]
 struct Cli {
     #[command(subcommand)]
