@@ -360,24 +360,7 @@ fn malformed_batches_fail_closed_with_offsets() {
     truncated.pop();
     let mut wrong_wire = Vec::new();
     ld(&mut wrong_wire, 1, &[0x10, 0x01]); // ResourceSpans.scope_spans as a varint
-    let mut deep = s("x").encode_to_vec_any();
-    for _ in 0..40 {
-        let mut list = Vec::new();
-        ld(&mut list, 1, &deep);
-        let mut any = Vec::new();
-        ld(&mut any, 5, &list);
-        deep = any;
-    }
-    let mut attr = Vec::new();
-    ld(&mut attr, 2, &deep);
-    let mut sp = Vec::new();
-    ld(&mut sp, 9, &attr);
-    let mut deep_batch = Vec::new();
-    let mut scope = Vec::new();
-    ld(&mut scope, 2, &sp);
-    let mut rs = Vec::new();
-    ld(&mut rs, 2, &scope);
-    ld(&mut deep_batch, 1, &rs);
+    let deep_batch = nested_arrays(40);
 
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         ("truncated", truncated, "remain"),
