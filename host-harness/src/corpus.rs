@@ -400,8 +400,9 @@ enum Scope {
 const SCOPES: [Scope; 7] = [Scope::Http, Scope::Express, Scope::Router, Scope::Db, Scope::Redis, Scope::Kafka, Scope::App];
 
 impl Scope {
+    /// Position in [`SCOPES`], which lists the variants in declaration order.
     fn index(self) -> usize {
-        SCOPES.iter().position(|s| *s == self).unwrap_or(0)
+        self as usize
     }
 
     fn instrumentation(self, flavor: Flavor) -> InstrumentationScope {
