@@ -397,10 +397,8 @@ enum Scope {
     App,
 }
 
-const SCOPES: [Scope; 7] = [Scope::Http, Scope::Express, Scope::Router, Scope::Db, Scope::Redis, Scope::Kafka, Scope::App];
-
 impl Scope {
-    /// Position in [`SCOPES`], which lists the variants in declaration order.
+    /// The variant's position in declaration order.
     fn index(self) -> usize {
         self as usize
     }
