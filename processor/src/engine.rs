@@ -21,7 +21,7 @@ use crate::fnr::{self, Mode};
 use crate::glob::GlobList;
 use crate::otlp::{LIST_VALUES, any_value, event, key_value, link, request, resource, resource_spans, scope, scope_spans, span, status};
 use crate::path;
-use crate::stats::{Counters, FieldKind, MaskCounts, Stats};
+use crate::stats::{Counters, FieldKind, Stats};
 use crate::wire::{Field, Fields, Problem, WireError, WireType, varint_len, write_varint};
 
 /// How deep arrays and kvlists may nest inside an attribute value. Real
@@ -135,14 +135,46 @@ impl Fate {
     }
 }
 
-/// The fields of a span that noise detection needs.
-struct SpanMeta<'a> {
+/// A span as the walk met it: where its bytes and edits are, and what noise
+/// detection needs. Drops are decided once every span has been seen (a
+/// child often comes before its parent), so the walk records and `finish`
+/// settles.
+struct SpanRec<'a> {
     trace_id: &'a [u8],
     span_id: &'a [u8],
     parent_id: &'a [u8],
     rule: Option<u32>,
     /// The path the rule matched, for findings.
     path: &'a [u8],
+    /// The whole `ScopeSpans.spans` field, tag to end.
+    start: usize,
+    end: usize,
+    /// Its length-prefix slot in `edits`; its edits run to `edits_end`.
+    slot: usize,
+    edits_end: usize,
+    /// Change in the field's size from the span's own edits.
+    delta: Delta,
+    /// Its masked-value findings, when explaining.
+    findings: (usize, usize),
+}
+
+/// A ResourceSpans or ScopeSpans field: removed when it had spans and all of
+/// them were dropped; otherwise its length prefix is settled in `finish`.
+struct Container {
+    start: usize,
+    len_at: usize,
+    body: usize,
+    end: usize,
+    slot: usize,
+    edits_end: usize,
+    /// Indices of its scopes (ResourceSpans) or spans (ScopeSpans).
+    children: (usize, usize),
+    /// Change in its payload's size from edits outside its spans (resource,
+    /// scope).
+    own_delta: Delta,
+    findings: (usize, usize),
+    /// Set by `finish`: the slot's op, or `None` when removed.
+    settled: Option<Op>,
 }
 
 /// One change to the input, at `start..end`.
@@ -151,6 +183,15 @@ struct Edit {
     start: usize,
     end: usize,
     op: Op,
+    /// For a masked number: what found it, and where. Masks are counted from
+    /// the edits that survive `finish`, so a dropped span's masks never count.
+    mask: Option<(fnr::Detector, FieldKind)>,
+}
+
+impl Edit {
+    fn new(start: usize, end: usize, op: Op) -> Edit {
+        Edit { start, end, op, mask: None }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -169,17 +210,26 @@ enum Op {
 
 /// Processes one batch into `out`.
 /// With `findings`, also records what was done to which span.
-pub(crate) fn process(c: &Compiled, buf: &[u8], out: &mut Vec<u8>, mut findings: Option<&mut Vec<Finding>>) -> Result<Stats, Error> {
-    let mut counters = Counters::new(c.rule_names.len());
-    let fates = match &c.noise {
-        Some(noise) => noise_fates(c, noise, buf, &mut counters, findings.as_deref_mut()).map_err(into_error)?,
-        None => None,
+pub(crate) fn process(c: &Compiled, buf: &[u8], out: &mut Vec<u8>, findings: Option<&mut Vec<Finding>>) -> Result<Stats, Error> {
+    let mut walk = Walk {
+        buf,
+        c,
+        edits: Vec::new(),
+        arena: Vec::new(),
+        counters: Counters::new(c.rule_names.len()),
+        findings,
+        ids: (&[], &[]),
+        key: &[],
+        spans: Vec::new(),
+        scopes: Vec::new(),
+        resources: Vec::new(),
+        scratch: Vec::new(),
     };
-    let mut walk = Walk { buf, c, edits: Vec::new(), arena: Vec::new(), counters, fates, ordinal: 0, findings, ids: (&[], &[]), key: &[] };
     if let Some(mask) = &c.mask {
         walk.arena.extend_from_slice(&mask.label);
     }
     walk.request().map_err(into_error)?;
+    walk.finish().map_err(into_error)?;
     let Walk { edits, arena, counters, .. } = walk;
     emit(buf, &edits, &arena, out).map_err(into_error)?;
     Ok(counters.into_stats(&c.rule_names))
@@ -245,125 +295,6 @@ fn expect(f: &Field, wire: WireType, what: &'static str) -> Result<(), WireError
     }
 }
 
-/// Calls `each` for every span in the batch, in order, with its byte range.
-/// Shared by the noise walk; the edit walk needs more context per level.
-fn for_each_span(buf: &[u8], mut each: impl FnMut(&Field) -> Result<(), WireError>) -> Result<(), WireError> {
-    let mut req = Fields::new(buf, 0, buf.len());
-    while let Some(rs) = req.next_field()? {
-        if rs.number != request::RESOURCE_SPANS {
-            continue;
-        }
-        expect(&rs, WireType::Len, "ExportTraceServiceRequest.resource_spans")?;
-        let mut rs_fields = Fields::new(buf, rs.body, rs.end);
-        while let Some(ss) = rs_fields.next_field()? {
-            if ss.number != resource_spans::SCOPE_SPANS && ss.number != resource_spans::LEGACY_LIBRARY_SPANS {
-                continue;
-            }
-            expect(&ss, WireType::Len, "ResourceSpans.scope_spans")?;
-            let mut ss_fields = Fields::new(buf, ss.body, ss.end);
-            while let Some(sp) = ss_fields.next_field()? {
-                if sp.number == scope_spans::SPANS {
-                    expect(&sp, WireType::Len, "ScopeSpans.spans")?;
-                    each(&sp)?;
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Walk 1: which spans are dropped, by position; `None` when none is.
-fn noise_fates(
-    c: &Compiled,
-    noise: &Noise,
-    buf: &[u8],
-    counters: &mut Counters,
-    findings: Option<&mut Vec<Finding>>,
-) -> Result<Option<Vec<Fate>>, WireError> {
-    let mut metas: Vec<SpanMeta<'_>> = Vec::new();
-    let mut scratch = Vec::new();
-    let mut any_noisy = false;
-    for_each_span(buf, |sp| {
-        let meta = span_meta(noise, buf, sp, &mut scratch)?;
-        any_noisy |= meta.rule.is_some();
-        room(&mut metas, "span records")?;
-        metas.push(meta);
-        Ok(())
-    })?;
-    if !any_noisy {
-        return Ok(None);
-    }
-    let mut fates = try_collect(metas.len(), metas.iter().map(|m| m.rule.map_or(Fate::Unknown, Fate::Noisy)), "span records")?;
-    if noise.drop_descendants {
-        mark_descendants(&metas, &mut fates)?;
-    }
-    for f in &mut fates {
-        match *f {
-            Fate::Noisy(rule) => counters.noisy_by_rule[rule as usize] += 1,
-            Fate::Descendant => counters.dropped_descendants += 1,
-            _ => *f = Fate::Keep,
-        }
-    }
-    if let Some(findings) = findings {
-        for (m, f) in metas.iter().zip(&fates).filter(|(_, f)| f.dropped()) {
-            let rule = match f {
-                Fate::Noisy(r) => Some(c.rule_names[*r as usize].clone()),
-                _ => None,
-            };
-            findings.push(Finding::Dropped { trace_id: m.trace_id.to_vec(), span_id: m.span_id.to_vec(), rule, path: redact(m.path) });
-        }
-    }
-    Ok(Some(fates))
-}
-
-fn span_meta<'a>(noise: &Noise, buf: &'a [u8], sp: &Field, scratch: &mut Vec<u8>) -> Result<SpanMeta<'a>, WireError> {
-    let mut meta = SpanMeta { trace_id: &[], span_id: &[], parent_id: &[], rule: None, path: &[] };
-    let mut name: Option<&[u8]> = None;
-    let mut kind = 0;
-    let mut fields = Fields::new(buf, sp.body, sp.end);
-    while let Some(f) = fields.next_field()? {
-        match f.number {
-            span::TRACE_ID => {
-                expect(&f, WireType::Len, "Span.trace_id")?;
-                meta.trace_id = f.bytes(buf);
-            }
-            span::SPAN_ID => {
-                expect(&f, WireType::Len, "Span.span_id")?;
-                meta.span_id = f.bytes(buf);
-            }
-            span::PARENT_SPAN_ID => {
-                expect(&f, WireType::Len, "Span.parent_span_id")?;
-                meta.parent_id = f.bytes(buf);
-            }
-            span::NAME => {
-                expect(&f, WireType::Len, "Span.name")?;
-                name = Some(f.bytes(buf));
-            }
-            span::KIND => {
-                expect(&f, WireType::Varint, "Span.kind")?;
-                kind = f.varint;
-            }
-            span::ATTRIBUTES if meta.rule.is_none() => {
-                expect(&f, WireType::Len, "Span.attributes")?;
-                if let Some(value) = path_attribute(noise, buf, &f)? {
-                    meta.path = path::from_attribute(value);
-                    meta.rule = noise.globs.first_match(meta.path, scratch).map(|i| i as u32);
-                }
-            }
-            _ => {}
-        }
-    }
-    if meta.rule.is_none()
-        && noise.span_name
-        && kind == span::KIND_SERVER
-        && let Some(p) = name.and_then(path::from_span_name)
-    {
-        meta.path = p;
-        meta.rule = noise.globs.first_match(p, scratch).map(|i| i as u32);
-    }
-    Ok(meta)
-}
-
 /// The string value of a span attribute whose key is a path source.
 fn path_attribute<'a>(noise: &Noise, buf: &'a [u8], kv: &Field) -> Result<Option<&'a [u8]>, WireError> {
     // Fast path: encoders write the key first (tag 0x0a, one-byte length),
@@ -407,7 +338,7 @@ fn path_attribute<'a>(noise: &Noise, buf: &'a [u8], kv: &Field) -> Result<Option
 /// down rather than up handles spans that share an id (every span with a
 /// noisy span's id as its parent is its child) and parent cycles (a span is
 /// marked once). No hashing, so crafted ids cannot slow it.
-fn mark_descendants(metas: &[SpanMeta<'_>], fates: &mut [Fate]) -> Result<(), WireError> {
+fn mark_descendants(metas: &[SpanRec<'_>], fates: &mut [Fate]) -> Result<(), WireError> {
     let mut by_parent =
         try_collect(metas.len(), (0..metas.len() as u32).filter(|&i| !metas[i as usize].parent_id.is_empty()), "span records")?;
     let key = |i: u32| (metas[i as usize].trace_id, metas[i as usize].parent_id);
@@ -445,9 +376,11 @@ struct Walk<'a, 'c, 'f> {
     edits: Vec<Edit>,
     arena: Vec<u8>,
     counters: Counters,
-    fates: Option<Vec<Fate>>,
-    /// Position of the next span in the batch, to look up its fate.
-    ordinal: usize,
+    spans: Vec<SpanRec<'a>>,
+    scopes: Vec<Container>,
+    resources: Vec<Container>,
+    /// Reused by glob matching to lowercase a path.
+    scratch: Vec<u8>,
 }
 
 /// Change in a message's encoded size caused by the edits inside it.
@@ -459,43 +392,54 @@ impl<'a> Walk<'a, '_, '_> {
     /// whole field's size.
     #[inline]
     fn nested(&mut self, f: &Field, inner: impl FnOnce(&mut Self, usize, usize) -> Result<Delta, WireError>) -> Result<Delta, WireError> {
-        let slot = self.edits.len();
-        room(&mut self.edits, "edits")?;
-        self.edits.push(Edit { start: f.len_at, end: f.body, op: Op::Keep });
+        let first = self.edits.len();
         let delta = inner(self, f.body, f.end)?;
-        if self.edits.len() == slot + 1 {
-            // Nothing inside changed: drop the slot again.
-            self.edits.pop();
-            return Ok(0);
-        }
         if delta == 0 {
-            // Same length: the original prefix bytes stay as they were.
+            // Same length (the common case: nothing masked, or masked in
+            // place): the prefix stays as it was, and no slot was paid for.
             return Ok(0);
         }
         let new_len = ((f.end - f.body) as isize + delta) as u64;
-        self.edits[slot].op = Op::Len(new_len);
+        // Before the edits just recorded inside, so edits stay in order; only
+        // this message's own edits move.
+        room(&mut self.edits, "edits")?;
+        self.edits.insert(first, Edit::new(f.len_at, f.body, Op::Len(new_len)));
         Ok(delta + varint_len(new_len) as isize - (f.body - f.len_at) as isize)
     }
 
-    /// What a container's masks will add to the stats and findings, to be
-    /// taken back if the container is removed: its masks were never output.
-    fn save(&self) -> Saved {
-        Saved { masks: self.counters.mask_counts(), findings: self.findings.as_ref().map_or(0, |f| f.len()) }
+    /// Pushes a placeholder for the length prefix of `f`, settled later.
+    fn slot(&mut self, f: &Field) -> Result<usize, WireError> {
+        room(&mut self.edits, "edits")?;
+        self.edits.push(Edit::new(f.len_at, f.body, Op::Keep));
+        Ok(self.edits.len() - 1)
     }
 
-    fn restore(&mut self, saved: Saved) {
-        self.counters.set_mask_counts(saved.masks);
-        if let Some(f) = self.findings.as_deref_mut() {
-            f.truncate(saved.findings);
-        }
+    fn findings_len(&self) -> usize {
+        self.findings.as_ref().map_or(0, |f| f.len())
     }
 
-    /// Replaces the whole field `f` by nothing.
-    fn delete(&mut self, f: &Field, first_edit: usize) -> Delta {
-        // Truncating frees at least the slot pushed at `first_edit`: no growth.
-        self.edits.truncate(first_edit);
-        self.edits.push(Edit { start: f.start, end: f.end, op: Op::Delete });
-        -((f.end - f.start) as isize)
+    /// A container field walked by `inner`, as a record for `finish`.
+    fn container(
+        &mut self,
+        f: &Field,
+        children: fn(&Self) -> usize,
+        inner: impl FnOnce(&mut Self, usize, usize) -> Result<Delta, WireError>,
+    ) -> Result<Container, WireError> {
+        let slot = self.slot(f)?;
+        let (first_child, first_finding) = (children(self), self.findings_len());
+        let own_delta = inner(self, f.body, f.end)?;
+        Ok(Container {
+            start: f.start,
+            len_at: f.len_at,
+            body: f.body,
+            end: f.end,
+            slot,
+            edits_end: self.edits.len(),
+            children: (first_child, children(self)),
+            own_delta,
+            findings: (first_finding, self.findings_len()),
+            settled: None,
+        })
     }
 
     fn request(&mut self) -> Result<(), WireError> {
@@ -503,20 +447,16 @@ impl<'a> Walk<'a, '_, '_> {
         while let Some(f) = fields.next_field()? {
             if f.number == request::RESOURCE_SPANS {
                 expect(&f, WireType::Len, "ExportTraceServiceRequest.resource_spans")?;
-                let first = self.edits.len();
-                let saved = self.save();
-                let mut counts = SpanCounts::default();
-                self.nested(&f, |w, s, e| w.resource_spans(s, e, &mut counts))?;
-                if counts.emptied() {
-                    self.delete(&f, first);
-                    self.restore(saved);
-                }
+                let rec = self.container(&f, |w| w.scopes.len(), Walk::resource_spans)?;
+                room(&mut self.resources, "span records")?;
+                self.resources.push(rec);
             }
         }
         Ok(())
     }
 
-    fn resource_spans(&mut self, start: usize, end: usize, counts: &mut SpanCounts) -> Result<Delta, WireError> {
+    /// Returns the size change of the resource; scope spans are recorded.
+    fn resource_spans(&mut self, start: usize, end: usize) -> Result<Delta, WireError> {
         let mut delta = 0;
         let mut fields = Fields::new(self.buf, start, end);
         while let Some(f) = fields.next_field()? {
@@ -530,18 +470,9 @@ impl<'a> Walk<'a, '_, '_> {
                 }
                 resource_spans::SCOPE_SPANS | resource_spans::LEGACY_LIBRARY_SPANS => {
                     expect(&f, WireType::Len, "ResourceSpans.scope_spans")?;
-                    let first = self.edits.len();
-                    let saved = self.save();
-                    let mut inner = SpanCounts::default();
-                    let d = self.nested(&f, |w, s, e| w.scope_spans(s, e, &mut inner))?;
-                    delta += if inner.emptied() {
-                        self.restore(saved);
-                        self.delete(&f, first)
-                    } else {
-                        d
-                    };
-                    counts.total += inner.total;
-                    counts.kept += inner.kept;
+                    let rec = self.container(&f, |w| w.spans.len(), Walk::scope_spans)?;
+                    room(&mut self.scopes, "span records")?;
+                    self.scopes.push(rec);
                 }
                 _ => {}
             }
@@ -549,7 +480,8 @@ impl<'a> Walk<'a, '_, '_> {
         Ok(delta)
     }
 
-    fn scope_spans(&mut self, start: usize, end: usize, counts: &mut SpanCounts) -> Result<Delta, WireError> {
+    /// Returns the size change of the scope; spans are recorded.
+    fn scope_spans(&mut self, start: usize, end: usize) -> Result<Delta, WireError> {
         let mut delta = 0;
         let mut fields = Fields::new(self.buf, start, end);
         while let Some(f) = fields.next_field()? {
@@ -561,25 +493,44 @@ impl<'a> Walk<'a, '_, '_> {
                 }
                 scope_spans::SPANS => {
                     expect(&f, WireType::Len, "ScopeSpans.spans")?;
-                    counts.total += 1;
-                    self.counters.spans_in += 1;
-                    let fate = self.fates.as_ref().and_then(|f| f.get(self.ordinal).copied()).unwrap_or(Fate::Keep);
-                    self.ordinal += 1;
-                    if fate.dropped() {
-                        // Still walked, unmasked, so a malformed dropped span
-                        // fails the batch as it would if it were kept.
-                        let first = self.edits.len();
-                        self.span(f.body, f.end, false)?;
-                        delta += self.delete(&f, first);
-                    } else {
-                        counts.kept += 1;
-                        delta += self.nested(&f, |w, s, e| w.span(s, e, true))?;
-                    }
+                    self.span_field(&f)?;
                 }
                 _ => {}
             }
         }
         Ok(delta)
+    }
+
+    /// Walks one span (masking it as if it were kept: whether it is dropped
+    /// is known only in `finish`) and records it.
+    fn span_field(&mut self, f: &Field) -> Result<(), WireError> {
+        self.counters.spans_in += 1;
+        let slot = self.slot(f)?;
+        let first_finding = self.findings_len();
+        let mut rec = SpanRec {
+            trace_id: &[],
+            span_id: &[],
+            parent_id: &[],
+            rule: None,
+            path: &[],
+            start: f.start,
+            end: f.end,
+            slot,
+            edits_end: 0,
+            delta: 0,
+            findings: (0, 0),
+        };
+        let payload = self.span(f.body, f.end, &mut rec)?;
+        if payload != 0 {
+            let new_len = ((f.end - f.body) as isize + payload) as u64;
+            self.edits[slot].op = Op::Len(new_len);
+            rec.delta = payload + varint_len(new_len) as isize - (f.body - f.len_at) as isize;
+        }
+        rec.edits_end = self.edits.len();
+        rec.findings = (first_finding, self.findings_len());
+        room(&mut self.spans, "span records")?;
+        self.spans.push(rec);
+        Ok(())
     }
 
     fn scope(&mut self, start: usize, end: usize) -> Result<Delta, WireError> {
@@ -614,44 +565,242 @@ impl<'a> Walk<'a, '_, '_> {
         Ok(delta)
     }
 
-    fn span(&mut self, start: usize, end: usize, scan: bool) -> Result<Delta, WireError> {
+    /// Walks a span's fields, filling in what noise detection needs.
+    fn span(&mut self, start: usize, end: usize, rec: &mut SpanRec<'a>) -> Result<Delta, WireError> {
         if self.findings.is_some() {
             self.ids = (self.last_len_field(start, end, span::TRACE_ID)?, self.last_len_field(start, end, span::SPAN_ID)?);
         }
+        let noise = self.c.noise.as_ref();
+        let mut name: Option<&'a [u8]> = None;
+        let mut kind = 0;
         let mut delta = 0;
         let mut fields = Fields::new(self.buf, start, end);
         while let Some(f) = fields.next_field()? {
             match f.number {
-                span::TRACE_ID | span::SPAN_ID | span::PARENT_SPAN_ID => expect(&f, WireType::Len, "Span id")?,
-                span::KIND => expect(&f, WireType::Varint, "Span.kind")?,
+                span::TRACE_ID => {
+                    expect(&f, WireType::Len, "Span.trace_id")?;
+                    rec.trace_id = f.bytes(self.buf);
+                }
+                span::SPAN_ID => {
+                    expect(&f, WireType::Len, "Span.span_id")?;
+                    rec.span_id = f.bytes(self.buf);
+                }
+                span::PARENT_SPAN_ID => {
+                    expect(&f, WireType::Len, "Span.parent_span_id")?;
+                    rec.parent_id = f.bytes(self.buf);
+                }
+                span::KIND => {
+                    expect(&f, WireType::Varint, "Span.kind")?;
+                    kind = f.varint;
+                }
                 span::NAME => {
                     expect(&f, WireType::Len, "Span.name")?;
-                    delta += self.text(&f, FieldKind::SpanName, scan)?;
+                    name = Some(f.bytes(self.buf));
+                    delta += self.text(&f, FieldKind::SpanName, true)?;
                 }
                 span::TRACE_STATE => {
                     expect(&f, WireType::Len, "Span.trace_state")?;
-                    delta += self.text(&f, FieldKind::TraceState, scan)?;
+                    delta += self.text(&f, FieldKind::TraceState, true)?;
                 }
                 span::ATTRIBUTES => {
                     expect(&f, WireType::Len, "Span.attributes")?;
-                    delta += self.nested(&f, |w, s, e| w.key_value(s, e, FieldKind::SpanAttribute, scan, 0))?;
+                    if let Some(noise) = noise
+                        && rec.rule.is_none()
+                        && let Some(value) = path_attribute(noise, self.buf, &f)?
+                    {
+                        rec.path = path::from_attribute(value);
+                        rec.rule = noise.globs.first_match(rec.path, &mut self.scratch).map(|i| i as u32);
+                    }
+                    delta += self.nested(&f, |w, s, e| w.key_value(s, e, FieldKind::SpanAttribute, true, 0))?;
                 }
                 span::EVENTS => {
                     expect(&f, WireType::Len, "Span.events")?;
-                    delta += self.nested(&f, |w, s, e| w.event(s, e, scan))?;
+                    delta += self.nested(&f, |w, s, e| w.event(s, e, true))?;
                 }
                 span::LINKS => {
                     expect(&f, WireType::Len, "Span.links")?;
-                    delta += self.nested(&f, |w, s, e| w.link(s, e, scan))?;
+                    delta += self.nested(&f, |w, s, e| w.link(s, e, true))?;
                 }
                 span::STATUS => {
                     expect(&f, WireType::Len, "Span.status")?;
-                    delta += self.nested(&f, |w, s, e| w.status(s, e, scan))?;
+                    delta += self.nested(&f, |w, s, e| w.status(s, e, true))?;
                 }
                 _ => {}
             }
         }
+        if let Some(noise) = noise
+            && rec.rule.is_none()
+            && noise.span_name
+            && kind == span::KIND_SERVER
+            && let Some(p) = name.and_then(path::from_span_name)
+        {
+            rec.path = p;
+            rec.rule = noise.globs.first_match(p, &mut self.scratch).map(|i| i as u32);
+        }
         Ok(delta)
+    }
+
+    /// Which spans are dropped, by position; `None` when none is.
+    fn fates(&mut self) -> Result<Option<Vec<Fate>>, WireError> {
+        let Some(noise) = self.c.noise.as_ref() else { return Ok(None) };
+        if self.spans.iter().all(|s| s.rule.is_none()) {
+            return Ok(None);
+        }
+        let mut fates =
+            try_collect(self.spans.len(), self.spans.iter().map(|s| s.rule.map_or(Fate::Unknown, Fate::Noisy)), "span records")?;
+        if noise.drop_descendants {
+            mark_descendants(&self.spans, &mut fates)?;
+        }
+        for f in &mut fates {
+            match *f {
+                Fate::Noisy(rule) => self.counters.noisy_by_rule[rule as usize] += 1,
+                Fate::Descendant => self.counters.dropped_descendants += 1,
+                _ => *f = Fate::Keep,
+            }
+        }
+        Ok(Some(fates))
+    }
+
+    /// Settles what the walk left open, once every span is known: drops
+    /// spans and emptied containers, fixes container length prefixes, then
+    /// counts the masks that remain and (when explaining) orders findings.
+    ///
+    /// The edits are rewritten in place: each dropped span or removed
+    /// container becomes one Delete over its slot, which it always has, so
+    /// the list only shrinks.
+    fn finish(&mut self) -> Result<(), WireError> {
+        let fates = self.fates()?;
+        let dropped = |i: usize| fates.as_ref().is_some_and(|f| f[i].dropped());
+        let (spans, scopes, resources, edits) = (&self.spans, &mut self.scopes, &mut self.resources, &mut self.edits);
+        for rs in resources.iter_mut() {
+            let (mut payload, mut total, mut kept) = (rs.own_delta, 0, 0);
+            for ss in &mut scopes[rs.children.0..rs.children.1] {
+                let (mut ss_payload, mut ss_kept) = (ss.own_delta, 0);
+                for (i, sp) in spans.iter().enumerate().take(ss.children.1).skip(ss.children.0) {
+                    if dropped(i) {
+                        ss_payload -= (sp.end - sp.start) as isize;
+                    } else {
+                        ss_kept += 1;
+                        ss_payload += sp.delta;
+                    }
+                }
+                let ss_total = ss.children.1 - ss.children.0;
+                (total, kept) = (total + ss_total, kept + ss_kept);
+                if ss_total > 0 && ss_kept == 0 {
+                    payload -= (ss.end - ss.start) as isize;
+                } else {
+                    let (op, d) = settle(ss, ss_payload);
+                    ss.settled = Some(op);
+                    payload += d;
+                }
+            }
+            if !(total > 0 && kept == 0) {
+                rs.settled = Some(settle(rs, payload).0);
+            }
+        }
+
+        let (mut w, mut r) = (0, 0);
+        let (mut next_ss, mut next_span) = (0, 0);
+        // Writes at `w` <= `r`: each replacement stands for at least its slot.
+        fn put(edits: &mut [Edit], w: &mut usize, e: Edit) {
+            edits[*w] = e;
+            *w += 1;
+        }
+        fn copy(edits: &mut [Edit], w: &mut usize, r: usize) {
+            edits[*w] = edits[r];
+            *w += 1;
+        }
+        for rs in resources.iter() {
+            while r < rs.slot {
+                copy(edits, &mut w, r);
+                r += 1;
+            }
+            let Some(op) = rs.settled else {
+                put(edits, &mut w, Edit::new(rs.start, rs.end, Op::Delete));
+                r = rs.edits_end;
+                next_ss = rs.children.1;
+                next_span = if rs.children.1 > rs.children.0 { scopes[rs.children.1 - 1].children.1 } else { next_span };
+                continue;
+            };
+            put(edits, &mut w, Edit::new(rs.len_at, rs.body, op));
+            r += 1;
+            while r < rs.edits_end {
+                if next_ss < scopes.len() && scopes[next_ss].slot == r {
+                    let ss = &scopes[next_ss];
+                    next_ss += 1;
+                    match ss.settled {
+                        Some(op) => {
+                            put(edits, &mut w, Edit::new(ss.len_at, ss.body, op));
+                            r += 1;
+                        }
+                        None => {
+                            put(edits, &mut w, Edit::new(ss.start, ss.end, Op::Delete));
+                            r = ss.edits_end;
+                            next_span = ss.children.1;
+                        }
+                    }
+                    continue;
+                }
+                if next_span < spans.len() && spans[next_span].slot == r {
+                    let sp = &spans[next_span];
+                    if dropped(next_span) {
+                        put(edits, &mut w, Edit::new(sp.start, sp.end, Op::Delete));
+                        r = sp.edits_end;
+                        next_span += 1;
+                        continue;
+                    }
+                    next_span += 1;
+                }
+                copy(edits, &mut w, r);
+                r += 1;
+            }
+        }
+        while r < edits.len() {
+            copy(edits, &mut w, r);
+            r += 1;
+        }
+        edits.truncate(w);
+
+        for e in edits.iter() {
+            if let Some((detector, kind)) = e.mask {
+                self.counters.masked(detector, kind);
+            }
+        }
+        if self.findings.is_some() {
+            self.settle_findings(fates.as_deref())?;
+        }
+        Ok(())
+    }
+
+    /// Findings of spans that were dropped: one `Dropped` each, first, in
+    /// batch order; then the masks that were output.
+    fn settle_findings(&mut self, fates: Option<&[Fate]>) -> Result<(), WireError> {
+        let Some(findings) = self.findings.as_deref_mut() else { return Ok(()) };
+        let mut gone = try_collect(findings.len(), std::iter::repeat_n(false, findings.len()), "findings")?;
+        let mut mark = |(a, b): (usize, usize)| gone[a..b].fill(true);
+        let mut dropped = Vec::new();
+        for (i, sp) in self.spans.iter().enumerate() {
+            let fate = fates.map_or(Fate::Keep, |f| f[i]);
+            if fate.dropped() {
+                mark(sp.findings);
+                let rule = match fate {
+                    Fate::Noisy(r) => Some(self.c.rule_names[r as usize].clone()),
+                    _ => None,
+                };
+                dropped.push(Finding::Dropped {
+                    trace_id: sp.trace_id.to_vec(),
+                    span_id: sp.span_id.to_vec(),
+                    rule,
+                    path: redact(sp.path),
+                });
+            }
+        }
+        for c in self.scopes.iter().chain(&self.resources).filter(|c| c.settled.is_none()) {
+            mark(c.findings);
+        }
+        let masked = std::mem::take(findings).into_iter().zip(gone).filter(|(_, g)| !g).map(|(f, _)| f);
+        *findings = dropped.into_iter().chain(masked).collect();
+        Ok(())
     }
 
     fn event(&mut self, start: usize, end: usize, scan: bool) -> Result<Delta, WireError> {
@@ -850,7 +999,7 @@ impl<'a> Walk<'a, '_, '_> {
             return Ok(0);
         }
         let first = self.edits.len();
-        let (edits, counters, base) = (&mut self.edits, &mut self.counters, f.body);
+        let (edits, base) = (&mut self.edits, f.body);
         let mut delta = 0;
         let mut out_of_memory = false;
         fnr::scan(text, mask.mode, |found| {
@@ -858,7 +1007,6 @@ impl<'a> Walk<'a, '_, '_> {
                 out_of_memory = true;
                 return;
             }
-            counters.masked(found.detector, kind);
             let (start, end) = (base + found.start, base + found.end);
             let op = match mask.star {
                 Some(c) => Op::Star(c),
@@ -867,7 +1015,7 @@ impl<'a> Walk<'a, '_, '_> {
                     Op::Arena { from: 0, to: mask.label.len() }
                 }
             };
-            edits.push(Edit { start, end, op });
+            edits.push(Edit { start, end, op, mask: Some((found.detector, kind)) });
         });
         if out_of_memory {
             return Err(WireError::new(f.body, Problem::OutOfMemory("edits")));
@@ -885,7 +1033,7 @@ impl<'a> Walk<'a, '_, '_> {
             let new_len = (f.end - f.body) as isize + delta;
             // It goes before the replacements just recorded: edits stay in order.
             room(&mut self.edits, "edits")?;
-            self.edits.insert(first, Edit { start: f.len_at, end: f.body, op: Op::Len(new_len as u64) });
+            self.edits.insert(first, Edit::new(f.len_at, f.body, Op::Len(new_len as u64)));
             delta += varint_len(new_len as u64) as isize - (f.body - f.len_at) as isize;
         }
         Ok(delta)
@@ -902,7 +1050,6 @@ impl<'a> Walk<'a, '_, '_> {
         let mut found_any = None;
         fnr::scan(&digits, mode, |found| found_any = Some(found));
         let Some(found) = found_any else { return Ok(0) };
-        self.counters.masked(found.detector, kind);
         self.record(kind, found.detector);
         let sign: &[u8] = if v < 0 { b"-" } else { b"" };
         let masked: Vec<u8> = match mask.star {
@@ -917,7 +1064,7 @@ impl<'a> Walk<'a, '_, '_> {
         write_varint(&mut self.arena, masked.len() as u64);
         self.arena.extend_from_slice(&masked);
         let to = self.arena.len();
-        self.edits.push(Edit { start: f.start, end: f.end, op: Op::Arena { from, to } });
+        self.edits.push(Edit { start: f.start, end: f.end, op: Op::Arena { from, to }, mask: Some((found.detector, kind)) });
         Ok((to - from) as isize - (f.end - f.start) as isize)
     }
 }
@@ -939,24 +1086,14 @@ fn int_digits(v: i64) -> Option<([u8; 11], bool)> {
     Some((digits, padded))
 }
 
-/// Mask counts and findings length at the start of a container.
-struct Saved {
-    masks: MaskCounts,
-    findings: usize,
-}
-
-/// Spans seen and kept under one ResourceSpans or ScopeSpans.
-#[derive(Default)]
-struct SpanCounts {
-    total: u64,
-    kept: u64,
-}
-
-impl SpanCounts {
-    /// Had spans, and drops removed all of them: the container goes too.
-    fn emptied(&self) -> bool {
-        self.total > 0 && self.kept == 0
+/// The slot op and the change in the whole field's size for a container
+/// whose payload changed by `payload`.
+fn settle(c: &Container, payload: Delta) -> (Op, Delta) {
+    if payload == 0 {
+        return (Op::Keep, 0);
     }
+    let new_len = ((c.end - c.body) as isize + payload) as u64;
+    (Op::Len(new_len), payload + varint_len(new_len) as isize - (c.body - c.len_at) as isize)
 }
 
 #[cfg(test)]

@@ -113,19 +113,7 @@ pub(crate) struct Counters {
     pub by_field: [u64; FieldKind::ALL.len()],
 }
 
-/// The per-detector and per-field mask counters, saved and restored as one.
-pub(crate) type MaskCounts = ([u64; Detector::ALL.len()], [u64; FieldKind::ALL.len()]);
-
 impl Counters {
-    pub fn mask_counts(&self) -> MaskCounts {
-        (self.by_detector, self.by_field)
-    }
-
-    pub fn set_mask_counts(&mut self, (by_detector, by_field): MaskCounts) {
-        self.by_detector = by_detector;
-        self.by_field = by_field;
-    }
-
     pub fn new(rules: usize) -> Counters {
         Counters { noisy_by_rule: vec![0; rules], ..Counters::default() }
     }
