@@ -22,7 +22,7 @@ use crate::glob::GlobList;
 use crate::otlp::{LIST_VALUES, any_value, event, key_value, link, request, resource, resource_spans, scope, scope_spans, span, status};
 use crate::path;
 use crate::stats::{Counters, FieldKind, Stats};
-use crate::wire::{Field, Fields, Problem, WireError, WireType, varint_len, write_varint};
+use crate::wire::{Field, Fields, Problem, WireError, WireType, read_varint, varint_len, write_varint};
 
 /// How deep arrays and kvlists may nest inside an attribute value. Real
 /// instrumentations nest two or three levels; the bound keeps the walker's
@@ -295,6 +295,36 @@ fn expect(f: &Field, wire: WireType, what: &'static str) -> Result<(), WireError
     }
 }
 
+/// Whether the KeyValue `body` has the usual shape (a key, then a value
+/// holding one string, int or bool, every length under 128) and provably
+/// holds no number: no run of six digits in its key or string, an int
+/// outside the 10 to 11 digit range. The general walk would then record
+/// nothing, so skipping it changes nothing. Fast because it reads the bytes
+/// once with fixed tags instead of walking two nested messages field by
+/// field; most attributes take it. Pinned to the general walk by the
+/// `plain_attributes_need_no_edits` property test.
+#[inline(always)]
+fn plain_attribute(body: &[u8]) -> bool {
+    let [0x0a, key_len, rest @ ..] = body else { return false };
+    let key_len = usize::from(*key_len);
+    if key_len >= 0x80 || rest.len() < key_len {
+        return false;
+    }
+    let (key, rest) = rest.split_at(key_len);
+    let [0x12, value_len, value @ ..] = rest else { return false };
+    if *value_len >= 0x80 || usize::from(*value_len) != value.len() || fnr::may_contain(key) {
+        return false;
+    }
+    match value {
+        [0x0a, len, text @ ..] => *len < 0x80 && usize::from(*len) == text.len() && !fnr::may_contain(text),
+        [0x18, int @ ..] => {
+            matches!(read_varint(int, 0, int.len()), Ok((v, used)) if used == int.len() && int_digits(v as i64).is_none())
+        }
+        [0x10, b] => *b < 0x80,
+        _ => false,
+    }
+}
+
 /// The string value of a span attribute whose key is a path source.
 fn path_attribute<'a>(noise: &Noise, buf: &'a [u8], kv: &Field) -> Result<Option<&'a [u8]>, WireError> {
     // Fast path: encoders write the key first (tag 0x0a, one-byte length),
@@ -405,6 +435,15 @@ impl<'a> Walk<'a, '_, '_> {
         room(&mut self.edits, "edits")?;
         self.edits.insert(first, Edit::new(f.len_at, f.body, Op::Len(new_len)));
         Ok(delta + varint_len(new_len) as isize - (f.body - f.len_at) as isize)
+    }
+
+    /// A top-level attribute: the KeyValue field `f`.
+    #[inline(always)]
+    fn attribute(&mut self, f: &Field, kind: FieldKind, scan: bool) -> Result<Delta, WireError> {
+        if self.findings.is_none() && plain_attribute(f.bytes(self.buf)) {
+            return Ok(0);
+        }
+        self.nested(f, |w, s, e| w.key_value(s, e, kind, scan, 0))
     }
 
     /// Pushes a placeholder for the length prefix of `f`, settled later.
@@ -544,7 +583,7 @@ impl<'a> Walk<'a, '_, '_> {
                 }
                 scope::ATTRIBUTES => {
                     expect(&f, WireType::Len, "InstrumentationScope.attributes")?;
-                    delta += self.nested(&f, |w, s, e| w.key_value(s, e, FieldKind::ScopeAttribute, true, 0))?;
+                    delta += self.attribute(&f, FieldKind::ScopeAttribute, true)?;
                 }
                 _ => {}
             }
@@ -559,7 +598,7 @@ impl<'a> Walk<'a, '_, '_> {
         while let Some(f) = fields.next_field()? {
             if f.number == number {
                 expect(&f, WireType::Len, what)?;
-                delta += self.nested(&f, |w, s, e| w.key_value(s, e, kind, true, 0))?;
+                delta += self.attribute(&f, kind, true)?;
             }
         }
         Ok(delta)
@@ -611,7 +650,7 @@ impl<'a> Walk<'a, '_, '_> {
                         rec.path = path::from_attribute(value);
                         rec.rule = noise.globs.first_match(rec.path, &mut self.scratch).map(|i| i as u32);
                     }
-                    delta += self.nested(&f, |w, s, e| w.key_value(s, e, FieldKind::SpanAttribute, true, 0))?;
+                    delta += self.attribute(&f, FieldKind::SpanAttribute, true)?;
                 }
                 span::EVENTS => {
                     expect(&f, WireType::Len, "Span.events")?;
@@ -814,7 +853,7 @@ impl<'a> Walk<'a, '_, '_> {
                 }
                 event::ATTRIBUTES => {
                     expect(&f, WireType::Len, "Span.Event.attributes")?;
-                    delta += self.nested(&f, |w, s, e| w.key_value(s, e, FieldKind::EventAttribute, scan, 0))?;
+                    delta += self.attribute(&f, FieldKind::EventAttribute, scan)?;
                 }
                 _ => {}
             }
@@ -833,7 +872,7 @@ impl<'a> Walk<'a, '_, '_> {
                 }
                 link::ATTRIBUTES => {
                     expect(&f, WireType::Len, "Span.Link.attributes")?;
-                    delta += self.nested(&f, |w, s, e| w.key_value(s, e, FieldKind::LinkAttribute, scan, 0))?;
+                    delta += self.attribute(&f, FieldKind::LinkAttribute, scan)?;
                 }
                 _ => {}
             }

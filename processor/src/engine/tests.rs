@@ -508,3 +508,37 @@ fn nesting_bound_is_exact() {
         other => panic!("expected malformed, got {other:?}"),
     }
 }
+
+proptest::proptest! {
+    /// Scenario: KeyValues of every shape the fast path accepts or nearly
+    /// accepts (keys and values with digit runs, ints around the 10 to 11
+    /// digit range, bools, long lengths).
+    /// Guarantees: whenever `plain_attribute` skips one, the general walk,
+    /// under the widest masking config, records no edit and no error for it.
+    #[test]
+    fn plain_attributes_need_no_edits(
+        key in "[a-z.0-9]{0,12}",
+        text in "[a-z /=]{0,10}[0-9]{0,12}[ -]?[0-9]{0,6}[a-z/]{0,10}|[a-z0-9 ]{100,140}",
+        int in proptest::prop_oneof![proptest::num::i64::ANY, -200_000_000_000i64..200_000_000_000],
+        which in 0..3u8,
+    ) {
+        let value = match which {
+            0 => AnyValue { value: Some(Value::StringValue(text)) },
+            1 => AnyValue { value: Some(Value::IntValue(int)) },
+            _ => AnyValue { value: Some(Value::BoolValue(int % 2 == 0)) },
+        };
+        let body = KeyValue { key, value: Some(value), ..Default::default() }.encode_to_vec();
+        if super::plain_attribute(&body) {
+            for cfg in [r#"{"mask":{"mode":"any11"}}"#, r#"{"mask":{"replacement":"label"}}"#] {
+                let c = super::Compiled::new(&crate::config::Config::from_json(cfg).expect("config")).expect("compiles");
+                let mut walk = super::Walk {
+                    buf: &body, c: &c, edits: Vec::new(), arena: Vec::new(), counters: super::Counters::new(0), findings: None,
+                    ids: (&[], &[]), key: &[], spans: Vec::new(), scopes: Vec::new(), resources: Vec::new(), scratch: Vec::new(),
+                };
+                let delta = walk.key_value(0, body.len(), crate::FieldKind::SpanAttribute, true, 0).expect("valid");
+                proptest::prop_assert_eq!(delta, 0);
+                proptest::prop_assert!(walk.edits.is_empty(), "{:?}", walk.edits);
+            }
+        }
+    }
+}
