@@ -44,6 +44,7 @@ pub mod formats;
 mod introspect;
 pub mod replay;
 pub mod residual;
+pub mod serve;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

@@ -159,6 +159,18 @@ Example:
         #[arg(value_name = "INPUT")]
         inputs: Vec<PathBuf>,
     },
+    /// Run an OTLP gateway: receive OTLP/HTTP and OTLP/gRPC, process every
+    /// batch with the component, forward the result upstream.
+    ///
+    /// A batch is acknowledged only after the upstream accepted it (or it
+    /// processed to no spans). When everything is up, one line goes to
+    /// stdout: `serve: ready http=IP:PORT grpc=IP:PORT admin=IP:PORT
+    /// component=SHA256 config=SHA256` (the hashes are of the component and
+    /// config files' bytes). Logs go to stderr and never contain span
+    /// content. Runs until SIGTERM or SIGINT, then answers the batches in
+    /// flight (up to 10 s) and exits 0.
+    #[command(after_help = SERVE_HELP)]
+    Serve(Box<ServeArgs>),
     /// Print the component's WIT world: what it exports and what it imports.
     Inspect {
         /// A component file instead of the embedded one.
@@ -168,6 +180,150 @@ Example:
         #[arg(long, value_name = "FILE")]
         save: Option<PathBuf>,
     },
+}
+
+const SERVE_HELP: &str = "\
+Answers:
+  200 / OK                 the upstream accepted the processed batch (or
+                           nothing was left to forward)
+  400 / InvalidArgument    not OTLP, with the byte offset and reason; or the
+                           upstream refused the batch for good. Not retried.
+  413                      body over --max-body-bytes, or over
+                           --max-decompressed-bytes once gunzipped
+  415, 404, 405            wrong content type or encoding, path, method
+  503 / Unavailable        over --max-in-flight, a batch past its deadline,
+                           or the upstream down, slow or cutting the
+                           connection; with Retry-After. Retried by SDKs.
+  429                      the upstream throttled; its Retry-After passed on
+  500 / Internal           the component trapped (a processor bug). The
+                           instance is discarded; the gateway serves on.
+
+Reload (SIGHUP, a change to --config or --component, POST /-/reload on the
+admin port): compile, configure, run a canary batch, then swap. On failure the
+old version keeps serving and tracescrub_reloads_total{result=\"failure\"}
+goes up. Batches in flight finish on the version they started with.
+
+Config file: the processor config, plus an optional `gateway:` section (the
+host takes it out before the component sees the rest). Flags override it:
+  gateway:
+    upstream: http://tempo:4318           # or grpc://tempo:4317
+    upstream_headers: {X-Scope-OrgID: team-a}
+    upstream_gzip: true
+    upstream_timeout_ms: 5000
+    # also: listen_http, listen_grpc, admin, workers, max_body_bytes,
+    # max_decompressed_bytes, batch_memory_bytes, batch_deadline_ms,
+    # max_in_flight (upstream_headers and upstream_gzip change on reload;
+    # the rest at restart)
+
+Admin: GET /metrics (Prometheus), GET /healthz, GET /readyz, POST /-/reload.
+
+Examples:
+  tracescrub serve --upstream http://tempo:4318
+  tracescrub serve --config scrub.yaml --upstream grpc://tempo:4317 \\
+      --upstream-header X-Scope-OrgID=team-a --upstream-gzip
+  tracescrub serve --upstream http://127.0.0.1:9999 --listen-http 127.0.0.1:0 \\
+      --listen-grpc 127.0.0.1:0 --admin 127.0.0.1:0   # any free ports
+  curl -X POST http://127.0.0.1:8888/-/reload";
+
+/// The `serve` subcommand's arguments; each overrides the config file's
+/// `gateway:` section.
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// YAML or JSON config file: the processor config and an optional
+    /// `gateway:` section [default: the embedded platform rules].
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// A processor component file instead of the embedded one.
+    #[arg(long, value_name = "FILE")]
+    component: Option<PathBuf>,
+    /// Where processed batches go: http://HOST:PORT[/PATH] (OTLP/HTTP
+    /// protobuf; path default /v1/traces) or grpc://HOST:PORT (OTLP/gRPC).
+    #[arg(long, value_name = "URL")]
+    upstream: Option<String>,
+    /// Force the upstream protocol, whatever the URL's scheme says.
+    #[arg(long, value_name = "PROTOCOL")]
+    upstream_protocol: Option<UpstreamProtocol>,
+    /// A header for every upstream request, NAME=VALUE; repeatable.
+    #[arg(long = "upstream-header", value_name = "NAME=VALUE", value_parser = parse_upstream_header)]
+    upstream_headers: Vec<(String, String)>,
+    /// Gzip batches sent upstream [default: off; on loopback it costs more
+    /// CPU than it saves].
+    #[arg(long, overrides_with = "no_upstream_gzip")]
+    upstream_gzip: bool,
+    /// Do not gzip batches sent upstream, whatever the config file says.
+    #[arg(long)]
+    no_upstream_gzip: bool,
+    /// Upstream timeout over connect, send and answer, in ms [default: 5000].
+    #[arg(long, value_name = "MS")]
+    upstream_timeout_ms: Option<u64>,
+    /// OTLP/HTTP listen address [default: 127.0.0.1:4318].
+    #[arg(long, value_name = "ADDR")]
+    listen_http: Option<String>,
+    /// OTLP/gRPC listen address [default: 127.0.0.1:4317].
+    #[arg(long, value_name = "ADDR")]
+    listen_grpc: Option<String>,
+    /// Admin listen address: /metrics, /healthz, /readyz, /-/reload
+    /// [default: 127.0.0.1:8888].
+    #[arg(long, value_name = "ADDR")]
+    admin: Option<String>,
+    /// Worker threads running the component [default: one per core].
+    #[arg(long, value_name = "N")]
+    workers: Option<usize>,
+    /// Largest request body as received, in bytes [default: 16777216].
+    #[arg(long, value_name = "BYTES")]
+    max_body_bytes: Option<u64>,
+    /// Largest request body after gunzip, in bytes [default: 67108864].
+    #[arg(long, value_name = "BYTES")]
+    max_decompressed_bytes: Option<u64>,
+    /// Guest memory cap per worker instance, in bytes [default: 268435456].
+    #[arg(long, value_name = "BYTES")]
+    batch_memory_bytes: Option<u64>,
+    /// Time one batch may run in the component, in ms [default: 5000].
+    #[arg(long, value_name = "MS")]
+    batch_deadline_ms: Option<u64>,
+    /// Batches received, processed or forwarded at once; past it, 503 with
+    /// Retry-After [default: 128].
+    #[arg(long, value_name = "N")]
+    max_in_flight: Option<usize>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum UpstreamProtocol {
+    Http,
+    Grpc,
+}
+
+fn parse_upstream_header(text: &str) -> Result<(String, String), String> {
+    tracescrub::serve::options::parse_header(text).map_err(|e| e.to_string())
+}
+
+fn serve(args: ServeArgs) -> Result<bool, Fatal> {
+    use tracescrub::serve::options::{GatewaySection, Protocol};
+    let mut cli = GatewaySection::default();
+    cli.upstream = args.upstream;
+    cli.upstream_protocol = args.upstream_protocol.map(|p| match p {
+        UpstreamProtocol::Http => Protocol::Http,
+        UpstreamProtocol::Grpc => Protocol::Grpc,
+    });
+    cli.upstream_headers = args.upstream_headers.into_iter().collect();
+    cli.upstream_gzip = match (args.upstream_gzip, args.no_upstream_gzip) {
+        (true, _) => Some(true),
+        (_, true) => Some(false),
+        _ => None,
+    };
+    cli.upstream_timeout_ms = args.upstream_timeout_ms;
+    cli.listen_http = args.listen_http;
+    cli.listen_grpc = args.listen_grpc;
+    cli.admin = args.admin;
+    cli.workers = args.workers;
+    cli.max_body_bytes = args.max_body_bytes;
+    cli.max_decompressed_bytes = args.max_decompressed_bytes;
+    cli.batch_memory_bytes = args.batch_memory_bytes;
+    cli.batch_deadline_ms = args.batch_deadline_ms;
+    cli.max_in_flight = args.max_in_flight;
+    let sources = tracescrub::serve::version::Sources { config: args.config, component: args.component, cli };
+    tracescrub::serve::run(tracescrub::serve::ServeOptions { sources })?;
+    Ok(true)
 }
 
 #[derive(Subcommand)]
@@ -228,6 +384,7 @@ fn main() -> ExitCode {
         }
         Command::Config(ConfigCommand::Check { file }) => config_check(&file),
         Command::Inspect { component, save } => inspect(component.as_deref(), save.as_deref()),
+        Command::Serve(args) => serve(*args),
         Command::Bench { config, component, batch_spans, rounds, seed, spans, perf_map, inputs } => {
             let args = BenchArgs { config, component, batch_spans, rounds, seed, spans, perf_map, inputs };
             bench(&args)

@@ -1,0 +1,167 @@
+//! Reloads: SIGHUP, a change to the config or component file, or
+//! `POST /-/reload`.
+//!
+//! A reload reads the files, compiles the component (through the runtime's
+//! cache; not at all when its bytes are unchanged), creates a processor with
+//! the config, runs the canary batch, and only then swaps the new version
+//! in. Reloads run one at a time. A failure at any step leaves the old
+//! version serving; it is logged (step and reason, never span content) and
+//! counted. Batches already in flight finish on the version they captured.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use notify::{EventKind, RecursiveMode, Watcher};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::version::{self, Shared, Sources, Step, VersionError};
+use super::{Gateway, log};
+use crate::{InstanceOptions, Runtime};
+
+/// File events closer together than this are one change: editors and
+/// `cp` write a file in several steps.
+pub const DEBOUNCE: Duration = Duration::from_millis(200);
+
+/// What a reload needs besides the gateway.
+pub struct Reloader {
+    runtime: Runtime,
+    sources: Sources,
+    options: InstanceOptions,
+    /// Serializes reloads.
+    lock: tokio::sync::Mutex<()>,
+    next_id: AtomicU64,
+}
+
+impl Reloader {
+    /// A reloader building versions from `sources`; the first version was 1.
+    pub fn new(runtime: Runtime, sources: Sources, options: InstanceOptions) -> Reloader {
+        Reloader { runtime, sources, options, lock: tokio::sync::Mutex::new(()), next_id: AtomicU64::new(2) }
+    }
+}
+
+/// Builds a version from the files and swaps it in if every step passes.
+pub async fn reload(gateway: &Arc<Gateway>, trigger: &str) -> Result<Shared, VersionError> {
+    let reloader = &gateway.reloader;
+    let _one_at_a_time = reloader.lock.lock().await;
+    let previous = gateway.active();
+    let id = reloader.next_id.fetch_add(1, Ordering::Relaxed);
+    let (runtime, sources, options) = (reloader.runtime.clone(), reloader.sources.clone(), reloader.options.clone());
+    let base = Arc::clone(&previous);
+    // Compiling is CPU work: keep it off the async threads.
+    let built = tokio::task::spawn_blocking(move || version::build(&runtime, &sources, id, Some(&base), &options))
+        .await
+        .unwrap_or_else(|e| Err(VersionError { step: Step::Compile, message: format!("the reload task failed: {e}") }));
+    match built {
+        Ok(next) => {
+            let ignored = gateway.settings.fixed_changes(&next.settings);
+            if !ignored.is_empty() {
+                log(format_args!("reload: gateway settings {} changed; they take effect only at restart", ignored.join(", ")));
+            }
+            let next = Arc::new(next);
+            *gateway.active.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::clone(&next);
+            gateway.metrics.reload(true);
+            log(format_args!(
+                "reload: success trigger={trigger} version={} component={} config={}",
+                next.id, next.component_sha256, next.config_sha256
+            ));
+            Ok(next)
+        }
+        Err(e) => {
+            gateway.metrics.reload(false);
+            log(format_args!(
+                "reload: failure trigger={trigger} step={} reason=\"{}\"; version {} keeps serving",
+                e.step,
+                e.message.replace('"', "'").replace('\n', " "),
+                previous.id
+            ));
+            Err(e)
+        }
+    }
+}
+
+/// Keeps the reload triggers running; stops them when dropped.
+pub struct Triggers {
+    _watcher: Option<notify::RecommendedWatcher>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Triggers {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// The absolute path of `file` through a canonical parent directory, so it
+/// compares equal to the paths the watcher reports even when the file is
+/// replaced by a rename.
+fn watched_path(file: &Path) -> Result<(PathBuf, PathBuf), String> {
+    let name = file.file_name().ok_or_else(|| format!("{} names no file", file.display()))?;
+    let parent = match file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let dir = std::fs::canonicalize(&parent).map_err(|e| format!("cannot watch {}: {e}", parent.display()))?;
+    Ok((dir.join(name), dir))
+}
+
+/// Starts the SIGHUP handler and, when files are given, the file watcher.
+/// The watcher watches each file's directory, so an atomic rename over the
+/// file is seen.
+pub fn watch(gateway: Arc<Gateway>) -> Result<Triggers, String> {
+    let mut tasks = Vec::new();
+    let mut hangup =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).map_err(|e| format!("cannot handle SIGHUP: {e}"))?;
+    let on_signal = Arc::clone(&gateway);
+    tasks.push(tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            let _ = reload(&on_signal, "sighup").await;
+        }
+    }));
+
+    let files: Vec<&PathBuf> = [&gateway.reloader.sources.config, &gateway.reloader.sources.component].into_iter().flatten().collect();
+    if files.is_empty() {
+        return Ok(Triggers { _watcher: None, tasks });
+    }
+    let mut targets = Vec::new();
+    let mut dirs = Vec::new();
+    for file in files {
+        let (path, dir) = watched_path(file)?;
+        targets.push(path);
+        if !dirs.contains(&dir) {
+            dirs.push(dir);
+        }
+    }
+    let (tx, mut rx) = mpsc::unbounded_channel::<()>();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        let Ok(event) = event else { return };
+        // Reads (ours included, during a reload) are not changes.
+        if matches!(event.kind, EventKind::Access(_) | EventKind::Other | EventKind::Any) {
+            return;
+        }
+        if event.paths.iter().any(|p| targets.contains(p)) {
+            let _ = tx.send(());
+        }
+    })
+    .map_err(|e| format!("cannot start the file watcher: {e}"))?;
+    for dir in &dirs {
+        watcher.watch(dir, RecursiveMode::NonRecursive).map_err(|e| format!("cannot watch {}: {e}", dir.display()))?;
+    }
+    tasks.push(tokio::spawn(async move {
+        while rx.recv().await.is_some() {
+            // Debounce: wait until the events stop for DEBOUNCE.
+            loop {
+                tokio::select! {
+                    more = rx.recv() => if more.is_none() { return },
+                    () = tokio::time::sleep(DEBOUNCE) => break,
+                }
+            }
+            let _ = reload(&gateway, "file-change").await;
+        }
+    }));
+    Ok(Triggers { _watcher: Some(watcher), tasks })
+}
