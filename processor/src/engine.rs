@@ -29,6 +29,15 @@ use crate::wire::{Field, Fields, Problem, WireError, WireType, read_varint, vari
 /// recursion (and so the guest's stack) small on hostile input.
 pub(crate) const MAX_VALUE_DEPTH: usize = 32;
 
+impl Noise {
+    /// Whether `key` names a path source. Every span attribute asks, so the
+    /// length and first byte rule out most keys before any byte compare.
+    #[inline(always)]
+    fn is_path_key(&self, key: &[u8]) -> bool {
+        self.path_attributes.iter().any(|a| a.len() == key.len() && a.first() == key.first() && a.last() == key.last() && a == key)
+    }
+}
+
 /// A config compiled for the walker: globs built, names turned to bytes.
 #[derive(Debug)]
 pub(crate) struct Compiled {
@@ -334,7 +343,7 @@ fn path_attribute<'a>(noise: &Noise, buf: &'a [u8], kv: &Field) -> Result<Option
     if let [0x0a, len, rest @ ..] = body
         && *len < 0x80
         && let Some(key) = rest.get(..usize::from(*len))
-        && !noise.path_attributes.iter().any(|a| a == key)
+        && !noise.is_path_key(key)
     {
         return Ok(None);
     }
@@ -349,7 +358,7 @@ fn path_attribute<'a>(noise: &Noise, buf: &'a [u8], kv: &Field) -> Result<Option
         }
     }
     let (Some(key), Some(value)) = (key, value) else { return Ok(None) };
-    if value.wire != WireType::Len || !noise.path_attributes.iter().any(|a| a == key) {
+    if value.wire != WireType::Len || !noise.is_path_key(key) {
         return Ok(None);
     }
     let mut string = None;
@@ -369,8 +378,33 @@ fn path_attribute<'a>(noise: &Noise, buf: &'a [u8], kv: &Field) -> Result<Option
 /// noisy span's id as its parent is its child) and parent cycles (a span is
 /// marked once). No hashing, so crafted ids cannot slow it.
 fn mark_descendants(metas: &[SpanRec<'_>], fates: &mut [Fate]) -> Result<(), WireError> {
-    let mut by_parent =
-        try_collect(metas.len(), (0..metas.len() as u32).filter(|&i| !metas[i as usize].parent_id.is_empty()), "span records")?;
+    // Only traces holding a noisy span can hold descendants, so only their
+    // spans are sorted: a small share of the batch. Trace ids of the usual
+    // 16 bytes are compared as integers; others as bytes.
+    let mut noisy16: Vec<u128> = Vec::new();
+    let mut noisy_other: Vec<&[u8]> = Vec::new();
+    for (m, f) in metas.iter().zip(fates.iter()) {
+        if f.dropped() {
+            match id16(m.trace_id) {
+                Some(t) => noisy16.push(t),
+                None => noisy_other.push(m.trace_id),
+            }
+        }
+    }
+    noisy16.sort_unstable();
+    noisy_other.sort_unstable();
+    let in_noisy_trace = |t: &[u8]| match id16(t) {
+        Some(t) => noisy16.binary_search(&t).is_ok(),
+        None => noisy_other.binary_search(&t).is_ok(),
+    };
+    let mut by_parent = try_collect(
+        metas.len(),
+        (0..metas.len() as u32).filter(|&i| {
+            let m = &metas[i as usize];
+            !m.parent_id.is_empty() && in_noisy_trace(m.trace_id)
+        }),
+        "span records",
+    )?;
     let key = |i: u32| (metas[i as usize].trace_id, metas[i as usize].parent_id);
     by_parent.sort_unstable_by(|&a, &b| key(a).cmp(&key(b)));
     let mut queue = try_collect(metas.len(), (0..metas.len()).filter(|&i| fates[i].dropped()), "span records")?;
@@ -393,7 +427,13 @@ fn mark_descendants(metas: &[SpanRec<'_>], fates: &mut [Fate]) -> Result<(), Wir
     Ok(())
 }
 
-/// Walk 2: validates the batch and records the edits.
+/// A 16-byte id as an integer, for cheap compares.
+#[inline]
+fn id16(id: &[u8]) -> Option<u128> {
+    id.try_into().ok().map(u128::from_be_bytes)
+}
+
+/// Validates the batch and records the edits.
 struct Walk<'a, 'c, 'f> {
     buf: &'a [u8],
     c: &'c Compiled,
