@@ -59,6 +59,7 @@ impl fmt::Display for SendError {
 
 /// The upstream, with its connection pool.
 #[derive(Clone)]
+#[expect(clippy::large_enum_variant, reason = "one per gateway, made once and never moved on a hot path")]
 pub enum Upstream {
     /// OTLP/HTTP.
     Http {

@@ -1,0 +1,906 @@
+//! `tracescrub serve` end to end on loopback: the real binary between a
+//! test client and a capture sink, an HTTP server written here that records
+//! what reaches it and can be told to fail, stall or hang up.
+//!
+//! Every gateway binds `127.0.0.1:0` and reports its ports on its readiness
+//! line. Expected outputs come from the native engine
+//! ([`tracescrub_processor::Processor`]) on the same bytes.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
+use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use prost::Message;
+use sha2::{Digest, Sha256};
+
+/// Generous bound on anything the tests wait for.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// A fictional, valid personal number (from the README).
+const NUMBER: &str = "17053650260";
+
+// ---------------------------------------------------------------- sink --
+
+/// What the sink does with the next requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Record the body and answer 200.
+    Accept,
+    /// Answer with this status (429 with `Retry-After: 7`), recording nothing.
+    Status(u16),
+    /// Wait this long, then answer 200, recording nothing.
+    Slow(Duration),
+    /// Read the request, then close the connection without an answer.
+    HangUp,
+}
+
+/// One request that reached the sink.
+#[derive(Debug, Clone)]
+struct Received {
+    path: String,
+    /// Lowercase names.
+    headers: BTreeMap<String, String>,
+    /// As sent (maybe gzip).
+    raw: Vec<u8>,
+    /// Gunzipped when `content-encoding: gzip`.
+    body: Vec<u8>,
+}
+
+/// A capture sink: a plain HTTP/1.1 server on std threads.
+struct Sink {
+    addr: SocketAddr,
+    received: Arc<Mutex<Vec<Received>>>,
+    mode: Arc<Mutex<Mode>>,
+    requests: Arc<AtomicUsize>,
+}
+
+impl Sink {
+    fn start() -> Sink {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind sink");
+        let addr = listener.local_addr().expect("sink address");
+        let sink =
+            Sink { addr, received: Arc::default(), mode: Arc::new(Mutex::new(Mode::Accept)), requests: Arc::new(AtomicUsize::new(0)) };
+        let (received, mode, requests) = (Arc::clone(&sink.received), Arc::clone(&sink.mode), Arc::clone(&sink.requests));
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let (received, mode, requests) = (Arc::clone(&received), Arc::clone(&mode), Arc::clone(&requests));
+                std::thread::spawn(move || serve_sink_connection(stream, &received, &mode, &requests));
+            }
+        });
+        sink
+    }
+
+    fn set(&self, mode: Mode) {
+        *self.mode.lock().unwrap() = mode;
+    }
+
+    fn received(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+fn serve_sink_connection(stream: TcpStream, received: &Mutex<Vec<Received>>, mode: &Mutex<Mode>, requests: &AtomicUsize) {
+    let mut reader = BufReader::new(stream.try_clone().expect("clone stream"));
+    let mut writer = stream;
+    loop {
+        let mut request_line = String::new();
+        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+            return;
+        }
+        let path = request_line.split_whitespace().nth(1).unwrap_or_default().to_owned();
+        let mut headers = BTreeMap::new();
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':') {
+                headers.insert(name.trim().to_ascii_lowercase(), value.trim().to_owned());
+            }
+        }
+        let length: usize = headers.get("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+        let mut raw = vec![0; length];
+        if reader.read_exact(&mut raw).is_err() {
+            return;
+        }
+        requests.fetch_add(1, Ordering::SeqCst);
+        let current = *mode.lock().unwrap();
+        let answer = match current {
+            Mode::Accept => {
+                let body = if headers.get("content-encoding").is_some_and(|v| v == "gzip") { gunzip(&raw) } else { raw.clone() };
+                received.lock().unwrap().push(Received { path, headers, raw, body });
+                "HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\nContent-Length: 0\r\n\r\n".to_owned()
+            }
+            Mode::Status(429) => "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 7\r\nContent-Length: 0\r\n\r\n".to_owned(),
+            Mode::Status(code) => format!("HTTP/1.1 {code} Nope\r\nContent-Length: 0\r\n\r\n"),
+            Mode::Slow(wait) => {
+                std::thread::sleep(wait);
+                "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n".to_owned()
+            }
+            Mode::HangUp => {
+                let _ = writer.shutdown(std::net::Shutdown::Both);
+                return;
+            }
+        };
+        if writer.write_all(answer.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+/// One request's ASCII metadata and its body as protobuf.
+type GrpcReceived = (BTreeMap<String, String>, Vec<u8>);
+
+/// A gRPC capture sink: a tonic `TraceService` that records each request
+/// and its metadata.
+#[derive(Clone, Default)]
+struct GrpcSink {
+    received: Arc<Mutex<Vec<GrpcReceived>>>,
+}
+
+#[tonic::async_trait]
+impl TraceService for GrpcSink {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let headers = request
+            .metadata()
+            .iter()
+            .filter_map(|kv| match kv {
+                tonic::metadata::KeyAndValueRef::Ascii(k, v) => Some((k.to_string(), v.to_str().unwrap_or_default().to_owned())),
+                tonic::metadata::KeyAndValueRef::Binary(..) => None,
+            })
+            .collect();
+        self.received.lock().unwrap().push((headers, request.into_inner().encode_to_vec()));
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+// ------------------------------------------------------------- gateway --
+
+/// A running `tracescrub serve`, killed when dropped.
+struct Gateway {
+    child: Child,
+    http: SocketAddr,
+    grpc: SocketAddr,
+    admin: SocketAddr,
+    component: String,
+    config: String,
+    log: Arc<Mutex<String>>,
+}
+
+impl Gateway {
+    /// Starts the gateway with `args` after `serve` and any-port listeners,
+    /// one worker, and waits for its readiness line.
+    fn start(args: &[&str]) -> Gateway {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tracescrub"))
+            .arg("serve")
+            .args(["--listen-http", "127.0.0.1:0", "--listen-grpc", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--workers", "1"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start tracescrub serve");
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().expect("stderr");
+        let sink = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let line = match rx.recv_timeout(PATIENCE * 2) {
+            Ok(line) => line,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                std::thread::sleep(Duration::from_millis(200));
+                panic!("no readiness line; stderr:\n{}", log.lock().unwrap());
+            }
+        };
+        let field = |name: &str| -> String {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(&format!("{name}=")).map(str::to_owned))
+                .unwrap_or_else(|| panic!("no {name}= in the readiness line {line:?}"))
+        };
+        assert!(line.starts_with("serve: ready "), "{line}");
+        let addr = |name: &str| field(name).parse::<SocketAddr>().unwrap_or_else(|e| panic!("{name} in {line:?}: {e}"));
+        let gateway = Gateway {
+            http: addr("http"),
+            grpc: addr("grpc"),
+            admin: addr("admin"),
+            component: field("component"),
+            config: field("config"),
+            child,
+            log,
+        };
+        assert_eq!(gateway.component.len(), 64, "{line}");
+        assert_eq!(gateway.config.len(), 64, "{line}");
+        gateway
+    }
+
+    fn post(&self, content_type: &str, extra: &[(&str, &str)], body: &[u8]) -> Reply {
+        let mut headers = vec![("Content-Type", content_type)];
+        headers.extend_from_slice(extra);
+        request(self.http, "POST", "/v1/traces", &headers, body)
+    }
+
+    fn post_protobuf(&self, body: &[u8]) -> Reply {
+        self.post("application/x-protobuf", &[], body)
+    }
+
+    fn metrics(&self) -> String {
+        let reply = request(self.admin, "GET", "/metrics", &[], b"");
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        reply.text()
+    }
+
+    /// The value of the sample `series` (name and labels exactly as
+    /// rendered), 0 when absent.
+    fn metric(&self, series: &str) -> f64 {
+        let metrics = self.metrics();
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')).map(|v| v.parse().unwrap()))
+            .unwrap_or(0.0)
+    }
+
+    fn reload(&self) -> (u16, serde_json::Value) {
+        let reply = request(self.admin, "POST", "/-/reload", &[], b"");
+        let json = serde_json::from_slice(&reply.body).unwrap_or_else(|e| panic!("reload answer is not JSON ({e}): {}", reply.text()));
+        (reply.status, json)
+    }
+
+    /// The hashes of the active version, from the metrics.
+    fn active(&self) -> (String, String) {
+        let metrics = self.metrics();
+        let line = metrics.lines().find(|l| l.starts_with("tracescrub_active_version{")).expect("active version metric");
+        let value = |key: &str| line.split(&format!("{key}=\"")).nth(1).and_then(|r| r.split('"').next()).expect("label").to_owned();
+        (value("component_sha256"), value("config_sha256"))
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Waits until `condition` holds, or fails with the gateway's log.
+    fn wait_for(&self, what: &str, mut condition: impl FnMut() -> bool) {
+        let started = Instant::now();
+        while !condition() {
+            assert!(started.elapsed() < PATIENCE, "timed out waiting for {what}; gateway log:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An HTTP response.
+#[derive(Debug)]
+struct Reply {
+    status: u16,
+    headers: BTreeMap<String, String>,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The `message` of a protobuf `google.rpc.Status` body.
+    fn status_message(&self) -> String {
+        #[derive(Clone, PartialEq, prost::Message)]
+        struct RpcStatus {
+            #[prost(int32, tag = "1")]
+            code: i32,
+            #[prost(string, tag = "2")]
+            message: String,
+        }
+        RpcStatus::decode(self.body.as_slice()).map(|s| s.message).unwrap_or_else(|e| panic!("not a google.rpc.Status ({e}): {self:?}"))
+    }
+}
+
+/// Request headers only, on a fresh connection, and the answer.
+fn request_head(addr: SocketAddr, headers: &[(&str, &str)]) -> Reply {
+    let mut stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut head = format!("POST /v1/traces HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).unwrap();
+    read_reply(&mut stream)
+}
+
+/// One HTTP/1.1 request on a fresh connection.
+fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
+    let mut stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).unwrap();
+    // The gateway may answer (413) before reading a large body; a reset
+    // while sending is fine, the answer is still there to read.
+    let _ = stream.write_all(body);
+    read_reply(&mut stream)
+}
+
+fn read_reply(stream: &mut TcpStream) -> Reply {
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    let split =
+        raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or_else(|| panic!("no HTTP answer: {:?}", String::from_utf8_lossy(&raw)));
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.lines();
+    let status = lines.next().and_then(|l| l.split_whitespace().nth(1)).and_then(|s| s.parse().ok()).expect("status line");
+    let headers = lines.filter_map(|l| l.split_once(':')).map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned())).collect();
+    Reply { status, headers, body: raw[split + 4..].to_vec() }
+}
+
+// ------------------------------------------------------------- batches --
+
+fn gunzip(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    flate2::read::MultiGzDecoder::new(data).read_to_end(&mut out).expect("valid gzip");
+    out
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(data).unwrap();
+    encoder.finish().unwrap()
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
+}
+
+fn capture(path: &str) -> Vec<u8> {
+    std::fs::read(repo("testdata/captures").join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// What the native engine makes of `batch` under the default config.
+fn native(batch: &[u8]) -> tracescrub_processor::Output {
+    let processor = tracescrub_processor::Processor::new(&tracescrub::config_file::default_json()).expect("default config");
+    processor.process(batch).expect("valid batch")
+}
+
+/// OTLP/JSON as the gateway reads it: decoded and encoded as protobuf.
+fn json_to_protobuf(json: &[u8]) -> Vec<u8> {
+    serde_json::from_slice::<ExportTraceServiceRequest>(json).expect("OTLP/JSON").encode_to_vec()
+}
+
+fn text(s: &str) -> Option<AnyValue> {
+    Some(AnyValue { value: Some(any_value::Value::StringValue(s.to_owned())) })
+}
+
+fn kv(k: &str, v: &str) -> KeyValue {
+    KeyValue { key: k.to_owned(), value: text(v), ..Default::default() }
+}
+
+fn span(id: u8, parent: Option<u8>, name: &str, attributes: Vec<KeyValue>) -> Span {
+    Span {
+        trace_id: vec![0x5e; 16],
+        span_id: vec![id; 8],
+        parent_span_id: parent.map(|p| vec![p; 8]).unwrap_or_default(),
+        name: name.to_owned(),
+        kind: 2,
+        start_time_unix_nano: 1_700_000_000_000_000_000,
+        end_time_unix_nano: 1_700_000_000_100_000_000,
+        attributes,
+        ..Default::default()
+    }
+}
+
+fn batch_of(spans: Vec<Span>) -> ExportTraceServiceRequest {
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource { attributes: vec![kv("service.name", "person-api")], ..Default::default() }),
+            scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
+            ..Default::default()
+        }],
+    }
+}
+
+/// A health check with a child (both dropped) and a span with the number
+/// in its name and in an attribute (both masked): 3 spans in, 1 out.
+fn known_batch() -> Vec<u8> {
+    batch_of(vec![
+        span(1, None, "GET /isAlive", vec![kv("url.path", "/isAlive")]),
+        span(2, Some(1), "SELECT 1", vec![kv("db.system", "postgresql")]),
+        span(3, None, &format!("lookup {NUMBER}"), vec![kv("enduser.id", NUMBER)]),
+    ])
+    .encode_to_vec()
+}
+
+/// A batch with nothing to drop or mask, one span named `name`.
+fn plain_batch(name: &str) -> Vec<u8> {
+    batch_of(vec![span(7, None, name, vec![kv("http.route", "/api/orders")])]).encode_to_vec()
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Builds the misbehaving test component once (a nested cargo build for
+/// wasm32 in a target directory of its own, then wit-component), and
+/// returns its bytes.
+fn misbehaving_component() -> &'static [u8] {
+    static COMPONENT: OnceLock<Vec<u8>> = OnceLock::new();
+    COMPONENT.get_or_init(|| {
+        let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/misbehaving");
+        let target_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("misbehaving-fixture");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut command = Command::new(cargo);
+        command
+            .args(["build", "--release", "--locked", "--target", "wasm32-unknown-unknown", "--manifest-path"])
+            .arg(crate_dir.join("Cargo.toml"))
+            .arg("--target-dir")
+            .arg(&target_dir);
+        // Flags meant for the outer build must not reach the guest build.
+        for var in
+            ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_TARGET_DIR", "CARGO_BUILD_TARGET", "RUSTC_WRAPPER", "RUSTC_WORKSPACE_WRAPPER"]
+        {
+            command.env_remove(var);
+        }
+        let output = command.output().expect("run cargo for the misbehaving fixture");
+        assert!(output.status.success(), "building the misbehaving fixture failed:\n{}", String::from_utf8_lossy(&output.stderr));
+        let module = std::fs::read(target_dir.join("wasm32-unknown-unknown/release/misbehaving.wasm")).expect("fixture module");
+        wit_component::ComponentEncoder::default()
+            .module(&module)
+            .and_then(|e| e.validate(true).encode())
+            .expect("the fixture encodes as a component")
+    })
+}
+
+// --------------------------------------------------------------- tests --
+
+/// Scenario: real SDK captures sent as OTLP/HTTP protobuf, OTLP/HTTP JSON,
+/// gzip-compressed protobuf, and over OTLP/gRPC, on the default config.
+/// Guarantees: each is acknowledged with 200 / OK only after the sink got
+/// it; the sink receives exactly what the native engine makes of the batch
+/// (noise dropped, numbers masked); a batch that processes to nothing is
+/// acknowledged and not forwarded; responses are in the request's encoding.
+#[test]
+fn receivers_forward_what_the_engine_makes() {
+    let sink = Sink::start();
+    let gateway = Gateway::start(&["--upstream", &sink.url()]);
+    let mut expected = Vec::new();
+
+    // Protobuf: node's person lookups carry the README's numbers.
+    let pb = capture("node-protobuf/0003.binpb");
+    assert!(contains(&pb, NUMBER.as_bytes()));
+    let reply = gateway.post_protobuf(&pb);
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.headers.get("content-type").map(String::as_str), Some("application/x-protobuf"));
+    assert!(ExportTraceServiceResponse::decode(reply.body.as_slice()).unwrap().partial_success.is_none());
+    expected.push(native(&pb).batch);
+
+    // JSON: converted to protobuf, processed, answered in JSON.
+    let json = capture("python-json/0003.json");
+    let reply = gateway.post("application/json", &[], &json);
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.headers.get("content-type").map(String::as_str), Some("application/json"));
+    assert_eq!(reply.text(), "{}");
+    expected.push(native(&json_to_protobuf(&json)).batch);
+
+    // Gzip.
+    let gz = capture("python-protobuf/0001.binpb.gz");
+    let reply = gateway.post("application/x-protobuf", &[("Content-Encoding", "gzip")], &gz);
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let out = native(&gunzip(&gz));
+    if out.stats.spans_out > 0 {
+        expected.push(out.batch);
+    }
+
+    // gRPC.
+    let grpc_batch = ExportTraceServiceRequest::decode(capture("python-protobuf/0004.binpb").as_slice()).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut client = TraceServiceClient::connect(format!("http://{}", gateway.grpc)).await.expect("gRPC connect");
+        client.export(grpc_batch.clone()).await.expect("gRPC export is acknowledged");
+    });
+    expected.push(native(&grpc_batch.encode_to_vec()).batch);
+
+    // A batch of nothing but a health check: acknowledged, not forwarded.
+    let noise = batch_of(vec![span(9, None, "GET /isAlive", vec![kv("url.path", "/isAlive")])]).encode_to_vec();
+    assert_eq!(gateway.post_protobuf(&noise).status, 200);
+
+    let received = sink.received();
+    let bodies: Vec<Vec<u8>> = received.iter().map(|r| r.body.clone()).collect();
+    assert_eq!(bodies.len(), expected.len(), "one upstream request per batch with spans left");
+    assert_eq!(bodies, expected, "the sink got exactly the engine's output, in order");
+    for r in &received {
+        assert_eq!(r.path, "/v1/traces");
+        assert_eq!(r.headers.get("content-type").map(String::as_str), Some("application/x-protobuf"));
+        assert!(!contains(&r.body, NUMBER.as_bytes()), "a number reached the sink");
+        assert!(!contains(&r.body, b"/isAlive"), "a health check reached the sink");
+    }
+    assert_eq!(gateway.metric("tracescrub_processor_batches_total{outcome=\"empty\"}"), 1.0 + f64::from(expected.len() == 3));
+    // Never span content in the log.
+    assert!(!gateway.log().contains(NUMBER), "{}", gateway.log());
+}
+
+/// Scenario: a config file whose `gateway:` section names the upstream, a
+/// tenant header and gzip, plus a command-line header that overrides one of
+/// the file's.
+/// Guarantees: the section is taken out before the component sees the
+/// config (it would reject the key); the sink gets the headers, the
+/// command line winning, and a gzip body that inflates to the engine's
+/// output; `--no-upstream-gzip` turns gzip off again.
+#[test]
+fn gateway_section_headers_and_gzip_reach_the_upstream() {
+    let sink = Sink::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("scrub.yaml");
+    let yaml = format!(
+        "mask:\n  mode: validated\ngateway:\n  upstream: {}\n  upstream_gzip: true\n  upstream_headers:\n    X-Scope-OrgID: team-a\n    X-Env: file\n",
+        sink.url()
+    );
+    std::fs::write(&config, &yaml).unwrap();
+    let config_arg = config.to_str().unwrap();
+    let gateway = Gateway::start(&["--config", config_arg, "--upstream-header", "x-env=cli"]);
+    assert_eq!(gateway.config, sha256(yaml.as_bytes()), "the config hash is the file's sha256");
+    let batch = known_batch();
+    assert_eq!(gateway.post_protobuf(&batch).status, 200);
+    let received = sink.received();
+    assert_eq!(received.len(), 1);
+    let r = &received[0];
+    assert_eq!(r.headers.get("x-scope-orgid").map(String::as_str), Some("team-a"));
+    assert_eq!(r.headers.get("x-env").map(String::as_str), Some("cli"));
+    assert_eq!(r.headers.get("content-encoding").map(String::as_str), Some("gzip"));
+    assert_ne!(r.raw, r.body);
+    assert_eq!(r.body, native(&batch).batch);
+    drop(gateway);
+
+    let gateway = Gateway::start(&["--config", config_arg, "--no-upstream-gzip"]);
+    assert_eq!(gateway.post_protobuf(&batch).status, 200);
+    let received = sink.received();
+    assert_eq!(received.len(), 2);
+    assert_eq!(received[1].headers.get("content-encoding"), None);
+    assert_eq!(received[1].raw, native(&batch).batch);
+}
+
+/// Scenario: a `grpc://` upstream (a tonic server) with a tenant header and
+/// gzip, fed over OTLP/HTTP.
+/// Guarantees: the upstream gets the engine's output and the header as
+/// gRPC metadata; the client is acknowledged after it.
+#[test]
+fn grpc_upstream_receives_processed_batches() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let sink = GrpcSink::default();
+    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let service = TraceServiceServer::new(sink.clone()).accept_compressed(tonic::codec::CompressionEncoding::Gzip);
+    rt.spawn(tonic::transport::Server::builder().serve_with_incoming(service, tonic::transport::server::TcpIncoming::from(listener)));
+    let upstream = format!("grpc://{addr}");
+    let gateway = Gateway::start(&["--upstream", &upstream, "--upstream-header", "X-Scope-OrgID=team-b", "--upstream-gzip"]);
+    let batch = known_batch();
+    let reply = gateway.post_protobuf(&batch);
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let received = sink.received.lock().unwrap().clone();
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].0.get("x-scope-orgid").map(String::as_str), Some("team-b"));
+    assert_eq!(received[0].1, native(&batch).batch);
+    assert_eq!(gateway.metric("tracescrub_exporter_sent_spans_total"), 1.0);
+}
+
+/// Scenario: the upstream answers 503, 429, 400; stalls past the upstream
+/// timeout; hangs up mid-request; then recovers. Separately, an upstream
+/// that refuses connections.
+/// Guarantees: nothing is acknowledged unless the upstream accepted it;
+/// transient failures are 503 with Retry-After, 429 passes through with the
+/// upstream's Retry-After, a permanent refusal is 400; the gateway serves
+/// on and the next batch goes through once the upstream is back.
+#[test]
+fn upstream_faults_are_never_acknowledged() {
+    let sink = Sink::start();
+    let gateway = Gateway::start(&["--upstream", &sink.url(), "--upstream-timeout-ms", "500"]);
+    let batch = known_batch();
+    let cases = [
+        (Mode::Status(503), 503, Some("1")),
+        (Mode::Status(429), 429, Some("7")),
+        (Mode::Status(400), 400, None),
+        (Mode::Slow(Duration::from_secs(3)), 503, Some("1")),
+        (Mode::HangUp, 503, Some("1")),
+    ];
+    for (mode, status, retry_after) in cases {
+        sink.set(mode);
+        let reply = gateway.post_protobuf(&batch);
+        assert_eq!(reply.status, status, "{mode:?}: {}", reply.status_message());
+        assert_eq!(reply.headers.get("retry-after").map(String::as_str), retry_after, "{mode:?}");
+        assert!(reply.status_message().contains("upstream"), "{mode:?}: {}", reply.status_message());
+    }
+    assert!(sink.received().is_empty());
+    assert_eq!(gateway.metric("tracescrub_processor_batches_total{outcome=\"upstream_error\"}"), cases.len() as f64);
+    assert_eq!(gateway.metric("tracescrub_exporter_send_failed_spans_total"), cases.len() as f64);
+    assert_eq!(gateway.metric("tracescrub_receiver_accepted_spans_total{transport=\"http\"}"), 0.0);
+
+    sink.set(Mode::Accept);
+    assert_eq!(gateway.post_protobuf(&batch).status, 200);
+    assert_eq!(sink.received().len(), 1);
+    drop(gateway);
+
+    // Nothing listens on a port just released.
+    let closed = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let gateway = Gateway::start(&["--upstream", &format!("http://{closed}")]);
+    let reply = gateway.post_protobuf(&batch);
+    assert_eq!(reply.status, 503, "{}", reply.status_message());
+    assert_eq!(reply.headers.get("retry-after").map(String::as_str), Some("1"));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let status = rt.block_on(async {
+        let mut client = TraceServiceClient::connect(format!("http://{}", gateway.grpc)).await.unwrap();
+        client.export(ExportTraceServiceRequest::decode(batch.as_slice()).unwrap()).await.unwrap_err()
+    });
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+}
+
+/// Scenario: malformed protobuf, malformed JSON, a body over the limit, a
+/// gzip bomb (a few KiB that inflate to 8 MiB against a 1 MiB cap), corrupt
+/// gzip, a wrong path, method, content type and content encoding.
+/// Guarantees: 400 with the byte offset, 413, 413 without inflating the
+/// bomb, 400, 404, 405, 415, 415; nothing reaches the upstream; the gateway
+/// serves on.
+#[test]
+fn bad_requests_get_the_right_status() {
+    let sink = Sink::start();
+    let gateway = Gateway::start(&["--upstream", &sink.url(), "--max-body-bytes", "65536", "--max-decompressed-bytes", "1048576"]);
+
+    // A resource_spans field claiming 100 bytes, with 2 present.
+    let reply = gateway.post_protobuf(&[0x0a, 100, 1, 2]);
+    assert_eq!(reply.status, 400);
+    let message = reply.status_message();
+    assert!(message.contains("malformed batch at byte"), "{message}");
+
+    let reply = gateway.post("application/json", &[], br#"{"resourceSpans": [{"scopeSpans": 5}]}"#);
+    assert_eq!(reply.status, 400);
+    assert!(reply.text().contains("not OTLP/JSON"), "{}", reply.text());
+
+    // Refused on the declared length, before any body is read (so the
+    // test sends none: unread data would make the close a reset).
+    let reply = request_head(gateway.http, &[("Content-Type", "application/x-protobuf"), ("Content-Length", "70000")]);
+    assert_eq!(reply.status, 413, "{}", reply.status_message());
+    assert!(reply.status_message().contains("65536"), "{}", reply.status_message());
+
+    let bomb = gzip(&vec![0u8; 8 << 20]);
+    assert!(bomb.len() < 65536);
+    let reply = gateway.post("application/x-protobuf", &[("Content-Encoding", "gzip")], &bomb);
+    assert_eq!(reply.status, 413, "{}", reply.status_message());
+    assert!(reply.status_message().contains("1048576"), "{}", reply.status_message());
+
+    let reply = gateway.post("application/x-protobuf", &[("Content-Encoding", "gzip")], b"\x1f\x8b\x08\x00 not gzip");
+    assert_eq!(reply.status, 400, "{}", reply.status_message());
+
+    assert_eq!(request(gateway.http, "POST", "/v1/logs", &[("Content-Type", "application/x-protobuf")], b"").status, 404);
+    let reply = request(gateway.http, "GET", "/v1/traces", &[], b"");
+    assert_eq!(reply.status, 405);
+    assert_eq!(reply.headers.get("allow").map(String::as_str), Some("POST"));
+    assert_eq!(gateway.post("text/plain", &[], b"hello").status, 415);
+    assert_eq!(gateway.post("application/x-protobuf", &[("Content-Encoding", "br")], b"").status, 415);
+
+    assert!(sink.received().is_empty());
+    assert_eq!(gateway.metric("tracescrub_processor_batches_total{outcome=\"malformed\"}"), 3.0);
+    assert_eq!(gateway.metric("tracescrub_processor_batches_total{outcome=\"too_large\"}"), 2.0);
+    assert_eq!(gateway.post_protobuf(&known_batch()).status, 200, "still serving");
+}
+
+/// Scenario: one batch in flight (the upstream stalls) with
+/// `--max-in-flight 1`, and a second batch.
+/// Guarantees: the second is refused at once with 503 and Retry-After (and
+/// gRPC `Unavailable`), and the first is acknowledged when the upstream
+/// answers.
+#[test]
+fn backpressure_refuses_with_retry_after() {
+    let sink = Sink::start();
+    sink.set(Mode::Slow(Duration::from_secs(2)));
+    let gateway = Gateway::start(&["--upstream", &sink.url(), "--max-in-flight", "1"]);
+    let first = {
+        let http = gateway.http;
+        std::thread::spawn(move || {
+            request(http, "POST", "/v1/traces", &[("Content-Type", "application/x-protobuf")], &known_batch()).status
+        })
+    };
+    gateway.wait_for("the first batch to reach the upstream", || sink.requests.load(Ordering::SeqCst) == 1);
+    let reply = gateway.post_protobuf(&known_batch());
+    assert_eq!(reply.status, 503, "{}", reply.status_message());
+    assert_eq!(reply.headers.get("retry-after").map(String::as_str), Some("1"));
+    assert!(reply.status_message().contains("in-flight limit"), "{}", reply.status_message());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let status = rt.block_on(async {
+        let mut client = TraceServiceClient::connect(format!("http://{}", gateway.grpc)).await.unwrap();
+        client.export(ExportTraceServiceRequest::decode(known_batch().as_slice()).unwrap()).await.unwrap_err()
+    });
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert_eq!(first.join().unwrap(), 200);
+    assert_eq!(gateway.metric("tracescrub_processor_batches_total{outcome=\"overloaded\"}"), 2.0);
+}
+
+/// Scenario: a component that traps on one batch and loops forever on
+/// another (the misbehaving fixture, which passes other batches through),
+/// with a 300 ms batch deadline; then a reload to the real component.
+/// Guarantees: the trap is answered 500 and the loop 503 (retryable), each
+/// counted; the instance is discarded and the next batch succeeds; after
+/// the reload the real component serves and masks.
+#[test]
+fn trapping_and_looping_components_are_contained() {
+    let sink = Sink::start();
+    let dir = tempfile::tempdir().unwrap();
+    let component = dir.path().join("processor.wasm");
+    std::fs::write(&component, misbehaving_component()).unwrap();
+    let gateway = Gateway::start(&["--upstream", &sink.url(), "--component", component.to_str().unwrap(), "--batch-deadline-ms", "300"]);
+    assert_eq!(gateway.component, sha256(misbehaving_component()));
+
+    let good = plain_batch("GET /api/orders");
+    assert_eq!(gateway.post_protobuf(&good).status, 200);
+    let reply = gateway.post_protobuf(&plain_batch("tracescrub-fixture-trap"));
+    assert_eq!(reply.status, 500, "{}", reply.status_message());
+    assert!(!reply.headers.contains_key("retry-after"));
+    assert_eq!(gateway.post_protobuf(&good).status, 200, "a fresh instance serves after a trap");
+    let reply = gateway.post_protobuf(&plain_batch("tracescrub-fixture-loop"));
+    assert_eq!(reply.status, 503, "{}", reply.status_message());
+    assert!(reply.status_message().contains("deadline"), "{}", reply.status_message());
+    assert_eq!(gateway.post_protobuf(&good).status, 200, "a fresh instance serves after a timeout");
+    assert_eq!(gateway.metric("tracescrub_processor_batches_total{outcome=\"trap\"}"), 1.0);
+    assert_eq!(gateway.metric("tracescrub_processor_batches_total{outcome=\"timeout\"}"), 1.0);
+    assert_eq!(sink.received().len(), 3, "only the good batches were forwarded");
+
+    std::fs::write(&component, tracescrub::DEFAULT_COMPONENT).unwrap();
+    let (status, answer) = gateway.reload();
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["component_sha256"], sha256(tracescrub::DEFAULT_COMPONENT));
+    assert_eq!(gateway.post_protobuf(&known_batch()).status, 200);
+    let last = sink.received().pop().unwrap();
+    assert_eq!(last.body, native(&known_batch()).batch);
+}
+
+/// Scenario: reloads of a gateway serving a config file and a component
+/// file: a good config by `POST /-/reload`; a config the component rejects;
+/// a file that is not a component; a cut-off component; a good config by
+/// SIGHUP; a good config by rewriting the file (rename over it).
+/// Guarantees: a good reload swaps both hashes into
+/// `tracescrub_active_version` and the next batch uses it; a failed one
+/// answers 422 naming the step, keeps the old version serving and counts a
+/// failure.
+#[test]
+fn reloads_swap_good_versions_and_keep_serving_on_bad_ones() {
+    let sink = Sink::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("scrub.yaml");
+    let component = dir.path().join("processor.wasm");
+    std::fs::write(&config, "mask:\n  replacement: stars\n").unwrap();
+    std::fs::write(&component, tracescrub::DEFAULT_COMPONENT).unwrap();
+    let gateway =
+        Gateway::start(&["--upstream", &sink.url(), "--config", config.to_str().unwrap(), "--component", component.to_str().unwrap()]);
+    let component_hash = sha256(tracescrub::DEFAULT_COMPONENT);
+    assert_eq!(gateway.active(), (component_hash.clone(), sha256(b"mask:\n  replacement: stars\n")));
+
+    // A good config, by POST. (The file watcher may reload it too; either
+    // way the hashes are the file's.)
+    let labelled = "mask:\n  replacement: label\n  label: \"[fnr]\"\n";
+    std::fs::write(&config, labelled).unwrap();
+    let (status, answer) = gateway.reload();
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["config_sha256"], sha256(labelled.as_bytes()));
+    assert_eq!(gateway.active(), (component_hash.clone(), sha256(labelled.as_bytes())));
+    assert_eq!(gateway.post_protobuf(&known_batch()).status, 200);
+    let forwarded = sink.received().pop().unwrap();
+    assert!(contains(&forwarded.body, b"lookup [fnr]"), "the new config masks with the label");
+
+    // Broken ones: each fails at its step and leaves the labelled version.
+    let failures_before = gateway.metric("tracescrub_reloads_total{result=\"failure\"}");
+    std::fs::write(&config, "mask:\n  mode: sometimes\n").unwrap();
+    let (status, answer) = gateway.reload();
+    assert_eq!((status, answer["step"].as_str()), (422, Some("configure")), "{answer}");
+    assert!(answer["error"].as_str().unwrap().contains("mask.mode"), "{answer}");
+    std::fs::write(&config, labelled).unwrap();
+
+    std::fs::write(&component, b"not a component").unwrap();
+    let (status, answer) = gateway.reload();
+    assert_eq!((status, answer["step"].as_str()), (422, Some("read-component")), "{answer}");
+    std::fs::write(&component, &tracescrub::DEFAULT_COMPONENT[..4096]).unwrap();
+    let (status, answer) = gateway.reload();
+    assert_eq!((status, answer["step"].as_str()), (422, Some("compile")), "{answer}");
+    assert_eq!(gateway.active(), (component_hash.clone(), sha256(labelled.as_bytes())), "the old version serves on");
+    assert!(gateway.metric("tracescrub_reloads_total{result=\"failure\"}") >= failures_before + 3.0);
+    assert_eq!(gateway.post_protobuf(&known_batch()).status, 200);
+    assert!(contains(&sink.received().pop().unwrap().body, b"lookup [fnr]"));
+    std::fs::write(&component, tracescrub::DEFAULT_COMPONENT).unwrap();
+
+    // SIGHUP.
+    let any11 = "mask:\n  mode: any11\n";
+    std::fs::write(&config, any11).unwrap();
+    let hup = Command::new("kill").args(["-HUP", &gateway.child.id().to_string()]).status().expect("run kill");
+    assert!(hup.success());
+    gateway.wait_for("the SIGHUP reload", || gateway.active() == (component_hash.clone(), sha256(any11.as_bytes())));
+
+    // A file change: write elsewhere, rename over the config.
+    let extra = "noise:\n  extra_globs: [\"*/orders\"]\n";
+    let staged = dir.path().join("scrub.yaml.new");
+    std::fs::write(&staged, extra).unwrap();
+    std::fs::rename(&staged, &config).unwrap();
+    gateway.wait_for("the file-change reload", || gateway.active() == (component_hash.clone(), sha256(extra.as_bytes())));
+    assert_eq!(gateway.post_protobuf(&plain_batch("GET /api/orders")).status, 200);
+    let before = sink.received().len();
+    assert_eq!(gateway.post_protobuf(&plain_batch("GET /api/orders")).status, 200);
+    assert_eq!(sink.received().len(), before, "the new glob drops the batch: nothing forwarded");
+    assert!(gateway.log().contains("trigger=sighup") && gateway.log().contains("trigger=file-change"), "{}", gateway.log());
+}
+
+/// Scenario: one known batch (a health check with a child, and a span with
+/// a number in its name and an attribute) over OTLP/HTTP.
+/// Guarantees: the metrics count it exactly: 3 spans accepted, 1 sent, the
+/// rule and the descendant, 2 masks by detector and field kind, one `ok`
+/// batch and one latency observation.
+#[test]
+fn metrics_count_a_known_batch() {
+    let sink = Sink::start();
+    let gateway = Gateway::start(&["--upstream", &sink.url()]);
+    assert_eq!(gateway.post_protobuf(&known_batch()).status, 200);
+    let expected = [
+        ("tracescrub_receiver_accepted_spans_total{transport=\"http\"}", 3.0),
+        ("tracescrub_receiver_accepted_spans_total{transport=\"grpc\"}", 0.0),
+        ("tracescrub_exporter_sent_spans_total", 1.0),
+        ("tracescrub_processor_dropped_spans_total{rule=\"*/isAlive\"}", 1.0),
+        ("tracescrub_processor_dropped_descendant_spans_total", 1.0),
+        ("tracescrub_processor_masked_values_total{detector=\"fnr\"}", 2.0),
+        ("tracescrub_processor_masked_fields_total{field=\"span-name\"}", 1.0),
+        ("tracescrub_processor_masked_fields_total{field=\"span-attribute\"}", 1.0),
+        ("tracescrub_processor_batches_total{outcome=\"ok\"}", 1.0),
+        ("tracescrub_processor_batch_duration_seconds_count", 1.0),
+        ("tracescrub_receiver_request_duration_seconds_count", 1.0),
+        ("tracescrub_reloads_total{result=\"success\"}", 0.0),
+    ];
+    for (series, value) in expected {
+        assert_eq!(gateway.metric(series), value, "{series}\n{}", gateway.metrics());
+    }
+    let active = format!("tracescrub_active_version{{component_sha256=\"{}\",config_sha256=\"{}\"}} 1", gateway.component, gateway.config);
+    assert!(gateway.metrics().contains(&active), "{}", gateway.metrics());
+    assert_eq!(request(gateway.admin, "GET", "/healthz", &[], b"").status, 200);
+    assert_eq!(request(gateway.admin, "GET", "/readyz", &[], b"").status, 200);
+    assert_eq!(request(gateway.admin, "GET", "/nope", &[], b"").status, 404);
+    assert_eq!(request(gateway.admin, "GET", "/-/reload", &[], b"").status, 405);
+}
