@@ -37,7 +37,8 @@ use wasmtime::component::{Linker, ResourceAny};
 
 use crate::replay::describe;
 use crate::{
-    DEFAULT_EPOCH_DEADLINE_TICKS, DEFAULT_MAX_MEMORY_BYTES, HostError, InstanceOptions, LoadedComponent, Runtime, ScrubberInstance,
+    DEFAULT_EPOCH_DEADLINE_TICKS, DEFAULT_MAX_MEMORY_BYTES, HostError, InstanceOptions, LoadSource, LoadedComponent, Runtime,
+    ScrubberInstance,
 };
 
 /// Rounds when none is given.
@@ -141,9 +142,14 @@ pub struct LoadReport {
     pub engine: Duration,
     /// `Runtime::load` from bytes (Cranelift compile and link), each try.
     pub cold_loads: Vec<Duration>,
-    /// `Runtime::load` from the compiled-code cache plus instantiating and
-    /// creating the processor, each try.
+    /// `Runtime::load` from tracescrub's compiled-component cache plus
+    /// instantiating, each try.
     pub cached_loads: Vec<Duration>,
+    /// Creating the processor in each of those instances, each try.
+    pub cached_creates: Vec<Duration>,
+    /// Where the timed cached loads came from: `Compiled` if there is no
+    /// usable cache directory.
+    pub cached_source: LoadSource,
     /// Instantiating from the pre-linked component, median.
     pub instantiate: Duration,
     /// Creating the processor in a fresh instance (config parse and glob
@@ -227,18 +233,23 @@ pub fn run(workload: &Workload, options: &BenchOptions, progress: &mut dyn FnMut
     }
     let Some(component) = component else { return Err(BenchError("no component loaded".into())) };
     // Cached: the first load fills the cache (if this component was not in
-    // it already); the timed ones read it, each with an instantiation.
+    // it already); the timed ones map it and instantiate, then create the
+    // processor, timed apart.
     let cached_runtime = Runtime::build(true, false)?;
     cached_runtime.load(&options.component)?;
-    let mut cached_loads = Vec::new();
+    let (mut cached_loads, mut cached_creates, mut cached_source) = (Vec::new(), Vec::new(), LoadSource::Cache);
     for _ in 0..options.cold_loads.max(1) {
         let t = Instant::now();
         let loaded = cached_runtime.load(&options.component)?;
-        ScrubberInstance::create(&loaded, &options.config_json)?;
+        let mut instance = loaded.instantiate(&InstanceOptions::default())?;
         cached_loads.push(t.elapsed());
+        let t = Instant::now();
+        black_box(instance.create_processor(&options.config_json)?);
+        cached_creates.push(t.elapsed());
+        cached_source = loaded.source();
     }
     let (instantiate, create_processor) = instantiate_times(&component, &options.config_json)?;
-    let load = LoadReport { engine: engine_time, cold_loads, cached_loads, instantiate, create_processor };
+    let load = LoadReport { engine: engine_time, cold_loads, cached_loads, cached_creates, cached_source, instantiate, create_processor };
 
     let mut scrubber = ScrubberInstance::create(&component, &options.config_json)?;
     let native = Processor::new(&options.config_json).map_err(|e| BenchError(format!("the native engine rejects the config: {e}")))?;
@@ -517,12 +528,13 @@ impl fmt::Display for Report {
             ms(median(&l.cold_loads))
         )?;
         let cached: Vec<String> = l.cached_loads.iter().map(|d| ms(*d)).collect();
-        writeln!(
-            f,
-            "  cached load + instantiate + create processor (compiled-code cache): {} (median {})",
-            cached.join(", "),
-            ms(median(&l.cached_loads))
-        )?;
+        let source = match l.cached_source {
+            LoadSource::Cache => "tracescrub's compiled-component cache",
+            _ => "NO CACHE: no writable cache directory, so these compiled",
+        };
+        writeln!(f, "  cached load + instantiate ({source}): {} (median {})", cached.join(", "), ms(median(&l.cached_loads)))?;
+        let creates: Vec<String> = l.cached_creates.iter().map(|d| ms(*d)).collect();
+        writeln!(f, "  then create processor: {} (median {})", creates.join(", "), ms(median(&l.cached_creates)))?;
         writeln!(f, "  instantiate from the pre-linked component: {} (median of {INSTANTIATIONS})", us(l.instantiate))?;
         writeln!(
             f,

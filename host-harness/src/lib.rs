@@ -37,6 +37,7 @@
 
 pub mod audit;
 pub mod bench;
+pub mod cache;
 pub mod config_file;
 pub mod corpus;
 mod error;
@@ -46,6 +47,8 @@ pub mod replay;
 pub mod residual;
 pub mod serve;
 
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use tracescrub_processor::fnr::Detector;
@@ -53,6 +56,7 @@ use tracescrub_processor::{ConfigProblem, Count, FieldKind, Finding, Malformed, 
 use wasmtime::component::{Component, Linker, ResourceAny};
 use wasmtime::{Engine, OptLevel, Store, StoreLimits, StoreLimitsBuilder};
 
+pub use cache::LoadSource;
 pub use error::HostError;
 pub use introspect::{component_exports, component_imports};
 
@@ -90,15 +94,18 @@ use bindings::exports::tracescrub::processor::transform as wit;
 #[derive(Clone)]
 pub struct Runtime {
     engine: Engine,
+    /// Compiled components on disk; `None`: every load compiles.
+    cache: Option<Arc<cache::ArtifactCache>>,
 }
 
 impl Runtime {
     /// Creates the engine, with compiled components cached on disk in
-    /// wasmtime's cache directory (`~/.cache/wasmtime` on Linux), keyed by
-    /// wasmtime on the component's content hash, its own version and these
-    /// engine settings: loading a component compiled before skips Cranelift.
-    /// If the cache cannot be set up (no home directory, say), every load
-    /// compiles.
+    /// [`cache::default_dir`] (`$TRACESCRUB_CACHE_DIR`, else
+    /// `~/.cache/tracescrub`), keyed on the component's content hash, the
+    /// wasmtime version and these engine settings: loading a component
+    /// compiled before skips Cranelift and takes about a millisecond. See
+    /// [`cache`]. If there is no cache directory (no home directory, say),
+    /// every load compiles.
     pub fn new() -> Result<Runtime, HostError> {
         Runtime::build(true, false)
     }
@@ -108,8 +115,16 @@ impl Runtime {
         Runtime::build(false, false)
     }
 
-    /// The one place engine settings are made. `perf_map` adds wasmtime's
-    /// perf map profiler, for `tracescrub bench --perf-map`.
+    /// Creates the engine with the on-disk cache in `dir`.
+    pub fn with_cache_dir(dir: impl Into<PathBuf>) -> Result<Runtime, HostError> {
+        let mut runtime = Runtime::build(false, false)?;
+        runtime.cache = Some(Arc::new(cache::ArtifactCache::new(dir, &runtime.engine)));
+        Ok(runtime)
+    }
+
+    /// The one place engine settings are made. `cache` puts the on-disk
+    /// cache in [`cache::default_dir`]; `perf_map` adds wasmtime's perf map
+    /// profiler, for `tracescrub bench --perf-map`.
     pub(crate) fn build(cache: bool, perf_map: bool) -> Result<Runtime, HostError> {
         let mut config = wasmtime::Config::new();
         config.wasm_component_model(true);
@@ -118,11 +133,9 @@ impl Runtime {
         if perf_map {
             config.profiler(wasmtime::ProfilingStrategy::PerfMap);
         }
-        if cache && let Ok(cache) = wasmtime::Cache::new(wasmtime::CacheConfig::new()) {
-            config.cache(Some(cache));
-        }
         let engine = Engine::new(&config).map_err(HostError::Engine)?;
-        Ok(Runtime { engine })
+        let cache = cache.then(cache::default_dir).flatten().map(|dir| Arc::new(cache::ArtifactCache::new(dir, &engine)));
+        Ok(Runtime { engine, cache })
     }
 
     /// The wasmtime engine.
@@ -130,12 +143,18 @@ impl Runtime {
         &self.engine
     }
 
-    /// Compiles and pre-links a component given as bytes.
+    /// The on-disk cache of compiled components, if there is one.
+    pub fn cache(&self) -> Option<&cache::ArtifactCache> {
+        self.cache.as_deref()
+    }
+
+    /// Compiles (or loads from the cache) and pre-links a component given
+    /// as bytes; [`LoadedComponent::source`] says which.
     pub fn load(&self, bytes: &[u8]) -> Result<LoadedComponent, HostError> {
         LoadedComponent::new(self, bytes)
     }
 
-    /// Compiles and pre-links [`DEFAULT_COMPONENT`].
+    /// Compiles (or loads from the cache) and pre-links [`DEFAULT_COMPONENT`].
     pub fn load_default(&self) -> Result<LoadedComponent, HostError> {
         self.load(DEFAULT_COMPONENT)
     }
@@ -152,7 +171,7 @@ impl Runtime {
 
 impl std::fmt::Debug for Runtime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Runtime").finish_non_exhaustive()
+        f.debug_struct("Runtime").field("cache", &self.cache).finish_non_exhaustive()
     }
 }
 
@@ -167,19 +186,29 @@ struct StoreState {
 pub struct LoadedComponent {
     engine: Engine,
     pre: bindings::SpanProcessorPre<StoreState>,
+    source: LoadSource,
 }
 
 impl LoadedComponent {
-    /// Compiles `bytes` and links it with an empty linker: a component that
-    /// imports anything, or does not export the transform interface, is
-    /// rejected here.
+    /// Compiles `bytes` (or loads them from the runtime's cache) and links
+    /// the component with an empty linker: a component that imports
+    /// anything, or does not export the transform interface, is rejected
+    /// here.
     pub fn new(runtime: &Runtime, bytes: &[u8]) -> Result<LoadedComponent, HostError> {
         let engine = runtime.engine.clone();
-        let component = Component::new(&engine, bytes).map_err(HostError::Compile)?;
+        let (component, source) = match &runtime.cache {
+            Some(cache) => cache.load(&engine, bytes)?,
+            None => (Component::new(&engine, bytes).map_err(HostError::Compile)?, LoadSource::Compiled),
+        };
         let linker = Linker::<StoreState>::new(&engine);
         let instance_pre = linker.instantiate_pre(&component).map_err(HostError::Link)?;
         let pre = bindings::SpanProcessorPre::new(instance_pre).map_err(HostError::Link)?;
-        Ok(LoadedComponent { engine, pre })
+        Ok(LoadedComponent { engine, pre, source })
+    }
+
+    /// Whether the component was compiled or mapped from the cache.
+    pub fn source(&self) -> LoadSource {
+        self.source
     }
 
     /// The compiled component.
@@ -195,7 +224,7 @@ impl LoadedComponent {
 
 impl std::fmt::Debug for LoadedComponent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LoadedComponent").finish_non_exhaustive()
+        f.debug_struct("LoadedComponent").field("source", &self.source).finish_non_exhaustive()
     }
 }
 
