@@ -18,6 +18,7 @@
 use std::cell::RefCell;
 use std::fmt;
 
+use aho_corasick::AhoCorasick;
 use globset::{Candidate, GlobBuilder, GlobMatcher, GlobSet, GlobSetBuilder};
 
 /// The platform's default noise globs: liveness and readiness probes,
@@ -49,6 +50,12 @@ pub struct GlobList {
     /// ending in a literal `.ext` then miss it (`*.` would not match
     /// `/a/..`). Only such candidates are checked against these.
     dotted: Vec<(usize, GlobMatcher)>,
+    /// One literal per pattern that every candidate it matches contains;
+    /// `None` when some pattern has none (`*`, say). A candidate holding none
+    /// of them matches nothing, which one Aho-Corasick pass tells: most
+    /// paths are not noise, and globset's own per-candidate work (building
+    /// a file-name `Candidate`, running several strategies) is then skipped.
+    required: Option<AhoCorasick>,
     /// The patterns as configured (not lowercased), for reporting.
     patterns: Vec<String>,
     case_sensitive: bool,
@@ -88,6 +95,7 @@ impl GlobList {
         let mut builder = GlobSetBuilder::new();
         let mut errors = Vec::new();
         let mut dotted = Vec::new();
+        let mut literals = Vec::new();
         for (index, pattern) in patterns.iter().enumerate() {
             if pattern.is_empty() {
                 errors.push(GlobError { index, pattern: pattern.clone(), reason: EMPTY_PATTERN.to_owned() });
@@ -111,6 +119,7 @@ impl GlobList {
             // (`backslash_escape` is off where `\` is a path separator).
             match GlobBuilder::new(source).literal_separator(false).backslash_escape(true).build() {
                 Ok(glob) => {
+                    literals.push(required_literal(source));
                     if source.ends_with('.') {
                         dotted.push((index, glob.compile_matcher()));
                     }
@@ -122,8 +131,11 @@ impl GlobList {
         if !errors.is_empty() {
             return Err(errors);
         }
+        // No prefilter if a pattern has no literal, or if one cannot be
+        // built (it only ever saves time).
+        let required = literals.into_iter().collect::<Option<Vec<_>>>().and_then(|l| AhoCorasick::new(l).ok());
         match builder.build() {
-            Ok(set) => Ok(GlobList { set, dotted, patterns: patterns.to_vec(), case_sensitive }),
+            Ok(set) => Ok(GlobList { set, dotted, required, patterns: patterns.to_vec(), case_sensitive }),
             // Each pattern compiled alone, so only their combination can be
             // at fault (a size limit): blame the last one, whose addition
             // tipped it over.
@@ -160,6 +172,14 @@ impl GlobList {
             return None;
         }
         let folded = self.fold(candidate, scratch);
+        if self.required.as_ref().is_some_and(|r| !r.is_match(folded)) {
+            return None;
+        }
+        self.first_match_folded(folded)
+    }
+
+    /// [`first_match`](Self::first_match) without the literal prefilter.
+    fn first_match_folded(&self, folded: &[u8]) -> Option<usize> {
         let candidate = Candidate::from_bytes(folded);
         let in_set = self.first_in_set(&candidate);
         let dotted = self.first_dotted(folded, &candidate);
@@ -175,6 +195,9 @@ impl GlobList {
             return false;
         }
         let folded = self.fold(candidate, scratch);
+        if self.required.as_ref().is_some_and(|r| !r.is_match(folded)) {
+            return false;
+        }
         let candidate = Candidate::from_bytes(folded);
         self.set.is_match_candidate(&candidate) || self.first_dotted(folded, &candidate).is_some()
     }
@@ -233,6 +256,57 @@ impl fmt::Debug for GlobList {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("GlobList").field("patterns", &self.patterns).field("case_sensitive", &self.case_sensitive).finish_non_exhaustive()
     }
+}
+
+/// The longest run of plain characters in `glob`, outside `[...]` and
+/// `{...}`, or `None` if it has none. Every candidate the glob matches holds
+/// it. Any character with a meaning (`*?[]{},\\!`) ends a run, and an escape
+/// skips the escaped character too: a run may come out shorter than it
+/// could be, never wrong. The `required_literals_are_held_by_every_match`
+/// and `prefilter_never_changes_a_match` property tests pin this.
+fn required_literal(glob: &str) -> Option<String> {
+    // A `/` next to `**` may match nothing (`**/x` matches `x`).
+    let glob = glob.replace("**/", "*").replace("/**", "*");
+    let (mut best, mut run) = (String::new(), String::new());
+    let mut chars = glob.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '[' | '{' | '*' | '?' | ']' | '}' | ',' | '\\' | '!' => {
+                if run.len() > best.len() {
+                    best = std::mem::take(&mut run);
+                }
+                run.clear();
+                match c {
+                    // A class: its first character (after any `!`) may be `]`.
+                    '[' => {
+                        let mut first = chars.next();
+                        if first == Some('!') {
+                            first = chars.next();
+                        }
+                        if first.is_some() {
+                            chars.by_ref().find(|&d| d == ']');
+                        }
+                    }
+                    '{' => {
+                        for d in chars.by_ref() {
+                            if d == '}' {
+                                break;
+                            }
+                        }
+                    }
+                    '\\' => {
+                        chars.next();
+                    }
+                    _ => {}
+                }
+            }
+            _ => run.push(c),
+        }
+    }
+    if run.len() > best.len() {
+        best = run;
+    }
+    (!best.is_empty()).then_some(best)
 }
 
 /// globset's explanation of an error, in lowercase as config problems are
@@ -477,6 +551,34 @@ mod tests {
             // The candidate as generated, mixed case and all.
             prop_assert_eq!(globs.first_match(candidate.as_bytes(), &mut scratch), want);
             prop_assert_eq!(globs.is_match(candidate.as_bytes(), &mut scratch), want.is_some());
+        }
+
+        /// Scenario: patterns with every globset feature (classes, negated
+        /// classes, `]` first in a class, alternates, escapes, `?`, `**`).
+        /// Guarantees: the literal prefilter never changes a result.
+        #[test]
+        fn prefilter_never_changes_a_match(
+            raw in prop::collection::vec(r"([ab/.]|\*|\*\*/|/\*\*|\?|\[!?\]?[ab.]\]|\{a,b/\}|\\[*a]){1,8}", 1..4),
+            candidate in r"[aAb/.*?\\\]!{},]{0,12}",
+        ) {
+            let Ok(globs) = GlobList::new(&raw, false) else { return Ok(()) };
+            let folded = candidate.to_ascii_lowercase();
+            let mut scratch = Vec::new();
+            let want = globs.first_match_folded(folded.as_bytes());
+            prop_assert_eq!(globs.first_match(candidate.as_bytes(), &mut scratch), want);
+            prop_assert_eq!(globs.is_match(candidate.as_bytes(), &mut scratch), want.is_some());
+        }
+
+        #[test]
+        fn required_literals_are_held_by_every_match(glob in r"([ab/.]|\*|\*\*|/\*\*/|\[!?\]?[ab]\]|\{a,b\}|\\[*a]){1,8}") {
+            if let (Some(lit), Ok(g)) = (required_literal(&glob), GlobBuilder::new(&glob).literal_separator(false).backslash_escape(true).build()) {
+                let m = g.compile_matcher();
+                for cand in ["a", "b", "ab", "/a/b", "a.b", "*", "a*b", "]", "!a", "a/", "/b", "a/b/a"] {
+                    if m.is_match(cand) {
+                        prop_assert!(cand.contains(&lit), "{glob:?} matched {cand:?} without {lit:?}");
+                    }
+                }
+            }
         }
     }
 }
