@@ -33,7 +33,7 @@ pub mod version;
 use std::fmt;
 use std::io::Write as _;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -196,8 +196,25 @@ pub struct Gateway {
     pub settings: Settings,
     reloader: reload::Reloader,
     ready: AtomicBool,
-    batches: AtomicU64,
+    failure_log: std::sync::Mutex<FailureLog>,
+    started: Instant,
     _ticker: EpochTicker,
+}
+
+/// Batch-failure log lines allowed per second. Past it they are counted and
+/// summed up in one line, so an upstream outage under load cannot flood
+/// stderr; the metrics count every batch regardless.
+const FAILURE_LINES_PER_SEC: u32 = 20;
+
+/// The state of the batch-failure log's rate limit.
+#[derive(Default)]
+struct FailureLog {
+    /// The second (since start) being counted.
+    second: u64,
+    /// Lines written in it.
+    lines: u32,
+    /// Lines left out since the last summary.
+    suppressed: u64,
 }
 
 impl Gateway {
@@ -229,7 +246,8 @@ impl Gateway {
             reloader: reload::Reloader::new(runtime, sources, instance_options),
             settings,
             ready: AtomicBool::new(true),
-            batches: AtomicU64::new(0),
+            failure_log: std::sync::Mutex::default(),
+            started: Instant::now(),
             _ticker: ticker,
         }))
     }
@@ -317,13 +335,27 @@ impl Gateway {
     fn record_failure(&self, error: &ExportError, transport: Transport, size: usize) {
         let outcome = error.outcome();
         self.metrics.batch(outcome);
-        let n = self.batches.fetch_add(1, Ordering::Relaxed);
+        {
+            let mut limit = self.failure_log.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let second = self.started.elapsed().as_secs();
+            if second != limit.second {
+                if limit.suppressed > 0 {
+                    log(format_args!("batch failed: {} more failures not logged (see the metrics)", limit.suppressed));
+                }
+                *limit = FailureLog { second, lines: 0, suppressed: 0 };
+            }
+            if limit.lines >= FAILURE_LINES_PER_SEC {
+                limit.suppressed += 1;
+                return;
+            }
+            limit.lines += 1;
+        }
         let detail = match error {
             ExportError::Upstream(e) => format!(" upstream=\"{}\"", e.to_string().replace('"', "'")),
             ExportError::Internal(why) => format!(" reason=\"{}\"", why.replace('"', "'")),
             _ => String::new(),
         };
-        log(format_args!("batch failed: outcome={} transport={} bytes={size} seq={n}{detail}", outcome.name(), transport.name()));
+        log(format_args!("batch failed: outcome={} transport={} bytes={size}{detail}", outcome.name(), transport.name()));
     }
 
     /// Reloads: builds a version from the files and swaps it in if it
