@@ -5,23 +5,14 @@
 #   bash host-harness/tests/serve_e2e/run.sh                 # all of them
 #   bash host-harness/tests/serve_e2e/run.sh -k reload -x    # pytest arguments pass through
 #
-# Installs the pinned requirements into target/serve-venv (again only when
-# requirements.txt changed) and builds the binary first. TRACESCRUB_BIN
-# points the tests at another build (e.g. target/release/tracescrub).
+# Installs the pinned requirements into target/serve-venv (venv.sh) and
+# builds the binary first. TRACESCRUB_BIN points the tests at another build
+# (e.g. target/release/tracescrub). The last line is cargo-style
+# (`test result: ok. N passed; M failed; ...`), so scripts/test.sh counts it.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../../.." && pwd)
-VENV=$REPO/target/serve-venv
-PYTHON=${PYTHON:-python3}
-
-req_sum=$(sha256sum "$HERE/requirements.txt" | cut -d' ' -f1)
-if [[ ! -x $VENV/bin/python || $(cat "$VENV/.requirements.sha256" 2>/dev/null) != "$req_sum" ]]; then
-  echo "serve tests: creating $VENV (pinned requirements)" >&2
-  rm -rf "$VENV"
-  "$PYTHON" -m venv "$VENV"
-  timeout 900 "$VENV/bin/pip" install -q --disable-pip-version-check --no-input -r "$HERE/requirements.txt"
-  echo "$req_sum" >"$VENV/.requirements.sha256"
-fi
+VENV=$(bash "$HERE/venv.sh")
 
 if [[ -z ${TRACESCRUB_BIN:-} ]]; then
   (cd "$REPO" && cargo build -p tracescrub --bin tracescrub --locked -q)
