@@ -52,9 +52,10 @@ Input formats are detected from content: OTLP protobuf, OTLP JSON, OTLP JSON
 lines, length-prefixed protobuf (the collector file exporter's `proto`
 format), and gzip of each.
 
-The compiled component is cached in wasmtime's cache directory
-(~/.cache/wasmtime on Linux): the first run compiles it, later runs load it
-in milliseconds."
+The compiled component is cached in $TRACESCRUB_CACHE_DIR, else
+$XDG_CACHE_HOME/tracescrub, else ~/.cache/tracescrub: the first run compiles
+it, later runs load it in about a millisecond. Delete the directory to clear
+it."
 )]
 struct Cli {
     #[command(subcommand)]
