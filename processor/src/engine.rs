@@ -319,13 +319,15 @@ fn plain_attribute(body: &[u8]) -> bool {
     if key_len >= 0x80 || rest.len() < key_len {
         return false;
     }
-    let (key, rest) = rest.split_at(key_len);
-    let [0x12, value_len, value @ ..] = rest else { return false };
-    if *value_len >= 0x80 || usize::from(*value_len) != value.len() || fnr::may_contain(key) {
+    let [0x12, value_len, value @ ..] = &rest[key_len..] else { return false };
+    // One scan of the whole body covers key and value: a run of six digits
+    // in either is one in the body. (A length byte that reads as a digit can
+    // only make this stricter.)
+    if *value_len >= 0x80 || usize::from(*value_len) != value.len() || fnr::may_contain(body) {
         return false;
     }
     match value {
-        [0x0a, len, text @ ..] => *len < 0x80 && usize::from(*len) == text.len() && !fnr::may_contain(text),
+        [0x0a, len, text @ ..] => *len < 0x80 && usize::from(*len) == text.len(),
         [0x18, int @ ..] => {
             matches!(read_varint(int, 0, int.len()), Ok((v, used)) if used == int.len() && int_digits(v as i64).is_none())
         }
