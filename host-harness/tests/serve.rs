@@ -500,7 +500,7 @@ fn misbehaving_component() -> &'static [u8] {
 // --------------------------------------------------------------- tests --
 
 /// Scenario: real SDK captures sent as OTLP/HTTP protobuf, OTLP/HTTP JSON,
-/// gzip-compressed protobuf, and over OTLP/gRPC, on the default config.
+/// gzip-compressed protobuf, and over OTLP/gRPC (gzip), on the default config.
 /// Guarantees: each is acknowledged with 200 / OK only after the sink got
 /// it; the sink receives exactly what the native engine makes of the batch
 /// (noise dropped, numbers masked); a batch that processes to nothing is
@@ -541,7 +541,8 @@ fn receivers_forward_what_the_engine_makes() {
     let grpc_batch = ExportTraceServiceRequest::decode(capture("python-protobuf/0004.binpb").as_slice()).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let mut client = TraceServiceClient::connect(format!("http://{}", gateway.grpc)).await.expect("gRPC connect");
+        let client = TraceServiceClient::connect(format!("http://{}", gateway.grpc)).await.expect("gRPC connect");
+        let mut client = client.send_compressed(tonic::codec::CompressionEncoding::Gzip);
         client.export(grpc_batch.clone()).await.expect("gRPC export is acknowledged");
     });
     expected.push(native(&grpc_batch.encode_to_vec()).batch);
@@ -679,7 +680,7 @@ fn upstream_faults_are_never_acknowledged() {
     assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
 }
 
-/// Scenario: malformed protobuf, malformed JSON, a body over the limit, a
+/// Scenario: malformed protobuf (over HTTP and gRPC), malformed JSON, a body over the limit, a
 /// gzip bomb (a few KiB that inflate to 8 MiB against a 1 MiB cap), corrupt
 /// gzip, a wrong path, method, content type and content encoding.
 /// Guarantees: 400 with the byte offset, 413, 413 without inflating the
@@ -722,8 +723,22 @@ fn bad_requests_get_the_right_status() {
     assert_eq!(gateway.post("text/plain", &[], b"hello").status, 415);
     assert_eq!(gateway.post("application/x-protobuf", &[("Content-Encoding", "br")], b"").status, 415);
 
+    // The same malformed bytes over gRPC (sent raw: a tonic client would
+    // only send what it can encode).
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let status = rt.block_on(async {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", gateway.grpc)).unwrap().connect().await.unwrap();
+        let mut grpc = tonic::client::Grpc::new(channel);
+        grpc.ready().await.unwrap();
+        let path = tonic::codegen::http::uri::PathAndQuery::from_static("/opentelemetry.proto.collector.trace.v1.TraceService/Export");
+        let body = tonic::codegen::Bytes::from_static(&[0x0a, 100, 1, 2]);
+        grpc.unary(tonic::Request::new(body), path, tracescrub::serve::upstream::RawCodec).await.unwrap_err()
+    });
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert!(status.message().contains("malformed batch at byte"), "{status:?}");
+
     assert!(sink.received().is_empty());
-    assert_eq!(gateway.metric("tracescrub_processor_batches_total{outcome=\"malformed\"}"), 3.0);
+    assert_eq!(gateway.metric("tracescrub_processor_batches_total{outcome=\"malformed\"}"), 4.0);
     assert_eq!(gateway.metric("tracescrub_processor_batches_total{outcome=\"too_large\"}"), 2.0);
     assert_eq!(gateway.post_protobuf(&known_batch()).status, 200, "still serving");
 }

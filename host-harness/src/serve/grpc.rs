@@ -1,33 +1,41 @@
-//! The OTLP/gRPC receiver: `TraceService/Export` with the
-//! `opentelemetry-proto` service types, gzip accepted, messages capped at
-//! the decompressed body limit.
+//! The OTLP/gRPC receiver: `TraceService/Export`, gzip accepted, messages
+//! capped at the decompressed body limit.
+//!
+//! The service is written out here rather than taken from
+//! `opentelemetry-proto`'s generated `TraceServiceServer`, for one reason:
+//! the generated one decodes each request into structs, and the processor
+//! reads the wire format, so every batch would be decoded and encoded again
+//! before processing, which costs more than the processing. Here the
+//! message's bytes go to the workers as they arrived. The path, codec
+//! framing, compression and size limit are tonic's own.
 //!
 //! Status codes follow the OTLP/gRPC spec: `InvalidArgument` (final) for a
 //! malformed or oversized batch or one the upstream refused for good,
 //! `Unavailable` (retried) for overload, a deadline hit, or an upstream
 //! failure, `Internal` (final) for a processor trap.
 
+use std::convert::Infallible;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
-use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
+use hyper::body::Bytes;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use prost::Message;
+use prost::bytes::Buf;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tonic::codec::CompressionEncoding;
+use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::codegen::{BoxFuture, Service, http};
 use tonic::{Code, Request, Response, Status};
 
 use super::metrics::Transport;
 use super::pool::BodyKind;
 use super::{ExportError, Gateway, log};
 
-/// The gRPC service; holds the gateway.
-pub struct Receiver {
-    gateway: Arc<Gateway>,
-}
+/// The OTLP/gRPC trace export method.
+pub const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 
-/// The gRPC status for an export error, with Retry-After in the message
-/// for retryable ones.
+/// The gRPC status for an export error.
 pub fn grpc_status(error: &ExportError) -> Status {
     use super::upstream::SendError;
     let code = match error {
@@ -38,32 +46,119 @@ pub fn grpc_status(error: &ExportError) -> Status {
     Status::new(code, error.to_string())
 }
 
-#[tonic::async_trait]
-impl TraceService for Receiver {
-    async fn export(&self, request: Request<ExportTraceServiceRequest>) -> Result<Response<ExportTraceServiceResponse>, Status> {
-        let admission = self.gateway.admit(Transport::Grpc).map_err(|e| grpc_status(&e))?;
-        // The processor reads the wire format: encode what tonic decoded.
-        let body = request.into_inner().encode_to_vec();
-        let kind = BodyKind { gzip: false, json: false };
-        match self.gateway.export(&admission, body.into(), kind, Transport::Grpc).await {
-            Ok(_) => Ok(Response::new(ExportTraceServiceResponse::default())),
-            Err(e) => Err(grpc_status(&e)),
+/// The `TraceService` as a tower service over HTTP/2 requests.
+#[derive(Clone)]
+pub struct Receiver {
+    gateway: Arc<Gateway>,
+    max_message_bytes: usize,
+}
+
+impl Receiver {
+    /// The service for `gateway`.
+    pub fn new(gateway: Arc<Gateway>) -> Receiver {
+        let max_message_bytes = usize::try_from(gateway.settings.max_decompressed_bytes).unwrap_or(usize::MAX);
+        Receiver { gateway, max_message_bytes }
+    }
+}
+
+impl<B> Service<http::Request<B>> for Receiver
+where
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Self::Response, Infallible>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        if request.uri().path() != EXPORT_PATH {
+            return Box::pin(async move { Ok(Status::unimplemented("only TraceService/Export is served here").into_http()) });
         }
+        let export = Export(Arc::clone(&self.gateway));
+        let mut grpc = tonic::server::Grpc::new(RawRequestCodec)
+            .accept_compressed(CompressionEncoding::Gzip)
+            .send_compressed(CompressionEncoding::Gzip)
+            .max_decoding_message_size(self.max_message_bytes);
+        Box::pin(async move { Ok(grpc.unary(export, request).await) })
+    }
+}
+
+/// One export call.
+struct Export(Arc<Gateway>);
+
+impl tonic::server::UnaryService<Bytes> for Export {
+    type Response = ExportTraceServiceResponse;
+    type Future = BoxFuture<Response<ExportTraceServiceResponse>, Status>;
+
+    fn call(&mut self, request: Request<Bytes>) -> Self::Future {
+        let gateway = Arc::clone(&self.0);
+        Box::pin(async move {
+            let admission = gateway.admit(Transport::Grpc).map_err(|e| grpc_status(&e))?;
+            let kind = BodyKind { gzip: false, json: false };
+            match gateway.export(&admission, request.into_inner(), kind, Transport::Grpc).await {
+                Ok(_) => Ok(Response::new(ExportTraceServiceResponse::default())),
+                Err(e) => Err(grpc_status(&e)),
+            }
+        })
+    }
+}
+
+/// Takes the request message as bytes; writes the response with prost.
+#[derive(Debug, Clone, Copy, Default)]
+struct RawRequestCodec;
+
+/// Reads the request message as it is.
+#[derive(Debug)]
+struct RawDecoder;
+
+/// Writes an `ExportTraceServiceResponse`.
+#[derive(Debug)]
+struct ResponseEncoder;
+
+impl Codec for RawRequestCodec {
+    type Encode = ExportTraceServiceResponse;
+    type Decode = Bytes;
+    type Encoder = ResponseEncoder;
+    type Decoder = RawDecoder;
+
+    fn encoder(&mut self) -> ResponseEncoder {
+        ResponseEncoder
+    }
+
+    fn decoder(&mut self) -> RawDecoder {
+        RawDecoder
+    }
+}
+
+impl Decoder for RawDecoder {
+    type Item = Bytes;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
+        Ok(Some(src.copy_to_bytes(src.remaining())))
+    }
+}
+
+impl Encoder for ResponseEncoder {
+    type Item = ExportTraceServiceResponse;
+    type Error = Status;
+
+    fn encode(&mut self, item: ExportTraceServiceResponse, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        item.encode(dst).map_err(|e| Status::internal(format!("cannot encode the response: {e}")))
     }
 }
 
 /// Serves the OTLP/gRPC receiver until `stop`.
 pub async fn serve(gateway: Arc<Gateway>, listener: TcpListener, mut stop: watch::Receiver<bool>) {
-    let limit = usize::try_from(gateway.settings.max_decompressed_bytes).unwrap_or(usize::MAX);
-    let service = TraceServiceServer::new(Receiver { gateway })
-        .accept_compressed(CompressionEncoding::Gzip)
-        .send_compressed(CompressionEncoding::Gzip)
-        .max_decoding_message_size(limit);
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let stopped = async move {
         let _ = stop.changed().await;
     };
-    if let Err(e) = tonic::transport::Server::builder().serve_with_incoming_shutdown(service, incoming, stopped).await {
+    if let Err(e) = tonic::transport::Server::builder().serve_with_incoming_shutdown(Receiver::new(gateway), incoming, stopped).await {
         log(format_args!("OTLP/gRPC receiver stopped with an error: {e}"));
     }
 }
