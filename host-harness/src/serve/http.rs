@@ -254,6 +254,72 @@ fn content(encoding: Encoding, http: StatusCode, body: Bytes) -> Response<Full<B
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::serve::options::GatewaySection;
+    use crate::serve::version::Sources;
+
+    /// Scenario: the receiver called directly, without a socket, with bad
+    /// paths, methods, content types, encodings, declared lengths and
+    /// bodies; the upstream is never reached.
+    /// Guarantees: each gets its status, and error bodies are a
+    /// `google.rpc.Status` in the request's encoding.
+    #[test]
+    fn receiver_checks_come_in_order_with_their_statuses() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let cli = GatewaySection {
+                upstream: Some("http://127.0.0.1:9/v1/traces".into()),
+                workers: Some(1),
+                max_body_bytes: Some(1024),
+                ..GatewaySection::default()
+            };
+            let sources = Sources { config: None, component: None, cli };
+            let runtime = crate::Runtime::new().unwrap();
+            let gateway = tokio::task::block_in_place(|| Gateway::start(runtime, sources)).unwrap();
+            let call = |method: &str, path: &str, headers: &[(&str, &str)], body: &'static [u8]| {
+                let mut request = Request::builder().method(method).uri(path);
+                for (name, value) in headers {
+                    request = request.header(*name, *value);
+                }
+                let request = request.body(Full::new(Bytes::from_static(body))).unwrap();
+                let gateway = Arc::clone(&gateway);
+                async move { handle(&gateway, request).await }
+            };
+            let pb = [("content-type", "application/x-protobuf")];
+            let cases: [(&str, &str, &[(&str, &str)], &'static [u8], StatusCode); 6] = [
+                ("POST", "/v1/logs", &pb, b"", StatusCode::NOT_FOUND),
+                ("PUT", "/v1/traces", &pb, b"", StatusCode::METHOD_NOT_ALLOWED),
+                ("POST", "/v1/traces", &[("content-type", "text/plain")], b"", StatusCode::UNSUPPORTED_MEDIA_TYPE),
+                (
+                    "POST",
+                    "/v1/traces",
+                    &[("content-type", "application/x-protobuf"), ("content-encoding", "zstd")],
+                    b"",
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                ),
+                (
+                    "POST",
+                    "/v1/traces",
+                    &[("content-type", "application/x-protobuf"), ("content-length", "2048")],
+                    b"",
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                ),
+                ("POST", "/v1/traces", &pb, &[0x0a, 0x64, 0x01], StatusCode::BAD_REQUEST),
+            ];
+            for (method, path, headers, body, expected) in cases {
+                let response = call(method, path, headers, body).await;
+                assert_eq!(response.status(), expected, "{method} {path} {headers:?}");
+                let bytes = response.into_body().collect().await.unwrap().to_bytes();
+                let status = RpcStatus::decode(bytes).unwrap();
+                assert!(!status.message.is_empty(), "{method} {path}");
+            }
+            let response = call("POST", "/v1/traces", &[("content-type", "application/json")], b"[]").await;
+            assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+            assert_eq!(response.headers()[CONTENT_TYPE], "application/json");
+            let bytes = response.into_body().collect().await.unwrap().to_bytes();
+            let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!(json["code"], code::INVALID_ARGUMENT);
+        });
+    }
 
     #[test]
     fn media_types_are_read_with_parameters_and_any_case() {

@@ -326,6 +326,13 @@ fn gzip(data: &[u8]) -> Vec<u8> {
 
 /// OTLP/JSON to protobuf, with the `opentelemetry-proto` serde mapping.
 pub fn json_to_protobuf(body: &[u8]) -> Result<Vec<u8>, BatchError> {
+    // serde reads a struct from an array too; OTLP/JSON is an object.
+    if body.trim_ascii_start().first() != Some(&b'{') {
+        return Err(BatchError::Malformed {
+            offset: None,
+            message: "body is not OTLP/JSON: expected an object like {\"resourceSpans\": [...]}".into(),
+        });
+    }
     let request: ExportTraceServiceRequest = serde_json::from_slice(body).map_err(|e| BatchError::Malformed {
         offset: None,
         message: format!("body is not OTLP/JSON (line {} column {}): {e}", e.line(), e.column()),
