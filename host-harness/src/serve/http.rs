@@ -262,6 +262,9 @@ mod tests {
     /// bodies; the upstream is never reached.
     /// Guarantees: each gets its status, and error bodies are a
     /// `google.rpc.Status` in the request's encoding.
+    /// Method, path, headers, body and the status expected.
+    type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], &'static [u8], StatusCode);
+
     #[test]
     fn receiver_checks_come_in_order_with_their_statuses() {
         let rt = tokio::runtime::Runtime::new().unwrap();
@@ -285,7 +288,7 @@ mod tests {
                 async move { handle(&gateway, request).await }
             };
             let pb = [("content-type", "application/x-protobuf")];
-            let cases: [(&str, &str, &[(&str, &str)], &'static [u8], StatusCode); 6] = [
+            let cases: [Case; 6] = [
                 ("POST", "/v1/logs", &pb, b"", StatusCode::NOT_FOUND),
                 ("PUT", "/v1/traces", &pb, b"", StatusCode::METHOD_NOT_ALLOWED),
                 ("POST", "/v1/traces", &[("content-type", "text/plain")], b"", StatusCode::UNSUPPORTED_MEDIA_TYPE),
