@@ -276,7 +276,20 @@ fn try_collect<T>(n: usize, items: impl Iterator<Item = T>, what: &'static str) 
 
 /// Applies `edits` (sorted, non-overlapping) to `buf`.
 fn emit(buf: &[u8], edits: &[Edit], arena: &[u8], out: &mut Vec<u8>) -> Result<(), WireError> {
-    out.try_reserve(buf.len()).map_err(|_| WireError::new(0, Problem::OutOfMemory("the output batch")))?;
+    // The exact output size, so the output is allocated once and never
+    // regrown: inside a component every regrowth copies, and the peak would
+    // hold both copies.
+    let size = edits.iter().fold(buf.len(), |n, e| {
+        let new = match e.op {
+            Op::Keep | Op::Star(_) => e.end - e.start,
+            Op::Delete => 0,
+            Op::Arena { from, to } => to - from,
+            Op::Len(v) => varint_len(v),
+        };
+        n + new - (e.end - e.start)
+    });
+    out.try_reserve_exact(size).map_err(|_| WireError::new(0, Problem::OutOfMemory("the output batch")))?;
+    let before = out.len();
     let mut at = 0;
     for e in edits {
         if let Op::Keep = e.op {
@@ -292,6 +305,7 @@ fn emit(buf: &[u8], edits: &[Edit], arena: &[u8], out: &mut Vec<u8>) -> Result<(
         at = e.end;
     }
     out.extend_from_slice(&buf[at..]);
+    debug_assert_eq!(out.len() - before, size, "output size as computed");
     Ok(())
 }
 
