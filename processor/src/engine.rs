@@ -1,15 +1,19 @@
 //! The batch walker: decides what to drop and what to mask, then writes the
 //! batch out in one pass.
 //!
-//! Processing a batch takes up to three walks over the wire bytes, none of
-//! which builds a message struct:
-//! 1. **Noise** (only when noise rules are on): read each span's ids, kind,
-//!    name and path attributes; mark spans whose path matches a glob, then
-//!    their descendants through `parent_span_id` within the same trace.
-//! 2. **Edits**: walk every known message, validating it, and record an
-//!    ordered list of edits: deletions of dropped spans, replacements of
-//!    masked numbers, and new length prefixes for each message whose length
-//!    changed. Messages without edits cost a push and a pop.
+//! Processing a batch takes one walk over the wire bytes, which builds no
+//! message struct, then two passes over what it recorded:
+//! 1. **Walk**: every known message is validated, numbers are masked as
+//!    ordered edits (replacements, and new length prefixes for messages whose
+//!    length changed), and each span is recorded with its ids, the noise rule
+//!    its path matched, and the range of its edits. Messages without edits
+//!    cost nothing beyond reading them; most attributes are checked by one
+//!    fixed-shape read ([`plain_attribute`]).
+//! 2. **Finish**: once every span is known (a child often comes before its
+//!    parent), noisy spans and their descendants are marked, and the edit
+//!    list is rewritten in place: a dropped span's edits become one deletion,
+//!    emptied ScopeSpans and ResourceSpans go, and their parents' length
+//!    prefixes are settled. Masks are counted from the edits that remain.
 //! 3. **Emit**: copy the input to the output, applying the edits. Unedited
 //!    ranges are copied as they were, so unknown fields, non-canonical
 //!    encodings and untouched spans survive byte for byte.
@@ -354,7 +358,7 @@ fn plain_attribute(body: &[u8]) -> bool {
 fn path_attribute<'a>(noise: &Noise, buf: &'a [u8], kv: &Field) -> Result<Option<&'a [u8]>, WireError> {
     // Fast path: encoders write the key first (tag 0x0a, one-byte length),
     // so most attributes are ruled out by a peek and one length compare,
-    // without walking the KeyValue. Pass 2 validates it in full anyway.
+    // without walking the KeyValue. The walk validates it in full anyway.
     let body = kv.bytes(buf);
     if let [0x0a, len, rest @ ..] = body
         && *len < 0x80
