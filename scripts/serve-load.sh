@@ -29,14 +29,15 @@ if [[ -z ${NO_ROTEL:-} ]]; then
   export LD_LIBRARY_PATH=${libdir}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 fi
 
+target=${CARGO_TARGET_DIR:-target}
 worker_args=()
 [[ -n ${WORKERS:-} ]] && worker_args=(--workers "$WORKERS")
 
-exec target/release/examples/serve_load \
-  --tracescrub target/release/tracescrub \
+exec "$target/release/examples/serve_load" \
+  --tracescrub "$target/release/tracescrub" \
   --seconds "${SECONDS_PER_TARGET:-10}" \
   --concurrency "${CONCURRENCY:-8}" \
   --spans-per-batch "${SPANS_PER_BATCH:-1000}" \
   --latency-samples "${LATENCY_SAMPLES:-300}" \
-  --workdir target/serve-load \
+  --workdir "$target/serve-load" \
   "${worker_args[@]}" "${rotel_args[@]}"

@@ -15,7 +15,19 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 cargo test --workspace --locked 2>&1 | tee "$log"
+
+# `tracescrub serve` with real parts (the Python SDK's exporters, a capture
+# sink, reload under load, SIGKILL mid-load): host-harness/tests/serve_e2e.
+# It sets up target/serve-venv from pinned requirements and ends with a
+# cargo-style `test result:` line, so the count below includes it.
+bash host-harness/tests/serve_e2e/run.sh 2>&1 | tee -a "$log"
+
 FUZZ_SECONDS="${FUZZ_SECONDS:-60}" bash scripts/fuzz-smoke.sh
+
+# The load run against rotel, short: figures reported, not asserted (a
+# benchmark on a shared CI machine), and a failure to run it fails nothing.
+SECONDS_PER_TARGET="${SERVE_LOAD_SECONDS:-5}" bash scripts/serve-load.sh \
+  || echo "serve-load: did not complete (exit $?); reported only"
 
 # One closing line over all test binaries (pipefail above already failed
 # the run if any test did).

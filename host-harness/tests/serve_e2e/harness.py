@@ -23,7 +23,8 @@ REPO = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
 
 def tracescrub_bin():
     """The binary under test: $TRACESCRUB_BIN, else the debug build."""
-    path = os.environ.get("TRACESCRUB_BIN") or os.path.join(REPO, "target", "debug", "tracescrub")
+    target = os.environ.get("CARGO_TARGET_DIR") or os.path.join(REPO, "target")
+    path = os.environ.get("TRACESCRUB_BIN") or os.path.join(target, "debug", "tracescrub")
     if not os.access(path, os.X_OK):
         raise RuntimeError(f"no tracescrub binary at {path!r}: run `cargo build -p tracescrub` or set TRACESCRUB_BIN")
     return path

@@ -169,3 +169,31 @@ def test_sdk_exporters_through_gateway_reach_sink_masked_and_filtered(tmp_path, 
     # The gateway counted what it did.
     m = gw.metrics()
     assert harness.metric_sum(m, "tracescrub_active_version") == 1
+
+
+@pytest.mark.parametrize("exporter", ["http-protobuf", "grpc"])
+def test_upstream_briefly_down_sdk_retries_and_batch_arrives_once(tmp_path, procs, exporter):
+    """Scenario: the sink refuses the first two exports (503); the SDK
+    exporter sends one batch through the gateway.
+    Guarantees: the gateway answers the client with a retryable error while
+    the upstream refuses (never a success), so the SDK's own retry delivers
+    the batch: the export ends in SUCCESS and the sink holds it exactly once,
+    masked and filtered."""
+    sink = harness.Sink(str(tmp_path), fail_first=2)
+    procs.append(sink)
+    gw = harness.Gateway(str(tmp_path), sink.url)
+    procs.append(gw)
+
+    recorder = RecordingExporter(make_exporter(exporter, gw))
+    provider = TracerProvider(resource=Resource.create({"service.name": f"retry-{exporter}"}))
+    provider.add_span_processor(BatchSpanProcessor(recorder, schedule_delay_millis=600_000, max_export_batch_size=512))
+    record_spans(provider.get_tracer("tracescrub.e2e"))
+    assert provider.force_flush(60_000), "force_flush timed out"
+    provider.shutdown()
+    assert recorder.results == [(9, SpanExportResult.SUCCESS)], recorder.results
+
+    records = sink.records()
+    assert len(records) == 1, f"sink holds {len(records)} copies"
+    names = [s["name"] for rs in records[0]["resource_spans"] for s in rs["spans"]]
+    assert sorted(names) == sorted(KEPT)
+    assert records[0]["leaks"] == []

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Makes sure target/serve-venv holds exactly requirements.txt (reinstalled only
-# when that file changed) and prints the venv's path. Used by run.sh and
-# scripts/serve-load.sh.
+# Makes sure target/serve-venv (under $CARGO_TARGET_DIR if set) holds exactly
+# requirements.txt (reinstalled only when that file changed) and prints the
+# venv's path. Used by run.sh and scripts/serve-load.sh.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../../.." && pwd)
-VENV=$REPO/target/serve-venv
+VENV=${CARGO_TARGET_DIR:-$REPO/target}/serve-venv
 PYTHON=${PYTHON:-python3}
 
 req_sum=$(sha256sum "$HERE/requirements.txt" | cut -d' ' -f1)
