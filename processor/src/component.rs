@@ -32,7 +32,9 @@ impl wit::GuestProcessor for ProcessorResource {
     }
 
     fn process(&self, batch: Vec<u8>) -> Result<wit::Output, wit::Error> {
-        let output = self.0.process(&batch).map_err(to_wit_error)?;
+        // Owned: the batch is rewritten in place, so the guest holds one
+        // copy of it, not two.
+        let output = self.0.process_owned(batch).map_err(to_wit_error)?;
         Ok(wit::Output { batch: output.batch, stats: to_wit_stats(output.stats) })
     }
 

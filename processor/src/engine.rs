@@ -205,6 +205,16 @@ impl Edit {
     fn new(start: usize, end: usize, op: Op) -> Edit {
         Edit { start, end, op, mask: None }
     }
+
+    /// How many bytes replace `start..end`.
+    fn new_len(&self) -> usize {
+        match self.op {
+            Op::Keep | Op::Star(_) => self.end - self.start,
+            Op::Delete => 0,
+            Op::Arena { from, to } => to - from,
+            Op::Len(v) => varint_len(v),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -221,9 +231,37 @@ enum Op {
     Len(u64),
 }
 
+/// What to do to a batch: its edits, in order, and the bytes they insert.
+/// Holds no borrow of the batch, so the batch can then be rewritten in place.
+pub(crate) struct Plan {
+    edits: Vec<Edit>,
+    arena: Vec<u8>,
+}
+
 /// Processes one batch into `out`.
 /// With `findings`, also records what was done to which span.
 pub(crate) fn process(c: &Compiled, buf: &[u8], out: &mut Vec<u8>, findings: Option<&mut Vec<Finding>>) -> Result<Stats, Error> {
+    let (plan, stats) = plan(c, buf, findings)?;
+    emit(buf, &plan, out).map_err(into_error)?;
+    Ok(stats)
+}
+
+/// Processes a batch the caller owns, rewriting it in place when no edit
+/// makes the output run ahead of the input (always so with star masking:
+/// drops and same-length masks only shrink it). That needs no second
+/// buffer, which halves the memory a batch takes inside a component.
+pub(crate) fn process_owned(c: &Compiled, mut buf: Vec<u8>) -> Result<(Vec<u8>, Stats), Error> {
+    let (plan, stats) = plan(c, &buf, None)?;
+    if emit_in_place(&mut buf, &plan) {
+        return Ok((buf, stats));
+    }
+    let mut out = Vec::new();
+    emit(&buf, &plan, &mut out).map_err(into_error)?;
+    Ok((out, stats))
+}
+
+/// Walks the batch and settles what to do to it.
+pub(crate) fn plan(c: &Compiled, buf: &[u8], findings: Option<&mut Vec<Finding>>) -> Result<(Plan, Stats), Error> {
     let mut walk = Walk {
         buf,
         c,
@@ -244,8 +282,7 @@ pub(crate) fn process(c: &Compiled, buf: &[u8], out: &mut Vec<u8>, findings: Opt
     walk.request().map_err(into_error)?;
     walk.finish().map_err(into_error)?;
     let Walk { edits, arena, counters, .. } = walk;
-    emit(buf, &edits, &arena, out).map_err(into_error)?;
-    Ok(counters.into_stats(&c.rule_names))
+    Ok((Plan { edits, arena }, counters.into_stats(&c.rule_names)))
 }
 
 fn into_error(e: WireError) -> Error {
@@ -279,19 +316,12 @@ fn try_collect<T>(n: usize, items: impl Iterator<Item = T>, what: &'static str) 
 }
 
 /// Applies `edits` (sorted, non-overlapping) to `buf`.
-fn emit(buf: &[u8], edits: &[Edit], arena: &[u8], out: &mut Vec<u8>) -> Result<(), WireError> {
+fn emit(buf: &[u8], plan: &Plan, out: &mut Vec<u8>) -> Result<(), WireError> {
+    let (edits, arena) = (&plan.edits, &plan.arena);
     // The exact output size, so the output is allocated once and never
     // regrown: inside a component every regrowth copies, and the peak would
     // hold both copies.
-    let size = edits.iter().fold(buf.len(), |n, e| {
-        let new = match e.op {
-            Op::Keep | Op::Star(_) => e.end - e.start,
-            Op::Delete => 0,
-            Op::Arena { from, to } => to - from,
-            Op::Len(v) => varint_len(v),
-        };
-        n + new - (e.end - e.start)
-    });
+    let size = edits.iter().fold(buf.len(), |n, e| n + e.new_len() - (e.end - e.start));
     out.try_reserve_exact(size).map_err(|_| WireError::new(0, Problem::OutOfMemory("the output batch")))?;
     let before = out.len();
     let mut at = 0;
@@ -311,6 +341,56 @@ fn emit(buf: &[u8], edits: &[Edit], arena: &[u8], out: &mut Vec<u8>) -> Result<(
     out.extend_from_slice(&buf[at..]);
     debug_assert_eq!(out.len() - before, size, "output size as computed");
     Ok(())
+}
+
+/// Applies the plan to `buf` itself, if the output never runs ahead of the
+/// input: then every byte is written at or before the place it is read
+/// from, and each replacement fits in the range it replaces plus the bytes
+/// already freed before it. Returns false (with `buf` untouched) otherwise.
+fn emit_in_place(buf: &mut Vec<u8>, plan: &Plan) -> bool {
+    let mut shrink = 0usize;
+    for e in &plan.edits {
+        let (old, new) = (e.end - e.start, e.new_len());
+        if new > old + shrink {
+            return false;
+        }
+        shrink = shrink + old - new;
+    }
+    let mut w = 0;
+    let mut at = 0;
+    for e in plan.edits.iter().filter(|e| !matches!(e.op, Op::Keep)) {
+        buf.copy_within(at..e.start, w);
+        w += e.start - at;
+        match e.op {
+            Op::Keep | Op::Delete => {}
+            Op::Star(c) => {
+                for i in e.start..e.end {
+                    let b = buf[i];
+                    buf[w] = if b.is_ascii_digit() { c } else { b };
+                    w += 1;
+                }
+            }
+            Op::Arena { from, to } => {
+                buf[w..w + (to - from)].copy_from_slice(&plan.arena[from..to]);
+                w += to - from;
+            }
+            Op::Len(n) => {
+                let mut v = n;
+                while v >= 0x80 {
+                    buf[w] = (v as u8) | 0x80;
+                    v >>= 7;
+                    w += 1;
+                }
+                buf[w] = v as u8;
+                w += 1;
+            }
+        }
+        at = e.end;
+    }
+    buf.copy_within(at.., w);
+    w += buf.len() - at;
+    buf.truncate(w);
+    true
 }
 
 #[inline(always)]

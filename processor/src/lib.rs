@@ -91,6 +91,15 @@ impl Processor {
         self.run(batch, out, None)
     }
 
+    /// Like [`Processor::process`], but takes the batch by value and, when
+    /// the edits allow (always with star masking), rewrites it in place
+    /// rather than into a second buffer: half the memory, one copy less.
+    pub fn process_owned(&self, batch: Vec<u8>) -> Result<Output, Error> {
+        self.check_size(&batch)?;
+        let (batch, stats) = engine::process_owned(&self.compiled, batch)?;
+        Ok(Output { batch, stats })
+    }
+
     /// Like [`Processor::process`], and also lists what was done to which
     /// span: the drops (with the glob and path) and the masks (with the
     /// field, key and detector). For audits; slower than `process`.
@@ -103,14 +112,19 @@ impl Processor {
 
     fn run(&self, batch: &[u8], out: &mut Vec<u8>, findings: Option<&mut Vec<Finding>>) -> Result<Stats, Error> {
         out.clear();
-        let limit = self.config.limits.max_batch_bytes;
-        if batch.len() as u64 > limit {
-            return Err(Error::TooLarge { size: batch.len() as u64, limit });
-        }
+        self.check_size(batch)?;
         let result = engine::process(&self.compiled, batch, out, findings);
         if result.is_err() {
             out.clear();
         }
         result
+    }
+
+    fn check_size(&self, batch: &[u8]) -> Result<(), Error> {
+        let limit = self.config.limits.max_batch_bytes;
+        if batch.len() as u64 > limit {
+            return Err(Error::TooLarge { size: batch.len() as u64, limit });
+        }
+        Ok(())
     }
 }

@@ -1103,13 +1103,17 @@ proptest! {
     /// Guarantees: the engine's output is byte for byte the reference's
     /// prost encoding, and its stats are the reference's: span counts, drops
     /// by rule and descendants, and masked values by detector and field.
+    /// `process_owned`, which rewrites the batch in place when it can, makes
+    /// exactly what `process` makes.
     #[test]
     fn engine_equals_reference(req in batch(), config in prop::sample::select(CONFIGS)) {
         let input = req.encode_to_vec();
-        let out = Processor::new(config).unwrap().process(&input).unwrap();
+        let processor = Processor::new(config).unwrap();
+        let out = processor.process(&input).unwrap();
         let want = Reference::new(config).run(&req);
         prop_assert_eq!(&out.stats, &want.stats, "{}", config);
         prop_assert!(out.batch == want.batch.encode_to_vec(), "output differs from the reference under {}", config);
+        prop_assert_eq!(processor.process_owned(input).unwrap(), out, "in place under {}", config);
     }
 
     /// Scenario: generated batches under configs that mask every field kind.
