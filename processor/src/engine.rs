@@ -246,18 +246,12 @@ pub(crate) fn process(c: &Compiled, buf: &[u8], out: &mut Vec<u8>, findings: Opt
     Ok(stats)
 }
 
-/// Processes a batch the caller owns, rewriting it in place when no edit
-/// makes the output run ahead of the input (always so with star masking:
-/// drops and same-length masks only shrink it). That needs no second
-/// buffer, which halves the memory a batch takes inside a component.
+/// Processes a batch the caller owns, rewriting it in place. That needs no
+/// second buffer, which halves the memory a batch takes inside a component.
 pub(crate) fn process_owned(c: &Compiled, mut buf: Vec<u8>) -> Result<(Vec<u8>, Stats), Error> {
     let (plan, stats) = plan(c, &buf, None)?;
-    if emit_in_place(&mut buf, &plan) {
-        return Ok((buf, stats));
-    }
-    let mut out = Vec::new();
-    emit(&buf, &plan, &mut out).map_err(into_error)?;
-    Ok((out, stats))
+    emit_in_place(&mut buf, &plan).map_err(into_error)?;
+    Ok((buf, stats))
 }
 
 /// Walks the batch and settles what to do to it.
@@ -343,28 +337,34 @@ fn emit(buf: &[u8], plan: &Plan, out: &mut Vec<u8>) -> Result<(), WireError> {
     Ok(())
 }
 
-/// Applies the plan to `buf` itself, if the output never runs ahead of the
-/// input: then every byte is written at or before the place it is read
-/// from, and each replacement fits in the range it replaces plus the bytes
-/// already freed before it. Returns false (with `buf` untouched) otherwise.
-fn emit_in_place(buf: &mut Vec<u8>, plan: &Plan) -> bool {
-    let mut shrink = 0usize;
+/// Applies the plan to `buf` itself. Each byte is written at or before the
+/// place it is read from, so nothing unread is overwritten: where an edit
+/// grows the output (an int masked as a string, a longer label) further
+/// than earlier edits shrank it, the input is first moved up by that much.
+/// That move is the only extra memory: a few bytes per grown value.
+fn emit_in_place(buf: &mut Vec<u8>, plan: &Plan) -> Result<(), WireError> {
+    // How far the output would run ahead of the input at worst.
+    let (mut growth, mut ahead) = (0isize, 0isize);
     for e in &plan.edits {
-        let (old, new) = (e.end - e.start, e.new_len());
-        if new > old + shrink {
-            return false;
-        }
-        shrink = shrink + old - new;
+        growth += e.new_len() as isize - (e.end - e.start) as isize;
+        ahead = ahead.max(growth);
+    }
+    let base = ahead as usize;
+    if base > 0 {
+        let len = buf.len();
+        buf.try_reserve_exact(base).map_err(|_| WireError::new(0, Problem::OutOfMemory("the output batch")))?;
+        buf.resize(len + base, 0);
+        buf.copy_within(0..len, base);
     }
     let mut w = 0;
     let mut at = 0;
     for e in plan.edits.iter().filter(|e| !matches!(e.op, Op::Keep)) {
-        buf.copy_within(at..e.start, w);
+        buf.copy_within(base + at..base + e.start, w);
         w += e.start - at;
         match e.op {
             Op::Keep | Op::Delete => {}
             Op::Star(c) => {
-                for i in e.start..e.end {
+                for i in base + e.start..base + e.end {
                     let b = buf[i];
                     buf[w] = if b.is_ascii_digit() { c } else { b };
                     w += 1;
@@ -387,10 +387,11 @@ fn emit_in_place(buf: &mut Vec<u8>, plan: &Plan) -> bool {
         }
         at = e.end;
     }
-    buf.copy_within(at.., w);
-    w += buf.len() - at;
+    let end = buf.len();
+    buf.copy_within(base + at..end, w);
+    w += end - base - at;
     buf.truncate(w);
-    true
+    Ok(())
 }
 
 #[inline(always)]

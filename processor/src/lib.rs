@@ -91,9 +91,9 @@ impl Processor {
         self.run(batch, out, None)
     }
 
-    /// Like [`Processor::process`], but takes the batch by value and, when
-    /// the edits allow (always with star masking), rewrites it in place
-    /// rather than into a second buffer: half the memory, one copy less.
+    /// Like [`Processor::process`], but takes the batch by value and
+    /// rewrites it in place rather than into a second buffer: half the
+    /// memory, one copy less. On error the batch is dropped.
     pub fn process_owned(&self, batch: Vec<u8>) -> Result<Output, Error> {
         self.check_size(&batch)?;
         let (batch, stats) = engine::process_owned(&self.compiled, batch)?;
