@@ -150,6 +150,11 @@ fn build_core_module(workspace: &Path, target_dir: &Path) -> Result<PathBuf, Str
         .arg(workspace.join("Cargo.toml"))
         .arg("--target-dir")
         .arg(target_dir)
+        // A 256 KiB shadow stack instead of wasm-ld's 1 MiB: the walker's
+        // recursion is bounded (MAX_VALUE_DEPTH), and every instance's
+        // memory starts with the whole stack, so this is 768 KiB less per
+        // instance. Overflowing it traps (the stack sits below the data).
+        .args(["--", "-C", "link-arg=-zstack-size=262144"])
         // Cargo's progress goes to stderr; keep stdout, which cargo reads
         // for build-script directives, clean.
         .stdout(Stdio::from(std::io::stderr()));

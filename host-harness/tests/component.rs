@@ -386,3 +386,37 @@ fn length_delimited(field: u8, body: &[u8]) -> Vec<u8> {
     out.extend_from_slice(body);
     out
 }
+
+/// Scenario: realistic batches (every captured protobuf body, and generated
+/// corpus batches of 512, 2048 and 8192 spans) each go through a fresh
+/// instance whose memory is capped at exactly 2 × the batch size + 1 MiB,
+/// with the embedded default config.
+/// Guarantees: the guest's linear memory, baseline included, stays within
+/// that bound: the batch is processed, not refused for memory.
+#[test]
+fn guest_memory_per_batch_stays_within_twice_the_batch_plus_one_mib() {
+    let mut inputs: Vec<(String, Vec<u8>)> = Vec::new();
+    let captures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/captures");
+    for dir in std::fs::read_dir(&captures).expect("testdata/captures") {
+        for file in std::fs::read_dir(dir.expect("entry").path()).expect("capture dir") {
+            let path = file.expect("entry").path();
+            if path.extension().is_some_and(|e| e == "binpb") {
+                inputs.push((path.display().to_string(), std::fs::read(&path).expect("capture")));
+            }
+        }
+    }
+    for spans in [512, 2048, 8192] {
+        let options = tracescrub::corpus::CorpusOptions { min_spans: spans, batch_spans: spans, ..Default::default() };
+        let corpus = tracescrub::corpus::generate(&options).expect("corpus");
+        inputs.push((format!("corpus batch of {spans} spans"), corpus.batches[0].clone()));
+    }
+    assert!(inputs.len() > 10, "captures found: {}", inputs.len());
+    let config = tracescrub::config_file::default_json();
+    for (name, batch) in &inputs {
+        let cap = 2 * batch.len() + (1 << 20);
+        let options = InstanceOptions::default().with_max_memory_bytes(cap);
+        let mut scrubber = ScrubberInstance::create_with(component(), &config, &options).expect("instance within the cap");
+        let result = scrubber.process(batch);
+        assert!(result.is_ok(), "{name} ({} bytes) under a {cap}-byte cap: {:?}", batch.len(), result.err());
+    }
+}
