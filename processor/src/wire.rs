@@ -124,9 +124,13 @@ impl From<WireError> for Malformed {
 /// Decodes a varint at `pos`, returning the value and the position after it.
 #[inline(always)]
 pub(crate) fn read_varint(buf: &[u8], pos: usize, end: usize) -> Result<(u64, usize), WireError> {
-    // Fast path: most varints in OTLP (tags, short lengths) are one byte.
+    // Fast paths: most varints in OTLP (tags, short lengths) are one byte,
+    // and most of the rest (span and attribute lengths) two.
     if pos < end && buf[pos] < 0x80 {
         return Ok((u64::from(buf[pos]), pos + 1));
+    }
+    if pos + 1 < end && buf[pos + 1] < 0x80 {
+        return Ok((u64::from(buf[pos] & 0x7f) | (u64::from(buf[pos + 1]) << 7), pos + 2));
     }
     read_varint_slow(buf, pos, end)
 }
@@ -268,5 +272,16 @@ mod tests {
         let c = f.next_field().unwrap().unwrap();
         assert_eq!((c.number, c.wire, c.end), (3, WireType::Fixed32, 12));
         assert!(f.next_field().unwrap().is_none());
+    }
+
+    proptest::proptest! {
+        /// Scenario: any bytes, any start and end within them.
+        /// Guarantees: the one- and two-byte fast paths of `read_varint`
+        /// give exactly what the plain loop gives, errors included.
+        #[test]
+        fn fast_varint_paths_match_the_plain_loop(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..12), a in 0..12usize, b in 0..12usize) {
+            let (pos, end) = (a.min(bytes.len()), b.min(bytes.len()));
+            proptest::prop_assert_eq!(read_varint(&bytes, pos, end), read_varint_slow(&bytes, pos, end));
+        }
     }
 }
