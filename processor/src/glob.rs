@@ -258,46 +258,33 @@ impl fmt::Debug for GlobList {
     }
 }
 
-/// The longest run of plain characters in `glob`, outside `[...]` and
-/// `{...}`, or `None` if it has none. Every candidate the glob matches holds
-/// it. Any character with a meaning (`*?[]{},\\!`) ends a run, and an escape
-/// skips the escaped character too: a run may come out shorter than it
-/// could be, never wrong. The `required_literals_are_held_by_every_match`
-/// and `prefilter_never_changes_a_match` property tests pin this.
+/// The longest run of plain characters in `glob`, or `None` if it has none
+/// or uses a class or an alternate. Every candidate the glob matches holds
+/// it. Classes (`[...]`, with `!`, `^`, ranges) and alternates (`{a,b}`,
+/// which globset lets nest and escape) are not parsed here at all: a glob
+/// with either gets no prefilter, so a subtlety of their syntax can never
+/// hide a match. Any other character with a meaning (`*?]},\\!^`) ends a
+/// run, and an escape skips the escaped character too: a run may come out
+/// shorter than it could be, never wrong. The
+/// `required_literals_are_held_by_every_match` and
+/// `prefilter_never_changes_a_match` property tests pin this.
 fn required_literal(glob: &str) -> Option<String> {
+    if glob.contains(['[', '{']) {
+        return None;
+    }
     // A `/` next to `**` may match nothing (`**/x` matches `x`).
     let glob = glob.replace("**/", "*").replace("/**", "*");
     let (mut best, mut run) = (String::new(), String::new());
     let mut chars = glob.chars();
     while let Some(c) = chars.next() {
         match c {
-            '[' | '{' | '*' | '?' | ']' | '}' | ',' | '\\' | '!' => {
+            '*' | '?' | ']' | '}' | ',' | '\\' | '!' | '^' => {
                 if run.len() > best.len() {
                     best = std::mem::take(&mut run);
                 }
                 run.clear();
-                match c {
-                    // A class: its first character (after any `!`) may be `]`.
-                    '[' => {
-                        let mut first = chars.next();
-                        if first == Some('!') {
-                            first = chars.next();
-                        }
-                        if first.is_some() {
-                            chars.by_ref().find(|&d| d == ']');
-                        }
-                    }
-                    '{' => {
-                        for d in chars.by_ref() {
-                            if d == '}' {
-                                break;
-                            }
-                        }
-                    }
-                    '\\' => {
-                        chars.next();
-                    }
-                    _ => {}
+                if c == '\\' {
+                    chars.next();
                 }
             }
             _ => run.push(c),
@@ -558,7 +545,7 @@ mod tests {
         /// Guarantees: the literal prefilter never changes a result.
         #[test]
         fn prefilter_never_changes_a_match(
-            raw in prop::collection::vec(r"([ab/.]|\*|\*\*/|/\*\*|\?|\[!?\]?[ab.]\]|\{a,b/\}|\\[*a]){1,8}", 1..4),
+            raw in prop::collection::vec(r"([ab/.]|\*|\*\*/|/\*\*|\?|\[[!^]?\]?[ab.]\]|\{a,b/\}|\{\{a,b\},ab\}|\{a\\\},b\}|\{\[\}\]ab,b\}|\\[*a}]){1,8}", 1..4),
             candidate in r"[aAb/.*?\\\]!{},]{0,12}",
         ) {
             let Ok(globs) = GlobList::new(&raw, false) else { return Ok(()) };
@@ -570,10 +557,10 @@ mod tests {
         }
 
         #[test]
-        fn required_literals_are_held_by_every_match(glob in r"([ab/.]|\*|\*\*|/\*\*/|\[!?\]?[ab]\]|\{a,b\}|\\[*a]){1,8}") {
+        fn required_literals_are_held_by_every_match(glob in r"([ab/.]|\*|\*\*|/\*\*/|\[[!^]?\]?[ab]\]|\{a,b\}|\{\{a,b\},ab\}|\{a\\\},b\}|\{\[\}\]ab,b\}|\\[*a}]){1,8}") {
             if let (Some(lit), Ok(g)) = (required_literal(&glob), GlobBuilder::new(&glob).literal_separator(false).backslash_escape(true).build()) {
                 let m = g.compile_matcher();
-                for cand in ["a", "b", "ab", "/a/b", "a.b", "*", "a*b", "]", "!a", "a/", "/b", "a/b/a"] {
+                for cand in ["a", "b", "ab", "/a/b", "a.b", "*", "a*b", "]", "!a", "a/", "/b", "a/b/a", "a}", "}", "bx", "/bx"] {
                     if m.is_match(cand) {
                         prop_assert!(cand.contains(&lit), "{glob:?} matched {cand:?} without {lit:?}");
                     }
