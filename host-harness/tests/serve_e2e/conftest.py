@@ -54,7 +54,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     passed = len(stats.get("passed", []))
     failed = len(stats.get("failed", [])) + len(stats.get("error", []))
     skipped = len(stats.get("skipped", []))
-    word = "ok" if failed == 0 and exitstatus in (0, 5) else "FAILED"
+    # Exit status 5 (nothing collected) is a failure too: a suite that ran
+    # no test must not read as passing.
+    word = "ok" if failed == 0 and exitstatus == 0 else "FAILED"
     terminalreporter.write_line(
         f"test result: {word}. {passed} passed; {failed} failed; {skipped} ignored; 0 measured; "
         f"0 filtered out; finished in {time.monotonic() - _started:.2f}s"
