@@ -16,6 +16,13 @@
 //!   and renamed into place. A reader sees either no file or a whole one,
 //!   and two processes filling the same entry at once each rename a complete
 //!   (and identical) file over the other's.
+//! - **Trust**: an artifact is mapped and run as native code, so it is
+//!   only used if the directory and the file belong to the current user
+//!   and no one else can write them ([`deserialize_artifact`] says why).
+//!   The directory is created `0700` and artifacts `0600`. A directory that
+//!   fails the check is neither read nor written (one warning says how to
+//!   fix it); an artifact that fails it is compiled again and replaced.
+//!   Off unix, where this cannot be checked, there is no cache.
 //! - **Failures** never fail a load: an artifact wasmtime refuses
 //!   (truncated, corrupt, from elsewhere) is compiled again and replaced; a
 //!   directory that cannot be written means compiling every time, said once
@@ -24,7 +31,7 @@
 //! The directory is `$TRACESCRUB_CACHE_DIR`, else `$XDG_CACHE_HOME/tracescrub`,
 //! else `~/.cache/tracescrub` ([`default_dir`]). Deleting it is always safe.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -115,25 +122,83 @@ impl ArtifactCache {
     /// compile.
     pub fn load(&self, engine: &Engine, component: &[u8]) -> Result<(Component, LoadSource), HostError> {
         let path = self.artifact_path(component);
-        match deserialize_artifact(engine, &path) {
+        let store = match self.lookup(engine, &path) {
             Ok(compiled) => return Ok((compiled, LoadSource::Cache)),
             // A miss: the usual first run.
-            Err(CacheError::Missing) => {}
-            // Truncated, corrupt, or refused by wasmtime: compile, and the
-            // store below renames a good artifact over it.
-            Err(error @ CacheError::Refused { .. }) => {
+            Err(CacheError::Missing) => true,
+            // Truncated, corrupt, refused by wasmtime, or not private: the
+            // directory is ours, so the store below can safely rename a good
+            // artifact over it.
+            Err(error @ (CacheError::Refused { .. } | CacheError::UntrustedArtifact { .. })) => {
                 eprintln!("tracescrub: warning: {error}; compiling the component again and replacing it");
+                true
             }
-            // Unreadable directory: the store below fails too and says so.
-            Err(_) => {}
-        }
+            // An untrusted or unreadable directory: neither read nor write it.
+            Err(error) => {
+                self.warn_once(&error);
+                false
+            }
+        };
         let compiled = Component::new(engine, component).map_err(HostError::Compile)?;
-        if let Err(error) = self.store(&path, &compiled)
-            && !self.warned.swap(true, Ordering::Relaxed)
-        {
-            eprintln!("tracescrub: warning: {error}; every load compiles the component (set {CACHE_DIR_VAR} to a writable directory)");
+        if store && let Err(error) = self.store(&path, &compiled) {
+            self.warn_once(&error);
         }
         Ok((compiled, LoadSource::Compiled))
+    }
+
+    /// Says once per cache that it cannot be used, and what to do.
+    fn warn_once(&self, error: &CacheError) {
+        if self.warned.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        // The untrusted-directory errors carry their own remedy.
+        let remedy = match error {
+            CacheError::UntrustedDir { .. } => String::new(),
+            _ => format!(" (set {CACHE_DIR_VAR} to a writable directory)"),
+        };
+        eprintln!("tracescrub: warning: {error}; every load compiles the component{remedy}");
+    }
+
+    /// The artifact at `path`, mapped if the directory and the file pass
+    /// the trust checks.
+    fn lookup(&self, engine: &Engine, path: &Path) -> Result<Component, CacheError> {
+        let uid = self.check_dir()?;
+        check_artifact(path, uid)?;
+        deserialize_artifact(engine, path)
+    }
+
+    /// Checks that the cache directory is a directory owned by the current
+    /// effective user and not writable by group or others, and returns that
+    /// user's id. `Missing` if it does not exist yet.
+    #[cfg(unix)]
+    fn check_dir(&self) -> Result<u32, CacheError> {
+        use std::os::unix::fs::MetadataExt;
+        let untrusted = |why| CacheError::UntrustedDir { dir: self.dir.clone(), why };
+        // Follows a symlink: a linked cache directory is fine if its target
+        // passes. The mode is checked before the uid is looked up, because
+        // off Linux that creates a file in the directory.
+        let meta = match fs::metadata(&self.dir) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(CacheError::Missing),
+            Err(source) => return Err(CacheError::Io { what: "read the metadata of the cache directory", path: self.dir.clone(), source }),
+        };
+        if !meta.is_dir() {
+            return Err(untrusted(Distrust::Kind));
+        }
+        if meta.mode() & 0o022 != 0 {
+            return Err(untrusted(Distrust::Writable { mode: meta.mode() & 0o7777 }));
+        }
+        let uid = effective_uid(&self.dir)?;
+        if meta.uid() != uid {
+            return Err(untrusted(Distrust::Owner { owner: meta.uid(), uid }));
+        }
+        Ok(uid)
+    }
+
+    /// Off unix there is no owner or mode to check: no cache.
+    #[cfg(not(unix))]
+    fn check_dir(&self) -> Result<u32, CacheError> {
+        Err(CacheError::UntrustedDir { dir: self.dir.clone(), why: Distrust::Unsupported })
     }
 
     /// Writes the artifact of `compiled` to `path`: a temporary file in the
@@ -145,20 +210,11 @@ impl ArtifactCache {
             move |source| CacheError::Io { what, path, source }
         };
         let artifact = compiled.serialize().map_err(CacheError::Serialize)?;
-        fs::create_dir_all(&self.dir).map_err(io_error("create the cache directory", &self.dir))?;
-        // Unique among processes (pid) and among threads and runtimes of
-        // this one (counter); `create_new` refuses a leftover of a dead one.
-        static NEXT_TEMP: AtomicU64 = AtomicU64::new(0);
-        let temp = self.dir.join(format!(
-            ".{}.{}-{}.tmp",
-            path.file_name().and_then(|n| n.to_str()).unwrap_or("artifact"),
-            process::id(),
-            NEXT_TEMP.fetch_add(1, Ordering::Relaxed)
-        ));
-        let written = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&temp)
+        create_private_dir(&self.dir).map_err(io_error("create the cache directory", &self.dir))?;
+        // It may have existed already, with another owner or mode.
+        self.check_dir()?;
+        let temp = temp_path(&self.dir, path.file_name().and_then(|n| n.to_str()).unwrap_or("artifact"));
+        let written = private_file(&temp)
             .and_then(|mut file| {
                 file.write_all(&artifact)?;
                 // Without it a crash soon after the rename can leave a
@@ -171,8 +227,101 @@ impl ArtifactCache {
         if written.is_err() {
             let _ = fs::remove_file(&temp);
         }
+        // Makes the rename itself durable. Best effort: losing it in a
+        // crash costs one recompile.
+        #[cfg(unix)]
+        if written.is_ok() {
+            let _ = fs::File::open(&self.dir).and_then(|dir| dir.sync_all());
+        }
         written
     }
+}
+
+/// A temporary name in `dir`, unique among processes (pid) and among
+/// threads and runtimes of this one (counter); it is opened with
+/// `create_new`, which refuses a leftover of a dead process.
+fn temp_path(dir: &Path, stem: &str) -> PathBuf {
+    static NEXT_TEMP: AtomicU64 = AtomicU64::new(0);
+    dir.join(format!(".{stem}.{}-{}.tmp", process::id(), NEXT_TEMP.fetch_add(1, Ordering::Relaxed)))
+}
+
+/// Creates `dir` and its missing parents `0700` (whatever the umask), so
+/// no other user can plant an artifact in it.
+fn create_private_dir(dir: &Path) -> io::Result<()> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
+/// Creates the new file `path`, `0600`: with the default `0666` a umask of
+/// `002` would make it group-writable, and the trust check refuse it.
+fn private_file(path: &Path) -> io::Result<fs::File> {
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)
+}
+
+/// The effective uid, from procfs: the kernel makes `/proc/self` owned by
+/// the process's effective uid. A process that is not dumpable (setuid, or
+/// `PR_SET_DUMPABLE` off) sees root there instead; then only root-owned
+/// files pass, which is still safe. No `unsafe` `geteuid` call, and unlike
+/// the owner of a probe file, not fooled by a file system that squashes
+/// every owner to one user.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn effective_uid(_dir: &Path) -> Result<u32, CacheError> {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata("/proc/self").map(|meta| meta.uid()).map_err(|source| CacheError::Io {
+        what: "find this process's user id from",
+        path: PathBuf::from("/proc/self"),
+        source,
+    })
+}
+
+/// The effective uid, as the owner of a file just created in `dir` (a new
+/// file is owned by its creator's effective uid), removed again at once.
+#[cfg(all(unix, not(any(target_os = "linux", target_os = "android"))))]
+fn effective_uid(dir: &Path) -> Result<u32, CacheError> {
+    use std::os::unix::fs::MetadataExt;
+    let probe = temp_path(dir, "uid-probe");
+    let uid = private_file(&probe).and_then(|file| file.metadata()).map(|meta| meta.uid());
+    let _ = fs::remove_file(&probe);
+    uid.map_err(|source| CacheError::Io { what: "find this process's user id by creating a file in", path: dir.to_path_buf(), source })
+}
+
+/// Checks that the artifact at `path` is a regular file (not a symlink)
+/// owned by `uid` and not writable by group or others. `Missing` if there
+/// is none.
+#[cfg(unix)]
+fn check_artifact(path: &Path, uid: u32) -> Result<(), CacheError> {
+    use std::os::unix::fs::MetadataExt;
+    let untrusted = |why| CacheError::UntrustedArtifact { path: path.to_path_buf(), why };
+    // Checked first so that a miss is a cheap, quiet `Missing` and not an
+    // error parsed out of wasmtime's message.
+    let meta = match fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(CacheError::Missing),
+        Err(source) => return Err(CacheError::Io { what: "read the metadata of the cached artifact", path: path.to_path_buf(), source }),
+    };
+    if !meta.file_type().is_file() {
+        return Err(untrusted(Distrust::Kind));
+    }
+    if meta.uid() != uid {
+        return Err(untrusted(Distrust::Owner { owner: meta.uid(), uid }));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(untrusted(Distrust::Writable { mode: meta.mode() & 0o7777 }));
+    }
+    Ok(())
+}
+
+/// Never reached: `check_dir` refuses every directory off unix.
+#[cfg(not(unix))]
+fn check_artifact(path: &Path, _uid: u32) -> Result<(), CacheError> {
+    Err(CacheError::UntrustedArtifact { path: path.to_path_buf(), why: Distrust::Unsupported })
 }
 
 impl fmt::Debug for ArtifactCache {
@@ -207,6 +356,45 @@ pub enum CacheError {
     },
     /// wasmtime could not serialize a compiled component.
     Serialize(wasmtime::Error),
+    /// The cache directory could hold code planted by another user: it is
+    /// neither read nor written.
+    UntrustedDir {
+        /// The directory.
+        dir: PathBuf,
+        /// What is wrong with it.
+        why: Distrust,
+    },
+    /// The artifact at `path` could have been written by another user: it
+    /// is not mapped.
+    UntrustedArtifact {
+        /// The artifact.
+        path: PathBuf,
+        /// What is wrong with it.
+        why: Distrust,
+    },
+}
+
+/// Why a cache directory or artifact is not trusted to hold code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Distrust {
+    /// Owned by another user.
+    Owner {
+        /// Its owner's uid.
+        owner: u32,
+        /// The current effective uid.
+        uid: u32,
+    },
+    /// Writable by its group or by others.
+    Writable {
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// Not a directory (the cache directory), or not a regular file (an
+    /// artifact: a symlink, say).
+    Kind,
+    /// Ownership cannot be checked on this platform.
+    Unsupported,
 }
 
 impl fmt::Display for CacheError {
@@ -222,37 +410,70 @@ impl fmt::Display for CacheError {
                 source.chain().skip(skip).try_for_each(|cause| write!(f, ": {cause}"))
             }
             CacheError::Serialize(source) => write!(f, "could not serialize the compiled component: {source:#}"),
+            CacheError::UntrustedDir { dir, why } => {
+                let dir = dir.display();
+                match why {
+                    Distrust::Owner { owner, uid } => write!(
+                        f,
+                        "the cache directory {dir} belongs to uid {owner}, not to this user (uid {uid}), so it could hold code planted by someone else; not using it (set {CACHE_DIR_VAR} to a directory of your own)"
+                    ),
+                    Distrust::Writable { mode } => write!(
+                        f,
+                        "the cache directory {dir} is writable by group or others (mode {mode:04o}), so it could hold code planted by someone else; not using it (run `chmod 700 {dir}`, or set {CACHE_DIR_VAR} to a private directory)"
+                    ),
+                    Distrust::Kind => write!(
+                        f,
+                        "the cache directory {dir} is not a directory; not using it (remove it, or set {CACHE_DIR_VAR} to a directory)"
+                    ),
+                    Distrust::Unsupported => write!(
+                        f,
+                        "the cache directory {dir} cannot be checked for its owner and permissions on this platform; not using it"
+                    ),
+                }
+            }
+            CacheError::UntrustedArtifact { path, why } => {
+                let path = path.display();
+                match why {
+                    Distrust::Owner { owner, uid } => {
+                        write!(f, "the cached artifact {path} belongs to uid {owner}, not to this user (uid {uid}); not mapping it")
+                    }
+                    Distrust::Writable { mode } => {
+                        write!(f, "the cached artifact {path} is writable by group or others (mode {mode:04o}); not mapping it")
+                    }
+                    Distrust::Kind => write!(f, "the cached artifact {path} is not a regular file (a symlink?); not mapping it"),
+                    Distrust::Unsupported => write!(f, "the cached artifact {path} cannot be checked on this platform; not mapping it"),
+                }
+            }
         }
     }
 }
 
 impl std::error::Error for CacheError {}
 
-/// Maps the artifact at `path`.
+/// Maps the artifact at `path`. Only after [`ArtifactCache::check_dir`]
+/// and [`check_artifact`] passed for it.
 #[expect(unsafe_code, reason = "wasmtime's only zero-copy load of precompiled code; see the SAFETY comment")]
 fn deserialize_artifact(engine: &Engine, path: &Path) -> Result<Component, CacheError> {
-    // Checked first so that a miss is a cheap, quiet `Missing` and not an
-    // error parsed out of wasmtime's message.
-    match File::open(path) {
-        Ok(_) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(CacheError::Missing),
-        Err(source) => return Err(CacheError::Io { what: "open the cached artifact", path: path.to_path_buf(), source }),
-    }
-    // SAFETY: wasmtime trusts precompiled code, and requires that the mapped
-    // file not change while the component lives. Both hold here:
-    // - The file is one we wrote with `Component::serialize` under a key
-    //   that covers the component's bytes and the engine's compatibility
-    //   hash (target, flags, tunables, features, wasmtime version), in our
-    //   own cache directory. wasmtime checks the header, its version and the
-    //   engine settings again as it loads, and refuses a mismatch; a
-    //   truncated file fails its ELF parse. Those refusals come back as
-    //   `Refused` and the artifact is replaced.
+    // SAFETY: wasmtime runs precompiled code as native code without
+    // verifying it (its header checks catch accidents, not tampering), and
+    // requires that the mapped file not change while the component lives.
+    // Both rest on the trust checks that just passed:
+    // - The cache directory is a directory owned by the current effective
+    //   uid and not writable by group or others, so only this user (or
+    //   root) can create, rename or remove entries in it; no one else can
+    //   plant or swap an artifact between the checks and the mapping.
+    // - The artifact is a regular file (not a symlink to elsewhere) owned by
+    //   the same uid and not writable by group or others, so no one else
+    //   can edit it in place.
+    // - So it is a `Component::serialize` output of ours, under a key that
+    //   covers the component's bytes and the engine's compatibility hash.
+    //   wasmtime checks the header, version and engine settings again and
+    //   refuses a mismatch or a truncated file (`Refused`, then replaced).
     // - tracescrub only ever replaces an artifact by renaming a new file
-    //   over its name: the inode mapped here is never written again, and
-    //   stays valid for as long as it is mapped.
-    // What this cannot defend against is someone who can write to the cache
-    // directory and edits an artifact in place; that person can equally
-    // edit this binary.
+    //   over its name: the mapped inode is never written again.
+    // Out of reach: the parents of the directory (whoever controls one can
+    // swap the directory), and this user or root writing the file on
+    // purpose (they can equally edit this binary).
     unsafe { Component::deserialize_file(engine, path) }.map_err(|source| CacheError::Refused { path: path.to_path_buf(), source })
 }
 
@@ -416,6 +637,96 @@ mod tests {
             assert_eq!(source, LoadSource::Compiled);
         }
         assert!(cache.warned.load(Ordering::Relaxed));
+    }
+
+    /// The permission bits of `path`.
+    #[cfg(unix)]
+    fn mode(path: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        fs::metadata(path).expect("metadata").permissions().mode() & 0o7777
+    }
+
+    #[cfg(unix)]
+    fn chmod(path: &Path, mode: u32) {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(path, fs::Permissions::from_mode(mode)).expect("chmod");
+    }
+
+    /// Scenario: the cache directory and its parent do not exist yet.
+    /// Guarantees: both are created `0700` and the artifact `0600`, so no
+    /// other user can plant or edit code in them, whatever the umask.
+    #[cfg(unix)]
+    #[test]
+    fn a_fresh_cache_dir_is_private() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let cache_dir = dir.path().join("parent").join("cache");
+        let engine = engine(wasmtime::OptLevel::Speed);
+        let cache = ArtifactCache::new(&cache_dir, &engine);
+        assert_eq!(cache.load(&engine, EMPTY_COMPONENT).expect("load").1, LoadSource::Compiled);
+        assert_eq!(mode(&cache_dir), 0o700);
+        assert_eq!(mode(&dir.path().join("parent")), 0o700);
+        assert_eq!(mode(&cache.artifact_path(EMPTY_COMPONENT)), 0o600);
+        assert_eq!(cache.load(&engine, EMPTY_COMPONENT).expect("load").1, LoadSource::Cache);
+    }
+
+    /// Scenario: a good artifact, then the directory made group-writable
+    /// (a shared cache another user could plant an artifact in).
+    /// Guarantees: the artifact is not mapped, every load compiles, the
+    /// directory is not written (no new files, the artifact untouched), and
+    /// the warning says how to fix it.
+    #[cfg(unix)]
+    #[test]
+    fn a_group_writable_cache_dir_is_refused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let engine = engine(wasmtime::OptLevel::Speed);
+        ArtifactCache::new(dir.path(), &engine).load(&engine, EMPTY_COMPONENT).expect("load");
+        chmod(dir.path(), 0o770);
+        let cache = ArtifactCache::new(dir.path(), &engine);
+        let path = cache.artifact_path(EMPTY_COMPONENT);
+        let before = fs::metadata(&path).expect("artifact").modified().expect("mtime");
+        for _ in 0..2 {
+            assert_eq!(cache.load(&engine, EMPTY_COMPONENT).expect("load").1, LoadSource::Compiled);
+        }
+        assert!(cache.warned.load(Ordering::Relaxed));
+        assert_eq!(fs::read_dir(dir.path()).expect("read dir").count(), 1);
+        assert_eq!(fs::metadata(&path).expect("artifact").modified().expect("mtime"), before);
+        let error = cache.check_dir().expect_err("refused");
+        assert!(matches!(error, CacheError::UntrustedDir { why: Distrust::Writable { mode: 0o770 }, .. }), "{error:?}");
+        assert!(error.to_string().contains(&format!("chmod 700 {}", dir.path().display())), "{error}");
+        // Once fixed, the artifact is used again.
+        chmod(dir.path(), 0o700);
+        assert_eq!(cache.load(&engine, EMPTY_COMPONENT).expect("load").1, LoadSource::Cache);
+    }
+
+    /// Scenario: the artifact is writable by others, or is a symlink to a
+    /// good artifact elsewhere.
+    /// Guarantees: neither is mapped; the load compiles and, the directory
+    /// being private, renames a private artifact over it, which the next
+    /// load maps.
+    #[cfg(unix)]
+    #[test]
+    fn a_writable_or_symlinked_artifact_is_refused_and_replaced() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let engine = engine(wasmtime::OptLevel::Speed);
+        let cache = ArtifactCache::new(dir.path(), &engine);
+        cache.load(&engine, EMPTY_COMPONENT).expect("load");
+        let path = cache.artifact_path(EMPTY_COMPONENT);
+        let elsewhere = tempfile::tempdir().expect("temp dir");
+        let target = elsewhere.path().join("good.cwasm");
+        fs::copy(&path, &target).expect("copy");
+
+        chmod(&path, 0o602);
+        let error = check_artifact(&path, effective_uid(dir.path()).expect("uid")).expect_err("refused");
+        assert!(matches!(error, CacheError::UntrustedArtifact { why: Distrust::Writable { mode: 0o602 }, .. }), "{error:?}");
+        assert_eq!(cache.load(&engine, EMPTY_COMPONENT).expect("load").1, LoadSource::Compiled);
+        assert_eq!(mode(&path), 0o600, "replaced");
+        assert_eq!(cache.load(&engine, EMPTY_COMPONENT).expect("load").1, LoadSource::Cache);
+
+        fs::remove_file(&path).expect("remove");
+        std::os::unix::fs::symlink(&target, &path).expect("symlink");
+        assert_eq!(cache.load(&engine, EMPTY_COMPONENT).expect("load").1, LoadSource::Compiled);
+        assert!(fs::symlink_metadata(&path).expect("artifact").file_type().is_file(), "replaced");
+        assert_eq!(cache.load(&engine, EMPTY_COMPONENT).expect("load").1, LoadSource::Cache);
     }
 
     /// Scenario: bytes that are not a component.
