@@ -189,8 +189,10 @@ Answers:
                            nothing was left to forward)
   400 / InvalidArgument    not OTLP, with the byte offset and reason; or the
                            upstream refused the batch for good. Not retried.
-  413                      body over --max-body-bytes, or over
-                           --max-decompressed-bytes once gunzipped
+  413 / InvalidArgument    body over --max-body-bytes, or over
+                           --max-decompressed-bytes once gunzipped, or a
+                           batch over (--batch-memory-bytes - 1 MiB) / 2
+  408 / DeadlineExceeded   body not received within --body-timeout-ms
   415, 404, 405            wrong content type or encoding, path, method
   503 / Unavailable        over --max-in-flight, a batch past its deadline,
                            or the upstream down, slow or cutting the
@@ -213,7 +215,7 @@ host takes it out before the component sees the rest). Flags override it:
     upstream_timeout_ms: 5000
     # also: listen_http, listen_grpc, admin, workers, max_body_bytes,
     # max_decompressed_bytes, batch_memory_bytes, batch_deadline_ms,
-    # max_in_flight (upstream_headers and upstream_gzip change on reload;
+    # max_in_flight, body_timeout_ms (upstream_headers and upstream_gzip change on reload;
     # the rest at restart)
 
 Admin: GET /metrics (Prometheus), GET /healthz, GET /readyz, POST /-/reload.
@@ -286,6 +288,10 @@ struct ServeArgs {
     /// Retry-After [default: 128].
     #[arg(long, value_name = "N")]
     max_in_flight: Option<usize>,
+    /// Time a client may take to send a request body once its headers are
+    /// in, in ms; past it, 408 [default: 30000].
+    #[arg(long, value_name = "MS")]
+    body_timeout_ms: Option<u64>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -322,6 +328,7 @@ fn serve(args: ServeArgs) -> Result<bool, Fatal> {
     cli.batch_memory_bytes = args.batch_memory_bytes;
     cli.batch_deadline_ms = args.batch_deadline_ms;
     cli.max_in_flight = args.max_in_flight;
+    cli.body_timeout_ms = args.body_timeout_ms;
     let sources = tracescrub::serve::version::Sources { config: args.config, component: args.component, cli };
     tracescrub::serve::run(tracescrub::serve::ServeOptions { sources })?;
     Ok(true)

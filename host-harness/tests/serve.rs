@@ -737,10 +737,136 @@ fn bad_requests_get_the_right_status() {
     assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
     assert!(status.message().contains("malformed batch at byte"), "{status:?}");
 
+    // Over the limit over gRPC: a 2 MiB message (tonic's own answer would
+    // be OutOfRange), and the gzip bomb (ResourceExhausted). Both are
+    // retryable codes in OTLP/gRPC; the gateway must answer a final one.
+    for (body, gzip) in [(vec![0u8; 2 << 20], false), (vec![0u8; 8 << 20], true)] {
+        let status = rt.block_on(async {
+            let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", gateway.grpc)).unwrap().connect().await.unwrap();
+            let mut grpc = tonic::client::Grpc::new(channel);
+            if gzip {
+                grpc = grpc.send_compressed(tonic::codec::CompressionEncoding::Gzip);
+            }
+            grpc.ready().await.unwrap();
+            let path = tonic::codegen::http::uri::PathAndQuery::from_static("/opentelemetry.proto.collector.trace.v1.TraceService/Export");
+            grpc.unary(tonic::Request::new(tonic::codegen::Bytes::from(body)), path, tracescrub::serve::upstream::RawCodec)
+                .await
+                .unwrap_err()
+        });
+        assert_eq!(status.code(), tonic::Code::InvalidArgument, "gzip={gzip}: {status:?}");
+        assert!(status.message().contains("1048576"), "gzip={gzip}: {status:?}");
+    }
+
     assert!(sink.received().is_empty());
     assert_eq!(gateway.metric("tracescrub_processor_batches_total{outcome=\"malformed\"}"), 4.0);
-    assert_eq!(gateway.metric("tracescrub_processor_batches_total{outcome=\"too_large\"}"), 2.0);
+    assert_eq!(gateway.metric("tracescrub_processor_batches_total{outcome=\"too_large\"}"), 4.0);
     assert_eq!(gateway.post_protobuf(&known_batch()).status, 200, "still serving");
+}
+
+/// Scenario: a client sends its headers with `Content-Length: 1000` and 10
+/// bytes of body, then stalls, under `--body-timeout-ms 500`; meanwhile a normal batch arrives; then a gRPC call
+/// whose frame announces 1000 bytes and sends 10.
+/// Guarantees: the stalled request is answered 408 within a few seconds,
+/// naming the timeout; the normal batch is acknowledged meanwhile; the
+/// stalled gRPC call gets `DeadlineExceeded` and gives its place back.
+#[test]
+fn a_stalled_body_is_cut_off_and_others_are_served() {
+    let sink = Sink::start();
+    let gateway = Gateway::start(&["--upstream", &sink.url(), "--body-timeout-ms", "500"]);
+    let addr = gateway.http;
+    let stalled = std::thread::spawn(move || {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(PATIENCE)).unwrap();
+        let head =
+            format!("POST /v1/traces HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-protobuf\r\nContent-Length: 1000\r\n\r\n");
+        stream.write_all(head.as_bytes()).unwrap();
+        stream.write_all(&[0u8; 10]).unwrap();
+        let started = Instant::now();
+        (read_reply(&mut stream), started.elapsed())
+    });
+    assert_eq!(gateway.post_protobuf(&known_batch()).status, 200, "served while another body stalls");
+    let (reply, took) = stalled.join().unwrap();
+    assert_eq!(reply.status, 408, "{}", reply.status_message());
+    assert!(reply.status_message().contains("500 ms"), "{}", reply.status_message());
+    assert!(took < Duration::from_secs(5), "answered after {took:?}");
+    gateway.wait_for("the stalled request to give its place back", || gateway.metric("tracescrub_in_flight_batches") == 0.0);
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (grpc_status, took) = rt.block_on(async {
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).http2_only(true).build_http::<StalledBody>();
+        let request = hyper::Request::post(format!("http://{}/opentelemetry.proto.collector.trace.v1.TraceService/Export", gateway.grpc))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(StalledBody { sent: false })
+            .unwrap();
+        let started = Instant::now();
+        let response = tokio::time::timeout(PATIENCE, client.request(request)).await.expect("an answer").expect("a response");
+        let status = response.headers().get("grpc-status").map(|v| v.to_str().unwrap().to_owned());
+        (status, started.elapsed())
+    });
+    assert_eq!(grpc_status.as_deref(), Some("4"), "DeadlineExceeded; log:\n{}", gateway.log());
+    assert!(took < Duration::from_secs(5), "answered after {took:?}");
+    gateway.wait_for("the stalled call to give its place back", || gateway.metric("tracescrub_in_flight_batches") == 0.0);
+    assert_eq!(gateway.post_protobuf(&known_batch()).status, 200);
+}
+
+/// A gRPC request body: a frame header announcing a 1000-byte message and
+/// 10 bytes of it, then nothing, ever.
+struct StalledBody {
+    sent: bool,
+}
+
+impl hyper::body::Body for StalledBody {
+    type Data = hyper::body::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<hyper::body::Bytes>, Self::Error>>> {
+        if self.sent {
+            return std::task::Poll::Pending;
+        }
+        self.sent = true;
+        let mut frame = vec![0u8, 0, 0, 0x03, 0xe8];
+        frame.extend_from_slice(&[0u8; 10]);
+        std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(hyper::body::Bytes::from(frame)))))
+    }
+}
+
+/// Scenario: a gateway whose guest memory cap is 4 MiB, so a decoded batch
+/// may be at most (4 MiB - 1 MiB) / 2 = 1572864 bytes; a 2 MiB batch, a
+/// 4.5 MiB one (more than the cap: the guest cannot even copy it in, which
+/// trapped and was answered 500) over HTTP and gRPC, and a 1 MiB one.
+/// Guarantees: the 2 and 4.5 MiB batches are refused before the guest sees
+/// them, with 413 / `InvalidArgument` naming the size and the limit, and
+/// nothing traps; the 1 MiB batch is processed and forwarded.
+#[test]
+fn a_batch_too_big_for_guest_memory_is_refused_in_the_host() {
+    let sink = Sink::start();
+    let gateway = Gateway::start(&["--upstream", &sink.url(), "--batch-memory-bytes", "4194304"]);
+    let sized = |bytes: usize| batch_of(vec![span(7, None, "GET /api/orders", vec![kv("payload", &"x".repeat(bytes))])]).encode_to_vec();
+    for big in [sized(2 << 20), sized(9 << 19)] {
+        let reply = gateway.post_protobuf(&big);
+        assert_eq!(reply.status, 413, "{} bytes: {}", big.len(), reply.status_message());
+        let message = reply.status_message();
+        assert!(message.contains(&big.len().to_string()) && message.contains("1572864"), "{message}");
+    }
+    let big = sized(9 << 19);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let status = rt.block_on(async {
+        let mut client = TraceServiceClient::connect(format!("http://{}", gateway.grpc)).await.unwrap();
+        client.export(ExportTraceServiceRequest::decode(big.as_slice()).unwrap()).await.unwrap_err()
+    });
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert!(status.message().contains("1572864"), "{status:?}");
+    assert_eq!(gateway.metric("tracescrub_processor_batches_total{outcome=\"trap\"}"), 0.0);
+
+    let fits = sized(1 << 20);
+    let reply = gateway.post_protobuf(&fits);
+    assert_eq!(reply.status, 200, "{}", reply.status_message());
+    assert_eq!(sink.received().len(), 1);
 }
 
 /// Scenario: one batch in flight (the upstream stalls) with

@@ -23,14 +23,14 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse
 use prost::Message;
 use prost::bytes::Buf;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::codegen::{BoxFuture, Service, http};
 use tonic::{Code, Request, Response, Status};
 
 use super::metrics::Transport;
 use super::pool::BodyKind;
-use super::{ExportError, Gateway, log};
+use super::{Admission, ExportError, Gateway, log};
 
 /// The OTLP/gRPC trace export method.
 pub const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
@@ -78,26 +78,86 @@ where
         if request.uri().path() != EXPORT_PATH {
             return Box::pin(async move { Ok(Status::unimplemented("only TraceService/Export is served here").into_http()) });
         }
-        let export = Export(Arc::clone(&self.gateway));
+        // Admitted before tonic reads and decompresses the message, so the
+        // in-flight limit bounds the memory messages take, as over HTTP.
+        let admission = match self.gateway.admit(Transport::Grpc) {
+            Ok(admission) => admission,
+            Err(e) => return Box::pin(async move { Ok(grpc_status(&e).into_http()) }),
+        };
+        let gateway = Arc::clone(&self.gateway);
+        let (decoded, read) = oneshot::channel();
+        let export = Export { gateway: Arc::clone(&gateway), admission: Some(admission), decoded: Some(decoded) };
+        let limit = self.max_message_bytes;
         let mut grpc = tonic::server::Grpc::new(RawRequestCodec)
             .accept_compressed(CompressionEncoding::Gzip)
             .send_compressed(CompressionEncoding::Gzip)
-            .max_decoding_message_size(self.max_message_bytes);
-        Box::pin(async move { Ok(grpc.unary(export, request).await) })
+            .max_decoding_message_size(limit);
+        let timeout = gateway.settings.body_timeout;
+        Box::pin(async move {
+            let unary = grpc.unary(export, request);
+            tokio::pin!(unary);
+            // The message is read holding an in-flight place, so a client
+            // that stalls mid-message is cut off (as over HTTP); the timer
+            // stops once the message is in and the export has begun.
+            tokio::select! {
+                response = &mut unary => return Ok(final_size_status(&gateway, response, limit)),
+                read = tokio::time::timeout(timeout, read) => {
+                    if read.is_err() {
+                        let message = format!(
+                            "request message not received within {} ms (--body-timeout-ms); send the whole message without pausing",
+                            timeout.as_millis()
+                        );
+                        return Ok(Status::deadline_exceeded(message).into_http());
+                    }
+                }
+            }
+            Ok(final_size_status(&gateway, unary.await, limit))
+        })
     }
 }
 
-/// One export call.
-struct Export(Arc<Gateway>);
+/// Turns tonic's own answers to an oversized message into `InvalidArgument`.
+/// tonic refuses a frame over the limit with `OutOfRange` and a message that
+/// inflates past it with `ResourceExhausted`; OTLP/gRPC clients retry both,
+/// so they would resend the same batch forever. The export service never
+/// answers with either code, so these come from tonic's decoding.
+fn final_size_status(gateway: &Gateway, response: http::Response<tonic::body::Body>, limit: usize) -> http::Response<tonic::body::Body> {
+    let Some(status) = Status::from_header_map(response.headers()) else { return response };
+    if !matches!(status.code(), Code::OutOfRange | Code::ResourceExhausted) {
+        return response;
+    }
+    let error = ExportError::TooLarge(format!(
+        "gRPC message is over the limit of {limit} bytes after gunzip (--max-decompressed-bytes): {}; send smaller batches",
+        status.message()
+    ));
+    gateway.record_failure(&error, Transport::Grpc, 0);
+    grpc_status(&error).into_http()
+}
+
+/// One export call, holding its in-flight place.
+struct Export {
+    gateway: Arc<Gateway>,
+    admission: Option<Admission>,
+    /// Told when the message has been read, to stop the read timer.
+    decoded: Option<oneshot::Sender<()>>,
+}
 
 impl tonic::server::UnaryService<Bytes> for Export {
     type Response = ExportTraceServiceResponse;
     type Future = BoxFuture<Response<ExportTraceServiceResponse>, Status>;
 
     fn call(&mut self, request: Request<Bytes>) -> Self::Future {
-        let gateway = Arc::clone(&self.0);
+        let gateway = Arc::clone(&self.gateway);
+        let admitted = self.admission.take();
+        if let Some(decoded) = self.decoded.take() {
+            let _ = decoded.send(());
+        }
         Box::pin(async move {
-            let admission = gateway.admit(Transport::Grpc).map_err(|e| grpc_status(&e))?;
+            // tonic calls a unary service once; admit again should it not.
+            let admission = match admitted {
+                Some(admission) => admission,
+                None => gateway.admit(Transport::Grpc).map_err(|e| grpc_status(&e))?,
+            };
             let kind = BodyKind { gzip: false, json: false };
             match gateway.export(&admission, request.into_inner(), kind, Transport::Grpc).await {
                 Ok(_) => Ok(Response::new(ExportTraceServiceResponse::default())),

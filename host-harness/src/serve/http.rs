@@ -4,7 +4,7 @@
 //! The request passes these checks in order, each with its own status:
 //! path (404), method (405), content type (415), content encoding (415),
 //! declared length (413), the in-flight limit (503 with Retry-After), the
-//! body read under the size limit (413); then the workers decompress under
+//! body read under the size limit (413) and the body timeout (408); then the workers decompress under
 //! the decompressed limit (413), decode and process (400 with the offset and
 //! reason), and the upstream takes it (200) or not (503/429 with
 //! Retry-After, or 400 when it refused the batch for good).
@@ -52,6 +52,7 @@ pub struct RpcStatus {
 /// `google.rpc.Code` values used here.
 mod code {
     pub const INVALID_ARGUMENT: i32 = 3;
+    pub const DEADLINE_EXCEEDED: i32 = 4;
     pub const NOT_FOUND: i32 = 5;
     pub const RESOURCE_EXHAUSTED: i32 = 8;
     pub const UNIMPLEMENTED: i32 = 12;
@@ -179,7 +180,17 @@ where
         Ok(admission) => admission,
         Err(e) => return export_error(encoding, &e),
     };
-    let body = match Limited::new(request.into_body(), usize::try_from(limit).unwrap_or(usize::MAX)).collect().await {
+    // The body is read holding an in-flight place (that bounds the memory
+    // bodies take), so a client that stalls mid-body is cut off, or a few
+    // slow clients could hold every place.
+    let timeout = gateway.settings.body_timeout;
+    let read = Limited::new(request.into_body(), usize::try_from(limit).unwrap_or(usize::MAX)).collect();
+    let Ok(read) = tokio::time::timeout(timeout, read).await else {
+        let message =
+            format!("request body not received within {} ms (--body-timeout-ms); send the whole body without pausing", timeout.as_millis());
+        return status(encoding, StatusCode::REQUEST_TIMEOUT, code::DEADLINE_EXCEEDED, message, None);
+    };
+    let body = match read {
         Ok(collected) => collected.to_bytes(),
         Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
             let message = format!("body is over the limit of {limit} bytes; send smaller batches");

@@ -37,6 +37,10 @@ pub const DEFAULT_UPSTREAM_TIMEOUT_MS: u64 = 5_000;
 /// once; past it requests get 503 / `Unavailable` with Retry-After. With the
 /// body limit it bounds the memory requests can hold (128 × 16 MiB).
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 128;
+/// Default time a client may take to send a request body once its headers
+/// are in: 30 s, as for the headers. The body is read while holding an
+/// in-flight place, so a stalled client must not keep it for long.
+pub const DEFAULT_BODY_TIMEOUT_MS: u64 = 30_000;
 
 /// The `gateway:` section of a config file, and the same settings from the
 /// command line. Every field is optional; see [`Settings`] for the
@@ -75,6 +79,8 @@ pub struct GatewaySection {
     pub batch_deadline_ms: Option<u64>,
     /// Batches received, processed or forwarded at once.
     pub max_in_flight: Option<usize>,
+    /// Time a client may take to send a request body, in milliseconds.
+    pub body_timeout_ms: Option<u64>,
 }
 
 /// The upstream's protocol.
@@ -139,6 +145,8 @@ pub struct Settings {
     pub batch_deadline: Duration,
     /// Batches in flight at once.
     pub max_in_flight: usize,
+    /// Time a client may take to send a request body.
+    pub body_timeout: Duration,
     /// What may change with a reload.
     pub forward: Forward,
 }
@@ -214,6 +222,7 @@ impl GatewaySection {
             batch_memory_bytes: cli.batch_memory_bytes.or(self.batch_memory_bytes).unwrap_or(DEFAULT_BATCH_MEMORY_BYTES),
             batch_deadline: Duration::from_millis(cli.batch_deadline_ms.or(self.batch_deadline_ms).unwrap_or(DEFAULT_BATCH_DEADLINE_MS)),
             max_in_flight: cli.max_in_flight.or(self.max_in_flight).unwrap_or(DEFAULT_MAX_IN_FLIGHT),
+            body_timeout: Duration::from_millis(cli.body_timeout_ms.or(self.body_timeout_ms).unwrap_or(DEFAULT_BODY_TIMEOUT_MS)),
             forward: Forward { headers, gzip: cli.upstream_gzip.or(self.upstream_gzip).unwrap_or(false) },
         };
         settings.check()?;
@@ -231,6 +240,7 @@ impl Settings {
             ("batch_deadline_ms", self.batch_deadline.as_millis() as u64),
             ("upstream_timeout_ms", self.upstream_timeout.as_millis() as u64),
             ("max_in_flight", self.max_in_flight as u64),
+            ("body_timeout_ms", self.body_timeout.as_millis() as u64),
         ];
         for (name, value) in positive {
             if value == 0 {
@@ -247,7 +257,7 @@ impl Settings {
     /// by name: a reload cannot change them.
     pub fn fixed_changes(&self, other: &Settings) -> Vec<&'static str> {
         let mut changed = Vec::new();
-        let pairs: [(&'static str, bool); 11] = [
+        let pairs: [(&'static str, bool); 12] = [
             ("upstream", self.upstream != other.upstream),
             ("upstream_timeout_ms", self.upstream_timeout != other.upstream_timeout),
             ("listen_http", self.listen_http != other.listen_http),
@@ -259,6 +269,7 @@ impl Settings {
             ("batch_memory_bytes", self.batch_memory_bytes != other.batch_memory_bytes),
             ("batch_deadline_ms", self.batch_deadline != other.batch_deadline),
             ("max_in_flight", self.max_in_flight != other.max_in_flight),
+            ("body_timeout_ms", self.body_timeout != other.body_timeout),
         ];
         for (name, differs) in pairs {
             if differs {

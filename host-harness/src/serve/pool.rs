@@ -139,6 +139,19 @@ struct Common {
     active: Arc<RwLock<Shared>>,
     options: InstanceOptions,
     max_decompressed: u64,
+    /// The largest decoded batch the guest memory cap holds; see [`max_batch_for_memory`].
+    max_batch: u64,
+}
+
+/// Guest memory the engine needs beyond twice the batch (its baseline).
+const GUEST_BASELINE_BYTES: u64 = 1 << 20;
+
+/// The largest decoded batch an instance capped at `memory_cap` bytes can
+/// take: the engine needs up to 2 × batch + 1 MiB. A larger one would hit the
+/// cap while the input is copied in, where the guest's allocator aborts (a
+/// trap, indistinguishable from a processor bug), so the host refuses it first.
+pub fn max_batch_for_memory(memory_cap: u64) -> u64 {
+    memory_cap.saturating_sub(GUEST_BASELINE_BYTES) / 2
 }
 
 impl Pool {
@@ -152,7 +165,8 @@ impl Pool {
         max_decompressed: u64,
     ) -> Result<Pool, String> {
         let (tx, rx) = std::sync::mpsc::sync_channel(queue);
-        let shared = Arc::new(Common { jobs: Mutex::new(rx), active, options, max_decompressed });
+        let max_batch = max_batch_for_memory(options.max_memory_bytes as u64);
+        let shared = Arc::new(Common { jobs: Mutex::new(rx), active, options, max_decompressed, max_batch });
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let mut threads = Vec::with_capacity(workers);
         for n in 0..workers {
@@ -263,6 +277,14 @@ impl Worker {
             converted = json_to_protobuf(body)?;
             body = &converted;
         }
+        let (size, max_batch) = (body.len() as u64, self.shared.max_batch);
+        if size > max_batch {
+            return Err(BatchError::TooLarge(format!(
+                "decoded batch of {size} bytes is over the limit of {max_batch} bytes that fits the per-batch guest memory \
+                 (--batch-memory-bytes {}); send smaller batches or raise --batch-memory-bytes",
+                self.shared.options.max_memory_bytes
+            )));
+        }
         let instance = self.instance_for(&job.version).map_err(|e| match e.trap_code() {
             Some(wasmtime::Trap::Interrupt) => BatchError::Timeout,
             Some(_) => BatchError::Trap,
@@ -343,6 +365,13 @@ pub fn json_to_protobuf(body: &[u8]) -> Result<Vec<u8>, BatchError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batch_limit_leaves_room_for_two_copies_and_the_baseline() {
+        assert_eq!(max_batch_for_memory(256 << 20), (255 << 20) / 2);
+        assert_eq!(max_batch_for_memory(4 << 20), 3 << 19);
+        assert_eq!(max_batch_for_memory(1 << 19), 0);
+    }
 
     #[test]
     fn deadline_rounds_up_in_ticks() {
