@@ -420,3 +420,32 @@ fn guest_memory_per_batch_stays_within_twice_the_batch_plus_one_mib() {
         assert!(result.is_ok(), "{name} ({} bytes) under a {cap}-byte cap: {:?}", batch.len(), result.err());
     }
 }
+
+/// An attribute value nested `levels` arrays deep around a valid number.
+fn nested_value(levels: usize) -> AnyValue {
+    let mut value = string(&fnr("170536502"));
+    for _ in 0..levels {
+        value = any(Value::ArrayValue(ArrayValue { values: vec![value] }));
+    }
+    value
+}
+
+/// Scenario: the guest's shadow stack is 256 KiB (host-harness/build.rs).
+/// Values nested to the engine's bound (32 levels) and one past it, and a
+/// config nested as deep as serde_json allows, go through the component.
+/// Guarantees: the deepest recursion the engine and the config parser allow
+/// fits the stack: the bound is processed (and masked) as natively, one past
+/// it is a typed error, the deep config a config problem; never a trap.
+#[test]
+fn deepest_allowed_recursion_fits_the_guest_stack() {
+    for levels in [32, 33] {
+        let input = batch(vec![], vec![span(1, None, "deep", vec![kv("deep", nested_value(levels))])]);
+        let mut scrubber = ScrubberInstance::create(component(), "{}").expect("instance");
+        let got = scrubber.process(&input).map_err(|e| component_error(Err::<(), _>(e)));
+        assert_eq!(got, native("{}", &input), "{levels} levels");
+    }
+    let deep_config = format!(r#"{{"noise": {{"globs": {}"x"{}}}}}"#, "[".repeat(126), "]".repeat(126));
+    let mut instance = ComponentInstance::new(component(), &InstanceOptions::default()).expect("instance");
+    let err = instance.create_processor(&deep_config).map(|_| ()).expect_err("a nested glob list is not a config");
+    assert!(matches!(err, HostError::Processor(Error::InvalidConfig(_))), "{err:?}");
+}
