@@ -155,6 +155,10 @@ fn build_core_module(workspace: &Path, target_dir: &Path) -> Result<PathBuf, Str
         // memory starts with the whole stack, so this is 768 KiB less per
         // instance. Overflowing it traps (the stack sits below the data).
         .args(["--", "-C", "link-arg=-zstack-size=262144"])
+        // Wasm SIMD (part of WebAssembly 2.0; wasmtime has it on by
+        // default): the digit pre-check compares 16 bytes at a time, and
+        // memchr (under aho-corasick's prefilters) uses it too.
+        .args(["-C", "target-feature=+simd128"])
         // Cargo's progress goes to stderr; keep stdout, which cargo reads
         // for build-script directives, clean.
         .stdout(Stdio::from(std::io::stderr()));

@@ -201,6 +201,37 @@ fn component_drops_noise_and_masks() {
     assert!(!text.contains("isAlive"));
 }
 
+/// Scenario: a personal number, and a five-digit run, at every offset of
+/// values of every length up to 48 bytes, as attribute values and as span
+/// names, through the component and natively. The guest's digit pre-check
+/// is wasm SIMD code that native tests never run, and a value is split
+/// into 16-byte blocks plus an overlapping tail.
+/// Guarantees: the component masks every planted number, and nothing else,
+/// exactly as the native engine does.
+#[test]
+fn digit_pre_check_finds_numbers_at_every_offset() {
+    let person = fnr("150385123");
+    let mut planted = 0;
+    let mut spans = Vec::new();
+    for len in 0..=48usize {
+        let mut attributes = Vec::new();
+        for off in 0..=len {
+            let value = |run: &str| format!("{}{run}{}", "a".repeat(off), "b".repeat(len - off));
+            attributes.push(kv("db.statement", string(&value(&person))));
+            attributes.push(kv("db.operation", string(&value("12345"))));
+            planted += 1;
+        }
+        let name = format!("{}{person}{}", "x".repeat(len / 2), "y".repeat(len - len / 2));
+        planted += 1;
+        spans.push(span(len as u8 + 1, None, &name, attributes));
+    }
+    let input = batch(Vec::new(), spans);
+    let mut scrubber = ScrubberInstance::create(component(), "{}").expect("default config");
+    let (out, stats) = scrubber.process(&input).expect("processing");
+    assert_eq!(stats.values_masked, planted, "{stats:?}");
+    assert_eq!((out, stats), native("{}", &input).expect("native"));
+}
+
 /// Scenario: an empty batch.
 /// Guarantees: an empty batch is valid and comes back empty with zero stats.
 #[test]

@@ -18,6 +18,7 @@
 //!    ranges are copied as they were, so unknown fields, non-canonical
 //!    encodings and untouched spans survive byte for byte.
 
+use crate::bytes;
 use crate::config::{Config, Replacement};
 use crate::error::{ConfigProblem, Error};
 use crate::explain::{Finding, redact};
@@ -34,11 +35,11 @@ use crate::wire::{Field, Fields, Problem, WireError, WireType, read_varint, vari
 pub(crate) const MAX_VALUE_DEPTH: usize = 32;
 
 impl Noise {
-    /// Whether `key` names a path source. Every span attribute asks, so the
-    /// length and first byte rule out most keys before any byte compare.
+    /// Whether `key` names a path source. Every span attribute asks; the
+    /// compare is a length check and two word compares (see `bytes`).
     #[inline(always)]
     fn is_path_key(&self, key: &[u8]) -> bool {
-        self.path_attributes.iter().any(|a| a.len() == key.len() && a.first() == key.first() && a.last() == key.last() && a == key)
+        self.path_attributes.iter().any(|a| bytes::eq(a, key))
     }
 }
 
@@ -436,11 +437,11 @@ fn plain_attribute(body: &[u8]) -> bool {
 }
 
 /// The string value of a span attribute whose key is a path source.
-fn path_attribute<'a>(noise: &Noise, buf: &'a [u8], kv: &Field) -> Result<Option<&'a [u8]>, WireError> {
+fn path_attribute<'a>(noise: &Noise, buf: &'a [u8], kv_body: usize, kv_end: usize) -> Result<Option<&'a [u8]>, WireError> {
     // Fast path: encoders write the key first (tag 0x0a, one-byte length),
     // so most attributes are ruled out by a peek and one length compare,
     // without walking the KeyValue. The walk validates it in full anyway.
-    let body = kv.bytes(buf);
+    let body = &buf[kv_body..kv_end];
     if let [0x0a, len, rest @ ..] = body
         && *len < 0x80
         && let Some(key) = rest.get(..usize::from(*len))
@@ -450,7 +451,7 @@ fn path_attribute<'a>(noise: &Noise, buf: &'a [u8], kv: &Field) -> Result<Option
     }
     let mut key: Option<&[u8]> = None;
     let mut value: Option<Field> = None;
-    let mut fields = Fields::new(buf, kv.body, kv.end);
+    let mut fields = Fields::new(buf, kv_body, kv_end);
     while let Some(f) = fields.next_field()? {
         match f.number {
             key_value::KEY => key = Some(f.bytes(buf)),
@@ -506,8 +507,13 @@ fn mark_descendants(metas: &[SpanRec<'_>], fates: &mut [Fate]) -> Result<(), Wir
         }),
         "span records",
     )?;
-    let key = |i: u32| (metas[i as usize].trace_id, metas[i as usize].parent_id);
-    by_parent.sort_unstable_by(|&a, &b| key(a).cmp(&key(b)));
+    // (trace id, parent id) of span `i` against `(trace, id)`; `bytes::cmp`
+    // compares ids of the usual sizes as integers.
+    let order = |i: u32, trace: &[u8], id: &[u8]| {
+        let m = &metas[i as usize];
+        bytes::cmp(m.trace_id, trace).then_with(|| bytes::cmp(m.parent_id, id))
+    };
+    by_parent.sort_unstable_by(|&a, &b| order(a, metas[b as usize].trace_id, metas[b as usize].parent_id));
     let mut queue = try_collect(metas.len(), (0..metas.len()).filter(|&i| fates[i].dropped()), "span records")?;
     while let Some(i) = queue.pop() {
         let (trace, id) = (metas[i].trace_id, metas[i].span_id);
@@ -515,8 +521,8 @@ fn mark_descendants(metas: &[SpanRec<'_>], fates: &mut [Fate]) -> Result<(), Wir
             // An empty parent id means "root", never "child of this span".
             continue;
         }
-        let first = by_parent.partition_point(|&j| key(j) < (trace, id));
-        for &j in by_parent[first..].iter().take_while(|&&j| key(j) == (trace, id)) {
+        let first = by_parent.partition_point(|&j| order(j, trace, id).is_lt());
+        for &j in by_parent[first..].iter().take_while(|&&j| order(j, trace, id).is_eq()) {
             let j = j as usize;
             if fates[j] == Fate::Unknown {
                 fates[j] = Fate::Descendant;
@@ -786,7 +792,7 @@ impl<'a> Walk<'a, '_, '_> {
                     expect(&f, WireType::Len, "Span.attributes")?;
                     if let Some(noise) = noise
                         && rec.rule.is_none()
-                        && let Some(value) = path_attribute(noise, self.buf, &f)?
+                        && let Some(value) = path_attribute(noise, self.buf, f.body, f.end)?
                     {
                         rec.path = path::from_attribute(value);
                         rec.rule = noise.globs.first_match(rec.path, &mut self.scratch).map(|i| i as u32);
@@ -1166,20 +1172,25 @@ impl<'a> Walk<'a, '_, '_> {
     }
 
     /// Masks the numbers in the payload of the string or bytes field `f`.
+    #[inline(always)]
     fn text(&mut self, f: &Field, kind: FieldKind, scan: bool) -> Result<Delta, WireError> {
-        if !scan {
+        // The check is inline and the masking is not: most text holds no
+        // number, and the caller's field then never leaves registers for a
+        // call (in the wasm guest, a struct passed to a call is stored to
+        // the shadow stack in linear memory first).
+        if !scan || !self.scans(kind) || !fnr::may_contain(&self.buf[f.body..f.end]) {
             return Ok(0);
         }
+        self.mask_text(f.len_at, f.body, f.end, kind)
+    }
+
+    /// [`Walk::text`] for a payload at `body..end` that may hold a number.
+    #[inline(never)]
+    fn mask_text(&mut self, len_at: usize, body: usize, end: usize, kind: FieldKind) -> Result<Delta, WireError> {
         let Some(mask) = self.c.mask.as_ref() else { return Ok(0) };
-        if !mask.fields[kind.index()] {
-            return Ok(0);
-        }
-        let text = &self.buf[f.body..f.end];
-        if !fnr::may_contain(text) {
-            return Ok(0);
-        }
+        let text = &self.buf[body..end];
         let first = self.edits.len();
-        let (edits, base) = (&mut self.edits, f.body);
+        let (edits, base) = (&mut self.edits, body);
         let mut delta = 0;
         let mut out_of_memory = false;
         fnr::scan(text, mask.mode, |found| {
@@ -1198,7 +1209,7 @@ impl<'a> Walk<'a, '_, '_> {
             edits.push(Edit { start, end, op, mask: Some((found.detector, kind)) });
         });
         if out_of_memory {
-            return Err(WireError::new(f.body, Problem::OutOfMemory("edits")));
+            return Err(WireError::new(body, Problem::OutOfMemory("edits")));
         }
         if self.findings.is_some() {
             // Audits only: a second scan keeps the hot closure above small.
@@ -1210,11 +1221,11 @@ impl<'a> Walk<'a, '_, '_> {
         }
         if delta != 0 {
             // The text changed length: its own prefix must change too.
-            let new_len = (f.end - f.body) as isize + delta;
+            let new_len = (end - body) as isize + delta;
             // It goes before the replacements just recorded: edits stay in order.
             room(&mut self.edits, "edits")?;
-            self.edits.insert(first, Edit::new(f.len_at, f.body, Op::Len(new_len as u64)));
-            delta += varint_len(new_len as u64) as isize - (f.body - f.len_at) as isize;
+            self.edits.insert(first, Edit::new(len_at, body, Op::Len(new_len as u64)));
+            delta += varint_len(new_len as u64) as isize - (body - len_at) as isize;
         }
         Ok(delta)
     }

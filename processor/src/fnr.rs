@@ -220,52 +220,104 @@ pub fn scan(hay: &[u8], mode: Mode, mut f: impl FnMut(Found)) {
 /// the split form are the shortest), so a `false` here means `scan` would
 /// find nothing.
 pub fn may_contain(hay: &[u8]) -> bool {
-    // Fast because it never stops at a digit: each 8-byte word is classified
-    // in a few branch-free operations, and a run is tracked across words by
-    // its length only. Most words of trace text hold no digit at all. The
-    // tail is zero-padded, and zero is not a digit. Pinned to the plain
-    // definition by the `may_contain_never_hides_a_match` property test.
+    // Fast because it never stops at a digit: each 16-byte block becomes a
+    // 16-bit mask of its digits (one SIMD compare in the wasm guest), and a
+    // run is tracked across blocks by its length only. Most trace text holds
+    // no digit at all. Pinned to the plain definition by the
+    // `may_contain_never_hides_a_match` property test (and, for the simd128
+    // path, by the component-against-native test in host-harness).
     let mut run = 0;
-    let mut chunks = hay.chunks_exact(8);
-    for chunk in &mut chunks {
-        let chunk: &[u8; 8] = chunk.try_into().unwrap_or(&[0; 8]);
-        if run_of_six(u64::from_le_bytes(*chunk), &mut run) {
+    let mut blocks = hay.chunks_exact(16);
+    for block in &mut blocks {
+        let block: &[u8; 16] = block.try_into().unwrap_or(&[0; 16]);
+        if run_of_six(digits16(block), 16, &mut run) {
             return true;
         }
     }
-    let tail = chunks.remainder();
-    !tail.is_empty() && run_of_six(tail_word(hay, tail.len()), &mut run)
-}
-
-/// The last `n` (1..8) bytes of `hay` as a little-endian word, zero-padded.
-#[inline(always)]
-fn tail_word(hay: &[u8], n: usize) -> u64 {
-    match hay.last_chunk::<8>() {
-        // One unaligned load, shifted: no copy loop.
-        Some(last) => u64::from_le_bytes(*last) >> (8 * (8 - n)),
-        None => hay.iter().rev().fold(0, |w, &b| (w << 8) | u64::from(b)),
+    let n = blocks.remainder().len();
+    if n == 0 {
+        return false;
     }
+    let tail = match hay.last_chunk::<16>() {
+        // One overlapping load; the bytes already seen are shifted out.
+        Some(last) => digits16(last) >> (16 - n),
+        None => short_digits(hay),
+    };
+    run_of_six(tail, n as u32, &mut run)
 }
 
-/// Whether the word `w`, following `run` digits, completes a run of six
-/// digits; updates `run` to the digits at the word's end.
+/// Whether the digit mask `m` of the next `width` (1..=16) bytes, following
+/// `run` digits, completes a run of six; updates `run` to the digits at the
+/// end of those bytes.
 #[inline(always)]
-fn run_of_six(w: u64, run: &mut u32) -> bool {
-    let m = digit_mask(w);
+fn run_of_six(m: u32, width: u32, run: &mut u32) -> bool {
     if m == 0 {
         *run = 0;
         return false;
     }
-    let not_digit = !m & HIGH;
-    // Byte i of `three` is set iff bytes i..i+3 are digits; of `six`, i..i+6.
-    let three = m & (m >> 8) & (m >> 16);
-    let six = three & (three >> 24);
-    if six != 0 || *run + not_digit.trailing_zeros() / 8 >= 6 {
+    // Bit i of `three` is set iff bytes i..i+3 are digits; of `six`, i..i+6.
+    let three = m & (m >> 1) & (m >> 2);
+    let six = three & (three >> 3);
+    if six != 0 || *run + m.trailing_ones() >= 6 {
         return true;
     }
-    // Digits at the word's end (a word of eight digits returned above).
-    *run = not_digit.leading_zeros() / 8;
+    // Digits at the end (a width of six or more digits returned above).
+    *run = (m << (32 - width)).leading_ones();
     false
+}
+
+/// Bit i is set iff `block[i]` is an ASCII digit.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+#[inline(always)]
+fn digits16(block: &[u8; 16]) -> u32 {
+    use core::arch::wasm32::{u8x16_bitmask, u8x16_lt, u8x16_splat, u8x16_sub, u64x2};
+    let (lo, hi) = (word(block, 0), word(block, 8));
+    // Compiles to one v128.load; bytes below '0' wrap to >= 10.
+    let v = u64x2(lo, hi);
+    u32::from(u8x16_bitmask(u8x16_lt(u8x16_sub(v, u8x16_splat(b'0')), u8x16_splat(10))))
+}
+
+/// Bit i is set iff `block[i]` is an ASCII digit.
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+#[inline(always)]
+fn digits16(block: &[u8; 16]) -> u32 {
+    byte_bits(digit_mask(word(block, 0))) | (byte_bits(digit_mask(word(block, 8))) << 8)
+}
+
+/// The digit mask of `hay`, shorter than 16 bytes.
+#[inline(always)]
+fn short_digits(hay: &[u8]) -> u32 {
+    match hay.first_chunk::<8>() {
+        Some(first) => {
+            let n = hay.len();
+            byte_bits(digit_mask(u64::from_le_bytes(*first))) | (byte_bits(digit_mask(tail_word(hay, n - 8))) << 8)
+        }
+        None => byte_bits(digit_mask(tail_word(hay, hay.len()))),
+    }
+}
+
+#[inline(always)]
+fn word(block: &[u8; 16], at: usize) -> u64 {
+    block[at..].first_chunk::<8>().map_or(0, |w| u64::from_le_bytes(*w))
+}
+
+/// The high bits of a byte mask gathered into the low 8 bits, byte i to
+/// bit i: each bit of `m >> 7` is multiplied onto its own place in the top
+/// byte, and no two products overlap, so nothing carries.
+#[inline(always)]
+fn byte_bits(m: u64) -> u32 {
+    ((m >> 7).wrapping_mul(0x0102_0408_1020_4080) >> 56) as u32
+}
+
+/// The last `n` (0..=8) bytes of `hay` as a little-endian word, zero-padded.
+#[inline(always)]
+fn tail_word(hay: &[u8], n: usize) -> u64 {
+    match hay.last_chunk::<8>() {
+        // One unaligned load, shifted: no copy loop.
+        Some(last) if n > 0 => u64::from_le_bytes(*last) >> (8 * (8 - n)),
+        Some(_) => 0,
+        None => hay.iter().rev().take(n).fold(0, |w, &b| (w << 8) | u64::from(b)),
+    }
 }
 
 /// If `hay[sep..]` is one space or dash then a maximal run of exactly 5
@@ -794,6 +846,12 @@ mod tests {
             let want_end = (from..hay.len()).find(|&i| !hay[i].is_ascii_digit()).unwrap_or(hay.len());
             prop_assert_eq!(next_digit(&hay, from), want_next);
             prop_assert_eq!(run_end(&hay, from), want_end);
+            let want_bits = |bytes: &[u8]| bytes.iter().enumerate().fold(0u32, |m, (i, b)| m | (u32::from(b.is_ascii_digit()) << i));
+            if let Some(block) = hay.first_chunk::<16>() {
+                prop_assert_eq!(digits16(block), want_bits(block));
+            }
+            let short = &hay[..hay.len().min(15)];
+            prop_assert_eq!(short_digits(short), want_bits(short));
         }
     }
 }

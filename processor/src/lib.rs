@@ -23,6 +23,7 @@
 //! assert!(err.to_string().contains("mask.mode"));
 //! ```
 
+mod bytes;
 pub mod config;
 mod engine;
 mod error;

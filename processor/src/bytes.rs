@@ -1,0 +1,84 @@
+//! Compares of short byte strings (attribute keys, span and trace ids).
+//!
+//! In the wasm guest, `==` and `cmp` on slices call compiler-builtins'
+//! `memcmp`, which goes one byte at a time; the walk compares keys and ids
+//! hundreds of thousands of times per batch. Up to 16 bytes these are two
+//! word compares instead. Pinned to the slice operators by property tests.
+
+use std::cmp::Ordering;
+
+/// `a == b`.
+#[inline]
+pub(crate) fn eq(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    match n {
+        0 => true,
+        // First, middle and last byte: every byte when n <= 3.
+        1..=3 => a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1],
+        // Two overlapping words cover every byte.
+        4..=7 => word4(a, 0) == word4(b, 0) && word4(a, n - 4) == word4(b, n - 4),
+        8..=16 => word8(a, 0) == word8(b, 0) && word8(a, n - 8) == word8(b, n - 8),
+        _ => a == b,
+    }
+}
+
+/// `a.cmp(b)`, lexicographic. Ids of the usual sizes (16-byte trace ids,
+/// 8-byte span ids) compare as big-endian integers, which orders them the
+/// same way.
+#[inline]
+pub(crate) fn cmp(a: &[u8], b: &[u8]) -> Ordering {
+    match (a.first_chunk::<16>(), b.first_chunk::<16>()) {
+        (Some(x), Some(y)) if a.len() == 16 && b.len() == 16 => u128::from_be_bytes(*x).cmp(&u128::from_be_bytes(*y)),
+        _ => match (a.first_chunk::<8>(), b.first_chunk::<8>()) {
+            (Some(x), Some(y)) if a.len() == 8 && b.len() == 8 => u64::from_be_bytes(*x).cmp(&u64::from_be_bytes(*y)),
+            _ => a.cmp(b),
+        },
+    }
+}
+
+#[inline(always)]
+fn word4(s: &[u8], at: usize) -> u32 {
+    s[at..].first_chunk::<4>().map_or(0, |w| u32::from_le_bytes(*w))
+}
+
+#[inline(always)]
+fn word8(s: &[u8], at: usize) -> u64 {
+    s[at..].first_chunk::<8>().map_or(0, |w| u64::from_le_bytes(*w))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Short strings over a two-letter alphabet, so that equal and
+    /// nearly-equal pairs are common.
+    fn short() -> impl Strategy<Value = Vec<u8>> {
+        proptest::collection::vec(prop_oneof![Just(b'a'), Just(b'b')], 0..20)
+    }
+
+    proptest! {
+        #[test]
+        fn eq_matches_the_slice_operator(a in short(), b in short()) {
+            prop_assert_eq!(eq(&a, &b), a == b);
+        }
+
+        #[test]
+        fn cmp_matches_the_slice_order(a in short(), b in short()) {
+            prop_assert_eq!(cmp(&a, &b), a.cmp(&b));
+        }
+
+        /// Each single-byte difference, at every position and length.
+        #[test]
+        fn eq_sees_every_byte(a in proptest::collection::vec(proptest::num::u8::ANY, 1..20), at in 0usize..20, flip in 1u8..=255) {
+            let mut b = a.clone();
+            let at = at % a.len();
+            b[at] ^= flip;
+            prop_assert!(!eq(&a, &b));
+            prop_assert_eq!(cmp(&a, &b), a.cmp(&b));
+        }
+    }
+}
