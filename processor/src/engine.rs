@@ -39,7 +39,9 @@ impl Noise {
     /// compare is a length check and two word compares (see `bytes`).
     #[inline(always)]
     fn is_path_key(&self, key: &[u8]) -> bool {
-        self.path_attributes.iter().any(|a| bytes::eq(a, key))
+        // Most keys are ruled out by their length alone.
+        let by_len = key.len() >= 64 || self.path_key_lens & (1 << key.len()) != 0;
+        by_len && self.path_attributes.iter().any(|a| bytes::eq(a, key))
     }
 }
 
@@ -55,6 +57,8 @@ pub(crate) struct Compiled {
 struct Noise {
     globs: GlobList,
     path_attributes: Vec<Vec<u8>>,
+    /// Bit `n` is set if a path attribute key is `n` bytes long (n < 64).
+    path_key_lens: u64,
     span_name: bool,
     drop_descendants: bool,
 }
@@ -84,6 +88,7 @@ impl Compiled {
                 Ok(globs) => Some(Noise {
                     globs,
                     path_attributes: cfg.noise.path_attributes.iter().map(|a| a.as_bytes().to_vec()).collect(),
+                    path_key_lens: cfg.noise.path_attributes.iter().filter(|a| a.len() < 64).fold(0, |m, a| m | 1 << a.len()),
                     span_name: cfg.noise.span_name,
                     drop_descendants: cfg.noise.drop_descendants,
                 }),
@@ -567,21 +572,31 @@ impl<'a> Walk<'a, '_, '_> {
     /// Walks the length-delimited field `f` with `inner`, then records a new
     /// length prefix if its payload changed size. Returns the change in the
     /// whole field's size.
+    ///
+    /// Takes the field's offsets rather than `&Field`: where this is not
+    /// inlined, a reference would make the caller store every field it
+    /// reads to the guest's shadow stack (in linear memory) first.
     #[inline]
-    fn nested(&mut self, f: &Field, inner: impl FnOnce(&mut Self, usize, usize) -> Result<Delta, WireError>) -> Result<Delta, WireError> {
+    fn nested(
+        &mut self,
+        len_at: usize,
+        body: usize,
+        end: usize,
+        inner: impl FnOnce(&mut Self, usize, usize) -> Result<Delta, WireError>,
+    ) -> Result<Delta, WireError> {
         let first = self.edits.len();
-        let delta = inner(self, f.body, f.end)?;
+        let delta = inner(self, body, end)?;
         if delta == 0 {
             // Same length (the common case: nothing masked, or masked in
             // place): the prefix stays as it was, and no slot was paid for.
             return Ok(0);
         }
-        let new_len = ((f.end - f.body) as isize + delta) as u64;
+        let new_len = ((end - body) as isize + delta) as u64;
         // Before the edits just recorded inside, so edits stay in order; only
         // this message's own edits move.
         room(&mut self.edits, "edits")?;
-        self.edits.insert(first, Edit::new(f.len_at, f.body, Op::Len(new_len)));
-        Ok(delta + varint_len(new_len) as isize - (f.body - f.len_at) as isize)
+        self.edits.insert(first, Edit::new(len_at, body, Op::Len(new_len)));
+        Ok(delta + varint_len(new_len) as isize - (body - len_at) as isize)
     }
 
     /// A top-level attribute: the KeyValue field `f`.
@@ -590,7 +605,7 @@ impl<'a> Walk<'a, '_, '_> {
         if self.findings.is_none() && plain_attribute(f.bytes(self.buf)) {
             return Ok(0);
         }
-        self.nested(f, |w, s, e| w.key_value(s, e, kind, scan, 0))
+        self.nested(f.len_at, f.body, f.end, |w, s, e| w.key_value(s, e, kind, scan, 0))
     }
 
     /// Pushes a placeholder for the length prefix of `f`, settled later.
@@ -650,7 +665,7 @@ impl<'a> Walk<'a, '_, '_> {
                 resource_spans::RESOURCE => {
                     expect(&f, WireType::Len, "ResourceSpans.resource")?;
                     self.ids = (&[], &[]);
-                    delta += self.nested(&f, |w, s, e| {
+                    delta += self.nested(f.len_at, f.body, f.end, |w, s, e| {
                         w.attributes_in(s, e, resource::ATTRIBUTES, FieldKind::ResourceAttribute, "Resource.attributes")
                     })?;
                 }
@@ -675,7 +690,7 @@ impl<'a> Walk<'a, '_, '_> {
                 scope_spans::SCOPE => {
                     expect(&f, WireType::Len, "ScopeSpans.scope")?;
                     self.ids = (&[], &[]);
-                    delta += self.nested(&f, |w, s, e| w.scope(s, e))?;
+                    delta += self.nested(f.len_at, f.body, f.end, |w, s, e| w.scope(s, e))?;
                 }
                 scope_spans::SPANS => {
                     expect(&f, WireType::Len, "ScopeSpans.spans")?;
@@ -801,15 +816,15 @@ impl<'a> Walk<'a, '_, '_> {
                 }
                 span::EVENTS => {
                     expect(&f, WireType::Len, "Span.events")?;
-                    delta += self.nested(&f, |w, s, e| w.event(s, e, true))?;
+                    delta += self.nested(f.len_at, f.body, f.end, |w, s, e| w.event(s, e, true))?;
                 }
                 span::LINKS => {
                     expect(&f, WireType::Len, "Span.links")?;
-                    delta += self.nested(&f, |w, s, e| w.link(s, e, true))?;
+                    delta += self.nested(f.len_at, f.body, f.end, |w, s, e| w.link(s, e, true))?;
                 }
                 span::STATUS => {
                     expect(&f, WireType::Len, "Span.status")?;
-                    delta += self.nested(&f, |w, s, e| w.status(s, e, true))?;
+                    delta += self.nested(f.len_at, f.body, f.end, |w, s, e| w.status(s, e, true))?;
                 }
                 _ => {}
             }
@@ -1063,7 +1078,7 @@ impl<'a> Walk<'a, '_, '_> {
                 }
                 key_value::VALUE => {
                     expect(&f, WireType::Len, "KeyValue.value")?;
-                    delta += self.nested(&f, |w, s, e| w.any_value(s, e, kind, scan_values, depth))?;
+                    delta += self.nested(f.len_at, f.body, f.end, |w, s, e| w.any_value(s, e, kind, scan_values, depth))?;
                 }
                 _ => {}
             }
@@ -1142,7 +1157,7 @@ impl<'a> Walk<'a, '_, '_> {
                         return Err(WireError::new(f.start, Problem::TooDeep(MAX_VALUE_DEPTH)));
                     }
                     let is_array = f.number == any_value::ARRAY;
-                    delta += self.nested(&f, |w, s, e| w.list(s, e, kind, scan, depth + 1, is_array))?;
+                    delta += self.nested(f.len_at, f.body, f.end, |w, s, e| w.list(s, e, kind, scan, depth + 1, is_array))?;
                 }
                 _ => {}
             }
@@ -1158,9 +1173,9 @@ impl<'a> Walk<'a, '_, '_> {
             if f.number == LIST_VALUES {
                 expect(&f, WireType::Len, if is_array { "ArrayValue.values" } else { "KeyValueList.values" })?;
                 delta += if is_array {
-                    self.nested(&f, |w, s, e| w.any_value(s, e, kind, scan, depth))?
+                    self.nested(f.len_at, f.body, f.end, |w, s, e| w.any_value(s, e, kind, scan, depth))?
                 } else {
-                    self.nested(&f, |w, s, e| w.key_value(s, e, kind, scan, depth))?
+                    self.nested(f.len_at, f.body, f.end, |w, s, e| w.key_value(s, e, kind, scan, depth))?
                 };
             }
         }

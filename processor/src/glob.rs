@@ -18,7 +18,7 @@
 use std::cell::RefCell;
 use std::fmt;
 
-use aho_corasick::AhoCorasick;
+use aho_corasick::{AhoCorasick, AhoCorasickKind};
 use globset::{Candidate, GlobBuilder, GlobMatcher, GlobSet, GlobSetBuilder};
 
 /// The platform's default noise globs: liveness and readiness probes,
@@ -133,7 +133,13 @@ impl GlobList {
         }
         // No prefilter if a pattern has no literal, or if one cannot be
         // built (it only ever saves time).
-        let required = literals.into_iter().collect::<Option<Vec<_>>>().and_then(|l| AhoCorasick::new(l).ok());
+        // A DFA without a prefilter: paths are a few dozen bytes, too short
+        // for a prefilter's setup to pay off, and a DFA takes each byte with
+        // one table lookup.
+        let required = literals
+            .into_iter()
+            .collect::<Option<Vec<_>>>()
+            .and_then(|l| AhoCorasick::builder().kind(Some(AhoCorasickKind::DFA)).prefilter(false).build(l).ok());
         match builder.build() {
             Ok(set) => Ok(GlobList { set, dotted, required, patterns: patterns.to_vec(), case_sensitive }),
             // Each pattern compiled alone, so only their combination can be
