@@ -188,9 +188,42 @@ impl<'a> Fields<'a> {
     /// The next field, `None` at the end of the message.
     #[inline(always)]
     pub fn next_field(&mut self) -> Result<Option<Field>, WireError> {
-        if self.pos >= self.end {
+        let start = self.pos;
+        if start >= self.end {
             return Ok(None);
         }
+        // Fast path, inline: a one-byte tag (fields 1 to 15) and a one-byte
+        // length or value, which is nearly every field of a span, attribute
+        // or value. Everything else, errors included, takes the general
+        // reader, out of line: inlined at every walker's loop, it made the
+        // loops too big for the wasm compiler to keep their state in
+        // registers. Pinned by the `fast_fields_match_the_general_reader`
+        // property test.
+        if let Some(&[tag, next]) = self.buf.get(start..start + 2)
+            && (8..0x80).contains(&tag)
+            && start + 2 <= self.end
+        {
+            let (number, rest) = (u32::from(tag >> 3), self.end - start - 2);
+            let field = match tag & 7 {
+                2 if next < 0x80 && usize::from(next) <= rest => {
+                    let body = start + 2;
+                    Some(Field { number, wire: WireType::Len, start, len_at: start + 1, body, end: body + usize::from(next), varint: 0 })
+                }
+                0 if next < 0x80 => Some(Field { number, wire: WireType::Varint, start, len_at: start + 1, body: start + 1, end: start + 2, varint: u64::from(next) }),
+                1 if rest >= 7 => Some(Field { number, wire: WireType::Fixed64, start, len_at: start + 1, body: start + 1, end: start + 9, varint: 0 }),
+                _ => None,
+            };
+            if let Some(field) = field {
+                self.pos = field.end;
+                return Ok(Some(field));
+            }
+        }
+        self.next_field_general()
+    }
+
+    /// [`Fields::next_field`] for any field, at `self.pos < self.end`.
+    #[inline(never)]
+    fn next_field_general(&mut self) -> Result<Option<Field>, WireError> {
         let start = self.pos;
         let (tag, after_tag) = read_varint(self.buf, start, self.end)?;
         let number = tag >> 3;
@@ -220,7 +253,7 @@ impl<'a> Fields<'a> {
         Ok(Some(Field { number, wire, start, len_at, body, end, varint }))
     }
 
-    #[inline(always)]
+    #[inline]
     fn fixed(&self, at: usize, n: usize) -> Result<usize, WireError> {
         if self.end - at < n { Err(WireError::new(at, Problem::FixedPastEnd(n as u8))) } else { Ok(at + n) }
     }
@@ -274,10 +307,39 @@ mod tests {
         assert!(f.next_field().unwrap().is_none());
     }
 
+    use proptest::strategy::Strategy;
     proptest::proptest! {
         /// Scenario: any bytes, any start and end within them.
         /// Guarantees: the one- and two-byte fast paths of `read_varint`
         /// give exactly what the plain loop gives, errors included.
+        #[test]
+        fn fast_fields_match_the_general_reader(bytes in proptest::collection::vec(proptest::prop_oneof![
+            4 => proptest::num::u8::ANY,
+            4 => (1u8..16, proptest::prop_oneof![proptest::strategy::Just(0u8), proptest::strategy::Just(1), proptest::strategy::Just(2), proptest::strategy::Just(5)]).prop_map(|(n, w)| n << 3 | w),
+            2 => 0u8..12,
+        ], 0..24)) {
+            // Every field, and the error if any, as the general reader alone
+            // sees them.
+            let read = |general: bool| {
+                let mut fields = Fields::new(&bytes, 0, bytes.len());
+                let mut out = Vec::new();
+                loop {
+                    let next = if general {
+                        if fields.pos >= fields.end { Ok(None) } else { fields.next_field_general() }
+                    } else {
+                        fields.next_field()
+                    };
+                    match next {
+                        Ok(Some(f)) => out.push(Ok((f.number, f.wire as u8, f.start, f.len_at, f.body, f.end, f.varint))),
+                        Ok(None) => break,
+                        Err(e) => { out.push(Err(e.offset)); break; }
+                    }
+                }
+                out
+            };
+            proptest::prop_assert_eq!(read(false), read(true));
+        }
+
         #[test]
         fn fast_varint_paths_match_the_plain_loop(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..12), a in 0..12usize, b in 0..12usize) {
             let (pos, end) = (a.min(bytes.len()), b.min(bytes.len()));
