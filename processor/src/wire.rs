@@ -219,8 +219,18 @@ impl<'a> Fields<'a> {
                     let len = usize::from(next & 0x7f) | usize::from(hi) << 7;
                     Some(Field { number, wire: WireType::Len, start, len_at: start + 1, body, end: body + len, varint: 0 })
                 }
-                0 if next < 0x80 => Some(Field { number, wire: WireType::Varint, start, len_at: start + 1, body: start + 1, end: start + 2, varint: u64::from(next) }),
-                1 if rest >= 7 => Some(Field { number, wire: WireType::Fixed64, start, len_at: start + 1, body: start + 1, end: start + 9, varint: 0 }),
+                0 if next < 0x80 => Some(Field {
+                    number,
+                    wire: WireType::Varint,
+                    start,
+                    len_at: start + 1,
+                    body: start + 1,
+                    end: start + 2,
+                    varint: u64::from(next),
+                }),
+                1 if rest >= 7 => {
+                    Some(Field { number, wire: WireType::Fixed64, start, len_at: start + 1, body: start + 1, end: start + 9, varint: 0 })
+                }
                 _ => None,
             };
             if let Some(field) = field {
