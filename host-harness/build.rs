@@ -156,8 +156,8 @@ fn build_core_module(workspace: &Path, target_dir: &Path) -> Result<PathBuf, Str
         // instance. Overflowing it traps (the stack sits below the data).
         .args(["--", "-C", "link-arg=-zstack-size=262144"])
         // Wasm SIMD (part of WebAssembly 2.0; wasmtime has it on by
-        // default): the digit pre-check compares 16 bytes at a time, and
-        // memchr (under aho-corasick's prefilters) uses it too.
+        // default) for the processor crate: its digit pre-check compares 16
+        // bytes at a time. (Flags after `--` reach only this crate.)
         .args(["-C", "target-feature=+simd128"])
         // Cargo's progress goes to stderr; keep stdout, which cargo reads
         // for build-script directives, clean.

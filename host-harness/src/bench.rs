@@ -17,11 +17,12 @@
 //!
 //! After a checked warm-up pass (the component's and the native engine's
 //! outputs must be byte-identical), each round hands every batch to all
-//! four contenders in turn, in an order that rotates from batch to batch,
-//! and sums each contender's times. A slow spell of a shared machine then
-//! falls on all four alike, where whole passes one after another would let
-//! it fall on one; and none always runs first, on a batch not yet in the
-//! cache. The median round of each is reported.
+//! four contenders in turn, and sums each contender's times. A slow spell
+//! of a shared machine then falls on all four alike, where whole passes one
+//! after another would let it fall on one. The order cycles through all 24
+//! from batch to batch, so none always runs first, on a batch not yet in
+//! the cache, or always right after the same other. The median round of
+//! each is reported.
 //!
 //! Besides throughput the bench reports the guest's linear-memory peak per
 //! batch (a [`wasmtime::ResourceLimiter`] that records every growth, on an
@@ -274,14 +275,17 @@ pub fn run(workload: &Workload, options: &BenchOptions, progress: &mut dyn FnMut
     prost_pass(&workload.batches, &mut prost_buf)?;
     scan_pass(&workload.batches);
 
+    let orders = orders();
     let mut times: [Vec<Duration>; 4] = Default::default();
+    let mut turn = 0;
     for round in 0..rounds {
         progress(&format!("round {}/{rounds}", round + 1));
         let mut sums = [Duration::ZERO; 4];
-        for (i, batch) in workload.batches.iter().enumerate() {
+        for batch in &workload.batches {
             let batch = std::slice::from_ref(batch);
-            for k in 0..4 {
-                let which = (round + i + k) % 4;
+            let order = orders[turn % orders.len()];
+            turn += 1;
+            for which in order {
                 let t = Instant::now();
                 match which {
                     0 => wasm_pass(&mut scrubber, batch)?,
@@ -321,6 +325,22 @@ pub fn run(workload: &Workload, options: &BenchOptions, progress: &mut dyn FnMut
         load,
         elapsed: started.elapsed(),
     })
+}
+
+/// The 24 orders of the four contenders. Taken in turn, batch after batch,
+/// each contender runs first (on a batch not yet in the cache) as often as
+/// any other, and after each of the others as often: the wasm pass churns
+/// the cache more than the scan does, and no contender always follows it.
+fn orders() -> Vec<[usize; 4]> {
+    let mut all = Vec::with_capacity(24);
+    for a in 0..4 {
+        for b in (0..4).filter(|&b| b != a) {
+            for c in (0..4).filter(|&c| c != a && c != b) {
+                all.push([a, b, c, 6 - a - b - c]);
+            }
+        }
+    }
+    all
 }
 
 /// Medians of instantiating from the pre-linked component, and of creating
@@ -605,6 +625,27 @@ impl fmt::Display for Report {
 mod tests {
     use super::*;
     use crate::corpus::{CorpusOptions, generate};
+
+    #[test]
+    fn the_orders_are_every_permutation_once() {
+        let orders = orders();
+        let mut sorted = orders.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), 24);
+        for order in &orders {
+            let mut o = *order;
+            o.sort_unstable();
+            assert_eq!(o, [0, 1, 2, 3], "{order:?}");
+        }
+        // Each contender follows each other one equally often.
+        for a in 0..4 {
+            for b in (0..4).filter(|&b| b != a) {
+                let after = orders.iter().filter(|o| o.windows(2).any(|w| w == [a, b])).count();
+                assert_eq!(after, 6, "{b} after {a}");
+            }
+        }
+    }
 
     #[test]
     fn median_takes_the_middle_round() {
