@@ -139,7 +139,19 @@ impl GlobList {
         let required = literals
             .into_iter()
             .collect::<Option<Vec<_>>>()
-            .and_then(|l| AhoCorasick::builder().kind(Some(AhoCorasickKind::DFA)).prefilter(false).build(l).ok());
+            // ASCII case-insensitive when the list is, so that it runs on the
+            // candidate as given: most candidates fail it and are never
+            // lowercased. The literals come from lowercased patterns, and a
+            // lowercased candidate holds one exactly when the candidate holds
+            // it in any ASCII case.
+            .and_then(|l| {
+                AhoCorasick::builder()
+                    .kind(Some(AhoCorasickKind::DFA))
+                    .prefilter(false)
+                    .ascii_case_insensitive(!case_sensitive)
+                    .build(l)
+                    .ok()
+            });
         match builder.build() {
             Ok(set) => Ok(GlobList { set, dotted, required, patterns: patterns.to_vec(), case_sensitive }),
             // Each pattern compiled alone, so only their combination can be
@@ -177,11 +189,10 @@ impl GlobList {
         if self.set.is_empty() {
             return None;
         }
-        let folded = self.fold(candidate, scratch);
-        if self.required.as_ref().is_some_and(|r| !r.is_match(folded)) {
+        if self.required.as_ref().is_some_and(|r| !r.is_match(candidate)) {
             return None;
         }
-        self.first_match_folded(folded)
+        self.first_match_folded(self.fold(candidate, scratch))
     }
 
     /// [`first_match`](Self::first_match) without the literal prefilter.
@@ -200,10 +211,10 @@ impl GlobList {
         if self.set.is_empty() {
             return false;
         }
-        let folded = self.fold(candidate, scratch);
-        if self.required.as_ref().is_some_and(|r| !r.is_match(folded)) {
+        if self.required.as_ref().is_some_and(|r| !r.is_match(candidate)) {
             return false;
         }
+        let folded = self.fold(candidate, scratch);
         let candidate = Candidate::from_bytes(folded);
         self.set.is_match_candidate(&candidate) || self.first_dotted(folded, &candidate).is_some()
     }
@@ -547,11 +558,13 @@ mod tests {
         }
 
         /// Scenario: patterns with every globset feature (classes, negated
-        /// classes, `]` first in a class, alternates, escapes, `?`, `**`).
-        /// Guarantees: the literal prefilter never changes a result.
+        /// classes, `]` first in a class, alternates, escapes, `?`, `**`),
+        /// in mixed case, and candidates in mixed case.
+        /// Guarantees: the literal prefilter, which runs on the candidate
+        /// before it is lowercased, never changes a result.
         #[test]
         fn prefilter_never_changes_a_match(
-            raw in prop::collection::vec(r"([ab/.]|\*|\*\*/|/\*\*|\?|\[[!^]?\]?[ab.]\]|\{a,b/\}|\{\{a,b\},ab\}|\{a\\\},b\}|\{\[\}\]ab,b\}|\\[*a}]){1,8}", 1..4),
+            raw in prop::collection::vec(r"([aAb/.]|\*|\*\*/|/\*\*|\?|\[[!^]?\]?[ab.]\]|\{a,b/\}|\{\{a,b\},ab\}|\{a\\\},b\}|\{\[\}\]ab,b\}|\\[*a}]){1,8}", 1..4),
             candidate in r"[aAb/.*?\\\]!{},]{0,12}",
         ) {
             let Ok(globs) = GlobList::new(&raw, false) else { return Ok(()) };
