@@ -768,7 +768,8 @@ fn bad_requests_get_the_right_status() {
 /// whose frame announces 1000 bytes and sends 10.
 /// Guarantees: the stalled request is answered 408 within a few seconds,
 /// naming the timeout; the normal batch is acknowledged meanwhile; the
-/// stalled gRPC call gets `DeadlineExceeded` and gives its place back.
+/// stalled gRPC call gets `DeadlineExceeded` and gives its place back; each
+/// cut-off body is counted under `outcome="body_timeout"`.
 #[test]
 fn a_stalled_body_is_cut_off_and_others_are_served() {
     let sink = Sink::start();
@@ -790,6 +791,7 @@ fn a_stalled_body_is_cut_off_and_others_are_served() {
     assert!(reply.status_message().contains("500 ms"), "{}", reply.status_message());
     assert!(took < Duration::from_secs(5), "answered after {took:?}");
     gateway.wait_for("the stalled request to give its place back", || gateway.metric("tracescrub_in_flight_batches") == 0.0);
+    assert_eq!(gateway.metric("tracescrub_processor_batches_total{outcome=\"body_timeout\"}"), 1.0);
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (grpc_status, took) = rt.block_on(async {
@@ -808,6 +810,8 @@ fn a_stalled_body_is_cut_off_and_others_are_served() {
     assert_eq!(grpc_status.as_deref(), Some("4"), "DeadlineExceeded; log:\n{}", gateway.log());
     assert!(took < Duration::from_secs(5), "answered after {took:?}");
     gateway.wait_for("the stalled call to give its place back", || gateway.metric("tracescrub_in_flight_batches") == 0.0);
+    assert_eq!(gateway.metric("tracescrub_processor_batches_total{outcome=\"body_timeout\"}"), 2.0);
+    assert!(gateway.log().contains("outcome=body_timeout transport=grpc"), "{}", gateway.log());
     assert_eq!(gateway.post_protobuf(&known_batch()).status, 200);
 }
 

@@ -42,6 +42,7 @@ pub fn grpc_status(error: &ExportError) -> Status {
         ExportError::Malformed(_) | ExportError::TooLarge(_) | ExportError::Upstream(SendError::Rejected(_)) => Code::InvalidArgument,
         ExportError::Overloaded | ExportError::Timeout | ExportError::Upstream(_) => Code::Unavailable,
         ExportError::Trap | ExportError::Internal(_) => Code::Internal,
+        ExportError::BodyTimeout(_) => Code::DeadlineExceeded,
     };
     Status::new(code, error.to_string())
 }
@@ -103,11 +104,9 @@ where
                 response = &mut unary => return Ok(final_size_status(&gateway, response, limit)),
                 read = tokio::time::timeout(timeout, read) => {
                     if read.is_err() {
-                        let message = format!(
-                            "request message not received within {} ms (--body-timeout-ms); send the whole message without pausing",
-                            timeout.as_millis()
-                        );
-                        return Ok(Status::deadline_exceeded(message).into_http());
+                        let error = ExportError::BodyTimeout(timeout.as_millis());
+                        gateway.record_failure(&error, Transport::Grpc, 0);
+                        return Ok(grpc_status(&error).into_http());
                     }
                 }
             }

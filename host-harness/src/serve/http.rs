@@ -186,9 +186,9 @@ where
     let timeout = gateway.settings.body_timeout;
     let read = Limited::new(request.into_body(), usize::try_from(limit).unwrap_or(usize::MAX)).collect();
     let Ok(read) = tokio::time::timeout(timeout, read).await else {
-        let message =
-            format!("request body not received within {} ms (--body-timeout-ms); send the whole body without pausing", timeout.as_millis());
-        return status(encoding, StatusCode::REQUEST_TIMEOUT, code::DEADLINE_EXCEEDED, message, None);
+        let error = ExportError::BodyTimeout(timeout.as_millis());
+        gateway.record_failure(&error, Transport::Http, 0);
+        return export_error(encoding, &error);
     };
     let body = match read {
         Ok(collected) => collected.to_bytes(),
@@ -228,6 +228,7 @@ pub fn http_status(error: &ExportError) -> (StatusCode, i32) {
         ExportError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, code::INVALID_ARGUMENT),
         ExportError::Overloaded | ExportError::Timeout => (StatusCode::SERVICE_UNAVAILABLE, code::UNAVAILABLE),
         ExportError::Trap | ExportError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, code::INTERNAL),
+        ExportError::BodyTimeout(_) => (StatusCode::REQUEST_TIMEOUT, code::DEADLINE_EXCEEDED),
         ExportError::Upstream(SendError::Throttled { .. }) => (StatusCode::TOO_MANY_REQUESTS, code::RESOURCE_EXHAUSTED),
         ExportError::Upstream(SendError::Unavailable(_)) => (StatusCode::SERVICE_UNAVAILABLE, code::UNAVAILABLE),
         ExportError::Upstream(SendError::Rejected(_)) => (StatusCode::BAD_REQUEST, code::INVALID_ARGUMENT),

@@ -58,10 +58,12 @@ pub enum Outcome {
     Overloaded,
     /// A host-side failure (an instance could not be created).
     Internal,
+    /// The client stalled while sending the body and was cut off.
+    BodyTimeout,
 }
 
 impl Outcome {
-    const ALL: [Outcome; 9] = [
+    const ALL: [Outcome; 10] = [
         Outcome::Ok,
         Outcome::Empty,
         Outcome::Malformed,
@@ -71,6 +73,7 @@ impl Outcome {
         Outcome::UpstreamError,
         Outcome::Overloaded,
         Outcome::Internal,
+        Outcome::BodyTimeout,
     ];
 
     /// The label value.
@@ -85,6 +88,7 @@ impl Outcome {
             Outcome::UpstreamError => "upstream_error",
             Outcome::Overloaded => "overloaded",
             Outcome::Internal => "internal",
+            Outcome::BodyTimeout => "body_timeout",
         }
     }
 }

@@ -120,6 +120,9 @@ pub enum ExportError {
     Upstream(SendError),
     /// The gateway itself failed (an instance could not be created).
     Internal(String),
+    /// The client did not send the whole body within the body timeout (the
+    /// limit in ms). Not retryable: OTLP retries only 429, 502, 503, 504.
+    BodyTimeout(u128),
 }
 
 impl ExportError {
@@ -128,7 +131,11 @@ impl ExportError {
         match self {
             ExportError::Overloaded | ExportError::Timeout => true,
             ExportError::Upstream(e) => !matches!(e, SendError::Rejected(_)),
-            ExportError::Malformed(_) | ExportError::TooLarge(_) | ExportError::Trap | ExportError::Internal(_) => false,
+            ExportError::Malformed(_)
+            | ExportError::TooLarge(_)
+            | ExportError::Trap
+            | ExportError::Internal(_)
+            | ExportError::BodyTimeout(_) => false,
         }
     }
 
@@ -150,6 +157,7 @@ impl ExportError {
             ExportError::Trap => Outcome::Trap,
             ExportError::Upstream(_) => Outcome::UpstreamError,
             ExportError::Internal(_) => Outcome::Internal,
+            ExportError::BodyTimeout(_) => Outcome::BodyTimeout,
         }
     }
 }
@@ -167,6 +175,9 @@ impl fmt::Display for ExportError {
             }
             ExportError::Upstream(e) => e.fmt(f),
             ExportError::Internal(why) => write!(f, "gateway error: {why}"),
+            ExportError::BodyTimeout(ms) => {
+                write!(f, "request body not received within {ms} ms (--body-timeout-ms); send the whole body without pausing")
+            }
         }
     }
 }
