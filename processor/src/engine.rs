@@ -43,6 +43,18 @@ impl Noise {
         let by_len = key.len() >= 64 || self.path_key_lens & (1 << key.len()) != 0;
         by_len && self.path_attributes.iter().any(|a| bytes::eq(a, key))
     }
+
+    /// Matches the path `p` of a span not yet found noisy against the globs.
+    /// A span's sources often hold the same path (`url.full`'s path is
+    /// `url.path`, and a server span's name holds it too): a repeat of the
+    /// path checked last is skipped, as it matched nothing then.
+    #[inline(never)]
+    fn check_path<'a>(&self, rec: &mut SpanRec<'a>, p: &'a [u8], scratch: &mut Vec<u8>) {
+        if rec.path.is_empty() || !bytes::eq(rec.path, p) {
+            rec.path = p;
+            rec.rule = self.globs.first_match(p, scratch).map(|i| i as u32);
+        }
+    }
 }
 
 /// A config compiled for the walker: globs built, names turned to bytes.
@@ -809,8 +821,7 @@ impl<'a> Walk<'a, '_, '_> {
                         && rec.rule.is_none()
                         && let Some(value) = path_attribute(noise, self.buf, f.body, f.end)?
                     {
-                        rec.path = path::from_attribute(value);
-                        rec.rule = noise.globs.first_match(rec.path, &mut self.scratch).map(|i| i as u32);
+                        noise.check_path(rec, path::from_attribute(value), &mut self.scratch);
                     }
                     delta += self.attribute(&f, FieldKind::SpanAttribute, true)?;
                 }
@@ -835,8 +846,7 @@ impl<'a> Walk<'a, '_, '_> {
             && kind == span::KIND_SERVER
             && let Some(p) = name.and_then(path::from_span_name)
         {
-            rec.path = p;
-            rec.rule = noise.globs.first_match(p, &mut self.scratch).map(|i| i as u32);
+            noise.check_path(rec, p, &mut self.scratch);
         }
         Ok(delta)
     }
