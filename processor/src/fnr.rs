@@ -220,6 +220,23 @@ pub fn scan(hay: &[u8], mode: Mode, mut f: impl FnMut(Found)) {
 /// the split form are the shortest), so a `false` here means `scan` would
 /// find nothing.
 pub fn may_contain(hay: &[u8]) -> bool {
+    // Most attributes (key and value together) are 16 to 32 bytes: two
+    // overlapping blocks make one mask of every byte, with no loop (and, in
+    // the guest, no loop state to save and restore around it).
+    if let (Some(first), Some(last)) = (hay.first_chunk::<16>(), hay.last_chunk::<16>())
+        && hay.len() <= 32
+    {
+        let m = digits16(first) | digits16(last) << (hay.len() - 16);
+        let three = m & (m >> 1) & (m >> 2);
+        return three & (three >> 3) != 0;
+    }
+    may_contain_blocks(hay)
+}
+
+/// [`may_contain`] for any length. Out of line: Cranelift saves every
+/// register a function uses on entry, so the loop's would tax the short path.
+#[inline(never)]
+fn may_contain_blocks(hay: &[u8]) -> bool {
     // Fast because it never stops at a digit: each 16-byte block becomes a
     // 16-bit mask of its digits (one SIMD compare in the wasm guest), and a
     // run is tracked across blocks by its length only. Most trace text holds
