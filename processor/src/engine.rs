@@ -462,10 +462,27 @@ fn path_attribute<'a>(noise: &Noise, buf: &'a [u8], kv_body: usize, kv_end: usiz
     if let [0x0a, len, rest @ ..] = body
         && *len < 0x80
         && let Some(key) = rest.get(..usize::from(*len))
-        && !noise.is_path_key(key)
     {
-        return Ok(None);
+        if !noise.is_path_key(key) {
+            return Ok(None);
+        }
+        // The usual shape after the key, read with fixed tags: the value,
+        // holding only the string, both lengths one byte. The general walk
+        // below reads two nested messages field by field. Pinned to it by
+        // the `path_values_read_fast_match_the_field_walk` property test.
+        if let [0x12, value_len, 0x0a, len, string @ ..] = &rest[key.len()..]
+            && usize::from(*len) == string.len()
+            && usize::from(*value_len) == string.len() + 2
+            && *value_len < 0x80
+        {
+            return Ok(Some(string));
+        }
     }
+    path_attribute_walk(noise, buf, kv_body, kv_end)
+}
+
+/// [`path_attribute`] by walking the KeyValue and its value field by field.
+fn path_attribute_walk<'a>(noise: &Noise, buf: &'a [u8], kv_body: usize, kv_end: usize) -> Result<Option<&'a [u8]>, WireError> {
     let mut key: Option<&[u8]> = None;
     let mut value: Option<Field> = None;
     let mut fields = Fields::new(buf, kv_body, kv_end);

@@ -542,3 +542,41 @@ proptest::proptest! {
         }
     }
 }
+
+proptest::proptest! {
+    /// Scenario: KeyValues whose key is a path source or not, whose value
+    /// is a string (short, or too long for one-byte lengths), an int, or
+    /// absent, and which may carry a duplicate key or value field or a
+    /// field the schema does not know, in either order.
+    /// Guarantees: `path_attribute`'s fixed-tag fast path finds the same
+    /// string as the field-by-field walk, or defers to it.
+    #[test]
+    fn path_values_read_fast_match_the_field_walk(
+        key in proptest::prop_oneof![proptest::strategy::Just("url.path".to_owned()), proptest::strategy::Just("http.route".to_owned()), "[a-z.]{0,12}"],
+        text in "[a-z/?#:]{0,20}|[a-z/]{120,140}",
+        which in 0..3u8,
+        extra in proptest::option::of((0..4u8, "[a-z/]{0,6}")),
+    ) {
+        let value = match which {
+            0 => Some(AnyValue { value: Some(Value::StringValue(text)) }),
+            1 => Some(AnyValue { value: Some(Value::IntValue(7)) }),
+            _ => None,
+        };
+        let mut body = KeyValue { key, value, ..Default::default() }.encode_to_vec();
+        if let Some((kind, more)) = extra {
+            let field = match kind {
+                0 => KeyValue { key: more, ..Default::default() }.encode_to_vec(),
+                1 => KeyValue { value: Some(AnyValue { value: Some(Value::StringValue(more)) }), ..Default::default() }.encode_to_vec(),
+                // An unknown field 5 (a string), before or after.
+                _ => [&[0x2a, more.len() as u8][..], more.as_bytes()].concat(),
+            };
+            if kind == 3 { body = [field, body].concat() } else { body.extend_from_slice(&field) }
+        }
+        let c = super::Compiled::new(&crate::config::Config::from_json("{}").expect("config")).expect("compiles");
+        let noise = c.noise.as_ref().expect("noise is on by default");
+        proptest::prop_assert_eq!(
+            super::path_attribute(noise, &body, 0, body.len()),
+            super::path_attribute_walk(noise, &body, 0, body.len())
+        );
+    }
+}
