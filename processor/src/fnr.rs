@@ -237,33 +237,43 @@ pub fn may_contain(hay: &[u8]) -> bool {
 /// register a function uses on entry, so the loop's would tax the short path.
 #[inline(never)]
 fn may_contain_blocks(hay: &[u8]) -> bool {
-    // Fast because it never stops at a digit: each 16-byte block becomes a
-    // 16-bit mask of its digits (one SIMD compare in the wasm guest), and a
-    // run is tracked across blocks by its length only. Most trace text holds
-    // no digit at all. Pinned to the plain definition by the
+    // Fast because it never stops at a digit: each 32 bytes become a 32-bit
+    // mask of their digits (two SIMD compares in the wasm guest), and a run
+    // is tracked across them by its length only. Most trace text holds no
+    // digit at all. Pinned to the plain definition by the
     // `may_contain_never_hides_a_match` property test (and, for the simd128
     // path, by the component-against-native test in host-harness).
     let mut run = 0;
-    let mut blocks = hay.chunks_exact(16);
-    for block in &mut blocks {
-        let block: &[u8; 16] = block.try_into().unwrap_or(&[0; 16]);
-        if run_of_six(digits16(block), 16, &mut run) {
+    let mut chunks = hay.chunks_exact(32);
+    for chunk in &mut chunks {
+        if run_of_six(digits32(chunk), 32, &mut run) {
             return true;
         }
     }
-    let n = blocks.remainder().len();
+    let n = chunks.remainder().len();
     if n == 0 {
         return false;
     }
-    let tail = match hay.last_chunk::<16>() {
+    let tail = match (hay.last_chunk::<32>(), hay.first_chunk::<16>(), hay.last_chunk::<16>()) {
         // One overlapping load; the bytes already seen are shifted out.
-        Some(last) => digits16(last) >> (16 - n),
-        None => short_digits(hay),
+        (Some(last), ..) => digits32(last) >> (32 - n),
+        // Shorter than 32 bytes in all: two overlapping blocks, or fewer bytes.
+        (None, Some(first), Some(last)) => digits16(first) | digits16(last) << (n - 16),
+        _ => short_digits(hay),
     };
     run_of_six(tail, n as u32, &mut run)
 }
 
-/// Whether the digit mask `m` of the next `width` (1..=16) bytes, following
+/// The digit mask of 32 bytes.
+#[inline(always)]
+fn digits32(chunk: &[u8]) -> u32 {
+    match (chunk.first_chunk::<16>(), chunk.get(16..).and_then(|c| c.first_chunk::<16>())) {
+        (Some(lo), Some(hi)) => digits16(lo) | digits16(hi) << 16,
+        _ => 0,
+    }
+}
+
+/// Whether the digit mask `m` of the next `width` (1..=32) bytes, following
 /// `run` digits, completes a run of six; updates `run` to the digits at the
 /// end of those bytes.
 #[inline(always)]
@@ -855,6 +865,26 @@ mod tests {
             if !fast_scan(&hay, Mode::Any11).is_empty() {
                 prop_assert!(may_contain(&hay));
             }
+        }
+
+        /// Scenario: digit runs of every length up to seven, at every
+        /// position of inputs up to 100 bytes long, so that runs straddle
+        /// each block and chunk boundary and the overlapping last loads.
+        /// Guarantees: `may_contain`, and its loop for any length alone, are
+        /// exactly "has a run of six digits".
+        #[test]
+        fn may_contain_is_exact_across_block_boundaries(
+            len in 0usize..100,
+            runs in prop::collection::vec((0usize..100, 1usize..8), 0..4),
+        ) {
+            let mut hay = vec![b'x'; len];
+            for (at, n) in runs {
+                for b in hay.iter_mut().skip(at).take(n) {
+                    *b = b'7';
+                }
+            }
+            prop_assert_eq!(may_contain(&hay), naive_may_contain(&hay));
+            prop_assert_eq!(may_contain_blocks(&hay), naive_may_contain(&hay));
         }
 
         #[test]
