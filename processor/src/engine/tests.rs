@@ -512,13 +512,14 @@ fn nesting_bound_is_exact() {
 proptest::proptest! {
     /// Scenario: KeyValues of every shape the fast path accepts or nearly
     /// accepts (keys and values with digit runs, ints around the 10 to 11
-    /// digit range, bools, long lengths).
+    /// digit range, bools, long values with two-byte lengths, some holding
+    /// a number).
     /// Guarantees: whenever `plain_attribute` skips one, the general walk,
     /// under the widest masking config, records no edit and no error for it.
     #[test]
     fn plain_attributes_need_no_edits(
         key in "[a-z.0-9]{0,12}",
-        text in "[a-z /=]{0,10}[0-9]{0,12}[ -]?[0-9]{0,6}[a-z/]{0,10}|[a-z0-9 ]{100,140}",
+        text in "[a-z /=]{0,10}[0-9]{0,12}[ -]?[0-9]{0,6}[a-z/]{0,10}|[a-z0-9 ]{100,140}|[a-z ]{90,130}[0-9]{5,11}[a-z ]{0,20}",
         int in proptest::prop_oneof![proptest::num::i64::ANY, -200_000_000_000i64..200_000_000_000],
         which in 0..3u8,
     ) {
