@@ -78,6 +78,39 @@ fn noise_is_found_in_every_path_source() {
     }
 }
 
+/// Scenario: spans with several path sources: a plain path first, then the
+/// same path again (in a URL, in the server span's name), then a health
+/// check in a later source; and a span whose every source repeats one
+/// plain path.
+/// Guarantees: a source repeating the path just checked is skipped, but one
+/// with another path is still matched: the first span is dropped, the
+/// second kept.
+#[test]
+fn every_distinct_path_source_is_checked() {
+    let noisy = Span {
+        kind: SpanKind::Server as i32,
+        ..span(
+            1,
+            1,
+            0,
+            "GET /api/orders",
+            vec![
+                kv("url.path", s("/api/orders")),
+                kv("url.full", s("https://svc/api/orders?x=1")),
+                kv("http.route", s("/api/orders")),
+                kv("http.target", s("/internal/health")),
+            ],
+        )
+    };
+    let plain = Span {
+        kind: SpanKind::Server as i32,
+        ..span(2, 2, 0, "GET /api/orders", vec![kv("url.path", s("/api/orders")), kv("url.full", s("http://h/api/orders"))])
+    };
+    let (out, stats, _) = run("{}", &batch(vec![vec![noisy, plain]]));
+    assert_eq!(span_names(&out), ["GET /api/orders"]);
+    assert_eq!(stats.spans_dropped, 1);
+}
+
 /// Scenario: paths that the platform's old `.*metrics` regex over-matched.
 /// Guarantees: they are kept, as is a client span whose name looks like a path.
 #[test]
