@@ -18,7 +18,8 @@
 use std::cell::RefCell;
 use std::fmt;
 
-use aho_corasick::{AhoCorasick, AhoCorasickKind};
+use aho_corasick::automaton::Automaton;
+use aho_corasick::{Anchored, StartKind, dfa::DFA};
 use globset::{Candidate, GlobBuilder, GlobMatcher, GlobSet, GlobSetBuilder};
 
 /// The platform's default noise globs: liveness and readiness probes,
@@ -52,10 +53,10 @@ pub struct GlobList {
     dotted: Vec<(usize, GlobMatcher)>,
     /// One literal per pattern that every candidate it matches contains;
     /// `None` when some pattern has none (`*`, say). A candidate holding none
-    /// of them matches nothing, which one Aho-Corasick pass tells: most
+    /// of them matches nothing, which one Aho-Corasick DFA pass tells: most
     /// paths are not noise, and globset's own per-candidate work (building
     /// a file-name `Candidate`, running several strategies) is then skipped.
-    required: Option<AhoCorasick>,
+    required: Option<DFA>,
     /// The patterns as configured (not lowercased), for reporting.
     patterns: Vec<String>,
     case_sensitive: bool,
@@ -145,12 +146,7 @@ impl GlobList {
             // lowercased candidate holds one exactly when the candidate holds
             // it in any ASCII case.
             .and_then(|l| {
-                AhoCorasick::builder()
-                    .kind(Some(AhoCorasickKind::DFA))
-                    .prefilter(false)
-                    .ascii_case_insensitive(!case_sensitive)
-                    .build(l)
-                    .ok()
+                DFA::builder().start_kind(StartKind::Unanchored).prefilter(false).ascii_case_insensitive(!case_sensitive).build(l).ok()
             });
         match builder.build() {
             Ok(set) => Ok(GlobList { set, dotted, required, patterns: patterns.to_vec(), case_sensitive }),
@@ -189,7 +185,7 @@ impl GlobList {
         if self.set.is_empty() {
             return None;
         }
-        if self.required.as_ref().is_some_and(|r| !r.is_match(candidate)) {
+        if self.required.as_ref().is_some_and(|r| !holds_any(r, candidate)) {
             return None;
         }
         self.first_match_folded(self.fold(candidate, scratch))
@@ -211,7 +207,7 @@ impl GlobList {
         if self.set.is_empty() {
             return false;
         }
-        if self.required.as_ref().is_some_and(|r| !r.is_match(candidate)) {
+        if self.required.as_ref().is_some_and(|r| !holds_any(r, candidate)) {
             return false;
         }
         let folded = self.fold(candidate, scratch);
@@ -273,6 +269,26 @@ impl fmt::Debug for GlobList {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("GlobList").field("patterns", &self.patterns).field("case_sensitive", &self.case_sensitive).finish_non_exhaustive()
     }
+}
+
+/// Whether `hay` holds any of the DFA's literals. The crate's own search
+/// runs the same loop (one table lookup per byte) behind a dynamic call and
+/// a general search setup, which cost more than the loop on paths a few
+/// dozen bytes long.
+fn holds_any(dfa: &DFA, hay: &[u8]) -> bool {
+    // Built unanchored, so the start state exists; a missing one could only
+    // mean "no prefilter", which is the safe answer.
+    let Ok(mut state) = dfa.start_state(Anchored::No) else { return true };
+    if dfa.is_match(state) {
+        return true;
+    }
+    for &b in hay {
+        state = dfa.next_state(Anchored::No, state, b);
+        if dfa.is_special(state) && dfa.is_match(state) {
+            return true;
+        }
+    }
+    false
 }
 
 /// The longest run of plain characters in `glob`, or `None` if it has none
