@@ -220,13 +220,15 @@ pub fn scan(hay: &[u8], mode: Mode, mut f: impl FnMut(Found)) {
 /// the split form are the shortest), so a `false` here means `scan` would
 /// find nothing.
 pub fn may_contain(hay: &[u8]) -> bool {
-    // Most attributes (key and value together) are 16 to 32 bytes: two
-    // overlapping blocks make one mask of every byte, with no loop (and, in
-    // the guest, no loop state to save and restore around it).
+    // Most attributes (key and value together) are 16 to 48 bytes: two or
+    // three blocks, the last overlapping, make one mask of every byte, with
+    // no loop (and, in the guest, no loop state to save and restore around
+    // it), small enough to inline into the walk.
     if let (Some(first), Some(last)) = (hay.first_chunk::<16>(), hay.last_chunk::<16>())
-        && hay.len() <= 32
+        && hay.len() <= 48
     {
-        let m = digits16(first) | digits16(last) << (hay.len() - 16);
+        let middle = hay.get(16..).and_then(|m| m.first_chunk::<16>()).map_or(0, |m| u64::from(digits16(m)) << 16);
+        let m = u64::from(digits16(first)) | middle | u64::from(digits16(last)) << (hay.len() - 16);
         let three = m & (m >> 1) & (m >> 2);
         return three & (three >> 3) != 0;
     }
