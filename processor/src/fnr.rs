@@ -220,15 +220,15 @@ pub fn scan(hay: &[u8], mode: Mode, mut f: impl FnMut(Found)) {
 /// the split form are the shortest), so a `false` here means `scan` would
 /// find nothing.
 pub fn may_contain(hay: &[u8]) -> bool {
-    // Most attributes (key and value together) are 16 to 48 bytes: two or
-    // three blocks, the last overlapping, make one mask of every byte, with
+    // Most attributes (key and value together) are 16 to 64 bytes: up to
+    // four blocks, the last overlapping, make one mask of every byte, with
     // no loop (and, in the guest, no loop state to save and restore around
     // it), small enough to inline into the walk.
     if let (Some(first), Some(last)) = (hay.first_chunk::<16>(), hay.last_chunk::<16>())
-        && hay.len() <= 48
+        && hay.len() <= 64
     {
-        let middle = hay.get(16..).and_then(|m| m.first_chunk::<16>()).map_or(0, |m| u64::from(digits16(m)) << 16);
-        let m = u64::from(digits16(first)) | middle | u64::from(digits16(last)) << (hay.len() - 16);
+        let block = |at: usize| hay.get(at..).and_then(|m| m.first_chunk::<16>()).map_or(0, |m| u64::from(digits16(m)) << at);
+        let m = u64::from(digits16(first)) | block(16) | block(32) | u64::from(digits16(last)) << (hay.len() - 16);
         let three = m & (m >> 1) & (m >> 2);
         return three & (three >> 3) != 0;
     }
