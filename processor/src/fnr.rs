@@ -839,6 +839,29 @@ mod tests {
         prop::collection::vec(piece(), 0..10).prop_map(|ps| ps.concat())
     }
 
+    /// Scenario: a run of five, six or seven digits at every offset of
+    /// every length up to 100, amid letters or amid digit-free punctuation.
+    /// Guarantees: `may_contain` and its loop alone say exactly whether a
+    /// run of six is there, whichever block or chunk the run falls in.
+    #[test]
+    fn may_contain_sees_a_run_at_every_offset() {
+        for len in 0..=100 {
+            for at in 0..len {
+                for n in 5..=7 {
+                    for filler in [b'x', b'/'] {
+                        let mut hay = vec![filler; len];
+                        for b in hay.iter_mut().skip(at).take(n) {
+                            *b = b'5';
+                        }
+                        let want = naive_may_contain(&hay);
+                        assert_eq!(may_contain(&hay), want, "len {len}, run of {n} at {at}");
+                        assert_eq!(may_contain_blocks(&hay), want, "len {len}, run of {n} at {at}");
+                    }
+                }
+            }
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(4000))]
 
