@@ -35,13 +35,15 @@ use crate::wire::{Field, Fields, Problem, WireError, WireType, read_varint, vari
 pub(crate) const MAX_VALUE_DEPTH: usize = 32;
 
 impl Noise {
-    /// Whether `key` names a path source. Every span attribute asks; the
-    /// compare is a length check and two word compares (see `bytes`).
+    /// Whether `key` names a path source. Every span attribute asks, so
+    /// only the path keys of `key`'s length are compared (two word compares
+    /// each, see `bytes`): most keys have none, and no loop runs at all. In
+    /// the guest every loop turn also pays an epoch check.
     #[inline(always)]
     fn is_path_key(&self, key: &[u8]) -> bool {
-        // Most keys are ruled out by their length alone.
-        let by_len = key.len() >= 64 || self.path_key_lens & (1 << key.len()) != 0;
-        by_len && self.path_attributes.iter().any(|a| bytes::eq(a, key))
+        let bucket = key.len().min(LONG_KEY);
+        let (from, to) = (self.path_keys_from[bucket], self.path_keys_from[bucket + 1]);
+        from < to && self.path_keys[from as usize..to as usize].iter().any(|a| bytes::eq(a, key))
     }
 
     /// Matches the path `p` of a span not yet found noisy against the globs.
@@ -65,12 +67,17 @@ pub(crate) struct Compiled {
     rule_names: Vec<String>,
 }
 
+/// Path keys of this length or longer share the last length bucket.
+const LONG_KEY: usize = 64;
+
 #[derive(Debug)]
 struct Noise {
     globs: GlobList,
-    path_attributes: Vec<Vec<u8>>,
-    /// Bit `n` is set if a path attribute key is `n` bytes long (n < 64).
-    path_key_lens: u64,
+    /// The path attribute keys, ordered by length (the last bucket holds
+    /// every key of `LONG_KEY` bytes or more).
+    path_keys: Vec<Vec<u8>>,
+    /// The keys of length bucket `n` are `path_keys[from[n]..from[n + 1]]`.
+    path_keys_from: [u32; LONG_KEY + 2],
     span_name: bool,
     drop_descendants: bool,
 }
@@ -97,13 +104,16 @@ impl Compiled {
         };
         let noise = if cfg.noise.enabled && !cfg.noise.globs.is_empty() {
             match GlobList::new(&cfg.noise.globs, cfg.noise.case_sensitive) {
-                Ok(globs) => Some(Noise {
-                    globs,
-                    path_attributes: cfg.noise.path_attributes.iter().map(|a| a.as_bytes().to_vec()).collect(),
-                    path_key_lens: cfg.noise.path_attributes.iter().filter(|a| a.len() < 64).fold(0, |m, a| m | 1 << a.len()),
-                    span_name: cfg.noise.span_name,
-                    drop_descendants: cfg.noise.drop_descendants,
-                }),
+                Ok(globs) => {
+                    let (path_keys, path_keys_from) = path_keys_by_len(&cfg.noise.path_attributes);
+                    Some(Noise {
+                        globs,
+                        path_keys,
+                        path_keys_from,
+                        span_name: cfg.noise.span_name,
+                        drop_descendants: cfg.noise.drop_descendants,
+                    })
+                }
                 Err(errs) => {
                     glob_problems(errs, "noise.globs", &mut problems);
                     None
@@ -147,6 +157,22 @@ impl Compiled {
         }
         Ok(Compiled { noise, mask, rule_names: cfg.noise.globs.clone() })
     }
+}
+
+/// The path attribute keys ordered by length bucket, duplicates gone, and
+/// where each bucket starts.
+fn path_keys_by_len(keys: &[String]) -> (Vec<Vec<u8>>, [u32; LONG_KEY + 2]) {
+    let mut sorted: Vec<Vec<u8>> = keys.iter().map(|k| k.as_bytes().to_vec()).collect();
+    sorted.sort_by(|a, b| (a.len().min(LONG_KEY), a).cmp(&(b.len().min(LONG_KEY), b)));
+    sorted.dedup();
+    let mut from = [0u32; LONG_KEY + 2];
+    for k in &sorted {
+        from[k.len().min(LONG_KEY) + 1] += 1;
+    }
+    for n in 1..from.len() {
+        from[n] += from[n - 1];
+    }
+    (sorted, from)
 }
 
 /// What happens to one span, by its position in the batch.

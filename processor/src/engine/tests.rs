@@ -614,3 +614,30 @@ proptest::proptest! {
         );
     }
 }
+
+proptest::proptest! {
+    /// Scenario: path attribute keys of any length (under and over the
+    /// last length bucket, duplicates included), and probe keys that are
+    /// one of them, share a length with one, or are anything else.
+    /// Guarantees: the length-bucketed `is_path_key` answers exactly
+    /// whether the probe is one of the configured keys.
+    #[test]
+    fn path_keys_are_found_by_length_bucket(
+        keys in proptest::collection::vec("[ab.]{1,3}|[ab.]{60,70}", 1..8),
+        probes in proptest::collection::vec((0..3u8, 0..8usize, "[ab.]{0,3}|[ab.]{60,70}"), 1..16),
+    ) {
+        let config = serde_json::json!({"noise": {"sources": {"attributes": keys}}});
+        let c = super::Compiled::new(&crate::config::Config::from_json(&config.to_string()).expect("config")).expect("compiles");
+        let noise = c.noise.as_ref().expect("noise is on by default");
+        for (how, i, other) in probes {
+            let key = &keys[i % keys.len()];
+            let probe = match how {
+                0 => key.clone(),
+                // Same length, last byte changed.
+                1 => format!("{}{}", &key[..key.len() - 1], if key.ends_with('a') { 'b' } else { 'a' }),
+                _ => other,
+            };
+            proptest::prop_assert_eq!(noise.is_path_key(probe.as_bytes()), keys.contains(&probe), "{:?} in {:?}", probe, keys);
+        }
+    }
+}
