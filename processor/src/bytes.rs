@@ -1,5 +1,5 @@
 //! Compares of short byte strings (attribute keys, span and trace ids, URL
-//! paths).
+//! paths), and a search for delimiters in them.
 //!
 //! In the wasm guest, `==` and `cmp` on slices call compiler-builtins'
 //! `memcmp`, which goes one byte at a time; the walk compares keys and ids
@@ -56,6 +56,39 @@ pub(crate) fn cmp(a: &[u8], b: &[u8]) -> Ordering {
     }
 }
 
+/// The index of the first byte of `hay` that is one of `needles`.
+///
+/// Eight bytes per loop turn, as one word: URL paths are a few dozen bytes,
+/// too short for memchr's vector loop (16 bytes and up, byte by byte below),
+/// and in the wasm guest every loop turn also pays an epoch check. Pinned
+/// to `position` by a property test.
+#[inline]
+pub(crate) fn find_any<const N: usize>(hay: &[u8], needles: [u8; N]) -> Option<usize> {
+    // A word's lowest byte equal to a needle: the lowest set bit of
+    // `has_zero(word ^ needle)` marks exactly that byte (bits above it may
+    // be false alarms, so only the lowest counts).
+    const LO: u64 = u64::from_ne_bytes([1; 8]);
+    const HI: u64 = LO << 7;
+    let hits =
+        |w: u64| needles.iter().fold(0, |m, &n| m | (((w ^ (LO * u64::from(n))).wrapping_sub(LO)) & !(w ^ (LO * u64::from(n))) & HI));
+    let n = hay.len();
+    if n < 8 {
+        return hay.iter().position(|b| needles.contains(b));
+    }
+    let mut at = 0;
+    while at + 8 <= n {
+        let m = hits(word8(hay, at));
+        if m != 0 {
+            return Some(at + (m.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    // The last word overlaps bytes already found clear, so its lowest hit
+    // is at or after `at`.
+    let m = hits(word8(hay, n - 8));
+    (m != 0).then(|| n - 8 + (m.trailing_zeros() / 8) as usize)
+}
+
 #[inline(always)]
 fn word4(s: &[u8], at: usize) -> u32 {
     s[at..].first_chunk::<4>().map_or(0, |w| u32::from_le_bytes(*w))
@@ -86,6 +119,16 @@ mod tests {
         #[test]
         fn cmp_matches_the_slice_order(a in short(), b in short()) {
             prop_assert_eq!(cmp(&a, &b), a.cmp(&b));
+        }
+
+        /// Delimiters anywhere (often several, often none) in strings of
+        /// every length around the word size and its multiples.
+        #[test]
+        fn find_any_matches_position(hay in proptest::collection::vec(prop_oneof![Just(b'?'), Just(b'#'), Just(b'/'), Just(b'a'), Just(0xbf), Just(0x3e)], 0..40)) {
+            let two = [b'?', b'#'];
+            let three = [b'/', b'?', b'#'];
+            prop_assert_eq!(find_any(&hay, two), hay.iter().position(|b| two.contains(b)));
+            prop_assert_eq!(find_any(&hay, three), hay.iter().position(|b| three.contains(b)));
         }
 
         /// Each single-byte difference, at every position and length.

@@ -6,6 +6,8 @@
 //! not allocate. Neither decodes percent-escapes nor normalises the path;
 //! the noise globs see it as sent.
 
+use crate::bytes::find_any;
+
 /// The longest HTTP method token [`from_span_name`] accepts.
 const MAX_METHOD_LEN: usize = 20;
 
@@ -21,16 +23,14 @@ const MAX_METHOD_LEN: usize = 20;
 /// Returns a subslice (no allocation).
 #[must_use]
 pub fn from_attribute(value: &[u8]) -> &[u8] {
-    // memchr's searches take 16 bytes a step (simd128 in the guest, where
-    // a byte loop would also pay an epoch check per byte).
     let path = match after_scheme(value) {
         Some(rest) => {
-            let authority_end = memchr::memchr3(b'/', b'?', b'#', rest).unwrap_or(rest.len());
+            let authority_end = find_any(rest, [b'/', b'?', b'#']).unwrap_or(rest.len());
             &rest[authority_end..]
         }
         None => value,
     };
-    let end = memchr::memchr2(b'?', b'#', path).unwrap_or(path.len());
+    let end = find_any(path, [b'?', b'#']).unwrap_or(path.len());
     &path[..end]
 }
 
@@ -65,7 +65,7 @@ pub fn from_span_name(name: &[u8]) -> Option<&[u8]> {
     if target.first() != Some(&b'/') {
         return None;
     }
-    let end = memchr::memchr3(b' ', b'?', b'#', target).unwrap_or(target.len());
+    let end = find_any(target, [b' ', b'?', b'#']).unwrap_or(target.len());
     Some(&target[..end])
 }
 
