@@ -758,9 +758,14 @@ const PATHS: &[&str] = &[
 /// The attributes a path is read from by default, and one that is not.
 const PATH_KEYS: &[&str] = &["url.path", "http.target", "http.route", "url.full", "http.url", "http.path"];
 
-/// Trace ids: empty, or one of two; never ASCII digits.
+/// Trace ids: empty, one of two of the usual 16 bytes, or one of an odd
+/// size; never ASCII digits.
 fn trace_id(i: u8) -> Vec<u8> {
-    if i == 0 { Vec::new() } else { vec![0xa0 + i; 16] }
+    match i {
+        0 => Vec::new(),
+        3 => vec![0xa3; 5],
+        _ => vec![0xa0 + i; 16],
+    }
 }
 
 /// Span ids from a small pool, so ids repeat and parent links hit.
@@ -800,7 +805,7 @@ fn link() -> impl Strategy<Value = Link> {
 }
 
 fn span() -> impl Strategy<Value = Span> {
-    let ids = (0u8..3, prop_oneof![1 => Just(0u8), 6 => 1..=SPAN_IDS], prop_oneof![3 => Just(0u8), 4 => 1..=SPAN_IDS]);
+    let ids = (0u8..4, prop_oneof![1 => Just(0u8), 6 => 1..=SPAN_IDS], prop_oneof![3 => Just(0u8), 4 => 1..=SPAN_IDS]);
     let noise =
         proptest::option::weighted(0.3, (prop::sample::select(PATH_KEYS), prop::sample::select(PATHS), any::<prop::sample::Index>()));
     let body = (0i32..6, span_name(), attributes(), noise, text());
