@@ -761,7 +761,10 @@ impl<'a> Walk<'a, '_, '_> {
         Ok(delta)
     }
 
-    /// Returns the size change of the scope; spans are recorded.
+    /// Returns the size change of the scope; spans are recorded. Out of
+    /// line in the guest, where inlined it made the span walk's loop spill
+    /// more.
+    #[cfg_attr(target_arch = "wasm32", inline(never))]
     fn scope_spans(&mut self, start: usize, end: usize) -> Result<Delta, WireError> {
         let mut delta = 0;
         let mut fields = Fields::new(self.buf, start, end);

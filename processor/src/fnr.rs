@@ -219,6 +219,9 @@ pub fn scan(hay: &[u8], mode: Mode, mut f: impl FnMut(Found)) {
 /// Every candidate [`scan`] can report contains such a run (the 6 digits of
 /// the split form are the shortest), so a `false` here means `scan` would
 /// find nothing.
+// Inlined into every caller in the guest, where a call costs more than the
+// check (see below); natively LLVM's own choice is faster.
+#[cfg_attr(target_arch = "wasm32", inline(always))]
 pub fn may_contain(hay: &[u8]) -> bool {
     // Most attributes (key and value together) are 16 to 64 bytes: up to
     // four blocks, the last overlapping, make one mask of every byte, with

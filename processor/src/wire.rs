@@ -238,7 +238,13 @@ impl<'a> Fields<'a> {
                 return Ok(Some(field));
             }
         }
-        self.next_field_general()
+        // Through a copy: the general reader takes its iterator by address,
+        // and were that `self`, the walkers' iterators would live in memory
+        // (in the guest, linear memory) rather than in registers.
+        let mut copy = Fields { buf: self.buf, pos: self.pos, end: self.end };
+        let next = copy.next_field_general();
+        self.pos = copy.pos;
+        next
     }
 
     /// [`Fields::next_field`] for any field, at `self.pos < self.end`.
