@@ -493,9 +493,10 @@ fn path_attribute<'a>(noise: &Noise, buf: &'a [u8], kv_body: usize, kv_end: usiz
             return Ok(None);
         }
         // The usual shape after the key, read with fixed tags: the value,
-        // holding only the string, both lengths one byte. The general walk
-        // below reads two nested messages field by field. Pinned to it by
-        // the `path_values_read_fast_match_the_field_walk` property test.
+        // holding only the string, both lengths one byte, where
+        // `path_attribute_walk` reads two nested messages field by field.
+        // Pinned to it by the `path_values_read_fast_match_the_field_walk`
+        // property test.
         if let [0x12, value_len, 0x0a, len, string @ ..] = &rest[key.len()..]
             && usize::from(*len) == string.len()
             && usize::from(*value_len) == string.len() + 2
