@@ -472,7 +472,7 @@ fn plain_attribute(body: &[u8]) -> bool {
     match value {
         [0x0a, len, text @ ..] => *len < 0x80 && usize::from(*len) == text.len(),
         [0x18, int @ ..] => {
-            matches!(read_varint(int, 0, int.len()), Ok((v, used)) if used == int.len() && int_digits(v as i64).is_none())
+            matches!(read_varint(int, 0, int.len()), Ok((v, used)) if used == int.len() && !int_may_be_number(v as i64))
         }
         [0x10, b] => *b < 0x80,
         _ => false,
@@ -1357,14 +1357,21 @@ impl<'a> Walk<'a, '_, '_> {
     }
 }
 
+/// Whether `v` has 10 or 11 decimal digits: [`int_digits`] has some.
+/// Inline, for the plain-attribute check.
+#[inline(always)]
+fn int_may_be_number(v: i64) -> bool {
+    (1_000_000_000..100_000_000_000).contains(&v.unsigned_abs())
+}
+
 /// The 11 decimal digits of an int that could be a personal number, and
 /// whether they were zero-padded: a 10-digit value is a number whose leading
 /// zero the integer type dropped (everyone born on the 1st to the 9th).
 fn int_digits(v: i64) -> Option<([u8; 11], bool)> {
-    let mut abs = v.unsigned_abs();
-    if !(1_000_000_000..100_000_000_000).contains(&abs) {
+    if !int_may_be_number(v) {
         return None;
     }
+    let mut abs = v.unsigned_abs();
     let padded = abs < 10_000_000_000;
     let mut digits = [b'0'; 11];
     for d in digits.iter_mut().rev() {
