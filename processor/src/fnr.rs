@@ -391,7 +391,15 @@ fn digit_mask(w: u64) -> u64 {
 /// Offset of the first ASCII digit at or after `i`, or `hay.len()` if none.
 #[inline]
 fn next_digit(hay: &[u8], mut i: usize) -> usize {
-    // Eight bytes per step: most of a trace value is not digits.
+    // Sixteen bytes per step (one vector compare in the guest), then eight:
+    // most of a trace value is not digits.
+    while let Some(block) = hay.get(i..).and_then(<[u8]>::first_chunk::<16>) {
+        let m = digits16(block);
+        if m != 0 {
+            return i + m.trailing_zeros() as usize;
+        }
+        i += 16;
+    }
     while let Some(chunk) = hay.get(i..).and_then(<[u8]>::first_chunk::<8>) {
         let m = digit_mask(u64::from_le_bytes(*chunk));
         if m != 0 {
