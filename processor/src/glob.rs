@@ -285,22 +285,19 @@ fn holds_any(dfa: &DFA, hay: &[u8]) -> bool {
     // Eight bytes per loop turn: in the guest each turn also pays an epoch
     // check and reloads what Cranelift spilled, which cost more than the
     // lookup itself.
+    let mut step = |b: u8| {
+        state = dfa.next_state(Anchored::No, state, b);
+        dfa.is_special(state) && dfa.is_match(state)
+    };
     let (blocks, rest) = hay.as_chunks::<8>();
     for block in blocks {
         for &b in block {
-            state = dfa.next_state(Anchored::No, state, b);
-            if dfa.is_special(state) && dfa.is_match(state) {
+            if step(b) {
                 return true;
             }
         }
     }
-    for &b in rest {
-        state = dfa.next_state(Anchored::No, state, b);
-        if dfa.is_special(state) && dfa.is_match(state) {
-            return true;
-        }
-    }
-    false
+    rest.iter().any(|&b| step(b))
 }
 
 /// The longest run of plain characters in `glob`, or `None` if it has none
@@ -601,6 +598,26 @@ mod tests {
             let want = globs.first_match_folded(folded.as_bytes());
             prop_assert_eq!(globs.first_match(candidate.as_bytes(), &mut scratch), want);
             prop_assert_eq!(globs.is_match(candidate.as_bytes(), &mut scratch), want.is_some());
+        }
+
+        /// Scenario: globs `*LITERAL*`, case-sensitive or not, and
+        /// candidates of up to 30 bytes in mixed case, across the eight-byte
+        /// blocks of the prefilter's loop.
+        /// Guarantees: the prefilter says a candidate holds a literal
+        /// exactly when it does (so it rejects what it may, not only passes
+        /// what it must).
+        #[test]
+        fn prefilter_finds_exactly_the_literals(
+            literals in prop::collection::vec("[ab/]{1,4}", 1..4),
+            candidate in "[aAb/x]{0,30}",
+            case_sensitive in any::<bool>(),
+        ) {
+            let patterns: Vec<String> = literals.iter().map(|l| format!("*{l}*")).collect();
+            let globs = GlobList::new(&patterns, case_sensitive).expect("plain globs");
+            let dfa = globs.required.as_ref().expect("every glob has a literal");
+            let hay = if case_sensitive { candidate.clone() } else { candidate.to_ascii_lowercase() };
+            let want = literals.iter().any(|l| hay.contains(l.as_str()));
+            prop_assert_eq!(holds_any(dfa, candidate.as_bytes()), want, "{:?} in {:?}", literals, candidate);
         }
 
         #[test]
