@@ -41,7 +41,7 @@ impl Noise {
     /// the guest every loop turn also pays an epoch check.
     #[inline(always)]
     fn is_path_key(&self, key: &[u8]) -> bool {
-        let bucket = key.len().min(LONG_KEY);
+        let bucket = key_bucket(key);
         let (from, to) = (self.path_keys_from[bucket], self.path_keys_from[bucket + 1]);
         from < to && self.path_keys[from as usize..to as usize].iter().any(|a| bytes::eq(a, key))
     }
@@ -69,6 +69,12 @@ pub(crate) struct Compiled {
 
 /// Path keys of this length or longer share the last length bucket.
 const LONG_KEY: usize = 64;
+
+/// The length bucket of a path key.
+#[inline(always)]
+fn key_bucket(key: &[u8]) -> usize {
+    key.len().min(LONG_KEY)
+}
 
 #[derive(Debug)]
 struct Noise {
@@ -163,11 +169,11 @@ impl Compiled {
 /// where each bucket starts.
 fn path_keys_by_len(keys: &[String]) -> (Vec<Vec<u8>>, [u32; LONG_KEY + 2]) {
     let mut sorted: Vec<Vec<u8>> = keys.iter().map(|k| k.as_bytes().to_vec()).collect();
-    sorted.sort_by(|a, b| (a.len().min(LONG_KEY), a).cmp(&(b.len().min(LONG_KEY), b)));
+    sorted.sort_by(|a, b| (key_bucket(a), a).cmp(&(key_bucket(b), b)));
     sorted.dedup();
     let mut from = [0u32; LONG_KEY + 2];
     for k in &sorted {
-        from[k.len().min(LONG_KEY) + 1] += 1;
+        from[key_bucket(k) + 1] += 1;
     }
     for n in 1..from.len() {
         from[n] += from[n - 1];

@@ -542,6 +542,27 @@ fn nesting_bound_is_exact() {
     }
 }
 
+/// The usual attributes, with no number in them, take the fast path: a
+/// string, an int outside the 10 to 11 digit range, a bool, and a string
+/// with a digit run shorter than six.
+#[test]
+fn plain_attributes_take_the_fast_path() {
+    let plain = [
+        kv("http.request.method", s("GET")),
+        kv("http.response.status_code", Value::IntValue(200)),
+        kv("db.statement", s("SELECT * FROM orders WHERE id = $1 LIMIT 50")),
+        kv("net.peer.port", Value::IntValue(999_999_999)),
+        kv("error", Value::BoolValue(true)),
+        kv("user.code", s("ab12345cd")),
+    ];
+    for attribute in plain {
+        assert!(super::plain_attribute(&attribute.encode_to_vec()), "{attribute:?}");
+    }
+    for holds_number in [kv("db.statement", s(&format!("id = {FNR}"))), kv("id", Value::IntValue(1_019_012_138))] {
+        assert!(!super::plain_attribute(&holds_number.encode_to_vec()), "{holds_number:?}");
+    }
+}
+
 proptest::proptest! {
     /// Scenario: KeyValues of every shape the fast path accepts or nearly
     /// accepts (keys and values with digit runs, ints around the 10 to 11
