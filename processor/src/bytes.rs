@@ -69,8 +69,12 @@ pub(crate) fn find_any<const N: usize>(hay: &[u8], needles: [u8; N]) -> Option<u
     // be false alarms, so only the lowest counts).
     const LO: u64 = u64::from_ne_bytes([1; 8]);
     const HI: u64 = LO << 7;
-    let hits =
-        |w: u64| needles.iter().fold(0, |m, &n| m | (((w ^ (LO * u64::from(n))).wrapping_sub(LO)) & !(w ^ (LO * u64::from(n))) & HI));
+    let hits = |w: u64| {
+        needles.iter().fold(0, |m, &n| {
+            let x = w ^ (LO * u64::from(n));
+            m | (x.wrapping_sub(LO) & !x & HI)
+        })
+    };
     let n = hay.len();
     if n < 8 {
         return hay.iter().position(|b| needles.contains(b));
