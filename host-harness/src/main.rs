@@ -215,8 +215,8 @@ host takes it out before the component sees the rest). Flags override it:
     upstream_timeout_ms: 5000
     # also: listen_http, listen_grpc, admin, workers, max_body_bytes,
     # max_decompressed_bytes, batch_memory_bytes, batch_deadline_ms,
-    # max_in_flight, body_timeout_ms (upstream_headers and upstream_gzip change on reload;
-    # the rest at restart)
+    # max_in_flight, body_timeout_ms, split_batches (upstream_headers and
+    # upstream_gzip change on reload; the rest at restart)
 
 Admin: GET /metrics (Prometheus), GET /healthz, GET /readyz, POST /-/reload.
 
@@ -292,6 +292,13 @@ struct ServeArgs {
     /// in, in ms; past it, 408 [default: 30000].
     #[arg(long, value_name = "MS")]
     body_timeout_ms: Option<u64>,
+    /// Always process a batch whole on one worker. By default a batch of
+    /// 128 KiB or more that arrives while other workers are idle is cut
+    /// between resources (never through a trace) and processed on several
+    /// workers at once, with the same result: less added latency when the
+    /// gateway has cores to spare.
+    #[arg(long)]
+    no_split_batches: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -329,6 +336,7 @@ fn serve(args: ServeArgs) -> Result<bool, Fatal> {
     cli.batch_deadline_ms = args.batch_deadline_ms;
     cli.max_in_flight = args.max_in_flight;
     cli.body_timeout_ms = args.body_timeout_ms;
+    cli.split_batches = args.no_split_batches.then_some(false);
     let sources = tracescrub::serve::version::Sources { config: args.config, component: args.component, cli };
     tracescrub::serve::run(tracescrub::serve::ServeOptions { sources })?;
     Ok(true)

@@ -191,11 +191,14 @@ struct Gateway {
 
 impl Gateway {
     /// Starts the gateway with `args` after `serve` and any-port listeners,
-    /// one worker, and waits for its readiness line.
+    /// one worker unless `args` say otherwise, and waits for its readiness
+    /// line.
     fn start(args: &[&str]) -> Gateway {
+        let workers: &[&str] = if args.contains(&"--workers") { &[] } else { &["--workers", "1"] };
         let mut child = Command::new(env!("CARGO_BIN_EXE_tracescrub"))
             .arg("serve")
-            .args(["--listen-http", "127.0.0.1:0", "--listen-grpc", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--workers", "1"])
+            .args(["--listen-http", "127.0.0.1:0", "--listen-grpc", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+            .args(workers)
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -460,6 +463,36 @@ fn known_batch() -> Vec<u8> {
 /// A batch with nothing to drop or mask, one span named `name`.
 fn plain_batch(name: &str) -> Vec<u8> {
     batch_of(vec![span(7, None, name, vec![kv("http.route", "/api/orders")])]).encode_to_vec()
+}
+
+/// `resources` ResourceSpans of about 36 KB, each of a trace of its own but
+/// the last, which shares the one before it: a health check and its child
+/// (dropped), a span with the number (masked), and 100 plain spans. The
+/// last resource holds two more children of the previous one's health check,
+/// dropped only if both are processed together.
+fn multi_resource_batch(resources: u8) -> ExportTraceServiceRequest {
+    let resource_spans = (0..resources)
+        .map(|r| {
+            let last = r + 1 == resources;
+            let mut spans = vec![
+                if last { span(4, Some(1), "SELECT 2", vec![]) } else { span(1, None, "GET /isAlive", vec![kv("url.path", "/isAlive")]) },
+                span(2, Some(1), "SELECT 1", vec![kv("db.system", "postgresql")]),
+                span(3, None, &format!("lookup {NUMBER}"), vec![kv("enduser.id", NUMBER)]),
+            ];
+            spans.extend(
+                (10..110).map(|i| span(i, Some(3), "GET /api/orders", vec![kv("http.route", "/api/orders"), kv("note", &"x".repeat(300))])),
+            );
+            for s in &mut spans {
+                s.trace_id = vec![if last { r - 1 } else { r }; 16];
+            }
+            ResourceSpans {
+                resource: Some(Resource { attributes: vec![kv("service.name", &format!("svc-{r}"))], ..Default::default() }),
+                scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
+                ..Default::default()
+            }
+        })
+        .collect();
+    ExportTraceServiceRequest { resource_spans }
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -871,6 +904,54 @@ fn a_batch_too_big_for_guest_memory_is_refused_in_the_host() {
     let reply = gateway.post_protobuf(&fits);
     assert_eq!(reply.status, 200, "{}", reply.status_message());
     assert_eq!(sink.received().len(), 1);
+}
+
+/// Scenario: a gateway with two workers, idle, gets batches of 290 KB in
+/// eight resources (so they are cut in two, between resources), gzipped
+/// both ways; then one whose last resource holds an attribute that is not
+/// OTLP, also on a gateway with `--no-split-batches`.
+/// Guarantees: the sink receives byte for byte what the native engine
+/// makes of the whole batch, a health check's child in another resource of
+/// its trace included; the split is counted; the bad batch gets the same
+/// 400, with the whole batch's offset, split or not.
+#[test]
+fn a_large_batch_is_split_across_idle_workers_with_the_same_result() {
+    let sink = Sink::start();
+    let gateway = Gateway::start(&["--upstream", &sink.url(), "--workers", "2", "--upstream-gzip"]);
+    let batch = multi_resource_batch(8).encode_to_vec();
+    assert!(batch.len() > 256 << 10, "{}", batch.len());
+    let expected = native(&batch);
+    assert_eq!(expected.stats.dropped_descendants, 9, "{:?}", expected.stats);
+    for _ in 0..3 {
+        let reply = gateway.post("application/x-protobuf", &[("Content-Encoding", "gzip")], &gzip(&batch));
+        assert_eq!(reply.status, 200, "{}", reply.status_message());
+    }
+    let received = sink.received();
+    assert_eq!(received.len(), 3);
+    for r in &received {
+        assert!(r.body == expected.batch, "the sink got other bytes than the native engine made");
+    }
+    // Idle workers are counted when a batch comes in; a worker's periodic
+    // version check can hide one for an instant, so not every batch need
+    // have been split.
+    assert!(gateway.metric("tracescrub_processor_split_batches_total") >= 1.0, "{}", gateway.metrics());
+    assert_eq!(gateway.metric("tracescrub_processor_dropped_descendant_spans_total"), 27.0);
+
+    let mut bad = multi_resource_batch(8);
+    let last = &mut bad.resource_spans[7].scope_spans[0].spans[5];
+    last.attributes.push(kv("placeholder", "y"));
+    let mut bad = bad.encode_to_vec();
+    // The placeholder KeyValue's key claims 0x50 bytes, past its end.
+    let at = bad.windows(11).rposition(|w| w == b"placeholder").unwrap();
+    bad[at - 1] = 0x50;
+    let want = tracescrub_processor::Processor::new(&tracescrub::config_file::default_json()).unwrap().process(&bad).unwrap_err();
+    let whole = Gateway::start(&["--upstream", &sink.url(), "--workers", "2", "--no-split-batches"]);
+    for g in [&gateway, &whole] {
+        let reply = g.post_protobuf(&bad);
+        assert_eq!(reply.status, 400, "{}", reply.status_message());
+        assert!(reply.status_message().contains(&want.to_string()), "{} lacks {want}", reply.status_message());
+    }
+    assert_eq!(whole.metric("tracescrub_processor_split_batches_total"), 0.0);
 }
 
 /// Scenario: one batch in flight (the upstream stalls) with

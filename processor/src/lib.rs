@@ -32,6 +32,7 @@ pub mod fnr;
 pub mod glob;
 mod otlp;
 pub mod path;
+mod split;
 mod stats;
 mod wire;
 
@@ -41,6 +42,7 @@ mod component;
 pub use config::Config;
 pub use error::{ConfigProblem, Error, Malformed};
 pub use explain::Finding;
+pub use split::split_points;
 pub use stats::{Count, FieldKind, Stats};
 
 /// A processed batch.

@@ -102,6 +102,32 @@ pub struct Stats {
     pub masked_by_field: Vec<Count>,
 }
 
+impl Stats {
+    /// Adds `other` to these stats, as if one batch had held both: for the
+    /// parts of a batch cut at [`crate::split_points`]. Named counts are
+    /// summed by name; a name these stats lack goes after their own, so
+    /// the lists keep their order only up to that.
+    pub fn add(&mut self, other: &Stats) {
+        self.spans_in += other.spans_in;
+        self.spans_out += other.spans_out;
+        self.spans_dropped += other.spans_dropped;
+        self.dropped_descendants += other.dropped_descendants;
+        self.values_masked += other.values_masked;
+        for (mine, theirs) in [
+            (&mut self.dropped_by_rule, &other.dropped_by_rule),
+            (&mut self.masked_by_detector, &other.masked_by_detector),
+            (&mut self.masked_by_field, &other.masked_by_field),
+        ] {
+            for count in theirs {
+                match mine.iter_mut().find(|c| c.name == count.name) {
+                    Some(c) => c.value += count.value,
+                    None => mine.push(count.clone()),
+                }
+            }
+        }
+    }
+}
+
 /// Fixed-size counters the engine bumps on the hot path; turned into
 /// [`Stats`] once per batch.
 #[derive(Debug, Default)]

@@ -1220,6 +1220,56 @@ proptest! {
     }
 }
 
+/// Stats with their named counts in name order, to compare sums.
+fn by_name(mut stats: Stats) -> Stats {
+    for counts in [&mut stats.dropped_by_rule, &mut stats.masked_by_detector, &mut stats.masked_by_field] {
+        counts.sort_by(|a, b| a.name.cmp(&b.name));
+    }
+    stats
+}
+
+/// Scenario: generated batches with unknown fields spliced in at every
+/// depth (the request's own too), cut at `split_points` into 2 to 4 parts,
+/// under a range of configs. Trace ids come from a small pool, so traces
+/// cross resources, noisy spans included.
+/// Guarantees: processing the parts apart and concatenating the outputs
+/// gives the whole batch's output byte for byte, and the parts' stats add
+/// up to the whole's; and enough generated batches can be cut for that to
+/// mean something.
+#[test]
+fn split_parts_process_like_the_whole() {
+    use std::cell::Cell;
+    let config = ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() };
+    let mut runner = proptest::test_runner::TestRunner::new(config);
+    let (cases, cut) = (Cell::new(0u32), Cell::new(0u32));
+    let strategy = (batch(), prop::sample::select(CONFIGS), any::<u64>(), 2usize..=4);
+    runner
+        .run(&strategy, |(req, config, seed, parts)| {
+            let input = Splicer { rng: seed, owner: Owner::Request, injected: Vec::new() }.request(&req);
+            let cuts = tracescrub_processor::split_points(&input, parts);
+            cases.set(cases.get() + 1);
+            if cuts.is_empty() {
+                return Ok(());
+            }
+            cut.set(cut.get() + 1);
+            prop_assert!(cuts.len() < parts && cuts.windows(2).all(|w| w[0] < w[1]), "{:?}", cuts);
+            let p = Processor::new(config).unwrap();
+            let whole = p.process(&input).unwrap();
+            let (mut batch, mut stats) = (Vec::new(), Stats::default());
+            let bounds: Vec<usize> = [0].into_iter().chain(cuts.iter().copied()).chain([input.len()]).collect();
+            for w in bounds.windows(2) {
+                let part = p.process(&input[w[0]..w[1]]).unwrap();
+                batch.extend_from_slice(&part.batch);
+                stats.add(&part.stats);
+            }
+            prop_assert!(batch == whole.batch, "parts at {:?} differ from the whole under {}", cuts, config);
+            prop_assert_eq!(by_name(stats), by_name(whole.stats), "{}", config);
+            Ok(())
+        })
+        .unwrap();
+    assert!(cut.get() * 8 >= cases.get(), "only {} of {} batches could be cut", cut.get(), cases.get());
+}
+
 // ---------------------------------------------------------------------------
 // Examples: the reference and the checker on fixed inputs
 // ---------------------------------------------------------------------------

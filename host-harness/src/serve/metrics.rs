@@ -143,6 +143,7 @@ pub struct Metrics {
     sent_spans: AtomicU64,
     send_failed_spans: AtomicU64,
     dropped_descendants: AtomicU64,
+    split_batches: AtomicU64,
     batches: [AtomicU64; Outcome::ALL.len()],
     labeled: Mutex<Labeled>,
     processing: Histogram,
@@ -162,9 +163,13 @@ impl Metrics {
         self.batches[index(&Outcome::ALL, &outcome)].fetch_add(1, Relaxed);
     }
 
-    /// Counts what the processor did to one batch and how long it took.
-    pub fn processed(&self, stats: &Stats, took: Duration) {
+    /// Counts what the processor did to one batch, how long it took, and
+    /// in how many parts it ran.
+    pub fn processed(&self, stats: &Stats, took: Duration, parts: usize) {
         self.processing.observe(took);
+        if parts > 1 {
+            self.split_batches.fetch_add(1, Relaxed);
+        }
         self.dropped_descendants.fetch_add(stats.dropped_descendants, Relaxed);
         if stats.dropped_by_rule.is_empty() && stats.masked_by_detector.is_empty() && stats.masked_by_field.is_empty() {
             return;
@@ -268,6 +273,12 @@ impl Metrics {
             "Spans dropped because an ancestor in the same batch was noise.",
         );
         let _ = writeln!(out, "tracescrub_processor_dropped_descendant_spans_total {}", self.dropped_descendants.load(Relaxed));
+        counter(
+            &mut out,
+            "tracescrub_processor_split_batches_total",
+            "Batches processed in parts on several workers at once, because workers were idle.",
+        );
+        let _ = writeln!(out, "tracescrub_processor_split_batches_total {}", self.split_batches.load(Relaxed));
         counter(&mut out, "tracescrub_processor_batches_total", "Batches by how they ended.");
         for o in Outcome::ALL {
             let v = self.batches[index(&Outcome::ALL, &o)].load(Relaxed);

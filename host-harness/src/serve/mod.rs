@@ -245,6 +245,7 @@ impl Gateway {
             Arc::clone(&active),
             instance_options.clone(),
             settings.max_decompressed_bytes,
+            settings.split_batches,
         )
         .map_err(ServeError::Start)?;
         let upstream = Upstream::new(&settings.upstream, settings.upstream_timeout).map_err(ServeError::Start)?;
@@ -318,7 +319,7 @@ impl Gateway {
                 BatchError::Internal(why) => ExportError::Internal(why),
             })?;
         let stats = &processed.stats;
-        self.metrics.processed(stats, started.elapsed());
+        self.metrics.processed(stats, started.elapsed(), processed.parts);
         if stats.spans_out == 0 {
             // Nothing left to deliver: acknowledged without a call upstream.
             self.metrics.batch(Outcome::Empty);

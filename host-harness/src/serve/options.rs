@@ -81,6 +81,8 @@ pub struct GatewaySection {
     pub max_in_flight: Option<usize>,
     /// Time a client may take to send a request body, in milliseconds.
     pub body_timeout_ms: Option<u64>,
+    /// Whether idle workers may process parts of a large batch at once.
+    pub split_batches: Option<bool>,
 }
 
 /// The upstream's protocol.
@@ -147,6 +149,8 @@ pub struct Settings {
     pub max_in_flight: usize,
     /// Time a client may take to send a request body.
     pub body_timeout: Duration,
+    /// Whether idle workers may process parts of a large batch at once.
+    pub split_batches: bool,
     /// What may change with a reload.
     pub forward: Forward,
 }
@@ -223,6 +227,7 @@ impl GatewaySection {
             batch_deadline: Duration::from_millis(cli.batch_deadline_ms.or(self.batch_deadline_ms).unwrap_or(DEFAULT_BATCH_DEADLINE_MS)),
             max_in_flight: cli.max_in_flight.or(self.max_in_flight).unwrap_or(DEFAULT_MAX_IN_FLIGHT),
             body_timeout: Duration::from_millis(cli.body_timeout_ms.or(self.body_timeout_ms).unwrap_or(DEFAULT_BODY_TIMEOUT_MS)),
+            split_batches: cli.split_batches.or(self.split_batches).unwrap_or(true),
             forward: Forward { headers, gzip: cli.upstream_gzip.or(self.upstream_gzip).unwrap_or(false) },
         };
         settings.check()?;
@@ -257,7 +262,7 @@ impl Settings {
     /// by name: a reload cannot change them.
     pub fn fixed_changes(&self, other: &Settings) -> Vec<&'static str> {
         let mut changed = Vec::new();
-        let pairs: [(&'static str, bool); 12] = [
+        let pairs: [(&'static str, bool); 13] = [
             ("upstream", self.upstream != other.upstream),
             ("upstream_timeout_ms", self.upstream_timeout != other.upstream_timeout),
             ("listen_http", self.listen_http != other.listen_http),
@@ -270,6 +275,7 @@ impl Settings {
             ("batch_deadline_ms", self.batch_deadline != other.batch_deadline),
             ("max_in_flight", self.max_in_flight != other.max_in_flight),
             ("body_timeout_ms", self.body_timeout != other.body_timeout),
+            ("split_batches", self.split_batches != other.split_batches),
         ];
         for (name, differs) in pairs {
             if differs {

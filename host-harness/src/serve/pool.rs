@@ -9,9 +9,18 @@
 //!
 //! Workers also do the request's other CPU work, off the async runtime:
 //! gzip decompression (capped), OTLP/JSON decoding, and gzip for upstream.
+//!
+//! A large batch that arrives while other workers are idle is cut into
+//! parts ([`tracescrub_processor::split_points`]: between resources, never
+//! through a trace) and the idle workers process parts of it alongside the
+//! worker that took it, which joins the outputs. That cuts the latency the
+//! gateway adds when it has cores to spare; under load no worker is idle
+//! and every batch runs whole. A part no worker has taken by the time its
+//! owner gets to it, the owner runs itself, so nothing waits on a busy
+//! queue.
 
 use std::io::Read;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
@@ -25,6 +34,10 @@ use tracescrub_processor::Stats;
 
 use super::version::{Shared, Version};
 use crate::{HostError, InstanceOptions, Runtime, ScrubberInstance};
+
+/// The smallest decoded batch worth cutting into parts: below it, waking
+/// another worker costs about what the part would save.
+pub const SPLIT_MIN_BYTES: usize = 128 << 10;
 
 /// How often the epoch ticks. The deadline is counted in these ticks, so it
 /// is enforced to within one tick.
@@ -90,6 +103,8 @@ pub struct Processed {
     pub gzipped: bool,
     /// What the processor did.
     pub stats: Stats,
+    /// How many parts it ran in: 1, or more when idle workers helped.
+    pub parts: usize,
 }
 
 /// Why a batch could not be processed. Messages never quote span content
@@ -127,20 +142,51 @@ pub struct Job {
     pub reply: oneshot::Sender<Result<Processed, BatchError>>,
 }
 
+/// What the workers take from the queue.
+enum Task {
+    /// A request's batch.
+    Batch(Job),
+    /// A part of a batch that another worker took.
+    Part(Arc<Part>),
+}
+
+/// A part of a batch, offered to idle workers.
+struct Part {
+    /// The version its batch captured.
+    version: Shared,
+    /// Its bytes: a slice of the decoded batch.
+    bytes: Bytes,
+    /// Set by whoever runs it: a helper, or the owner when none has.
+    taken: AtomicBool,
+    /// Where a helper sends the result.
+    reply: SyncSender<PartResult>,
+}
+
+/// A processed batch or part: the output and its stats.
+type PartResult = Result<(Vec<u8>, Stats), BatchError>;
+
 /// The worker threads and their job queue.
 pub struct Pool {
-    jobs: Option<SyncSender<Job>>,
+    jobs: Option<SyncSender<Task>>,
+    shared: Arc<Common>,
     threads: Vec<JoinHandle<()>>,
 }
 
 /// What every worker shares.
 struct Common {
-    jobs: Mutex<Receiver<Job>>,
+    jobs: Mutex<Receiver<Task>>,
+    /// The queue's sending side, for offering parts; taken away when the
+    /// pool stops, so the workers see the queue close.
+    offer: Mutex<Option<SyncSender<Task>>>,
+    /// Workers waiting for a task.
+    idle: AtomicUsize,
     active: Arc<RwLock<Shared>>,
     options: InstanceOptions,
     max_decompressed: u64,
     /// The largest decoded batch the guest memory cap holds; see [`max_batch_for_memory`].
     max_batch: u64,
+    /// Whether idle workers may take parts of a batch.
+    split: bool,
 }
 
 /// Guest memory the engine needs beyond twice the batch (its baseline).
@@ -163,10 +209,20 @@ impl Pool {
         active: Arc<RwLock<Shared>>,
         options: InstanceOptions,
         max_decompressed: u64,
+        split: bool,
     ) -> Result<Pool, String> {
         let (tx, rx) = std::sync::mpsc::sync_channel(queue);
         let max_batch = max_batch_for_memory(options.max_memory_bytes as u64);
-        let shared = Arc::new(Common { jobs: Mutex::new(rx), active, options, max_decompressed, max_batch });
+        let shared = Arc::new(Common {
+            jobs: Mutex::new(rx),
+            offer: Mutex::new(Some(tx.clone())),
+            idle: AtomicUsize::new(0),
+            active,
+            options,
+            max_decompressed,
+            max_batch,
+            split,
+        });
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let mut threads = Vec::with_capacity(workers);
         for n in 0..workers {
@@ -185,13 +241,19 @@ impl Pool {
                 Err(_) => return Err("a worker thread ended while starting".into()),
             }
         }
-        Ok(Pool { jobs: Some(tx), threads })
+        Ok(Pool { jobs: Some(tx), shared, threads })
     }
 
     /// Queues a job; gives it back when the queue is full.
     pub fn submit(&self, job: Job) -> Result<(), Job> {
         let Some(jobs) = &self.jobs else { return Err(job) };
-        jobs.try_send(job).map_err(|(TrySendError::Full(job) | TrySendError::Disconnected(job))| job)
+        match jobs.try_send(Task::Batch(job)) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(task) | TrySendError::Disconnected(task)) => match task {
+                Task::Batch(job) => Err(job),
+                Task::Part(_) => unreachable!("sent a batch"),
+            },
+        }
     }
 }
 
@@ -199,6 +261,7 @@ impl Drop for Pool {
     fn drop(&mut self) {
         // Closing the queue ends each worker after its current job.
         self.jobs = None;
+        self.shared.offer.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
         for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
@@ -217,12 +280,21 @@ impl Worker {
         let started = self.instance_for(&first).map(|_| ()).map_err(|e| format!("cannot instantiate the component: {}", describe(&e)));
         let _ = ready.send(started);
         loop {
+            self.shared.idle.fetch_add(1, Ordering::SeqCst);
             let next = {
                 let jobs = self.shared.jobs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 jobs.recv_timeout(IDLE_CHECK)
             };
+            self.shared.idle.fetch_sub(1, Ordering::SeqCst);
             match next {
-                Ok(job) => self.handle(job),
+                Ok(Task::Batch(job)) => self.handle(job),
+                Ok(Task::Part(part)) => {
+                    if !part.taken.swap(true, Ordering::AcqRel) {
+                        let result = self.run_batch(&part.version, &part.bytes);
+                        // The owner waits for it; gone only if it panicked.
+                        let _ = part.reply.send(result);
+                    }
+                }
                 Err(RecvTimeoutError::Timeout) => {
                     let active = self.active();
                     // Best effort: a failure here shows again on the next job.
@@ -260,11 +332,10 @@ impl Worker {
     }
 
     fn process(&mut self, job: &Job) -> Result<Processed, BatchError> {
-        let decompressed;
-        let mut body: &[u8] = &job.body;
+        // `Bytes`, so parts are slices of it rather than copies.
+        let mut body = job.body.clone();
         if job.kind.gzip {
-            decompressed = gunzip(body, self.shared.max_decompressed)?;
-            body = &decompressed;
+            body = Bytes::from(gunzip(&body, self.shared.max_decompressed)?);
         } else if body.len() as u64 > self.shared.max_decompressed {
             return Err(BatchError::TooLarge(format!(
                 "body of {} bytes is over the limit of {} bytes",
@@ -272,10 +343,8 @@ impl Worker {
                 self.shared.max_decompressed
             )));
         }
-        let converted;
         if job.kind.json {
-            converted = json_to_protobuf(body)?;
-            body = &converted;
+            body = Bytes::from(json_to_protobuf(&body)?);
         }
         let (size, max_batch) = (body.len() as u64, self.shared.max_batch);
         if size > max_batch {
@@ -285,35 +354,100 @@ impl Worker {
                 self.shared.options.max_memory_bytes
             )));
         }
-        let instance = self.instance_for(&job.version).map_err(|e| match e.trap_code() {
+        let idle = self.shared.idle.load(Ordering::SeqCst);
+        let cuts = if self.shared.split && idle > 0 && body.len() >= SPLIT_MIN_BYTES {
+            tracescrub_processor::split_points(&body, 1 + idle)
+        } else {
+            Vec::new()
+        };
+        let (batch, stats, parts) = if cuts.is_empty() {
+            let (batch, stats) = self.run_batch(&job.version, &body)?;
+            (batch, stats, 1)
+        } else {
+            self.run_parts(&job.version, &body, &cuts)?
+        };
+        if job.gzip_output && stats.spans_out > 0 {
+            return Ok(Processed { batch: Bytes::from(gzip(&batch)), gzipped: true, stats, parts });
+        }
+        Ok(Processed { batch: Bytes::from(batch), gzipped: false, stats, parts })
+    }
+
+    /// Runs `body` on an instance of `version`.
+    fn run_batch(&mut self, version: &Version, body: &[u8]) -> PartResult {
+        let instance = self.instance_for(version).map_err(|e| match e.trap_code() {
             Some(wasmtime::Trap::Interrupt) => BatchError::Timeout,
             Some(_) => BatchError::Trap,
             None => BatchError::Internal(format!("cannot instantiate the component: {}", describe(&e))),
         })?;
         let result = instance.process(body);
-        let (batch, stats) = match result {
-            Ok(done) => done,
-            Err(e) => {
-                if instance.is_poisoned() {
-                    self.instance = None;
-                }
-                return Err(match e {
-                    HostError::Processor(tracescrub_processor::Error::Malformed(m)) => {
-                        BatchError::Malformed { offset: Some(m.offset), message: m.to_string() }
-                    }
-                    HostError::Processor(
-                        e @ (tracescrub_processor::Error::TooLarge { .. } | tracescrub_processor::Error::OutOfMemory { .. }),
-                    ) => BatchError::TooLarge(e.to_string()),
-                    e if e.trap_code() == Some(wasmtime::Trap::Interrupt) => BatchError::Timeout,
-                    HostError::Trap(_) | HostError::Poisoned => BatchError::Trap,
-                    e => BatchError::Internal(describe(&e)),
-                });
-            }
-        };
-        if job.gzip_output && stats.spans_out > 0 {
-            return Ok(Processed { batch: Bytes::from(gzip(&batch)), gzipped: true, stats });
+        if result.is_err() && instance.is_poisoned() {
+            self.instance = None;
         }
-        Ok(Processed { batch: Bytes::from(batch), gzipped: false, stats })
+        result.map_err(|e| match e {
+            HostError::Processor(tracescrub_processor::Error::Malformed(m)) => {
+                BatchError::Malformed { offset: Some(m.offset), message: m.to_string() }
+            }
+            HostError::Processor(e @ (tracescrub_processor::Error::TooLarge { .. } | tracescrub_processor::Error::OutOfMemory { .. })) => {
+                BatchError::TooLarge(e.to_string())
+            }
+            e if e.trap_code() == Some(wasmtime::Trap::Interrupt) => BatchError::Timeout,
+            HostError::Trap(_) | HostError::Poisoned => BatchError::Trap,
+            e => BatchError::Internal(describe(&e)),
+        })
+    }
+
+    /// Runs `body` cut at `cuts`: offers every part but the first to idle
+    /// workers, runs the first, then each part no one took, then joins.
+    /// Returns how many parts it ran in: 1 when it had to run it whole.
+    fn run_parts(&mut self, version: &Shared, body: &Bytes, cuts: &[usize]) -> Result<(Vec<u8>, Stats, usize), BatchError> {
+        let bounds: Vec<usize> = std::iter::once(0).chain(cuts.iter().copied()).chain([body.len()]).collect();
+        let offer = self.shared.offer.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        let mut offered = Vec::with_capacity(cuts.len());
+        for range in bounds.windows(2).skip(1) {
+            let (reply, result) = std::sync::mpsc::sync_channel(1);
+            let part = Arc::new(Part {
+                version: Arc::clone(version),
+                bytes: body.slice(range[0]..range[1]),
+                taken: AtomicBool::new(false),
+                reply,
+            });
+            // A full queue means no one is idle after all: run it here.
+            if let Some(offer) = &offer {
+                let _ = offer.try_send(Task::Part(Arc::clone(&part)));
+            }
+            offered.push((part, result));
+        }
+        drop(offer);
+        let first = self.run_batch(version, &body[..bounds[1]]);
+        let mut results = vec![first];
+        for (part, result) in offered {
+            results.push(if part.taken.swap(true, Ordering::AcqRel) {
+                result.recv().unwrap_or_else(|_| Err(BatchError::Internal("a worker ended while running a part of the batch".into())))
+            } else {
+                self.run_batch(version, &part.bytes)
+            });
+        }
+        let mut joined: Option<(Vec<u8>, Stats)> = None;
+        for result in results {
+            match result {
+                Ok((batch, stats)) => match &mut joined {
+                    None => joined = Some((batch, stats)),
+                    Some((all, total)) => {
+                        all.extend_from_slice(&batch);
+                        total.add(&stats);
+                    }
+                },
+                // Offsets and limits are the whole batch's business: run
+                // it whole for the message a client would otherwise get.
+                Err(BatchError::Malformed { .. } | BatchError::TooLarge(_)) => {
+                    let (batch, stats) = self.run_batch(version, body)?;
+                    return Ok((batch, stats, 1));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let (batch, stats) = joined.unwrap_or_default();
+        Ok((batch, stats, bounds.len() - 1))
     }
 }
 

@@ -9,7 +9,7 @@
 use std::sync::OnceLock;
 
 use tracescrub_processor::fnr::{self, Detector, Mode};
-use tracescrub_processor::{Error, Finding, Processor};
+use tracescrub_processor::{Error, Finding, Processor, Stats};
 
 /// The configs an input's first byte picks from (modulo their number).
 pub const CONFIGS: [&str; 5] = [
@@ -43,7 +43,9 @@ fn processors() -> &'static [Processor] {
 /// On success: the span counts add up; the stats' lists sum to their totals;
 /// with every rule off the output is the input, and whenever nothing was
 /// dropped or masked it is too; processing the output again gives the same
-/// bytes and does nothing (idempotence); `explain` agrees with `process`.
+/// bytes and does nothing (idempotence); `explain` agrees with `process`;
+/// cut at `split_points`, the parts process to the same bytes, with stats
+/// that sum to the whole's.
 /// On failure: the error is `Malformed` with an offset inside the batch or
 /// `TooLarge` for a batch over the limit, and the output buffer is empty.
 /// Whether a batch is malformed does not depend on the config.
@@ -89,6 +91,19 @@ pub fn process(data: &[u8]) {
                 assert!(!leaked, "a finding quotes a number: {f:?}");
             }
 
+            for parts in [2, 3] {
+                let cuts = tracescrub_processor::split_points(batch, parts);
+                let bounds: Vec<usize> = [0].into_iter().chain(cuts).chain([batch.len()]).collect();
+                let (mut joined, mut total) = (Vec::new(), Stats::default());
+                for w in bounds.windows(2) {
+                    let part = p.process(&batch[w[0]..w[1]]).expect("every part of a batch that processes must process");
+                    joined.extend_from_slice(&part.batch);
+                    total.add(&part.stats);
+                }
+                assert!(joined == out, "parts cut at {bounds:?} process to other bytes than the whole");
+                assert_eq!(by_name(total), by_name(stats.clone()), "parts cut at {bounds:?}");
+            }
+
             let off = off.expect("a batch one config reads, every config reads");
             assert_eq!(off.stats.spans_in, stats.spans_in);
         }
@@ -105,6 +120,15 @@ pub fn process(data: &[u8]) {
         }
         Err(other) => panic!("process may fail only with Malformed or TooLarge, got {other:?}"),
     }
+}
+
+/// Stats with their named counts in name order: parts' sums list a name
+/// where it first appeared.
+fn by_name(mut stats: Stats) -> Stats {
+    for counts in [&mut stats.dropped_by_rule, &mut stats.masked_by_detector, &mut stats.masked_by_field] {
+        counts.sort_by(|a, b| a.name.cmp(&b.name));
+    }
+    stats
 }
 
 /// Whether 11 digits are a valid number, and which kind, by the rules
