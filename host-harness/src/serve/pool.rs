@@ -15,9 +15,9 @@
 //! through a trace) and the idle workers process parts of it alongside the
 //! worker that took it, which joins the outputs. That cuts the latency the
 //! gateway adds when it has cores to spare; under load no worker is idle
-//! and every batch runs whole. A part no worker has taken by the time its
-//! owner gets to it, the owner runs itself, so nothing waits on a busy
-//! queue.
+//! (or the idle ones have queued batches to take) and every batch runs
+//! whole. A part no worker has taken by the time its owner gets to it, the
+//! owner runs itself, so nothing waits on a busy queue.
 
 use std::io::Read;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -180,6 +180,9 @@ struct Common {
     offer: Mutex<Option<SyncSender<Task>>>,
     /// Workers waiting for a task.
     idle: AtomicUsize,
+    /// Batches in the queue, not yet taken: idle workers will take those
+    /// rather than parts.
+    queued: AtomicUsize,
     active: Arc<RwLock<Shared>>,
     options: InstanceOptions,
     max_decompressed: u64,
@@ -217,6 +220,7 @@ impl Pool {
             jobs: Mutex::new(rx),
             offer: Mutex::new(Some(tx.clone())),
             idle: AtomicUsize::new(0),
+            queued: AtomicUsize::new(0),
             active,
             options,
             max_decompressed,
@@ -247,10 +251,15 @@ impl Pool {
     /// Queues a job; gives it back when the queue is full.
     pub fn submit(&self, job: Job) -> Result<(), Job> {
         let Some(jobs) = &self.jobs else { return Err(job) };
+        // Counted before it can be taken, so the count never goes below 0.
+        self.shared.queued.fetch_add(1, Ordering::SeqCst);
         match jobs.try_send(Task::Batch(job)) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(task) | TrySendError::Disconnected(task)) => match task {
-                Task::Batch(job) => Err(job),
+                Task::Batch(job) => {
+                    self.shared.queued.fetch_sub(1, Ordering::SeqCst);
+                    Err(job)
+                }
                 Task::Part(_) => unreachable!("sent a batch"),
             },
         }
@@ -287,7 +296,10 @@ impl Worker {
             };
             self.shared.idle.fetch_sub(1, Ordering::SeqCst);
             match next {
-                Ok(Task::Batch(job)) => self.handle(job),
+                Ok(Task::Batch(job)) => {
+                    self.shared.queued.fetch_sub(1, Ordering::SeqCst);
+                    self.handle(job);
+                }
                 Ok(Task::Part(part)) => {
                     if !part.taken.swap(true, Ordering::AcqRel) {
                         let result = self.run_batch(&part.version, &part.bytes);
@@ -354,9 +366,10 @@ impl Worker {
                 self.shared.options.max_memory_bytes
             )));
         }
-        let idle = self.shared.idle.load(Ordering::SeqCst);
-        let cuts = if self.shared.split && idle > 0 && body.len() >= SPLIT_MIN_BYTES {
-            tracescrub_processor::split_points(&body, 1 + idle)
+        // Workers with nothing to do once the queued batches are taken.
+        let spare = self.shared.idle.load(Ordering::SeqCst).saturating_sub(self.shared.queued.load(Ordering::SeqCst));
+        let cuts = if self.shared.split && spare > 0 && body.len() >= SPLIT_MIN_BYTES {
+            tracescrub_processor::split_points(&body, 1 + spare)
         } else {
             Vec::new()
         };
