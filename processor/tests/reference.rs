@@ -29,6 +29,11 @@ use tracescrub_processor::fnr::{self, Detector, Mode};
 use tracescrub_processor::glob::GlobList;
 use tracescrub_processor::{Config, Count, FieldKind, Processor, Stats, path};
 
+// The fuzz targets' checks; this file uses their `by_name`.
+#[allow(dead_code)]
+#[path = "fuzz_regressions/checks.rs"]
+mod checks;
+
 // ---------------------------------------------------------------------------
 // The reference processor
 // ---------------------------------------------------------------------------
@@ -1220,14 +1225,6 @@ proptest! {
     }
 }
 
-/// Stats with their named counts in name order, to compare sums.
-fn by_name(mut stats: Stats) -> Stats {
-    for counts in [&mut stats.dropped_by_rule, &mut stats.masked_by_detector, &mut stats.masked_by_field] {
-        counts.sort_by(|a, b| a.name.cmp(&b.name));
-    }
-    stats
-}
-
 /// Scenario: generated batches with unknown fields spliced in at every
 /// depth (the request's own too), cut at `split_points` into 2 to 4 parts,
 /// under a range of configs. Trace ids come from a small pool, so traces
@@ -1263,7 +1260,7 @@ fn split_parts_process_like_the_whole() {
                 stats.add(&part.stats);
             }
             prop_assert!(batch == whole.batch, "parts at {:?} differ from the whole under {}", cuts, config);
-            prop_assert_eq!(by_name(stats), by_name(whole.stats), "{}", config);
+            prop_assert_eq!(checks::by_name(stats), checks::by_name(whole.stats), "{}", config);
             Ok(())
         })
         .unwrap();

@@ -124,7 +124,7 @@ pub fn process(data: &[u8]) {
 
 /// Stats with their named counts in name order: parts' sums list a name
 /// where it first appeared.
-fn by_name(mut stats: Stats) -> Stats {
+pub fn by_name(mut stats: Stats) -> Stats {
     for counts in [&mut stats.dropped_by_rule, &mut stats.masked_by_detector, &mut stats.masked_by_field] {
         counts.sort_by(|a, b| a.name.cmp(&b.name));
     }
