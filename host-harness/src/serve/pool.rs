@@ -434,10 +434,17 @@ impl Worker {
         let first = self.run_batch(version, &body[..bounds[1]]);
         let mut results = vec![first];
         for (part, result) in offered {
-            results.push(if part.taken.swap(true, Ordering::AcqRel) {
-                result.recv().unwrap_or_else(|_| Err(BatchError::Internal("a worker ended while running a part of the batch".into())))
-            } else {
+            // Taken here even when a part has failed, so no helper starts it.
+            let mine = !part.taken.swap(true, Ordering::AcqRel);
+            if results.iter().any(Result::is_err) {
+                // The batch fails or runs whole: a helper's part is not
+                // waited for (it answers into a channel no one reads).
+                continue;
+            }
+            results.push(if mine {
                 self.run_batch(version, &part.bytes)
+            } else {
+                result.recv().unwrap_or_else(|_| Err(BatchError::Internal("a worker ended while running a part of the batch".into())))
             });
         }
         let mut joined: Option<(Vec<u8>, Stats)> = None;
