@@ -7,7 +7,10 @@
 //! - `path_glob`: taking the path out of a URL attribute or a span name and
 //!   matching it against the default noise globs;
 //! - `fnr_scan`: the digit scanner with its validator over attribute
-//!   strings with and without personal numbers, and `classify` alone.
+//!   strings with and without personal numbers, and `classify` alone;
+//! - `split_points`: finding where a batch of several resources can be cut
+//!   for several workers (the gateway does it before processing, so it
+//!   adds to latency).
 //!
 //! divan rather than criterion: a fraction of the dependencies (no plotting,
 //! no rayon), so it builds quickly on a 2-core machine, and
@@ -199,6 +202,14 @@ fn default_config(bencher: Bencher, size: Batch) {
     let processor = Processor::new("{}").unwrap();
     let mut out = Vec::new();
     bencher.counter(BytesCount::new(batch.len())).bench_local(|| processor.process_into(black_box(&batch), &mut out).unwrap());
+}
+
+/// The batches four times over, as four resources (one trace in all four,
+/// so the walk finds no cut and the bench measures the whole of it).
+#[divan::bench(args = BATCHES)]
+fn split_points(bencher: Bencher, size: Batch) {
+    let batch = batch(size.spans()).repeat(4);
+    bencher.counter(BytesCount::new(batch.len())).bench_local(|| tracescrub_processor::split_points(black_box(&batch), 2));
 }
 
 // ---------------------------------------------------------------------------

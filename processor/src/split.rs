@@ -11,7 +11,7 @@
 //! The `split_parts_process_like_the_whole` property test pins that.
 
 use crate::otlp::{request, resource_spans, scope_spans, span};
-use crate::wire::{Fields, WireError, WireType};
+use crate::wire::{Field, Fields, WireError, WireType};
 
 /// Byte offsets at which `batch` may be cut into at most `parts` parts of
 /// about equal size, in increasing order; empty when it cannot be cut (one
@@ -35,15 +35,17 @@ pub fn split_points(batch: &[u8], parts: usize) -> Vec<usize> {
     if parts < 2 {
         return Vec::new();
     }
-    let Ok((starts, traces)) = top_level_traces(batch) else { return Vec::new() };
-    let n = starts.len();
+    // The top level first: an SDK's batch is one resource, with nothing
+    // to cut, and its spans need no walk.
+    let Ok(top) = top_level(batch) else { return Vec::new() };
+    let n = top.len();
     if n < 2 {
         return Vec::new();
     }
+    let Ok(mut traces) = span_traces(batch, &top) else { return Vec::new() };
     // `crossing[k]`: how many traces have spans both before top-level field
     // `k` and at or after it. A cut before field `k` is safe when it is 0.
     let mut crossing = vec![0i32; n + 1];
-    let mut traces = traces;
     traces.sort_unstable();
     for group in traces.chunk_by(|a, b| a.0 == b.0) {
         let (first, last) = (group[0].1, group[group.len() - 1].1);
@@ -56,7 +58,7 @@ pub fn split_points(batch: &[u8], parts: usize) -> Vec<usize> {
     let safe: Vec<usize> = (0..n)
         .filter_map(|k| {
             open += crossing[k];
-            (k > 0 && open == 0).then_some(starts[k])
+            (k > 0 && open == 0).then_some(top[k].start)
         })
         .collect();
     choose(&safe, batch.len(), parts)
@@ -99,16 +101,23 @@ fn trace_key(id: &[u8]) -> u128 {
 /// A span's trace key and the index of the top-level field it is under.
 type TraceAt = (u128, usize);
 
-/// The start of every top-level field, and (trace key, top-level field
-/// index) for every span, under both the current and the legacy scope
-/// spans field. Every trace id field of a span is listed, not only the last:
-/// more constraints can only make a cut safer.
-fn top_level_traces(batch: &[u8]) -> Result<(Vec<usize>, Vec<TraceAt>), WireError> {
-    let (mut starts, mut traces) = (Vec::new(), Vec::new());
+/// The top-level fields of the request.
+fn top_level(batch: &[u8]) -> Result<Vec<Field>, WireError> {
     let mut top = Fields::new(batch, 0, batch.len());
+    let mut fields = Vec::new();
     while let Some(f) = top.next_field()? {
-        let index = starts.len();
-        starts.push(f.start);
+        fields.push(f);
+    }
+    Ok(fields)
+}
+
+/// (trace key, top-level field index) for every span, under both the
+/// current and the legacy scope spans field. Every trace id field of a span
+/// is listed, not only the last: more constraints can only make a cut
+/// safer.
+fn span_traces(batch: &[u8], top: &[Field]) -> Result<Vec<TraceAt>, WireError> {
+    let mut traces = Vec::new();
+    for (index, f) in top.iter().enumerate() {
         if f.number != request::RESOURCE_SPANS || f.wire != WireType::Len {
             continue;
         }
@@ -138,7 +147,7 @@ fn top_level_traces(batch: &[u8]) -> Result<(Vec<usize>, Vec<TraceAt>), WireErro
             }
         }
     }
-    Ok((starts, traces))
+    Ok(traces)
 }
 
 #[cfg(test)]
