@@ -320,6 +320,12 @@ impl ComponentInstance {
         self.poisoned
     }
 
+    /// The deadline of each later call, in epoch ticks from its start, in
+    /// place of [`InstanceOptions::epoch_deadline_ticks`].
+    pub fn set_epoch_deadline_ticks(&mut self, ticks: u64) {
+        self.epoch_deadline_ticks = ticks;
+    }
+
     /// Creates a processor from a config JSON document (`{}` for the
     /// defaults). A rejected config is
     /// `HostError::Processor(Error::InvalidConfig(problems))`.
@@ -440,6 +446,11 @@ impl ScrubberInstance {
     /// Whether a call trapped, so the instance refuses further calls.
     pub fn is_poisoned(&self) -> bool {
         self.instance.is_poisoned()
+    }
+
+    /// The deadline of each later call, in epoch ticks from its start.
+    pub fn set_epoch_deadline_ticks(&mut self, ticks: u64) {
+        self.instance.set_epoch_deadline_ticks(ticks);
     }
 }
 

@@ -164,10 +164,10 @@ impl Metrics {
     }
 
     /// Counts what the processor did to one batch, how long it took, and
-    /// in how many parts it ran.
-    pub fn processed(&self, stats: &Stats, took: Duration, parts: usize) {
+    /// whether other workers ran parts of it.
+    pub fn processed(&self, stats: &Stats, took: Duration, helped: bool) {
         self.processing.observe(took);
-        if parts > 1 {
+        if helped {
             self.split_batches.fetch_add(1, Relaxed);
         }
         self.dropped_descendants.fetch_add(stats.dropped_descendants, Relaxed);
@@ -276,7 +276,7 @@ impl Metrics {
         counter(
             &mut out,
             "tracescrub_processor_split_batches_total",
-            "Batches processed in parts on several workers at once, because workers were idle.",
+            "Batches cut into parts of which idle workers ran some, alongside the worker that took the batch.",
         );
         let _ = writeln!(out, "tracescrub_processor_split_batches_total {}", self.split_batches.load(Relaxed));
         counter(&mut out, "tracescrub_processor_batches_total", "Batches by how they ended.");

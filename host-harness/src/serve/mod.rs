@@ -244,6 +244,7 @@ impl Gateway {
             settings.max_in_flight,
             Arc::clone(&active),
             instance_options.clone(),
+            settings.batch_deadline,
             settings.max_decompressed_bytes,
             settings.split_batches,
         )
@@ -319,7 +320,7 @@ impl Gateway {
                 BatchError::Internal(why) => ExportError::Internal(why),
             })?;
         let stats = &processed.stats;
-        self.metrics.processed(stats, started.elapsed(), processed.parts);
+        self.metrics.processed(stats, started.elapsed(), processed.helped);
         if stats.spans_out == 0 {
             // Nothing left to deliver: acknowledged without a call upstream.
             self.metrics.batch(Outcome::Empty);

@@ -19,12 +19,13 @@
 //! whole. A part no worker has taken by the time its owner gets to it, the
 //! owner runs itself, so nothing waits on a busy queue.
 
+use std::collections::VecDeque;
 use std::io::Read;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::SyncSender;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hyper::body::Bytes;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -35,9 +36,10 @@ use tracescrub_processor::Stats;
 use super::version::{Shared, Version};
 use crate::{HostError, InstanceOptions, Runtime, ScrubberInstance};
 
-/// The smallest decoded batch worth cutting into parts: below it, waking
-/// another worker costs about what the part would save.
-pub const SPLIT_MIN_BYTES: usize = 128 << 10;
+/// The smallest part of a batch worth handing to another worker: below
+/// it, waking the worker costs about what the part would save. So batches
+/// of twice this or more are cut.
+pub const SPLIT_MIN_PART_BYTES: usize = 64 << 10;
 
 /// How often the epoch ticks. The deadline is counted in these ticks, so it
 /// is enforced to within one tick.
@@ -103,8 +105,8 @@ pub struct Processed {
     pub gzipped: bool,
     /// What the processor did.
     pub stats: Stats,
-    /// How many parts it ran in: 1, or more when idle workers helped.
-    pub parts: usize,
+    /// Whether idle workers ran parts of it.
+    pub helped: bool,
 }
 
 /// Why a batch could not be processed. Messages never quote span content
@@ -142,12 +144,14 @@ pub struct Job {
     pub reply: oneshot::Sender<Result<Processed, BatchError>>,
 }
 
-/// What the workers take from the queue.
+/// What a worker takes from the queue.
 enum Task {
     /// A request's batch.
     Batch(Job),
     /// A part of a batch that another worker took.
     Part(Arc<Part>),
+    /// Nothing came for a while: time to check the instance's version.
+    Idle,
 }
 
 /// A part of a batch, offered to idle workers.
@@ -156,8 +160,8 @@ struct Part {
     version: Shared,
     /// Its bytes: a slice of the decoded batch.
     bytes: Bytes,
-    /// Set by whoever runs it: a helper, or the owner when none has.
-    taken: AtomicBool,
+    /// When the batch's deadline passes: its parts share it.
+    deadline: Instant,
     /// Where a helper sends the result.
     reply: SyncSender<PartResult>,
 }
@@ -165,31 +169,88 @@ struct Part {
 /// A processed batch or part: the output and its stats.
 type PartResult = Result<(Vec<u8>, Stats), BatchError>;
 
-/// The worker threads and their job queue.
+/// The worker threads and their queue.
 pub struct Pool {
-    jobs: Option<SyncSender<Task>>,
     shared: Arc<Common>,
     threads: Vec<JoinHandle<()>>,
 }
 
+/// The queue, behind [`Common::queue`]. Parts are kept apart from batches
+/// so they never take a batch's place, and a part its owner takes back is
+/// removed, so none is left behind.
+struct Queue {
+    batches: VecDeque<Job>,
+    parts: VecDeque<Arc<Part>>,
+    /// Batches it holds at most.
+    capacity: usize,
+    /// Workers waiting for a task.
+    idle: usize,
+    /// No more batches come; workers end once the queue is empty.
+    closed: bool,
+}
+
 /// What every worker shares.
 struct Common {
-    jobs: Mutex<Receiver<Task>>,
-    /// The queue's sending side, for offering parts; taken away when the
-    /// pool stops, so the workers see the queue close.
-    offer: Mutex<Option<SyncSender<Task>>>,
-    /// Workers waiting for a task.
-    idle: AtomicUsize,
-    /// Batches in the queue, not yet taken: idle workers will take those
-    /// rather than parts.
-    queued: AtomicUsize,
+    queue: Mutex<Queue>,
+    /// Signalled when a task is queued or the queue closes.
+    ready: Condvar,
     active: Arc<RwLock<Shared>>,
     options: InstanceOptions,
+    /// The time one batch may run in the component, its parts together.
+    deadline: Duration,
     max_decompressed: u64,
     /// The largest decoded batch the guest memory cap holds; see [`max_batch_for_memory`].
     max_batch: u64,
     /// Whether idle workers may take parts of a batch.
     split: bool,
+}
+
+impl Common {
+    fn queue(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Waits for a task: parts first, as their owners wait on them.
+    fn next_task(&self) -> Option<Task> {
+        let mut queue = self.queue();
+        queue.idle += 1;
+        let until = Instant::now() + IDLE_CHECK;
+        let task = loop {
+            if let Some(part) = queue.parts.pop_front() {
+                break Some(Task::Part(part));
+            }
+            if let Some(job) = queue.batches.pop_front() {
+                break Some(Task::Batch(job));
+            }
+            if queue.closed {
+                break None;
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break Some(Task::Idle);
+            }
+            queue = self.ready.wait_timeout(queue, left).unwrap_or_else(PoisonError::into_inner).0;
+        };
+        queue.idle -= 1;
+        task
+    }
+
+    /// Cuts for `body` into one part per spare worker (idle, and not
+    /// needed for a queued batch) plus `taken`, when that makes two parts
+    /// or more, no part under [`SPLIT_MIN_PART_BYTES`] is due, and the batch is
+    /// within the config's `limits.max_batch_bytes` (each part is checked
+    /// against it alone).
+    fn cuts_for(&self, version: &Version, body: &[u8], taken: usize) -> Vec<usize> {
+        if !self.split || body.len() < 2 * SPLIT_MIN_PART_BYTES || version.max_batch_bytes.is_none_or(|max| body.len() as u64 > max) {
+            return Vec::new();
+        }
+        let spare = {
+            let queue = self.queue();
+            queue.idle.saturating_sub(queue.batches.len())
+        };
+        let parts = (taken + spare).min(body.len() / SPLIT_MIN_PART_BYTES);
+        if parts < 2 { Vec::new() } else { tracescrub_processor::split_points(body, parts) }
+    }
 }
 
 /// Guest memory the engine needs beyond twice the batch (its baseline).
@@ -211,18 +272,18 @@ impl Pool {
         queue: usize,
         active: Arc<RwLock<Shared>>,
         options: InstanceOptions,
+        deadline: Duration,
         max_decompressed: u64,
         split: bool,
     ) -> Result<Pool, String> {
-        let (tx, rx) = std::sync::mpsc::sync_channel(queue);
         let max_batch = max_batch_for_memory(options.max_memory_bytes as u64);
+        let queue = Queue { batches: VecDeque::new(), parts: VecDeque::new(), capacity: queue, idle: 0, closed: false };
         let shared = Arc::new(Common {
-            jobs: Mutex::new(rx),
-            offer: Mutex::new(Some(tx.clone())),
-            idle: AtomicUsize::new(0),
-            queued: AtomicUsize::new(0),
+            queue: Mutex::new(queue),
+            ready: Condvar::new(),
             active,
             options,
+            deadline,
             max_decompressed,
             max_batch,
             split,
@@ -245,32 +306,27 @@ impl Pool {
                 Err(_) => return Err("a worker thread ended while starting".into()),
             }
         }
-        Ok(Pool { jobs: Some(tx), shared, threads })
+        Ok(Pool { shared, threads })
     }
 
     /// Queues a job; gives it back when the queue is full.
     pub fn submit(&self, job: Job) -> Result<(), Job> {
-        let Some(jobs) = &self.jobs else { return Err(job) };
-        // Counted before it can be taken, so the count never goes below 0.
-        self.shared.queued.fetch_add(1, Ordering::SeqCst);
-        match jobs.try_send(Task::Batch(job)) {
-            Ok(()) => Ok(()),
-            Err(TrySendError::Full(task) | TrySendError::Disconnected(task)) => match task {
-                Task::Batch(job) => {
-                    self.shared.queued.fetch_sub(1, Ordering::SeqCst);
-                    Err(job)
-                }
-                Task::Part(_) => unreachable!("sent a batch"),
-            },
+        let mut queue = self.shared.queue();
+        if queue.closed || queue.batches.len() >= queue.capacity {
+            return Err(job);
         }
+        queue.batches.push_back(job);
+        drop(queue);
+        self.shared.ready.notify_one();
+        Ok(())
     }
 }
 
 impl Drop for Pool {
     fn drop(&mut self) {
-        // Closing the queue ends each worker after its current job.
-        self.jobs = None;
-        self.shared.offer.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        // Closing the queue ends each worker once the queue is empty.
+        self.shared.queue().closed = true;
+        self.shared.ready.notify_all();
         for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
@@ -288,31 +344,20 @@ impl Worker {
         let first = self.active();
         let started = self.instance_for(&first).map(|_| ()).map_err(|e| format!("cannot instantiate the component: {}", describe(&e)));
         let _ = ready.send(started);
-        loop {
-            self.shared.idle.fetch_add(1, Ordering::SeqCst);
-            let next = {
-                let jobs = self.shared.jobs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                jobs.recv_timeout(IDLE_CHECK)
-            };
-            self.shared.idle.fetch_sub(1, Ordering::SeqCst);
-            match next {
-                Ok(Task::Batch(job)) => {
-                    self.shared.queued.fetch_sub(1, Ordering::SeqCst);
-                    self.handle(job);
+        while let Some(task) = self.shared.next_task() {
+            match task {
+                Task::Batch(job) => self.handle(job),
+                Task::Part(part) => {
+                    let result = self.run_batch(&part.version, &part.bytes, part.deadline);
+                    // Fails only if the owner stopped waiting (another part
+                    // failed).
+                    let _ = part.reply.send(result);
                 }
-                Ok(Task::Part(part)) => {
-                    if !part.taken.swap(true, Ordering::AcqRel) {
-                        let result = self.run_batch(&part.version, &part.bytes);
-                        // The owner waits for it; gone only if it panicked.
-                        let _ = part.reply.send(result);
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => {
+                Task::Idle => {
                     let active = self.active();
                     // Best effort: a failure here shows again on the next job.
                     let _ = self.instance_for(&active);
                 }
-                Err(RecvTimeoutError::Disconnected) => return,
             }
         }
     }
@@ -366,32 +411,33 @@ impl Worker {
                 self.shared.options.max_memory_bytes
             )));
         }
-        // Workers with nothing to do once the queued batches are taken.
-        let spare = self.shared.idle.load(Ordering::SeqCst).saturating_sub(self.shared.queued.load(Ordering::SeqCst));
-        let cuts = if self.shared.split && spare > 0 && body.len() >= SPLIT_MIN_BYTES {
-            tracescrub_processor::split_points(&body, 1 + spare)
+        let deadline = Instant::now() + self.shared.deadline;
+        let cuts = self.shared.cuts_for(&job.version, &body, 1);
+        let (batch, stats, helped) = if cuts.is_empty() {
+            let (batch, stats) = self.run_batch(&job.version, &body, deadline)?;
+            (batch, stats, false)
         } else {
-            Vec::new()
-        };
-        let (batch, stats, parts) = if cuts.is_empty() {
-            let (batch, stats) = self.run_batch(&job.version, &body)?;
-            (batch, stats, 1)
-        } else {
-            self.run_parts(&job.version, &body, &cuts)?
+            self.run_parts(&job.version, &body, &cuts, deadline)?
         };
         if job.gzip_output && stats.spans_out > 0 {
-            return Ok(Processed { batch: Bytes::from(gzip(&batch)), gzipped: true, stats, parts });
+            return Ok(Processed { batch: Bytes::from(gzip(&batch)), gzipped: true, stats, helped });
         }
-        Ok(Processed { batch: Bytes::from(batch), gzipped: false, stats, parts })
+        Ok(Processed { batch: Bytes::from(batch), gzipped: false, stats, helped })
     }
 
-    /// Runs `body` on an instance of `version`.
-    fn run_batch(&mut self, version: &Version, body: &[u8]) -> PartResult {
+    /// Runs `body` on an instance of `version`, with what is left until
+    /// `deadline`.
+    fn run_batch(&mut self, version: &Version, body: &[u8], deadline: Instant) -> PartResult {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(BatchError::Timeout);
+        }
         let instance = self.instance_for(version).map_err(|e| match e.trap_code() {
             Some(wasmtime::Trap::Interrupt) => BatchError::Timeout,
             Some(_) => BatchError::Trap,
             None => BatchError::Internal(format!("cannot instantiate the component: {}", describe(&e))),
         })?;
+        instance.set_epoch_deadline_ticks(deadline_ticks(left));
         let result = instance.process(body);
         if result.is_err() && instance.is_poisoned() {
             self.instance = None;
@@ -410,40 +456,50 @@ impl Worker {
     }
 
     /// Runs `body` cut at `cuts`: offers every part but the first to idle
-    /// workers, runs the first, then each part no one took, then joins.
-    /// Returns how many parts it ran in: 1 when it had to run it whole.
-    fn run_parts(&mut self, version: &Shared, body: &Bytes, cuts: &[usize]) -> Result<(Vec<u8>, Stats, usize), BatchError> {
+    /// workers, runs the first, then takes back and runs each part no one
+    /// took, then joins. Returns whether another worker ran a part.
+    fn run_parts(
+        &mut self,
+        version: &Shared,
+        body: &Bytes,
+        cuts: &[usize],
+        deadline: Instant,
+    ) -> Result<(Vec<u8>, Stats, bool), BatchError> {
         let bounds: Vec<usize> = std::iter::once(0).chain(cuts.iter().copied()).chain([body.len()]).collect();
-        let offer = self.shared.offer.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
         let mut offered = Vec::with_capacity(cuts.len());
-        for range in bounds.windows(2).skip(1) {
-            let (reply, result) = std::sync::mpsc::sync_channel(1);
-            let part = Arc::new(Part {
-                version: Arc::clone(version),
-                bytes: body.slice(range[0]..range[1]),
-                taken: AtomicBool::new(false),
-                reply,
-            });
-            // A full queue means no one is idle after all: run it here.
-            if let Some(offer) = &offer {
-                let _ = offer.try_send(Task::Part(Arc::clone(&part)));
+        {
+            let mut queue = self.shared.queue();
+            for range in bounds.windows(2).skip(1) {
+                let (reply, result) = std::sync::mpsc::sync_channel(1);
+                let part = Arc::new(Part { version: Arc::clone(version), bytes: body.slice(range[0]..range[1]), deadline, reply });
+                queue.parts.push_back(Arc::clone(&part));
+                offered.push((part, result));
             }
-            offered.push((part, result));
         }
-        drop(offer);
-        let first = self.run_batch(version, &body[..bounds[1]]);
-        let mut results = vec![first];
+        for _ in &offered {
+            self.shared.ready.notify_one();
+        }
+        let mut results = vec![self.run_batch(version, &body[..bounds[1]], deadline)];
+        let mut helped = false;
         for (part, result) in offered {
-            // Taken here even when a part has failed, so no helper starts it.
-            let mine = !part.taken.swap(true, Ordering::AcqRel);
+            // Taken back if still queued, so no helper starts it; even when
+            // a part has failed.
+            let mine = {
+                let mut queue = self.shared.queue();
+                let at = queue.parts.iter().position(|p| Arc::ptr_eq(p, &part));
+                at.and_then(|at| queue.parts.remove(at)).is_some()
+            };
             if results.iter().any(Result::is_err) {
                 // The batch fails or runs whole: a helper's part is not
                 // waited for (it answers into a channel no one reads).
                 continue;
             }
             results.push(if mine {
-                self.run_batch(version, &part.bytes)
+                self.run_batch(version, &part.bytes, deadline)
             } else {
+                helped = true;
+                // Ours is not the last sender then, should the helper die.
+                drop(part);
                 result.recv().unwrap_or_else(|_| Err(BatchError::Internal("a worker ended while running a part of the batch".into())))
             });
         }
@@ -460,14 +516,14 @@ impl Worker {
                 // Offsets and limits are the whole batch's business: run
                 // it whole for the message a client would otherwise get.
                 Err(BatchError::Malformed { .. } | BatchError::TooLarge(_)) => {
-                    let (batch, stats) = self.run_batch(version, body)?;
-                    return Ok((batch, stats, 1));
+                    let (batch, stats) = self.run_batch(version, body, deadline)?;
+                    return Ok((batch, stats, false));
                 }
                 Err(e) => return Err(e),
             }
         }
         let (batch, stats) = joined.unwrap_or_default();
-        Ok((batch, stats, bounds.len() - 1))
+        Ok((batch, stats, helped))
     }
 }
 

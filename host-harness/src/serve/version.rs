@@ -47,6 +47,10 @@ pub struct Version {
     /// The settings this version was built with; `forward` applies to the
     /// batches it processes.
     pub settings: Settings,
+    /// The processor's `limits.max_batch_bytes`, from the component's own
+    /// effective config; `None` if it does not say. A batch over it is not
+    /// cut into parts, each of which would pass.
+    pub max_batch_bytes: Option<u64>,
 }
 
 impl fmt::Debug for Version {
@@ -169,7 +173,12 @@ pub fn build(
         e => fail(Step::Configure, format!("{origin}: {}", chain(&e))),
     })?;
     run_canary(&mut canary).map_err(|why| fail(Step::Canary, format!("{origin}: {why}")))?;
-    Ok(Version { id, component, config_json, component_sha256, config_sha256, settings })
+    let max_batch_bytes = canary
+        .effective_config()
+        .ok()
+        .and_then(|json| serde_json::from_str::<serde_json::Value>(&json).ok())
+        .and_then(|config| config["limits"]["max_batch_bytes"].as_u64());
+    Ok(Version { id, component, config_json, component_sha256, config_sha256, settings, max_batch_bytes })
 }
 
 /// An error and its sources on one line.

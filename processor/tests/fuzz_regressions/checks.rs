@@ -47,7 +47,8 @@ fn processors() -> &'static [Processor] {
 /// cut at `split_points`, the parts process to the same bytes, with stats
 /// that sum to the whole's.
 /// On failure: the error is `Malformed` with an offset inside the batch or
-/// `TooLarge` for a batch over the limit, and the output buffer is empty.
+/// `TooLarge` for a batch over the limit, and the output buffer is empty; a
+/// malformed batch has a malformed part, wherever `split_points` cuts it.
 /// Whether a batch is malformed does not depend on the config.
 pub fn process(data: &[u8]) {
     let Some((&pick, batch)) = data.split_first() else { return };
@@ -112,6 +113,10 @@ pub fn process(data: &[u8]) {
             assert!(m.offset <= batch.len() as u64, "offset {} past the end of {} bytes", m.offset, batch.len());
             assert!(!m.reason.is_empty());
             assert!(off.is_err(), "malformed under config {which}, read under everything-off: {m}");
+            let cuts = tracescrub_processor::split_points(batch, 2);
+            let bounds: Vec<usize> = [0].into_iter().chain(cuts).chain([batch.len()]).collect();
+            let fails = bounds.windows(2).any(|w| matches!(p.process(&batch[w[0]..w[1]]), Err(Error::Malformed(_))));
+            assert!(fails, "malformed whole ({m}), yet every part cut at {bounds:?} reads");
         }
         Err(Error::TooLarge { size, limit }) => {
             assert!(out.is_empty(), "output left behind on error");
