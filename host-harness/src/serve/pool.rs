@@ -236,17 +236,17 @@ impl Common {
     }
 
     /// Cuts for `body` into one part per spare worker (idle, and not
-    /// needed for a queued batch) plus `taken`, when that makes two parts
-    /// or more, no part under [`SPLIT_MIN_PART_BYTES`] is due, and the batch is
-    /// within the config's `limits.max_batch_bytes` (each part is checked
-    /// against it alone).
+    /// needed for a queued batch or part) plus `taken`, when that makes two
+    /// parts or more, no part under [`SPLIT_MIN_PART_BYTES`] is due, and the
+    /// batch is within the config's `limits.max_batch_bytes` (each part is
+    /// checked against it alone).
     fn cuts_for(&self, version: &Version, body: &[u8], taken: usize) -> Vec<usize> {
         if !self.split || body.len() < 2 * SPLIT_MIN_PART_BYTES || version.max_batch_bytes.is_none_or(|max| body.len() as u64 > max) {
             return Vec::new();
         }
         let spare = {
             let queue = self.queue();
-            queue.idle.saturating_sub(queue.batches.len())
+            queue.idle.saturating_sub(queue.batches.len() + queue.parts.len())
         };
         let parts = (taken + spare).min(body.len() / SPLIT_MIN_PART_BYTES);
         if parts < 2 { Vec::new() } else { tracescrub_processor::split_points(body, parts) }
