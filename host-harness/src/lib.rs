@@ -52,7 +52,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use tracescrub_processor::fnr::Detector;
-use tracescrub_processor::{ConfigProblem, Count, FieldKind, Finding, Malformed, Stats};
+use tracescrub_processor::{ConfigProblem, Count, FieldKind, Finding, Malformed, PartTraces, Stats};
 use wasmtime::component::{Component, Linker, ResourceAny};
 use wasmtime::{Engine, OptLevel, Store, StoreLimits, StoreLimitsBuilder};
 
@@ -344,6 +344,17 @@ impl ComponentInstance {
         Ok((output.batch, from_wit_stats(output.stats)))
     }
 
+    /// Like [`ComponentInstance::process`], for one part of a larger batch
+    /// (cut by [`tracescrub_processor::split_ranges`]): also the part's
+    /// traces, for [`tracescrub_processor::parts_agree`].
+    pub fn process_part(&mut self, processor: &ProcessorHandle, batch: &[u8]) -> Result<(Vec<u8>, Stats, PartTraces), HostError> {
+        let resource = self.resource(processor)?;
+        let part = self.call(|store, guest| guest.processor().call_process_part(store, resource, batch))?;
+        let part = part.map_err(from_wit_error)?;
+        let traces = PartTraces { traces: part.traces, noisy: part.noisy_traces };
+        Ok((part.output.batch, from_wit_stats(part.output.stats), traces))
+    }
+
     /// Like [`ComponentInstance::process`], and also lists each drop and
     /// each mask, for audits.
     pub fn explain(&mut self, processor: &ProcessorHandle, batch: &[u8]) -> Result<(Vec<u8>, Stats, Vec<Finding>), HostError> {
@@ -431,6 +442,12 @@ impl ScrubberInstance {
     /// Processes one batch: the processed batch and what was done to it.
     pub fn process(&mut self, batch: &[u8]) -> Result<(Vec<u8>, Stats), HostError> {
         self.instance.process(&self.processor, batch)
+    }
+
+    /// Processes one part of a larger batch: also the part's traces. See
+    /// [`ComponentInstance::process_part`].
+    pub fn process_part(&mut self, batch: &[u8]) -> Result<(Vec<u8>, Stats, PartTraces), HostError> {
+        self.instance.process_part(&self.processor, batch)
     }
 
     /// Processes one batch and lists each drop and each mask, for audits.

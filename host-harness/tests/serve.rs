@@ -910,13 +910,16 @@ fn a_batch_too_big_for_guest_memory_is_refused_in_the_host() {
 /// eight resources (so they are cut in two, between resources), gzipped
 /// both ways, until the other worker has run a part of one; then one whose
 /// last resource holds an attribute that is not OTLP, also on a gateway
-/// with `--no-split-batches`; then the good batch on a gateway whose config
+/// with `--no-split-batches`; then one whose health check has a child on
+/// the other side of the cut; then the good batch on a gateway whose config
 /// sets `limits.max_batch_bytes` between the batch's size and its parts'.
 /// Guarantees: the sink receives byte for byte what the native engine
 /// makes of the whole batch, a health check's child in another resource of
-/// its trace included; the help is counted; the bad batch gets the same
-/// 400, with the whole batch's offset, split or not; the limit holds for
-/// the whole batch (413), not part by part.
+/// its trace included, on either side of the cut (then the parts' traces
+/// disagree and the batch runs again whole, which is counted); the help is
+/// counted; the bad batch gets the same 400, with the whole batch's offset,
+/// split or not; the limit holds for the whole batch (413), not part by
+/// part.
 #[test]
 fn a_large_batch_is_split_across_idle_workers_with_the_same_result() {
     let sink = Sink::start();
@@ -956,6 +959,25 @@ fn a_large_batch_is_split_across_idle_workers_with_the_same_result() {
         assert!(reply.status_message().contains(&want.to_string()), "{} lacks {want}", reply.status_message());
     }
     assert_eq!(whole.metric("tracescrub_processor_split_batches_total"), 0.0);
+
+    // Resource 3's health check gets a child in resource 4, past the cut.
+    let mut crossing = multi_resource_batch(8);
+    let mut child = span(201, Some(1), "SELECT 3", vec![]);
+    child.trace_id = vec![3; 16];
+    crossing.resource_spans[4].scope_spans[0].spans.push(child);
+    let crossing = crossing.encode_to_vec();
+    let expected = native(&crossing);
+    assert_eq!(expected.stats.dropped_descendants, 10, "{:?}", expected.stats);
+    let mut sent = 0;
+    while gateway.metric("tracescrub_processor_split_reruns_total") < 1.0 {
+        assert!(sent < 50, "no batch was run again whole in {sent} batches\n{}", gateway.metrics());
+        let reply = gateway.post_protobuf(&crossing);
+        assert_eq!(reply.status, 200, "{}", reply.status_message());
+        let received = sink.received();
+        let last = received.last().expect("a batch at the sink");
+        assert!(last.body == expected.batch, "the sink got other bytes than the native engine made of the crossing batch");
+        sent += 1;
+    }
 
     let config = Path::new(env!("CARGO_TARGET_TMPDIR")).join("split-limit.yaml");
     std::fs::write(&config, format!("limits:\n  max_batch_bytes: {}\n", batch.len() * 2 / 3)).unwrap();

@@ -8,9 +8,9 @@
 //!   matching it against the default noise globs;
 //! - `fnr_scan`: the digit scanner with its validator over attribute
 //!   strings with and without personal numbers, and `classify` alone;
-//! - `split_points`: finding where a batch of several resources can be cut
-//!   for several workers (the gateway does it before processing, so it
-//!   adds to latency).
+//! - `process_part` against `process_owned`, the same batches: what the
+//!   traces a part reports cost (the gateway processes a large batch's
+//!   parts on several workers this way).
 //!
 //! divan rather than criterion: a fraction of the dependencies (no plotting,
 //! no rayon), so it builds quickly on a 2-core machine, and
@@ -204,12 +204,21 @@ fn default_config(bencher: Bencher, size: Batch) {
     bencher.counter(BytesCount::new(batch.len())).bench_local(|| processor.process_into(black_box(&batch), &mut out).unwrap());
 }
 
-/// The batches four times over, as four resources (one trace in all four,
-/// so the walk finds no cut and the bench measures the whole of it).
+/// The default rules on a batch taken by value, as the component does;
+/// each iteration copies the batch first, as does `process_part`'s.
 #[divan::bench(args = BATCHES)]
-fn split_points(bencher: Bencher, size: Batch) {
-    let batch = batch(size.spans()).repeat(4);
-    bencher.counter(BytesCount::new(batch.len())).bench_local(|| tracescrub_processor::split_points(black_box(&batch), 2));
+fn process_owned(bencher: Bencher, size: Batch) {
+    let batch = batch(size.spans());
+    let processor = Processor::new("{}").unwrap();
+    bencher.counter(BytesCount::new(batch.len())).bench_local(|| processor.process_owned(black_box(batch.clone())).unwrap());
+}
+
+/// `process_owned` plus the part's traces.
+#[divan::bench(args = BATCHES)]
+fn process_part(bencher: Bencher, size: Batch) {
+    let batch = batch(size.spans());
+    let processor = Processor::new("{}").unwrap();
+    bencher.counter(BytesCount::new(batch.len())).bench_local(|| processor.process_part(black_box(batch.clone())).unwrap());
 }
 
 // ---------------------------------------------------------------------------

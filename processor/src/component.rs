@@ -38,6 +38,15 @@ impl wit::GuestProcessor for ProcessorResource {
         Ok(wit::Output { batch: output.batch, stats: to_wit_stats(output.stats) })
     }
 
+    fn process_part(&self, batch: Vec<u8>) -> Result<wit::PartOutput, wit::Error> {
+        let (output, traces) = self.0.process_part(batch).map_err(to_wit_error)?;
+        Ok(wit::PartOutput {
+            output: wit::Output { batch: output.batch, stats: to_wit_stats(output.stats) },
+            traces: traces.traces,
+            noisy_traces: traces.noisy,
+        })
+    }
+
     fn explain(&self, batch: Vec<u8>) -> Result<wit::Explained, wit::Error> {
         let (output, findings) = self.0.explain(&batch).map_err(to_wit_error)?;
         Ok(wit::Explained {

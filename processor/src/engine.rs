@@ -26,6 +26,7 @@ use crate::fnr::{self, Mode};
 use crate::glob::GlobList;
 use crate::otlp::{LIST_VALUES, any_value, event, key_value, link, request, resource, resource_spans, scope, scope_spans, span, status};
 use crate::path;
+use crate::split::PartTraces;
 use crate::stats::{Counters, FieldKind, Stats};
 use crate::wire::{Field, Fields, Problem, WireError, WireType, read_varint, varint_len, write_varint};
 
@@ -304,8 +305,27 @@ pub(crate) fn process_owned(c: &Compiled, mut buf: Vec<u8>) -> Result<(Vec<u8>, 
     Ok((buf, stats))
 }
 
+/// Like `process_owned`, and also the part's traces, for a batch that is
+/// one part of a larger one (see `split`).
+pub(crate) fn process_part(c: &Compiled, mut buf: Vec<u8>) -> Result<(Vec<u8>, Stats, PartTraces), Error> {
+    let mut traces = PartTraces::default();
+    let (plan, stats) = plan_with(c, &buf, None, Some(&mut traces))?;
+    emit_in_place(&mut buf, &plan).map_err(into_error)?;
+    Ok((buf, stats, traces))
+}
+
 /// Walks the batch and settles what to do to it.
 pub(crate) fn plan(c: &Compiled, buf: &[u8], findings: Option<&mut Vec<Finding>>) -> Result<(Plan, Stats), Error> {
+    plan_with(c, buf, findings, None)
+}
+
+/// `plan`, also filling in `traces` when asked.
+fn plan_with(
+    c: &Compiled,
+    buf: &[u8],
+    findings: Option<&mut Vec<Finding>>,
+    traces: Option<&mut PartTraces>,
+) -> Result<(Plan, Stats), Error> {
     let mut walk = Walk {
         buf,
         c,
@@ -325,6 +345,12 @@ pub(crate) fn plan(c: &Compiled, buf: &[u8], findings: Option<&mut Vec<Finding>>
     }
     walk.request().map_err(into_error)?;
     walk.finish().map_err(into_error)?;
+    if let Some(traces) = traces {
+        // Only noise whose descendants are dropped reaches past its span.
+        let reaches = c.noise.as_ref().is_some_and(|n| n.drop_descendants);
+        let spans = walk.spans.iter().map(|s| (s.trace_id, reaches && s.rule.is_some()));
+        *traces = PartTraces::collect(spans, walk.spans.len()).map_err(into_error)?;
+    }
     let Walk { edits, arena, counters, .. } = walk;
     Ok((Plan { edits, arena }, counters.into_stats(&c.rule_names)))
 }

@@ -42,7 +42,7 @@ mod component;
 pub use config::Config;
 pub use error::{ConfigProblem, Error, Malformed};
 pub use explain::Finding;
-pub use split::split_points;
+pub use split::{PartTraces, parts_agree, split_ranges, trace_key};
 pub use stats::{Count, FieldKind, Stats};
 
 /// A processed batch.
@@ -101,6 +101,39 @@ impl Processor {
         self.check_size(&batch)?;
         let (batch, stats) = engine::process_owned(&self.compiled, batch)?;
         Ok(Output { batch, stats })
+    }
+
+    /// Like [`Processor::process_owned`], for a batch that is one part of
+    /// a larger one (cut by [`split_ranges`]): also returns the part's
+    /// traces. The parts' outputs, concatenated, are what the whole would
+    /// give, and their stats sum to its stats, when [`parts_agree`] on
+    /// their traces; otherwise process the whole.
+    ///
+    /// ```
+    /// use tracescrub_processor::{Processor, parts_agree, split_ranges};
+    /// // Two ResourceSpans, each with one span of its own trace.
+    /// let resource = |trace: u8| {
+    ///     let span = [&[0x0a, 16][..], &[trace; 16]].concat();
+    ///     let scope = [&[0x12, span.len() as u8][..], &span].concat();
+    ///     [&[0x0a, scope.len() as u8 + 2, 0x12, scope.len() as u8][..], &scope].concat()
+    /// };
+    /// let batch = [resource(1), resource(2)].concat();
+    /// let processor = Processor::new("{}")?;
+    /// let mut joined = Vec::new();
+    /// let mut traces = Vec::new();
+    /// for range in split_ranges(&batch, 2) {
+    ///     let (output, part) = processor.process_part(batch[range].to_vec())?;
+    ///     joined.extend(output.batch);
+    ///     traces.push(part);
+    /// }
+    /// assert!(parts_agree(&traces));
+    /// assert_eq!(joined, processor.process(&batch)?.batch);
+    /// # Ok::<(), tracescrub_processor::Error>(())
+    /// ```
+    pub fn process_part(&self, batch: Vec<u8>) -> Result<(Output, PartTraces), Error> {
+        self.check_size(&batch)?;
+        let (batch, stats, traces) = engine::process_part(&self.compiled, batch)?;
+        Ok((Output { batch, stats }, traces))
     }
 
     /// Like [`Processor::process`], and also lists what was done to which

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use tracescrub_processor::Stats;
 
+use super::pool::Split;
 use super::version::Version;
 
 /// The protocol a batch arrived by.
@@ -144,6 +145,7 @@ pub struct Metrics {
     send_failed_spans: AtomicU64,
     dropped_descendants: AtomicU64,
     split_batches: AtomicU64,
+    split_reruns: AtomicU64,
     batches: [AtomicU64; Outcome::ALL.len()],
     labeled: Mutex<Labeled>,
     processing: Histogram,
@@ -164,11 +166,13 @@ impl Metrics {
     }
 
     /// Counts what the processor did to one batch, how long it took, and
-    /// whether other workers ran parts of it.
-    pub fn processed(&self, stats: &Stats, took: Duration, helped: bool) {
+    /// how it was split.
+    pub fn processed(&self, stats: &Stats, took: Duration, split: Split) {
         self.processing.observe(took);
-        if helped {
-            self.split_batches.fetch_add(1, Relaxed);
+        match split {
+            Split::No => {}
+            Split::Helped => _ = self.split_batches.fetch_add(1, Relaxed),
+            Split::Rerun => _ = self.split_reruns.fetch_add(1, Relaxed),
         }
         self.dropped_descendants.fetch_add(stats.dropped_descendants, Relaxed);
         if stats.dropped_by_rule.is_empty() && stats.masked_by_detector.is_empty() && stats.masked_by_field.is_empty() {
@@ -279,6 +283,12 @@ impl Metrics {
             "Batches cut into parts of which idle workers ran some, alongside the worker that took the batch.",
         );
         let _ = writeln!(out, "tracescrub_processor_split_batches_total {}", self.split_batches.load(Relaxed));
+        counter(
+            &mut out,
+            "tracescrub_processor_split_reruns_total",
+            "Batches processed in parts and then again whole, because a trace holding noise had spans in two parts.",
+        );
+        let _ = writeln!(out, "tracescrub_processor_split_reruns_total {}", self.split_reruns.load(Relaxed));
         counter(&mut out, "tracescrub_processor_batches_total", "Batches by how they ended.");
         for o in Outcome::ALL {
             let v = self.batches[index(&Outcome::ALL, &o)].load(Relaxed);

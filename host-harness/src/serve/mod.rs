@@ -320,7 +320,7 @@ impl Gateway {
                 BatchError::Internal(why) => ExportError::Internal(why),
             })?;
         let stats = &processed.stats;
-        self.metrics.processed(stats, started.elapsed(), processed.helped);
+        self.metrics.processed(stats, started.elapsed(), processed.split);
         if stats.spans_out == 0 {
             // Nothing left to deliver: acknowledged without a call upstream.
             self.metrics.batch(Outcome::Empty);

@@ -11,16 +11,20 @@
 //! gzip decompression (capped), OTLP/JSON decoding, and gzip for upstream.
 //!
 //! A large batch that arrives while other workers are idle is cut into
-//! parts ([`tracescrub_processor::split_points`]: between resources, never
-//! through a trace) and the idle workers process parts of it alongside the
-//! worker that took it, which joins the outputs. That cuts the latency the
-//! gateway adds when it has cores to spare; under load no worker is idle
-//! (or the idle ones have queued batches to take) and every batch runs
-//! whole. A part no worker has taken by the time its owner gets to it, the
-//! owner runs itself, so nothing waits on a busy queue.
+//! parts ([`tracescrub_processor::split_ranges`]: between resources) and
+//! the idle workers process parts of it alongside the worker that took it,
+//! which joins the outputs. That cuts the latency the gateway adds when it
+//! has cores to spare; under load no worker is idle (or the idle ones have
+//! queued batches to take) and every batch runs whole. A part no worker has
+//! taken by the time its owner gets to it, the owner runs itself, so
+//! nothing waits on a busy queue. The cut is speculative: each part reports
+//! its traces, and when a trace holding noise has spans in two parts
+//! ([`tracescrub_processor::parts_agree`] says no), the owner runs the
+//! batch whole, so the client always gets the whole batch's result.
 
 use std::collections::VecDeque;
 use std::io::Read;
+use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock};
@@ -31,7 +35,7 @@ use hyper::body::Bytes;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 use tokio::sync::oneshot;
-use tracescrub_processor::Stats;
+use tracescrub_processor::{PartTraces, Stats};
 
 use super::version::{Shared, Version};
 use crate::{HostError, InstanceOptions, Runtime, ScrubberInstance};
@@ -105,8 +109,19 @@ pub struct Processed {
     pub gzipped: bool,
     /// What the processor did.
     pub stats: Stats,
-    /// Whether idle workers ran parts of it.
-    pub helped: bool,
+    /// How it was split.
+    pub split: Split,
+}
+
+/// How a batch was processed: whole, or in parts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Split {
+    /// Whole, by one worker.
+    No,
+    /// In parts, which other workers helped with.
+    Helped,
+    /// In parts whose traces did not agree, then again whole.
+    Rerun,
 }
 
 /// Why a batch could not be processed. Messages never quote span content
@@ -166,8 +181,11 @@ struct Part {
     reply: SyncSender<PartResult>,
 }
 
-/// A processed batch or part: the output and its stats.
-type PartResult = Result<(Vec<u8>, Stats), BatchError>;
+/// A processed batch: the output and its stats.
+type BatchResult = Result<(Vec<u8>, Stats), BatchError>;
+
+/// A processed part: also its traces.
+type PartResult = Result<(Vec<u8>, Stats, PartTraces), BatchError>;
 
 /// The worker threads and their queue.
 pub struct Pool {
@@ -235,21 +253,22 @@ impl Common {
         task
     }
 
-    /// Cuts for `body` into one part per spare worker (idle, and not
-    /// needed for a queued batch or part) plus `taken`, when that makes two
-    /// parts or more, no part under [`SPLIT_MIN_PART_BYTES`] is due, and the
-    /// batch is within the config's `limits.max_batch_bytes` (each part is
-    /// checked against it alone).
-    fn cuts_for(&self, version: &Version, body: &[u8], taken: usize) -> Vec<usize> {
+    /// Ranges that cut `body` into one part per spare worker (idle, and
+    /// not needed for a queued batch or part) plus `taken`, when that makes
+    /// two parts or more, no part under [`SPLIT_MIN_PART_BYTES`] is due, and
+    /// the batch is within the config's `limits.max_batch_bytes` (each part
+    /// is checked against it alone); otherwise the one range of the whole.
+    fn ranges_for(&self, version: &Version, body: &[u8], taken: usize) -> Vec<Range<usize>> {
+        let whole = std::iter::once(0..body.len()).collect();
         if !self.split || body.len() < 2 * SPLIT_MIN_PART_BYTES || version.max_batch_bytes.is_none_or(|max| body.len() as u64 > max) {
-            return Vec::new();
+            return whole;
         }
         let spare = {
             let queue = self.queue();
             queue.idle.saturating_sub(queue.batches.len() + queue.parts.len())
         };
         let parts = (taken + spare).min(body.len() / SPLIT_MIN_PART_BYTES);
-        if parts < 2 { Vec::new() } else { tracescrub_processor::split_points(body, parts) }
+        if parts < 2 { whole } else { tracescrub_processor::split_ranges(body, parts) }
     }
 }
 
@@ -348,7 +367,7 @@ impl Worker {
             match task {
                 Task::Batch(job) => self.handle(job),
                 Task::Part(part) => {
-                    let result = self.run_batch(&part.version, &part.bytes, part.deadline);
+                    let result = self.run_part(&part.version, &part.bytes, part.deadline);
                     // Fails only if the owner stopped waiting (another part
                     // failed).
                     let _ = part.reply.send(result);
@@ -412,22 +431,38 @@ impl Worker {
             )));
         }
         let deadline = Instant::now() + self.shared.deadline;
-        let cuts = self.shared.cuts_for(&job.version, &body, 1);
-        let (batch, stats, helped) = if cuts.is_empty() {
+        let ranges = self.shared.ranges_for(&job.version, &body, 1);
+        let (batch, stats, split) = if ranges.len() < 2 {
             let (batch, stats) = self.run_batch(&job.version, &body, deadline)?;
-            (batch, stats, false)
+            (batch, stats, Split::No)
         } else {
-            self.run_parts(&job.version, &body, &cuts, deadline)?
+            self.run_parts(&job.version, &body, ranges, deadline)?
         };
         if job.gzip_output && stats.spans_out > 0 {
-            return Ok(Processed { batch: Bytes::from(gzip(&batch)), gzipped: true, stats, helped });
+            return Ok(Processed { batch: Bytes::from(gzip(&batch)), gzipped: true, stats, split });
         }
-        Ok(Processed { batch: Bytes::from(batch), gzipped: false, stats, helped })
+        Ok(Processed { batch: Bytes::from(batch), gzipped: false, stats, split })
     }
 
     /// Runs `body` on an instance of `version`, with what is left until
     /// `deadline`.
-    fn run_batch(&mut self, version: &Version, body: &[u8], deadline: Instant) -> PartResult {
+    fn run_batch(&mut self, version: &Version, body: &[u8], deadline: Instant) -> BatchResult {
+        self.call(version, deadline, |instance| instance.process(body))
+    }
+
+    /// Runs `part` of a batch, as `run_batch` does, also for its traces.
+    fn run_part(&mut self, version: &Version, part: &[u8], deadline: Instant) -> PartResult {
+        self.call(version, deadline, |instance| instance.process_part(part))
+    }
+
+    /// One call on an instance of `version`, its errors as the client
+    /// sees them; a trap discards the instance.
+    fn call<T>(
+        &mut self,
+        version: &Version,
+        deadline: Instant,
+        call: impl FnOnce(&mut ScrubberInstance) -> Result<T, HostError>,
+    ) -> Result<T, BatchError> {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(BatchError::Timeout);
@@ -438,7 +473,7 @@ impl Worker {
             None => BatchError::Internal(format!("cannot instantiate the component: {}", describe(&e))),
         })?;
         instance.set_epoch_deadline_ticks(deadline_ticks(left));
-        let result = instance.process(body);
+        let result = call(instance);
         if result.is_err() && instance.is_poisoned() {
             self.instance = None;
         }
@@ -455,23 +490,25 @@ impl Worker {
         })
     }
 
-    /// Runs `body` cut at `cuts`: offers every part but the first to idle
-    /// workers, runs the first, then takes back and runs each part no one
-    /// took, then joins. Returns whether another worker ran a part.
+    /// Runs `body` cut into `ranges`: offers every part but the first to
+    /// idle workers, runs the first, then takes back and runs each part no
+    /// one took, then joins, if the parts' traces agree; otherwise, or when
+    /// a part is malformed or too large, runs the whole.
     fn run_parts(
         &mut self,
         version: &Shared,
         body: &Bytes,
-        cuts: &[usize],
+        ranges: Vec<Range<usize>>,
         deadline: Instant,
-    ) -> Result<(Vec<u8>, Stats, bool), BatchError> {
-        let bounds: Vec<usize> = std::iter::once(0).chain(cuts.iter().copied()).chain([body.len()]).collect();
-        let mut offered = Vec::with_capacity(cuts.len());
+    ) -> Result<(Vec<u8>, Stats, Split), BatchError> {
+        let mut ranges = ranges.into_iter();
+        let first = ranges.next().unwrap_or_default();
+        let mut offered = Vec::with_capacity(ranges.len());
         {
             let mut queue = self.shared.queue();
-            for range in bounds.windows(2).skip(1) {
+            for range in ranges {
                 let (reply, result) = std::sync::mpsc::sync_channel(1);
-                let part = Arc::new(Part { version: Arc::clone(version), bytes: body.slice(range[0]..range[1]), deadline, reply });
+                let part = Arc::new(Part { version: Arc::clone(version), bytes: body.slice(range), deadline, reply });
                 queue.parts.push_back(Arc::clone(&part));
                 offered.push((part, result));
             }
@@ -479,7 +516,7 @@ impl Worker {
         for _ in &offered {
             self.shared.ready.notify_one();
         }
-        let mut results = vec![self.run_batch(version, &body[..bounds[1]], deadline)];
+        let mut results = vec![self.run_part(version, &body[first], deadline)];
         let mut helped = false;
         for (part, result) in offered {
             // Taken back if still queued, so no helper starts it; even when
@@ -495,7 +532,7 @@ impl Worker {
                 continue;
             }
             results.push(if mine {
-                self.run_batch(version, &part.bytes, deadline)
+                self.run_part(version, &part.bytes, deadline)
             } else {
                 helped = true;
                 // Ours is not the last sender then, should the helper die.
@@ -503,27 +540,34 @@ impl Worker {
                 result.recv().unwrap_or_else(|_| Err(BatchError::Internal("a worker ended while running a part of the batch".into())))
             });
         }
-        let mut joined: Option<(Vec<u8>, Stats)> = None;
+        let mut parts = Vec::with_capacity(results.len());
         for result in results {
             match result {
-                Ok((batch, stats)) => match &mut joined {
-                    None => joined = Some((batch, stats)),
-                    Some((all, total)) => {
-                        all.extend_from_slice(&batch);
-                        total.add(&stats);
-                    }
-                },
+                Ok(part) => parts.push(part),
                 // Offsets and limits are the whole batch's business: run
                 // it whole for the message a client would otherwise get.
                 Err(BatchError::Malformed { .. } | BatchError::TooLarge(_)) => {
                     let (batch, stats) = self.run_batch(version, body, deadline)?;
-                    return Ok((batch, stats, false));
+                    return Ok((batch, stats, Split::No));
                 }
                 Err(e) => return Err(e),
             }
         }
-        let (batch, stats) = joined.unwrap_or_default();
-        Ok((batch, stats, helped))
+        let traces: Vec<PartTraces> = parts.iter_mut().map(|(_, _, traces)| std::mem::take(traces)).collect();
+        if !tracescrub_processor::parts_agree(&traces) {
+            // A noisy trace crosses a cut: its descendants in another part
+            // may have been kept. Only the whole gives the whole's result.
+            let (batch, stats) = self.run_batch(version, body, deadline)?;
+            return Ok((batch, stats, Split::Rerun));
+        }
+        let mut parts = parts.into_iter();
+        let (mut joined, mut total, _) = parts.next().unwrap_or_default();
+        joined.reserve(parts.as_slice().iter().map(|(batch, _, _)| batch.len()).sum());
+        for (batch, stats, _) in parts {
+            joined.extend_from_slice(&batch);
+            total.add(&stats);
+        }
+        Ok((joined, total, if helped { Split::Helped } else { Split::No }))
     }
 }
 

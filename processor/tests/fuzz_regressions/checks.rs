@@ -44,11 +44,12 @@ fn processors() -> &'static [Processor] {
 /// with every rule off the output is the input, and whenever nothing was
 /// dropped or masked it is too; processing the output again gives the same
 /// bytes and does nothing (idempotence); `explain` agrees with `process`;
-/// cut at `split_points`, the parts process to the same bytes, with stats
-/// that sum to the whole's.
+/// cut at `split_ranges`, each part's `process_part` output is its `process`
+/// output, and when the parts' traces agree they join into the whole's
+/// bytes, with stats that sum to the whole's.
 /// On failure: the error is `Malformed` with an offset inside the batch or
 /// `TooLarge` for a batch over the limit, and the output buffer is empty; a
-/// malformed batch has a malformed part, wherever `split_points` cuts it.
+/// malformed batch has a malformed part, wherever `split_ranges` cuts it.
 /// Whether a batch is malformed does not depend on the config.
 pub fn process(data: &[u8]) {
     let Some((&pick, batch)) = data.split_first() else { return };
@@ -93,16 +94,21 @@ pub fn process(data: &[u8]) {
             }
 
             for parts in [2, 3] {
-                let cuts = tracescrub_processor::split_points(batch, parts);
-                let bounds: Vec<usize> = [0].into_iter().chain(cuts).chain([batch.len()]).collect();
-                let (mut joined, mut total) = (Vec::new(), Stats::default());
-                for w in bounds.windows(2) {
-                    let part = p.process(&batch[w[0]..w[1]]).expect("every part of a batch that processes must process");
-                    joined.extend_from_slice(&part.batch);
-                    total.add(&part.stats);
+                let ranges = tracescrub_processor::split_ranges(batch, parts);
+                let (mut joined, mut total, mut traces) = (Vec::new(), Stats::default(), Vec::new());
+                for range in &ranges {
+                    let part = &batch[range.clone()];
+                    let (output, part_traces) = p.process_part(part.to_vec()).expect("every part of a batch that processes must process");
+                    let plain = p.process(part).expect("process_part and process must agree on success");
+                    assert!(output == plain, "process_part and process differ on part {range:?}");
+                    joined.extend_from_slice(&output.batch);
+                    total.add(&output.stats);
+                    traces.push(part_traces);
                 }
-                assert!(joined == out, "parts cut at {bounds:?} process to other bytes than the whole");
-                assert_eq!(by_name(total), by_name(stats.clone()), "parts cut at {bounds:?}");
+                if tracescrub_processor::parts_agree(&traces) {
+                    assert!(joined == out, "parts {ranges:?} agree, yet process to other bytes than the whole");
+                    assert_eq!(by_name(total), by_name(stats.clone()), "parts {ranges:?}");
+                }
             }
 
             let off = off.expect("a batch one config reads, every config reads");
@@ -113,10 +119,9 @@ pub fn process(data: &[u8]) {
             assert!(m.offset <= batch.len() as u64, "offset {} past the end of {} bytes", m.offset, batch.len());
             assert!(!m.reason.is_empty());
             assert!(off.is_err(), "malformed under config {which}, read under everything-off: {m}");
-            let cuts = tracescrub_processor::split_points(batch, 2);
-            let bounds: Vec<usize> = [0].into_iter().chain(cuts).chain([batch.len()]).collect();
-            let fails = bounds.windows(2).any(|w| matches!(p.process(&batch[w[0]..w[1]]), Err(Error::Malformed(_))));
-            assert!(fails, "malformed whole ({m}), yet every part cut at {bounds:?} reads");
+            let ranges = tracescrub_processor::split_ranges(batch, 2);
+            let fails = ranges.iter().any(|r| matches!(p.process_part(batch[r.clone()].to_vec()), Err(Error::Malformed(_))));
+            assert!(fails, "malformed whole ({m}), yet every part of {ranges:?} reads");
         }
         Err(Error::TooLarge { size, limit }) => {
             assert!(out.is_empty(), "output left behind on error");
