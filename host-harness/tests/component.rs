@@ -184,6 +184,30 @@ fn component_matches_native() {
     }
 }
 
+/// Scenario: every test batch through `process-part` of the component and
+/// `process_part` of the native engine, with the default config and a
+/// label config.
+/// Guarantees: the same bytes, stats and part traces (under the default
+/// config, the mixed batch's health check among its noisy traces), and the
+/// bytes and stats
+/// `process` gives.
+#[test]
+fn component_process_part_matches_native() {
+    for config in ["{}", LABEL_CONFIG] {
+        let mut scrubber = ScrubberInstance::create(component(), config).expect("valid config");
+        let engine = tracescrub_processor::Processor::new(config).expect("valid config");
+        for (name, input) in batches() {
+            let (output, traces) = engine.process_part(input.clone()).expect("native processing");
+            let got = scrubber.process_part(&input).expect("component processing");
+            assert_eq!(got, (output.batch, output.stats, traces), "batch {name:?}, config {config}");
+            assert_eq!((got.0, got.1), native(config, &input).expect("native"), "batch {name:?}, config {config}");
+            if name == "mixed" && config == "{}" {
+                assert!(!got.2.noisy.is_empty() && got.2.noisy.iter().all(|k| got.2.traces.contains(k)), "{:?}", got.2);
+            }
+        }
+    }
+}
+
 /// Scenario: the mixed batch under the default config.
 /// Guarantees: the comparison above is not vacuous: the health check and
 /// its child are dropped and personal numbers are masked.

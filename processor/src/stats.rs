@@ -104,7 +104,7 @@ pub struct Stats {
 
 impl Stats {
     /// Adds `other` to these stats, as if one batch had held both: for the
-    /// parts of a batch cut at [`crate::split_points`]. Named counts are
+    /// parts of a batch cut at [`crate::split_ranges`]. Named counts are
     /// summed by name; a name these stats lack goes after their own, so
     /// the lists keep their order only up to that.
     pub fn add(&mut self, other: &Stats) {
