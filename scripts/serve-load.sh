@@ -38,6 +38,6 @@ exec "$target/release/examples/serve_load" \
   --seconds "${SECONDS_PER_TARGET:-10}" \
   --concurrency "${CONCURRENCY:-8}" \
   --spans-per-batch "${SPANS_PER_BATCH:-1000}" \
-  --latency-samples "${LATENCY_SAMPLES:-300}" \
+  --latency-samples "${LATENCY_SAMPLES:-2000}" \
   --workdir "$target/serve-load" \
   "${worker_args[@]}" "${rotel_args[@]}"
