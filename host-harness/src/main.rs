@@ -294,9 +294,10 @@ struct ServeArgs {
     body_timeout_ms: Option<u64>,
     /// Always process a batch whole on one worker. By default a batch of
     /// 128 KiB or more that arrives while other workers are idle is cut
-    /// between resources (never through a trace) and processed on several
-    /// workers at once, with the same result: less added latency when the
-    /// gateway has cores to spare.
+    /// between resources and processed on several workers at once, with
+    /// the same result (it runs again whole when a trace holding noise
+    /// crosses a cut): less added latency when the gateway has cores to
+    /// spare.
     #[arg(long)]
     no_split_batches: bool,
 }

@@ -188,9 +188,9 @@ fn component_matches_native() {
 /// `process_part` of the native engine, with the default config and a
 /// label config.
 /// Guarantees: the same bytes, stats and part traces (under the default
-/// config, the mixed batch's health check among its noisy traces), and the
-/// bytes and stats
-/// `process` gives.
+/// config, the mixed batch's health check among its noisy traces; under
+/// the label config, which keeps descendants, no noisy traces), and the
+/// bytes and stats `process` gives.
 #[test]
 fn component_process_part_matches_native() {
     for config in ["{}", LABEL_CONFIG] {
@@ -203,6 +203,10 @@ fn component_process_part_matches_native() {
             assert_eq!((got.0, got.1), native(config, &input).expect("native"), "batch {name:?}, config {config}");
             if name == "mixed" && config == "{}" {
                 assert!(!got.2.noisy.is_empty() && got.2.noisy.iter().all(|k| got.2.traces.contains(k)), "{:?}", got.2);
+            }
+            if config == LABEL_CONFIG {
+                // Descendants are kept: no drop reaches past its own span.
+                assert!(got.2.noisy.is_empty(), "batch {name:?}: {:?}", got.2);
             }
         }
     }

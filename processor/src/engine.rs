@@ -299,19 +299,12 @@ pub(crate) fn process(c: &Compiled, buf: &[u8], out: &mut Vec<u8>, findings: Opt
 
 /// Processes a batch the caller owns, rewriting it in place. That needs no
 /// second buffer, which halves the memory a batch takes inside a component.
-pub(crate) fn process_owned(c: &Compiled, mut buf: Vec<u8>) -> Result<(Vec<u8>, Stats), Error> {
-    let (plan, stats) = plan(c, &buf, None)?;
+/// With `traces`, also fills them in, for a batch that is one part of a
+/// larger one (see `split`).
+pub(crate) fn process_owned(c: &Compiled, mut buf: Vec<u8>, traces: Option<&mut PartTraces>) -> Result<(Vec<u8>, Stats), Error> {
+    let (plan, stats) = plan_with(c, &buf, None, traces)?;
     emit_in_place(&mut buf, &plan).map_err(into_error)?;
     Ok((buf, stats))
-}
-
-/// Like `process_owned`, and also the part's traces, for a batch that is
-/// one part of a larger one (see `split`).
-pub(crate) fn process_part(c: &Compiled, mut buf: Vec<u8>) -> Result<(Vec<u8>, Stats, PartTraces), Error> {
-    let mut traces = PartTraces::default();
-    let (plan, stats) = plan_with(c, &buf, None, Some(&mut traces))?;
-    emit_in_place(&mut buf, &plan).map_err(into_error)?;
-    Ok((buf, stats, traces))
 }
 
 /// Walks the batch and settles what to do to it.

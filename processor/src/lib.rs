@@ -42,7 +42,7 @@ mod component;
 pub use config::Config;
 pub use error::{ConfigProblem, Error, Malformed};
 pub use explain::Finding;
-pub use split::{PartTraces, parts_agree, split_ranges, trace_key};
+pub use split::{PartTraces, parts_agree, split_ranges};
 pub use stats::{Count, FieldKind, Stats};
 
 /// A processed batch.
@@ -99,7 +99,7 @@ impl Processor {
     /// memory, one copy less. On error the batch is dropped.
     pub fn process_owned(&self, batch: Vec<u8>) -> Result<Output, Error> {
         self.check_size(&batch)?;
-        let (batch, stats) = engine::process_owned(&self.compiled, batch)?;
+        let (batch, stats) = engine::process_owned(&self.compiled, batch, None)?;
         Ok(Output { batch, stats })
     }
 
@@ -107,7 +107,8 @@ impl Processor {
     /// a larger one (cut by [`split_ranges`]): also returns the part's
     /// traces. The parts' outputs, concatenated, are what the whole would
     /// give, and their stats sum to its stats, when [`parts_agree`] on
-    /// their traces; otherwise process the whole.
+    /// their traces; otherwise process the whole. Each part is held to
+    /// `limits.max_batch_bytes` alone: check the whole against it first.
     ///
     /// ```
     /// use tracescrub_processor::{Processor, parts_agree, split_ranges};
@@ -132,7 +133,8 @@ impl Processor {
     /// ```
     pub fn process_part(&self, batch: Vec<u8>) -> Result<(Output, PartTraces), Error> {
         self.check_size(&batch)?;
-        let (batch, stats, traces) = engine::process_part(&self.compiled, batch)?;
+        let mut traces = PartTraces::default();
+        let (batch, stats) = engine::process_owned(&self.compiled, batch, Some(&mut traces))?;
         Ok((Output { batch, stats }, traces))
     }
 

@@ -12,7 +12,12 @@
 //! only when [`parts_agree`]: no trace holding a noisy span (whose
 //! descendants are dropped) has spans in another part. Otherwise the host
 //! processes the batch whole. The `split_parts_process_like_the_whole`
-//! property test pins both directions.
+//! property test pins the first, and that the check is needed.
+//!
+//! This holds with the config's limits aside: `limits.max_batch_bytes`, and
+//! the guest's memory, apply per call, so parts can get through where the
+//! whole would be refused. A host that must refuse what the whole would
+//! refuses batches over the limit before it cuts them.
 
 use std::ops::Range;
 
@@ -87,9 +92,10 @@ pub struct PartTraces {
 impl PartTraces {
     /// From each span's trace id and whether its descendants are dropped.
     pub(crate) fn collect<'a>(spans: impl Iterator<Item = (&'a [u8], bool)>, n: usize) -> Result<PartTraces, WireError> {
-        let mut traces = Vec::new();
-        traces.try_reserve_exact(n).map_err(|_| WireError::new(0, crate::wire::Problem::OutOfMemory("part traces")))?;
-        let mut noisy = Vec::new();
+        let out_of_memory = |_| WireError::new(0, crate::wire::Problem::OutOfMemory("part traces"));
+        let (mut traces, mut noisy) = (Vec::new(), Vec::new());
+        traces.try_reserve_exact(n).map_err(out_of_memory)?;
+        noisy.try_reserve_exact(n).map_err(out_of_memory)?;
         for (id, noise) in spans {
             let key = trace_key(id);
             traces.push(key);
@@ -109,16 +115,24 @@ impl PartTraces {
 /// when no part's noisy trace has a span in another part. A noisy span's
 /// descendants share its trace, so then every drop the whole would make
 /// falls within one part; the whole drops nothing the parts do not either
-/// way. Two traces sharing a key can only make this say false.
+/// way. Two traces sharing a key can only make this say false. Reports
+/// from a component are not trusted to be sorted: this sorts its own copy.
 pub fn parts_agree(parts: &[PartTraces]) -> bool {
+    let mut owners: Vec<(u64, usize)> =
+        parts.iter().enumerate().flat_map(|(i, part)| part.traces.iter().map(move |&key| (key, i))).collect();
+    owners.sort_unstable();
+    owners.dedup();
     parts.iter().enumerate().all(|(i, part)| {
-        part.noisy.iter().all(|key| parts.iter().enumerate().all(|(j, other)| i == j || other.traces.binary_search(key).is_err()))
+        part.noisy.iter().all(|&key| {
+            let first = owners.partition_point(|&(k, _)| k < key);
+            owners[first..].iter().take_while(|&&(k, _)| k == key).all(|&(_, owner)| owner == i)
+        })
     })
 }
 
 /// A trace id as a 64-bit key. One id always has one key; two ids may
 /// share one, which only makes [`parts_agree`] more cautious.
-pub fn trace_key(id: &[u8]) -> u64 {
+fn trace_key(id: &[u8]) -> u64 {
     match <[u8; 16]>::try_from(id) {
         Ok(id) => {
             let (lo, hi) = id.split_at(8);
@@ -224,6 +238,47 @@ mod tests {
         // Spans without a trace id share the empty one.
         assert!(!parts_agree(&[part(&[], &[b""]), part(&[b""], &[])]));
         assert!(parts_agree(&[]));
+        // A component's lists out of order or repeated change nothing.
+        let (ka, kb, kc) = (trace_key(a), trace_key(b), trace_key(c));
+        let unsorted = |traces: Vec<u64>, noisy: Vec<u64>| PartTraces { traces, noisy };
+        assert!(!parts_agree(&[unsorted(vec![kc, ka, kb, ka], vec![kb]), unsorted(vec![kc, kb], vec![])]));
+        assert!(parts_agree(&[unsorted(vec![kc, ka, kb, ka], vec![kb]), unsorted(vec![kc, ka], vec![])]));
+    }
+
+    /// A span: trace id, span id, parent id (none when 0), name; a server span.
+    fn span(trace: u8, id: u8, parent: u8, name: &str) -> Vec<u8> {
+        let mut body = [len_field(1, &[trace; 16]), len_field(2, &[id; 8])].concat();
+        if parent != 0 {
+            body.extend(len_field(4, &[parent; 8]));
+        }
+        body.extend(len_field(5, name.as_bytes()));
+        body.extend([0x30, 2]);
+        len_field(2, &body)
+    }
+
+    #[test]
+    fn legacy_scope_spans_report_their_traces() {
+        // Field 1000 (instrumentation_library_spans), tag 0xc2 0x3e.
+        let legacy = |spans: &[u8]| {
+            let inner = [&[0xc2, 0x3e, spans.len() as u8][..], spans].concat();
+            len_field(1, &inner)
+        };
+        let modern = |spans: &[u8]| len_field(1, &len_field(2, spans));
+        let health = legacy(&span(7, 1, 0, "GET /isAlive"));
+        let p = crate::Processor::new("{}").expect("default config");
+        let run = |batch: &[u8]| -> Vec<PartTraces> {
+            let ranges = split_ranges(batch, 2);
+            assert_eq!(ranges.len(), 2);
+            ranges.into_iter().map(|r| p.process_part(batch[r].to_vec()).expect("valid").1).collect()
+        };
+        // The health check's child, in another resource of its trace.
+        let child = modern(&span(7, 2, 1, "SELECT 1"));
+        let parts = run(&[health.clone(), child].concat());
+        assert_eq!(parts[0].noisy, vec![trace_key(&[7; 16])]);
+        assert!(!parts_agree(&parts));
+        // A span of another trace there instead.
+        let other = modern(&span(8, 2, 1, "SELECT 1"));
+        assert!(parts_agree(&run(&[health, other].concat())));
     }
 
     #[test]

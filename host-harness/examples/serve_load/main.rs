@@ -5,7 +5,8 @@
 //!
 //! 1. **Latency**: one batch at a time, each batch sent straight to the sink
 //!    and then through the gateway; the gateway's added latency is the
-//!    difference, per batch. p50 and p99 of those differences.
+//!    difference, per batch. p50 and p99 of those differences, and how
+//!    many batches another worker helped with or ran again whole.
 //! 2. **Throughput**: `--concurrency` connections send batches for
 //!    `--seconds` to each target in turn (the sink directly, as the ceiling
 //!    of this machine's loopback and sink; the gateway; rotel). A target's
@@ -126,6 +127,9 @@ async fn run(args: Args) -> Result<(), Fail> {
         post(&client, &sink_uri, b.clone()).await?;
         post(&client, &gw_uri, b.clone()).await?;
     }
+    const SPLIT: &str = "tracescrub_processor_split_batches_total";
+    const RERUN: &str = "tracescrub_processor_split_reruns_total";
+    let (split_before, rerun_before) = (gateway.counter(&client, SPLIT).await?, gateway.counter(&client, RERUN).await?);
     let (mut direct, mut through, mut added) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..args.latency_samples {
         let b = &batches[i % batches.len()];
@@ -147,6 +151,11 @@ async fn run(args: Args) -> Result<(), Fail> {
         percentile(&mut direct, 99.0),
         percentile(&mut through, 50.0),
         percentile(&mut through, 99.0),
+    );
+    println!(
+        "serve-load: of those batches, another worker ran a part of {}, and {} ran again whole as a noisy trace crossed a cut",
+        gateway.counter(&client, SPLIT).await? - split_before,
+        gateway.counter(&client, RERUN).await? - rerun_before,
     );
 
     // 2. Throughput, one target at a time: they share this machine's cores.
@@ -504,6 +513,7 @@ fn cpu_seconds(pid: u32) -> Option<f64> {
 struct Gateway {
     child: Child,
     http: String,
+    admin: String,
 }
 
 impl Gateway {
@@ -540,10 +550,21 @@ impl Gateway {
             let _ = child.wait();
             return Err(format!("the gateway printed no ready line; see {}", log_path.display()).into());
         };
-        let http =
-            line.split_whitespace().find_map(|w| w.strip_prefix("http=")).ok_or_else(|| format!("no http= in {line:?}"))?.to_string();
+        let field = |name: &str| {
+            line.split_whitespace().find_map(|w| w.strip_prefix(name)).map(str::to_owned).ok_or_else(|| format!("no {name} in {line:?}"))
+        };
+        let (http, admin) = (field("http=")?, field("admin=")?);
         eprintln!("{line}");
-        Ok(Gateway { child, http })
+        Ok(Gateway { child, http, admin })
+    }
+
+    /// A counter from the gateway's `/metrics`.
+    async fn counter(&self, client: &HttpClient, name: &str) -> Result<f64, Fail> {
+        let req = Request::get(format!("http://{}/metrics", self.admin)).body(Full::new(Bytes::new()))?;
+        let text = client.request(req).await?.into_body().collect().await?.to_bytes();
+        let text = String::from_utf8_lossy(&text);
+        let value = text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok());
+        Ok(value.ok_or_else(|| format!("no {name} in the gateway's metrics"))?)
     }
 
     fn stop(&mut self) {

@@ -169,10 +169,11 @@ impl Metrics {
     /// how it was split.
     pub fn processed(&self, stats: &Stats, took: Duration, split: Split) {
         self.processing.observe(took);
-        match split {
-            Split::No => {}
-            Split::Helped => _ = self.split_batches.fetch_add(1, Relaxed),
-            Split::Rerun => _ = self.split_reruns.fetch_add(1, Relaxed),
+        if split.helped {
+            self.split_batches.fetch_add(1, Relaxed);
+        }
+        if split.rerun {
+            self.split_reruns.fetch_add(1, Relaxed);
         }
         self.dropped_descendants.fetch_add(stats.dropped_descendants, Relaxed);
         if stats.dropped_by_rule.is_empty() && stats.masked_by_detector.is_empty() && stats.masked_by_field.is_empty() {

@@ -20,7 +20,8 @@
 //! nothing waits on a busy queue. The cut is speculative: each part reports
 //! its traces, and when a trace holding noise has spans in two parts
 //! ([`tracescrub_processor::parts_agree`] says no), the owner runs the
-//! batch whole, so the client always gets the whole batch's result.
+//! batch whole, with a deadline of its own, so the client gets the whole
+//! batch's result.
 
 use std::collections::VecDeque;
 use std::io::Read;
@@ -113,15 +114,23 @@ pub struct Processed {
     pub split: Split,
 }
 
-/// How a batch was processed: whole, or in parts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Split {
-    /// Whole, by one worker.
-    No,
-    /// In parts, which other workers helped with.
-    Helped,
-    /// In parts whose traces did not agree, then again whole.
-    Rerun,
+/// How a batch was cut into parts, if it was.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Split {
+    /// Other workers ran parts of it.
+    pub helped: bool,
+    /// Its parts' traces did not agree, so it ran again whole.
+    pub rerun: bool,
+}
+
+/// What running a batch's parts came to.
+enum Parts {
+    /// The parts' outputs joined, and their stats summed.
+    Joined(Vec<u8>, Stats),
+    /// The whole must run: the parts' traces disagree (`disagree`), or a
+    /// part is malformed or too large, where the client is owed the
+    /// whole's offset or limit.
+    Whole { disagree: bool },
 }
 
 /// Why a batch could not be processed. Messages never quote span content
@@ -259,7 +268,7 @@ impl Common {
     /// the batch is within the config's `limits.max_batch_bytes` (each part
     /// is checked against it alone); otherwise the one range of the whole.
     fn ranges_for(&self, version: &Version, body: &[u8], taken: usize) -> Vec<Range<usize>> {
-        let whole = std::iter::once(0..body.len()).collect();
+        let whole = tracescrub_processor::split_ranges(body, 1);
         if !self.split || body.len() < 2 * SPLIT_MIN_PART_BYTES || version.max_batch_bytes.is_none_or(|max| body.len() as u64 > max) {
             return whole;
         }
@@ -434,9 +443,18 @@ impl Worker {
         let ranges = self.shared.ranges_for(&job.version, &body, 1);
         let (batch, stats, split) = if ranges.len() < 2 {
             let (batch, stats) = self.run_batch(&job.version, &body, deadline)?;
-            (batch, stats, Split::No)
+            (batch, stats, Split::default())
         } else {
-            self.run_parts(&job.version, &body, ranges, deadline)?
+            let (parts, helped) = self.run_parts(&job.version, &body, ranges, deadline)?;
+            match parts {
+                Parts::Joined(batch, stats) => (batch, stats, Split { helped, rerun: false }),
+                Parts::Whole { disagree } => {
+                    // A deadline of its own: the time the parts took is the
+                    // gateway's guess gone wrong, not the batch's doing.
+                    let (batch, stats) = self.run_batch(&job.version, &body, Instant::now() + self.shared.deadline)?;
+                    (batch, stats, Split { helped, rerun: disagree })
+                }
+            }
         };
         if job.gzip_output && stats.spans_out > 0 {
             return Ok(Processed { batch: Bytes::from(gzip(&batch)), gzipped: true, stats, split });
@@ -492,15 +510,15 @@ impl Worker {
 
     /// Runs `body` cut into `ranges`: offers every part but the first to
     /// idle workers, runs the first, then takes back and runs each part no
-    /// one took, then joins, if the parts' traces agree; otherwise, or when
-    /// a part is malformed or too large, runs the whole.
+    /// one took, then joins, if the parts' traces agree. Also returns
+    /// whether another worker ran a part.
     fn run_parts(
         &mut self,
         version: &Shared,
         body: &Bytes,
         ranges: Vec<Range<usize>>,
         deadline: Instant,
-    ) -> Result<(Vec<u8>, Stats, Split), BatchError> {
+    ) -> Result<(Parts, bool), BatchError> {
         let mut ranges = ranges.into_iter();
         let first = ranges.next().unwrap_or_default();
         let mut offered = Vec::with_capacity(ranges.len());
@@ -544,12 +562,8 @@ impl Worker {
         for result in results {
             match result {
                 Ok(part) => parts.push(part),
-                // Offsets and limits are the whole batch's business: run
-                // it whole for the message a client would otherwise get.
-                Err(BatchError::Malformed { .. } | BatchError::TooLarge(_)) => {
-                    let (batch, stats) = self.run_batch(version, body, deadline)?;
-                    return Ok((batch, stats, Split::No));
-                }
+                // Offsets and limits are the whole batch's business.
+                Err(BatchError::Malformed { .. } | BatchError::TooLarge(_)) => return Ok((Parts::Whole { disagree: false }, helped)),
                 Err(e) => return Err(e),
             }
         }
@@ -557,8 +571,7 @@ impl Worker {
         if !tracescrub_processor::parts_agree(&traces) {
             // A noisy trace crosses a cut: its descendants in another part
             // may have been kept. Only the whole gives the whole's result.
-            let (batch, stats) = self.run_batch(version, body, deadline)?;
-            return Ok((batch, stats, Split::Rerun));
+            return Ok((Parts::Whole { disagree: true }, helped));
         }
         let mut parts = parts.into_iter();
         let (mut joined, mut total, _) = parts.next().unwrap_or_default();
@@ -567,7 +580,7 @@ impl Worker {
             joined.extend_from_slice(&batch);
             total.add(&stats);
         }
-        Ok((joined, total, if helped { Split::Helped } else { Split::No }))
+        Ok((Parts::Joined(joined, total), helped))
     }
 }
 

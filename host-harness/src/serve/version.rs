@@ -243,6 +243,12 @@ fn run_canary(instance: &mut ScrubberInstance) -> Result<(), String> {
     if spans as u64 != stats.spans_out {
         return Err(format!("the canary batch came back with {spans} spans but the stats say {}", stats.spans_out));
     }
+    // Parts of large batches go through `process-part`: it must agree.
+    let (part, part_stats, _) =
+        instance.process_part(&canary_batch()).map_err(|e| format!("the canary batch failed as a part: {}", chain(&e)))?;
+    if (part, part_stats) != (out, stats) {
+        return Err("the canary batch came back from process-part other than from process".into());
+    }
     Ok(())
 }
 
