@@ -52,7 +52,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use tracescrub_processor::fnr::Detector;
-use tracescrub_processor::{ConfigProblem, Count, FieldKind, Finding, Malformed, PartTraces, Stats};
+use tracescrub_processor::{ConfigProblem, Count, FieldKind, Finding, Malformed, PartLinks, Stats};
 use wasmtime::component::{Component, Linker, ResourceAny};
 use wasmtime::{Engine, OptLevel, Store, StoreLimits, StoreLimitsBuilder};
 
@@ -347,11 +347,11 @@ impl ComponentInstance {
     /// Like [`ComponentInstance::process`], for one part of a larger batch
     /// (cut by [`tracescrub_processor::split_ranges`]): also the part's
     /// traces, for [`tracescrub_processor::parts_agree`].
-    pub fn process_part(&mut self, processor: &ProcessorHandle, batch: &[u8]) -> Result<(Vec<u8>, Stats, PartTraces), HostError> {
+    pub fn process_part(&mut self, processor: &ProcessorHandle, batch: &[u8]) -> Result<(Vec<u8>, Stats, PartLinks), HostError> {
         let resource = self.resource(processor)?;
         let part = self.call(|store, guest| guest.processor().call_process_part(store, resource, batch))?;
         let part = part.map_err(from_wit_error)?;
-        let traces = PartTraces { traces: part.traces, noisy: part.noisy_traces };
+        let traces = PartLinks { dropped: part.dropped_spans, parents: part.kept_parents };
         Ok((part.output.batch, from_wit_stats(part.output.stats), traces))
     }
 
@@ -444,9 +444,9 @@ impl ScrubberInstance {
         self.instance.process(&self.processor, batch)
     }
 
-    /// Processes one part of a larger batch: also the part's traces. See
+    /// Processes one part of a larger batch: also the part's links. See
     /// [`ComponentInstance::process_part`].
-    pub fn process_part(&mut self, batch: &[u8]) -> Result<(Vec<u8>, Stats, PartTraces), HostError> {
+    pub fn process_part(&mut self, batch: &[u8]) -> Result<(Vec<u8>, Stats, PartLinks), HostError> {
         self.instance.process_part(&self.processor, batch)
     }
 

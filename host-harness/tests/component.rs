@@ -187,9 +187,9 @@ fn component_matches_native() {
 /// Scenario: every test batch through `process-part` of the component and
 /// `process_part` of the native engine, with the default config and a
 /// label config.
-/// Guarantees: the same bytes, stats and part traces (under the default
-/// config, the mixed batch's health check among its noisy traces; under
-/// the label config, which keeps descendants, no noisy traces), and the
+/// Guarantees: the same bytes, stats and parent links (under the default
+/// config, the mixed batch's health check and its child among the dropped;
+/// under the label config, which keeps descendants, none at all), and the
 /// bytes and stats `process` gives.
 #[test]
 fn component_process_part_matches_native() {
@@ -202,11 +202,12 @@ fn component_process_part_matches_native() {
             assert_eq!(got, (output.batch, output.stats, traces), "batch {name:?}, config {config}");
             assert_eq!((got.0, got.1), native(config, &input).expect("native"), "batch {name:?}, config {config}");
             if name == "mixed" && config == "{}" {
-                assert!(!got.2.noisy.is_empty() && got.2.noisy.iter().all(|k| got.2.traces.contains(k)), "{:?}", got.2);
+                // The health check and its child, dropped.
+                assert_eq!(got.2.dropped.len(), 2, "{:?}", got.2);
             }
             if config == LABEL_CONFIG {
                 // Descendants are kept: no drop reaches past its own span.
-                assert!(got.2.noisy.is_empty(), "batch {name:?}: {:?}", got.2);
+                assert_eq!(got.2, tracescrub_processor::PartLinks::default(), "batch {name:?}");
             }
         }
     }

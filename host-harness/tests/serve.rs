@@ -915,7 +915,7 @@ fn a_batch_too_big_for_guest_memory_is_refused_in_the_host() {
 /// sets `limits.max_batch_bytes` between the batch's size and its parts'.
 /// Guarantees: the sink receives byte for byte what the native engine
 /// makes of the whole batch, a health check's child in another resource of
-/// its trace included, on either side of the cut (then the parts' traces
+/// its trace included, on either side of the cut (then the parts
 /// disagree and the batch runs again whole, which is counted); the help is
 /// counted; the bad batch gets the same 400, with the whole batch's offset,
 /// split or not; the limit holds for the whole batch (413), not part by

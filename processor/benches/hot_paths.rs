@@ -213,7 +213,7 @@ fn process_owned(bencher: Bencher, size: Batch) {
     bencher.counter(BytesCount::new(batch.len())).bench_local(|| processor.process_owned(black_box(batch.clone())).unwrap());
 }
 
-/// `process_owned` plus the part's traces.
+/// `process_owned` plus the part's links.
 #[divan::bench(args = BATCHES)]
 fn process_part(bencher: Bencher, size: Batch) {
     let batch = batch(size.spans());

@@ -42,8 +42,8 @@ impl wit::GuestProcessor for ProcessorResource {
         let (output, traces) = self.0.process_part(batch).map_err(to_wit_error)?;
         Ok(wit::PartOutput {
             output: wit::Output { batch: output.batch, stats: to_wit_stats(output.stats) },
-            traces: traces.traces,
-            noisy_traces: traces.noisy,
+            dropped_spans: traces.dropped,
+            kept_parents: traces.parents,
         })
     }
 

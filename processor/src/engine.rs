@@ -26,7 +26,7 @@ use crate::fnr::{self, Mode};
 use crate::glob::GlobList;
 use crate::otlp::{LIST_VALUES, any_value, event, key_value, link, request, resource, resource_spans, scope, scope_spans, span, status};
 use crate::path;
-use crate::split::PartTraces;
+use crate::split::PartLinks;
 use crate::stats::{Counters, FieldKind, Stats};
 use crate::wire::{Field, Fields, Problem, WireError, WireType, read_varint, varint_len, write_varint};
 
@@ -301,7 +301,7 @@ pub(crate) fn process(c: &Compiled, buf: &[u8], out: &mut Vec<u8>, findings: Opt
 /// second buffer, which halves the memory a batch takes inside a component.
 /// With `traces`, also fills them in, for a batch that is one part of a
 /// larger one (see `split`).
-pub(crate) fn process_owned(c: &Compiled, mut buf: Vec<u8>, traces: Option<&mut PartTraces>) -> Result<(Vec<u8>, Stats), Error> {
+pub(crate) fn process_owned(c: &Compiled, mut buf: Vec<u8>, traces: Option<&mut PartLinks>) -> Result<(Vec<u8>, Stats), Error> {
     let (plan, stats) = plan_with(c, &buf, None, traces)?;
     emit_in_place(&mut buf, &plan).map_err(into_error)?;
     Ok((buf, stats))
@@ -317,7 +317,7 @@ fn plan_with(
     c: &Compiled,
     buf: &[u8],
     findings: Option<&mut Vec<Finding>>,
-    traces: Option<&mut PartTraces>,
+    traces: Option<&mut PartLinks>,
 ) -> Result<(Plan, Stats), Error> {
     let mut walk = Walk {
         buf,
@@ -337,12 +337,14 @@ fn plan_with(
         walk.arena.extend_from_slice(&mask.label);
     }
     walk.request().map_err(into_error)?;
-    walk.finish().map_err(into_error)?;
-    if let Some(traces) = traces {
-        // Only noise whose descendants are dropped reaches past its span.
-        let reaches = c.noise.as_ref().is_some_and(|n| n.drop_descendants);
-        let spans = walk.spans.iter().map(|s| (s.trace_id, reaches && s.rule.is_some()));
-        *traces = PartTraces::collect(spans, walk.spans.len()).map_err(into_error)?;
+    let fates = walk.finish().map_err(into_error)?;
+    // Only noise whose descendants are dropped reaches past its span.
+    if let Some(traces) = traces
+        && c.noise.as_ref().is_some_and(|n| n.drop_descendants)
+    {
+        let dropped = |i: usize| fates.as_ref().is_some_and(|f| f[i].dropped());
+        let spans = walk.spans.iter().enumerate().map(|(i, s)| (s.trace_id, s.span_id, s.parent_id, dropped(i)));
+        *traces = PartLinks::collect(spans, walk.spans.len()).map_err(into_error)?;
     }
     let Walk { edits, arena, counters, .. } = walk;
     Ok((Plan { edits, arena }, counters.into_stats(&c.rule_names)))
@@ -976,7 +978,8 @@ impl<'a> Walk<'a, '_, '_> {
     /// The edits are rewritten in place: each dropped span or removed
     /// container becomes one Delete over its slot, which it always has, so
     /// the list only shrinks.
-    fn finish(&mut self) -> Result<(), WireError> {
+    /// Returns which spans were dropped, by position (`None`: none was).
+    fn finish(&mut self) -> Result<Option<Vec<Fate>>, WireError> {
         let fates = self.fates()?;
         let dropped = |i: usize| fates.as_ref().is_some_and(|f| f[i].dropped());
         let (spans, scopes, resources, edits) = (&self.spans, &mut self.scopes, &mut self.resources, &mut self.edits);
@@ -1077,7 +1080,7 @@ impl<'a> Walk<'a, '_, '_> {
         if self.findings.is_some() {
             self.settle_findings(fates.as_deref())?;
         }
-        Ok(())
+        Ok(fates)
     }
 
     /// Findings of spans that were dropped: one `Dropped` each, first, in

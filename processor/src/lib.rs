@@ -42,7 +42,7 @@ mod component;
 pub use config::Config;
 pub use error::{ConfigProblem, Error, Malformed};
 pub use explain::Finding;
-pub use split::{PartTraces, parts_agree, split_ranges};
+pub use split::{PartLinks, parts_agree, split_ranges};
 pub use stats::{Count, FieldKind, Stats};
 
 /// A processed batch.
@@ -105,9 +105,9 @@ impl Processor {
 
     /// Like [`Processor::process_owned`], for a batch that is one part of
     /// a larger one (cut by [`split_ranges`]): also returns the part's
-    /// traces. The parts' outputs, concatenated, are what the whole would
-    /// give, and their stats sum to its stats, when [`parts_agree`] on
-    /// their traces; otherwise process the whole. Each part is held to
+    /// parent links. The parts' outputs, concatenated, are what the whole
+    /// would give, and their stats sum to its stats, when [`parts_agree`]
+    /// on their links; otherwise process the whole. Each part is held to
     /// `limits.max_batch_bytes` alone: check the whole against it first.
     ///
     /// ```
@@ -121,19 +121,19 @@ impl Processor {
     /// let batch = [resource(1), resource(2)].concat();
     /// let processor = Processor::new("{}")?;
     /// let mut joined = Vec::new();
-    /// let mut traces = Vec::new();
+    /// let mut links = Vec::new();
     /// for range in split_ranges(&batch, 2) {
     ///     let (output, part) = processor.process_part(batch[range].to_vec())?;
     ///     joined.extend(output.batch);
-    ///     traces.push(part);
+    ///     links.push(part);
     /// }
-    /// assert!(parts_agree(&traces));
+    /// assert!(parts_agree(&links));
     /// assert_eq!(joined, processor.process(&batch)?.batch);
     /// # Ok::<(), tracescrub_processor::Error>(())
     /// ```
-    pub fn process_part(&self, batch: Vec<u8>) -> Result<(Output, PartTraces), Error> {
+    pub fn process_part(&self, batch: Vec<u8>) -> Result<(Output, PartLinks), Error> {
         self.check_size(&batch)?;
-        let mut traces = PartTraces::default();
+        let mut traces = PartLinks::default();
         let (batch, stats) = engine::process_owned(&self.compiled, batch, Some(&mut traces))?;
         Ok((Output { batch, stats }, traces))
     }

@@ -8,7 +8,7 @@
 //! concatenating the parts' outputs gives the whole's bytes, since protobuf
 //! concatenation is merging and every top-level field stays in its place)
 //! and processes each part with [`crate::Processor::process_part`], which
-//! also reports the part's [`PartTraces`]. The parts stand for the whole
+//! also reports the part's [`PartLinks`]. The parts stand for the whole
 //! only when [`parts_agree`]: no trace holding a noisy span (whose
 //! descendants are dropped) has spans in another part. Otherwise the host
 //! processes the batch whole. The `split_parts_process_like_the_whole`
@@ -76,71 +76,81 @@ fn choose(candidates: &[usize], len: usize, parts: usize) -> Vec<usize> {
     cuts
 }
 
-/// The traces of one part of a batch, as [`trace_key`]s, sorted and
-/// distinct: what [`parts_agree`] needs.
+/// The parent links of one part of a batch that may reach into another
+/// part, as [`link_key`]s, sorted and distinct: what [`parts_agree`] needs.
+/// Both are empty when the config keeps descendants, since then a drop
+/// never reaches past its own span.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PartTraces {
-    /// Every trace with a span in the part (a span without a trace id is
-    /// in the empty one).
-    pub traces: Vec<u64>,
-    /// The traces of the part's noisy spans, when the config drops their
-    /// descendants; otherwise empty, since then a drop never reaches past
-    /// its own span.
-    pub noisy: Vec<u64>,
+pub struct PartLinks {
+    /// (trace id, span id) of every span the part dropped.
+    pub dropped: Vec<u64>,
+    /// (trace id, parent span id) of every span the part kept that has a
+    /// parent.
+    pub parents: Vec<u64>,
 }
 
-impl PartTraces {
-    /// From each span's trace id and whether its descendants are dropped.
-    pub(crate) fn collect<'a>(spans: impl Iterator<Item = (&'a [u8], bool)>, n: usize) -> Result<PartTraces, WireError> {
-        let out_of_memory = |_| WireError::new(0, crate::wire::Problem::OutOfMemory("part traces"));
-        let (mut traces, mut noisy) = (Vec::new(), Vec::new());
-        traces.try_reserve_exact(n).map_err(out_of_memory)?;
-        noisy.try_reserve_exact(n).map_err(out_of_memory)?;
-        for (id, noise) in spans {
-            let key = trace_key(id);
-            traces.push(key);
-            if noise {
-                noisy.push(key);
+impl PartLinks {
+    /// From each span's trace id, span id, parent id and whether it was
+    /// dropped.
+    pub(crate) fn collect<'a>(spans: impl Iterator<Item = (&'a [u8], &'a [u8], &'a [u8], bool)>, n: usize) -> Result<PartLinks, WireError> {
+        let out_of_memory = |_| WireError::new(0, crate::wire::Problem::OutOfMemory("part links"));
+        let (mut dropped, mut parents) = (Vec::new(), Vec::new());
+        dropped.try_reserve_exact(n).map_err(out_of_memory)?;
+        parents.try_reserve_exact(n).map_err(out_of_memory)?;
+        for (trace, span, parent, is_dropped) in spans {
+            if is_dropped {
+                dropped.push(link_key(trace, span));
+            } else if !parent.is_empty() {
+                parents.push(link_key(trace, parent));
             }
         }
-        for keys in [&mut traces, &mut noisy] {
+        for keys in [&mut dropped, &mut parents] {
             keys.sort_unstable();
             keys.dedup();
         }
-        Ok(PartTraces { traces, noisy })
+        Ok(PartLinks { dropped, parents })
     }
 }
 
 /// Whether parts processed apart gave what their whole would have: true
-/// when no part's noisy trace has a span in another part. A noisy span's
-/// descendants share its trace, so then every drop the whole would make
-/// falls within one part; the whole drops nothing the parts do not either
-/// way. Two traces sharing a key can only make this say false. Reports
-/// from a component are not trusted to be sorted: this sorts its own copy.
-pub fn parts_agree(parts: &[PartTraces]) -> bool {
-    let mut owners: Vec<(u64, usize)> =
-        parts.iter().enumerate().flat_map(|(i, part)| part.traces.iter().map(move |&key| (key, i))).collect();
-    owners.sort_unstable();
-    owners.dedup();
+/// when no span a part dropped is, by (trace id, span id), the parent of a
+/// span another part kept. Then the whole drops nothing the parts do not:
+/// follow a span the whole drops but its part keeps up its parent chain to
+/// the noisy span that drops it; the last span on that chain its part
+/// keeps has a parent its own part dropped (the engine would have dropped
+/// it too) or another part dropped (which this sees). Parts never drop
+/// what the whole keeps. Two links sharing a key can only make this say
+/// false. A component's lists are not trusted to be sorted: this sorts its
+/// own copy.
+pub fn parts_agree(parts: &[PartLinks]) -> bool {
+    let mut parents: Vec<(u64, usize)> =
+        parts.iter().enumerate().flat_map(|(i, part)| part.parents.iter().map(move |&key| (key, i))).collect();
+    parents.sort_unstable();
+    parents.dedup();
     parts.iter().enumerate().all(|(i, part)| {
-        part.noisy.iter().all(|&key| {
-            let first = owners.partition_point(|&(k, _)| k < key);
-            owners[first..].iter().take_while(|&&(k, _)| k == key).all(|&(_, owner)| owner == i)
+        part.dropped.iter().all(|&key| {
+            let first = parents.partition_point(|&(k, _)| k < key);
+            parents[first..].iter().take_while(|&&(k, _)| k == key).all(|&(_, owner)| owner == i)
         })
     })
 }
 
-/// A trace id as a 64-bit key. One id always has one key; two ids may
-/// share one, which only makes [`parts_agree`] more cautious.
-fn trace_key(id: &[u8]) -> u64 {
-    match <[u8; 16]>::try_from(id) {
-        Ok(id) => {
-            let (lo, hi) = id.split_at(8);
-            u64::from_le_bytes(lo.try_into().unwrap_or_default()) ^ u64::from_le_bytes(hi.try_into().unwrap_or_default()).rotate_left(29)
+/// A (trace id, span id) pair as a 64-bit key. One pair always has one
+/// key; two pairs may share one, which only makes [`parts_agree`] more
+/// cautious.
+fn link_key(trace: &[u8], span: &[u8]) -> u64 {
+    const MIX: u64 = 0x9e37_79b9_7f4a_7c15;
+    match (<[u8; 16]>::try_from(trace), <[u8; 8]>::try_from(span)) {
+        (Ok(trace), Ok(span)) => {
+            let (lo, hi) = trace.split_at(8);
+            let word = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap_or_default());
+            (word(lo) ^ word(hi).rotate_left(29)).wrapping_mul(MIX) ^ u64::from_le_bytes(span)
         }
-        // FNV-1a over the length and the bytes: not 16 bytes is rare.
-        Err(_) => std::iter::once(id.len() as u8)
-            .chain(id.iter().copied())
+        // FNV-1a over both lengths and both ids: other sizes are rare.
+        _ => [trace.len() as u8, span.len() as u8]
+            .into_iter()
+            .chain(trace.iter().copied())
+            .chain(span.iter().copied())
             .fold(0xcbf2_9ce4_8422_2325, |h: u64, b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)),
     }
 }
@@ -220,29 +230,39 @@ mod tests {
         assert_eq!(split_ranges(&bad, 2), whole(bad.len()));
     }
 
-    fn part(traces: &[&[u8]], noisy: &[&[u8]]) -> PartTraces {
-        let spans = traces.iter().map(|t| (*t, false)).chain(noisy.iter().map(|t| (*t, true)));
-        PartTraces::collect(spans, traces.len() + noisy.len()).expect("memory")
+    /// A part's links from its spans: (trace, span id, parent id, dropped).
+    fn part(spans: &[(u8, u8, u8, bool)]) -> PartLinks {
+        let ids: Vec<[Vec<u8>; 3]> =
+            spans.iter().map(|&(t, s, p, _)| [vec![t; 16], vec![s; 8], if p == 0 { Vec::new() } else { vec![p; 8] }]).collect();
+        let links = ids.iter().zip(spans).map(|([t, s, p], &(.., d))| (&t[..], &s[..], &p[..], d));
+        PartLinks::collect(links, ids.len()).expect("memory")
     }
 
     #[test]
-    fn parts_agree_unless_a_noisy_trace_crosses() {
-        let (a, b, c) = (&[0xa1; 16][..], &[0xa2; 16][..], &[0xa3; 5][..]);
-        // A trace in two parts is fine while it holds no noise.
-        assert!(parts_agree(&[part(&[a, b], &[]), part(&[b, c], &[])]));
-        // Noise confined to its part is fine.
-        assert!(parts_agree(&[part(&[a], &[a]), part(&[b, c], &[c])]));
-        // Noise whose trace has spans in another part is not, either way round.
-        assert!(!parts_agree(&[part(&[a], &[b]), part(&[b], &[])]));
-        assert!(!parts_agree(&[part(&[a], &[]), part(&[c], &[]), part(&[b], &[a])]));
-        // Spans without a trace id share the empty one.
-        assert!(!parts_agree(&[part(&[], &[b""]), part(&[b""], &[])]));
+    fn parts_agree_unless_a_dropped_span_has_a_kept_child_elsewhere() {
+        // Trace 1: root 1 dropped, with child 2 (kept where it is) and child
+        // 3 (dropped where it is, as noise of its own).
+        let root = (1, 1, 0, true);
+        // A trace in two parts is fine while nothing in it is dropped.
+        assert!(parts_agree(&[part(&[(1, 1, 0, false)]), part(&[(1, 2, 1, false)])]));
+        // A dropped span with its kept child in the same part: the part
+        // would have dropped the child; nothing crosses.
+        assert!(parts_agree(&[part(&[root, (1, 2, 1, false)]), part(&[(2, 5, 4, false)])]));
+        // Its child dropped in the other part: the whole drops it too.
+        assert!(parts_agree(&[part(&[root]), part(&[(1, 3, 1, true)])]));
+        // Its child kept in the other part: the whole would drop it.
+        assert!(!parts_agree(&[part(&[root]), part(&[(1, 2, 1, false)])]));
+        assert!(!parts_agree(&[part(&[(1, 2, 1, false)]), part(&[(2, 5, 4, false)]), part(&[root])]));
+        // The same ids in another trace are no child of it.
+        assert!(parts_agree(&[part(&[root]), part(&[(9, 2, 1, false)])]));
         assert!(parts_agree(&[]));
         // A component's lists out of order or repeated change nothing.
-        let (ka, kb, kc) = (trace_key(a), trace_key(b), trace_key(c));
-        let unsorted = |traces: Vec<u64>, noisy: Vec<u64>| PartTraces { traces, noisy };
-        assert!(!parts_agree(&[unsorted(vec![kc, ka, kb, ka], vec![kb]), unsorted(vec![kc, kb], vec![])]));
-        assert!(parts_agree(&[unsorted(vec![kc, ka, kb, ka], vec![kb]), unsorted(vec![kc, ka], vec![])]));
+        let crossing = [part(&[root]), part(&[(1, 2, 1, false), (2, 5, 4, false)])];
+        let unsorted = |p: &PartLinks| PartLinks {
+            dropped: p.dropped.iter().rev().chain(&p.dropped).copied().collect(),
+            parents: p.parents.iter().rev().chain(&p.parents).copied().collect(),
+        };
+        assert!(!parts_agree(&[unsorted(&crossing[0]), unsorted(&crossing[1])]));
     }
 
     /// A span: trace id, span id, parent id (none when 0), name; a server span.
@@ -257,7 +277,7 @@ mod tests {
     }
 
     #[test]
-    fn legacy_scope_spans_report_their_traces() {
+    fn legacy_scope_spans_report_their_links() {
         // Field 1000 (instrumentation_library_spans), tag 0xc2 0x3e.
         let legacy = |spans: &[u8]| {
             let inner = [&[0xc2, 0x3e, spans.len() as u8][..], spans].concat();
@@ -266,30 +286,34 @@ mod tests {
         let modern = |spans: &[u8]| len_field(1, &len_field(2, spans));
         let health = legacy(&span(7, 1, 0, "GET /isAlive"));
         let p = crate::Processor::new("{}").expect("default config");
-        let run = |batch: &[u8]| -> Vec<PartTraces> {
+        let run = |batch: &[u8]| -> Vec<PartLinks> {
             let ranges = split_ranges(batch, 2);
             assert_eq!(ranges.len(), 2);
             ranges.into_iter().map(|r| p.process_part(batch[r].to_vec()).expect("valid").1).collect()
         };
         // The health check's child, in another resource of its trace.
-        let child = modern(&span(7, 2, 1, "SELECT 1"));
-        let parts = run(&[health.clone(), child].concat());
-        assert_eq!(parts[0].noisy, vec![trace_key(&[7; 16])]);
+        let parts = run(&[health.clone(), modern(&span(7, 2, 1, "SELECT 1"))].concat());
+        assert_eq!(parts[0].dropped, vec![link_key(&[7; 16], &[1; 8])]);
+        assert!(!parts_agree(&parts));
+        // A child in the legacy field, of a health check in the other part.
+        let parts = run(&[modern(&span(7, 1, 0, "GET /isAlive")), legacy(&span(7, 2, 1, "SELECT 1"))].concat());
+        assert_eq!(parts[1].parents, vec![link_key(&[7; 16], &[1; 8])]);
         assert!(!parts_agree(&parts));
         // A span of another trace there instead.
-        let other = modern(&span(8, 2, 1, "SELECT 1"));
-        assert!(parts_agree(&run(&[health, other].concat())));
+        assert!(parts_agree(&run(&[health, modern(&span(8, 2, 1, "SELECT 1"))].concat())));
     }
 
     #[test]
-    fn part_traces_are_sorted_distinct_keys() {
-        let (a, b) = (&[0xa1; 16][..], &[0xa2; 16][..]);
-        let p = part(&[b, a, b, a], &[a]);
-        let mut want = vec![trace_key(a), trace_key(b)];
-        want.sort_unstable();
-        assert_eq!(p, PartTraces { traces: want, noisy: vec![trace_key(a)] });
-        // Sizes other than 16 bytes have keys too, and the length counts.
-        assert_ne!(trace_key(&[0; 5]), trace_key(&[0; 6]));
-        assert_ne!(trace_key(a), trace_key(b));
+    fn part_links_are_sorted_distinct_keys_and_empty_when_descendants_are_kept() {
+        let p = part(&[(2, 3, 1, false), (1, 1, 0, true), (2, 4, 1, false), (1, 2, 0, true)]);
+        let mut dropped = vec![link_key(&[1; 16], &[1; 8]), link_key(&[1; 16], &[2; 8])];
+        dropped.sort_unstable();
+        assert_eq!(p, PartLinks { dropped, parents: vec![link_key(&[2; 16], &[1; 8])] });
+        // Sizes other than 16 and 8 bytes have keys too, and lengths count.
+        assert_ne!(link_key(&[0; 5], &[0; 3]), link_key(&[0; 6], &[0; 2]));
+        assert_ne!(link_key(&[1; 16], &[2; 8]), link_key(&[2; 16], &[1; 8]));
+        let keep = crate::Processor::new(r#"{"noise": {"drop_descendants": false}}"#).expect("valid config");
+        let batch = len_field(1, &len_field(2, &[span(7, 1, 0, "GET /isAlive"), span(7, 2, 1, "SELECT 1")].concat()));
+        assert_eq!(keep.process_part(batch).expect("valid").1, PartLinks::default());
     }
 }

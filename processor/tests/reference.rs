@@ -1229,7 +1229,7 @@ proptest! {
 /// depth (the request's own too), cut at `split_ranges` into 2 to 4 parts,
 /// each processed with `process_part`, under a range of configs. Trace ids
 /// come from a small pool, so traces cross resources, noisy spans included.
-/// Guarantees: whenever `parts_agree` on the parts' traces, concatenating
+/// Guarantees: whenever `parts_agree` on the parts' links, concatenating
 /// the parts' outputs gives the whole batch's output byte for byte, and the
 /// parts' stats add up to the whole's; each part's output is what `process`
 /// gives it; enough batches are cut and agree for that to mean something;

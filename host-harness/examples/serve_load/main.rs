@@ -153,7 +153,7 @@ async fn run(args: Args) -> Result<(), Fail> {
         percentile(&mut through, 99.0),
     );
     println!(
-        "serve-load: of those batches, another worker ran a part of {}, and {} ran again whole as a noisy trace crossed a cut",
+        "serve-load: of those batches, another worker ran a part of {}, and {} ran again whole as a dropped span had a kept child across a cut",
         gateway.counter(&client, SPLIT).await? - split_before,
         gateway.counter(&client, RERUN).await? - rerun_before,
     );

@@ -287,7 +287,7 @@ impl Metrics {
         counter(
             &mut out,
             "tracescrub_processor_split_reruns_total",
-            "Batches processed in parts and then again whole, because a trace holding noise had spans in two parts.",
+            "Batches processed in parts and then again whole, because a span dropped in one part had a child kept in another.",
         );
         let _ = writeln!(out, "tracescrub_processor_split_reruns_total {}", self.split_reruns.load(Relaxed));
         counter(&mut out, "tracescrub_processor_batches_total", "Batches by how they ended.");

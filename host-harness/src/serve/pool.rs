@@ -18,9 +18,9 @@
 //! queued batches to take) and every batch runs whole. A part no worker has
 //! taken by the time its owner gets to it, the owner runs itself, so
 //! nothing waits on a busy queue. The cut is speculative: each part reports
-//! its traces, and when a trace holding noise has spans in two parts
-//! ([`tracescrub_processor::parts_agree`] says no), the owner runs the
-//! batch whole, with a deadline of its own, so the client gets the whole
+//! its parent links, and when a span one part dropped is the parent of a
+//! span another part kept ([`tracescrub_processor::parts_agree`] says no),
+//! the owner runs the batch whole, with a deadline of its own, so the client gets the whole
 //! batch's result.
 
 use std::collections::VecDeque;
@@ -36,7 +36,7 @@ use hyper::body::Bytes;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 use tokio::sync::oneshot;
-use tracescrub_processor::{PartTraces, Stats};
+use tracescrub_processor::{PartLinks, Stats};
 
 use super::version::{Shared, Version};
 use crate::{HostError, InstanceOptions, Runtime, ScrubberInstance};
@@ -119,7 +119,7 @@ pub struct Processed {
 pub struct Split {
     /// Other workers ran parts of it.
     pub helped: bool,
-    /// Its parts' traces did not agree, so it ran again whole.
+    /// Its parts did not agree, so it ran again whole.
     pub rerun: bool,
 }
 
@@ -127,7 +127,7 @@ pub struct Split {
 enum Parts {
     /// The parts' outputs joined, and their stats summed.
     Joined(Vec<u8>, Stats),
-    /// The whole must run: the parts' traces disagree (`disagree`), or a
+    /// The whole must run: the parts disagree (`disagree`), or a
     /// part is malformed or too large, where the client is owed the
     /// whole's offset or limit.
     Whole { disagree: bool },
@@ -193,8 +193,8 @@ struct Part {
 /// A processed batch: the output and its stats.
 type BatchResult = Result<(Vec<u8>, Stats), BatchError>;
 
-/// A processed part: also its traces.
-type PartResult = Result<(Vec<u8>, Stats, PartTraces), BatchError>;
+/// A processed part: also its parent links.
+type PartResult = Result<(Vec<u8>, Stats, PartLinks), BatchError>;
 
 /// The worker threads and their queue.
 pub struct Pool {
@@ -468,7 +468,7 @@ impl Worker {
         self.call(version, deadline, |instance| instance.process(body))
     }
 
-    /// Runs `part` of a batch, as `run_batch` does, also for its traces.
+    /// Runs `part` of a batch, as `run_batch` does, also for its links.
     fn run_part(&mut self, version: &Version, part: &[u8], deadline: Instant) -> PartResult {
         self.call(version, deadline, |instance| instance.process_part(part))
     }
@@ -510,7 +510,7 @@ impl Worker {
 
     /// Runs `body` cut into `ranges`: offers every part but the first to
     /// idle workers, runs the first, then takes back and runs each part no
-    /// one took, then joins, if the parts' traces agree. Also returns
+    /// one took, then joins, if the parts agree. Also returns
     /// whether another worker ran a part.
     fn run_parts(
         &mut self,
@@ -567,10 +567,10 @@ impl Worker {
                 Err(e) => return Err(e),
             }
         }
-        let traces: Vec<PartTraces> = parts.iter_mut().map(|(_, _, traces)| std::mem::take(traces)).collect();
-        if !tracescrub_processor::parts_agree(&traces) {
-            // A noisy trace crosses a cut: its descendants in another part
-            // may have been kept. Only the whole gives the whole's result.
+        let links: Vec<PartLinks> = parts.iter_mut().map(|(_, _, links)| std::mem::take(links)).collect();
+        if !tracescrub_processor::parts_agree(&links) {
+            // A span dropped in one part has a child another part kept,
+            // which the whole would have dropped.
             return Ok((Parts::Whole { disagree: true }, helped));
         }
         let mut parts = parts.into_iter();

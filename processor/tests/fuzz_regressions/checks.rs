@@ -45,7 +45,7 @@ fn processors() -> &'static [Processor] {
 /// dropped or masked it is too; processing the output again gives the same
 /// bytes and does nothing (idempotence); `explain` agrees with `process`;
 /// cut at `split_ranges`, each part's `process_part` output is its `process`
-/// output, and when the parts' traces agree they join into the whole's
+/// output, and when the parts agree they join into the whole's
 /// bytes, with stats that sum to the whole's.
 /// On failure: the error is `Malformed` with an offset inside the batch or
 /// `TooLarge` for a batch over the limit, and the output buffer is empty; a
