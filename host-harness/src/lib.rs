@@ -346,13 +346,13 @@ impl ComponentInstance {
 
     /// Like [`ComponentInstance::process`], for one part of a larger batch
     /// (cut by [`tracescrub_processor::split_ranges`]): also the part's
-    /// traces, for [`tracescrub_processor::parts_agree`].
+    /// parent links, for [`tracescrub_processor::parts_agree`].
     pub fn process_part(&mut self, processor: &ProcessorHandle, batch: &[u8]) -> Result<(Vec<u8>, Stats, PartLinks), HostError> {
         let resource = self.resource(processor)?;
         let part = self.call(|store, guest| guest.processor().call_process_part(store, resource, batch))?;
         let part = part.map_err(from_wit_error)?;
-        let traces = PartLinks { dropped: part.dropped_spans, parents: part.kept_parents };
-        Ok((part.output.batch, from_wit_stats(part.output.stats), traces))
+        let links = PartLinks { dropped: part.dropped_spans, parents: part.kept_parents };
+        Ok((part.output.batch, from_wit_stats(part.output.stats), links))
     }
 
     /// Like [`ComponentInstance::process`], and also lists each drop and

@@ -295,9 +295,9 @@ struct ServeArgs {
     /// Always process a batch whole on one worker. By default a batch of
     /// 128 KiB or more that arrives while other workers are idle is cut
     /// between resources and processed on several workers at once, with
-    /// the same result (it runs again whole when a dropped span has a
-    /// kept child across a cut): less added latency when the gateway has cores to
-    /// spare.
+    /// the same result (it runs again whole when a dropped span has a kept
+    /// child across a cut): less added latency when the gateway has cores
+    /// to spare.
     #[arg(long)]
     no_split_batches: bool,
 }

@@ -196,14 +196,19 @@ fn component_process_part_matches_native() {
     for config in ["{}", LABEL_CONFIG] {
         let mut scrubber = ScrubberInstance::create(component(), config).expect("valid config");
         let engine = tracescrub_processor::Processor::new(config).expect("valid config");
-        for (name, input) in batches() {
-            let (output, traces) = engine.process_part(input.clone()).expect("native processing");
+        // A kept span with a parent, for the kept-parents list.
+        let kept_child = batch(Vec::new(), vec![span(6, None, "GET /orders", vec![]), span(7, Some(6), "SELECT 1", vec![])]);
+        for (name, input) in batches().into_iter().chain([("kept child", kept_child)]) {
+            let (output, links) = engine.process_part(input.clone()).expect("native processing");
             let got = scrubber.process_part(&input).expect("component processing");
-            assert_eq!(got, (output.batch, output.stats, traces), "batch {name:?}, config {config}");
+            assert_eq!(got, (output.batch, output.stats, links), "batch {name:?}, config {config}");
             assert_eq!((got.0, got.1), native(config, &input).expect("native"), "batch {name:?}, config {config}");
             if name == "mixed" && config == "{}" {
                 // The health check and its child, dropped.
                 assert_eq!(got.2.dropped.len(), 2, "{:?}", got.2);
+            }
+            if name == "kept child" && config == "{}" {
+                assert_eq!((got.2.dropped.len(), got.2.parents.len()), (0, 1), "{:?}", got.2);
             }
             if config == LABEL_CONFIG {
                 // Descendants are kept: no drop reaches past its own span.

@@ -911,12 +911,14 @@ fn a_batch_too_big_for_guest_memory_is_refused_in_the_host() {
 /// both ways, until the other worker has run a part of one; then one whose
 /// last resource holds an attribute that is not OTLP, also on a gateway
 /// with `--no-split-batches`; then one whose health check has a child on
-/// the other side of the cut; then the good batch on a gateway whose config
+/// the other side of the cut, and one with a span of that trace there that
+/// is no child of it; then the good batch on a gateway whose config
 /// sets `limits.max_batch_bytes` between the batch's size and its parts'.
 /// Guarantees: the sink receives byte for byte what the native engine
 /// makes of the whole batch, a health check's child in another resource of
 /// its trace included, on either side of the cut (then the parts
-/// disagree and the batch runs again whole, which is counted); the help is
+/// disagree and the batch runs again whole, which is counted; a span of
+/// the trace that is no child runs no rerun); the help is
 /// counted; the bad batch gets the same 400, with the whole batch's offset,
 /// split or not; the limit holds for the whole batch (413), not part by
 /// part.
@@ -978,6 +980,27 @@ fn a_large_batch_is_split_across_idle_workers_with_the_same_result() {
         assert!(last.body == expected.batch, "the sink got other bytes than the native engine made of the crossing batch");
         sent += 1;
     }
+
+    // The health check's trace past the cut again, but no child of it:
+    // the parts stand for the whole, with no rerun.
+    let mut same_trace = multi_resource_batch(8);
+    let mut stranger = span(202, Some(99), "SELECT 4", vec![]);
+    stranger.trace_id = vec![3; 16];
+    same_trace.resource_spans[4].scope_spans[0].spans.push(stranger);
+    let same_trace = same_trace.encode_to_vec();
+    let expected = native(&same_trace);
+    let (helped, reruns) =
+        (gateway.metric("tracescrub_processor_split_batches_total"), gateway.metric("tracescrub_processor_split_reruns_total"));
+    let mut sent = 0;
+    while gateway.metric("tracescrub_processor_split_batches_total") < helped + 1.0 {
+        assert!(sent < 50, "no part ran on another worker in {sent} batches\n{}", gateway.metrics());
+        let reply = gateway.post_protobuf(&same_trace);
+        assert_eq!(reply.status, 200, "{}", reply.status_message());
+        let received = sink.received();
+        assert!(received.last().expect("a batch at the sink").body == expected.batch, "other bytes than the native engine's");
+        sent += 1;
+    }
+    assert_eq!(gateway.metric("tracescrub_processor_split_reruns_total"), reruns, "a batch with no link across the cut ran again");
 
     let config = Path::new(env!("CARGO_TARGET_TMPDIR")).join("split-limit.yaml");
     std::fs::write(&config, format!("limits:\n  max_batch_bytes: {}\n", batch.len() * 2 / 3)).unwrap();

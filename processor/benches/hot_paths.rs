@@ -9,7 +9,7 @@
 //! - `fnr_scan`: the digit scanner with its validator over attribute
 //!   strings with and without personal numbers, and `classify` alone;
 //! - `process_part` against `process_owned`, the same batches: what the
-//!   traces a part reports cost (the gateway processes a large batch's
+//!   parent links a part reports cost (the gateway processes a large batch's
 //!   parts on several workers this way).
 //!
 //! divan rather than criterion: a fraction of the dependencies (no plotting,

@@ -39,11 +39,11 @@ impl wit::GuestProcessor for ProcessorResource {
     }
 
     fn process_part(&self, batch: Vec<u8>) -> Result<wit::PartOutput, wit::Error> {
-        let (output, traces) = self.0.process_part(batch).map_err(to_wit_error)?;
+        let (output, links) = self.0.process_part(batch).map_err(to_wit_error)?;
         Ok(wit::PartOutput {
             output: wit::Output { batch: output.batch, stats: to_wit_stats(output.stats) },
-            dropped_spans: traces.dropped,
-            kept_parents: traces.parents,
+            dropped_spans: links.dropped,
+            kept_parents: links.parents,
         })
     }
 

@@ -299,10 +299,10 @@ pub(crate) fn process(c: &Compiled, buf: &[u8], out: &mut Vec<u8>, findings: Opt
 
 /// Processes a batch the caller owns, rewriting it in place. That needs no
 /// second buffer, which halves the memory a batch takes inside a component.
-/// With `traces`, also fills them in, for a batch that is one part of a
+/// With `links`, also fills them in, for a batch that is one part of a
 /// larger one (see `split`).
-pub(crate) fn process_owned(c: &Compiled, mut buf: Vec<u8>, traces: Option<&mut PartLinks>) -> Result<(Vec<u8>, Stats), Error> {
-    let (plan, stats) = plan_with(c, &buf, None, traces)?;
+pub(crate) fn process_owned(c: &Compiled, mut buf: Vec<u8>, links: Option<&mut PartLinks>) -> Result<(Vec<u8>, Stats), Error> {
+    let (plan, stats) = plan_with(c, &buf, None, links)?;
     emit_in_place(&mut buf, &plan).map_err(into_error)?;
     Ok((buf, stats))
 }
@@ -312,13 +312,8 @@ pub(crate) fn plan(c: &Compiled, buf: &[u8], findings: Option<&mut Vec<Finding>>
     plan_with(c, buf, findings, None)
 }
 
-/// `plan`, also filling in `traces` when asked.
-fn plan_with(
-    c: &Compiled,
-    buf: &[u8],
-    findings: Option<&mut Vec<Finding>>,
-    traces: Option<&mut PartLinks>,
-) -> Result<(Plan, Stats), Error> {
+/// `plan`, also filling in `links` when asked.
+fn plan_with(c: &Compiled, buf: &[u8], findings: Option<&mut Vec<Finding>>, links: Option<&mut PartLinks>) -> Result<(Plan, Stats), Error> {
     let mut walk = Walk {
         buf,
         c,
@@ -339,12 +334,12 @@ fn plan_with(
     walk.request().map_err(into_error)?;
     let fates = walk.finish().map_err(into_error)?;
     // Only noise whose descendants are dropped reaches past its span.
-    if let Some(traces) = traces
+    if let Some(links) = links
         && c.noise.as_ref().is_some_and(|n| n.drop_descendants)
     {
         let dropped = |i: usize| fates.as_ref().is_some_and(|f| f[i].dropped());
         let spans = walk.spans.iter().enumerate().map(|(i, s)| (s.trace_id, s.span_id, s.parent_id, dropped(i)));
-        *traces = PartLinks::collect(spans, walk.spans.len()).map_err(into_error)?;
+        *links = PartLinks::collect(spans, walk.spans.len()).map_err(into_error)?;
     }
     let Walk { edits, arena, counters, .. } = walk;
     Ok((Plan { edits, arena }, counters.into_stats(&c.rule_names)))

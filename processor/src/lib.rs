@@ -133,9 +133,9 @@ impl Processor {
     /// ```
     pub fn process_part(&self, batch: Vec<u8>) -> Result<(Output, PartLinks), Error> {
         self.check_size(&batch)?;
-        let mut traces = PartLinks::default();
-        let (batch, stats) = engine::process_owned(&self.compiled, batch, Some(&mut traces))?;
-        Ok((Output { batch, stats }, traces))
+        let mut links = PartLinks::default();
+        let (batch, stats) = engine::process_owned(&self.compiled, batch, Some(&mut links))?;
+        Ok((Output { batch, stats }, links))
     }
 
     /// Like [`Processor::process`], and also lists what was done to which

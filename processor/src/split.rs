@@ -9,10 +9,9 @@
 //! concatenation is merging and every top-level field stays in its place)
 //! and processes each part with [`crate::Processor::process_part`], which
 //! also reports the part's [`PartLinks`]. The parts stand for the whole
-//! only when [`parts_agree`]: no trace holding a noisy span (whose
-//! descendants are dropped) has spans in another part. Otherwise the host
-//! processes the batch whole. The `split_parts_process_like_the_whole`
-//! property test pins the first, and that the check is needed.
+//! exactly when [`parts_agree`]: no span one part dropped is the parent of
+//! a span another part kept. Otherwise the host processes the batch whole.
+//! The `split_parts_process_like_the_whole` property test pins both ways.
 //!
 //! This holds with the config's limits aside: `limits.max_batch_bytes`, and
 //! the guest's memory, apply per call, so parts can get through where the
@@ -77,9 +76,10 @@ fn choose(candidates: &[usize], len: usize, parts: usize) -> Vec<usize> {
 }
 
 /// The parent links of one part of a batch that may reach into another
-/// part, as [`link_key`]s, sorted and distinct: what [`parts_agree`] needs.
-/// Both are empty when the config keeps descendants, since then a drop
-/// never reaches past its own span.
+/// part, as 64-bit keys of (trace id, span id) pairs, sorted and distinct:
+/// what [`parts_agree`] needs. Both are empty when the config keeps
+/// descendants (or drops no noise), since then a drop never reaches past
+/// its own span.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PartLinks {
     /// (trace id, span id) of every span the part dropped.
@@ -113,24 +113,28 @@ impl PartLinks {
 }
 
 /// Whether parts processed apart gave what their whole would have: true
-/// when no span a part dropped is, by (trace id, span id), the parent of a
-/// span another part kept. Then the whole drops nothing the parts do not:
-/// follow a span the whole drops but its part keeps up its parent chain to
-/// the noisy span that drops it; the last span on that chain its part
-/// keeps has a parent its own part dropped (the engine would have dropped
-/// it too) or another part dropped (which this sees). Parts never drop
-/// what the whole keeps. Two links sharing a key can only make this say
-/// false. A component's lists are not trusted to be sorted: this sorts its
-/// own copy.
+/// exactly when no span a part dropped is, by (trace id, span id), the
+/// parent of a span another part kept. Parts never drop what the whole
+/// keeps (noise is a span's own business, and a part's parent links are
+/// the whole's). Take a span the whole drops and its part keeps, and the
+/// chain of parents the whole's marking followed down to it from a noisy
+/// span: the kept span nearest the noisy one has a parent some part
+/// dropped. Its own part would have dropped it too, so another part did,
+/// which this sees; and such a link is one the whole follows. Two links
+/// sharing a key can only make this say false. A component's lists are
+/// not trusted to be sorted: this sorts its own copy.
 pub fn parts_agree(parts: &[PartLinks]) -> bool {
-    let mut parents: Vec<(u64, usize)> =
-        parts.iter().enumerate().flat_map(|(i, part)| part.parents.iter().map(move |&key| (key, i))).collect();
-    parents.sort_unstable();
-    parents.dedup();
+    // Drops are few and parent links many: sort the drops.
+    let mut dropped: Vec<(u64, usize)> =
+        parts.iter().enumerate().flat_map(|(i, part)| part.dropped.iter().map(move |&key| (key, i))).collect();
+    if dropped.is_empty() {
+        return true;
+    }
+    dropped.sort_unstable();
     parts.iter().enumerate().all(|(i, part)| {
-        part.dropped.iter().all(|&key| {
-            let first = parents.partition_point(|&(k, _)| k < key);
-            parents[first..].iter().take_while(|&&(k, _)| k == key).all(|&(_, owner)| owner == i)
+        part.parents.iter().all(|&key| {
+            let first = dropped.partition_point(|&(k, _)| k < key);
+            dropped[first..].iter().take_while(|&&(k, _)| k == key).all(|&(_, owner)| owner == i)
         })
     })
 }
@@ -301,6 +305,25 @@ mod tests {
         assert!(!parts_agree(&parts));
         // A span of another trace there instead.
         assert!(parts_agree(&run(&[health, modern(&span(8, 2, 1, "SELECT 1"))].concat())));
+    }
+
+    #[test]
+    fn a_grandchild_across_the_cut_of_a_dropped_descendant_disagrees() {
+        let modern = |spans: &[u8]| len_field(1, &len_field(2, spans));
+        let p = crate::Processor::new("{}").expect("default config");
+        // A health check and its child; the child's child past the cut.
+        let a = modern(&[span(7, 1, 0, "GET /isAlive"), span(7, 2, 1, "SELECT 1")].concat());
+        let run = |b: &[u8]| -> Vec<PartLinks> {
+            let batch = [a.clone(), modern(b)].concat();
+            split_ranges(&batch, 2).into_iter().map(|r| p.process_part(batch[r].to_vec()).expect("valid").1).collect()
+        };
+        let parts = run(&span(7, 3, 2, "GET /inner"));
+        assert_eq!(parts.len(), 2);
+        assert!(parts[0].dropped.contains(&link_key(&[7; 16], &[2; 8])));
+        assert!(!parts_agree(&parts));
+        // The same trace past the cut, but no child of anything dropped.
+        assert!(parts_agree(&run(&span(7, 3, 9, "GET /inner"))));
+        assert!(parts_agree(&run(&span(7, 3, 0, "GET /other"))));
     }
 
     #[test]

@@ -20,8 +20,8 @@
 //! nothing waits on a busy queue. The cut is speculative: each part reports
 //! its parent links, and when a span one part dropped is the parent of a
 //! span another part kept ([`tracescrub_processor::parts_agree`] says no),
-//! the owner runs the batch whole, with a deadline of its own, so the client gets the whole
-//! batch's result.
+//! the owner runs the batch whole, with a deadline of its own, so the
+//! client gets the whole batch's result.
 
 use std::collections::VecDeque;
 use std::io::Read;

@@ -95,17 +95,17 @@ pub fn process(data: &[u8]) {
 
             for parts in [2, 3] {
                 let ranges = tracescrub_processor::split_ranges(batch, parts);
-                let (mut joined, mut total, mut traces) = (Vec::new(), Stats::default(), Vec::new());
+                let (mut joined, mut total, mut links) = (Vec::new(), Stats::default(), Vec::new());
                 for range in &ranges {
                     let part = &batch[range.clone()];
-                    let (output, part_traces) = p.process_part(part.to_vec()).expect("every part of a batch that processes must process");
+                    let (output, part_links) = p.process_part(part.to_vec()).expect("every part of a batch that processes must process");
                     let plain = p.process(part).expect("process_part and process must agree on success");
                     assert!(output == plain, "process_part and process differ on part {range:?}");
                     joined.extend_from_slice(&output.batch);
                     total.add(&output.stats);
-                    traces.push(part_traces);
+                    links.push(part_links);
                 }
-                if tracescrub_processor::parts_agree(&traces) {
+                if tracescrub_processor::parts_agree(&links) {
                     assert!(joined == out, "parts {ranges:?} agree, yet process to other bytes than the whole");
                     assert_eq!(by_name(total), by_name(stats.clone()), "parts {ranges:?}");
                 }
