@@ -495,6 +495,14 @@ fn multi_resource_batch(resources: u8) -> ExportTraceServiceRequest {
     ExportTraceServiceRequest { resource_spans }
 }
 
+/// `multi_resource_batch(8)` with `span`, in trace 3, added to resource 4.
+fn with_trace_3_span_in_resource_4(mut span: Span) -> Vec<u8> {
+    let mut batch = multi_resource_batch(8);
+    span.trace_id = vec![3; 16];
+    batch.resource_spans[4].scope_spans[0].spans.push(span);
+    batch.encode_to_vec()
+}
+
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
@@ -962,12 +970,9 @@ fn a_large_batch_is_split_across_idle_workers_with_the_same_result() {
     }
     assert_eq!(whole.metric("tracescrub_processor_split_batches_total"), 0.0);
 
-    // Resource 3's health check gets a child in resource 4, past the cut.
-    let mut crossing = multi_resource_batch(8);
-    let mut child = span(201, Some(1), "SELECT 3", vec![]);
-    child.trace_id = vec![3; 16];
-    crossing.resource_spans[4].scope_spans[0].spans.push(child);
-    let crossing = crossing.encode_to_vec();
+    // Resource 3's health check (trace 3, span 1) gets a child in resource
+    // 4, past the cut.
+    let crossing = with_trace_3_span_in_resource_4(span(201, Some(1), "SELECT 3", vec![]));
     let expected = native(&crossing);
     assert_eq!(expected.stats.dropped_descendants, 10, "{:?}", expected.stats);
     let mut sent = 0;
@@ -983,11 +988,7 @@ fn a_large_batch_is_split_across_idle_workers_with_the_same_result() {
 
     // The health check's trace past the cut again, but no child of it:
     // the parts stand for the whole, with no rerun.
-    let mut same_trace = multi_resource_batch(8);
-    let mut stranger = span(202, Some(99), "SELECT 4", vec![]);
-    stranger.trace_id = vec![3; 16];
-    same_trace.resource_spans[4].scope_spans[0].spans.push(stranger);
-    let same_trace = same_trace.encode_to_vec();
+    let same_trace = with_trace_3_span_in_resource_4(span(202, Some(99), "SELECT 4", vec![]));
     let expected = native(&same_trace);
     let (helped, reruns) =
         (gateway.metric("tracescrub_processor_split_batches_total"), gateway.metric("tracescrub_processor_split_reruns_total"));
