@@ -920,16 +920,17 @@ fn a_batch_too_big_for_guest_memory_is_refused_in_the_host() {
 /// last resource holds an attribute that is not OTLP, also on a gateway
 /// with `--no-split-batches`; then one whose health check has a child on
 /// the other side of the cut, and one with a span of that trace there that
-/// is no child of it; then the good batch on a gateway whose config
-/// sets `limits.max_batch_bytes` between the batch's size and its parts'.
+/// is no child of it; then 30 batches of 70 KB in two resources; then the
+/// good batch on a gateway whose config sets `limits.max_batch_bytes`
+/// between the batch's size and its parts'.
 /// Guarantees: the sink receives byte for byte what the native engine
 /// makes of the whole batch, a health check's child in another resource of
-/// its trace included, on either side of the cut (then the parts
-/// disagree and the batch runs again whole, which is counted; a span of
-/// the trace that is no child runs no rerun); the help is
-/// counted; the bad batch gets the same 400, with the whole batch's offset,
-/// split or not; the limit holds for the whole batch (413), not part by
-/// part.
+/// its trace included, on either side of the cut (then the parts disagree
+/// and the batch runs again whole, which is counted; a span of the trace
+/// that is no child runs no rerun); the help is counted; the bad batch
+/// gets the same 400, with the whole batch's offset, split or not; no
+/// batch under 128 KiB is cut; the limit holds for the whole batch (413),
+/// not part by part.
 #[test]
 fn a_large_batch_is_split_across_idle_workers_with_the_same_result() {
     let sink = Sink::start();
@@ -1002,6 +1003,15 @@ fn a_large_batch_is_split_across_idle_workers_with_the_same_result() {
         sent += 1;
     }
     assert_eq!(gateway.metric("tracescrub_processor_split_reruns_total"), reruns, "a batch with no link across the cut ran again");
+
+    // Under 128 KiB a batch is not worth a second worker: never cut.
+    let small = multi_resource_batch(2).encode_to_vec();
+    assert!(small.len() < 128 << 10, "{}", small.len());
+    let helped = gateway.metric("tracescrub_processor_split_batches_total");
+    for _ in 0..30 {
+        assert_eq!(gateway.post_protobuf(&small).status, 200);
+    }
+    assert_eq!(gateway.metric("tracescrub_processor_split_batches_total"), helped, "a batch under 128 KiB was cut");
 
     let config = Path::new(env!("CARGO_TARGET_TMPDIR")).join("split-limit.yaml");
     std::fs::write(&config, format!("limits:\n  max_batch_bytes: {}\n", batch.len() * 2 / 3)).unwrap();
