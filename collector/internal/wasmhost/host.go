@@ -349,12 +349,12 @@ func (e *Engine) instantiateHost(ctx context.Context) error {
 
 // instance is one core-module instance holding one processor.
 type instance struct {
-	mod                           api.Module
-	realloc, process, effective   api.Function
-	postProcess, postEff, dtor    api.Function
-	table                         *handleTable
-	rep                           uint32
-	broken                        bool
+	mod                         api.Module
+	realloc, process, effective api.Function
+	postProcess, postEff, dtor  api.Function
+	table                       *handleTable
+	rep                         uint32
+	broken                      bool
 }
 
 // newInstance instantiates the core module and creates the processor.

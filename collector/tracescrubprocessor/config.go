@@ -1,0 +1,213 @@
+package tracescrubprocessor
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"go.opentelemetry.io/collector/component"
+	"go.yaml.in/yaml/v3"
+
+	"example.invalid/tracescrub/collector/internal/wasmhost"
+)
+
+// Config is the `tracescrub` processor's settings.
+type Config struct {
+	// Component is the tracescrub component file, as written by
+	// `tracescrub inspect --save FILE`.
+	Component string `mapstructure:"component"`
+	// Config is tracescrub's config (the schema of its YAML config), inline.
+	Config map[string]any `mapstructure:"config"`
+	// ConfigFile is a YAML or JSON file in that schema. Exclusive with Config.
+	ConfigFile string `mapstructure:"config_file"`
+	// Timeout is the deadline for one batch in the component.
+	Timeout time.Duration `mapstructure:"timeout"`
+	// MaxMemoryMiB caps each instance's linear memory.
+	MaxMemoryMiB uint32 `mapstructure:"max_memory_mib"`
+	// ReloadInterval is how often the component and config files are
+	// checked for changes; 0 turns the watch off.
+	ReloadInterval time.Duration `mapstructure:"reload_interval"`
+	// CacheDir holds compiled modules across restarts.
+	CacheDir string `mapstructure:"cache_dir"`
+	// PoolSize is the most batches processed at once (one instance each).
+	PoolSize int `mapstructure:"pool_size"`
+
+	// Keep unkeyed literals out, so fields can be added.
+	_ struct{}
+}
+
+var _ component.Config = (*Config)(nil)
+
+// maxMemoryMiB is wasm32's address space: 4 GiB.
+const maxMemoryMiB = 4096
+
+// Validate checks the settings, then loads the component and creates a
+// processor with the config, so `otelcol validate` lists the component's own
+// config problems with their key paths. Values are never echoed: a config
+// may hold secrets.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.Component == "" {
+		errs = append(errs, errors.New("component: required: write the path of the file that `tracescrub inspect --save FILE` writes"))
+	}
+	if len(c.Config) > 0 && c.ConfigFile != "" {
+		errs = append(errs, errors.New("config and config_file are both set: keep one"))
+	}
+	if c.Timeout <= 0 {
+		errs = append(errs, errors.New("timeout: must be above 0, e.g. 5s"))
+	}
+	if c.MaxMemoryMiB < 1 || c.MaxMemoryMiB > maxMemoryMiB {
+		errs = append(errs, fmt.Errorf("max_memory_mib: must be 1..%d (wasm32 addresses 4 GiB)", maxMemoryMiB))
+	}
+	if c.ReloadInterval < 0 {
+		errs = append(errs, errors.New("reload_interval: must be 0 (off) or above"))
+	}
+	if c.PoolSize < 1 {
+		errs = append(errs, errors.New("pool_size: must be 1 or more"))
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	src, err := c.readSource()
+	if err != nil {
+		return err
+	}
+	e, err := wasmhost.Load(context.Background(), c.Component, src.component, src.configJSON, c.hostOptions(1))
+	if err != nil {
+		return c.explain(err)
+	}
+	e.Close()
+	return nil
+}
+
+// explain turns an invalid-config error into one error per problem, each
+// with the key path prefixed by where the config came from.
+func (c *Config) explain(err error) error {
+	var ge *wasmhost.GuestError
+	if !errors.As(err, &ge) || ge.Kind != wasmhost.KindInvalidConfig {
+		return err
+	}
+	where := "config"
+	if c.ConfigFile != "" {
+		where = fmt.Sprintf("config_file %q", c.ConfigFile)
+	}
+	errs := make([]error, 0, len(ge.Problems))
+	for _, p := range ge.Problems {
+		path := p.Path
+		if path == "" {
+			path = "(document)"
+		}
+		errs = append(errs, fmt.Errorf("%s: %s: %s", where, path, p.Reason))
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Config) hostOptions(pool int) wasmhost.Options {
+	dir := c.CacheDir
+	if dir == "" {
+		dir = wasmhost.DefaultCacheDir()
+	}
+	return wasmhost.Options{MaxMemoryMiB: c.MaxMemoryMiB, CacheDir: dir, PoolSize: pool}
+}
+
+// source is what one version is made of, with the hashes the watch compares.
+type source struct {
+	component     []byte
+	configJSON    string
+	componentHash string
+	configHash    string
+}
+
+func hash(b []byte) string {
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:])
+}
+
+// readSource reads the component and the config file (if any) and turns the
+// config into the JSON document the component's create takes.
+func (c *Config) readSource() (*source, error) {
+	comp, err := os.ReadFile(c.Component)
+	if err != nil {
+		return nil, fmt.Errorf("component: %w (write the path of the file that `tracescrub inspect --save FILE` writes)", err)
+	}
+	s := &source{component: comp, componentHash: hash(comp), configJSON: "{}"}
+	switch {
+	case c.ConfigFile != "":
+		raw, err := os.ReadFile(c.ConfigFile)
+		if err != nil {
+			return nil, fmt.Errorf("config_file: %w", err)
+		}
+		s.configHash = hash(raw)
+		js, err := configFileJSON(c.ConfigFile, raw)
+		if err != nil {
+			return nil, err
+		}
+		s.configJSON = js
+	case len(c.Config) > 0:
+		b, err := json.Marshal(c.Config)
+		if err != nil {
+			return nil, fmt.Errorf("config: cannot be written as JSON: %w", err)
+		}
+		s.configJSON = string(b)
+	}
+	return s, nil
+}
+
+// configFileJSON passes a .json file through and turns YAML into JSON.
+func configFileJSON(path string, raw []byte) (string, error) {
+	if strings.EqualFold(filepath.Ext(path), ".json") {
+		if !json.Valid(raw) {
+			return "", fmt.Errorf("config_file %q: not valid JSON", path)
+		}
+		return string(raw), nil
+	}
+	var doc any
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			return "{}", nil
+		}
+		// yaml's messages give a line number and no value.
+		return "", fmt.Errorf("config_file %q: not valid YAML: %w", path, err)
+	}
+	b, err := json.Marshal(jsonable(doc))
+	if err != nil {
+		return "", fmt.Errorf("config_file %q: cannot be written as JSON: %w", path, err)
+	}
+	return string(b), nil
+}
+
+// jsonable turns YAML maps with non-string keys into JSON objects.
+func jsonable(v any) any {
+	switch t := v.(type) {
+	case map[string]any:
+		for k, x := range t {
+			t[k] = jsonable(x)
+		}
+		return t
+	case map[any]any:
+		m := make(map[string]any, len(t))
+		for k, x := range t {
+			m[fmt.Sprint(k)] = jsonable(x)
+		}
+		return m
+	case []any:
+		for i, x := range t {
+			t[i] = jsonable(x)
+		}
+		return t
+	}
+	return v
+}
+
+func defaultPoolSize() int { return runtime.GOMAXPROCS(0) }

@@ -1,0 +1,8 @@
+package tracescrubprocessor
+
+import "encoding/json"
+
+func jsonOf(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}
