@@ -14,7 +14,7 @@ use serde::Serialize;
 use tracescrub_processor::Finding;
 
 use crate::formats;
-use crate::replay::{BatchError, Session, describe, location};
+use crate::replay::{BatchError, Session, location};
 use crate::residual::{self, Residual};
 
 /// What auditing one file found.
@@ -77,7 +77,7 @@ pub fn audit_file(mut session: Option<&mut Session<'_>>, path: &Path, raw: &[u8]
                     out
                 }
                 Err(e) => {
-                    fail(&mut report, describe(&e));
+                    fail(&mut report, crate::one_line(&e));
                     continue;
                 }
             },

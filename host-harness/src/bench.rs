@@ -39,7 +39,6 @@ use tracescrub_processor::{Processor, Stats};
 use wasmtime::Store;
 use wasmtime::component::{Linker, ResourceAny};
 
-use crate::replay::describe;
 use crate::{
     DEFAULT_EPOCH_DEADLINE_TICKS, DEFAULT_MAX_MEMORY_BYTES, HostError, InstanceOptions, LoadSource, LoadedComponent, Runtime,
     ScrubberInstance,
@@ -100,7 +99,7 @@ impl std::error::Error for BenchError {}
 
 impl From<HostError> for BenchError {
     fn from(e: HostError) -> BenchError {
-        BenchError(describe(&e))
+        BenchError(crate::one_line(&e))
     }
 }
 
@@ -264,7 +263,8 @@ pub fn run(workload: &Workload, options: &BenchOptions, progress: &mut dyn FnMut
     let mut out = Vec::new();
     for (i, batch) in workload.batches.iter().enumerate() {
         let stats = native.process_into(batch, &mut out).map_err(|e| BenchError(format!("batch {i}: native engine: {e}")))?;
-        let (wasm_out, wasm_stats) = scrubber.process(batch).map_err(|e| BenchError(format!("batch {i}: component: {}", describe(&e))))?;
+        let (wasm_out, wasm_stats) =
+            scrubber.process(batch).map_err(|e| BenchError(format!("batch {i}: component: {}", crate::one_line(&e))))?;
         if wasm_out != out || wasm_stats != stats {
             return Err(BenchError(format!("batch {i}: the component and the native engine disagree")));
         }

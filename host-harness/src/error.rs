@@ -81,3 +81,17 @@ impl From<tracescrub_processor::Error> for HostError {
         HostError::Processor(error)
     }
 }
+
+/// An error and its sources on one line, `: `-separated: for log lines,
+/// replies and exit messages. Types here never point at a source they
+/// already print, so nothing appears twice.
+pub fn one_line(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

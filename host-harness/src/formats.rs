@@ -15,7 +15,9 @@
 //! format they came in.
 
 use std::fmt;
-use std::io::{Read, Write};
+use std::io::Write;
+
+use crate::body;
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
@@ -109,8 +111,6 @@ impl fmt::Display for FormatError {
 
 impl std::error::Error for FormatError {}
 
-const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
-
 /// Detects the format of `raw` and splits it into batches.
 pub fn read(raw: &[u8]) -> Result<(Format, Vec<Batch>), FormatError> {
     read_limited(raw, MAX_DECOMPRESSED_BYTES)
@@ -118,19 +118,13 @@ pub fn read(raw: &[u8]) -> Result<(Format, Vec<Batch>), FormatError> {
 
 /// [`read`], refusing gzip content larger than `limit` bytes decompressed.
 pub fn read_limited(raw: &[u8], limit: u64) -> Result<(Format, Vec<Batch>), FormatError> {
-    let (gzip, content) = if raw.starts_with(&GZIP_MAGIC) { (true, gunzip(raw, limit)?) } else { (false, raw.to_vec()) };
+    let (gzip, content) = if raw.starts_with(&body::GZIP_MAGIC) {
+        (true, body::gunzip(raw, limit).map_err(|e| FormatError(e.message))?)
+    } else {
+        (false, raw.to_vec())
+    };
     let (encoding, batches) = split(&content)?;
     Ok((Format { encoding, gzip }, batches))
-}
-
-fn gunzip(raw: &[u8], limit: u64) -> Result<Vec<u8>, FormatError> {
-    let mut out = Vec::new();
-    let mut decoder = flate2::read::MultiGzDecoder::new(raw).take(limit + 1);
-    decoder.read_to_end(&mut out).map_err(|e| FormatError(format!("gzip data is corrupt: {e}")))?;
-    if out.len() as u64 > limit {
-        return Err(FormatError(format!("gzip content is larger than {limit} bytes when decompressed; refusing it")));
-    }
-    Ok(out)
 }
 
 fn split(content: &[u8]) -> Result<(Encoding, Vec<Batch>), FormatError> {
@@ -157,16 +151,9 @@ fn split(content: &[u8]) -> Result<(Encoding, Vec<Batch>), FormatError> {
     }
 }
 
-/// Decodes one OTLP/JSON traces document. It must have a `resourceSpans`
-/// key: OTLP/JSON ignores unknown keys, so without this check a metrics or
-/// logs document, or any other JSON, would pass as an empty batch.
+/// Decodes one OTLP/JSON traces document (see [`body::json_traces_to_protobuf`]).
 fn decode_json(doc: &[u8]) -> Result<Vec<u8>, String> {
-    let value: serde_json::Value = serde_json::from_slice(doc).map_err(|e| json_error(&e))?;
-    if value.get("resourceSpans").is_none() {
-        let keys: Vec<&str> = value.as_object().map(|o| o.keys().map(String::as_str).take(5).collect()).unwrap_or_default();
-        return Err(format!("not an OTLP traces document: no \"resourceSpans\" key (found: {})", keys.join(", ")));
-    }
-    serde_json::from_value::<ExportTraceServiceRequest>(value).map(|r| r.encode_to_vec()).map_err(|e| format!("not OTLP JSON: {e}"))
+    body::json_traces_to_protobuf(doc).map_err(|e| e.message)
 }
 
 fn split_json(content: &[u8]) -> (Encoding, Vec<Batch>) {
@@ -192,10 +179,6 @@ fn split_json(content: &[u8]) -> (Encoding, Vec<Batch>) {
         .map(|(i, line)| Batch { location: Location::Line(i + 1), bytes: decode_json(line) })
         .collect();
     (Encoding::JsonLines, batches)
-}
-
-fn json_error(e: &serde_json::Error) -> String {
-    format!("not OTLP JSON (line {} column {}): {e}", e.line(), e.column())
 }
 
 fn split_length_prefixed(content: &[u8]) -> Result<Vec<Batch>, FormatError> {

@@ -37,6 +37,7 @@
 
 pub mod audit;
 pub mod bench;
+pub mod body;
 pub mod cache;
 pub mod config_file;
 pub mod corpus;
@@ -57,7 +58,7 @@ use wasmtime::component::{Component, Linker, ResourceAny};
 use wasmtime::{Engine, OptLevel, Store, StoreLimits, StoreLimitsBuilder};
 
 pub use cache::LoadSource;
-pub use error::HostError;
+pub use error::{HostError, one_line};
 pub use introspect::{component_exports, component_imports};
 
 /// The span-processor component built from this workspace by `build.rs`

@@ -13,7 +13,7 @@ use tracescrub::audit::{AuditReport, audit_file};
 use tracescrub::bench::{BenchOptions, Workload};
 use tracescrub::config_file::{self, DEFAULT_CONFIG_YAML};
 use tracescrub::corpus::CorpusOptions;
-use tracescrub::replay::{Counts, FileReport, Input, Session, collect_inputs, describe, replay_file};
+use tracescrub::replay::{Counts, FileReport, Input, Session, collect_inputs, replay_file};
 use tracescrub::{HostError, InstanceOptions, LoadedComponent, Runtime};
 use tracescrub_processor::{Error as EngineError, Finding};
 
@@ -379,14 +379,7 @@ struct Fatal(String);
 
 impl<E: std::error::Error> From<E> for Fatal {
     fn from(e: E) -> Fatal {
-        let mut text = e.to_string();
-        let mut source = e.source();
-        while let Some(s) = source {
-            text.push_str(": ");
-            text.push_str(&s.to_string());
-            source = s.source();
-        }
-        Fatal(text)
+        Fatal(tracescrub::one_line(&e))
     }
 }
 
@@ -435,7 +428,7 @@ fn load(runtime: &Runtime, path: Option<&Path>) -> Result<LoadedComponent, Fatal
     let bytes = component_bytes(path)?;
     runtime.load(&bytes).map_err(|e| {
         let what = path.map_or("the embedded component".to_owned(), |p| p.display().to_string());
-        Fatal(format!("{what}: {}", describe(&e)))
+        Fatal(format!("{what}: {}", tracescrub::one_line(&e)))
     })
 }
 
@@ -456,7 +449,7 @@ fn session<'c>(component: &'c LoadedComponent, config: &str, origin: Option<&Pat
             }
             Fatal(text)
         }
-        e => Fatal(describe(&e)),
+        e => Fatal(tracescrub::one_line(&e)),
     })
 }
 
@@ -715,7 +708,7 @@ fn config_check(file: &Path) -> Result<bool, Fatal> {
             }
             Ok(false)
         }
-        Err(e) => Err(Fatal(describe(&e))),
+        Err(e) => Err(Fatal(tracescrub::one_line(&e))),
     }
 }
 

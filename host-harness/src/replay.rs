@@ -224,7 +224,7 @@ pub fn replay_file(session: &mut Session<'_>, path: &Path, raw: &[u8]) -> (FileR
     let mut outputs = Vec::new();
     for batch in batches {
         report.counts.batches += 1;
-        let result = batch.bytes.and_then(|bytes| session.process(&bytes).map_err(|e| describe(&e)));
+        let result = batch.bytes.and_then(|bytes| session.process(&bytes).map_err(|e| crate::one_line(&e)));
         match result {
             Ok((out, stats)) => {
                 report.counts.add_stats(&stats);
@@ -259,16 +259,4 @@ fn write_back(format: Format, outputs: &[Vec<u8>], report: &mut FileReport) -> O
 /// A location as text; empty for a whole file.
 pub fn location(l: Location) -> String {
     l.to_string()
-}
-
-/// A host error as one line, its source chain included once.
-pub fn describe(e: &HostError) -> String {
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }

@@ -721,6 +721,36 @@ fn upstream_faults_are_never_acknowledged() {
     assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
 }
 
+/// Scenario: JSON bodies posted to `/v1/traces` that are valid JSON but not
+/// traces: a logs document, a metrics document, snake_case `resource_spans`,
+/// an array; gzip-compressed too.
+/// Guarantees: each is answered 400 with a message that says what it is
+/// (it never passes as an empty batch answered 200), and nothing reaches the
+/// upstream. Pins the gateway's own JSON path, which once accepted a logs
+/// document and forwarded nothing.
+#[test]
+fn json_that_is_not_traces_is_refused_not_forwarded_as_empty() {
+    let sink = Sink::start();
+    let gateway = Gateway::start(&["--upstream", &sink.url()]);
+    for (body, says) in [
+        (&br#"{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"body":{"stringValue":"x"}}]}]}]}"#[..], "logs document"),
+        (br#"{"resourceMetrics":[]}"#, "metrics document"),
+        (br#"{"resource_spans":[]}"#, "resourceSpans"),
+        (br#"[{"resourceSpans":[]}]"#, "an array"),
+    ] {
+        for gzipped in [false, true] {
+            let reply = if gzipped {
+                gateway.post("application/json", &[("Content-Encoding", "gzip")], &gzip(body))
+            } else {
+                gateway.post("application/json", &[], body)
+            };
+            assert_eq!(reply.status, 400, "{}: {}", String::from_utf8_lossy(body), reply.text());
+            assert!(reply.text().contains(says), "{}: {}", String::from_utf8_lossy(body), reply.text());
+        }
+    }
+    assert!(sink.received().is_empty(), "a body that is not traces reached the upstream");
+}
+
 /// Scenario: malformed protobuf (over HTTP and gRPC), malformed JSON, a body over the limit, a
 /// gzip bomb (a few KiB that inflate to 8 MiB against a 1 MiB cap), corrupt
 /// gzip, a wrong path, method, content type and content encoding.
@@ -740,7 +770,7 @@ fn bad_requests_get_the_right_status() {
 
     let reply = gateway.post("application/json", &[], br#"{"resourceSpans": [{"scopeSpans": 5}]}"#);
     assert_eq!(reply.status, 400);
-    assert!(reply.text().contains("not OTLP/JSON"), "{}", reply.text());
+    assert!(reply.text().contains("not OTLP JSON"), "{}", reply.text());
 
     // Refused on the declared length, before any body is read (so the
     // test sends none: unread data would make the close a reset).

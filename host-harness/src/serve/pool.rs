@@ -24,7 +24,6 @@
 //! client gets the whole batch's result.
 
 use std::collections::VecDeque;
-use std::io::Read;
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::SyncSender;
@@ -33,8 +32,6 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use hyper::body::Bytes;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use prost::Message;
 use tokio::sync::oneshot;
 use tracescrub_processor::{PartLinks, Stats};
 
@@ -133,8 +130,7 @@ enum Parts {
     Whole { disagree: bool },
 }
 
-/// Why a batch could not be processed. Messages never quote span content
-/// except where they quote the client's own input back to it (JSON errors).
+/// Why a batch could not be processed. Messages never quote span content.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BatchError {
     /// Not valid OTLP, or corrupt gzip; the client's message.
@@ -420,7 +416,7 @@ impl Worker {
         // `Bytes`, so parts are slices of it rather than copies.
         let mut body = job.body.clone();
         if job.kind.gzip {
-            body = Bytes::from(gunzip(&body, self.shared.max_decompressed)?);
+            body = Bytes::from(crate::body::gunzip(&body, self.shared.max_decompressed).map_err(BatchError::from)?);
         } else if body.len() as u64 > self.shared.max_decompressed {
             return Err(BatchError::TooLarge(format!(
                 "body of {} bytes is over the limit of {} bytes",
@@ -429,7 +425,7 @@ impl Worker {
             )));
         }
         if job.kind.json {
-            body = Bytes::from(json_to_protobuf(&body)?);
+            body = Bytes::from(crate::body::json_traces_to_protobuf(&body).map_err(BatchError::from)?);
         }
         let (size, max_batch) = (body.len() as u64, self.shared.max_batch);
         if size > max_batch {
@@ -588,20 +584,8 @@ impl Worker {
 fn describe(e: &HostError) -> String {
     match e.trap_code() {
         Some(code) => format!("{e} ({code})"),
-        None => super::version::chain(e),
+        None => crate::one_line(e),
     }
-}
-
-/// Decompresses at most `limit` bytes: a body that inflates past it is
-/// refused after `limit + 1` bytes, however far it would go (a gzip bomb).
-pub fn gunzip(body: &[u8], limit: u64) -> Result<Vec<u8>, BatchError> {
-    let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(limit as usize));
-    let mut decoder = flate2::read::MultiGzDecoder::new(body).take(limit + 1);
-    decoder.read_to_end(&mut out).map_err(|e| BatchError::Malformed { offset: None, message: format!("gzip body is corrupt: {e}") })?;
-    if out.len() as u64 > limit {
-        return Err(BatchError::TooLarge(format!("gzip body inflates past the limit of {limit} bytes; send smaller batches")));
-    }
-    Ok(out)
 }
 
 fn gzip(data: &[u8]) -> Vec<u8> {
@@ -613,20 +597,13 @@ fn gzip(data: &[u8]) -> Vec<u8> {
     encoder.finish().unwrap_or_default()
 }
 
-/// OTLP/JSON to protobuf, with the `opentelemetry-proto` serde mapping.
-pub fn json_to_protobuf(body: &[u8]) -> Result<Vec<u8>, BatchError> {
-    // serde reads a struct from an array too; OTLP/JSON is an object.
-    if body.trim_ascii_start().first() != Some(&b'{') {
-        return Err(BatchError::Malformed {
-            offset: None,
-            message: "body is not OTLP/JSON: expected an object like {\"resourceSpans\": [...]}".into(),
-        });
+impl From<crate::body::BodyError> for BatchError {
+    fn from(error: crate::body::BodyError) -> BatchError {
+        match error.kind {
+            crate::body::BodyErrorKind::TooLarge => BatchError::TooLarge(error.message),
+            _ => BatchError::Malformed { offset: None, message: error.message },
+        }
     }
-    let request: ExportTraceServiceRequest = serde_json::from_slice(body).map_err(|e| BatchError::Malformed {
-        offset: None,
-        message: format!("body is not OTLP/JSON (line {} column {}): {e}", e.line(), e.column()),
-    })?;
-    Ok(request.encode_to_vec())
 }
 
 #[cfg(test)]
@@ -645,16 +622,5 @@ mod tests {
         assert_eq!(deadline_ticks(Duration::from_millis(10)), 2);
         assert_eq!(deadline_ticks(Duration::from_millis(11)), 3);
         assert_eq!(deadline_ticks(Duration::from_secs(5)), 501);
-    }
-
-    /// Scenario: 1 KiB of gzip that inflates to 10 MiB of zeros, capped at 1 MiB.
-    /// Guarantees: refused as too large, having inflated no more than the cap.
-    #[test]
-    fn gzip_bomb_is_refused_at_the_cap() {
-        let bomb = gzip(&vec![0u8; 10 << 20]);
-        assert!(bomb.len() < 64 << 10);
-        assert!(matches!(gunzip(&bomb, 1 << 20), Err(BatchError::TooLarge(_))));
-        assert_eq!(gunzip(&bomb, 10 << 20).unwrap().len(), 10 << 20);
-        assert!(matches!(gunzip(b"\x1f\x8b garbage", 100), Err(BatchError::Malformed { .. })));
     }
 }

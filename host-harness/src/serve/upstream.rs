@@ -151,7 +151,7 @@ async fn send_http(
         }
     }
     let request = request.body(Full::new(batch)).map_err(|e| SendError::Rejected(format!("cannot build the request: {e}")))?;
-    let response = client.request(request).await.map_err(|e| SendError::Unavailable(super::version::chain(&e)))?;
+    let response = client.request(request).await.map_err(|e| SendError::Unavailable(crate::one_line(&e)))?;
     let status = response.status();
     let retry_after =
         response.headers().get(RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok()).unwrap_or(1);
@@ -179,7 +179,7 @@ async fn send_grpc(channel: Channel, batch: Bytes, gzip: bool, headers: &BTreeMa
     if gzip {
         grpc = grpc.send_compressed(CompressionEncoding::Gzip);
     }
-    grpc.ready().await.map_err(|e| SendError::Unavailable(super::version::chain(&e)))?;
+    grpc.ready().await.map_err(|e| SendError::Unavailable(crate::one_line(&e)))?;
     let mut request = tonic::Request::new(batch);
     for (name, value) in headers {
         if let (Ok(name), Ok(value)) =

@@ -163,14 +163,14 @@ pub fn build(
     let origin = sources.component.as_ref().map_or("the embedded component".to_owned(), |p| p.display().to_string());
     let component = match previous {
         Some(p) if p.component_sha256 == component_sha256 => p.component.clone(),
-        _ => runtime.load(&bytes).map_err(|e| fail(Step::Compile, format!("{origin}: {}", chain(&e))))?,
+        _ => runtime.load(&bytes).map_err(|e| fail(Step::Compile, format!("{origin}: {}", crate::one_line(&e))))?,
     };
     let mut canary = ScrubberInstance::create_with(&component, &config_json, instance_options).map_err(|e| match e {
         HostError::Processor(tracescrub_processor::Error::InvalidConfig(problems)) => {
             let listed: Vec<String> = problems.iter().map(ToString::to_string).collect();
             fail(Step::Configure, format!("the config is invalid: {}", listed.join("; ")))
         }
-        e => fail(Step::Configure, format!("{origin}: {}", chain(&e))),
+        e => fail(Step::Configure, format!("{origin}: {}", crate::one_line(&e))),
     })?;
     run_canary(&mut canary).map_err(|why| fail(Step::Canary, format!("{origin}: {why}")))?;
     let max_batch_bytes = canary
@@ -179,18 +179,6 @@ pub fn build(
         .and_then(|json| serde_json::from_str::<serde_json::Value>(&json).ok())
         .and_then(|config| config["limits"]["max_batch_bytes"].as_u64());
     Ok(Version { id, component, config_json, component_sha256, config_sha256, settings, max_batch_bytes })
-}
-
-/// An error and its sources on one line.
-pub(crate) fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 /// The canary: a small batch like real traffic (a health check and a span
@@ -230,7 +218,7 @@ pub fn canary_batch() -> Vec<u8> {
 const CANARY_SPANS: u64 = 2;
 
 fn run_canary(instance: &mut ScrubberInstance) -> Result<(), String> {
-    let (out, stats) = instance.process(&canary_batch()).map_err(|e| format!("the canary batch failed: {}", chain(&e)))?;
+    let (out, stats) = instance.process(&canary_batch()).map_err(|e| format!("the canary batch failed: {}", crate::one_line(&e)))?;
     if stats.spans_in != CANARY_SPANS || stats.spans_out > stats.spans_in {
         return Err(format!(
             "the canary batch came back with spans_in={} spans_out={}; expected spans_in={CANARY_SPANS} and no more out than in",
@@ -245,7 +233,7 @@ fn run_canary(instance: &mut ScrubberInstance) -> Result<(), String> {
     }
     // Parts of large batches go through `process-part`: it must agree.
     let (part, part_stats, _) =
-        instance.process_part(&canary_batch()).map_err(|e| format!("the canary batch failed as a part: {}", chain(&e)))?;
+        instance.process_part(&canary_batch()).map_err(|e| format!("the canary batch failed as a part: {}", crate::one_line(&e)))?;
     if (part, part_stats) != (out, stats) {
         return Err("the canary batch came back from process-part other than from process".into());
     }
