@@ -22,9 +22,10 @@ sink), all on 127.0.0.1 with ports chosen free at run time. Then:
    the same 1000-span batch through base, tracescrub and contrib (the order
    rotating per round). A pipeline's added latency for a batch is its
    request's time minus base's; p50 and p99 over the rounds.
-3. Throughput: for each pipeline in turn, CONCURRENCY keep-alive clients send
-   1000-span batches for a warm-up and then LOAD_SECONDS; the collector's CPU
-   time (utime + stime from /proc/PID/stat) over that window gives the input
+3. Throughput: CONCURRENCY keep-alive clients send 1000-span batches to one
+   pipeline at a time, LOAD_SECONDS per pipeline cut in LOAD_SLICES slices
+   taken in turn; the collector's CPU time (utime + stime from
+   /proc/PID/stat) over each slice, summed per pipeline, gives the input
    spans of the answered batches per CPU-second.
 4. wazero against wasmtime: `tracescrub-conformance bench` and
    `tracescrub bench` on the same 1000-span batches, with the collector
@@ -48,6 +49,7 @@ import http.client
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -167,6 +169,10 @@ class Client:
         try:
             if self.conn is None:
                 self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
+                self.conn.connect()
+                # Headers and body go out in separate writes: without this,
+                # Nagle's algorithm and the peer's delayed ACK add ~40 ms.
+                self.conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self.conn.request("POST", "/v1/traces", body=body, headers=headers)
             resp = self.conn.getresponse()
             resp.read()
@@ -307,14 +313,17 @@ def run(args, what, timeout, ok=(0,)):
 
 
 def audit_residual(tracescrub, path):
-    """Personal numbers `tracescrub audit --raw` finds under path."""
+    """Personal numbers `tracescrub audit --raw` finds under path: the total,
+    and a Counter of the field paths they are in (list indexes dropped)."""
     if not capture_files(path):
-        return 0
+        return 0, collections.Counter()
     out = run([tracescrub, "audit", "--raw", "--quiet", path], f"audit --raw {path}", 120, ok=(0, 1))
     m = re.search(r"^total: .*\bresidual=(\d+)", out, re.M)
     if not m:
         raise Fail(f"audit --raw {path}: no total line in:\n{out[-2000:]}")
-    return int(m.group(1))
+    fields = collections.Counter(
+        re.sub(r"\[\d+\]", "[]", f) for f in re.findall(r"^leak\s.*?\bfield=(.*)$", out, re.M))
+    return int(m.group(1)), fields
 
 
 def replay_total(tracescrub, path):
@@ -339,6 +348,9 @@ def captures_phase(a, ports, sink_port, workdir):
     """Send every capture through every pipeline; count what came out."""
     files = capture_files(a.captures)
     kept_dir = os.path.join(workdir, "captures-kept")
+    rec_root = os.path.join(workdir, "sink-captures")
+    for d in (kept_dir, rec_root):
+        shutil.rmtree(d, ignore_errors=True)
     run([a.tracescrub, "replay", "--out", kept_dir, a.captures], "replay of the captures", 120)
     base_name = os.path.basename(os.path.normpath(a.captures))
     inputs = []  # (rel, all ids, kept ids)
@@ -353,7 +365,6 @@ def captures_phase(a, ports, sink_port, workdir):
                 break
         inputs.append((path, rel, raw, ctype, enc, all_ids, kept))
 
-    rec_root = os.path.join(workdir, "sink-captures")
     results = {}
     for p in PIPELINES:
         client = Client(ports[p])
@@ -382,8 +393,10 @@ def captures_phase(a, ports, sink_port, workdir):
             lost += sum((kept - got).values())
             out_spans += sum(got.values())
         client.close()
+        leaks, leak_fields = audit_residual(a.tracescrub, rec)
         results[p] = {
-            "leaks": audit_residual(a.tracescrub, rec) if os.path.isdir(rec) else 0,
+            "leaks": leaks,
+            "leak_fields": leak_fields,
             "noisy_left": noisy,
             "noisy_left_replay": replay_total(a.tracescrub, rec)["dropped"] if os.path.isdir(rec) else 0,
             "lost": lost,
@@ -394,7 +407,7 @@ def captures_phase(a, ports, sink_port, workdir):
         "files": len(inputs),
         "spans": sum(sum(x[5].values()) for x in inputs),
         "kept": sum(sum(x[6].values()) for x in inputs),
-        "numbers": audit_residual(a.tracescrub, a.captures),
+        "numbers": audit_residual(a.tracescrub, a.captures)[0],
     }
     return summary, results
 
@@ -446,7 +459,12 @@ def latency_phase(a, ports, batches):
     return out
 
 
-def load_phase(a, port, batches, collector_pid, spans_per_batch):
+def load_slice(a, port, batches, collector_pid, seconds):
+    """CONCURRENCY keep-alive clients send batches to one pipeline for
+    `seconds`, then finish the requests they have in flight. The collector's
+    CPU time is read before the first request and after the last answer, so
+    it holds exactly the work of the batches counted (and the idle
+    collector's few ticks)."""
     stop = threading.Event()
     lock = threading.Lock()
     counts = {"ok": 0, "failed": 0}
@@ -464,30 +482,42 @@ def load_phase(a, port, batches, collector_pid, spans_per_batch):
         c.close()
 
     threads = [threading.Thread(target=sender, args=(k,), daemon=True) for k in range(a.concurrency)]
+    cpu0, t0 = cpu_seconds(collector_pid), time.monotonic()
     for t in threads:
         t.start()
-    time.sleep(a.warmup_seconds)
-    with lock:
-        ok0, failed0 = counts["ok"], counts["failed"]
-    cpu0, t0 = cpu_seconds(collector_pid), time.monotonic()
-    time.sleep(a.load_seconds)
-    with lock:
-        ok1, failed1 = counts["ok"], counts["failed"]
-    cpu1, t1 = cpu_seconds(collector_pid), time.monotonic()
+    time.sleep(seconds)
     stop.set()
     for t in threads:
         t.join(60)
     if any(t.is_alive() for t in threads):
         raise Fail("load: a client did not finish within 60 s")
-    spans = (ok1 - ok0) * spans_per_batch
-    cpu = cpu1 - cpu0
-    return {
-        "spans_per_cpu_s": spans / cpu if cpu > 0 else 0.0,
-        "spans_per_s": spans / (t1 - t0),
-        "cpu_cores": cpu / (t1 - t0),
-        "ok": ok1 - ok0,
-        "failed": failed1 - failed0,
-    }
+    cpu1, t1 = cpu_seconds(collector_pid), time.monotonic()
+    return {"ok": counts["ok"], "failed": counts["failed"], "cpu": cpu1 - cpu0, "wall": t1 - t0}
+
+
+def load_phase(a, ports, batches, collector_pid):
+    """LOAD_SECONDS per pipeline, in LOAD_SLICES slices taken in turn (the
+    order rotating), so a busy spell of a shared machine falls on all three
+    alike; the sums over a pipeline's slices give its figures."""
+    total = {p: {"ok": 0, "failed": 0, "cpu": 0.0, "wall": 0.0} for p in PIPELINES}
+    per_slice = a.load_seconds / a.load_slices
+    for n in range(a.load_slices):
+        order = PIPELINES[n % 3:] + PIPELINES[:n % 3]
+        for p in order:
+            r = load_slice(a, ports[p], batches, collector_pid, per_slice)
+            for k in total[p]:
+                total[p][k] += r[k]
+    out = {}
+    for p, t in total.items():
+        spans = t["ok"] * a.spans_per_batch
+        out[p] = {
+            "spans_per_cpu_s": spans / t["cpu"] if t["cpu"] > 0 else 0.0,
+            "spans_per_s": spans / t["wall"] if t["wall"] > 0 else 0.0,
+            "cpu_cores": t["cpu"] / t["wall"] if t["wall"] > 0 else 0.0,
+            "ok": t["ok"],
+            "failed": t["failed"],
+        }
+    return out
 
 
 # --- main --------------------------------------------------------------------
@@ -499,11 +529,12 @@ def main():
     ap.add_argument("--conformance", required=True, help="the tracescrub-conformance binary")
     ap.add_argument("--tracescrub", required=True, help="the tracescrub binary (release build)")
     ap.add_argument("--component", required=True, help="the component file (tracescrub inspect --save)")
+    ap.add_argument("--config", default=os.path.join(HERE, "otelcol.yaml"), help="the collector config")
     ap.add_argument("--captures", required=True, help="testdata/captures")
     ap.add_argument("--workdir", required=True)
     ap.add_argument("--pid-file", help="append the pid of every started process here")
     ap.add_argument("--load-seconds", type=float, default=8)
-    ap.add_argument("--warmup-seconds", type=float, default=1)
+    ap.add_argument("--load-slices", type=int, default=4)
     ap.add_argument("--concurrency", type=int, default=4)
     ap.add_argument("--latency-samples", type=int, default=1000)
     ap.add_argument("--distinct-batches", type=int, default=16)
@@ -567,7 +598,7 @@ def report(a, workdir, procs, started):
     })
     col_log = os.path.join(workdir, "otelcol.log")
     collector = procs.start("otelcol-tracescrub",
-                            [a.collector, "--config", os.path.join(HERE, "otelcol.yaml")], col_log, env=env)
+                            [a.collector, "--config", a.config], col_log, env=env)
     empty = ExportTraceServiceRequest().SerializeToString()
     for p in PIPELINES:
         def ready(port=ports[p]):
@@ -581,10 +612,9 @@ def report(a, workdir, procs, started):
     cap_summary, cap = captures_phase(a, ports, sink_port, workdir)
     log(f"latency: {a.latency_samples} rounds of one batch through each pipeline")
     lat = latency_phase(a, ports, batches)
-    load = {}
+    log(f"load: {a.concurrency} clients, {a.load_seconds:g} s per pipeline in {a.load_slices} slices each")
+    load = load_phase(a, ports, batches, collector.pid)
     for p in PIPELINES:
-        log(f"load: {p}, {a.concurrency} clients, {a.warmup_seconds:g} s + {a.load_seconds:g} s")
-        load[p] = load_phase(a, ports[p], batches, collector.pid, a.spans_per_batch)
         if load[p]["ok"] == 0:
             raise Fail(f"load: no batch through {p} was answered 200 ({load[p]['failed']} failed):\n{tail(col_log)}")
     procs.stop(collector)
@@ -616,7 +646,7 @@ def print_report(a, batches, batch_stats, cap_summary, cap, lat, load, wazero, w
     print(f"one otelcol-tracescrub, three pipelines on 127.0.0.1, {os.cpu_count()} CPUs, {secs:.0f} s in all")
     print(f"load: {len(batches)} distinct batches of {a.spans_per_batch} spans from the captures' shape "
           f"({avg_kb:.0f} KB on average, {noise:.1f} % noise by the default config), "
-          f"{a.concurrency} keep-alive clients, {a.warmup_seconds:g} s warm-up + {a.load_seconds:g} s per pipeline; "
+          f"{a.concurrency} keep-alive clients, {a.load_seconds:g} s per pipeline in {a.load_slices} slices taken in turn; "
           f"export compression {a.export_compression}")
     print(f"captures: {cap_summary['files']} files, {cap_summary['spans']} spans, "
           f"{cap_summary['kept']} kept by the default config, {cap_summary['numbers']} personal numbers")
@@ -637,6 +667,10 @@ def print_report(a, batches, batch_stats, cap_summary, cap, lat, load, wazero, w
     row("captures: spans lost", i, [cap[p]["lost"] for p in PIPELINES])
     row("captures: spans out", i, [cap[p]["spans_out"] for p in PIPELINES])
     row("captures: files refused", i, [cap[p]["refused"] for p in PIPELINES])
+    for p, label in ((A, "A"), (B, "B")):
+        if cap[p]["leak_fields"]:
+            where = ", ".join(f"{f} {n}" for f, n in cap[p]["leak_fields"].most_common())
+            print(f"{label}'s numbers left, by field: {where}")
     print(f"latency: {lat[A]['rounds']} rounds of one batch through each pipeline; "
           f"added = a pipeline's request time minus base's in the same round")
     print(f"processor alone on the {len(batches)} batches: wazero {wazero} spans/s "

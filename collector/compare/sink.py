@@ -49,6 +49,7 @@ class State:
 def make_handler(state):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, as the exporter's pooled client expects
+        disable_nagle_algorithm = True  # headers and body are separate writes
 
         def log_message(self, fmt, *args):
             pass

@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"go.opentelemetry.io/collector/component"
-	"go.opentelemetry.io/collector/confmap/confmaptest"
 	"go.opentelemetry.io/collector/confmap"
+	"go.opentelemetry.io/collector/confmap/confmaptest"
 
 	"example.invalid/tracescrub/collector/internal/testbatch"
 	"example.invalid/tracescrub/collector/tracescrubprocessor/internal/metadata"

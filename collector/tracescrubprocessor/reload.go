@@ -99,4 +99,3 @@ var errCanary = errors.New("canary batch failed")
 func canaryError(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", errCanary, fmt.Sprintf(format, args...))
 }
-
