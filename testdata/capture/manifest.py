@@ -158,6 +158,212 @@ def node_version(node_dir, pkg):
         return "?"
 
 
+# ---------------------------------------------------------------- Java agent section
+# Written by --only-java on its own (the rest of MANIFEST.md kept as it is),
+# and appended to the full manifest otherwise.
+
+JAVA_MARK = "## Java agent captures"
+JAVA_RUNS = {
+    # dir: (exporter settings, notes)
+    "java-protobuf": ("agent defaults; OTLP http/protobuf",
+                      "uncompressed; every instrumentation setting at the agent's default"),
+    "java-protobuf-unsanitized": ("OTEL_INSTRUMENTATION_COMMON_DB_STATEMENT_SANITIZER_ENABLED=false, "
+                                  "OTEL_SEMCONV_STABILITY_OPT_IN=database/dup; OTLP http/protobuf",
+                                  "gzip on the wire (OTEL_EXPORTER_OTLP_TRACES_COMPRESSION=gzip); the statement "
+                                  "sanitizer off, as teams turn it off to debug; old and stable database "
+                                  "attribute names side by side (`db.statement` and `db.query.text`)"),
+}
+JAVA_SERVICE = "Spring Boot 4 (Tomcat, JDBC/PostgreSQL, Lettuce/Redis, Kafka, JDK HttpClient)"
+
+# The split form as it reaches a URL: the typed space percent-encoded or
+# form-encoded. tracescrub's candidates (and this file's CANDIDATE) take only
+# a literal space or dash, so these are listed apart.
+ENCODED = re.compile(r"(?<![0-9])([0-9]{6})(%20|\+)([0-9]{5})(?![0-9])")
+
+
+def encoded_hits(people, text):
+    found = []
+    for m in ENCODED.finditer(text):
+        joined = m.group(1) + m.group(3)
+        for p in people:
+            if joined == p["number"]:
+                found.append((p["key"], "split form, " + ("%20" if m.group(2) == "%20" else "+")))
+    return found
+
+
+def occurrences(people, bodies):
+    """{(field kind, where, value type): {"files": set, "hits": set}} over some bodies."""
+    seen = {}
+    for name, body in bodies.items():
+        for kind, where, vtype, text in fields(body):
+            for who, how in hits(people, vtype, text) + encoded_hits(people, text):
+                key = (kind, placeholder(people, where), vtype)
+                seen.setdefault(key, {"files": set(), "hits": set()})
+                seen[key]["files"].add(name)
+                seen[key]["hits"].add(who if how == "whole" else f"{who} ({how})")
+    return seen
+
+
+def java_section(cap, rec, expected, people, tools, java_dir):
+    out = []
+    w = out.append
+    dirs = [d for d in JAVA_RUNS if os.path.isdir(os.path.join(cap, d))]
+    if not dirs:
+        return ""
+    w(f"{JAVA_MARK}\n")
+    w("A small Spring Boot service (`testdata/capture/java/`) run under the OpenTelemetry Java agent "
+      "(`io.opentelemetry.javaagent:opentelemetry-javaagent`), with no tracing code of its own: every span "
+      "comes from the agent's auto-instrumentation (Tomcat/Spring MVC, JDBC, Lettuce, kafka-clients and "
+      "spring-kafka, the JDK HTTP client). It talks to the same throwaway PostgreSQL and Redis on 127.0.0.1 "
+      "and to a real Kafka broker (Kafka's own KRaft server, broker and controller in one JVM, not under "
+      "the agent, listening on 127.0.0.1 only). Only these directories are rewritten by "
+      "`testdata/capture/regenerate.sh --only java`.\n")
+    w("Settings beyond the agent's defaults, in both runs: `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`, "
+      "the traces endpoint (the sink), `OTEL_METRICS_EXPORTER=none` and `OTEL_LOGS_EXPORTER=none` (the sink "
+      "takes traces only), and the batch processor's schedule (`OTEL_BSP_SCHEDULE_DELAY=5000`, export batch "
+      "4096, queue 8192). The agent has no flush a service could call, so the driver (`drive.py --sync sink`) "
+      "warms the service up unrecorded (the sink is started `--disarmed`), then sends each group right after "
+      "an export, so the group lands whole in the next one; the script checks that every body belongs to a "
+      "group. Between regenerations, beside ids and timestamps, the agent's resource attributes "
+      "(`host.name`, `process.pid`, `process.command_args`, ...) and the `thread.id`/`thread.name` of each "
+      "span change.\n")
+
+    w("| directory | service | exporter | wire | files | spans | bytes |")
+    w("| --- | --- | --- | --- | --- | --- | --- |")
+    per_dir = {}
+    for d in dirs:
+        path = os.path.join(cap, d)
+        with open(os.path.join(rec, d, "index.json"), encoding="utf-8") as f:
+            index = json.load(f)
+        with open(os.path.join(rec, d, "requests.jsonl"), encoding="utf-8") as f:
+            reqs = {r["file"]: r for r in map(json.loads, f)}
+        bodies = {n: load(os.path.join(path, n)) for g in index for n in g["files"]}
+        outs = {}
+        for n in bodies:
+            p = os.path.join(expected, d, n)
+            if os.path.isfile(p):
+                outs[n] = load(p)
+        per_dir[d] = (index, reqs, bodies, outs)
+        size = sum(os.path.getsize(os.path.join(path, x)) for x in os.listdir(path))
+        nspans = sum(len(list(spans(b))) for b in bodies.values())
+        r0 = next(iter(reqs.values()))
+        w(f"| `{d}/` | {JAVA_SERVICE} | {JAVA_RUNS[d][0]} | {r0['content_type']}, {r0['content_encoding']} | "
+          f"{len(os.listdir(path))} | {nspans} | {size} |")
+    w("")
+    for d in dirs:
+        w(f"- `{d}/`: {JAVA_RUNS[d][1]}.")
+    w("- No `java-json/`: the agent's exporter speaks `grpc` and `http/protobuf` only. With "
+      "`OTEL_EXPORTER_OTLP_TRACES_PROTOCOL=http/json` the agent logs `ConfigurationException: Unsupported "
+      "OTLP traces protocol: http/json` and exports nothing.\n")
+
+    w("### Scenario groups (Java)\n")
+    w("| group | what | " + " | ".join(dirs) + " |")
+    w("| --- | --- | " + " | ".join("---" for _ in dirs) + " |")
+    groups = per_dir[dirs[0]][0]
+    for i, g in enumerate(groups):
+        cells = []
+        for d in dirs:
+            index, _, bodies, _ = per_dir[d]
+            cells.append(", ".join(f"`{n}` ({len(list(spans(bodies[n])))} spans)" for n in index[i]["files"]))
+        w(f"| {g['group']} | {g['what']} | " + " | ".join(cells) + " |")
+    w("")
+    w("Requests per group (identical for both runs):\n")
+    for g in groups:
+        w(f"- **{g['group']}**: " + ", ".join(f"`{r}`" for r in g["requests"]))
+    w("")
+
+    w("### Where the numbers occur (Java)\n")
+    w("As above, plus the split form as a URL carries it, the space percent-encoded (`%20`) or form-encoded "
+      "(`+`). The last column is what is left of each in the processed output (`testdata/expected/<dir>/`, "
+      "the default config).\n")
+    for d in dirs:
+        _, _, bodies, outs = per_dir[d]
+        seen = occurrences(people, bodies)
+        left = occurrences(people, outs)
+        w(f"#### `{d}/`\n")
+        w("| field | attribute / event | value type | numbers | files | left after tracescrub |")
+        w("| --- | --- | --- | --- | --- | --- |")
+        for (kind, where, vtype), v in sorted(seen.items()):
+            rest = left.get((kind, where, vtype))
+            w(f"| {kind} | {('`' + where + '`') if where else ''} | {vtype} | {', '.join(sorted(v['hits']))} | "
+              f"{', '.join(sorted(v['files']))} | {(', '.join(sorted(rest['hits'])) if rest else 'nothing') if outs else 'no expected output yet'} |")
+        w("")
+
+    w("### What the agent's defaults hide, and what they do not\n")
+    w("Read from the captures above; \"sanitizer off\" is `java-protobuf-unsanitized/`.\n")
+    w("| field | agent defaults | sanitizer off | tracescrub, default config |")
+    w("| --- | --- | --- | --- |")
+    rows = [
+        ("span name (server)", "the route template: `GET /api/person/{fnr}`; never the raw path", "same",
+         "nothing to mask"),
+        ("`http.route`", "the template `/api/person/{fnr}`", "same", "nothing to mask"),
+        ("`url.path`", "**leaks**: `/api/person/<n>`, `/api/person/<n>/consent`, `/api/person/<n>/address`",
+         "same", "masked"),
+        ("`url.query`", "**leaks**: `fnr=<n>`, `ids=<n>,<n>`, `q=<n>`, `q=DDMMYY-NNNNN`, and the typed space "
+         "as sent, `q=DDMMYY%20NNNNN` / `q=DDMMYY+NNNNN`", "same",
+         "masked, except the `%20` and `+` forms (see below)"),
+        ("`url.full` (JDK HttpClient span)", "**leaks**: path and query of the outgoing call", "same", "masked"),
+        ("`db.statement` (JDBC)", "bound parameters appear as `?` (never recorded); inlined literals are "
+         "replaced by `?` by the sanitizer", "**leaks**: inlined literals `'<n>'`, `IN ('<n>', '<n>')`, and "
+         "the split form `'DDMMYY NNNNN'` / `'DDMMYY-NNNNN'`; bound parameters still `?`", "masked"),
+        ("`db.query.text` (JDBC, stable semconv)", "not emitted (old semconv by default)",
+         "same as `db.statement`", "masked"),
+        ("`db.statement` (Lettuce)", "**leaks**: the key is kept, only values become `?`: `GET person:<n>`, "
+         "`SET person:<n> ? ? ?`, `HSET person:<n>:meta source ?`", "keys and values: `SET person:<n> "
+         "Kari Nordmann EX 300`", "masked (the names stay)"),
+        ("`messaging.kafka.message.key`", "**leaks** for String keys (producer and consumer spans); a "
+         "`byte[]` key is not recorded at all", "same", "masked"),
+        ("`exception.message`, `exception.stacktrace`", "**leak**: the message as thrown (exception event on "
+         "the server span); status code ERROR with no status message", "same", "masked"),
+        ("span name (Kafka, JDBC, Redis)", "topic, `SELECT db.table` or the command: no numbers", "same",
+         "nothing to mask"),
+        ("trace state", "**leaks**: the incoming `tracestate` is kept on the server span", "same", "masked"),
+    ]
+    for r in rows:
+        w("| " + " | ".join(r) + " |")
+    w("")
+    w("Left by tracescrub's default config: the split form with the space URL-encoded, `q=DDMMYY%20NNNNN` "
+      "and `q=DDMMYY+NNNNN` in `url.query` of the search server spans. tracescrub's candidates (and "
+      "`tracescrub audit`, which shares the rule) accept only a literal space or dash between the 6 and the "
+      "5 digits, so these pass both the processor and the audit. Everything else the tables above list is "
+      "masked.\n")
+    w("Other things seen while recording:\n")
+    w("- Spring Boot 4 sets Lettuce's tracing to its own Micrometer observation "
+      "(`LettuceObservationAutoConfiguration`), which replaces the agent's Lettuce instrumentation: without "
+      "a tracer bridge the agent then records no Redis span at all. The service excludes that "
+      "auto-configuration (`application.properties`), as a team running the agent on Boot 4 has to.")
+    w("- The actuator's probe endpoints are matched by Spring MVC as `/actuator/health/**`: the server span "
+      "of `/actuator/health/liveness` is named `GET /actuator/health/**` and `http.route` says the same, "
+      "so only `url.path` names the probe.")
+    w("- Some JDBC spans have an empty `db.statement` and are named after the database alone: connection "
+      "checks (`Connection.isValid`, as the pool and the actuator's `db` health indicator call it).")
+    w("- The Kafka consumer spans (`<topic> process`, spring-kafka) are children of the producer spans, "
+      "through the record headers; the listener's Redis `SET` is their child.\n")
+
+    w("### Versions (Java)\n")
+    for t in tools:
+        name, _, ver = t.partition("=")
+        w(f"- {name} {ver}")
+    w("")
+    jar = os.path.join(java_dir, "target", "capture-service.jar")
+    if os.path.isfile(jar):
+        import zipfile
+        libs = [os.path.basename(n)[:-4] for n in zipfile.ZipFile(jar).namelist()
+                if n.startswith("BOOT-INF/lib/") and n.endswith(".jar")]
+        w("| artifact | version |")
+        w("| --- | --- |")
+        for art in ["spring-boot", "spring-webmvc", "tomcat-embed-core", "HikariCP", "postgresql", "spring-data-redis",
+                    "lettuce-core", "spring-kafka", "kafka-clients", "kafka_2.13"]:
+            for lib in libs:
+                m = re.fullmatch(re.escape(art) + r"-([0-9][^-]*(?:-[A-Za-z0-9.]+)?)", lib)
+                if m:
+                    w(f"| {art} | {m.group(1)} |")
+        w("")
+    w("Maven artifacts: the Spring Boot 4.0.7 parent's versions (`testdata/capture/java/pom.xml`); the "
+      "service jar and the agent jar are built into `testdata/capture/java/target/`, never committed.")
+    return "\n".join(out) + "\n"
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--captures", required=True, help="the bodies: testdata/captures/")
@@ -165,13 +371,29 @@ def main():
     ap.add_argument("--node-dir", required=True)
     ap.add_argument("--tool", action="append", default=[], help="NAME=VERSION of a tool used")
     ap.add_argument("--seconds", type=int, default=0)
+    ap.add_argument("--java-tool", action="append", default=[], help="NAME=VERSION of a tool the Java runs used")
+    ap.add_argument("--java-dir", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "java"))
+    ap.add_argument("--expected", default=None, help="the processed outputs (default: testdata/expected/)")
+    ap.add_argument("--only-java", action="store_true",
+                    help="rewrite only the Java section of an existing MANIFEST.md")
     args = ap.parse_args()
+    expected = args.expected or os.path.join(os.path.dirname(os.path.abspath(args.captures)), "expected")
     cap = args.captures
     rec = args.recorded
     with open(os.path.join(rec, "numbers.json"), encoding="utf-8") as f:
         numbers = json.load(f)
     people = numbers["people"]
     dirs = [d for d in RUNS if os.path.isdir(os.path.join(cap, d))]
+    manifest = os.path.join(rec, "MANIFEST.md")
+    java = java_section(cap, rec, expected, people, args.java_tool, args.java_dir)
+    if args.only_java:
+        with open(manifest, encoding="utf-8") as f:
+            text = f.read()
+        cut = text.find("\n" + JAVA_MARK + "\n")
+        head = text if cut < 0 else text[:cut + 1]
+        with open(manifest, "w", encoding="utf-8") as f:
+            f.write(head.rstrip("\n") + "\n\n" + java)
+        return 0
 
     out = []
     w = out.append
@@ -339,8 +561,8 @@ def main():
     w("")
     w("Exact pins: `testdata/capture/requirements.txt`, `testdata/capture/node/package-lock.json`.")
 
-    with open(os.path.join(rec, "MANIFEST.md"), "w", encoding="utf-8") as f:
-        f.write("\n".join(out) + "\n")
+    with open(manifest, "w", encoding="utf-8") as f:
+        f.write("\n".join(out) + "\n" + ("\n" + java if java else ""))
 
 
 if __name__ == "__main__":

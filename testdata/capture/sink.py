@@ -12,6 +12,12 @@ empty ExportTraceServiceResponse: an empty body for protobuf, {} for JSON.
 
 Binds 127.0.0.1 on --port (0 = any free port) and writes the chosen port to
 --port-file once it is listening, so the caller never races for a port.
+
+With --disarmed it answers every export with 200 but stores nothing until
+POST /_sink/arm; GET /_sink/state tells how many exports arrived and were
+stored. The Java agent has no flush the service could trigger, so the driver
+(drive.py --sync sink) uses these to warm the service up unrecorded and to
+line each scenario group up with the agent's export schedule.
 """
 
 import argparse
@@ -25,7 +31,9 @@ EXT = {"application/x-protobuf": "binpb", "application/json": "json"}
 
 
 class Sink:
-    def __init__(self, out, requests):
+    def __init__(self, out, requests, armed=True):
+        self.armed = armed
+        self.received = 0
         self.out = out
         self.requests = requests
         self.lock = threading.Lock()
@@ -37,6 +45,9 @@ class Sink:
     def store(self, body, ctype, encoding, user_agent):
         ext = EXT.get(ctype, "bin")
         with self.lock:
+            if not self.armed:
+                self.received += 1
+                return None
             self.count += 1
             name = f"{self.count:04d}.{ext}"
             raw = body
@@ -59,6 +70,9 @@ class Sink:
                     "bytes": len(body),
                     "user_agent": user_agent,
                 }) + "\n")
+            # Counted once the body is on disk: a driver that saw the count
+            # rise finds the file.
+            self.received += 1
             return name
 
 
@@ -90,8 +104,19 @@ def make_handler(sink):
             self.end_headers()
             self.wfile.write(body)
 
+        def do_GET(self):
+            if self.path != "/_sink/state":
+                return self._reply(404, "text/plain", b"only /_sink/state\n")
+            with sink.lock:
+                state = {"received": sink.received, "stored": sink.count, "armed": sink.armed}
+            self._reply(200, "application/json", json.dumps(state).encode())
+
         def do_POST(self):
             body = self._read_body()
+            if self.path == "/_sink/arm":
+                with sink.lock:
+                    sink.armed = True
+                return self._reply(200, "text/plain", b"armed\n")
             if self.path.split("?")[0] != "/v1/traces":
                 return self._reply(404, "text/plain", b"only /v1/traces\n")
             ctype = self.headers.get("Content-Type", "").split(";")[0].strip().lower()
@@ -114,8 +139,10 @@ def main():
     ap.add_argument("--requests", required=True, help="JSON-lines file to append one record per request to")
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--port-file", required=True)
+    ap.add_argument("--disarmed", action="store_true", help="store nothing until POST /_sink/arm")
     args = ap.parse_args()
-    server = ThreadingHTTPServer(("127.0.0.1", args.port), make_handler(Sink(args.out, args.requests)))
+    sink = Sink(args.out, args.requests, armed=not args.disarmed)
+    server = ThreadingHTTPServer(("127.0.0.1", args.port), make_handler(sink))
     tmp = args.port_file + ".tmp"
     with open(tmp, "w") as f:
         f.write(str(server.server_address[1]))
