@@ -536,7 +536,7 @@ def main():
     ap.add_argument("--load-seconds", type=float, default=8)
     ap.add_argument("--load-slices", type=int, default=4)
     ap.add_argument("--concurrency", type=int, default=4)
-    ap.add_argument("--latency-samples", type=int, default=1000)
+    ap.add_argument("--latency-samples", type=int, default=500)
     ap.add_argument("--distinct-batches", type=int, default=16)
     ap.add_argument("--spans-per-batch", type=int, default=1000)
     ap.add_argument("--bench-rounds", type=int, default=5)
