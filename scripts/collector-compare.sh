@@ -10,7 +10,8 @@
 # not run, never because a target was missed.
 #
 #   bash scripts/collector-compare.sh                    # about a minute after the builds
-#   LOAD_SECONDS=2 LATENCY_SAMPLES=100 BENCH_ROUNDS=3 bash scripts/collector-compare.sh   # short (CI)
+#   LOAD_SECONDS=2 LOAD_SLICES=2 LATENCY_SAMPLES=60 BENCH_ROUNDS=2 BENCH_REPEATS=1 \
+#     bash scripts/collector-compare.sh                  # short (CI)
 #
 # It reports, for A and B (collector/compare/compare.py has the details):
 # - spans per CPU-second: the collector's CPU time (/proc/PID/stat) while
@@ -25,14 +26,15 @@
 #   default config keeps, missing at the sink);
 # and wazero_vs_wasmtime: `tracescrub-conformance bench` (the processor's
 # wazero host) against `tracescrub bench` (wasmtime, the wasm pass) on the
-# same batches. The last line is
+# same batches, BENCH_REPEATS pairs back to back, the median pair's ratio.
+# The last line is
 #   collector-compare: tracescrub_spans_per_cpu_s=N contrib_spans_per_cpu_s=N ratio=R tracescrub_leaks=N contrib_leaks=N tracescrub_noisy_left=N contrib_noisy_left=N wazero_vs_wasmtime=R
 #
 # Knobs (environment): LOAD_SECONDS (8), LOAD_SLICES (4), CONCURRENCY (4),
 # LATENCY_SAMPLES (500), DISTINCT_BATCHES (16), SPANS_PER_BATCH (1000),
-# BENCH_ROUNDS (5), EXPORT_COMPRESSION (none; gzip to compress every
-# pipeline's exports), START_TIMEOUT (120 s for the collector to come up),
-# SKIP_BUILD=1 (use the existing builds). It builds the release `tracescrub`
+# BENCH_ROUNDS (5), BENCH_REPEATS (3), EXPORT_COMPRESSION (none; gzip to
+# compress every pipeline's exports), START_TIMEOUT (120 s for the collector
+# to come up), SKIP_BUILD=1 (use the existing builds). It builds the release `tracescrub`
 # (cargo), the collector (scripts/build-collector.sh) and the pinned Python
 # venv (host-harness/tests/serve_e2e/venv.sh); the work files go to
 # target/collector-compare/. Every process it starts is stopped on exit.
@@ -115,6 +117,7 @@ venv=$(bash host-harness/tests/serve_e2e/venv.sh)
   --distinct-batches "${DISTINCT_BATCHES:-16}" \
   --spans-per-batch "${SPANS_PER_BATCH:-1000}" \
   --bench-rounds "${BENCH_ROUNDS:-5}" \
+  --bench-repeats "${BENCH_REPEATS:-3}" \
   --export-compression "${EXPORT_COMPRESSION:-none}" \
   --start-timeout "${START_TIMEOUT:-120}" &
 driver=$!

@@ -28,8 +28,10 @@ sink), all on 127.0.0.1 with ports chosen free at run time. Then:
    /proc/PID/stat) over each slice, summed per pipeline, gives the input
    spans of the answered batches per CPU-second.
 4. wazero against wasmtime: `tracescrub-conformance bench` and
-   `tracescrub bench` on the same 1000-span batches, with the collector
-   stopped; the ratio of their spans/s.
+   `tracescrub bench` (its wasm pass, copies included) on the same
+   1000-span batches, with the collector stopped, BENCH_REPEATS times in
+   turn; wazero_vs_wasmtime is the median of the back-to-back pairs' ratios
+   of spans/s.
 
 The 1000-span batches are built from the protobuf captures: their resources,
 scopes and spans in order, cycled, each cycle with fresh trace and span ids
@@ -412,6 +414,14 @@ def captures_phase(a, ports, sink_port, workdir):
     return summary, results
 
 
+def median(values):
+    v = sorted(values)
+    if not v:
+        return 0.0
+    n = len(v)
+    return v[n // 2] if n % 2 else (v[n // 2 - 1] + v[n // 2]) / 2
+
+
 def percentile(sorted_values, q):
     """Nearest-rank percentile of a sorted list."""
     if not sorted_values:
@@ -540,6 +550,7 @@ def main():
     ap.add_argument("--distinct-batches", type=int, default=16)
     ap.add_argument("--spans-per-batch", type=int, default=1000)
     ap.add_argument("--bench-rounds", type=int, default=5)
+    ap.add_argument("--bench-repeats", type=int, default=3)
     ap.add_argument("--export-compression", default="none")
     ap.add_argument("--start-timeout", type=float, default=120)
     a = ap.parse_args()
@@ -554,6 +565,8 @@ def main():
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     started = time.monotonic()
+    with open("/proc/loadavg") as f:
+        a.loadavg = f.read().split()[0]
     try:
         report(a, workdir, procs, started)
     except Fail as e:
@@ -608,11 +621,14 @@ def report(a, workdir, procs, started):
     log(f"collector pid {collector.pid} up: " + ", ".join(f"{p}=127.0.0.1:{ports[p]}" for p in PIPELINES)
         + f", sink 127.0.0.1:{sink_port}")
 
+    t = time.monotonic()
     log("captures through each pipeline")
     cap_summary, cap = captures_phase(a, ports, sink_port, workdir)
-    log(f"latency: {a.latency_samples} rounds of one batch through each pipeline")
+    log(f"captures: {time.monotonic() - t:.1f} s; latency: {a.latency_samples} rounds of one batch through each pipeline")
+    t = time.monotonic()
     lat = latency_phase(a, ports, batches)
-    log(f"load: {a.concurrency} clients, {a.load_seconds:g} s per pipeline in {a.load_slices} slices each")
+    log(f"latency: {time.monotonic() - t:.1f} s; load: {a.concurrency} clients, "
+        f"{a.load_seconds:g} s per pipeline in {a.load_slices} slices each")
     load = load_phase(a, ports, batches, collector.pid)
     for p in PIPELINES:
         if load[p]["ok"] == 0:
@@ -620,22 +636,34 @@ def report(a, workdir, procs, started):
     procs.stop(collector)
     procs.stop(sink)
 
-    log("bench: wazero (tracescrub-conformance) and wasmtime (tracescrub) on the same batches")
+    log(f"bench: wazero (tracescrub-conformance) and wasmtime (tracescrub) on the same batches, "
+        f"{a.bench_repeats} times in turn")
     cfg = os.path.join(workdir, "default-config.json")
     with open(cfg, "w") as f:
         f.write("{}\n")
-    wazero = bench_spans_per_s([a.conformance, "bench", "--component", a.component, "--config", cfg,
-                                "--rounds", str(a.bench_rounds), batch_dir], "tracescrub-conformance bench", 300)
-    wasmtime = bench_spans_per_s([a.tracescrub, "bench", "--rounds", str(a.bench_rounds), batch_dir],
-                                 "tracescrub bench", 300)
+    wazero, wasmtime = [], []
+    for _ in range(a.bench_repeats):
+        wazero.append(bench_spans_per_s([a.conformance, "bench", "--component", a.component, "--config", cfg,
+                                         "--rounds", str(a.bench_rounds), batch_dir],
+                                        "tracescrub-conformance bench", 300))
+        wasmtime.append(bench_spans_per_s([a.tracescrub, "bench", "--rounds", str(a.bench_rounds), batch_dir],
+                                          "tracescrub bench", 300))
+    bench = {
+        "wazero": median(wazero),
+        "wasmtime": median(wasmtime),
+        # Each pair ran back to back, so its ratio is the least disturbed by
+        # the machine's neighbours; the median of the pairs' ratios.
+        "ratio": median([z / t for z, t in zip(wazero, wasmtime) if t]),
+        "pairs": list(zip(wazero, wasmtime)),
+    }
 
-    print_report(a, batches, batch_stats, cap_summary, cap, lat, load, wazero, wasmtime, time.monotonic() - started)
+    print_report(a, batches, batch_stats, cap_summary, cap, lat, load, bench, time.monotonic() - started)
 
 
-def print_report(a, batches, batch_stats, cap_summary, cap, lat, load, wazero, wasmtime, secs):
+def print_report(a, batches, batch_stats, cap_summary, cap, lat, load, bench, secs):
     A, B = "tracescrub", "contrib"
     ratio = load[A]["spans_per_cpu_s"] / load[B]["spans_per_cpu_s"] if load[B]["spans_per_cpu_s"] else 0.0
-    wz = wazero / wasmtime if wasmtime else 0.0
+    wz = bench["ratio"]
     avg_kb = sum(map(len, batches)) / len(batches) / 1000
     noise = 100 * batch_stats["dropped"] / max(1, batch_stats["spans_in"])
 
@@ -643,7 +671,8 @@ def print_report(a, batches, batch_stats, cap_summary, cap, lat, load, wazero, w
         cells = "".join(f"{(fmt(v) if v is not None else '-'):>16}" for v in values)
         print(f"{label:<36}{cells}")
 
-    print(f"one otelcol-tracescrub, three pipelines on 127.0.0.1, {os.cpu_count()} CPUs, {secs:.0f} s in all")
+    print(f"one otelcol-tracescrub, three pipelines on 127.0.0.1, {os.cpu_count()} CPUs "
+          f"(load average {a.loadavg} at the start), {secs:.0f} s in all")
     print(f"load: {len(batches)} distinct batches of {a.spans_per_batch} spans from the captures' shape "
           f"({avg_kb:.0f} KB on average, {noise:.1f} % noise by the default config), "
           f"{a.concurrency} keep-alive clients, {a.load_seconds:g} s per pipeline in {a.load_slices} slices taken in turn; "
@@ -655,6 +684,11 @@ def print_report(a, batches, batch_stats, cap_summary, cap, lat, load, wazero, w
     i, f0, f1, f2 = (lambda v: f"{v:.0f}"), (lambda v: f"{v:.0f}"), (lambda v: f"{v:.1f}"), (lambda v: f"{v:.2f}")
     row("spans per CPU-second", i, [load[p]["spans_per_cpu_s"] for p in PIPELINES])
     row("spans/s (wall)", f0, [load[p]["spans_per_s"] for p in PIPELINES])
+    per_batch = {p: (1000 * a.spans_per_batch / load[p]["spans_per_cpu_s"] if load[p]["spans_per_cpu_s"] else None)
+                 for p in PIPELINES}
+    row("collector CPU per batch (ms)", f1, [per_batch[p] for p in PIPELINES])
+    row("  minus base: the processors (ms)", f1,
+        [None] + [per_batch[p] - per_batch["base"] if per_batch[p] and per_batch["base"] else None for p in (A, B)])
     row("collector CPU (cores busy)", f2, [load[p]["cpu_cores"] for p in PIPELINES])
     row("load batches answered 200 / failed", str, [f"{load[p]['ok']} / {load[p]['failed']}" for p in PIPELINES])
     row("latency per batch p50 (ms)", f2, [lat[p]["p50_ms"] for p in PIPELINES])
@@ -673,9 +707,11 @@ def print_report(a, batches, batch_stats, cap_summary, cap, lat, load, wazero, w
             print(f"{label}'s numbers left, by field: {where}")
     print(f"latency: {lat[A]['rounds']} rounds of one batch through each pipeline; "
           f"added = a pipeline's request time minus base's in the same round")
-    print(f"processor alone on the {len(batches)} batches: wazero {wazero} spans/s "
-          f"(tracescrub-conformance bench), wasmtime {wasmtime} spans/s (tracescrub bench, wasm pass): "
-          f"wazero_vs_wasmtime {wz:.2f}")
+    pairs = ", ".join(f"{z}/{t}" for z, t in bench["pairs"])
+    print(f"processor alone on the {len(batches)} batches, medians: wazero {bench['wazero']:.0f} spans/s "
+          f"(tracescrub-conformance bench), wasmtime {bench['wasmtime']:.0f} spans/s (tracescrub bench, "
+          f"wasm pass); wazero_vs_wasmtime {wz:.2f}, the median ratio of {len(bench['pairs'])} back-to-back "
+          f"pairs (wazero/wasmtime spans/s: {pairs})")
 
     def verdict(ok):
         return "met" if ok else "MISSED"
