@@ -58,21 +58,19 @@ pid_file=$work/pids
 
 driver=
 cleanup() {
-  local pid
+  # The driver stops what it started (SIGTERM, then SIGKILL after 10 s).
   if [[ -n $driver ]] && kill -0 "$driver" 2>/dev/null; then
     kill -TERM "$driver" 2>/dev/null || true
-    for _ in $(seq 100); do kill -0 "$driver" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$driver" 2>/dev/null || true
+    for _ in $(seq 250); do kill -0 "$driver" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$driver" 2>/dev/null && kill -KILL "$driver" 2>/dev/null
   fi
-  # What the driver started and did not stop (it was killed outright): the
-  # driver keeps this file to the pids of its children still running.
-  local pids
-  pids=$(cat "$pid_file" 2>/dev/null || true)
-  if [[ -n $pids ]]; then
-    kill -TERM $pids 2>/dev/null || true
-    sleep 1
-    kill -KILL $pids 2>/dev/null || true
-  fi
+  # Should it have been killed outright: the driver keeps this file to the
+  # pids of its children that are still running.
+  local pid
+  while read -r pid; do
+    [[ -n $pid ]] && kill -TERM "$pid" 2>/dev/null
+  done <"$pid_file"
+  return 0
 }
 trap cleanup EXIT
 trap 'exit 130' INT
