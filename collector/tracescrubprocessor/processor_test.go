@@ -113,7 +113,7 @@ func TestProcessorDropsMasksAndCounts(t *testing.T) {
 		{"otelcol_processor_tracescrub_spans_dropped", "rule", "descendant", 1},
 		{"otelcol_processor_tracescrub_values_masked", "detector", "fnr", 1},
 		{"otelcol_processor_tracescrub_values_masked_by_field", "field", "span-attribute", 1},
-		{"otelcol_processor_tracescrub_batches", "outcome", "processed", 1},
+		{"otelcol_processor_tracescrub_batches", "outcome", "ok", 1},
 	}
 	for _, c := range checks {
 		if n := h.sum(t, c.name, c.attr, c.value); n != c.want {

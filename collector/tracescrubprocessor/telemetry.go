@@ -14,7 +14,7 @@ import (
 
 // Batch outcomes, the `outcome` attribute of ..._batches.
 const (
-	outcomeProcessed     = "processed"
+	outcomeProcessed     = "ok"
 	outcomeMalformed     = "malformed_batch"
 	outcomeTooLarge      = "batch_too_large"
 	outcomeInvalidConfig = "invalid_config"

@@ -18,13 +18,21 @@ import (
 )
 
 func main() {
+	if err := run(settings()); err != nil {
+		log.Fatal(err)
+	}
+}
+
+// settings are the distribution's collector settings, as the builder
+// generates them.
+func settings() otelcol.CollectorSettings {
 	info := component.BuildInfo{
 		Command:     "otelcol-tracescrub",
 		Description: "OpenTelemetry Collector with the tracescrub processor",
 		Version:     "0.1.0",
 	}
 
-	set := otelcol.CollectorSettings{
+	return otelcol.CollectorSettings{
 		BuildInfo: info,
 		Factories: components,
 		ConfigProviderSettings: otelcol.ConfigProviderSettings{
@@ -34,12 +42,9 @@ func main() {
 					fileprovider.NewFactory(),
 					yamlprovider.NewFactory(),
 				},
+				DefaultScheme: "env",
 			},
 		},
-	}
-
-	if err := run(set); err != nil {
-		log.Fatal(err)
 	}
 }
 

@@ -6,8 +6,6 @@ import (
 	"strings"
 	"testing"
 
-	"go.opentelemetry.io/collector/confmap"
-	"go.opentelemetry.io/collector/confmap/provider/fileprovider"
 	"go.opentelemetry.io/collector/otelcol"
 
 	"example.invalid/tracescrub/collector/internal/testbatch"
@@ -78,15 +76,7 @@ service:
 
 func validate(t *testing.T, file string) error {
 	t.Helper()
-	set := otelcol.CollectorSettings{
-		Factories: components,
-		ConfigProviderSettings: otelcol.ConfigProviderSettings{
-			ResolverSettings: confmap.ResolverSettings{
-				URIs:              []string{"file:" + file},
-				ProviderFactories: []confmap.ProviderFactory{fileprovider.NewFactory()},
-			},
-		},
-	}
+	set := settings()
 	cmd := otelcol.NewCommand(set)
 	cmd.SetArgs([]string{"validate", "--config", "file:" + file})
 	cmd.SilenceUsage = true
