@@ -42,6 +42,9 @@ type TrapError struct {
 }
 
 func (e *TrapError) Error() string {
+	if e.Call == waitCall {
+		return fmt.Sprintf("deadline passed while waiting for a free instance (all pool_size instances busy): %v", e.Err)
+	}
 	if e.Deadline {
 		return fmt.Sprintf("%s stopped at its deadline (instance discarded): %v", e.Call, e.Err)
 	}
@@ -49,6 +52,9 @@ func (e *TrapError) Error() string {
 }
 
 func (e *TrapError) Unwrap() error { return e.Err }
+
+// waitCall is TrapError.Call when the deadline passed before any call.
+const waitCall = "waiting for a free instance"
 
 var (
 	cacheMu sync.Mutex
@@ -520,7 +526,7 @@ func (e *Engine) acquire(ctx context.Context) (*instance, error) {
 	select {
 	case e.sem <- struct{}{}:
 	case <-ctx.Done():
-		return nil, &TrapError{Deadline: true, Call: "waiting for a free instance", Err: ctx.Err()}
+		return nil, &TrapError{Deadline: true, Call: waitCall, Err: ctx.Err()}
 	}
 	e.mu.Lock()
 	if e.closed {
