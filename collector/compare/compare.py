@@ -741,6 +741,11 @@ def print_report(a, batches, batch_stats, cap_summary, cap, lat, load, bench, se
           f"wasm pass); wazero_vs_wasmtime {wz:.2f}, the median ratio of {len(bench['pairs'])} back-to-back "
           f"pairs (wazero/wasmtime spans/s: {pairs})")
 
+    if load[B]["spans_per_cpu_s"]:
+        print(f"ceiling: a processor that took no CPU at all would make the ratio "
+              f"{load['base']['spans_per_cpu_s'] / load[B]['spans_per_cpu_s']:.2f} (base against B): "
+              f"the collector's own receive and export bound it")
+
     def verdict(ok):
         return "met" if ok else "MISSED"
 
