@@ -141,10 +141,11 @@ type Engine struct {
 	config string
 	sem    chan struct{}
 
-	mu     sync.Mutex
-	idle   []*instance
-	live   int
-	closed bool
+	mu       sync.Mutex
+	idle     []*instance
+	live     int
+	closed   bool
+	rtClosed bool
 }
 
 // Load compiles a component and creates one processor with configJSON, so a
@@ -324,17 +325,23 @@ func (e *Engine) instantiateHost(ctx context.Context) error {
 	}), []api.ValueType{i32}, []api.ValueType{i32}).Export("[resource-new]processor")
 	b.NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(func(ctx context.Context, _ api.Module, stack []uint64) {
 		t := tableFrom(ctx)
+		if t == nil {
+			panic("resource-rep called outside a host call")
+		}
 		rep, ok := t.reps[api.DecodeU32(stack[0])]
-		if t == nil || !ok {
+		if !ok {
 			panic(fmt.Sprintf("resource-rep of unknown handle %d", api.DecodeU32(stack[0])))
 		}
 		stack[0] = api.EncodeU32(rep)
 	}), []api.ValueType{i32}, []api.ValueType{i32}).Export("[resource-rep]processor")
 	b.NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(func(ctx context.Context, mod api.Module, stack []uint64) {
 		t := tableFrom(ctx)
+		if t == nil {
+			panic("resource-drop called outside a host call")
+		}
 		h := api.DecodeU32(stack[0])
 		rep, ok := t.reps[h]
-		if t == nil || !ok {
+		if !ok {
 			panic(fmt.Sprintf("resource-drop of unknown handle %d", h))
 		}
 		delete(t.reps, h)
@@ -575,7 +582,10 @@ func (e *Engine) release(inst *instance) {
 
 func (e *Engine) maybeCloseRuntime() {
 	e.mu.Lock()
-	done := e.closed && e.live == 0
+	done := e.closed && e.live == 0 && !e.rtClosed
+	if done {
+		e.rtClosed = true
+	}
 	e.mu.Unlock()
 	if done {
 		_ = e.rt.Close(context.Background())

@@ -317,3 +317,34 @@ func cacheEntries(t *testing.T, dir string) map[string]time.Time {
 	}
 	return m
 }
+
+// Scenario: an engine is closed (swapped out by a reload) while batches run.
+// Guarantees: batches in flight finish; later calls get ErrClosed, which
+// tells the caller to retry on the current engine.
+func TestCloseWhileInFlight(t *testing.T) {
+	e := load(t, "{}", Options{PoolSize: 4})
+	in := testbatch.Marshal(t, testbatch.Canary())
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := e.Process(context.Background(), in); err != nil && !errors.Is(err, ErrClosed) {
+				errs <- err
+			}
+		}()
+	}
+	e.Close()
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if _, err := e.Process(context.Background(), in); !errors.Is(err, ErrClosed) {
+		t.Fatalf("after close: %v", err)
+	}
+	if e.Idle() != 0 {
+		t.Fatal("instances kept after close")
+	}
+}
