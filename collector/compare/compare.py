@@ -276,7 +276,8 @@ def build_batches(captures, n_batches, spans_per_batch):
         req = ExportTraceServiceRequest()
         cur_key, cur_ss = None, None
         for _ in range(spans_per_batch):
-            cycle, (rs, ss, s) = divmod(i, len(units))[0], units[i % len(units)]
+            cycle, k = divmod(i, len(units))
+            rs, ss, s = units[k]
             i += 1
             key = (id(rs), id(ss), cycle)
             if key != cur_key:
