@@ -39,11 +39,13 @@ type tracescrubProcessor struct {
 
 	current atomic.Pointer[version]
 
-	// The file watch: lastTried remembers the hashes of a version that failed
-	// to load, so a broken file is reported once, not every tick.
+	// The file watch (its goroutine alone uses these): lastTried remembers
+	// the hashes of a version that failed to load, so a broken file is
+	// reported once, not every tick; pending is the change seen last tick.
 	stop      chan struct{}
 	done      sync.WaitGroup
 	lastTried string
+	pending   string
 }
 
 func newProcessor(ctx context.Context, set processor.Settings, cfg *Config) (*tracescrubProcessor, error) {

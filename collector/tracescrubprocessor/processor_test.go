@@ -222,9 +222,7 @@ func TestBrokenReloadKeepsOldVersion(t *testing.T) {
 	if err := h.proc.ConsumeTraces(context.Background(), testbatch.Canary()); err != nil {
 		t.Fatalf("old version stopped serving: %v", err)
 	}
-	if err := os.WriteFile(compPath, comp, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	write(t, compPath, string(comp))
 	write(t, file, `{"noise":{"globs":"not a list"}}`)
 	waitFor(t, func() bool { return h.sum(t, "otelcol_processor_tracescrub_reloads", "outcome", "failure") == 2 })
 	time.Sleep(100 * time.Millisecond) // several ticks: still counted once
@@ -240,9 +238,14 @@ func TestBrokenReloadKeepsOldVersion(t *testing.T) {
 	}
 }
 
+// write replaces a file atomically, as a deployment would.
 func write(t *testing.T, path, content string) {
 	t.Helper()
-	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
 		t.Fatal(err)
 	}
 }

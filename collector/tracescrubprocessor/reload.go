@@ -57,11 +57,18 @@ func (p *tracescrubProcessor) checkFiles() {
 		return
 	}
 	if compHash == cur.componentHash && cfgHash == cur.configHash {
-		p.lastTried = ""
+		p.lastTried, p.pending = "", ""
 		return
 	}
 	key := compHash + "/" + cfgHash
 	if key == p.lastTried {
+		return
+	}
+	// Reload only once the content held still for one interval, so a file
+	// caught halfway through a non-atomic write is not loaded (and counted
+	// as a failure).
+	if key != p.pending {
+		p.pending = key
 		return
 	}
 	p.lastTried = key

@@ -110,6 +110,9 @@ func outcomeOf(err error) string {
 		if te.Deadline {
 			return outcomeDeadline
 		}
+		if te.NearMemoryCap() {
+			return outcomeOutOfMemory
+		}
 		return outcomeTrap
 	}
 	return outcomeError

@@ -38,7 +38,22 @@ type TrapError struct {
 	Deadline bool
 	// Call is the export that was running.
 	Call string
-	Err  error
+	// MemoryBytes and CapBytes are the instance's linear memory at the trap
+	// and its cap. A Rust guest that cannot grow its memory aborts with
+	// `unreachable`, so a trap with memory near the cap is most likely the
+	// cap, not a bug.
+	MemoryBytes, CapBytes uint64
+	// CopyBytes is the size of the argument being copied in when the trap
+	// came from allocating room for it.
+	CopyBytes uint64
+	Err       error
+}
+
+// NearMemoryCap says whether the trap was most likely the memory cap: at
+// least half the cap in use (a doubling buffer fails there first), or no
+// room under the cap for the argument being copied in.
+func (e *TrapError) NearMemoryCap() bool {
+	return !e.Deadline && e.CapBytes > 0 && (e.MemoryBytes*2 >= e.CapBytes || e.MemoryBytes+e.CopyBytes > e.CapBytes)
 }
 
 func (e *TrapError) Error() string {
@@ -47,6 +62,10 @@ func (e *TrapError) Error() string {
 	}
 	if e.Deadline {
 		return fmt.Sprintf("%s stopped at its deadline (instance discarded): %v", e.Call, e.Err)
+	}
+	if e.NearMemoryCap() {
+		return fmt.Sprintf("%s trapped with %d of its %d MiB memory cap in use (instance discarded): most likely out of memory: raise max_memory_mib or send smaller batches: %v",
+			e.Call, e.MemoryBytes>>20, e.CapBytes>>20, e.Err)
 	}
 	return fmt.Sprintf("%s trapped (instance discarded; a trap is a bug in the component, please report it): %v", e.Call, e.Err)
 }
@@ -146,6 +165,7 @@ type Engine struct {
 	live     int
 	closed   bool
 	rtClosed bool
+	capPages uint32
 }
 
 // Load compiles a component and creates one processor with configJSON, so a
@@ -186,6 +206,7 @@ func Load(ctx context.Context, path string, component []byte, configJSON string,
 		ex:              exportsFor(p.version),
 		config:          configJSON,
 		sem:             make(chan struct{}, opts.PoolSize),
+		capPages:        opts.MaxMemoryMiB * 16,
 	}
 	fail := func(err error) (*Engine, error) {
 		_ = rt.Close(ctx)
@@ -366,6 +387,7 @@ type instance struct {
 	realloc, process, effective api.Function
 	postProcess, postEff, dtor  api.Function
 	table                       *handleTable
+	capBytes                    uint64
 	rep                         uint32
 	broken                      bool
 }
@@ -387,6 +409,7 @@ func (e *Engine) newInstance(ctx context.Context) (*instance, error) {
 		postEff:     mod.ExportedFunction(e.ex.postEff),
 		dtor:        mod.ExportedFunction(e.ex.dtor),
 		table:       table,
+		capBytes:    uint64(e.capPages) * 65536,
 	}
 	ptr, n, err := inst.write(ctx, []byte(e.config), 1, "create")
 	if err != nil {
@@ -443,7 +466,11 @@ func (in *instance) call(ctx context.Context, what string, fn api.Function, args
 	res, err := fn.Call(ctx, args...)
 	if err != nil {
 		in.broken = true
-		return 0, &TrapError{Deadline: ctx.Err() != nil, Call: what, Err: err}
+		te := &TrapError{Deadline: ctx.Err() != nil, Call: what, CapBytes: in.capBytes, Err: err}
+		if m := in.mod.Memory(); m != nil {
+			te.MemoryBytes = uint64(m.Size())
+		}
+		return 0, te
 	}
 	if len(res) == 0 {
 		return 0, nil
@@ -455,6 +482,10 @@ func (in *instance) call(ctx context.Context, what string, fn api.Function, args
 func (in *instance) write(ctx context.Context, b []byte, align uint64, what string) (uint32, uint32, error) {
 	res, err := in.call(ctx, what, in.realloc, 0, 0, align, uint64(len(b)))
 	if err != nil {
+		var te *TrapError
+		if errors.As(err, &te) {
+			te.CopyBytes = uint64(len(b))
+		}
 		return 0, 0, err
 	}
 	ptr := api.DecodeU32(res)

@@ -258,6 +258,9 @@ func TestMemoryCapRefusesBigBatch(t *testing.T) {
 	if !(errors.As(err, &te) && !te.Deadline) && !(errors.As(err, &ge) && ge.Kind == KindOutOfMemory) {
 		t.Fatalf("want a trap or out-of-memory, got %v", err)
 	}
+	if te != nil && !te.NearMemoryCap() {
+		t.Fatalf("a trap at the memory cap is not reported as one: %v", err)
+	}
 	if _, err := e.Process(context.Background(), testbatch.Marshal(t, testbatch.Canary())); err != nil {
 		t.Fatalf("after out of memory: %v", err)
 	}
