@@ -11,7 +11,7 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 
 if ! command -v go >/dev/null 2>&1; then
-    echo "build-collector: go is not installed or not on PATH (the collector needs Go 1.25 or newer)" >&2
+    echo "build-collector: go is not installed or not on PATH (collector/go.mod needs Go 1.26 or newer)" >&2
     exit 1
 fi
 
