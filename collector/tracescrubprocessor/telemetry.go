@@ -55,7 +55,10 @@ func newTelemetry(set component.TelemetrySettings) (*telemetry, error) {
 		metric.WithDescription("Personal numbers masked by the tracescrub processor, by field kind."), metric.WithUnit("{value}"))
 	errs = errors.Join(errs, err)
 	t.duration, err = m.Float64Histogram("otelcol_processor_tracescrub_processing_duration",
-		metric.WithDescription("Time per batch in the tracescrub component, copies in and out included."), metric.WithUnit("s"))
+		metric.WithDescription("Time per batch in the tracescrub component, copies in and out included."), metric.WithUnit("s"),
+		// A batch takes about 0.1 to 50 ms; the SDK's default buckets (0, 5,
+		// 10, ... 10000) are meant for milliseconds and would put all in one.
+		metric.WithExplicitBucketBoundaries(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
 	errs = errors.Join(errs, err)
 	t.reloads, err = m.Int64Counter("otelcol_processor_tracescrub_reloads",
 		metric.WithDescription("Reloads by the tracescrub processor's file watch, by outcome."), metric.WithUnit("{reload}"))
