@@ -163,24 +163,31 @@ func (c *Config) readSource() (*source, error) {
 	return s, nil
 }
 
-// configFileJSON passes a .json file through and turns YAML into JSON.
+// configFileJSON turns a YAML or JSON config file into the JSON document
+// create takes. A `gateway:` section (the settings of `tracescrub serve`,
+// which shares the file format) is taken out, as that host does, so one file
+// serves both.
 func configFileJSON(path string, raw []byte) (string, error) {
-	if strings.EqualFold(filepath.Ext(path), ".json") {
-		if !json.Valid(raw) {
-			return "", fmt.Errorf("config_file %q: not valid JSON", path)
-		}
-		return string(raw), nil
-	}
 	var doc any
-	dec := yaml.NewDecoder(bytes.NewReader(raw))
-	if err := dec.Decode(&doc); err != nil {
+	if strings.EqualFold(filepath.Ext(path), ".json") {
+		if err := json.Unmarshal(raw, &doc); err != nil {
+			return "", fmt.Errorf("config_file %q: not valid JSON: %w", path, err)
+		}
+	} else {
+		err := yaml.NewDecoder(bytes.NewReader(raw)).Decode(&doc)
 		if errors.Is(err, io.EOF) {
 			return "{}", nil
 		}
-		// yaml's messages give a line number and no value.
-		return "", fmt.Errorf("config_file %q: not valid YAML: %w", path, err)
+		if err != nil {
+			// yaml's messages give a line number and no value.
+			return "", fmt.Errorf("config_file %q: not valid YAML: %w", path, err)
+		}
 	}
-	b, err := json.Marshal(jsonable(doc))
+	doc = jsonable(doc)
+	if m, ok := doc.(map[string]any); ok {
+		delete(m, "gateway")
+	}
+	b, err := json.Marshal(doc)
 	if err != nil {
 		return "", fmt.Errorf("config_file %q: cannot be written as JSON: %w", path, err)
 	}

@@ -129,3 +129,26 @@ func TestValidateRefusesAWrongComponentFile(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+// Scenario: the same config file as `tracescrub serve`, with its gateway
+// section, in YAML and in JSON.
+// Guarantees: the gateway section is taken out and the rest passed on.
+func TestConfigFileDropsGatewaySection(t *testing.T) {
+	for name, body := range map[string]string{
+		"scrub.yaml": "gateway:\n  upstream: http://127.0.0.1:4318\nnoise:\n  extra_globs: ['*/ping']\n",
+		"scrub.json": `{"gateway":{"upstream":"http://127.0.0.1:4318"},"noise":{"extra_globs":["*/ping"]}}`,
+		"empty.yaml": "",
+	} {
+		got, err := configFileJSON(name, []byte(body))
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		want := `{"noise":{"extra_globs":["*/ping"]}}`
+		if name == "empty.yaml" {
+			want = "{}"
+		}
+		if got != want {
+			t.Errorf("%s: got %s, want %s", name, got, want)
+		}
+	}
+}
