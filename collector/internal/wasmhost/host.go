@@ -480,6 +480,12 @@ func (in *instance) call(ctx context.Context, what string, fn api.Function, args
 
 // write copies b into guest memory allocated with cabi_realloc.
 func (in *instance) write(ctx context.Context, b []byte, align uint64, what string) (uint32, uint32, error) {
+	// An argument as large as the whole memory cap cannot fit (and one over
+	// 4 GiB cannot even be passed as an i32): refuse it without a call, so
+	// the instance stays usable.
+	if uint64(len(b)) >= in.capBytes {
+		return 0, 0, &GuestError{Kind: KindOutOfMemory, What: fmt.Sprintf("a copy of the %d-byte %s argument", len(b), what)}
+	}
 	res, err := in.call(ctx, what, in.realloc, 0, 0, align, uint64(len(b)))
 	if err != nil {
 		var te *TrapError

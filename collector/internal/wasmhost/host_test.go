@@ -351,3 +351,17 @@ func TestCloseWhileInFlight(t *testing.T) {
 		t.Fatal("instances kept after close")
 	}
 }
+
+// Scenario: a batch larger than the whole memory cap.
+// Guarantees: out-of-memory without a call, and the instance is kept.
+func TestBatchOverTheCapIsRefusedBeforeTheCall(t *testing.T) {
+	e := load(t, "{}", Options{PoolSize: 1, MaxMemoryMiB: 1})
+	_, err := e.Process(context.Background(), make([]byte, 1<<20))
+	var ge *GuestError
+	if !errors.As(err, &ge) || ge.Kind != KindOutOfMemory {
+		t.Fatalf("want out-of-memory, got %v", err)
+	}
+	if e.Idle() != 1 {
+		t.Fatal("instance discarded")
+	}
+}
