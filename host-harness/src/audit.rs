@@ -44,7 +44,7 @@ pub struct AuditReport {
 }
 
 /// Audits one file. `session` is `None` for a raw audit.
-pub fn audit_file(mut session: Option<&mut Session<'_>>, path: &Path, raw: &[u8]) -> AuditReport {
+pub fn audit_file(mut session: Option<&mut Session>, path: &Path, raw: &[u8]) -> AuditReport {
     let mut report = AuditReport { path: path.display().to_string(), ..AuditReport::default() };
     let batches = match formats::read(raw) {
         Ok((_, batches)) => batches,

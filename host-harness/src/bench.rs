@@ -3,9 +3,12 @@
 //!
 //! The contenders, each timed over every batch of the workload:
 //!
-//! 1. **wasm**: the component under wasmtime through
-//!    [`ScrubberInstance::process`], the API the harness uses, copies of the
-//!    batch into and the output out of the guest included;
+//! 1. **wasm**: the component under wasmtime through [`Scrubber::process`],
+//!    as `replay` and `serve` run it: copies of the batch into and the output
+//!    out of the guest included, and a fresh instance every
+//!    `max_batches_per_instance` batches
+//!    ([`crate::DEFAULT_MAX_BATCHES_PER_INSTANCE`]), its instantiation and
+//!    processor creation included;
 //! 2. **native**: [`tracescrub_processor::Processor::process_into`] with one
 //!    reused output buffer;
 //! 3. **prost round trip**: decode each batch into an
@@ -25,9 +28,8 @@
 //! each is reported.
 //!
 //! Besides throughput the bench reports the guest's linear-memory peak per
-//! batch (a [`wasmtime::ResourceLimiter`] that records every growth, on an
-//! instance of its own), and how long compiling and instantiating the
-//! component take.
+//! batch (each store's limiter records every growth), and how long compiling
+//! and instantiating the component take.
 
 use std::fmt;
 use std::hint::black_box;
@@ -36,13 +38,8 @@ use std::time::{Duration, Instant};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 use tracescrub_processor::{Processor, Stats};
-use wasmtime::Store;
-use wasmtime::component::{Linker, ResourceAny};
 
-use crate::{
-    DEFAULT_EPOCH_DEADLINE_TICKS, DEFAULT_MAX_MEMORY_BYTES, HostError, InstanceOptions, LoadSource, LoadedComponent, Runtime,
-    ScrubberInstance,
-};
+use crate::{HostError, InstanceOptions, LoadSource, LoadedComponent, Runtime, Scrubber, ScrubberInstance};
 
 /// Rounds when none is given.
 pub const DEFAULT_ROUNDS: usize = 7;
@@ -83,6 +80,10 @@ pub struct BenchOptions {
     /// Have wasmtime write `/tmp/perf-PID.map`, so that `perf report` names
     /// the guest's functions.
     pub perf_map: bool,
+    /// Batches the wasm contender's instance processes before a fresh one
+    /// takes over (0: only after a trap); [`crate::DEFAULT_MAX_BATCHES_PER_INSTANCE`]
+    /// is what `replay` and `serve` use.
+    pub max_batches_per_instance: u64,
 }
 
 /// Why the bench could not run.
@@ -169,6 +170,10 @@ pub struct Report {
     pub config_origin: String,
     /// Where the component came from.
     pub component_origin: String,
+    /// The wasm contender's `max_batches_per_instance`.
+    pub max_batches_per_instance: u64,
+    /// Instances the wasm contender built over the timed rounds.
+    pub wasm_instances: u64,
     /// Batches run.
     pub batches: usize,
     /// Spans in them.
@@ -254,7 +259,7 @@ pub fn run(workload: &Workload, options: &BenchOptions, progress: &mut dyn FnMut
     let (instantiate, create_processor) = instantiate_times(&component, &options.config_json)?;
     let load = LoadReport { engine: engine_time, cold_loads, cached_loads, cached_creates, cached_source, instantiate, create_processor };
 
-    let mut scrubber = ScrubberInstance::create(&component, &options.config_json)?;
+    let mut scrubber = Scrubber::new(&component, &options.config_json, &InstanceOptions::default(), options.max_batches_per_instance)?;
     let native = Processor::new(&options.config_json).map_err(|e| BenchError(format!("the native engine rejects the config: {e}")))?;
 
     // Warm-up and check: the same bytes and stats from both engines.
@@ -275,6 +280,7 @@ pub fn run(workload: &Workload, options: &BenchOptions, progress: &mut dyn FnMut
     prost_pass(&workload.batches, &mut prost_buf)?;
     scan_pass(&workload.batches);
 
+    let instances_before = scrubber.instances();
     let orders = orders();
     let mut times: [Vec<Duration>; 4] = Default::default();
     let mut turn = 0;
@@ -300,6 +306,7 @@ pub fn run(workload: &Workload, options: &BenchOptions, progress: &mut dyn FnMut
             time.push(sum);
         }
     }
+    let wasm_instances = scrubber.instances() - instances_before;
     let [wasm, native_t, prost, scan] = times;
     let contenders = [
         Contender::new("wasm", wasm, bytes, spans),
@@ -315,6 +322,8 @@ pub fn run(workload: &Workload, options: &BenchOptions, progress: &mut dyn FnMut
         workload: workload.description.clone(),
         config_origin: options.config_origin.clone(),
         component_origin: options.component_origin.clone(),
+        max_batches_per_instance: options.max_batches_per_instance,
+        wasm_instances,
         batches: workload.batches.len(),
         spans,
         bytes,
@@ -360,7 +369,7 @@ fn instantiate_times(component: &LoadedComponent, config_json: &str) -> Result<(
     Ok((median(&instantiate), median(&create)))
 }
 
-fn wasm_pass(scrubber: &mut ScrubberInstance, batches: &[Vec<u8>]) -> Result<(), BenchError> {
+fn wasm_pass(scrubber: &mut Scrubber, batches: &[Vec<u8>]) -> Result<(), BenchError> {
     for batch in batches {
         let (out, stats) = scrubber.process(black_box(batch))?;
         black_box((out, stats));
@@ -406,79 +415,20 @@ fn median(times: &[Duration]) -> Duration {
 // ---------------------------------------------------------------------------
 // Guest memory.
 
-/// A resource limiter that enforces the memory cap and records the largest
-/// linear memory the guest asked for.
-struct PeakLimiter {
-    max_memory_bytes: usize,
-    peak: usize,
-}
-
-impl wasmtime::ResourceLimiter for PeakLimiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        if desired > self.max_memory_bytes {
-            return Ok(false);
-        }
-        self.peak = self.peak.max(desired);
-        Ok(true)
-    }
-
-    fn table_growing(&mut self, _current: usize, _desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        Ok(true)
-    }
-}
-
-/// An instance of the component in a store whose limiter records the
-/// memory peak. Built from the same pre-linked component as
-/// [`ScrubberInstance`], with the same cap and deadline; used only to
-/// measure memory, never timed.
-struct MemoryProbe {
-    store: Store<PeakLimiter>,
-    bindings: crate::bindings::SpanProcessor,
-    processor: ResourceAny,
-}
-
-impl MemoryProbe {
-    fn new(pre: &crate::bindings::SpanProcessorPre<PeakLimiter>, config_json: &str) -> Result<MemoryProbe, BenchError> {
-        let engine = pre.instance_pre().component().engine();
-        let mut store = Store::new(engine, PeakLimiter { max_memory_bytes: DEFAULT_MAX_MEMORY_BYTES, peak: 0 });
-        store.limiter(|limiter| limiter);
-        store.set_epoch_deadline(DEFAULT_EPOCH_DEADLINE_TICKS);
-        let bindings = pre.instantiate(&mut store).map_err(HostError::Instantiate)?;
-        let created =
-            bindings.tracescrub_processor_transform().processor().call_create(&mut store, config_json).map_err(HostError::Trap)?;
-        let processor = created.map_err(|e| BenchError(format!("the component rejects the config: {e:?}")))?;
-        Ok(MemoryProbe { store, bindings, processor })
-    }
-
-    fn process(&mut self, batch: &[u8]) -> Result<(), BenchError> {
-        self.store.set_epoch_deadline(DEFAULT_EPOCH_DEADLINE_TICKS);
-        let guest = self.bindings.tracescrub_processor_transform();
-        let result = guest.processor().call_process(&mut self.store, self.processor, batch).map_err(HostError::Trap)?;
-        result.map(drop).map_err(|e| BenchError(format!("the component rejects a batch: {e:?}")))
-    }
-
-    fn peak(&self) -> usize {
-        self.store.data().peak
-    }
-}
-
 fn memory_report(component: &LoadedComponent, config_json: &str, batches: &[Vec<u8>]) -> Result<MemoryReport, BenchError> {
-    let wasm_component = component.component();
-    let linker = Linker::<PeakLimiter>::new(wasm_component.engine());
-    let pre = linker.instantiate_pre(wasm_component).map_err(HostError::Link)?;
-    let pre = crate::bindings::SpanProcessorPre::new(pre).map_err(HostError::Link)?;
-    let baseline = MemoryProbe::new(&pre, config_json)?.peak();
+    let fresh = || ScrubberInstance::create(component, config_json);
+    let baseline = fresh()?.memory_peak();
     let mut per_batch_peak = Vec::with_capacity(batches.len());
     for batch in batches {
-        let mut probe = MemoryProbe::new(&pre, config_json)?;
-        probe.process(batch)?;
-        per_batch_peak.push((batch.len(), probe.peak()));
+        let mut instance = fresh()?;
+        instance.process(batch)?;
+        per_batch_peak.push((batch.len(), instance.memory_peak()));
     }
-    let mut whole = MemoryProbe::new(&pre, config_json)?;
+    let mut whole = fresh()?;
     for batch in batches {
         whole.process(batch)?;
     }
-    Ok(MemoryReport { baseline, per_batch_peak, run_peak: whole.peak() })
+    Ok(MemoryReport { baseline, per_batch_peak, run_peak: whole.memory_peak() })
 }
 
 // ---------------------------------------------------------------------------
@@ -538,6 +488,12 @@ impl fmt::Display for Report {
             self.largest_batch as f64 / MB
         )?;
         writeln!(f, "config: {}; component: {}", self.config_origin, self.component_origin)?;
+        let renewal = match self.max_batches_per_instance {
+            0 => "one instance for every batch (renewed only after a trap)".to_owned(),
+            1 => "a fresh instance for every batch".to_owned(),
+            n => format!("a fresh instance every {n} batches"),
+        };
+        writeln!(f, "wasm runs {renewal}: {} instances over the timed rounds", self.wasm_instances)?;
         writeln!(
             f,
             "processing: {} spans dropped ({:.1} %), {} values masked, output {:.1} MB ({:.1} % of input); component and native outputs identical",
@@ -581,7 +537,7 @@ impl fmt::Display for Report {
         let (worst_len, worst_peak) = m.per_batch_peak.iter().copied().max_by(|&a, &b| growth(a).total_cmp(&growth(b))).unwrap_or((1, 0));
         let (lo, mid, hi) =
             (peaks.first().copied().unwrap_or(0), peaks.get(peaks.len() / 2).copied().unwrap_or(0), peaks.last().copied().unwrap_or(0));
-        writeln!(f, "guest linear memory (largest memory.grow request seen by a ResourceLimiter):")?;
+        writeln!(f, "guest linear memory (largest memory.grow the store's limiter allowed):")?;
         writeln!(f, "  after instantiate + create processor: {}", mib(m.baseline))?;
         writeln!(f, "  fresh instance, one batch: min {} / median {} / max {}", mib(lo), mib(mid), mib(hi))?;
         writeln!(
@@ -624,6 +580,7 @@ impl fmt::Display for Report {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::DEFAULT_MAX_BATCHES_PER_INSTANCE;
     use crate::corpus::{CorpusOptions, generate};
 
     #[test]
@@ -673,6 +630,7 @@ mod tests {
             rounds: 2,
             cold_loads: 1,
             perf_map: false,
+            max_batches_per_instance: DEFAULT_MAX_BATCHES_PER_INSTANCE,
         };
         let report = run(&workload, &options, &mut |_| {}).unwrap();
         assert_eq!(report.spans, corpus.spans);
@@ -726,6 +684,7 @@ mod tests {
             rounds: 1,
             cold_loads: 1,
             perf_map: false,
+            max_batches_per_instance: DEFAULT_MAX_BATCHES_PER_INSTANCE,
         };
         assert!(run(&workload, &options, &mut |_| {}).is_err());
     }

@@ -126,14 +126,16 @@ fn not_traces(object: &serde_json::Map<String, serde_json::Value>) -> String {
     }
 }
 
-/// A JSON syntax or type error, with where it was but not what was there.
+/// A JSON syntax or type error, with where it was but not what was there:
+/// serde's syntax messages never quote the input ("EOF while parsing a
+/// value"), its type messages do ("invalid type: string \"...\""), so those
+/// lose their quoted runs.
 fn json_error(e: &serde_json::Error) -> BodyError {
-    let what = match e.classify() {
-        serde_json::error::Category::Eof => "the document ends early",
-        serde_json::error::Category::Syntax => "invalid JSON syntax",
-        serde_json::error::Category::Data | serde_json::error::Category::Io => "invalid JSON value",
+    let reason = match e.classify() {
+        serde_json::error::Category::Eof | serde_json::error::Category::Syntax => e.to_string(),
+        serde_json::error::Category::Data | serde_json::error::Category::Io => redact_quoted(&e.to_string()),
     };
-    BodyError::new(BodyErrorKind::Malformed, format!("not OTLP JSON (line {} column {}): {what}", e.line(), e.column()))
+    BodyError::new(BodyErrorKind::Malformed, format!("not OTLP JSON (line {} column {}): {reason}", e.line(), e.column()))
 }
 
 /// A serde message with every quoted run (`"..."`, `` `...` ``, `'...'`)

@@ -397,6 +397,6 @@ mod tests {
         let bomb = gz(&vec![0u8; 4 << 20]);
         assert!(bomb.len() < 64 << 10);
         let err = read_limited(&bomb, 1 << 20).unwrap_err();
-        assert!(err.0.contains("larger than 1048576 bytes"), "{err}");
+        assert!(err.0.contains("past the limit of 1048576 bytes"), "{err}");
     }
 }

@@ -46,6 +46,7 @@ pub mod formats;
 mod introspect;
 pub mod replay;
 pub mod residual;
+mod scrubber;
 pub mod serve;
 
 use std::path::PathBuf;
@@ -60,6 +61,7 @@ use wasmtime::{Engine, OptLevel, Store, StoreLimits, StoreLimitsBuilder};
 pub use cache::LoadSource;
 pub use error::{HostError, one_line};
 pub use introspect::{component_exports, component_imports};
+pub use scrubber::{DEFAULT_MAX_BATCHES_PER_INSTANCE, Scrubber};
 
 /// The span-processor component built from this workspace by `build.rs`
 /// (or the file named by `TRACESCRUB_COMPONENT_OVERRIDE` at build time).
@@ -131,6 +133,7 @@ impl Runtime {
         config.wasm_component_model(true);
         config.epoch_interruption(true);
         config.cranelift_opt_level(OptLevel::Speed);
+        config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pooling()));
         if perf_map {
             config.profiler(wasmtime::ProfilingStrategy::PerfMap);
         }
@@ -170,15 +173,79 @@ impl Runtime {
     }
 }
 
+/// Instances that can be live at once in one [`Runtime`]: a worker per core
+/// in `serve`, each with the instance of a version being swapped in beside
+/// its own, fits many times over.
+pub const POOL_SLOTS: u32 = 128;
+
+/// Linear memory kept resident per pool slot when its instance is dropped
+/// (zeroed with memset, not decommitted): more than a 2048-span batch's guest
+/// peak, so a fresh instance per batch touches no new page.
+pub const KEEP_RESIDENT_BYTES: usize = 64 << 20;
+
+/// The pooling allocator's settings. Instances come from slots reserved up
+/// front, and a slot is reset when its instance is dropped (its memory
+/// zeroed with `madvise`), so a fresh instance per batch costs a slot reset,
+/// not a round of `mmap`s, and never sees an earlier batch's data. The slots
+/// are address space, not memory: each reserves wasmtime's default
+/// `memory_reservation` (4 GiB plus guards) and commits only what the guest
+/// touches.
+fn pooling() -> wasmtime::PoolingAllocationConfig {
+    let mut pool = wasmtime::PoolingAllocationConfig::default();
+    pool.total_component_instances(POOL_SLOTS).total_core_instances(POOL_SLOTS).total_memories(POOL_SLOTS).total_tables(POOL_SLOTS);
+    // Zero a used memory with memset up to this size rather than madvise:
+    // the pages stay resident, and the next instance does not take a page
+    // fault on every page it touches again.
+    pool.linear_memory_keep_resident(KEEP_RESIDENT_BYTES);
+    pool
+}
+
 impl std::fmt::Debug for Runtime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Runtime").field("cache", &self.cache).finish_non_exhaustive()
     }
 }
 
-/// The data each store carries: its resource limits.
+/// The data each store carries: its resource limits, and the largest linear
+/// memory the guest has grown to.
 struct StoreState {
     limits: StoreLimits,
+    /// Bytes; the memory's initial size counts as a growth from 0.
+    memory_peak: usize,
+}
+
+impl wasmtime::ResourceLimiter for StoreState {
+    fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let allowed = self.limits.memory_growing(current, desired, maximum)?;
+        if allowed {
+            self.memory_peak = self.memory_peak.max(desired);
+        }
+        Ok(allowed)
+    }
+
+    fn table_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        self.limits.table_growing(current, desired, maximum)
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.limits.memory_grow_failed(error)
+    }
+
+    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.limits.table_grow_failed(error)
+    }
+
+    fn instances(&self) -> usize {
+        self.limits.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.limits.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.limits.memories()
+    }
 }
 
 /// A compiled span-processor component, linked against nothing and ready to
@@ -301,8 +368,8 @@ impl ComponentInstance {
             // instance. (Copying in a batch larger than the cap still traps.)
             .trap_on_grow_failure(false)
             .build();
-        let mut store = Store::new(&component.engine, StoreState { limits });
-        store.limiter(|state| &mut state.limits);
+        let mut store = Store::new(&component.engine, StoreState { limits, memory_peak: 0 });
+        store.limiter(|state| state);
         // Instantiation can run guest code (start functions), so the
         // deadline must be set before it too; see `call`.
         store.set_epoch_deadline(options.epoch_deadline_ticks);
@@ -319,6 +386,12 @@ impl ComponentInstance {
     /// Whether a call trapped, so the instance refuses further calls.
     pub fn is_poisoned(&self) -> bool {
         self.poisoned
+    }
+
+    /// The largest the guest's linear memory has been, in bytes, since the
+    /// instance was created.
+    pub fn memory_peak(&self) -> usize {
+        self.store.data().memory_peak
     }
 
     /// The deadline of each later call, in epoch ticks from its start, in
@@ -464,6 +537,11 @@ impl ScrubberInstance {
     /// Whether a call trapped, so the instance refuses further calls.
     pub fn is_poisoned(&self) -> bool {
         self.instance.is_poisoned()
+    }
+
+    /// The largest the guest's linear memory has been, in bytes.
+    pub fn memory_peak(&self) -> usize {
+        self.instance.memory_peak()
     }
 
     /// The deadline of each later call, in epoch ticks from its start.

@@ -155,6 +155,10 @@ Example:
         /// functions (a component built without stripping has names).
         #[arg(long)]
         perf_map: bool,
+        /// Batches the wasm pass's instance processes before a fresh instance
+        /// takes over, as in `replay` and `serve` (0: only after a trap).
+        #[arg(long, value_name = "N", default_value_t = tracescrub::DEFAULT_MAX_BATCHES_PER_INSTANCE)]
+        max_batches_per_instance: u64,
         /// Files or directories of captured OTLP trace batches [default: a
         /// generated corpus].
         #[arg(value_name = "INPUT")]
@@ -215,7 +219,8 @@ host takes it out before the component sees the rest). Flags override it:
     upstream_timeout_ms: 5000
     # also: listen_http, listen_grpc, admin, workers, max_body_bytes,
     # max_decompressed_bytes, batch_memory_bytes, batch_deadline_ms,
-    # max_in_flight, body_timeout_ms, split_batches (upstream_headers and
+    # max_in_flight, body_timeout_ms, split_batches,
+    # max_batches_per_instance (upstream_headers and
     # upstream_gzip change on reload; the rest at restart)
 
 Admin: GET /metrics (Prometheus), GET /healthz, GET /readyz, POST /-/reload.
@@ -300,6 +305,11 @@ struct ServeArgs {
     /// to spare.
     #[arg(long)]
     no_split_batches: bool,
+    /// Batches a worker's instance processes before a fresh instance takes
+    /// over, so that no batch's data stays in a guest while the next runs;
+    /// 0: renew only after a trap [default: 32].
+    #[arg(long, value_name = "N")]
+    max_batches_per_instance: Option<u64>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -338,6 +348,7 @@ fn serve(args: ServeArgs) -> Result<bool, Fatal> {
     cli.max_in_flight = args.max_in_flight;
     cli.body_timeout_ms = args.body_timeout_ms;
     cli.split_batches = args.no_split_batches.then_some(false);
+    cli.max_batches_per_instance = args.max_batches_per_instance;
     let sources = tracescrub::serve::version::Sources { config: args.config, component: args.component, cli };
     tracescrub::serve::run(tracescrub::serve::ServeOptions { sources })?;
     Ok(true)
@@ -395,8 +406,8 @@ fn main() -> ExitCode {
         Command::Config(ConfigCommand::Check { file }) => config_check(&file),
         Command::Inspect { component, save } => inspect(component.as_deref(), save.as_deref()),
         Command::Serve(args) => serve(*args),
-        Command::Bench { config, component, batch_spans, rounds, seed, spans, perf_map, inputs } => {
-            let args = BenchArgs { config, component, batch_spans, rounds, seed, spans, perf_map, inputs };
+        Command::Bench { config, component, batch_spans, rounds, seed, spans, perf_map, max_batches_per_instance, inputs } => {
+            let args = BenchArgs { config, component, batch_spans, rounds, seed, spans, perf_map, max_batches_per_instance, inputs };
             bench(&args)
         }
     };
@@ -440,7 +451,7 @@ fn config_json(path: Option<&Path>) -> Result<String, Fatal> {
 }
 
 /// Builds a session, turning a rejected config into a listing of its problems.
-fn session<'c>(component: &'c LoadedComponent, config: &str, origin: Option<&Path>) -> Result<Session<'c>, Fatal> {
+fn session(component: &LoadedComponent, config: &str, origin: Option<&Path>) -> Result<Session, Fatal> {
     Session::new(component, config, InstanceOptions::default()).map_err(|e| match e {
         HostError::Processor(EngineError::InvalidConfig(problems)) => {
             let mut text = format!("config {} is invalid:", origin.map_or("(default)".into(), |p| p.display().to_string()));
@@ -740,6 +751,7 @@ struct BenchArgs {
     seed: u64,
     spans: usize,
     perf_map: bool,
+    max_batches_per_instance: u64,
     inputs: Vec<PathBuf>,
 }
 
@@ -775,6 +787,7 @@ fn bench(args: &BenchArgs) -> Result<bool, Fatal> {
         rounds: args.rounds,
         cold_loads: tracescrub::bench::DEFAULT_COLD_LOADS,
         perf_map: args.perf_map,
+        max_batches_per_instance: args.max_batches_per_instance,
     };
     let report = tracescrub::bench::run(&workload, &options, &mut |what| eprintln!("bench: {what}"))?;
     say!("{report}");

@@ -11,7 +11,7 @@ use serde::Serialize;
 use tracescrub_processor::{Finding, Stats};
 
 use crate::formats::{self, Format, Location};
-use crate::{HostError, InstanceOptions, LoadedComponent, ScrubberInstance};
+use crate::{DEFAULT_MAX_BATCHES_PER_INSTANCE, HostError, InstanceOptions, LoadedComponent, Scrubber};
 
 /// One input file, and the path its output takes under `--out`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,46 +104,41 @@ fn walk(root: &Path, dir: &Path, inputs: &mut Vec<Input>) -> Result<(), InputErr
     Ok(())
 }
 
-/// A component instance with one processor, renewed after any trap.
-pub struct Session<'c> {
-    component: &'c LoadedComponent,
-    config_json: String,
-    options: InstanceOptions,
-    scrubber: ScrubberInstance,
+/// The component with one processor, as `replay` and `audit` run it: a
+/// [`Scrubber`] with the default renewal ([`DEFAULT_MAX_BATCHES_PER_INSTANCE`]
+/// batches, and after any trap), counting the traps.
+pub struct Session {
+    scrubber: Scrubber,
     /// Traps seen, each of which cost an instance.
     pub traps: u64,
 }
 
-impl<'c> Session<'c> {
+impl Session {
     /// Instantiates `component` and configures it. A bad config is
     /// `HostError::Processor(Error::InvalidConfig(..))` listing every problem.
-    pub fn new(component: &'c LoadedComponent, config_json: &str, options: InstanceOptions) -> Result<Session<'c>, HostError> {
-        let scrubber = ScrubberInstance::create_with(component, config_json, &options)?;
-        Ok(Session { component, config_json: config_json.to_owned(), options, scrubber, traps: 0 })
+    pub fn new(component: &LoadedComponent, config_json: &str, options: InstanceOptions) -> Result<Session, HostError> {
+        let scrubber = Scrubber::new(component, config_json, &options, DEFAULT_MAX_BATCHES_PER_INSTANCE)?;
+        Ok(Session { scrubber, traps: 0 })
     }
 
     /// Processes one batch.
     pub fn process(&mut self, batch: &[u8]) -> Result<(Vec<u8>, Stats), HostError> {
         let result = self.scrubber.process(batch);
-        self.renew_if_poisoned()?;
+        self.count(&result);
         result
     }
 
     /// Processes one batch and lists what was done.
     pub fn explain(&mut self, batch: &[u8]) -> Result<(Vec<u8>, Stats, Vec<Finding>), HostError> {
         let result = self.scrubber.explain(batch);
-        self.renew_if_poisoned()?;
+        self.count(&result);
         result
     }
 
-    /// A trapped instance is never used again (its memory may be
-    /// half-updated): build a fresh one for the next batch.
-    fn renew_if_poisoned(&mut self) -> Result<(), HostError> {
-        if self.scrubber.is_poisoned() {
+    fn count<T>(&mut self, result: &Result<T, HostError>) {
+        if matches!(result, Err(HostError::Trap(_))) {
             self.traps += 1;
-            self.scrubber = ScrubberInstance::create_with(self.component, &self.config_json, &self.options)?;
         }
-        Ok(())
     }
 }
 
@@ -210,7 +205,7 @@ pub struct FileReport {
 /// Replays one file: its report, and its processed content in the same
 /// format (without the batches that failed), or `None` if it could not be
 /// read at all.
-pub fn replay_file(session: &mut Session<'_>, path: &Path, raw: &[u8]) -> (FileReport, Option<Vec<u8>>) {
+pub fn replay_file(session: &mut Session, path: &Path, raw: &[u8]) -> (FileReport, Option<Vec<u8>>) {
     let mut report = FileReport { path: path.display().to_string(), format: None, counts: Counts::default(), failures: Vec::new() };
     let (format, batches) = match formats::read(raw) {
         Ok(read) => read,

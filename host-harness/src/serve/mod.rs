@@ -239,16 +239,7 @@ impl Gateway {
         let ticker = EpochTicker::start(&runtime).map_err(|e| ServeError::Start(format!("cannot start the epoch ticker thread: {e}")))?;
         let first = version::build(&runtime, &sources, 1, None, &instance_options).map_err(ServeError::Version)?;
         let active = Arc::new(RwLock::new(Arc::new(first)));
-        let pool = Pool::start(
-            settings.workers,
-            settings.max_in_flight,
-            Arc::clone(&active),
-            instance_options.clone(),
-            settings.batch_deadline,
-            settings.max_decompressed_bytes,
-            settings.split_batches,
-        )
-        .map_err(ServeError::Start)?;
+        let pool = Pool::start(&settings, Arc::clone(&active), instance_options.clone()).map_err(ServeError::Start)?;
         let upstream = Upstream::new(&settings.upstream, settings.upstream_timeout).map_err(ServeError::Start)?;
         Ok(Arc::new(Gateway {
             active,

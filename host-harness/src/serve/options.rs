@@ -83,6 +83,9 @@ pub struct GatewaySection {
     pub body_timeout_ms: Option<u64>,
     /// Whether idle workers may process parts of a large batch at once.
     pub split_batches: Option<bool>,
+    /// Batches a worker's instance processes before a fresh one takes over
+    /// (0: only after a trap).
+    pub max_batches_per_instance: Option<u64>,
 }
 
 /// The upstream's protocol.
@@ -151,6 +154,9 @@ pub struct Settings {
     pub body_timeout: Duration,
     /// Whether idle workers may process parts of a large batch at once.
     pub split_batches: bool,
+    /// Batches a worker's instance processes before a fresh one takes over
+    /// (0: only after a trap).
+    pub max_batches_per_instance: u64,
     /// What may change with a reload.
     pub forward: Forward,
 }
@@ -228,6 +234,10 @@ impl GatewaySection {
             max_in_flight: cli.max_in_flight.or(self.max_in_flight).unwrap_or(DEFAULT_MAX_IN_FLIGHT),
             body_timeout: Duration::from_millis(cli.body_timeout_ms.or(self.body_timeout_ms).unwrap_or(DEFAULT_BODY_TIMEOUT_MS)),
             split_batches: cli.split_batches.or(self.split_batches).unwrap_or(true),
+            max_batches_per_instance: cli
+                .max_batches_per_instance
+                .or(self.max_batches_per_instance)
+                .unwrap_or(crate::DEFAULT_MAX_BATCHES_PER_INSTANCE),
             forward: Forward { headers, gzip: cli.upstream_gzip.or(self.upstream_gzip).unwrap_or(false) },
         };
         settings.check()?;
@@ -262,7 +272,7 @@ impl Settings {
     /// by name: a reload cannot change them.
     pub fn fixed_changes(&self, other: &Settings) -> Vec<&'static str> {
         let mut changed = Vec::new();
-        let pairs: [(&'static str, bool); 13] = [
+        let pairs: [(&'static str, bool); 14] = [
             ("upstream", self.upstream != other.upstream),
             ("upstream_timeout_ms", self.upstream_timeout != other.upstream_timeout),
             ("listen_http", self.listen_http != other.listen_http),
@@ -276,6 +286,7 @@ impl Settings {
             ("max_in_flight", self.max_in_flight != other.max_in_flight),
             ("body_timeout_ms", self.body_timeout != other.body_timeout),
             ("split_batches", self.split_batches != other.split_batches),
+            ("max_batches_per_instance", self.max_batches_per_instance != other.max_batches_per_instance),
         ];
         for (name, differs) in pairs {
             if differs {

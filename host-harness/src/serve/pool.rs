@@ -4,8 +4,10 @@
 //! A job carries the version its request captured when it started. A worker
 //! runs it on an instance of exactly that version, building one when its
 //! own is of another version, so a batch in flight during a swap finishes on
-//! the version it started with. A trap or a passed deadline discards the
-//! instance (it is poisoned); the next job builds a fresh one.
+//! the version it started with. A worker's [`Scrubber`] renews its instance
+//! after `max_batches_per_instance` batches, and after a trap or a passed
+//! deadline (the instance is poisoned); the next instance is built right
+//! after the reply goes out.
 //!
 //! Workers also do the request's other CPU work, off the async runtime:
 //! gzip decompression (capped), OTLP/JSON decoding, and gzip for upstream.
@@ -35,8 +37,9 @@ use hyper::body::Bytes;
 use tokio::sync::oneshot;
 use tracescrub_processor::{PartLinks, Stats};
 
+use super::options::Settings;
 use super::version::{Shared, Version};
-use crate::{HostError, InstanceOptions, Runtime, ScrubberInstance};
+use crate::{HostError, InstanceOptions, Runtime, Scrubber};
 
 /// The smallest part of a batch worth handing to another worker: below
 /// it, waking the worker costs about what the part would save. So batches
@@ -226,6 +229,8 @@ struct Common {
     max_batch: u64,
     /// Whether idle workers may take parts of a batch.
     split: bool,
+    /// Batches an instance processes before a fresh one takes over.
+    max_batches_per_instance: u64,
 }
 
 impl Common {
@@ -289,28 +294,23 @@ pub fn max_batch_for_memory(memory_cap: u64) -> u64 {
 }
 
 impl Pool {
-    /// Starts `workers` threads, each with an instance of the active
-    /// version built before this returns. The queue holds `queue` jobs.
-    pub fn start(
-        workers: usize,
-        queue: usize,
-        active: Arc<RwLock<Shared>>,
-        options: InstanceOptions,
-        deadline: Duration,
-        max_decompressed: u64,
-        split: bool,
-    ) -> Result<Pool, String> {
+    /// Starts `settings.workers` threads, each with an instance of the
+    /// active version built before this returns. The queue holds
+    /// `settings.max_in_flight` jobs.
+    pub fn start(settings: &Settings, active: Arc<RwLock<Shared>>, options: InstanceOptions) -> Result<Pool, String> {
+        let workers = settings.workers;
         let max_batch = max_batch_for_memory(options.max_memory_bytes as u64);
-        let queue = Queue { batches: VecDeque::new(), parts: VecDeque::new(), capacity: queue, idle: 0, closed: false };
+        let queue = Queue { batches: VecDeque::new(), parts: VecDeque::new(), capacity: settings.max_in_flight, idle: 0, closed: false };
         let shared = Arc::new(Common {
             queue: Mutex::new(queue),
             ready: Condvar::new(),
             active,
             options,
-            deadline,
-            max_decompressed,
+            deadline: settings.batch_deadline,
+            max_decompressed: settings.max_decompressed_bytes,
             max_batch,
-            split,
+            split: settings.split_batches,
+            max_batches_per_instance: settings.max_batches_per_instance,
         });
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let mut threads = Vec::with_capacity(workers);
@@ -359,8 +359,8 @@ impl Drop for Pool {
 
 struct Worker {
     shared: Arc<Common>,
-    /// The instance and the id of its version.
-    instance: Option<(u64, ScrubberInstance)>,
+    /// The scrubber (which renews its instance) and the id of its version.
+    instance: Option<(u64, Scrubber)>,
 }
 
 impl Worker {
@@ -370,12 +370,16 @@ impl Worker {
         let _ = ready.send(started);
         while let Some(task) = self.shared.next_task() {
             match task {
-                Task::Batch(job) => self.handle(job),
+                Task::Batch(job) => {
+                    self.handle(job);
+                    self.prepare();
+                }
                 Task::Part(part) => {
                     let result = self.run_part(&part.version, &part.bytes, part.deadline);
                     // Fails only if the owner stopped waiting (another part
                     // failed).
                     let _ = part.reply.send(result);
+                    self.prepare();
                 }
                 Task::Idle => {
                     let active = self.active();
@@ -390,12 +394,23 @@ impl Worker {
         Arc::clone(&self.shared.active.read().unwrap_or_else(std::sync::PoisonError::into_inner))
     }
 
-    fn instance_for(&mut self, version: &Version) -> Result<&mut ScrubberInstance, HostError> {
-        let current = matches!(&self.instance, Some((id, i)) if *id == version.id && !i.is_poisoned());
-        if !current {
+    /// Builds the next instance once the reply is sent, if the last batch
+    /// used up the instance (`max_batches_per_instance`) or trapped, so the
+    /// next batch does not wait for one. Best effort: a failure here shows
+    /// again on the next job.
+    fn prepare(&mut self) {
+        if let Some((_, scrubber)) = &mut self.instance {
+            scrubber.set_epoch_deadline_ticks(self.shared.options.epoch_deadline_ticks);
+            let _ = scrubber.prepare();
+        }
+    }
+
+    fn instance_for(&mut self, version: &Version) -> Result<&mut Scrubber, HostError> {
+        if !matches!(&self.instance, Some((id, _)) if *id == version.id) {
             self.instance = None;
-            let instance = ScrubberInstance::create_with(&version.component, &version.config_json, &self.shared.options)?;
-            self.instance = Some((version.id, instance));
+            let scrubber =
+                Scrubber::new(&version.component, &version.config_json, &self.shared.options, self.shared.max_batches_per_instance)?;
+            self.instance = Some((version.id, scrubber));
         }
         match &mut self.instance {
             Some((_, instance)) => Ok(instance),
@@ -475,7 +490,7 @@ impl Worker {
         &mut self,
         version: &Version,
         deadline: Instant,
-        call: impl FnOnce(&mut ScrubberInstance) -> Result<T, HostError>,
+        call: impl FnOnce(&mut Scrubber) -> Result<T, HostError>,
     ) -> Result<T, BatchError> {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -487,11 +502,9 @@ impl Worker {
             None => BatchError::Internal(format!("cannot instantiate the component: {}", describe(&e))),
         })?;
         instance.set_epoch_deadline_ticks(deadline_ticks(left));
-        let result = call(instance);
-        if result.is_err() && instance.is_poisoned() {
-            self.instance = None;
-        }
-        result.map_err(|e| match e {
+        // A trap discards the instance inside the scrubber; the next call
+        // gets a fresh one.
+        call(instance).map_err(|e| match e {
             HostError::Processor(tracescrub_processor::Error::Malformed(m)) => {
                 BatchError::Malformed { offset: Some(m.offset), message: m.to_string() }
             }
