@@ -73,12 +73,12 @@ class Collector:
             "receivers": {"otlp": {"protocols": {"http": {"endpoint": f"127.0.0.1:{self.http_port}"},
                                                  "grpc": {"endpoint": self.grpc}}}},
             "processors": {"tracescrub": processor},
-            "exporters": {"otlphttp": {"endpoint": self.sink_url, "compression": "none",
+            "exporters": {"otlp_http": {"endpoint": self.sink_url, "compression": "none",
                                        "sending_queue": {"enabled": False}, "retry_on_failure": {"enabled": False}}},
             "service": {
                 "telemetry": {"metrics": {"level": "detailed", "readers": [{"pull": {"exporter": {"prometheus": {
                     "host": "127.0.0.1", "port": self.telemetry_port}}}}]}},
-                "pipelines": {"traces": {"receivers": ["otlp"], "processors": ["tracescrub"], "exporters": ["otlphttp"]}},
+                "pipelines": {"traces": {"receivers": ["otlp"], "processors": ["tracescrub"], "exporters": ["otlp_http"]}},
             },
         }
         harness.write_atomic(self.config_path, json.dumps(config, indent=1))
@@ -188,7 +188,7 @@ def test_sighup_with_changed_config_changes_what_is_dropped(tmp_path, procs):
     col.write_config({"component": component_file(), "config": {"noise": {"extra_globs": ["*/api/user-metrics"]}}})
     col.sighup()
     col.wait_ready(2)
-    assert send(col) == [(8, SpanExportResult.SUCCESS)]
+    assert send(col) == [(9, SpanExportResult.SUCCESS)]
     after = {s["name"] for s in spans_of(sink.records()[-1])}
     assert after == KEPT - {"GET /api/user-metrics"}, after
     assert col.proc.poll() is None
@@ -196,8 +196,8 @@ def test_sighup_with_changed_config_changes_what_is_dropped(tmp_path, procs):
 
 def test_broken_component_over_watched_file_leaves_old_version_serving(tmp_path, procs):
     """Scenario: the processor watches its component file and its config file
-    (`reload_interval`); garbage is written over the component, then a config
-    file with a bad glob over the config.
+    (`reload_interval`); a config with a bad glob is written over the config
+    file, then garbage over the component.
     Guarantees: each broken version is refused and counted as a failed
     reload; the old version keeps serving (numbers masked, noise dropped);
     the collector neither exits nor restarts its pipeline. A good config
@@ -213,12 +213,17 @@ def test_broken_component_over_watched_file_leaves_old_version_serving(tmp_path,
     procs.append(col)
     assert send(col) == [(9, SpanExportResult.SUCCESS)]
 
-    harness.write_atomic(component, b"\0asm not a component at all")
-    harness.wait_until(lambda: col.metric("otelcol_processor_tracescrub_reloads", outcome="failure") >= 1, 30,
-                       "a failed reload counted after a broken component")
     harness.write_atomic(ts_config, "noise:\n  globs: ['[unclosed']\n")
-    harness.wait_until(lambda: col.metric("otelcol_processor_tracescrub_reloads", outcome="failure") >= 2, 30,
+    harness.wait_until(lambda: col.metric("otelcol_processor_tracescrub_reloads", outcome="failure") >= 1, 30,
                        "a failed reload counted after a broken config")
+    assert send(col) == [(9, SpanExportResult.SUCCESS)]
+    assert {s["name"] for s in spans_of(sink.records()[-1])} == KEPT
+    harness.write_atomic(component, b"\0asm not a component at all")
+    harness.wait_until(lambda: col.metric("otelcol_processor_tracescrub_reloads", outcome="failure") >= 2, 30,
+                       "a failed reload counted after a broken component")
+    with open(col.log, encoding="utf-8", errors="replace") as f:
+        log = f.read()
+    assert "noise.globs[0]" in log and "want a component" in log, "each failed reload says why"
 
     assert send(col) == [(9, SpanExportResult.SUCCESS)]
     record = sink.records()[-1]
@@ -232,7 +237,7 @@ def test_broken_component_over_watched_file_leaves_old_version_serving(tmp_path,
     harness.write_atomic(ts_config, "noise:\n  extra_globs: ['*/api/user-metrics']\n")
     harness.wait_until(lambda: col.metric("otelcol_processor_tracescrub_reloads", outcome="success") >= 1, 30,
                        "a successful reload after the repair")
-    assert send(col) == [(8, SpanExportResult.SUCCESS)]
+    assert send(col) == [(9, SpanExportResult.SUCCESS)]
     assert {s["name"] for s in spans_of(sink.records()[-1])} == KEPT - {"GET /api/user-metrics"}
     assert col.ready_count() == 1
 
