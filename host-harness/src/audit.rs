@@ -3,7 +3,7 @@
 //!
 //! An audit changes nothing. It explains each batch through the component,
 //! then decodes the processed batch and runs the independent
-//! [`residual`](crate::residual) scan over it. With `raw`, it skips the
+//! [`residual`] scan over it. With `raw`, it skips the
 //! processor and scans the input as it is: what leaks today.
 
 use std::path::Path;

@@ -18,7 +18,7 @@
 //!   (and identical) file over the other's.
 //! - **Trust**: an artifact is mapped and run as native code, so it is
 //!   only used if the directory and the file belong to the current user
-//!   and no one else can write them ([`deserialize_artifact`] says why).
+//!   and no one else can write them (`deserialize_artifact` says why).
 //!   The directory is created `0700` and artifacts `0600`. A directory that
 //!   fails the check is neither read nor written (one warning says how to
 //!   fix it); an artifact that fails it is compiled again and replaced.

@@ -26,7 +26,7 @@ pub enum Detector {
 }
 
 impl Detector {
-    /// Every detector, in [`Detector::index`] order.
+    /// Every detector, in `Detector::index` order.
     pub const ALL: [Detector; 5] = [Detector::Fnr, Detector::DNumber, Detector::HNumber, Detector::Synthetic, Detector::Any11];
 
     /// The name used in config and stats.
