@@ -55,24 +55,39 @@ pub fn is_valid_number(d: &[u8]) -> bool {
     (1..=days).contains(&day)
 }
 
-/// Every valid personal number in `text`: maximal 11-digit runs and the
-/// 6+space/dash+5 split form, each with no digit around it.
+/// What may join the 6 and the 5 digits of the split form: typed (space,
+/// dash, tab), from a word processor (no-break space, narrow no-break space,
+/// en dash), or as a URL query encodes a typed one (`+`, `%20`, `%2D`,
+/// `%C2%A0`, compared without regard to case).
+const SPLIT_SEPARATORS: [&str; 10] = [" ", "-", "\t", "\u{a0}", "\u{202f}", "\u{2013}", "+", "%20", "%2d", "%c2%a0"];
+
+/// Every valid personal number in `text`: maximal 11-digit runs, and the
+/// split form (a maximal 6-digit run, a separator, 5 digits with no digit
+/// after them).
 pub fn numbers_in(text: &[u8]) -> usize {
     let runs = digit_runs(text);
     let mut found = 0;
-    for (i, &(s, e)) in runs.iter().enumerate() {
+    for &(s, e) in &runs {
         if e - s == 11 && is_valid_number(&text[s..e]) {
             found += 1;
         }
-        if e - s == 6
-            && let Some(&(s2, e2)) = runs.get(i + 1)
-            && s2 == e + 1
-            && e2 - s2 == 5
-            && matches!(text[e], b' ' | b'-')
-        {
-            let joined: Vec<u8> = text[s..e].iter().chain(&text[s2..e2]).copied().collect();
-            if is_valid_number(&joined) {
-                found += 1;
+        if e - s != 6 {
+            continue;
+        }
+        for sep in SPLIT_SEPARATORS {
+            let after = e + sep.len();
+            let Some(joint) = text.get(e..after) else { continue };
+            if !joint.eq_ignore_ascii_case(sep.as_bytes()) {
+                continue;
+            }
+            let Some(five) = text.get(after..after + 5) else { continue };
+            let ends = text.get(after + 5).is_none_or(|b| !b.is_ascii_digit());
+            if five.iter().all(u8::is_ascii_digit) && ends {
+                let joined: Vec<u8> = text[s..e].iter().chain(five).copied().collect();
+                if is_valid_number(&joined) {
+                    found += 1;
+                }
+                break;
             }
         }
     }
@@ -207,6 +222,21 @@ mod tests {
         assert_eq!(numbers_in(b"010190 12138 and 010190-12138"), 2);
         assert_eq!(numbers_in(b"101019012138"), 0);
         assert_eq!(numbers_in(b"0101901213 8"), 0);
+    }
+
+    /// Scenario: the split form joined by every separator a person, a word
+    /// processor or a URL query produces, and by near misses.
+    /// Guarantees: each separator is read (percent-encoding in either
+    /// case); an em dash, an encoded dot, two separators and a sixth digit
+    /// after it are not.
+    #[test]
+    fn reads_encoded_and_unicode_separators() {
+        for sep in ["+", "%20", "%2D", "%2d", "%C2%A0", "%c2%a0", "\u{a0}", "\u{202f}", "\u{2013}", "\t"] {
+            assert_eq!(numbers_in(format!("q=010190{sep}12138&x=1").as_bytes()), 1, "{sep:?}");
+        }
+        for miss in ["010190\u{2014}12138", "010190%2E12138", "010190%20%2012138", "010190%20121380", "010190%2012139"] {
+            assert_eq!(numbers_in(miss.as_bytes()), 0, "{miss:?}");
+        }
     }
 
     #[test]

@@ -231,25 +231,34 @@ fn no_personal_number_is_left_in_any_expected_output() {
 }
 
 /// The digits of `text` with every valid personal number starred (maximal
-/// 11-digit runs, and 6 + space/dash + 5), written here from the documented
-/// rules with `residual::is_valid_number` as the only validator.
+/// 11-digit runs, and 6 + separator + 5, the separator kept), written here
+/// from the documented rules with `residual::is_valid_number` as the only
+/// validator.
 fn oracle_mask(text: &[u8]) -> Vec<u8> {
+    // The README's separators: typed, UTF-8 ones, and form-encoded ones
+    // (hex in either case).
+    const SEPARATORS: [&str; 10] = [" ", "-", "\t", "\u{a0}", "\u{202f}", "\u{2013}", "+", "%20", "%2D", "%C2%A0"];
     let runs = residual::digit_runs(text);
     let mut out = text.to_vec();
-    for (n, &(s, e)) in runs.iter().enumerate() {
+    for &(s, e) in &runs {
         if e - s == 11 && residual::is_valid_number(&text[s..e]) {
             out[s..e].fill(b'*');
         }
-        if e - s == 6
-            && let Some(&(s2, e2)) = runs.get(n + 1)
-            && s2 == e + 1
-            && e2 - s2 == 5
-            && matches!(text[e], b' ' | b'-')
-        {
-            let joined: Vec<u8> = text[s..e].iter().chain(&text[s2..e2]).copied().collect();
+        if e - s != 6 {
+            continue;
+        }
+        let tail = SEPARATORS.iter().find_map(|sep| {
+            let t = e + sep.len();
+            let joins = text.get(e..t).is_some_and(|j| j.eq_ignore_ascii_case(sep.as_bytes()));
+            let five = text.get(t..t + 5).is_some_and(|f| f.iter().all(u8::is_ascii_digit));
+            let ends = !text.get(t + 5).is_some_and(u8::is_ascii_digit);
+            (joins && five && ends).then_some(t)
+        });
+        if let Some(t) = tail {
+            let joined: Vec<u8> = text[s..e].iter().chain(&text[t..t + 5]).copied().collect();
             if residual::is_valid_number(&joined) {
                 out[s..e].fill(b'*');
-                out[s2..e2].fill(b'*');
+                out[t..t + 5].fill(b'*');
             }
         }
     }

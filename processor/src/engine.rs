@@ -1336,14 +1336,28 @@ impl<'a> Walk<'a, '_, '_> {
                 return;
             }
             let (start, end) = (base + found.start, base + found.end);
+            let masked = Some((found.detector, kind));
             let op = match mask.star {
+                // A percent-encoded separator (`%20`, `%2D`, `%C2%A0`) holds
+                // digits that are not the number's: star the 6 and the 5
+                // digits apart, so the URL stays valid and keeps its
+                // separator. The second edit counts nothing.
+                Some(c) if found.end - found.start > 11 && text[found.start + 6..found.end - 5].iter().any(u8::is_ascii_digit) => {
+                    edits.push(Edit { start, end: start + 6, op: Op::Star(c), mask: masked });
+                    if room(edits, "edits").is_err() {
+                        out_of_memory = true;
+                        return;
+                    }
+                    edits.push(Edit { start: end - 5, end, op: Op::Star(c), mask: None });
+                    return;
+                }
                 Some(c) => Op::Star(c),
                 None => {
                     delta += mask.label.len() as isize - (end - start) as isize;
                     Op::Arena { from: 0, to: mask.label.len() }
                 }
             };
-            edits.push(Edit { start, end, op, mask: Some((found.detector, kind)) });
+            edits.push(Edit { start, end, op, mask: masked });
         });
         if out_of_memory {
             return Err(WireError::new(body, Problem::OutOfMemory("edits")));

@@ -168,8 +168,10 @@ pub fn classify(digits: &[u8; 11]) -> Option<Detector> {
 /// Calls `f` for every number in `hay`, left to right, non-overlapping.
 ///
 /// A candidate is a maximal run of exactly 11 ASCII digits, or the split form
-/// of exactly 6 digits, one space or dash, exactly 5 digits (both runs
-/// maximal). Non-digit neighbours, letters and `_` included, do not protect a
+/// of exactly 6 digits, one separator (see [`separator_len`]: a space, dash,
+/// tab or `+`, a no-break or narrow no-break space or en dash in UTF-8, or
+/// `%20`, `%2D`, `%C2%A0` as a URL encodes them), exactly 5 digits (both
+/// runs maximal). Non-digit neighbours, letters and `_` included, do not protect a
 /// run. In [`Mode::Validated`] only candidates [`classify`] accepts are
 /// reported; in [`Mode::Any11`] every candidate is, as [`Detector::Any11`].
 pub fn scan(hay: &[u8], mode: Mode, mut f: impl FnMut(Found)) {
@@ -203,7 +205,7 @@ pub fn scan(hay: &[u8], mode: Mode, mut f: impl FnMut(Found)) {
                 if let Some(tail) = split_tail(hay, end) {
                     let mut digits = [0u8; 11];
                     digits[..6].copy_from_slice(&hay[start..end]);
-                    digits[6..].copy_from_slice(&hay[end + 1..tail]);
+                    digits[6..].copy_from_slice(&hay[tail - 5..tail]);
                     report(start, tail, &digits);
                     i = tail;
                 }
@@ -355,17 +357,33 @@ fn tail_word(hay: &[u8], n: usize) -> u64 {
     }
 }
 
-/// If `hay[sep..]` is one space or dash then a maximal run of exactly 5
-/// digits, returns the offset just past those digits. The caller has already
-/// checked that the 6 digits before `sep` form a maximal run.
+/// If `hay[sep..]` is one separator then a run of exactly 5 digits with no
+/// digit after it, returns the offset just past those digits. The caller has
+/// already checked that the 6 digits before `sep` form a maximal run.
 fn split_tail(hay: &[u8], sep: usize) -> Option<usize> {
     let rest = hay.get(sep..)?;
-    let [b' ' | b'-', d0, d1, d2, d3, d4, ..] = *rest else {
-        return None;
-    };
-    let five = [d0, d1, d2, d3, d4].iter().all(u8::is_ascii_digit);
-    let maximal = !rest.get(6).is_some_and(u8::is_ascii_digit);
-    (five && maximal).then_some(sep + 6)
+    let n = separator_len(rest)?;
+    let five = rest.get(n..n + 5)?.iter().all(u8::is_ascii_digit);
+    let maximal = !rest.get(n + 5).is_some_and(u8::is_ascii_digit);
+    (five && maximal).then_some(sep + n + 5)
+}
+
+/// The length of the separator `rest` starts with, if it starts with one:
+/// what people type between the 6 and the 5 digits (space, dash, tab), what
+/// word processors and keyboards put there in UTF-8 (no-break space U+00A0,
+/// narrow no-break space U+202F, en dash U+2013), and what a URL's query
+/// makes of a typed space, dash or no-break space (`+`, `%20`, `%2D`,
+/// `%C2%A0`, hex digits in either case). Percent-encoded separators hold
+/// ASCII digits: the masker keeps them (see the engine's `mask_text`).
+pub(crate) fn separator_len(rest: &[u8]) -> Option<usize> {
+    match rest {
+        [b' ' | b'-' | b'\t' | b'+', ..] => Some(1),
+        [0xc2, 0xa0, ..] => Some(2),
+        [0xe2, 0x80, 0xaf | 0x93, ..] => Some(3),
+        [b'%', b'2', b'0' | b'D' | b'd', ..] => Some(3),
+        [b'%', b'C' | b'c', b'2', b'%', b'A' | b'a', b'0', ..] => Some(6),
+        _ => None,
+    }
 }
 
 /// Low seven bits of every byte in a word.
@@ -674,6 +692,21 @@ mod tests {
             ("130972--48022".into(), Validated, vec![]), // two dashes
             ("130972_48022".into(), Validated, vec![]),  // other separator
             ("130972.48022".into(), Validated, vec![]),
+            ("130972\t48022".into(), Validated, vec![(0, 12, Fnr)]),
+            ("130972+48022".into(), Validated, vec![(0, 12, Fnr)]),
+            ("q=130972%2048022&x".into(), Validated, vec![(2, 16, Fnr)]),
+            ("130972%2d48022".into(), Validated, vec![(0, 14, Fnr)]),
+            ("130972%2D48022".into(), Validated, vec![(0, 14, Fnr)]),
+            ("130972%c2%A048022".into(), Validated, vec![(0, 17, Fnr)]),
+            ("130972\u{a0}48022".into(), Validated, vec![(0, 13, Fnr)]),
+            ("130972\u{202f}48022".into(), Validated, vec![(0, 14, Fnr)]),
+            ("130972\u{2013}48022".into(), Validated, vec![(0, 14, Fnr)]),
+            ("130972\u{2014}48022".into(), Validated, vec![]), // em dash
+            ("130972%2E48022".into(), Validated, vec![]),      // an encoded dot
+            ("130972%20480221".into(), Validated, vec![]),     // 6 digits after
+            ("130972%20%2048022".into(), Validated, vec![]),   // two separators
+            ("130972%2048023".into(), Validated, vec![]),      // bad check digit
+            ("130972%2048023".into(), Any11, vec![(0, 14, ANY)]),
             ("13097 248022".into(), Validated, vec![]), // 5 + 6
             ("123456 123456".into(), Any11, vec![]),
             ("1234567 12345".into(), Any11, vec![]),
@@ -770,16 +803,22 @@ mod tests {
             let mut cand: Option<(usize, [u8; 11])> = None;
             if i + 11 <= hay.len() && all_digits(i, i + 11) && !digit(i + 11) {
                 cand = Some((i + 11, hay[i..i + 11].try_into().unwrap()));
-            } else if i + 12 <= hay.len()
-                && all_digits(i, i + 6)
-                && (hay[i + 6] == b' ' || hay[i + 6] == b'-')
-                && all_digits(i + 7, i + 12)
-                && !digit(i + 12)
-            {
-                let mut d = [0u8; 11];
-                d[..6].copy_from_slice(&hay[i..i + 6]);
-                d[6..].copy_from_slice(&hay[i + 7..i + 12]);
-                cand = Some((i + 12, d));
+            } else if all_digits(i, i + 6) && i + 6 <= hay.len() && !digit(i + 6) {
+                // The separators, spelled out; percent-encoding's hex in
+                // either case.
+                let sep = SEPARATORS
+                    .iter()
+                    .map(|s| s.as_bytes())
+                    .find(|s| hay.get(i + 6..i + 6 + s.len()).is_some_and(|h| h.eq_ignore_ascii_case(s)));
+                if let Some(sep) = sep {
+                    let tail = i + 6 + sep.len();
+                    if tail + 5 <= hay.len() && all_digits(tail, tail + 5) && !digit(tail + 5) {
+                        let mut d = [0u8; 11];
+                        d[..6].copy_from_slice(&hay[i..i + 6]);
+                        d[6..].copy_from_slice(&hay[tail..tail + 5]);
+                        cand = Some((tail + 5, d));
+                    }
+                }
             }
             match cand {
                 Some((end, d)) => {
@@ -797,6 +836,10 @@ mod tests {
         }
         out
     }
+
+    /// Every separator of the split form, for the naive model and the
+    /// generators (the hex of `%2D` and `%C2%A0` matches in either case).
+    const SEPARATORS: [&str; 10] = [" ", "-", "\t", "+", "\u{a0}", "\u{202f}", "\u{2013}", "%20", "%2D", "%C2%A0"];
 
     fn naive_may_contain(hay: &[u8]) -> bool {
         hay.split(|b| !b.is_ascii_digit()).any(|run| run.len() >= 6)
@@ -826,9 +869,10 @@ mod tests {
                 complete(first9.as_bytes().try_into().unwrap(), rest).map(|n| n.to_vec())
             },
         );
-        let split = (valid.clone(), prop::sample::select(vec![b' ', b'-'])).prop_map(|(n, sep)| {
+        let seps: Vec<&str> = SEPARATORS.iter().copied().chain(["%2d", "%c2%a0", "%C2%a0"]).collect();
+        let split = (valid.clone(), prop::sample::select(seps)).prop_map(|(n, sep)| {
             let mut v = n[..6].to_vec();
-            v.push(sep);
+            v.extend_from_slice(sep.as_bytes());
             v.extend_from_slice(&n[6..]);
             v
         });
@@ -840,6 +884,12 @@ mod tests {
             b"_".to_vec(),
             b"a".to_vec(),
             b"=".to_vec(),
+            b"%".to_vec(),
+            b"%2".to_vec(),
+            b"%C2%".to_vec(),
+            b"%2E".to_vec(),
+            "\u{2014}".as_bytes().to_vec(),
+            "\u{a0}".as_bytes().to_vec(),
             "ø".as_bytes().to_vec(),
             vec![0xb5],
         ]);
@@ -886,7 +936,7 @@ mod tests {
         #[test]
         fn scan_agrees_with_naive_on_random_bytes(
             hay in prop::collection::vec(
-                prop_oneof![6 => b'0'..=b'9', 1 => Just(b' '), 1 => Just(b'-'), 1 => any::<u8>()],
+                prop_oneof![6 => b'0'..=b'9', 1 => Just(b' '), 1 => Just(b'-'), 1 => Just(b'%'), 1 => Just(b'+'), 1 => any::<u8>()],
                 0..80,
             )
         ) {

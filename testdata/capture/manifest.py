@@ -176,8 +176,8 @@ JAVA_RUNS = {
 JAVA_SERVICE = "Spring Boot 4 (Tomcat, JDBC/PostgreSQL, Lettuce/Redis, Kafka, JDK HttpClient)"
 
 # The split form as it reaches a URL: the typed space percent-encoded or
-# form-encoded. tracescrub's candidates (and this file's CANDIDATE) take only
-# a literal space or dash, so these are listed apart.
+# form-encoded. This file's CANDIDATE takes only a literal space or dash, so
+# these are listed apart.
 ENCODED = re.compile(r"(?<![0-9])([0-9]{6})(%20|\+)([0-9]{5})(?![0-9])")
 
 
@@ -301,7 +301,7 @@ def java_section(cap, rec, expected, people, tools, java_dir):
          "same", "masked"),
         ("`url.query`", "**leaks**: `fnr=<n>`, `ids=<n>,<n>`, `q=<n>`, `q=DDMMYY-NNNNN`, and the typed space "
          "as sent, `q=DDMMYY%20NNNNN` / `q=DDMMYY+NNNNN`", "same",
-         "masked, except the `%20` and `+` forms (see below)"),
+         "masked, the `%20` and `+` forms too (see below)"),
         ("`url.full` (JDK HttpClient span)", "**leaks**: path and query of the outgoing call", "same", "masked"),
         ("`db.statement` (JDBC)", "bound parameters appear as `?` (never recorded); inlined literals are "
          "replaced by `?` by the sanitizer", "**leaks**: inlined literals `'<n>'`, `IN ('<n>', '<n>')`, and "
@@ -322,11 +322,11 @@ def java_section(cap, rec, expected, people, tools, java_dir):
     for r in rows:
         w("| " + " | ".join(r) + " |")
     w("")
-    w("Left by tracescrub's default config: the split form with the space URL-encoded, `q=DDMMYY%20NNNNN` "
-      "and `q=DDMMYY+NNNNN` in `url.query` of the search server spans. tracescrub's candidates (and "
-      "`tracescrub audit`, which shares the rule) accept only a literal space or dash between the 6 and the "
-      "5 digits, so these pass both the processor and the audit. Everything else the tables above list is "
-      "masked.\n")
+    w("The split form with the space URL-encoded, `q=DDMMYY%20NNNNN` and `q=DDMMYY+NNNNN` in `url.query` of "
+      "the search server spans, was what the first recording found tracescrub leaving: its candidates then "
+      "took only a literal space or dash between the 6 and the 5 digits. The engine and `tracescrub audit` "
+      "now read form-encoded separators (`+`, `%20`, `%2D`, `%C2%A0`) and keep them as they are "
+      "(`q=******%20*****`). Everything the tables above list is masked.\n")
     w("Other things seen while recording:\n")
     w("- Spring Boot 4 sets Lettuce's tracing to its own Micrometer observation "
       "(`LettuceObservationAutoConfiguration`), which replaces the agent's Lettuce instrumentation: without "

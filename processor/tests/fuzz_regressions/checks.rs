@@ -178,8 +178,8 @@ pub fn naive_classify(d: &[u8]) -> Option<Detector> {
 
 /// Every candidate in `hay` that `mode` reports, as (start, end, detector),
 /// found the slow way: list the maximal digit runs, then take each run of
-/// exactly 11, and each run of exactly 6 followed by one space or dash and a
-/// run of exactly 5.
+/// exactly 11, and each run of exactly 6 followed by one separator and
+/// exactly 5 digits with no digit after them.
 pub fn naive_find(hay: &[u8], mode: Mode) -> Vec<(usize, usize, Detector)> {
     let mut runs = Vec::new();
     let mut i = 0;
@@ -195,17 +195,22 @@ pub fn naive_find(hay: &[u8], mode: Mode) -> Vec<(usize, usize, Detector)> {
         }
     }
     let mut candidates: Vec<(usize, usize, Vec<u8>)> = Vec::new();
-    for (k, &(s, e)) in runs.iter().enumerate() {
+    for &(s, e) in &runs {
         if e - s == 11 {
             candidates.push((s, e, hay[s..e].to_vec()));
         }
-        if e - s == 6
-            && let Some(&(s2, e2)) = runs.get(k + 1)
-            && s2 == e + 1
-            && matches!(hay[e], b' ' | b'-')
-            && e2 - s2 == 5
-        {
-            candidates.push((s, e2, [&hay[s..e], &hay[s2..e2]].concat()));
+        if e - s == 6 {
+            // The documented separators; percent-encoding's hex in either case.
+            for sep in [" ", "-", "\t", "+", "\u{a0}", "\u{202f}", "\u{2013}", "%20", "%2d", "%c2%a0"] {
+                let t = e + sep.len();
+                if hay.get(e..t).is_some_and(|j| j.eq_ignore_ascii_case(sep.as_bytes()))
+                    && hay.get(t..t + 5).is_some_and(|f| f.iter().all(u8::is_ascii_digit))
+                    && !hay.get(t + 5).is_some_and(u8::is_ascii_digit)
+                {
+                    candidates.push((s, t + 5, [&hay[s..e], &hay[t..t + 5]].concat()));
+                    break;
+                }
+            }
         }
     }
     candidates
