@@ -39,7 +39,9 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 use tracescrub_processor::{Processor, Stats};
 
-use crate::{HostError, InstanceOptions, LoadSource, LoadedComponent, Runtime, Scrubber, ScrubberInstance};
+use crate::{
+    HostError, InstanceOptions, LoadSource, LoadedComponent, Runtime, Scrubber, ScrubberInstance,
+};
 
 /// Rounds when none is given.
 pub const DEFAULT_ROUNDS: usize = 7;
@@ -123,7 +125,13 @@ impl Contender {
     fn new(name: &'static str, rounds: Vec<Duration>, bytes: u64, spans: u64) -> Contender {
         let median = median(&rounds);
         let secs = median.as_secs_f64().max(1e-9);
-        Contender { name, rounds, median, mb_per_s: bytes as f64 / MB / secs, spans_per_s: spans as f64 / secs }
+        Contender {
+            name,
+            rounds,
+            median,
+            mb_per_s: bytes as f64 / MB / secs,
+            spans_per_s: spans as f64 / secs,
+        }
     }
 }
 
@@ -217,7 +225,11 @@ impl Totals {
 }
 
 /// Runs the bench. `progress` is told what is happening (for stderr).
-pub fn run(workload: &Workload, options: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<Report, BenchError> {
+pub fn run(
+    workload: &Workload,
+    options: &BenchOptions,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Report, BenchError> {
     let started = Instant::now();
     if workload.batches.is_empty() {
         return Err(BenchError("the workload has no batches".into()));
@@ -245,7 +257,8 @@ pub fn run(workload: &Workload, options: &BenchOptions, progress: &mut dyn FnMut
     // processor, timed apart.
     let cached_runtime = Runtime::build(true, false)?;
     cached_runtime.load(&options.component)?;
-    let (mut cached_loads, mut cached_creates, mut cached_source) = (Vec::new(), Vec::new(), LoadSource::Cache);
+    let (mut cached_loads, mut cached_creates, mut cached_source) =
+        (Vec::new(), Vec::new(), LoadSource::Cache);
     for _ in 0..options.cold_loads.max(1) {
         let t = Instant::now();
         let loaded = cached_runtime.load(&options.component)?;
@@ -257,21 +270,40 @@ pub fn run(workload: &Workload, options: &BenchOptions, progress: &mut dyn FnMut
         cached_source = loaded.source();
     }
     let (instantiate, create_processor) = instantiate_times(&component, &options.config_json)?;
-    let load = LoadReport { engine: engine_time, cold_loads, cached_loads, cached_creates, cached_source, instantiate, create_processor };
+    let load = LoadReport {
+        engine: engine_time,
+        cold_loads,
+        cached_loads,
+        cached_creates,
+        cached_source,
+        instantiate,
+        create_processor,
+    };
 
-    let mut scrubber = Scrubber::new(&component, &options.config_json, &InstanceOptions::default(), options.max_batches_per_instance)?;
-    let native = Processor::new(&options.config_json).map_err(|e| BenchError(format!("the native engine rejects the config: {e}")))?;
+    let mut scrubber = Scrubber::new(
+        &component,
+        &options.config_json,
+        &InstanceOptions::default(),
+        options.max_batches_per_instance,
+    )?;
+    let native = Processor::new(&options.config_json)
+        .map_err(|e| BenchError(format!("the native engine rejects the config: {e}")))?;
 
     // Warm-up and check: the same bytes and stats from both engines.
     progress("warm-up and check");
     let mut totals = Totals::default();
     let mut out = Vec::new();
     for (i, batch) in workload.batches.iter().enumerate() {
-        let stats = native.process_into(batch, &mut out).map_err(|e| BenchError(format!("batch {i}: native engine: {e}")))?;
-        let (wasm_out, wasm_stats) =
-            scrubber.process(batch).map_err(|e| BenchError(format!("batch {i}: component: {}", crate::one_line(&e))))?;
+        let stats = native
+            .process_into(batch, &mut out)
+            .map_err(|e| BenchError(format!("batch {i}: native engine: {e}")))?;
+        let (wasm_out, wasm_stats) = scrubber
+            .process(batch)
+            .map_err(|e| BenchError(format!("batch {i}: component: {}", crate::one_line(&e))))?;
         if wasm_out != out || wasm_stats != stats {
-            return Err(BenchError(format!("batch {i}: the component and the native engine disagree")));
+            return Err(BenchError(format!(
+                "batch {i}: the component and the native engine disagree"
+            )));
         }
         totals.add(&stats, out.len());
     }
@@ -354,7 +386,10 @@ fn orders() -> Vec<[usize; 4]> {
 
 /// Medians of instantiating from the pre-linked component, and of creating
 /// a processor in a fresh instance.
-fn instantiate_times(component: &LoadedComponent, config_json: &str) -> Result<(Duration, Duration), BenchError> {
+fn instantiate_times(
+    component: &LoadedComponent,
+    config_json: &str,
+) -> Result<(Duration, Duration), BenchError> {
     let mut instantiate = Vec::new();
     let mut create = Vec::new();
     for _ in 0..INSTANTIATIONS {
@@ -377,9 +412,14 @@ fn wasm_pass(scrubber: &mut Scrubber, batches: &[Vec<u8>]) -> Result<(), BenchEr
     Ok(())
 }
 
-fn native_pass(processor: &Processor, batches: &[Vec<u8>], out: &mut Vec<u8>) -> Result<(), BenchError> {
+fn native_pass(
+    processor: &Processor,
+    batches: &[Vec<u8>],
+    out: &mut Vec<u8>,
+) -> Result<(), BenchError> {
     for batch in batches {
-        let stats = processor.process_into(black_box(batch), out).map_err(|e| BenchError(e.to_string()))?;
+        let stats =
+            processor.process_into(black_box(batch), out).map_err(|e| BenchError(e.to_string()))?;
         black_box((&out, stats));
     }
     Ok(())
@@ -387,7 +427,8 @@ fn native_pass(processor: &Processor, batches: &[Vec<u8>], out: &mut Vec<u8>) ->
 
 fn prost_pass(batches: &[Vec<u8>], buf: &mut Vec<u8>) -> Result<(), BenchError> {
     for batch in batches {
-        let request = ExportTraceServiceRequest::decode(black_box(batch.as_slice())).map_err(|e| BenchError(format!("prost: {e}")))?;
+        let request = ExportTraceServiceRequest::decode(black_box(batch.as_slice()))
+            .map_err(|e| BenchError(format!("prost: {e}")))?;
         buf.clear();
         request.encode(buf).map_err(|e| BenchError(format!("prost: {e}")))?;
         black_box(&buf);
@@ -415,7 +456,11 @@ fn median(times: &[Duration]) -> Duration {
 // ---------------------------------------------------------------------------
 // Guest memory.
 
-fn memory_report(component: &LoadedComponent, config_json: &str, batches: &[Vec<u8>]) -> Result<MemoryReport, BenchError> {
+fn memory_report(
+    component: &LoadedComponent,
+    config_json: &str,
+    batches: &[Vec<u8>],
+) -> Result<MemoryReport, BenchError> {
     let fresh = || ScrubberInstance::create(component, config_json);
     let baseline = fresh()?.memory_peak();
     let mut per_batch_peak = Vec::with_capacity(batches.len());
@@ -493,7 +538,11 @@ impl fmt::Display for Report {
             1 => "a fresh instance for every batch".to_owned(),
             n => format!("a fresh instance every {n} batches"),
         };
-        writeln!(f, "wasm runs {renewal}: {} instances over the timed rounds", self.wasm_instances)?;
+        writeln!(
+            f,
+            "wasm runs {renewal}: {} instances over the timed rounds",
+            self.wasm_instances
+        )?;
         writeln!(
             f,
             "processing: {} spans dropped ({:.1} %), {} values masked, output {:.1} MB ({:.1} % of input); component and native outputs identical",
@@ -518,10 +567,24 @@ impl fmt::Display for Report {
             LoadSource::Cache => "tracescrub's compiled-component cache",
             _ => "NO CACHE: no writable cache directory, so these compiled",
         };
-        writeln!(f, "  cached load + instantiate ({source}): {} (median {})", cached.join(", "), ms(median(&l.cached_loads)))?;
+        writeln!(
+            f,
+            "  cached load + instantiate ({source}): {} (median {})",
+            cached.join(", "),
+            ms(median(&l.cached_loads))
+        )?;
         let creates: Vec<String> = l.cached_creates.iter().map(|d| ms(*d)).collect();
-        writeln!(f, "  then create processor: {} (median {})", creates.join(", "), ms(median(&l.cached_creates)))?;
-        writeln!(f, "  instantiate from the pre-linked component: {} (median of {INSTANTIATIONS})", us(l.instantiate))?;
+        writeln!(
+            f,
+            "  then create processor: {} (median {})",
+            creates.join(", "),
+            ms(median(&l.cached_creates))
+        )?;
+        writeln!(
+            f,
+            "  instantiate from the pre-linked component: {} (median of {INSTANTIATIONS})",
+            us(l.instantiate)
+        )?;
         writeln!(
             f,
             "  create processor in a fresh instance (config + globs in the guest): {} (median of {INSTANTIATIONS})",
@@ -533,13 +596,29 @@ impl fmt::Display for Report {
         peaks.sort_unstable();
         // The batch whose growth over the baseline is largest relative to
         // its size (the baseline alone would make the smallest batch win).
-        let growth = |(len, peak): (usize, usize)| peak.saturating_sub(m.baseline) as f64 / len.max(1) as f64;
-        let (worst_len, worst_peak) = m.per_batch_peak.iter().copied().max_by(|&a, &b| growth(a).total_cmp(&growth(b))).unwrap_or((1, 0));
-        let (lo, mid, hi) =
-            (peaks.first().copied().unwrap_or(0), peaks.get(peaks.len() / 2).copied().unwrap_or(0), peaks.last().copied().unwrap_or(0));
+        let growth = |(len, peak): (usize, usize)| {
+            peak.saturating_sub(m.baseline) as f64 / len.max(1) as f64
+        };
+        let (worst_len, worst_peak) = m
+            .per_batch_peak
+            .iter()
+            .copied()
+            .max_by(|&a, &b| growth(a).total_cmp(&growth(b)))
+            .unwrap_or((1, 0));
+        let (lo, mid, hi) = (
+            peaks.first().copied().unwrap_or(0),
+            peaks.get(peaks.len() / 2).copied().unwrap_or(0),
+            peaks.last().copied().unwrap_or(0),
+        );
         writeln!(f, "guest linear memory (largest memory.grow the store's limiter allowed):")?;
         writeln!(f, "  after instantiate + create processor: {}", mib(m.baseline))?;
-        writeln!(f, "  fresh instance, one batch: min {} / median {} / max {}", mib(lo), mib(mid), mib(hi))?;
+        writeln!(
+            f,
+            "  fresh instance, one batch: min {} / median {} / max {}",
+            mib(lo),
+            mib(mid),
+            mib(hi)
+        )?;
         writeln!(
             f,
             "  worst growth relative to its batch: peak {} for a {:.2} MB batch ({:.1}x the batch; growth over the baseline {:.1}x)",
@@ -548,12 +627,19 @@ impl fmt::Display for Report {
             worst_peak as f64 / worst_len.max(1) as f64,
             worst_peak.saturating_sub(m.baseline) as f64 / worst_len.max(1) as f64
         )?;
-        writeln!(f, "  one instance, every batch in turn: {} (memory never shrinks)", mib(m.run_peak))?;
+        writeln!(
+            f,
+            "  one instance, every batch in turn: {} (memory never shrinks)",
+            mib(m.run_peak)
+        )?;
         writeln!(f)?;
         let rounds = self.contender(0).rounds.len();
         writeln!(f, "throughput, median of {rounds} rounds (MB = 10^6 bytes of OTLP input):")?;
         for c in &self.contenders {
-            let (min, max) = (c.rounds.iter().min().copied().unwrap_or_default(), c.rounds.iter().max().copied().unwrap_or_default());
+            let (min, max) = (
+                c.rounds.iter().min().copied().unwrap_or_default(),
+                c.rounds.iter().max().copied().unwrap_or_default(),
+            );
             writeln!(
                 f,
                 "  {:<17} {:>8.0} MB/s {:>12.0} spans/s   pass {} (min {}, max {})",
@@ -620,7 +706,8 @@ mod tests {
     /// two-decimal ratios in the documented order.
     #[test]
     fn a_short_run_reports_every_figure() {
-        let corpus = generate(&CorpusOptions { seed: 9, min_spans: 1024, batch_spans: 512 }).unwrap();
+        let corpus =
+            generate(&CorpusOptions { seed: 9, min_spans: 1024, batch_spans: 512 }).unwrap();
         let workload = Workload { description: "test".into(), batches: corpus.batches };
         let options = BenchOptions {
             config_json: "{}".into(),
@@ -640,7 +727,9 @@ mod tests {
             assert!(c.mb_per_s > 0.0 && c.spans_per_s > 0.0, "{}", c.name);
         }
         assert!(report.memory.baseline > 0);
-        assert!(report.memory.per_batch_peak.iter().all(|&(_, peak)| peak >= report.memory.baseline));
+        assert!(
+            report.memory.per_batch_peak.iter().all(|&(_, peak)| peak >= report.memory.baseline)
+        );
         assert!(report.memory.run_peak >= report.memory.baseline);
         assert_eq!(report.totals.values_masked, corpus.planted_numbers);
 
@@ -666,7 +755,10 @@ mod tests {
             let (key, value) = kv.split_once('=').unwrap();
             if key.contains("_vs_") {
                 let (whole, frac) = value.split_once('.').unwrap();
-                assert!(whole.parse::<u64>().is_ok() && frac.len() == 2 && frac.parse::<u64>().is_ok(), "{kv}");
+                assert!(
+                    whole.parse::<u64>().is_ok() && frac.len() == 2 && frac.parse::<u64>().is_ok(),
+                    "{kv}"
+                );
             } else {
                 assert!(value.parse::<u64>().is_ok(), "{kv}");
             }

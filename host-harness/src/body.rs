@@ -57,10 +57,15 @@ pub const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 /// Decompresses gzip (every member), refusing it after `limit + 1` bytes
 /// however far it would inflate: a gzip bomb costs at most `limit` bytes.
 pub fn gunzip(raw: &[u8], limit: u64) -> Result<Vec<u8>, BodyError> {
-    let mut out = Vec::with_capacity(raw.len().saturating_mul(4).min(usize::try_from(limit).unwrap_or(usize::MAX)));
+    let mut out = Vec::with_capacity(
+        raw.len().saturating_mul(4).min(usize::try_from(limit).unwrap_or(usize::MAX)),
+    );
     let mut decoder = flate2::read::MultiGzDecoder::new(raw).take(limit.saturating_add(1));
     decoder.read_to_end(&mut out).map_err(|e| {
-        BodyError::new(BodyErrorKind::Malformed, format!("gzip data is corrupt after {} decompressed bytes: {e}", out.len()))
+        BodyError::new(
+            BodyErrorKind::Malformed,
+            format!("gzip data is corrupt after {} decompressed bytes: {e}", out.len()),
+        )
     })?;
     if out.len() as u64 > limit {
         return Err(BodyError::new(
@@ -90,7 +95,9 @@ pub fn json_traces_to_protobuf(doc: &[u8]) -> Result<Vec<u8>, BodyError> {
         };
         return Err(BodyError::new(
             BodyErrorKind::NotTraces,
-            format!("the JSON document is {what}, not an OTLP traces document; expected an object like {{\"resourceSpans\": [...]}}"),
+            format!(
+                "the JSON document is {what}, not an OTLP traces document; expected an object like {{\"resourceSpans\": [...]}}"
+            ),
         ));
     };
     if !object.contains_key("resourceSpans") {
@@ -98,7 +105,12 @@ pub fn json_traces_to_protobuf(doc: &[u8]) -> Result<Vec<u8>, BodyError> {
     }
     serde_json::from_value::<ExportTraceServiceRequest>(value)
         .map(|request| request.encode_to_vec())
-        .map_err(|e| BodyError::new(BodyErrorKind::Malformed, format!("not OTLP JSON: {}", redact_quoted(&e.to_string()))))
+        .map_err(|e| {
+            BodyError::new(
+                BodyErrorKind::Malformed,
+                format!("not OTLP JSON: {}", redact_quoted(&e.to_string())),
+            )
+        })
 }
 
 /// Names what a JSON object without `resourceSpans` is, when it can tell.
@@ -133,9 +145,14 @@ fn not_traces(object: &serde_json::Map<String, serde_json::Value>) -> String {
 fn json_error(e: &serde_json::Error) -> BodyError {
     let reason = match e.classify() {
         serde_json::error::Category::Eof | serde_json::error::Category::Syntax => e.to_string(),
-        serde_json::error::Category::Data | serde_json::error::Category::Io => redact_quoted(&e.to_string()),
+        serde_json::error::Category::Data | serde_json::error::Category::Io => {
+            redact_quoted(&e.to_string())
+        }
     };
-    BodyError::new(BodyErrorKind::Malformed, format!("not OTLP JSON (line {} column {}): {reason}", e.line(), e.column()))
+    BodyError::new(
+        BodyErrorKind::Malformed,
+        format!("not OTLP JSON (line {} column {}): {reason}", e.line(), e.column()),
+    )
 }
 
 /// A serde message with every quoted run (`"..."`, `` `...` ``, `'...'`)
@@ -206,7 +223,12 @@ mod tests {
         ] {
             let error = json_traces_to_protobuf(doc).unwrap_err();
             assert_eq!(error.kind, BodyErrorKind::NotTraces, "{}", String::from_utf8_lossy(doc));
-            assert!(error.message.contains(says), "{}: {}", String::from_utf8_lossy(doc), error.message);
+            assert!(
+                error.message.contains(says),
+                "{}: {}",
+                String::from_utf8_lossy(doc),
+                error.message
+            );
         }
         assert_eq!(json_traces_to_protobuf(br#"{"resourceSpans":[]}"#).unwrap(), Vec::<u8>::new());
     }
@@ -230,8 +252,14 @@ mod tests {
 
     #[test]
     fn redact_quoted_keeps_the_words_and_drops_the_values() {
-        assert_eq!(redact_quoted(r#"invalid type: string "x1", expected u64"#), r#"invalid type: string "…", expected u64"#);
-        assert_eq!(redact_quoted("unknown variant `abc`, expected `a`"), "unknown variant `…`, expected `…`");
+        assert_eq!(
+            redact_quoted(r#"invalid type: string "x1", expected u64"#),
+            r#"invalid type: string "…", expected u64"#
+        );
+        assert_eq!(
+            redact_quoted("unknown variant `abc`, expected `a`"),
+            "unknown variant `…`, expected `…`"
+        );
         assert_eq!(redact_quoted("cut \"off"), "cut \"…");
     }
 }

@@ -22,7 +22,6 @@
 //!   The directory is created `0700` and artifacts `0600`. A directory that
 //!   fails the check is neither read nor written (one warning says how to
 //!   fix it); an artifact that fails it is compiled again and replaced.
-//!   Off unix, where this cannot be checked, there is no cache.
 //! - **Failures** never fail a load: an artifact wasmtime refuses
 //!   (truncated, corrupt, from elsewhere) is compiled again and replaced; a
 //!   directory that cannot be written means compiling every time, said once
@@ -120,7 +119,11 @@ impl ArtifactCache {
     /// The compiled `component`: mapped from its artifact if there is a good
     /// one, else compiled and stored. Fails only if `component` does not
     /// compile.
-    pub fn load(&self, engine: &Engine, component: &[u8]) -> Result<(Component, LoadSource), HostError> {
+    pub fn load(
+        &self,
+        engine: &Engine,
+        component: &[u8],
+    ) -> Result<(Component, LoadSource), HostError> {
         let path = self.artifact_path(component);
         let store = match self.lookup(engine, &path) {
             Ok(compiled) => return Ok((compiled, LoadSource::Cache)),
@@ -130,7 +133,9 @@ impl ArtifactCache {
             // directory is ours, so the store below can safely rename a good
             // artifact over it.
             Err(error @ (CacheError::Refused { .. } | CacheError::UntrustedArtifact { .. })) => {
-                eprintln!("tracescrub: warning: {error}; compiling the component again and replacing it");
+                eprintln!(
+                    "tracescrub: warning: {error}; compiling the component again and replacing it"
+                );
                 true
             }
             // An untrusted or unreadable directory: neither read nor write it.
@@ -170,7 +175,6 @@ impl ArtifactCache {
     /// Checks that the cache directory is a directory owned by the current
     /// effective user and not writable by group or others, and returns that
     /// user's id. `Missing` if it does not exist yet.
-    #[cfg(unix)]
     fn check_dir(&self) -> Result<u32, CacheError> {
         use std::os::unix::fs::MetadataExt;
         let untrusted = |why| CacheError::UntrustedDir { dir: self.dir.clone(), why };
@@ -180,7 +184,13 @@ impl ArtifactCache {
         let meta = match fs::metadata(&self.dir) {
             Ok(meta) => meta,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(CacheError::Missing),
-            Err(source) => return Err(CacheError::Io { what: "read the metadata of the cache directory", path: self.dir.clone(), source }),
+            Err(source) => {
+                return Err(CacheError::Io {
+                    what: "read the metadata of the cache directory",
+                    path: self.dir.clone(),
+                    source,
+                });
+            }
         };
         if !meta.is_dir() {
             return Err(untrusted(Distrust::Kind));
@@ -195,12 +205,6 @@ impl ArtifactCache {
         Ok(uid)
     }
 
-    /// Off unix there is no owner or mode to check: no cache.
-    #[cfg(not(unix))]
-    fn check_dir(&self) -> Result<u32, CacheError> {
-        Err(CacheError::UntrustedDir { dir: self.dir.clone(), why: Distrust::Unsupported })
-    }
-
     /// Writes the artifact of `compiled` to `path`: a temporary file in the
     /// same directory, flushed to disk, then renamed over `path`, so no
     /// reader ever sees a partial file.
@@ -213,7 +217,8 @@ impl ArtifactCache {
         create_private_dir(&self.dir).map_err(io_error("create the cache directory", &self.dir))?;
         // It may have existed already, with another owner or mode.
         self.check_dir()?;
-        let temp = temp_path(&self.dir, path.file_name().and_then(|n| n.to_str()).unwrap_or("artifact"));
+        let temp =
+            temp_path(&self.dir, path.file_name().and_then(|n| n.to_str()).unwrap_or("artifact"));
         let written = private_file(&temp)
             .and_then(|mut file| {
                 file.write_all(&artifact)?;
@@ -223,13 +228,14 @@ impl ArtifactCache {
                 file.sync_all()
             })
             .map_err(io_error("write a compiled component to", &temp))
-            .and_then(|()| fs::rename(&temp, path).map_err(io_error("rename a compiled component to", path)));
+            .and_then(|()| {
+                fs::rename(&temp, path).map_err(io_error("rename a compiled component to", path))
+            });
         if written.is_err() {
             let _ = fs::remove_file(&temp);
         }
         // Makes the rename itself durable. Best effort: losing it in a
         // crash costs one recompile.
-        #[cfg(unix)]
         if written.is_ok() {
             let _ = fs::File::open(&self.dir).and_then(|dir| dir.sync_all());
         }
@@ -250,7 +256,6 @@ fn temp_path(dir: &Path, stem: &str) -> PathBuf {
 fn create_private_dir(dir: &Path) -> io::Result<()> {
     let mut builder = fs::DirBuilder::new();
     builder.recursive(true);
-    #[cfg(unix)]
     std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
     builder.create(dir)
 }
@@ -260,7 +265,6 @@ fn create_private_dir(dir: &Path) -> io::Result<()> {
 fn private_file(path: &Path) -> io::Result<fs::File> {
     let mut options = OpenOptions::new();
     options.write(true).create_new(true);
-    #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     options.open(path)
 }
@@ -289,13 +293,16 @@ fn effective_uid(dir: &Path) -> Result<u32, CacheError> {
     let probe = temp_path(dir, "uid-probe");
     let uid = private_file(&probe).and_then(|file| file.metadata()).map(|meta| meta.uid());
     let _ = fs::remove_file(&probe);
-    uid.map_err(|source| CacheError::Io { what: "find this process's user id by creating a file in", path: dir.to_path_buf(), source })
+    uid.map_err(|source| CacheError::Io {
+        what: "find this process's user id by creating a file in",
+        path: dir.to_path_buf(),
+        source,
+    })
 }
 
 /// Checks that the artifact at `path` is a regular file (not a symlink)
 /// owned by `uid` and not writable by group or others. `Missing` if there
 /// is none.
-#[cfg(unix)]
 fn check_artifact(path: &Path, uid: u32) -> Result<(), CacheError> {
     use std::os::unix::fs::MetadataExt;
     let untrusted = |why| CacheError::UntrustedArtifact { path: path.to_path_buf(), why };
@@ -304,7 +311,13 @@ fn check_artifact(path: &Path, uid: u32) -> Result<(), CacheError> {
     let meta = match fs::symlink_metadata(path) {
         Ok(meta) => meta,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(CacheError::Missing),
-        Err(source) => return Err(CacheError::Io { what: "read the metadata of the cached artifact", path: path.to_path_buf(), source }),
+        Err(source) => {
+            return Err(CacheError::Io {
+                what: "read the metadata of the cached artifact",
+                path: path.to_path_buf(),
+                source,
+            });
+        }
     };
     if !meta.file_type().is_file() {
         return Err(untrusted(Distrust::Kind));
@@ -316,12 +329,6 @@ fn check_artifact(path: &Path, uid: u32) -> Result<(), CacheError> {
         return Err(untrusted(Distrust::Writable { mode: meta.mode() & 0o7777 }));
     }
     Ok(())
-}
-
-/// Never reached: `check_dir` refuses every directory off unix.
-#[cfg(not(unix))]
-fn check_artifact(path: &Path, _uid: u32) -> Result<(), CacheError> {
-    Err(CacheError::UntrustedArtifact { path: path.to_path_buf(), why: Distrust::Unsupported })
 }
 
 impl fmt::Debug for ArtifactCache {
@@ -393,15 +400,15 @@ pub enum Distrust {
     /// Not a directory (the cache directory), or not a regular file (an
     /// artifact: a symlink, say).
     Kind,
-    /// Ownership cannot be checked on this platform.
-    Unsupported,
 }
 
 impl fmt::Display for CacheError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CacheError::Missing => f.write_str("no cached artifact"),
-            CacheError::Io { what, path, source } => write!(f, "could not {what} {}: {source}", path.display()),
+            CacheError::Io { what, path, source } => {
+                write!(f, "could not {what} {}: {source}", path.display())
+            }
             // wasmtime's chain says which check failed; its first link only
             // repeats the path ("failed to load code for: PATH").
             CacheError::Refused { path, source } => {
@@ -409,7 +416,9 @@ impl fmt::Display for CacheError {
                 let skip = usize::from(source.chain().count() > 1);
                 source.chain().skip(skip).try_for_each(|cause| write!(f, ": {cause}"))
             }
-            CacheError::Serialize(source) => write!(f, "could not serialize the compiled component: {source:#}"),
+            CacheError::Serialize(source) => {
+                write!(f, "could not serialize the compiled component: {source:#}")
+            }
             CacheError::UntrustedDir { dir, why } => {
                 let dir = dir.display();
                 match why {
@@ -425,23 +434,27 @@ impl fmt::Display for CacheError {
                         f,
                         "the cache directory {dir} is not a directory; not using it (remove it, or set {CACHE_DIR_VAR} to a directory)"
                     ),
-                    Distrust::Unsupported => write!(
-                        f,
-                        "the cache directory {dir} cannot be checked for its owner and permissions on this platform; not using it"
-                    ),
                 }
             }
             CacheError::UntrustedArtifact { path, why } => {
                 let path = path.display();
                 match why {
                     Distrust::Owner { owner, uid } => {
-                        write!(f, "the cached artifact {path} belongs to uid {owner}, not to this user (uid {uid}); not mapping it")
+                        write!(
+                            f,
+                            "the cached artifact {path} belongs to uid {owner}, not to this user (uid {uid}); not mapping it"
+                        )
                     }
                     Distrust::Writable { mode } => {
-                        write!(f, "the cached artifact {path} is writable by group or others (mode {mode:04o}); not mapping it")
+                        write!(
+                            f,
+                            "the cached artifact {path} is writable by group or others (mode {mode:04o}); not mapping it"
+                        )
                     }
-                    Distrust::Kind => write!(f, "the cached artifact {path} is not a regular file (a symlink?); not mapping it"),
-                    Distrust::Unsupported => write!(f, "the cached artifact {path} cannot be checked on this platform; not mapping it"),
+                    Distrust::Kind => write!(
+                        f,
+                        "the cached artifact {path} is not a regular file (a symlink?); not mapping it"
+                    ),
                 }
             }
         }
@@ -452,7 +465,10 @@ impl std::error::Error for CacheError {}
 
 /// Maps the artifact at `path`. Only after [`ArtifactCache::check_dir`]
 /// and [`check_artifact`] passed for it.
-#[expect(unsafe_code, reason = "wasmtime's only zero-copy load of precompiled code; see the SAFETY comment")]
+#[expect(
+    unsafe_code,
+    reason = "wasmtime's only zero-copy load of precompiled code; see the SAFETY comment"
+)]
 fn deserialize_artifact(engine: &Engine, path: &Path) -> Result<Component, CacheError> {
     // SAFETY: wasmtime runs precompiled code as native code without
     // verifying it (its header checks catch accidents, not tampering), and
@@ -474,7 +490,8 @@ fn deserialize_artifact(engine: &Engine, path: &Path) -> Result<Component, Cache
     // Out of reach: the parents of the directory (whoever controls one can
     // swap the directory), and this user or root writing the file on
     // purpose (they can equally edit this binary).
-    unsafe { Component::deserialize_file(engine, path) }.map_err(|source| CacheError::Refused { path: path.to_path_buf(), source })
+    unsafe { Component::deserialize_file(engine, path) }
+        .map_err(|source| CacheError::Refused { path: path.to_path_buf(), source })
 }
 
 /// Feeds `std::hash::Hash` output into SHA-256, for
@@ -600,7 +617,11 @@ mod tests {
         assert_ne!(key(&speed, DEFAULT_COMPONENT), key(&none, DEFAULT_COMPONENT));
         assert_ne!(key(&speed, DEFAULT_COMPONENT), key(&no_epochs, DEFAULT_COMPONENT));
         assert_ne!(key(&speed, DEFAULT_COMPONENT), key(&speed, EMPTY_COMPONENT));
-        let name = key(&speed, DEFAULT_COMPONENT).file_name().and_then(|n| n.to_str()).map(str::to_owned).expect("name");
+        let name = key(&speed, DEFAULT_COMPONENT)
+            .file_name()
+            .and_then(|n| n.to_str())
+            .map(str::to_owned)
+            .expect("name");
         assert_eq!(name.len(), 64 + ".cwasm".len(), "{name}");
     }
 
@@ -612,10 +633,16 @@ mod tests {
     #[test]
     fn an_artifact_from_an_incompatible_engine_is_refused() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let (epochs, no_epochs) = (engine(wasmtime::OptLevel::Speed), engine_with(wasmtime::OptLevel::Speed, false));
-        let (epochs_cache, no_epochs_cache) = (ArtifactCache::new(dir.path(), &epochs), ArtifactCache::new(dir.path(), &no_epochs));
+        let (epochs, no_epochs) =
+            (engine(wasmtime::OptLevel::Speed), engine_with(wasmtime::OptLevel::Speed, false));
+        let (epochs_cache, no_epochs_cache) =
+            (ArtifactCache::new(dir.path(), &epochs), ArtifactCache::new(dir.path(), &no_epochs));
         no_epochs_cache.load(&no_epochs, EMPTY_COMPONENT).expect("load");
-        fs::copy(no_epochs_cache.artifact_path(EMPTY_COMPONENT), epochs_cache.artifact_path(EMPTY_COMPONENT)).expect("copy");
+        fs::copy(
+            no_epochs_cache.artifact_path(EMPTY_COMPONENT),
+            epochs_cache.artifact_path(EMPTY_COMPONENT),
+        )
+        .expect("copy");
         let (_, source) = epochs_cache.load(&epochs, EMPTY_COMPONENT).expect("load");
         assert_eq!(source, LoadSource::Compiled);
         let (_, source) = epochs_cache.load(&epochs, EMPTY_COMPONENT).expect("load");
@@ -640,13 +667,11 @@ mod tests {
     }
 
     /// The permission bits of `path`.
-    #[cfg(unix)]
     fn mode(path: &Path) -> u32 {
         use std::os::unix::fs::PermissionsExt;
         fs::metadata(path).expect("metadata").permissions().mode() & 0o7777
     }
 
-    #[cfg(unix)]
     fn chmod(path: &Path, mode: u32) {
         use std::os::unix::fs::PermissionsExt;
         fs::set_permissions(path, fs::Permissions::from_mode(mode)).expect("chmod");
@@ -655,7 +680,6 @@ mod tests {
     /// Scenario: the cache directory and its parent do not exist yet.
     /// Guarantees: both are created `0700` and the artifact `0600`, so no
     /// other user can plant or edit code in them, whatever the umask.
-    #[cfg(unix)]
     #[test]
     fn a_fresh_cache_dir_is_private() {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -674,7 +698,6 @@ mod tests {
     /// Guarantees: the artifact is not mapped, every load compiles, the
     /// directory is not written (no new files, the artifact untouched), and
     /// the warning says how to fix it.
-    #[cfg(unix)]
     #[test]
     fn a_group_writable_cache_dir_is_refused() {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -691,8 +714,17 @@ mod tests {
         assert_eq!(fs::read_dir(dir.path()).expect("read dir").count(), 1);
         assert_eq!(fs::metadata(&path).expect("artifact").modified().expect("mtime"), before);
         let error = cache.check_dir().expect_err("refused");
-        assert!(matches!(error, CacheError::UntrustedDir { why: Distrust::Writable { mode: 0o770 }, .. }), "{error:?}");
-        assert!(error.to_string().contains(&format!("chmod 700 {}", dir.path().display())), "{error}");
+        assert!(
+            matches!(
+                error,
+                CacheError::UntrustedDir { why: Distrust::Writable { mode: 0o770 }, .. }
+            ),
+            "{error:?}"
+        );
+        assert!(
+            error.to_string().contains(&format!("chmod 700 {}", dir.path().display())),
+            "{error}"
+        );
         // Once fixed, the artifact is used again.
         chmod(dir.path(), 0o700);
         assert_eq!(cache.load(&engine, EMPTY_COMPONENT).expect("load").1, LoadSource::Cache);
@@ -703,7 +735,6 @@ mod tests {
     /// Guarantees: neither is mapped; the load compiles and, the directory
     /// being private, renames a private artifact over it, which the next
     /// load maps.
-    #[cfg(unix)]
     #[test]
     fn a_writable_or_symlinked_artifact_is_refused_and_replaced() {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -716,8 +747,15 @@ mod tests {
         fs::copy(&path, &target).expect("copy");
 
         chmod(&path, 0o602);
-        let error = check_artifact(&path, effective_uid(dir.path()).expect("uid")).expect_err("refused");
-        assert!(matches!(error, CacheError::UntrustedArtifact { why: Distrust::Writable { mode: 0o602 }, .. }), "{error:?}");
+        let error =
+            check_artifact(&path, effective_uid(dir.path()).expect("uid")).expect_err("refused");
+        assert!(
+            matches!(
+                error,
+                CacheError::UntrustedArtifact { why: Distrust::Writable { mode: 0o602 }, .. }
+            ),
+            "{error:?}"
+        );
         assert_eq!(cache.load(&engine, EMPTY_COMPONENT).expect("load").1, LoadSource::Compiled);
         assert_eq!(mode(&path), 0o600, "replaced");
         assert_eq!(cache.load(&engine, EMPTY_COMPONENT).expect("load").1, LoadSource::Cache);

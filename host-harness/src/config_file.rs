@@ -36,15 +36,20 @@ pub fn load(path: &Path) -> Result<String, ConfigFileError> {
         reason: format!("cannot read it: {e}"),
         unreadable: true,
     })?;
-    to_json(&text).map_err(|reason| ConfigFileError { path: path.display().to_string(), reason, unreadable: false })
+    to_json(&text).map_err(|reason| ConfigFileError {
+        path: path.display().to_string(),
+        reason,
+        unreadable: false,
+    })
 }
 
 /// Converts YAML (or JSON) config text to a JSON document. An empty file is `{}`.
 pub fn to_json(text: &str) -> Result<String, String> {
-    let value: serde_json::Value = serde_yaml_ng::from_str(text).map_err(|e| match e.location() {
-        Some(l) => format!("not valid YAML at line {} column {}: {e}", l.line(), l.column()),
-        None => format!("not valid YAML: {e}"),
-    })?;
+    let value: serde_json::Value =
+        serde_yaml_ng::from_str(text).map_err(|e| match e.location() {
+            Some(l) => format!("not valid YAML at line {} column {}: {e}", l.line(), l.column()),
+            None => format!("not valid YAML: {e}"),
+        })?;
     let value = if value.is_null() { serde_json::Value::Object(Default::default()) } else { value };
     Ok(value.to_string())
 }
@@ -72,7 +77,10 @@ mod tests {
     fn yaml_json_and_empty_files_convert() {
         assert_eq!(to_json("").unwrap(), "{}");
         assert_eq!(to_json("mask:\n  mode: any11\n").unwrap(), r#"{"mask":{"mode":"any11"}}"#);
-        assert_eq!(to_json(r#"{"mask": {"mode": "any11"}}"#).unwrap(), r#"{"mask":{"mode":"any11"}}"#);
+        assert_eq!(
+            to_json(r#"{"mask": {"mode": "any11"}}"#).unwrap(),
+            r#"{"mask":{"mode":"any11"}}"#
+        );
     }
 
     #[test]

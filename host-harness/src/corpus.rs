@@ -28,10 +28,14 @@
 use std::fmt;
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, ArrayValue, InstrumentationScope, KeyValue, KeyValueList, any_value};
+use opentelemetry_proto::tonic::common::v1::{
+    AnyValue, ArrayValue, InstrumentationScope, KeyValue, KeyValueList, any_value,
+};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::span::{Event, Link, SpanKind};
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status, status::StatusCode};
+use opentelemetry_proto::tonic::trace::v1::{
+    ResourceSpans, ScopeSpans, Span, Status, status::StatusCode,
+};
 use prost::Message;
 
 /// The seed used when none is given.
@@ -66,7 +70,11 @@ pub struct CorpusOptions {
 
 impl Default for CorpusOptions {
     fn default() -> CorpusOptions {
-        CorpusOptions { seed: DEFAULT_SEED, min_spans: DEFAULT_MIN_SPANS, batch_spans: DEFAULT_BATCH_SPANS }
+        CorpusOptions {
+            seed: DEFAULT_SEED,
+            min_spans: DEFAULT_MIN_SPANS,
+            batch_spans: DEFAULT_BATCH_SPANS,
+        }
     }
 }
 
@@ -125,7 +133,14 @@ pub fn generate(options: &CorpusOptions) -> Result<Corpus, CorpusError> {
         }
     }
     collector.batches.truncate(wanted_batches);
-    let mut corpus = Corpus { batches: Vec::new(), spans: 0, bytes: 0, values: 0, planted_numbers: 0, noise_spans: 0 };
+    let mut corpus = Corpus {
+        batches: Vec::new(),
+        spans: 0,
+        bytes: 0,
+        values: 0,
+        planted_numbers: 0,
+        noise_spans: 0,
+    };
     for batch in collector.batches {
         let bytes = encode(&services, &batch, &mut corpus);
         corpus.bytes += bytes.len() as u64;
@@ -138,7 +153,9 @@ fn check_batch_spans(n: usize) -> Result<(), CorpusError> {
     if (MIN_BATCH_SPANS..=MAX_BATCH_SPANS).contains(&n) {
         Ok(())
     } else {
-        Err(CorpusError(format!("batch size {n} spans is outside {MIN_BATCH_SPANS}..={MAX_BATCH_SPANS}")))
+        Err(CorpusError(format!(
+            "batch size {n} spans is outside {MIN_BATCH_SPANS}..={MAX_BATCH_SPANS}"
+        )))
     }
 }
 
@@ -158,12 +175,16 @@ pub fn rebatch(batches: &[Vec<u8>], spans_per_batch: usize) -> Result<Vec<Vec<u8
     let mut current = ExportTraceServiceRequest::default();
     let mut count = 0;
     for (i, bytes) in batches.iter().enumerate() {
-        let request = ExportTraceServiceRequest::decode(bytes.as_slice())
-            .map_err(|e| CorpusError(format!("batch {i} is not an ExportTraceServiceRequest: {e}")))?;
+        let request = ExportTraceServiceRequest::decode(bytes.as_slice()).map_err(|e| {
+            CorpusError(format!("batch {i} is not an ExportTraceServiceRequest: {e}"))
+        })?;
         for rs in request.resource_spans {
             for ss in rs.scope_spans {
                 for span in ss.spans {
-                    let same_resource = current.resource_spans.last().is_some_and(|last| last.resource == rs.resource);
+                    let same_resource = current
+                        .resource_spans
+                        .last()
+                        .is_some_and(|last| last.resource == rs.resource);
                     if !same_resource {
                         current.resource_spans.push(ResourceSpans {
                             resource: rs.resource.clone(),
@@ -251,7 +272,11 @@ impl Rng {
         let mut digits = 0;
         (0..len)
             .map(|_| {
-                let c = if digits == 5 { b"abcdef"[self.below(6) as usize] } else { b"0123456789abcdef"[self.below(16) as usize] };
+                let c = if digits == 5 {
+                    b"abcdef"[self.below(6) as usize]
+                } else {
+                    b"0123456789abcdef"[self.below(16) as usize]
+                };
                 digits = if c.is_ascii_digit() { digits + 1 } else { 0 };
                 char::from(c)
             })
@@ -259,7 +284,14 @@ impl Rng {
     }
 
     fn uuid(&mut self) -> String {
-        format!("{}-{}-4{}-a{}-{}", self.hex(8), self.hex(4), self.hex(3), self.hex(3), self.hex(12))
+        format!(
+            "{}-{}-4{}-a{}-{}",
+            self.hex(8),
+            self.hex(4),
+            self.hex(3),
+            self.hex(3),
+            self.hex(12)
+        )
     }
 }
 
@@ -411,13 +443,22 @@ impl Scope {
             (Flavor::Node, Scope::Db) => ("@opentelemetry/instrumentation-pg", "0.76.0"),
             (Flavor::Node, Scope::Redis) => ("@opentelemetry/instrumentation-ioredis", "0.71.0"),
             (Flavor::Node, Scope::Kafka) => ("@opentelemetry/instrumentation-kafkajs", "0.24.0"),
-            (Flavor::Python, Scope::Http | Scope::Express | Scope::Router) => ("opentelemetry.instrumentation.flask", "0.66b1"),
+            (Flavor::Python, Scope::Http | Scope::Express | Scope::Router) => {
+                ("opentelemetry.instrumentation.flask", "0.66b1")
+            }
             (Flavor::Python, Scope::Db) => ("opentelemetry.instrumentation.psycopg", "0.66b1"),
             (Flavor::Python, Scope::Redis) => ("opentelemetry.instrumentation.redis", "0.66b1"),
-            (Flavor::Python, Scope::Kafka) => ("opentelemetry.instrumentation.confluent_kafka", "0.66b1"),
+            (Flavor::Python, Scope::Kafka) => {
+                ("opentelemetry.instrumentation.confluent_kafka", "0.66b1")
+            }
             (_, Scope::App) => ("no.nav.tracescrub.app", ""),
         };
-        InstrumentationScope { name: name.into(), version: version.into(), attributes: Vec::new(), dropped_attributes_count: 0 }
+        InstrumentationScope {
+            name: name.into(),
+            version: version.into(),
+            attributes: Vec::new(),
+            dropped_attributes_count: 0,
+        }
     }
 }
 
@@ -440,7 +481,10 @@ fn services(rng: &mut Rng) -> Vec<Service> {
         ("document-archive", Flavor::Node),
         ("payment-events", Flavor::Python),
     ];
-    NAMES.iter().map(|&(name, flavor)| Service { flavor, resource: resource(rng, name, flavor), name }).collect()
+    NAMES
+        .iter()
+        .map(|&(name, flavor)| Service { flavor, resource: resource(rng, name, flavor), name })
+        .collect()
 }
 
 fn resource(rng: &mut Rng, name: &str, flavor: Flavor) -> Resource {
@@ -490,7 +534,11 @@ fn resource(rng: &mut Rng, name: &str, flavor: Flavor) -> Resource {
 // Attribute helpers.
 
 fn kv(key: impl Into<String>, value: any_value::Value) -> KeyValue {
-    KeyValue { key: key.into(), value: Some(AnyValue { value: Some(value) }), ..KeyValue::default() }
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue { value: Some(value) }),
+        ..KeyValue::default()
+    }
 }
 
 fn s(key: impl Into<String>, value: impl Into<String>) -> KeyValue {
@@ -502,7 +550,10 @@ fn i(key: impl Into<String>, value: i64) -> KeyValue {
 }
 
 fn string_array(key: &str, values: &[String]) -> KeyValue {
-    let values = values.iter().map(|v| AnyValue { value: Some(any_value::Value::StringValue(v.clone())) }).collect();
+    let values = values
+        .iter()
+        .map(|v| AnyValue { value: Some(any_value::Value::StringValue(v.clone())) })
+        .collect();
     kv(key, any_value::Value::ArrayValue(ArrayValue { values }))
 }
 
@@ -511,7 +562,9 @@ fn count_values(span: &Span) -> u64 {
     fn leaves(v: Option<&AnyValue>) -> u64 {
         match v.and_then(|v| v.value.as_ref()) {
             Some(any_value::Value::ArrayValue(a)) => a.values.iter().map(|v| leaves(Some(v))).sum(),
-            Some(any_value::Value::KvlistValue(l)) => l.values.iter().map(|kv| leaves(kv.value.as_ref())).sum(),
+            Some(any_value::Value::KvlistValue(l)) => {
+                l.values.iter().map(|kv| leaves(kv.value.as_ref())).sum()
+            }
             Some(_) => 1,
             None => 0,
         }
@@ -569,8 +622,14 @@ const HEALTH_PATHS: [&str; 12] = [
 /// Metrics scrapes, also noise; they touch no database.
 const SCRAPE_PATHS: [&str; 4] = ["/metrics", "/Metrics", "/prometheus", "/actuator/prometheus"];
 /// Paths that resemble noise but are not.
-const NEAR_MISS_PATHS: [&str; 6] =
-    ["/api/user-metrics", "/api/actuator-report", "/api/metricsfoo", "/actuator", "/isAliveness", "/api/status-page"];
+const NEAR_MISS_PATHS: [&str; 6] = [
+    "/api/user-metrics",
+    "/api/actuator-report",
+    "/api/metricsfoo",
+    "/actuator",
+    "/isAliveness",
+    "/api/status-page",
+];
 
 const USER_AGENTS: [&str; 5] = [
     "kube-probe/1.31",
@@ -622,7 +681,8 @@ struct Request<'a> {
 
 impl<'a> Request<'a> {
     fn get(path_and_query: &'a str) -> Request<'a> {
-        let (path, query) = path_and_query.split_once('?').map_or((path_and_query, None), |(p, q)| (p, Some(q)));
+        let (path, query) =
+            path_and_query.split_once('?').map_or((path_and_query, None), |(p, q)| (p, Some(q)));
         Request { method: "GET", path, query, route: None, status: 200, numbers_in_url: 0 }
     }
 }
@@ -648,7 +708,13 @@ impl<'r, 's> Trace<'r, 's> {
         self.service.flavor == Flavor::Node
     }
 
-    fn draft(&mut self, scope: Scope, parent: Option<&Draft>, kind: SpanKind, name: impl Into<String>) -> Draft {
+    fn draft(
+        &mut self,
+        scope: Scope,
+        parent: Option<&Draft>,
+        kind: SpanKind,
+        name: impl Into<String>,
+    ) -> Draft {
         self.clock += self.rng.range(20_000, 400_000);
         Draft {
             scope,
@@ -669,7 +735,8 @@ impl<'r, 's> Trace<'r, 's> {
     /// Ends `d` and queues it.
     fn finish(&mut self, d: Draft) {
         self.clock += self.rng.range(10_000, 2_000_000);
-        let status = d.status.unwrap_or(Status { message: String::new(), code: StatusCode::Unset as i32 });
+        let status =
+            d.status.unwrap_or(Status { message: String::new(), code: StatusCode::Unset as i32 });
         let span = Span {
             trace_id: self.trace_id.to_vec(),
             span_id: d.id.to_vec(),
@@ -725,7 +792,9 @@ impl<'r, 's> Trace<'r, 's> {
                 let limit = self.rng.range(1, 100);
                 let path = format!("/api/products?limit={limit}&page={}", self.rng.range(1, 20));
                 self.request(&Request::get(&path), |t, parent| {
-                    let statement = format!("SELECT id, name, price, stock FROM product ORDER BY name LIMIT {limit}");
+                    let statement = format!(
+                        "SELECT id, name, price, stock FROM product ORDER BY name LIMIT {limit}"
+                    );
                     t.sql(parent, "SELECT", statement, 0, None);
                 });
             }
@@ -750,14 +819,25 @@ impl<'r, 's> Trace<'r, 's> {
     /// two middleware spans, the router's handler and express's handler),
     /// the children `body` makes under the innermost handler, and
     /// `decorate` applied to the innermost handler (exceptions).
-    fn request_with(&mut self, req: &Request<'_>, body: impl FnOnce(&mut Self, &Draft), decorate: impl FnOnce(&mut Self, &mut Draft)) {
+    fn request_with(
+        &mut self,
+        req: &Request<'_>,
+        body: impl FnOnce(&mut Self, &Draft),
+        decorate: impl FnOnce(&mut Self, &mut Draft),
+    ) {
         let node = self.node();
         let route = render_route(req.route.unwrap_or(req.path), self.service.flavor);
-        let mut root = self.draft(Scope::Http, None, SpanKind::Server, format!("{} {route}", req.method));
+        let mut root =
+            self.draft(Scope::Http, None, SpanKind::Server, format!("{} {route}", req.method));
         root.planted = req.numbers_in_url;
         let ua = (*self.rng.pick(&USER_AGENTS)).to_owned();
         let peer_port = self.rng.range(32_768, 60_999) as i64;
-        let peer = format!("10.{}.{}.{}", self.rng.below(256), self.rng.below(256), self.rng.range(1, 254));
+        let peer = format!(
+            "10.{}.{}.{}",
+            self.rng.below(256),
+            self.rng.below(256),
+            self.rng.range(1, 254)
+        );
         if node {
             root.attributes.extend([
                 s("http.request.method", req.method),
@@ -782,7 +862,8 @@ impl<'r, 's> Trace<'r, 's> {
             // http.target repeats the path and query: numbers there count twice.
             root.planted *= 2;
             let host = format!("{}:8080", self.service.name);
-            let target = req.query.map_or_else(|| req.path.to_owned(), |q| format!("{}?{q}", req.path));
+            let target =
+                req.query.map_or_else(|| req.path.to_owned(), |q| format!("{}?{q}", req.path));
             root.attributes.extend([
                 s("http.method", req.method),
                 s("http.request.method", req.method),
@@ -819,7 +900,12 @@ impl<'r, 's> Trace<'r, 's> {
         }
         if node {
             for mw in ["query", "expressInit"] {
-                let mut m = self.draft(Scope::Router, Some(&root), SpanKind::Internal, format!("middleware - {mw}"));
+                let mut m = self.draft(
+                    Scope::Router,
+                    Some(&root),
+                    SpanKind::Internal,
+                    format!("middleware - {mw}"),
+                );
                 m.attributes.extend([
                     s("router.name", mw),
                     s("router.version", "2.3.0"),
@@ -828,15 +914,25 @@ impl<'r, 's> Trace<'r, 's> {
                 ]);
                 self.finish(m);
             }
-            let mut handler = self.draft(Scope::Router, Some(&root), SpanKind::Internal, format!("request handler - {route}"));
+            let mut handler = self.draft(
+                Scope::Router,
+                Some(&root),
+                SpanKind::Internal,
+                format!("request handler - {route}"),
+            );
             handler.attributes.extend([
                 s("router.name", "<anonymous>"),
                 s("router.version", "2.3.0"),
                 s("router.type", "request_handler"),
                 s("http.route", route.clone()),
             ]);
-            let mut express = self.draft(Scope::Express, Some(&handler), SpanKind::Internal, "request handler");
-            express.attributes.extend([s("http.route", route.clone()), s("express.name", route), s("express.type", "request_handler")]);
+            let mut express =
+                self.draft(Scope::Express, Some(&handler), SpanKind::Internal, "request handler");
+            express.attributes.extend([
+                s("http.route", route.clone()),
+                s("express.name", route),
+                s("express.type", "request_handler"),
+            ]);
             body(self, &express);
             decorate(self, &mut express);
             // The router's handler records the same exception events.
@@ -867,9 +963,21 @@ impl<'r, 's> Trace<'r, 's> {
 
     /// A SQL client span. `planted`: valid numbers in the statement;
     /// `bind`: bind values and how many valid numbers they hold.
-    fn sql(&mut self, parent: &Draft, op: &str, statement: String, planted: u32, bind: Option<(Vec<String>, u32)>) {
+    fn sql(
+        &mut self,
+        parent: &Draft,
+        op: &str,
+        statement: String,
+        planted: u32,
+        bind: Option<(Vec<String>, u32)>,
+    ) {
         if self.node() {
-            let mut span = self.draft(Scope::Db, Some(parent), SpanKind::Client, format!("pg.query:{op} tracescrub"));
+            let mut span = self.draft(
+                Scope::Db,
+                Some(parent),
+                SpanKind::Client,
+                format!("pg.query:{op} tracescrub"),
+            );
             span.attributes.extend(pg_common());
             span.attributes.push(s("db.query.text", statement));
             span.attributes.push(s("db.operation.name", op));
@@ -882,7 +990,10 @@ impl<'r, 's> Trace<'r, 's> {
         } else {
             let mut span = self.draft(Scope::Db, Some(parent), SpanKind::Client, op);
             let params = match &bind {
-                Some((values, _)) => format!("({},)", values.iter().map(|v| format!("'{v}'")).collect::<Vec<_>>().join(", ")),
+                Some((values, _)) => format!(
+                    "({},)",
+                    values.iter().map(|v| format!("'{v}'")).collect::<Vec<_>>().join(", ")
+                ),
                 None => "None".into(),
             };
             span.attributes.extend([
@@ -958,13 +1069,25 @@ impl<'r, 's> Trace<'r, 's> {
         let (path, query, route, in_url) = match self.rng.below(10) {
             0..4 => (format!("/api/person/{number}"), None, "/api/person/{fnr}", 1),
             4..6 => ("/api/person".to_owned(), Some(format!("fnr={number}")), "/api/person", 1),
-            6 => ("/api/search".to_owned(), Some(format!("q={}-{}&limit=10", &number[..6], &number[6..])), "/api/search", 1),
+            6 => (
+                "/api/search".to_owned(),
+                Some(format!("q={}-{}&limit=10", &number[..6], &number[6..])),
+                "/api/search",
+                1,
+            ),
             _ => (format!("/api/person/{}", self.rng.uuid()), None, "/api/person/{id}", 0),
         };
         let literal = self.rng.chance(0.5);
         let cache = self.rng.chance(0.4);
         let app_span = self.rng.chance(0.3);
-        let req = Request { method: "GET", path: &path, query: query.as_deref(), route: Some(route), status: 200, numbers_in_url: in_url };
+        let req = Request {
+            method: "GET",
+            path: &path,
+            query: query.as_deref(),
+            route: Some(route),
+            status: 200,
+            numbers_in_url: in_url,
+        };
         self.request(&req, |t, parent| {
             let key = format!("person:{number}");
             // redis-py replaces the key by `?`.
@@ -973,7 +1096,13 @@ impl<'r, 's> Trace<'r, 's> {
                 t.redis_call(parent, "get", Some((&key, in_key)));
             }
             if literal {
-                t.sql(parent, "SELECT", format!("SELECT name, born, address FROM person WHERE fnr = '{number}'"), 1, None);
+                t.sql(
+                    parent,
+                    "SELECT",
+                    format!("SELECT name, born, address FROM person WHERE fnr = '{number}'"),
+                    1,
+                    None,
+                );
             } else {
                 let statement = "SELECT name, born, address FROM person WHERE fnr = $1".to_owned();
                 t.sql(parent, "SELECT", statement, 0, Some((vec![number.clone()], 1)));
@@ -982,8 +1111,15 @@ impl<'r, 's> Trace<'r, 's> {
                 t.redis_call(parent, "set", Some((&key, in_key)));
             }
             if app_span {
-                let mut app = t.draft(Scope::App, Some(parent), SpanKind::Internal, format!("lookup {number}"));
-                let person = KeyValueList { values: vec![s("fnr", number.clone()), s("name", "Kari Nordmann")] };
+                let mut app = t.draft(
+                    Scope::App,
+                    Some(parent),
+                    SpanKind::Internal,
+                    format!("lookup {number}"),
+                );
+                let person = KeyValueList {
+                    values: vec![s("fnr", number.clone()), s("name", "Kari Nordmann")],
+                };
                 app.attributes.extend([
                     s("enduser.id", number.clone()),
                     s(format!("app.cache.{number}"), "warm"),
@@ -1068,7 +1204,12 @@ impl<'r, 's> Trace<'r, 's> {
         let req = Request { method: "POST", ..Request::get("/api/events/publish") };
         self.request(&req, |t, parent| {
             for _ in 0..messages {
-                let mut span = t.draft(Scope::Kafka, Some(parent), SpanKind::Producer, format!("send {topic}"));
+                let mut span = t.draft(
+                    Scope::Kafka,
+                    Some(parent),
+                    SpanKind::Producer,
+                    format!("send {topic}"),
+                );
                 t.messaging(&mut span, "send", &topic);
                 let (key, planted) = t.message_key();
                 span.attributes.push(key);
@@ -1082,7 +1223,8 @@ impl<'r, 's> Trace<'r, 's> {
     /// with the insert it makes.
     fn consume(&mut self) {
         let topic = format!("team-person.{}-events", self.service.name);
-        let mut span = self.draft(Scope::Kafka, None, SpanKind::Consumer, format!("process {topic}"));
+        let mut span =
+            self.draft(Scope::Kafka, None, SpanKind::Consumer, format!("process {topic}"));
         self.messaging(&mut span, "process", &topic);
         let (key, planted) = self.message_key();
         let group = format!("{}-consumer", self.service.name);
@@ -1102,7 +1244,11 @@ impl<'r, 's> Trace<'r, 's> {
             flags: 0x100 | 1,
         });
         span.planted = planted + link_planted;
-        let values = vec![topic.clone(), self.rng.below(12).to_string(), self.rng.range(1, 90_000_000).to_string()];
+        let values = vec![
+            topic.clone(),
+            self.rng.below(12).to_string(),
+            self.rng.range(1, 90_000_000).to_string(),
+        ];
         let statement = "INSERT INTO event_log (topic, partition, offset, received_at) VALUES ($1, $2, $3, now()) ON CONFLICT DO NOTHING";
         self.sql(&span, "INSERT", statement.into(), 0, Some((values, 0)));
         self.finish(span);
@@ -1117,7 +1263,12 @@ impl<'r, 's> Trace<'r, 's> {
         let node = self.node();
         let message = format!("no consent registered for person {subject}");
         let path = format!("/api/person/{subject}/consent");
-        let req = Request { route: Some("/api/person/{fnr}/consent"), status: 500, numbers_in_url: planted, ..Request::get(&path) };
+        let req = Request {
+            route: Some("/api/person/{fnr}/consent"),
+            status: 500,
+            numbers_in_url: planted,
+            ..Request::get(&path)
+        };
         self.request_with(
             &req,
             |t, parent| {
@@ -1125,7 +1276,11 @@ impl<'r, 's> Trace<'r, 's> {
                 t.sql(parent, "SELECT", statement, 0, Some((vec![subject.clone()], planted)));
             },
             |_, d| {
-                let (ty, stack) = if node { ("Error", node_stack(&message)) } else { ("ValueError", python_stack(&message)) };
+                let (ty, stack) = if node {
+                    ("Error", node_stack(&message))
+                } else {
+                    ("ValueError", python_stack(&message))
+                };
                 d.events.push(Event {
                     time_unix_nano: d.start + 5000,
                     name: "exception".into(),
@@ -1148,7 +1303,12 @@ impl<'r, 's> Trace<'r, 's> {
 }
 
 fn pg_common() -> [KeyValue; 4] {
-    [s("db.system.name", "postgresql"), s("db.namespace", "tracescrub"), s("server.address", "10.12.0.5"), i("server.port", 5432)]
+    [
+        s("db.system.name", "postgresql"),
+        s("db.namespace", "tracescrub"),
+        s("server.address", "10.12.0.5"),
+        i("server.port", 5432),
+    ]
 }
 
 fn node_stack(message: &str) -> String {
@@ -1176,19 +1336,47 @@ fn node_stack(message: &str) -> String {
 fn python_stack(message: &str) -> String {
     let mut out = String::from("Traceback (most recent call last):\n");
     for (f, l, func, code) in [
-        ("/app/.venv/lib/python3.11/site-packages/opentelemetry/trace/__init__.py", 602, "use_span", "yield span"),
-        ("/app/.venv/lib/python3.11/site-packages/flask/app.py", 1511, "wsgi_app", "response = self.full_dispatch_request()"),
-        ("/app/.venv/lib/python3.11/site-packages/flask/app.py", 919, "full_dispatch_request", "rv = self.handle_user_exception(e)"),
-        ("/app/.venv/lib/python3.11/site-packages/flask/app.py", 917, "full_dispatch_request", "rv = self.dispatch_request()"),
+        (
+            "/app/.venv/lib/python3.11/site-packages/opentelemetry/trace/__init__.py",
+            602,
+            "use_span",
+            "yield span",
+        ),
+        (
+            "/app/.venv/lib/python3.11/site-packages/flask/app.py",
+            1511,
+            "wsgi_app",
+            "response = self.full_dispatch_request()",
+        ),
+        (
+            "/app/.venv/lib/python3.11/site-packages/flask/app.py",
+            919,
+            "full_dispatch_request",
+            "rv = self.handle_user_exception(e)",
+        ),
+        (
+            "/app/.venv/lib/python3.11/site-packages/flask/app.py",
+            917,
+            "full_dispatch_request",
+            "rv = self.dispatch_request()",
+        ),
         (
             "/app/.venv/lib/python3.11/site-packages/flask/app.py",
             902,
             "dispatch_request",
             "return self.ensure_sync(self.view_functions[rule.endpoint])(**view_args)",
         ),
-        ("/app/consent_service/views.py", 183, "consent", "raise ValueError(f\"no consent registered for person {fnr}\")"),
+        (
+            "/app/consent_service/views.py",
+            183,
+            "consent",
+            "raise ValueError(f\"no consent registered for person {fnr}\")",
+        ),
     ] {
-        out.push_str(&format!("  File \"{f}\", line {l}, in {func}\n    {code}\n    {}\n", "^".repeat(code.len().min(60))));
+        out.push_str(&format!(
+            "  File \"{f}\", line {l}, in {func}\n    {code}\n    {}\n",
+            "^".repeat(code.len().min(60))
+        ));
     }
     out.push_str(&format!("ValueError: {message}\n"));
     out
@@ -1284,7 +1472,12 @@ mod tests {
     }
 
     fn span_count(batch: &[u8]) -> usize {
-        decode(batch).resource_spans.iter().flat_map(|rs| &rs.scope_spans).map(|ss| ss.spans.len()).sum()
+        decode(batch)
+            .resource_spans
+            .iter()
+            .flat_map(|rs| &rs.scope_spans)
+            .map(|ss| ss.spans.len())
+            .sum()
     }
 
     /// Scenario: the same options twice, then another seed.
@@ -1305,7 +1498,8 @@ mod tests {
     #[test]
     fn batch_sizes_are_respected() {
         for n in [MIN_BATCH_SPANS, DEFAULT_BATCH_SPANS, MAX_BATCH_SPANS] {
-            let corpus = generate(&CorpusOptions { seed: 1, min_spans: 10_000, batch_spans: n }).unwrap();
+            let corpus =
+                generate(&CorpusOptions { seed: 1, min_spans: 10_000, batch_spans: n }).unwrap();
             assert!(corpus.spans >= 10_000);
             assert_eq!(corpus.spans, (corpus.batches.len() * n) as u64);
             for batch in &corpus.batches {
@@ -1314,10 +1508,15 @@ mod tests {
             assert_eq!(corpus.bytes, corpus.batches.iter().map(|b| b.len() as u64).sum::<u64>());
         }
         for n in [0, MIN_BATCH_SPANS - 1, MAX_BATCH_SPANS + 1] {
-            assert!(generate(&CorpusOptions { seed: 1, min_spans: 10_000, batch_spans: n }).is_err());
+            assert!(
+                generate(&CorpusOptions { seed: 1, min_spans: 10_000, batch_spans: n }).is_err()
+            );
         }
         let default = CorpusOptions::default();
-        assert_eq!((default.min_spans, default.batch_spans), (DEFAULT_MIN_SPANS, DEFAULT_BATCH_SPANS));
+        assert_eq!(
+            (default.min_spans, default.batch_spans),
+            (DEFAULT_MIN_SPANS, DEFAULT_BATCH_SPANS)
+        );
     }
 
     /// Scenario: the engine with the default config over corpora of three
@@ -1353,10 +1552,25 @@ mod tests {
             assert!((0.01..=0.05).contains(&share), "seed {seed}: personal number share {share}");
             assert_eq!(masked, corpus.planted_numbers, "seed {seed}: masked vs planted");
             for d in [Detector::Fnr, Detector::DNumber, Detector::HNumber, Detector::Synthetic] {
-                assert!(detectors.get(d.name()).is_some_and(|&n| n > 0), "seed {seed}: no {}", d.name());
+                assert!(
+                    detectors.get(d.name()).is_some_and(|&n| n > 0),
+                    "seed {seed}: no {}",
+                    d.name()
+                );
             }
-            for f in ["span-name", "span-attribute", "event-name", "event-attribute", "link-attribute", "status-message", "attribute-key"] {
-                assert!(fields.get(f).is_some_and(|&n| n > 0), "seed {seed}: nothing masked in {f}");
+            for f in [
+                "span-name",
+                "span-attribute",
+                "event-name",
+                "event-attribute",
+                "link-attribute",
+                "status-message",
+                "attribute-key",
+            ] {
+                assert!(
+                    fields.get(f).is_some_and(|&n| n > 0),
+                    "seed {seed}: nothing masked in {f}"
+                );
             }
         }
     }
@@ -1392,11 +1606,22 @@ mod tests {
                             *key_types.entry(ty).or_insert(0) += 1;
                         }
                     }
-                    stacks += span.events.iter().flat_map(|e| &e.attributes).filter(|kv| kv.key == "exception.stacktrace").count();
+                    stacks += span
+                        .events
+                        .iter()
+                        .flat_map(|e| &e.attributes)
+                        .filter(|kv| kv.key == "exception.stacktrace")
+                        .count();
                 }
             }
         }
-        for kind in [SpanKind::Internal, SpanKind::Server, SpanKind::Client, SpanKind::Producer, SpanKind::Consumer] {
+        for kind in [
+            SpanKind::Internal,
+            SpanKind::Server,
+            SpanKind::Client,
+            SpanKind::Producer,
+            SpanKind::Consumer,
+        ] {
             assert!(kinds.get(&(kind as i32)).is_some_and(|&n| n > 0), "no {kind:?} spans");
         }
         let client = kinds[&(SpanKind::Client as i32)] as f64 / corpus.spans as f64;
@@ -1445,7 +1670,8 @@ mod tests {
     /// size (the last one the rest), and size 0 is refused.
     #[test]
     fn rebatch_keeps_every_span() {
-        let corpus = generate(&CorpusOptions { seed: 5, min_spans: 4_000, batch_spans: 1000 }).unwrap();
+        let corpus =
+            generate(&CorpusOptions { seed: 5, min_spans: 4_000, batch_spans: 1000 }).unwrap();
         let ids = |batches: &[Vec<u8>]| -> Vec<Vec<u8>> {
             batches
                 .iter()

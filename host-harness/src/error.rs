@@ -38,7 +38,9 @@ impl HostError {
     /// `Trap::Interrupt` for a passed epoch deadline).
     pub fn trap_code(&self) -> Option<wasmtime::Trap> {
         match self {
-            HostError::Trap(error) | HostError::Instantiate(error) => error.downcast_ref::<wasmtime::Trap>().copied(),
+            HostError::Trap(error) | HostError::Instantiate(error) => {
+                error.downcast_ref::<wasmtime::Trap>().copied()
+            }
             _ => None,
         }
     }
@@ -65,13 +67,18 @@ impl fmt::Display for HostError {
 impl std::error::Error for HostError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            HostError::Engine(e) | HostError::Compile(e) | HostError::Link(e) | HostError::Instantiate(e) | HostError::Trap(e) => {
-                Some(&**e)
-            }
+            HostError::Engine(e)
+            | HostError::Compile(e)
+            | HostError::Link(e)
+            | HostError::Instantiate(e)
+            | HostError::Trap(e) => Some(&**e),
             HostError::Parse(e) => Some(e),
             // `Processor` displays its error itself; pointing at it again as
             // the source would print it twice.
-            HostError::Processor(_) | HostError::Poisoned | HostError::WrongInstance | HostError::Contract(_) => None,
+            HostError::Processor(_)
+            | HostError::Poisoned
+            | HostError::WrongInstance
+            | HostError::Contract(_) => None,
         }
     }
 }

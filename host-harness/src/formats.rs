@@ -137,17 +137,25 @@ fn split(content: &[u8]) -> Result<(Encoding, Vec<Batch>), FormatError> {
         Some(b'{' | b'[') if matches!(text[0], b'{' | b'[') => true,
         Some(b'{' | b'[') => {
             let line = text.trim_ascii_start().split(|&b| b == b'\n').next().unwrap_or_default();
-            serde_json::from_slice::<serde::de::IgnoredAny>(text).is_ok() || serde_json::from_slice::<serde::de::IgnoredAny>(line).is_ok()
+            serde_json::from_slice::<serde::de::IgnoredAny>(text).is_ok()
+                || serde_json::from_slice::<serde::de::IgnoredAny>(line).is_ok()
         }
         _ => false,
     };
     match first {
         Some(b'{') if json => Ok(split_json(text)),
-        Some(b'[') if json => Err(FormatError("a JSON array is not an OTLP request; expected an object with \"resourceSpans\"".into())),
+        Some(b'[') if json => Err(FormatError(
+            "a JSON array is not an OTLP request; expected an object with \"resourceSpans\"".into(),
+        )),
         // Protobuf field tags never encode field number 0, so a first byte
         // below 0x08 cannot start a request: it is a big-endian length.
-        Some(_) if content[0] < 0x08 => split_length_prefixed(content).map(|b| (Encoding::LengthPrefixed, b)),
-        _ => Ok((Encoding::Protobuf, vec![Batch { location: Location::Whole, bytes: Ok(content.to_vec()) }])),
+        Some(_) if content[0] < 0x08 => {
+            split_length_prefixed(content).map(|b| (Encoding::LengthPrefixed, b))
+        }
+        _ => Ok((
+            Encoding::Protobuf,
+            vec![Batch { location: Location::Whole, bytes: Ok(content.to_vec()) }],
+        )),
     }
 }
 
@@ -165,8 +173,10 @@ fn split_json(content: &[u8]) -> (Encoding, Vec<Batch>) {
     }
     let lines: Vec<&[u8]> = content.split(|&b| b == b'\n').collect();
     let non_empty = lines.iter().filter(|l| !l.trim_ascii().is_empty()).count();
-    let first_line_is_a_value =
-        lines.iter().find(|l| !l.trim_ascii().is_empty()).is_some_and(|l| serde_json::from_slice::<serde::de::IgnoredAny>(l).is_ok());
+    let first_line_is_a_value = lines
+        .iter()
+        .find(|l| !l.trim_ascii().is_empty())
+        .is_some_and(|l| serde_json::from_slice::<serde::de::IgnoredAny>(l).is_ok());
     if non_empty <= 1 || !first_line_is_a_value {
         // One document (a cut-off pretty-printed one, say): report the
         // whole-document error once, not one per line.
@@ -220,8 +230,12 @@ pub fn write(format: Format, batches: &[Vec<u8>]) -> Result<Vec<u8>, FormatError
         }
         Encoding::LengthPrefixed => {
             for b in batches {
-                let len = u32::try_from(b.len())
-                    .map_err(|_| FormatError(format!("a batch of {} bytes does not fit a 4-byte length", b.len())))?;
+                let len = u32::try_from(b.len()).map_err(|_| {
+                    FormatError(format!(
+                        "a batch of {} bytes does not fit a 4-byte length",
+                        b.len()
+                    ))
+                })?;
                 content.extend_from_slice(&len.to_be_bytes());
                 content.extend_from_slice(b);
             }
@@ -230,7 +244,8 @@ pub fn write(format: Format, batches: &[Vec<u8>]) -> Result<Vec<u8>, FormatError
             for b in batches {
                 let req = ExportTraceServiceRequest::decode(b.as_slice())
                     .map_err(|e| FormatError(format!("processed batch does not decode: {e}")))?;
-                serde_json::to_writer(&mut content, &req).map_err(|e| FormatError(format!("cannot write JSON: {e}")))?;
+                serde_json::to_writer(&mut content, &req)
+                    .map_err(|e| FormatError(format!("cannot write JSON: {e}")))?;
                 content.push(b'\n');
             }
         }
@@ -239,7 +254,9 @@ pub fn write(format: Format, batches: &[Vec<u8>]) -> Result<Vec<u8>, FormatError
         return Ok(content);
     }
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    enc.write_all(&content).and_then(|()| enc.finish()).map_err(|e| FormatError(format!("cannot gzip output: {e}")))
+    enc.write_all(&content)
+        .and_then(|()| enc.finish())
+        .map_err(|e| FormatError(format!("cannot gzip output: {e}")))
 }
 
 #[cfg(test)]
@@ -251,7 +268,12 @@ mod tests {
         ExportTraceServiceRequest {
             resource_spans: vec![ResourceSpans {
                 scope_spans: vec![ScopeSpans {
-                    spans: vec![Span { trace_id: vec![1; 16], span_id: vec![2; 8], name: name.into(), ..Default::default() }],
+                    spans: vec![Span {
+                        trace_id: vec![1; 16],
+                        span_id: vec![2; 8],
+                        name: name.into(),
+                        ..Default::default()
+                    }],
                     ..Default::default()
                 }],
                 ..Default::default()
@@ -300,7 +322,11 @@ mod tests {
                 let written = write(format, &bytes).unwrap();
                 let (again, rebatched) = read(&written).unwrap();
                 assert_eq!(again, format);
-                assert_eq!(rebatched.into_iter().map(|b| b.bytes.unwrap()).collect::<Vec<_>>(), bytes, "{format}");
+                assert_eq!(
+                    rebatched.into_iter().map(|b| b.bytes.unwrap()).collect::<Vec<_>>(),
+                    bytes,
+                    "{format}"
+                );
             }
         }
     }
@@ -316,7 +342,8 @@ mod tests {
             "attributes":[{"key":"n","value":{"intValue":"12345678901"}}],"somethingNew":{"a":1}}]}]}]}"#;
         let (format, batches) = read(doc).unwrap();
         assert_eq!(format.encoding, Encoding::Json);
-        let r = ExportTraceServiceRequest::decode(batches[0].bytes.as_ref().unwrap().as_slice()).unwrap();
+        let r = ExportTraceServiceRequest::decode(batches[0].bytes.as_ref().unwrap().as_slice())
+            .unwrap();
         let span = &r.resource_spans[0].scope_spans[0].spans[0];
         assert_eq!(span.trace_id[0], 0x5b);
         assert_eq!(span.span_id.len(), 8);
@@ -380,7 +407,12 @@ mod tests {
     /// Guarantees: each is an error, never an empty batch.
     #[test]
     fn json_that_is_not_traces_is_refused() {
-        for doc in [&br#"{"resourceMetrics": []}"#[..], b"[1, 2]", b"{}", b"{\"level\":\"info\"}\n{\"level\":\"warn\"}\n"] {
+        for doc in [
+            &br#"{"resourceMetrics": []}"#[..],
+            b"[1, 2]",
+            b"{}",
+            b"{\"level\":\"info\"}\n{\"level\":\"warn\"}\n",
+        ] {
             let result = read(doc);
             let refused = match &result {
                 Err(_) => true,

@@ -35,6 +35,11 @@
 //! a bug in tracescrub or a host limit hit; the instance is then poisoned and
 //! refuses further calls ([`HostError::Poisoned`]): drop it and make a new one.
 
+// Unix only: the gateway stops and reloads on unix signals (SIGTERM, SIGHUP),
+// and the compiled-component cache trusts an artifact by its owner and mode.
+#[cfg(not(unix))]
+compile_error!("tracescrub's host is unix-only (signals, file ownership and modes)");
+
 pub mod audit;
 pub mod bench;
 pub mod body;
@@ -65,7 +70,8 @@ pub use scrubber::{DEFAULT_MAX_BATCHES_PER_INSTANCE, Scrubber};
 
 /// The span-processor component built from this workspace by `build.rs`
 /// (or the file named by `TRACESCRUB_COMPONENT_OVERRIDE` at build time).
-pub const DEFAULT_COMPONENT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/tracescrub_processor.wasm"));
+pub const DEFAULT_COMPONENT: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/tracescrub_processor.wasm"));
 
 /// The name of the interface the component exports.
 pub const TRANSFORM_INTERFACE: &str = "tracescrub:processor/transform@0.1.0";
@@ -104,7 +110,7 @@ pub struct Runtime {
 impl Runtime {
     /// Creates the engine, with compiled components cached on disk in
     /// [`cache::default_dir`] (`$TRACESCRUB_CACHE_DIR`, else
-    /// `~/.cache/tracescrub`), keyed on the component's content hash, the
+    /// `$XDG_CACHE_HOME/tracescrub`, else `~/.cache/tracescrub`), keyed on the component's content hash, the
     /// wasmtime version and these engine settings: loading a component
     /// compiled before skips Cranelift and takes about a millisecond. See
     /// [`cache`]. If there is no cache directory (no home directory, say),
@@ -138,7 +144,10 @@ impl Runtime {
             config.profiler(wasmtime::ProfilingStrategy::PerfMap);
         }
         let engine = Engine::new(&config).map_err(HostError::Engine)?;
-        let cache = cache.then(cache::default_dir).flatten().map(|dir| Arc::new(cache::ArtifactCache::new(dir, &engine)));
+        let cache = cache
+            .then(cache::default_dir)
+            .flatten()
+            .map(|dir| Arc::new(cache::ArtifactCache::new(dir, &engine)));
         Ok(Runtime { engine, cache })
     }
 
@@ -192,7 +201,10 @@ pub const KEEP_RESIDENT_BYTES: usize = 64 << 20;
 /// touches.
 fn pooling() -> wasmtime::PoolingAllocationConfig {
     let mut pool = wasmtime::PoolingAllocationConfig::default();
-    pool.total_component_instances(POOL_SLOTS).total_core_instances(POOL_SLOTS).total_memories(POOL_SLOTS).total_tables(POOL_SLOTS);
+    pool.total_component_instances(POOL_SLOTS)
+        .total_core_instances(POOL_SLOTS)
+        .total_memories(POOL_SLOTS)
+        .total_tables(POOL_SLOTS);
     // Zero a used memory with memset up to this size rather than madvise:
     // the pages stay resident, and the next instance does not take a page
     // fault on every page it touches again.
@@ -215,7 +227,12 @@ struct StoreState {
 }
 
 impl wasmtime::ResourceLimiter for StoreState {
-    fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         let allowed = self.limits.memory_growing(current, desired, maximum)?;
         if allowed {
             self.memory_peak = self.memory_peak.max(desired);
@@ -223,7 +240,12 @@ impl wasmtime::ResourceLimiter for StoreState {
         Ok(allowed)
     }
 
-    fn table_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         self.limits.table_growing(current, desired, maximum)
     }
 
@@ -266,7 +288,9 @@ impl LoadedComponent {
         let engine = runtime.engine.clone();
         let (component, source) = match &runtime.cache {
             Some(cache) => cache.load(&engine, bytes)?,
-            None => (Component::new(&engine, bytes).map_err(HostError::Compile)?, LoadSource::Compiled),
+            None => {
+                (Component::new(&engine, bytes).map_err(HostError::Compile)?, LoadSource::Compiled)
+            }
         };
         let linker = Linker::<StoreState>::new(&engine);
         let instance_pre = linker.instantiate_pre(&component).map_err(HostError::Link)?;
@@ -310,7 +334,10 @@ pub struct InstanceOptions {
 
 impl Default for InstanceOptions {
     fn default() -> InstanceOptions {
-        InstanceOptions { max_memory_bytes: DEFAULT_MAX_MEMORY_BYTES, epoch_deadline_ticks: DEFAULT_EPOCH_DEADLINE_TICKS }
+        InstanceOptions {
+            max_memory_bytes: DEFAULT_MAX_MEMORY_BYTES,
+            epoch_deadline_ticks: DEFAULT_EPOCH_DEADLINE_TICKS,
+        }
     }
 }
 
@@ -359,7 +386,10 @@ pub struct ProcessorHandle {
 
 impl ComponentInstance {
     /// Instantiates `component` with `options`.
-    pub fn new(component: &LoadedComponent, options: &InstanceOptions) -> Result<ComponentInstance, HostError> {
+    pub fn new(
+        component: &LoadedComponent,
+        options: &InstanceOptions,
+    ) -> Result<ComponentInstance, HostError> {
         let limits = StoreLimitsBuilder::new()
             .memory_size(options.max_memory_bytes)
             // A memory.grow past the cap fails rather than traps: the engine
@@ -404,16 +434,22 @@ impl ComponentInstance {
     /// defaults). A rejected config is
     /// `HostError::Processor(Error::InvalidConfig(problems))`.
     pub fn create_processor(&mut self, config_json: &str) -> Result<ProcessorHandle, HostError> {
-        let created = self.call(|store, guest| guest.processor().call_create(store, config_json))?;
+        let created =
+            self.call(|store, guest| guest.processor().call_create(store, config_json))?;
         let resource = created.map_err(from_wit_error)?;
         Ok(ProcessorHandle { instance: self.id, resource })
     }
 
     /// Processes one batch (protobuf-encoded `ExportTraceServiceRequest`)
     /// with `processor`: the processed batch and what was done to it.
-    pub fn process(&mut self, processor: &ProcessorHandle, batch: &[u8]) -> Result<(Vec<u8>, Stats), HostError> {
+    pub fn process(
+        &mut self,
+        processor: &ProcessorHandle,
+        batch: &[u8],
+    ) -> Result<(Vec<u8>, Stats), HostError> {
         let resource = self.resource(processor)?;
-        let output = self.call(|store, guest| guest.processor().call_process(store, resource, batch))?;
+        let output =
+            self.call(|store, guest| guest.processor().call_process(store, resource, batch))?;
         let output = output.map_err(from_wit_error)?;
         Ok((output.batch, from_wit_stats(output.stats)))
     }
@@ -421,9 +457,14 @@ impl ComponentInstance {
     /// Like [`ComponentInstance::process`], for one part of a larger batch
     /// (cut by [`tracescrub_processor::split_ranges`]): also the part's
     /// parent links, for [`tracescrub_processor::parts_agree`].
-    pub fn process_part(&mut self, processor: &ProcessorHandle, batch: &[u8]) -> Result<(Vec<u8>, Stats, PartLinks), HostError> {
+    pub fn process_part(
+        &mut self,
+        processor: &ProcessorHandle,
+        batch: &[u8],
+    ) -> Result<(Vec<u8>, Stats, PartLinks), HostError> {
         let resource = self.resource(processor)?;
-        let part = self.call(|store, guest| guest.processor().call_process_part(store, resource, batch))?;
+        let part =
+            self.call(|store, guest| guest.processor().call_process_part(store, resource, batch))?;
         let part = part.map_err(from_wit_error)?;
         let links = PartLinks { dropped: part.dropped_spans, parents: part.kept_parents };
         Ok((part.output.batch, from_wit_stats(part.output.stats), links))
@@ -431,11 +472,17 @@ impl ComponentInstance {
 
     /// Like [`ComponentInstance::process`], and also lists each drop and
     /// each mask, for audits.
-    pub fn explain(&mut self, processor: &ProcessorHandle, batch: &[u8]) -> Result<(Vec<u8>, Stats, Vec<Finding>), HostError> {
+    pub fn explain(
+        &mut self,
+        processor: &ProcessorHandle,
+        batch: &[u8],
+    ) -> Result<(Vec<u8>, Stats, Vec<Finding>), HostError> {
         let resource = self.resource(processor)?;
-        let explained = self.call(|store, guest| guest.processor().call_explain(store, resource, batch))?;
+        let explained =
+            self.call(|store, guest| guest.processor().call_explain(store, resource, batch))?;
         let explained = explained.map_err(from_wit_error)?;
-        let findings = explained.findings.into_iter().map(from_wit_finding).collect::<Result<_, _>>()?;
+        let findings =
+            explained.findings.into_iter().map(from_wit_finding).collect::<Result<_, _>>()?;
         Ok((explained.output.batch, from_wit_stats(explained.output.stats), findings))
     }
 
@@ -452,12 +499,19 @@ impl ComponentInstance {
     }
 
     fn resource(&self, processor: &ProcessorHandle) -> Result<ResourceAny, HostError> {
-        if processor.instance == self.id { Ok(processor.resource) } else { Err(HostError::WrongInstance) }
+        if processor.instance == self.id {
+            Ok(processor.resource)
+        } else {
+            Err(HostError::WrongInstance)
+        }
     }
 
     /// Runs one call into the guest: refuses if poisoned, sets the epoch
     /// deadline, and poisons the instance if the call fails.
-    fn call<R>(&mut self, f: impl FnOnce(&mut Store<StoreState>, &wit::Guest) -> wasmtime::Result<R>) -> Result<R, HostError> {
+    fn call<R>(
+        &mut self,
+        f: impl FnOnce(&mut Store<StoreState>, &wit::Guest) -> wasmtime::Result<R>,
+    ) -> Result<R, HostError> {
         if self.poisoned {
             return Err(HostError::Poisoned);
         }
@@ -501,13 +555,20 @@ pub struct ScrubberInstance {
 impl ScrubberInstance {
     /// Instantiates `component` with the default [`InstanceOptions`] and
     /// creates a processor from `config_json`.
-    pub fn create(component: &LoadedComponent, config_json: &str) -> Result<ScrubberInstance, HostError> {
+    pub fn create(
+        component: &LoadedComponent,
+        config_json: &str,
+    ) -> Result<ScrubberInstance, HostError> {
         ScrubberInstance::create_with(component, config_json, &InstanceOptions::default())
     }
 
     /// Instantiates `component` with `options` and creates a processor from
     /// `config_json`.
-    pub fn create_with(component: &LoadedComponent, config_json: &str, options: &InstanceOptions) -> Result<ScrubberInstance, HostError> {
+    pub fn create_with(
+        component: &LoadedComponent,
+        config_json: &str,
+        options: &InstanceOptions,
+    ) -> Result<ScrubberInstance, HostError> {
         let mut instance = component.instantiate(options)?;
         let processor = instance.create_processor(config_json)?;
         Ok(ScrubberInstance { instance, processor })
@@ -553,10 +614,17 @@ impl ScrubberInstance {
 fn from_wit_error(error: wit::Error) -> HostError {
     HostError::Processor(match error {
         wit::Error::InvalidConfig(problems) => tracescrub_processor::Error::InvalidConfig(
-            problems.into_iter().map(|p| ConfigProblem { path: p.path, reason: p.reason }).collect(),
+            problems
+                .into_iter()
+                .map(|p| ConfigProblem { path: p.path, reason: p.reason })
+                .collect(),
         ),
-        wit::Error::MalformedBatch(m) => tracescrub_processor::Error::Malformed(Malformed { offset: m.offset, reason: m.reason }),
-        wit::Error::BatchTooLarge(t) => tracescrub_processor::Error::TooLarge { size: t.size, limit: t.limit },
+        wit::Error::MalformedBatch(m) => {
+            tracescrub_processor::Error::Malformed(Malformed { offset: m.offset, reason: m.reason })
+        }
+        wit::Error::BatchTooLarge(t) => {
+            tracescrub_processor::Error::TooLarge { size: t.size, limit: t.limit }
+        }
         wit::Error::OutOfMemory(what) => tracescrub_processor::Error::OutOfMemory { what },
     })
 }
@@ -565,21 +633,30 @@ fn from_wit_error(error: wit::Error) -> HostError {
 /// from a component newer than the host.
 fn from_wit_finding(finding: wit::Finding) -> Result<Finding, HostError> {
     Ok(match finding {
-        wit::Finding::Dropped(d) => Finding::Dropped { trace_id: d.trace_id, span_id: d.span_id, rule: d.rule, path: d.path },
+        wit::Finding::Dropped(d) => Finding::Dropped {
+            trace_id: d.trace_id,
+            span_id: d.span_id,
+            rule: d.rule,
+            path: d.path,
+        },
         wit::Finding::Masked(m) => Finding::Masked {
             trace_id: m.trace_id,
             span_id: m.span_id,
-            field: FieldKind::from_name(&m.field)
-                .ok_or_else(|| HostError::Contract(format!("unknown field kind {:?} in a finding", m.field)))?,
+            field: FieldKind::from_name(&m.field).ok_or_else(|| {
+                HostError::Contract(format!("unknown field kind {:?} in a finding", m.field))
+            })?,
             key: m.key,
-            detector: Detector::from_name(&m.detector)
-                .ok_or_else(|| HostError::Contract(format!("unknown detector {:?} in a finding", m.detector)))?,
+            detector: Detector::from_name(&m.detector).ok_or_else(|| {
+                HostError::Contract(format!("unknown detector {:?} in a finding", m.detector))
+            })?,
         },
     })
 }
 
 fn from_wit_stats(stats: wit::Stats) -> Stats {
-    let counts = |counts: Vec<wit::Count>| -> Vec<Count> { counts.into_iter().map(|c| Count { name: c.name, value: c.value }).collect() };
+    let counts = |counts: Vec<wit::Count>| -> Vec<Count> {
+        counts.into_iter().map(|c| Count { name: c.name, value: c.value }).collect()
+    };
     Stats {
         spans_in: stats.spans_in,
         spans_out: stats.spans_out,

@@ -349,7 +349,8 @@ fn serve(args: ServeArgs) -> Result<bool, Fatal> {
     cli.body_timeout_ms = args.body_timeout_ms;
     cli.split_batches = args.no_split_batches.then_some(false);
     cli.max_batches_per_instance = args.max_batches_per_instance;
-    let sources = tracescrub::serve::version::Sources { config: args.config, component: args.component, cli };
+    let sources =
+        tracescrub::serve::version::Sources { config: args.config, component: args.component, cli };
     tracescrub::serve::run(tracescrub::serve::ServeOptions { sources })?;
     Ok(true)
 }
@@ -406,8 +407,28 @@ fn main() -> ExitCode {
         Command::Config(ConfigCommand::Check { file }) => config_check(&file),
         Command::Inspect { component, save } => inspect(component.as_deref(), save.as_deref()),
         Command::Serve(args) => serve(*args),
-        Command::Bench { config, component, batch_spans, rounds, seed, spans, perf_map, max_batches_per_instance, inputs } => {
-            let args = BenchArgs { config, component, batch_spans, rounds, seed, spans, perf_map, max_batches_per_instance, inputs };
+        Command::Bench {
+            config,
+            component,
+            batch_spans,
+            rounds,
+            seed,
+            spans,
+            perf_map,
+            max_batches_per_instance,
+            inputs,
+        } => {
+            let args = BenchArgs {
+                config,
+                component,
+                batch_spans,
+                rounds,
+                seed,
+                spans,
+                perf_map,
+                max_batches_per_instance,
+                inputs,
+            };
             bench(&args)
         }
     };
@@ -423,7 +444,8 @@ fn main() -> ExitCode {
 
 fn component_bytes(path: Option<&Path>) -> Result<Vec<u8>, Fatal> {
     let Some(p) = path else { return Ok(tracescrub::DEFAULT_COMPONENT.to_vec()) };
-    let bytes = std::fs::read(p).map_err(|e| Fatal(format!("cannot read component {}: {e}", p.display())))?;
+    let bytes = std::fs::read(p)
+        .map_err(|e| Fatal(format!("cannot read component {}: {e}", p.display())))?;
     // The header says what the file is; name the common mistakes plainly.
     match bytes.get(..8) {
         Some([0, b'a', b's', b'm', 0x0d, 0, 0x01, 0]) => Ok(bytes),
@@ -431,7 +453,10 @@ fn component_bytes(path: Option<&Path>) -> Result<Vec<u8>, Fatal> {
             "{} is a core WebAssembly module, not a component; turn it into one (e.g. `wasm-tools component new`)",
             p.display()
         ))),
-        _ => Err(Fatal(format!("{} is not a WebAssembly component (no `\\0asm` component header)", p.display()))),
+        _ => Err(Fatal(format!(
+            "{} is not a WebAssembly component (no `\\0asm` component header)",
+            p.display()
+        ))),
     }
 }
 
@@ -451,10 +476,17 @@ fn config_json(path: Option<&Path>) -> Result<String, Fatal> {
 }
 
 /// Builds a session, turning a rejected config into a listing of its problems.
-fn session(component: &LoadedComponent, config: &str, origin: Option<&Path>) -> Result<Session, Fatal> {
+fn session(
+    component: &LoadedComponent,
+    config: &str,
+    origin: Option<&Path>,
+) -> Result<Session, Fatal> {
     Session::new(component, config, InstanceOptions::default()).map_err(|e| match e {
         HostError::Processor(EngineError::InvalidConfig(problems)) => {
-            let mut text = format!("config {} is invalid:", origin.map_or("(default)".into(), |p| p.display().to_string()));
+            let mut text = format!(
+                "config {} is invalid:",
+                origin.map_or("(default)".into(), |p| p.display().to_string())
+            );
             for p in problems {
                 text.push_str(&format!("\n  - {p}"));
             }
@@ -473,8 +505,10 @@ fn progress(inputs: &[Input]) -> ProgressBar {
     }
     let bar = ProgressBar::new(bytes);
     bar.set_style(
-        ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta} {wide_msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(
+            "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta} {wide_msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     bar
 }
@@ -503,7 +537,10 @@ fn replay(run: &RunArgs, out: Option<&Path>, args: &[PathBuf]) -> Result<bool, F
         };
         if let (Some(dir), Some(bytes)) = (out, output) {
             let target = dir.join(&input.relative);
-            let written = target.parent().map_or(Ok(()), std::fs::create_dir_all).and_then(|()| std::fs::write(&target, bytes));
+            let written = target
+                .parent()
+                .map_or(Ok(()), std::fs::create_dir_all)
+                .and_then(|()| std::fs::write(&target, bytes));
             if let Err(e) = written {
                 report.counts.errors += 1;
                 report.failures.push(tracescrub::replay::BatchError {
@@ -522,7 +559,8 @@ fn replay(run: &RunArgs, out: Option<&Path>, args: &[PathBuf]) -> Result<bool, F
     bar.finish_and_clear();
     let ok = total.errors == 0;
     if run.report == Report::Json {
-        let doc = serde_json::json!({ "files": reports, "total": totals_json(reports.len(), &total) });
+        let doc =
+            serde_json::json!({ "files": reports, "total": totals_json(reports.len(), &total) });
         say!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
     } else {
         say!(
@@ -617,7 +655,8 @@ fn audit(run: &RunArgs, raw: bool, quiet: bool, args: &[PathBuf]) -> Result<bool
     let runtime = Runtime::new()?;
     let component = load(&runtime, run.component.as_deref())?;
     let config = config_json(run.config.as_deref())?;
-    let mut session = if raw { None } else { Some(session(&component, &config, run.config.as_deref())?) };
+    let mut session =
+        if raw { None } else { Some(session(&component, &config, run.config.as_deref())?) };
     let bar = progress(&inputs);
     let mut reports: Vec<AuditReport> = Vec::new();
     for input in &inputs {
@@ -638,7 +677,8 @@ fn audit(run: &RunArgs, raw: bool, quiet: bool, args: &[PathBuf]) -> Result<bool
     }
     bar.finish_and_clear();
     let sum = |f: fn(&AuditReport) -> u64| -> u64 { reports.iter().map(f).sum() };
-    let (drop, mask, residual, errors) = (sum(|r| r.would_drop), sum(|r| r.would_mask), sum(|r| r.residual), sum(|r| r.errors));
+    let (drop, mask, residual, errors) =
+        (sum(|r| r.would_drop), sum(|r| r.would_mask), sum(|r| r.residual), sum(|r| r.errors));
     if run.report == Report::Json {
         let doc = serde_json::json!({
             "mode": if raw { "raw" } else { "processed" },
@@ -651,7 +691,10 @@ fn audit(run: &RunArgs, raw: bool, quiet: bool, args: &[PathBuf]) -> Result<bool
             let what = if raw { "in the input" } else { "after processing" };
             say!("LEAK: {residual} personal number(s) {what}; see the leak lines above");
         }
-        say!("total: files={} would_drop={drop} would_mask={mask} residual={residual} errors={errors}", reports.len());
+        say!(
+            "total: files={} would_drop={drop} would_mask={mask} residual={residual} errors={errors}",
+            reports.len()
+        );
     }
     Ok(residual == 0 && errors == 0)
 }
@@ -664,11 +707,21 @@ fn print_audit_report(r: &AuditReport, quiet: bool) {
                     say!("drop  {} span={} rule={rule} path={path}", r.path, hex(span_id));
                 }
                 Finding::Dropped { span_id, rule: None, .. } => {
-                    say!("drop  {} span={} rule=(descendant of a noisy span)", r.path, hex(span_id));
+                    say!(
+                        "drop  {} span={} rule=(descendant of a noisy span)",
+                        r.path,
+                        hex(span_id)
+                    );
                 }
                 Finding::Masked { span_id, field, key, detector, .. } => {
                     let key = if key.is_empty() { String::new() } else { format!(" key={key}") };
-                    say!("mask  {} span={} field={}{key} detector={}", r.path, hex(span_id), field.name(), detector.name());
+                    say!(
+                        "mask  {} span={} field={}{key} detector={}",
+                        r.path,
+                        hex(span_id),
+                        field.name(),
+                        detector.name()
+                    );
                 }
             }
         }
@@ -726,16 +779,21 @@ fn config_check(file: &Path) -> Result<bool, Fatal> {
 fn inspect(path: Option<&Path>, save: Option<&Path>) -> Result<bool, Fatal> {
     let bytes = component_bytes(path)?;
     if let Some(target) = save {
-        std::fs::write(target, &bytes).map_err(|e| Fatal(format!("cannot write {}: {e}", target.display())))?;
+        std::fs::write(target, &bytes)
+            .map_err(|e| Fatal(format!("cannot write {}: {e}", target.display())))?;
     }
     let imports = tracescrub::component_imports(&bytes)?;
     let exports = tracescrub::component_exports(&bytes)?;
-    let decoded = wit_component::decode(&bytes).map_err(|e| Fatal(format!("cannot decode the component's WIT: {e:#}")))?;
+    let decoded = wit_component::decode(&bytes)
+        .map_err(|e| Fatal(format!("cannot decode the component's WIT: {e:#}")))?;
     let resolve = decoded.resolve();
     let root = decoded.package();
-    let nested: Vec<_> = resolve.packages.iter().map(|(id, _)| id).filter(|id| *id != root).collect();
+    let nested: Vec<_> =
+        resolve.packages.iter().map(|(id, _)| id).filter(|id| *id != root).collect();
     let mut printer = wit_component::WitPrinter::default();
-    printer.print(resolve, root, &nested).map_err(|e| Fatal(format!("cannot print the component's WIT: {e:#}")))?;
+    printer
+        .print(resolve, root, &nested)
+        .map_err(|e| Fatal(format!("cannot print the component's WIT: {e:#}")))?;
     say!("// exports: {}", if exports.is_empty() { "(none)".into() } else { exports.join(", ") });
     say!("// imports: {}", if imports.is_empty() { "(none)".into() } else { imports.join(", ") });
     say!("{}", printer.output);
@@ -781,15 +839,22 @@ fn bench(args: &BenchArgs) -> Result<bool, Fatal> {
     };
     let options = BenchOptions {
         config_json: config_json(args.config.as_deref())?,
-        config_origin: args.config.as_ref().map_or("the embedded default".into(), |p| p.display().to_string()),
+        config_origin: args
+            .config
+            .as_ref()
+            .map_or("the embedded default".into(), |p| p.display().to_string()),
         component: component_bytes(args.component.as_deref())?,
-        component_origin: args.component.as_ref().map_or("the embedded one".into(), |p| p.display().to_string()),
+        component_origin: args
+            .component
+            .as_ref()
+            .map_or("the embedded one".into(), |p| p.display().to_string()),
         rounds: args.rounds,
         cold_loads: tracescrub::bench::DEFAULT_COLD_LOADS,
         perf_map: args.perf_map,
         max_batches_per_instance: args.max_batches_per_instance,
     };
-    let report = tracescrub::bench::run(&workload, &options, &mut |what| eprintln!("bench: {what}"))?;
+    let report =
+        tracescrub::bench::run(&workload, &options, &mut |what| eprintln!("bench: {what}"))?;
     say!("{report}");
     Ok(true)
 }
@@ -800,12 +865,18 @@ fn bench_inputs(args: &[PathBuf], batch_spans: Option<usize>) -> Result<Workload
     let inputs = collect_inputs(args)?;
     let mut batches = Vec::new();
     for input in &inputs {
-        let raw = read_input(input).map_err(|reason| Fatal(format!("{}: {reason}", input.path.display())))?;
-        let (_, read) = tracescrub::formats::read(&raw).map_err(|e| Fatal(format!("{}: {e}", input.path.display())))?;
+        let raw = read_input(input)
+            .map_err(|reason| Fatal(format!("{}: {reason}", input.path.display())))?;
+        let (_, read) = tracescrub::formats::read(&raw)
+            .map_err(|e| Fatal(format!("{}: {e}", input.path.display())))?;
         for batch in read {
             match batch.bytes {
                 Ok(bytes) => batches.push(bytes),
-                Err(reason) => eprintln!("bench: warning: {}: {}: {reason}; left out", input.path.display(), batch.location),
+                Err(reason) => eprintln!(
+                    "bench: warning: {}: {}: {reason}; left out",
+                    input.path.display(),
+                    batch.location
+                ),
             }
         }
     }
@@ -813,6 +884,10 @@ fn bench_inputs(args: &[PathBuf], batch_spans: Option<usize>) -> Result<Workload
     if let Some(n) = batch_spans {
         batches = tracescrub::corpus::rebatch(&batches, n)?;
     }
-    let rebatched = batch_spans.map_or(String::new(), |n| format!(", re-batched to {n} spans per batch"));
-    Ok(Workload { description: format!("{} file(s), {read} batch(es){rebatched}", inputs.len()), batches })
+    let rebatched =
+        batch_spans.map_or(String::new(), |n| format!(", re-batched to {n} spans per batch"));
+    Ok(Workload {
+        description: format!("{} file(s), {read} batch(es){rebatched}", inputs.len()),
+        batches,
+    })
 }

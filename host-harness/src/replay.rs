@@ -11,7 +11,9 @@ use serde::Serialize;
 use tracescrub_processor::{Finding, Stats};
 
 use crate::formats::{self, Format, Location};
-use crate::{DEFAULT_MAX_BATCHES_PER_INSTANCE, HostError, InstanceOptions, LoadedComponent, Scrubber};
+use crate::{
+    DEFAULT_MAX_BATCHES_PER_INSTANCE, HostError, InstanceOptions, LoadedComponent, Scrubber,
+};
 
 /// One input file, and the path its output takes under `--out`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,7 +53,8 @@ impl std::error::Error for InputError {}
 pub fn collect_inputs(args: &[PathBuf]) -> Result<Vec<Input>, InputError> {
     let mut inputs = Vec::new();
     for arg in args {
-        let meta = std::fs::metadata(arg).map_err(|e| InputError { path: arg.clone(), reason: e.to_string() })?;
+        let meta = std::fs::metadata(arg)
+            .map_err(|e| InputError { path: arg.clone(), reason: e.to_string() })?;
         let name = arg.file_name().map(PathBuf::from).unwrap_or_else(|| arg.clone());
         if meta.is_dir() {
             let first = inputs.len();
@@ -86,18 +89,28 @@ pub fn collect_inputs(args: &[PathBuf]) -> Result<Vec<Input>, InputError> {
 /// recurse, and a file reached twice is not counted twice. Name a link on
 /// the command line to replay what it points to.
 fn walk(root: &Path, dir: &Path, inputs: &mut Vec<Input>) -> Result<(), InputError> {
-    let err = |path: &Path, e: std::io::Error| InputError { path: path.to_path_buf(), reason: e.to_string() };
-    let mut entries: Vec<_> = std::fs::read_dir(dir).map_err(|e| err(dir, e))?.collect::<Result<_, _>>().map_err(|e| err(dir, e))?;
+    let err = |path: &Path, e: std::io::Error| InputError {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|e| err(dir, e))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| err(dir, e))?;
     entries.sort_by_key(|e| e.file_name());
     for entry in entries {
         let path = entry.path();
         let meta = std::fs::symlink_metadata(&path).map_err(|e| err(&path, e))?;
         if meta.is_symlink() {
-            eprintln!("tracescrub: skipping symbolic link {} (name it as an INPUT to follow it)", path.display());
+            eprintln!(
+                "tracescrub: skipping symbolic link {} (name it as an INPUT to follow it)",
+                path.display()
+            );
         } else if meta.is_dir() {
             walk(root, &path, inputs)?;
         } else if meta.is_file() {
-            let relative = path.strip_prefix(root).map(Path::to_path_buf).unwrap_or_else(|_| path.clone());
+            let relative =
+                path.strip_prefix(root).map(Path::to_path_buf).unwrap_or_else(|_| path.clone());
             inputs.push(Input { path, relative, size: meta.len() });
         }
     }
@@ -116,8 +129,13 @@ pub struct Session {
 impl Session {
     /// Instantiates `component` and configures it. A bad config is
     /// `HostError::Processor(Error::InvalidConfig(..))` listing every problem.
-    pub fn new(component: &LoadedComponent, config_json: &str, options: InstanceOptions) -> Result<Session, HostError> {
-        let scrubber = Scrubber::new(component, config_json, &options, DEFAULT_MAX_BATCHES_PER_INSTANCE)?;
+    pub fn new(
+        component: &LoadedComponent,
+        config_json: &str,
+        options: InstanceOptions,
+    ) -> Result<Session, HostError> {
+        let scrubber =
+            Scrubber::new(component, config_json, &options, DEFAULT_MAX_BATCHES_PER_INSTANCE)?;
         Ok(Session { scrubber, traps: 0 })
     }
 
@@ -205,8 +223,17 @@ pub struct FileReport {
 /// Replays one file: its report, and its processed content in the same
 /// format (without the batches that failed), or `None` if it could not be
 /// read at all.
-pub fn replay_file(session: &mut Session, path: &Path, raw: &[u8]) -> (FileReport, Option<Vec<u8>>) {
-    let mut report = FileReport { path: path.display().to_string(), format: None, counts: Counts::default(), failures: Vec::new() };
+pub fn replay_file(
+    session: &mut Session,
+    path: &Path,
+    raw: &[u8],
+) -> (FileReport, Option<Vec<u8>>) {
+    let mut report = FileReport {
+        path: path.display().to_string(),
+        format: None,
+        counts: Counts::default(),
+        failures: Vec::new(),
+    };
     let (format, batches) = match formats::read(raw) {
         Ok(read) => read,
         Err(e) => {
@@ -219,7 +246,8 @@ pub fn replay_file(session: &mut Session, path: &Path, raw: &[u8]) -> (FileRepor
     let mut outputs = Vec::new();
     for batch in batches {
         report.counts.batches += 1;
-        let result = batch.bytes.and_then(|bytes| session.process(&bytes).map_err(|e| crate::one_line(&e)));
+        let result =
+            batch.bytes.and_then(|bytes| session.process(&bytes).map_err(|e| crate::one_line(&e)));
         match result {
             Ok((out, stats)) => {
                 report.counts.add_stats(&stats);

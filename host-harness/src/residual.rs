@@ -59,7 +59,8 @@ pub fn is_valid_number(d: &[u8]) -> bool {
 /// dash, tab), from a word processor (no-break space, narrow no-break space,
 /// en dash), or as a URL query encodes a typed one (`+`, `%20`, `%2D`,
 /// `%C2%A0`, compared without regard to case).
-const SPLIT_SEPARATORS: [&str; 10] = [" ", "-", "\t", "\u{a0}", "\u{202f}", "\u{2013}", "+", "%20", "%2d", "%c2%a0"];
+const SPLIT_SEPARATORS: [&str; 10] =
+    [" ", "-", "\t", "\u{a0}", "\u{202f}", "\u{2013}", "+", "%20", "%2d", "%c2%a0"];
 
 /// Every valid personal number in `text`: maximal 11-digit runs, and the
 /// split form (a maximal 6-digit run, a separator, 5 digits with no digit
@@ -149,11 +150,21 @@ pub fn scan(req: &ExportTraceServiceRequest) -> Vec<Residual> {
                 attributes(&sp.attributes, "span.attributes", id, &mut check);
                 for (i, ev) in sp.events.iter().enumerate() {
                     check(id, format!("span.events[{i}].name"), ev.name.as_bytes());
-                    attributes(&ev.attributes, &format!("span.events[{i}].attributes"), id, &mut check);
+                    attributes(
+                        &ev.attributes,
+                        &format!("span.events[{i}].attributes"),
+                        id,
+                        &mut check,
+                    );
                 }
                 for (i, l) in sp.links.iter().enumerate() {
                     check(id, format!("span.links[{i}].trace_state"), l.trace_state.as_bytes());
-                    attributes(&l.attributes, &format!("span.links[{i}].attributes"), id, &mut check);
+                    attributes(
+                        &l.attributes,
+                        &format!("span.links[{i}].attributes"),
+                        id,
+                        &mut check,
+                    );
                 }
                 if let Some(st) = &sp.status {
                     check(id, "span.status.message".into(), st.message.as_bytes());
@@ -164,7 +175,12 @@ pub fn scan(req: &ExportTraceServiceRequest) -> Vec<Residual> {
     found
 }
 
-fn attributes(attrs: &[KeyValue], path: &str, span_id: &[u8], check: &mut impl FnMut(&[u8], String, &[u8])) {
+fn attributes(
+    attrs: &[KeyValue],
+    path: &str,
+    span_id: &[u8],
+    check: &mut impl FnMut(&[u8], String, &[u8]),
+) {
     for kv in attrs {
         let p = format!("{path}[{:?}]", quote(&kv.key));
         check(span_id, format!("{p}.key"), kv.key.as_bytes());
@@ -180,7 +196,9 @@ fn value(v: &AnyValue, path: &str, span_id: &[u8], check: &mut impl FnMut(&[u8],
         Some(Value::BytesValue(b)) => check(span_id, path.to_owned(), b),
         // An int keeps no leading zero: check both its 11-digit form and
         // the zero-padded form of a 10-digit value.
-        Some(Value::IntValue(i)) => check(span_id, path.to_owned(), format!("{:011}", i.unsigned_abs()).as_bytes()),
+        Some(Value::IntValue(i)) => {
+            check(span_id, path.to_owned(), format!("{:011}", i.unsigned_abs()).as_bytes())
+        }
         Some(Value::DoubleValue(d)) if d.fract() == 0.0 && d.abs() < 1e11 => {
             check(span_id, path.to_owned(), format!("{:011}", d.abs() as u64).as_bytes());
         }
@@ -231,10 +249,18 @@ mod tests {
     /// after it are not.
     #[test]
     fn reads_encoded_and_unicode_separators() {
-        for sep in ["+", "%20", "%2D", "%2d", "%C2%A0", "%c2%a0", "\u{a0}", "\u{202f}", "\u{2013}", "\t"] {
+        for sep in
+            ["+", "%20", "%2D", "%2d", "%C2%A0", "%c2%a0", "\u{a0}", "\u{202f}", "\u{2013}", "\t"]
+        {
             assert_eq!(numbers_in(format!("q=010190{sep}12138&x=1").as_bytes()), 1, "{sep:?}");
         }
-        for miss in ["010190\u{2014}12138", "010190%2E12138", "010190%20%2012138", "010190%20121380", "010190%2012139"] {
+        for miss in [
+            "010190\u{2014}12138",
+            "010190%2E12138",
+            "010190%20%2012138",
+            "010190%20121380",
+            "010190%2012139",
+        ] {
             assert_eq!(numbers_in(miss.as_bytes()), 0, "{miss:?}");
         }
     }

@@ -64,7 +64,11 @@ impl Scrubber {
     /// Builds the next instance now if there is none.
     pub fn prepare(&mut self) -> Result<(), HostError> {
         if self.current.is_none() {
-            self.current = Some(ScrubberInstance::create_with(&self.component, &self.config_json, &self.options)?);
+            self.current = Some(ScrubberInstance::create_with(
+                &self.component,
+                &self.config_json,
+                &self.options,
+            )?);
             self.used = 0;
             self.instances += 1;
         }
@@ -107,12 +111,18 @@ impl Scrubber {
         self.current.as_ref().map_or(self.memory_peak, |i| self.memory_peak.max(i.memory_peak()))
     }
 
-    fn call<T>(&mut self, f: impl FnOnce(&mut ScrubberInstance) -> Result<T, HostError>) -> Result<T, HostError> {
+    fn call<T>(
+        &mut self,
+        f: impl FnOnce(&mut ScrubberInstance) -> Result<T, HostError>,
+    ) -> Result<T, HostError> {
         self.prepare()?;
-        let Some(instance) = self.current.as_mut() else { unreachable!("prepare built an instance") };
+        let Some(instance) = self.current.as_mut() else {
+            unreachable!("prepare built an instance")
+        };
         let result = f(instance);
         self.used += 1;
-        let spent = self.max_batches_per_instance != 0 && self.used >= self.max_batches_per_instance;
+        let spent =
+            self.max_batches_per_instance != 0 && self.used >= self.max_batches_per_instance;
         if spent || instance.is_poisoned() {
             self.memory_peak = self.memory_peak.max(instance.memory_peak());
             self.current = None;
@@ -129,7 +139,9 @@ mod tests {
     /// Compiled once for all tests here.
     fn component() -> LoadedComponent {
         static COMPONENT: std::sync::OnceLock<LoadedComponent> = std::sync::OnceLock::new();
-        COMPONENT.get_or_init(|| Runtime::uncached().expect("engine").load_default().expect("component")).clone()
+        COMPONENT
+            .get_or_init(|| Runtime::uncached().expect("engine").load_default().expect("component"))
+            .clone()
     }
 
     /// Scenario: three batches through scrubbers that renew after 1, after 2
@@ -141,7 +153,8 @@ mod tests {
         let component = component();
         let mut outputs = Vec::new();
         for (max, expected) in [(1, 3), (2, 2), (0, 1)] {
-            let mut scrubber = Scrubber::new(&component, "{}", &InstanceOptions::default(), max).expect("scrubber");
+            let mut scrubber = Scrubber::new(&component, "{}", &InstanceOptions::default(), max)
+                .expect("scrubber");
             let mut out = Vec::new();
             for _ in 0..3 {
                 out.push(scrubber.process(&[]).expect("empty batch"));
@@ -157,7 +170,8 @@ mod tests {
     /// no batch's data stays in a guest between batches.
     #[test]
     fn a_fresh_guest_per_batch_keeps_no_instance_between_batches() {
-        let mut scrubber = Scrubber::new(&component(), "{}", &InstanceOptions::default(), 1).expect("scrubber");
+        let mut scrubber =
+            Scrubber::new(&component(), "{}", &InstanceOptions::default(), 1).expect("scrubber");
         scrubber.process(&[]).expect("batch");
         assert!(scrubber.current.is_none(), "the instance outlived its batch");
         scrubber.prepare().expect("prepare");

@@ -63,15 +63,29 @@ fn relative_files(dir: &Path) -> BTreeSet<String> {
 fn replay_of_every_capture_equals_its_expected_file() {
     let runtime = Runtime::new().expect("engine");
     let component = runtime.load_default().expect("embedded component");
-    let mut session = Session::new(&component, &config_file::default_json(), InstanceOptions::default()).expect("default config");
+    let mut session =
+        Session::new(&component, &config_file::default_json(), InstanceOptions::default())
+            .expect("default config");
     let inputs = collect_inputs(&[captures_dir()]).unwrap_or_else(|e| panic!("{e}"));
-    assert!(inputs.len() >= 28, "expected the recorded captures under {}, found {} files", captures_dir().display(), inputs.len());
+    assert!(
+        inputs.len() >= 28,
+        "expected the recorded captures under {}, found {} files",
+        captures_dir().display(),
+        inputs.len()
+    );
 
     let mut problems = Vec::new();
     for input in &inputs {
-        let raw = std::fs::read(&input.path).unwrap_or_else(|e| panic!("{}: {e}", input.path.display()));
+        let raw =
+            std::fs::read(&input.path).unwrap_or_else(|e| panic!("{}: {e}", input.path.display()));
         let (report, output) = replay_file(&mut session, &input.path, &raw);
-        assert_eq!(report.counts.errors, 0, "{}: replay failed: {:?}", input.relative.display(), report.failures);
+        assert_eq!(
+            report.counts.errors,
+            0,
+            "{}: replay failed: {:?}",
+            input.relative.display(),
+            report.failures
+        );
         assert!(report.counts.batches >= 1, "{}: no batch in it", input.relative.display());
         let output = output.unwrap_or_else(|| panic!("{}: no output", input.relative.display()));
         let expected_path = expected_dir().join(&input.relative);
@@ -79,7 +93,11 @@ fn replay_of_every_capture_equals_its_expected_file() {
         match std::fs::read(&expected_path) {
             Err(e) => problems.push(format!("{shown}: no expected file ({e})")),
             Ok(expected) if expected != output => {
-                let at = expected.iter().zip(&output).position(|(a, b)| a != b).unwrap_or(expected.len().min(output.len()));
+                let at = expected
+                    .iter()
+                    .zip(&output)
+                    .position(|(a, b)| a != b)
+                    .unwrap_or(expected.len().min(output.len()));
                 problems.push(format!(
                     "{shown}: differs from a fresh replay of testdata/captures/{} (expected {} bytes, got {}; first difference at byte {at})",
                     input.relative.display(),
@@ -121,11 +139,19 @@ fn expected_files_mirror_the_captures() {
         "testdata/captures/ must hold only batch bodies; move these to testdata/capture/recorded/: {not_batches:?}"
     );
     for meta in ["MANIFEST.md", "numbers.json"] {
-        assert!(recorded_dir().join(meta).is_file(), "{meta} missing from {}", recorded_dir().display());
+        assert!(
+            recorded_dir().join(meta).is_file(),
+            "{meta} missing from {}",
+            recorded_dir().display()
+        );
     }
     for dir in capture_dirs() {
         for meta in ["index.json", "requests.jsonl"] {
-            assert!(recorded_dir().join(&dir).join(meta).is_file(), "{dir}/{meta} missing from {}", recorded_dir().display());
+            assert!(
+                recorded_dir().join(&dir).join(meta).is_file(),
+                "{dir}/{meta} missing from {}",
+                recorded_dir().display()
+            );
         }
     }
 }
@@ -140,7 +166,10 @@ fn is_batch_name(relative: &str) -> bool {
 
 /// The capture directories (`python-json`, ...), in name order.
 fn capture_dirs() -> BTreeSet<String> {
-    relative_files(&captures_dir()).iter().filter_map(|p| p.split_once('/').map(|(d, _)| d.to_owned())).collect()
+    relative_files(&captures_dir())
+        .iter()
+        .filter_map(|p| p.split_once('/').map(|(d, _)| d.to_owned()))
+        .collect()
 }
 
 // ---------------------------------------------------------------- loading
@@ -162,8 +191,10 @@ fn requests(path: &Path) -> Vec<ExportTraceServiceRequest> {
     batches
         .into_iter()
         .map(|b| {
-            let bytes = b.bytes.unwrap_or_else(|e| panic!("{} {}: {e}", path.display(), b.location));
-            ExportTraceServiceRequest::decode(bytes.as_slice()).unwrap_or_else(|e| panic!("{} {}: {e}", path.display(), b.location))
+            let bytes =
+                b.bytes.unwrap_or_else(|e| panic!("{} {}: {e}", path.display(), b.location));
+            ExportTraceServiceRequest::decode(bytes.as_slice())
+                .unwrap_or_else(|e| panic!("{} {}: {e}", path.display(), b.location))
         })
         .collect()
 }
@@ -175,10 +206,19 @@ fn pairs() -> Vec<Pair> {
     for relative in relative_files(&captures_dir()) {
         let inputs = requests(&captures_dir().join(&relative));
         let outputs = requests(&expected_dir().join(&relative));
-        assert_eq!(inputs.len(), outputs.len(), "{relative}: batch count differs between capture and expected output");
+        assert_eq!(
+            inputs.len(),
+            outputs.len(),
+            "{relative}: batch count differs between capture and expected output"
+        );
         let dir = relative.split_once('/').map_or(String::new(), |(d, _)| d.to_owned());
         for (i, (input, output)) in inputs.into_iter().zip(outputs).enumerate() {
-            pairs.push(Pair { label: format!("{relative} batch {i}"), dir: dir.clone(), input, output });
+            pairs.push(Pair {
+                label: format!("{relative} batch {i}"),
+                dir: dir.clone(),
+                input,
+                output,
+            });
         }
     }
     assert!(pairs.len() >= 28, "expected the recorded captures, found {} batches", pairs.len());
@@ -186,8 +226,12 @@ fn pairs() -> Vec<Pair> {
 }
 
 /// Every span of a request with the resource and scope it sits in.
-fn spans(req: &ExportTraceServiceRequest) -> impl Iterator<Item = (&ResourceSpans, &ScopeSpans, &Span)> {
-    req.resource_spans.iter().flat_map(|rs| rs.scope_spans.iter().flat_map(move |ss| ss.spans.iter().map(move |sp| (rs, ss, sp))))
+fn spans(
+    req: &ExportTraceServiceRequest,
+) -> impl Iterator<Item = (&ResourceSpans, &ScopeSpans, &Span)> {
+    req.resource_spans.iter().flat_map(|rs| {
+        rs.scope_spans.iter().flat_map(move |ss| ss.spans.iter().map(move |sp| (rs, ss, sp)))
+    })
 }
 
 type SpanKey = (Vec<u8>, Vec<u8>);
@@ -227,7 +271,10 @@ fn no_personal_number_is_left_in_any_expected_output() {
         }
     }
     assert_no_problems("personal numbers left in the expected outputs", &problems);
-    assert!(in_inputs >= 100, "the captures should hold personal numbers to mask; found only {in_inputs}");
+    assert!(
+        in_inputs >= 100,
+        "the captures should hold personal numbers to mask; found only {in_inputs}"
+    );
 }
 
 /// The digits of `text` with every valid personal number starred (maximal
@@ -237,7 +284,8 @@ fn no_personal_number_is_left_in_any_expected_output() {
 fn oracle_mask(text: &[u8]) -> Vec<u8> {
     // The README's separators: typed, UTF-8 ones, and form-encoded ones
     // (hex in either case).
-    const SEPARATORS: [&str; 10] = [" ", "-", "\t", "\u{a0}", "\u{202f}", "\u{2013}", "+", "%20", "%2D", "%C2%A0"];
+    const SEPARATORS: [&str; 10] =
+        [" ", "-", "\t", "\u{a0}", "\u{202f}", "\u{2013}", "+", "%20", "%2D", "%C2%A0"];
     let runs = residual::digit_runs(text);
     let mut out = text.to_vec();
     for &(s, e) in &runs {
@@ -277,7 +325,8 @@ fn exactly_the_valid_numbers_are_masked() {
     let mut problems = Vec::new();
     let mut masked = 0usize;
     for pair in pairs() {
-        let by_key: HashMap<SpanKey, (&ResourceSpans, &ScopeSpans, &Span)> = spans(&pair.input).map(|t| (key(t.2), t)).collect();
+        let by_key: HashMap<SpanKey, (&ResourceSpans, &ScopeSpans, &Span)> =
+            spans(&pair.input).map(|t| (key(t.2), t)).collect();
         for (rs, ss, out) in spans(&pair.output) {
             let Some(&(in_rs, in_ss, inp)) = by_key.get(&key(out)) else { continue };
             let mut check = |field: String, input: &[u8], output: &[u8]| {
@@ -295,9 +344,18 @@ fn exactly_the_valid_numbers_are_masked() {
                     ));
                 }
             };
-            walk_strings(&in_rs.resource, &rs.resource, &in_ss.scope, &ss.scope, inp, out, &mut check);
+            walk_strings(
+                &in_rs.resource,
+                &rs.resource,
+                &in_ss.scope,
+                &ss.scope,
+                inp,
+                out,
+                &mut check,
+            );
             walk_ints(inp, out, &mut |field, i, o| {
-                let valid = residual::is_valid_number(format!("{:011}", i.unsigned_abs()).as_bytes());
+                let valid =
+                    residual::is_valid_number(format!("{:011}", i.unsigned_abs()).as_bytes());
                 let is_masked = matches!(o, Some(Value::StringValue(_)));
                 if valid != is_masked {
                     problems.push(format!(
@@ -313,7 +371,10 @@ fn exactly_the_valid_numbers_are_masked() {
         }
     }
     assert_no_problems("masking differs from the documented rules", &problems);
-    assert!(masked >= 100, "the kept spans should hold personal numbers; found {masked} masked fields");
+    assert!(
+        masked >= 100,
+        "the kept spans should hold personal numbers; found {masked} masked fields"
+    );
 }
 
 /// A message never quotes a number: runs of 6+ digits are starred (`#`).
@@ -363,7 +424,11 @@ fn walk_strings(
         walk_attrs(&format!("events[{n}].attributes"), &i.attributes, &o.attributes, check);
     }
     for (n, (i, o)) in inp.links.iter().zip(&out.links).enumerate() {
-        check(format!("links[{n}].trace_state"), i.trace_state.as_bytes(), o.trace_state.as_bytes());
+        check(
+            format!("links[{n}].trace_state"),
+            i.trace_state.as_bytes(),
+            o.trace_state.as_bytes(),
+        );
         walk_attrs(&format!("links[{n}].attributes"), &i.attributes, &o.attributes, check);
     }
     if let (Some(i), Some(o)) = (&inp.status, &out.status) {
@@ -383,14 +448,18 @@ fn walk_attrs(path: &str, inp: &[KeyValue], out: &[KeyValue], check: &mut String
 
 fn walk_value(path: &str, inp: &AnyValue, out: &AnyValue, check: &mut StringCheck<'_>) {
     match (&inp.value, &out.value) {
-        (Some(Value::StringValue(i)), Some(Value::StringValue(o))) => check(path.to_owned(), i.as_bytes(), o.as_bytes()),
+        (Some(Value::StringValue(i)), Some(Value::StringValue(o))) => {
+            check(path.to_owned(), i.as_bytes(), o.as_bytes())
+        }
         (Some(Value::BytesValue(i)), Some(Value::BytesValue(o))) => check(path.to_owned(), i, o),
         (Some(Value::ArrayValue(i)), Some(Value::ArrayValue(o))) => {
             for (n, (iv, ov)) in i.values.iter().zip(&o.values).enumerate() {
                 walk_value(&format!("{path}[{n}]"), iv, ov, check);
             }
         }
-        (Some(Value::KvlistValue(i)), Some(Value::KvlistValue(o))) => walk_attrs(path, &i.values, &o.values, check),
+        (Some(Value::KvlistValue(i)), Some(Value::KvlistValue(o))) => {
+            walk_attrs(path, &i.values, &o.values, check)
+        }
         _ => {}
     }
 }
@@ -398,14 +467,24 @@ fn walk_value(path: &str, inp: &AnyValue, out: &AnyValue, check: &mut StringChec
 /// Calls `check(field, input int, output value)` for every int attribute
 /// value of a span (at any depth), input and output side by side.
 fn walk_ints(inp: &Span, out: &Span, check: &mut dyn FnMut(String, i64, &Option<Value>)) {
-    fn attrs(path: &str, inp: &[KeyValue], out: &[KeyValue], check: &mut dyn FnMut(String, i64, &Option<Value>)) {
+    fn attrs(
+        path: &str,
+        inp: &[KeyValue],
+        out: &[KeyValue],
+        check: &mut dyn FnMut(String, i64, &Option<Value>),
+    ) {
         for (n, (i, o)) in inp.iter().zip(out).enumerate() {
             if let (Some(iv), Some(ov)) = (&i.value, &o.value) {
                 value(&format!("{path}[{n}]"), iv, ov, check);
             }
         }
     }
-    fn value(path: &str, inp: &AnyValue, out: &AnyValue, check: &mut dyn FnMut(String, i64, &Option<Value>)) {
+    fn value(
+        path: &str,
+        inp: &AnyValue,
+        out: &AnyValue,
+        check: &mut dyn FnMut(String, i64, &Option<Value>),
+    ) {
         match (&inp.value, &out.value) {
             (Some(Value::IntValue(i)), o) => check(path.to_owned(), *i, o),
             (Some(Value::ArrayValue(i)), Some(Value::ArrayValue(o))) => {
@@ -413,7 +492,9 @@ fn walk_ints(inp: &Span, out: &Span, check: &mut dyn FnMut(String, i64, &Option<
                     value(&format!("{path}[{n}]"), iv, ov, check);
                 }
             }
-            (Some(Value::KvlistValue(i)), Some(Value::KvlistValue(o))) => attrs(path, &i.values, &o.values, check),
+            (Some(Value::KvlistValue(i)), Some(Value::KvlistValue(o))) => {
+                attrs(path, &i.values, &o.values, check)
+            }
             _ => {}
         }
     }
@@ -434,8 +515,12 @@ fn walk_ints(inp: &Span, out: &Span, check: &mut dyn FnMut(String, i64, &Option<
 #[test]
 fn look_alike_numbers_survive() {
     let numbers = read_json(&recorded_dir().join("numbers.json"));
-    let look_alikes: Vec<String> =
-        numbers["non_numbers"].as_array().expect("non_numbers").iter().map(|n| n["value"].as_str().expect("value").to_owned()).collect();
+    let look_alikes: Vec<String> = numbers["non_numbers"]
+        .as_array()
+        .expect("non_numbers")
+        .iter()
+        .map(|n| n["value"].as_str().expect("value").to_owned())
+        .collect();
     assert!(look_alikes.len() >= 3, "{look_alikes:?}");
     let mut seen: HashMap<String, HashSet<String>> = HashMap::new();
     for pair in pairs() {
@@ -451,7 +536,10 @@ fn look_alike_numbers_survive() {
     }
     for dir in capture_dirs() {
         for l in &look_alikes {
-            assert!(seen.get(&dir).is_some_and(|s| s.contains(l)), "{dir}: look-alike {l} is missing from the expected outputs (masked?)");
+            assert!(
+                seen.get(&dir).is_some_and(|s| s.contains(l)),
+                "{dir}: look-alike {l} is missing from the expected outputs (masked?)"
+            );
         }
     }
 }
@@ -474,7 +562,8 @@ fn read_json(path: &Path) -> serde_json::Value {
 // ---------------------------------------------------------------- noise
 
 /// The attributes a span's URL path is read from.
-const PATH_ATTRIBUTES: [&str; 5] = ["url.path", "http.target", "http.route", "url.full", "http.url"];
+const PATH_ATTRIBUTES: [&str; 5] =
+    ["url.path", "http.target", "http.route", "url.full", "http.url"];
 
 /// `value` as a URL path: scheme and authority of an absolute URL removed,
 /// query string and fragment cut off.
@@ -584,7 +673,10 @@ fn independent_noise_rule_classifies_the_driver_paths() {
         }
         let near = group_requests(&index, "near-miss");
         for must in ["/api/user-metrics", "/api/actuator-report"] {
-            assert!(near.iter().any(|p| p == must), "{dir}: near-miss group lacks {must}: {near:?}");
+            assert!(
+                near.iter().any(|p| p == must),
+                "{dir}: near-miss group lacks {must}: {near:?}"
+            );
         }
         for path in near {
             assert!(!is_noise_path(url_path(&path)), "{dir}: near miss {path} should not be noise");
@@ -594,8 +686,16 @@ fn independent_noise_rule_classifies_the_driver_paths() {
 
 /// The request paths of one scenario group of a driver index.
 fn group_requests(index: &serde_json::Value, group: &str) -> Vec<String> {
-    let g = index.as_array().and_then(|gs| gs.iter().find(|g| g["group"] == group)).unwrap_or_else(|| panic!("no group {group}"));
-    g["requests"].as_array().expect("requests").iter().map(|r| r.as_str().expect("request path").to_owned()).collect()
+    let g = index
+        .as_array()
+        .and_then(|gs| gs.iter().find(|g| g["group"] == group))
+        .unwrap_or_else(|| panic!("no group {group}"));
+    g["requests"]
+        .as_array()
+        .expect("requests")
+        .iter()
+        .map(|r| r.as_str().expect("request path").to_owned())
+        .collect()
 }
 
 /// Scenario: every input span classified by this file's own noise rule
@@ -631,7 +731,10 @@ fn exactly_the_noise_and_its_descendants_are_dropped() {
                     pair.label,
                     hex(&span.span_id),
                     star_digits(span.name.as_bytes()).escape_ascii().to_string(),
-                    span_paths(span).iter().map(|p| star_digits(p.as_bytes()).escape_ascii().to_string()).collect::<Vec<_>>(),
+                    span_paths(span)
+                        .iter()
+                        .map(|p| star_digits(p.as_bytes()).escape_ascii().to_string())
+                        .collect::<Vec<_>>(),
                     fate,
                     if present { "is still in the output" } else { "is missing from the output" }
                 ));
@@ -639,16 +742,28 @@ fn exactly_the_noise_and_its_descendants_are_dropped() {
         }
         for (_, _, span) in spans(&pair.output) {
             if !fates.contains_key(&key(span)) {
-                problems.push(format!("{}: output span {} is not in the input", pair.label, hex(&span.span_id)));
+                problems.push(format!(
+                    "{}: output span {} is not in the input",
+                    pair.label,
+                    hex(&span.span_id)
+                ));
             }
             if is_noisy(span) {
-                problems.push(format!("{}: output span {} is noise: paths {:?}", pair.label, hex(&span.span_id), span_paths(span)));
+                problems.push(format!(
+                    "{}: output span {} is noise: paths {:?}",
+                    pair.label,
+                    hex(&span.span_id),
+                    span_paths(span)
+                ));
             }
         }
     }
     assert_no_problems("dropped spans differ from the noise rule", &problems);
     assert!(noisy >= 100, "the captures should hold health checks; found {noisy} noisy spans");
-    assert!(descendants >= 100, "the captures should hold children of health checks; found {descendants}");
+    assert!(
+        descendants >= 100,
+        "the captures should hold children of health checks; found {descendants}"
+    );
     assert!(kept >= 400, "the captures should hold ordinary spans; found {kept}");
 }
 
@@ -665,12 +780,19 @@ fn near_miss_paths_are_kept() {
         let near = group_requests(&index, "near-miss");
         assert!(near.len() >= 5, "{dir}: {near:?}");
         let paths_in = |pick: fn(&Pair) -> &ExportTraceServiceRequest| -> HashSet<String> {
-            pairs.iter().filter(|p| p.dir == dir).flat_map(|p| spans(pick(p)).flat_map(|(_, _, s)| span_paths(s))).collect()
+            pairs
+                .iter()
+                .filter(|p| p.dir == dir)
+                .flat_map(|p| spans(pick(p)).flat_map(|(_, _, s)| span_paths(s)))
+                .collect()
         };
         let (inputs, outputs) = (paths_in(|p| &p.input), paths_in(|p| &p.output));
         for path in &near {
             assert!(inputs.contains(path), "{dir}: no input span has path {path}");
-            assert!(outputs.contains(path), "{dir}: the span with path {path} was dropped; it is not noise");
+            assert!(
+                outputs.contains(path),
+                "{dir}: the span with path {path} was dropped; it is not noise"
+            );
         }
     }
 }
@@ -701,8 +823,16 @@ impl Diff<'_> {
             self.fail(field, format!("length {} became {}", a.len(), b.len()));
             return;
         }
-        if let Some(i) = a.iter().zip(b).position(|(x, y)| x != y && !(x.is_ascii_digit() && *y == b'*')) {
-            self.fail(field, format!("byte {i} {:?} became {:?}, not a masked digit", a[i] as char, b[i] as char));
+        if let Some(i) =
+            a.iter().zip(b).position(|(x, y)| x != y && !(x.is_ascii_digit() && *y == b'*'))
+        {
+            self.fail(
+                field,
+                format!(
+                    "byte {i} {:?} became {:?}, not a masked digit",
+                    a[i] as char, b[i] as char
+                ),
+            );
         }
     }
 
@@ -722,7 +852,9 @@ impl Diff<'_> {
         let (a, b) = (a.and_then(|v| v.value.as_ref()), b.and_then(|v| v.value.as_ref()));
         match (a, b) {
             (None, None) => {}
-            (Some(Value::StringValue(x)), Some(Value::StringValue(y))) => self.masked(field, x.as_bytes(), y.as_bytes()),
+            (Some(Value::StringValue(x)), Some(Value::StringValue(y))) => {
+                self.masked(field, x.as_bytes(), y.as_bytes())
+            }
             (Some(Value::BytesValue(x)), Some(Value::BytesValue(y))) => self.masked(field, x, y),
             (Some(Value::IntValue(x)), Some(Value::IntValue(y))) => self.exact(field, x, y),
             (Some(Value::IntValue(x)), Some(Value::StringValue(y))) => {
@@ -732,19 +864,30 @@ impl Diff<'_> {
                     self.fail(field, format!("int became string {y:?}, not 11 stars"));
                 }
             }
-            (Some(Value::DoubleValue(x)), Some(Value::DoubleValue(y))) => self.exact(field, &x.to_bits(), &y.to_bits()),
+            (Some(Value::DoubleValue(x)), Some(Value::DoubleValue(y))) => {
+                self.exact(field, &x.to_bits(), &y.to_bits())
+            }
             (Some(Value::BoolValue(x)), Some(Value::BoolValue(y))) => self.exact(field, x, y),
             (Some(Value::ArrayValue(x)), Some(Value::ArrayValue(y))) => {
                 if x.values.len() != y.values.len() {
-                    return self.fail(field, format!("array of {} became {}", x.values.len(), y.values.len()));
+                    return self.fail(
+                        field,
+                        format!("array of {} became {}", x.values.len(), y.values.len()),
+                    );
                 }
                 for (n, (xv, yv)) in x.values.iter().zip(&y.values).enumerate() {
                     self.value(&format!("{field}[{n}]"), Some(xv), Some(yv));
                 }
             }
-            (Some(Value::KvlistValue(x)), Some(Value::KvlistValue(y))) => self.attrs(field, &x.values, &y.values),
-            (Some(Value::StringValueStrindex(x)), Some(Value::StringValueStrindex(y))) => self.exact(field, x, y),
-            (a, b) => self.fail(field, format!("value kind changed: {} became {}", kind(a), kind(b))),
+            (Some(Value::KvlistValue(x)), Some(Value::KvlistValue(y))) => {
+                self.attrs(field, &x.values, &y.values)
+            }
+            (Some(Value::StringValueStrindex(x)), Some(Value::StringValueStrindex(y))) => {
+                self.exact(field, x, y)
+            }
+            (a, b) => {
+                self.fail(field, format!("value kind changed: {} became {}", kind(a), kind(b)))
+            }
         }
     }
 
@@ -753,10 +896,17 @@ impl Diff<'_> {
             (None, None) => {}
             (Some(x), Some(y)) => {
                 self.attrs("resource.attributes", &x.attributes, &y.attributes);
-                self.exact("resource.dropped_attributes_count", &x.dropped_attributes_count, &y.dropped_attributes_count);
+                self.exact(
+                    "resource.dropped_attributes_count",
+                    &x.dropped_attributes_count,
+                    &y.dropped_attributes_count,
+                );
                 self.exact("resource.entity_refs", &x.entity_refs, &y.entity_refs);
             }
-            _ => self.fail("resource", format!("presence changed: {} became {}", a.is_some(), b.is_some())),
+            _ => self.fail(
+                "resource",
+                format!("presence changed: {} became {}", a.is_some(), b.is_some()),
+            ),
         }
     }
 
@@ -767,9 +917,14 @@ impl Diff<'_> {
                 self.masked("scope.name", x.name.as_bytes(), y.name.as_bytes());
                 self.masked("scope.version", x.version.as_bytes(), y.version.as_bytes());
                 self.attrs("scope.attributes", &x.attributes, &y.attributes);
-                self.exact("scope.dropped_attributes_count", &x.dropped_attributes_count, &y.dropped_attributes_count);
+                self.exact(
+                    "scope.dropped_attributes_count",
+                    &x.dropped_attributes_count,
+                    &y.dropped_attributes_count,
+                );
             }
-            _ => self.fail("scope", format!("presence changed: {} became {}", a.is_some(), b.is_some())),
+            _ => self
+                .fail("scope", format!("presence changed: {} became {}", a.is_some(), b.is_some())),
         }
     }
 
@@ -781,7 +936,11 @@ impl Diff<'_> {
         self.exact("kind", &a.kind, &b.kind);
         self.exact("start_time_unix_nano", &a.start_time_unix_nano, &b.start_time_unix_nano);
         self.exact("end_time_unix_nano", &a.end_time_unix_nano, &b.end_time_unix_nano);
-        self.exact("dropped_attributes_count", &a.dropped_attributes_count, &b.dropped_attributes_count);
+        self.exact(
+            "dropped_attributes_count",
+            &a.dropped_attributes_count,
+            &b.dropped_attributes_count,
+        );
         self.exact("dropped_events_count", &a.dropped_events_count, &b.dropped_events_count);
         self.exact("dropped_links_count", &a.dropped_links_count, &b.dropped_links_count);
         self.masked("name", a.name.as_bytes(), b.name.as_bytes());
@@ -797,10 +956,18 @@ impl Diff<'_> {
             return self.fail("events", format!("{} events became {}", a.len(), b.len()));
         }
         for (n, (x, y)) in a.iter().zip(b).enumerate() {
-            self.exact(&format!("events[{n}].time_unix_nano"), &x.time_unix_nano, &y.time_unix_nano);
+            self.exact(
+                &format!("events[{n}].time_unix_nano"),
+                &x.time_unix_nano,
+                &y.time_unix_nano,
+            );
             self.masked(&format!("events[{n}].name"), x.name.as_bytes(), y.name.as_bytes());
             self.attrs(&format!("events[{n}].attributes"), &x.attributes, &y.attributes);
-            self.exact(&format!("events[{n}].dropped_attributes_count"), &x.dropped_attributes_count, &y.dropped_attributes_count);
+            self.exact(
+                &format!("events[{n}].dropped_attributes_count"),
+                &x.dropped_attributes_count,
+                &y.dropped_attributes_count,
+            );
         }
     }
 
@@ -812,9 +979,17 @@ impl Diff<'_> {
             self.exact(&format!("links[{n}].trace_id"), &x.trace_id, &y.trace_id);
             self.exact(&format!("links[{n}].span_id"), &x.span_id, &y.span_id);
             self.exact(&format!("links[{n}].flags"), &x.flags, &y.flags);
-            self.masked(&format!("links[{n}].trace_state"), x.trace_state.as_bytes(), y.trace_state.as_bytes());
+            self.masked(
+                &format!("links[{n}].trace_state"),
+                x.trace_state.as_bytes(),
+                y.trace_state.as_bytes(),
+            );
             self.attrs(&format!("links[{n}].attributes"), &x.attributes, &y.attributes);
-            self.exact(&format!("links[{n}].dropped_attributes_count"), &x.dropped_attributes_count, &y.dropped_attributes_count);
+            self.exact(
+                &format!("links[{n}].dropped_attributes_count"),
+                &x.dropped_attributes_count,
+                &y.dropped_attributes_count,
+            );
         }
     }
 
@@ -825,7 +1000,10 @@ impl Diff<'_> {
                 self.exact("status.code", &x.code, &y.code);
                 self.masked("status.message", x.message.as_bytes(), y.message.as_bytes());
             }
-            _ => self.fail("status", format!("presence changed: {} became {}", a.is_some(), b.is_some())),
+            _ => self.fail(
+                "status",
+                format!("presence changed: {} became {}", a.is_some(), b.is_some()),
+            ),
         }
     }
 }
@@ -859,13 +1037,19 @@ fn kept_spans_differ_only_by_masked_digits() {
     let mut problems = Vec::new();
     let (mut compared, mut changed) = (0, 0);
     for pair in pairs() {
-        let by_key: HashMap<SpanKey, (&ResourceSpans, &ScopeSpans, &Span)> = spans(&pair.input).map(|t| (key(t.2), t)).collect();
+        let by_key: HashMap<SpanKey, (&ResourceSpans, &ScopeSpans, &Span)> =
+            spans(&pair.input).map(|t| (key(t.2), t)).collect();
         for (rs, ss, out) in spans(&pair.output) {
             let Some(&(in_rs, in_ss, inp)) = by_key.get(&key(out)) else {
-                problems.push(format!("{}: output span {} is not in the input", pair.label, hex(&out.span_id)));
+                problems.push(format!(
+                    "{}: output span {} is not in the input",
+                    pair.label,
+                    hex(&out.span_id)
+                ));
                 continue;
             };
-            let mut diff = Diff { label: &pair.label, span: hex(&out.span_id), problems: &mut problems };
+            let mut diff =
+                Diff { label: &pair.label, span: hex(&out.span_id), problems: &mut problems };
             diff.span(inp, out);
             diff.resource(in_rs.resource.as_ref(), rs.resource.as_ref());
             diff.scope(in_ss.scope.as_ref(), ss.scope.as_ref());
@@ -879,5 +1063,8 @@ fn kept_spans_differ_only_by_masked_digits() {
     }
     assert_no_problems("kept spans changed beyond masking", &problems);
     assert!(compared >= 400, "expected the kept spans of the captures; compared {compared}");
-    assert!(changed >= 100, "expected masked spans among the kept ones; {changed} differ from their input");
+    assert!(
+        changed >= 100,
+        "expected masked spans among the kept ones; {changed} differ from their input"
+    );
 }

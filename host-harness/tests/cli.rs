@@ -23,7 +23,8 @@ use tracescrub_processor::{Processor, Stats};
 
 /// The fictional personal numbers the capture rig puts into the batches
 /// (`testdata/capture/personal_numbers.py`).
-const PERSONAL_NUMBERS: [&str; 5] = ["17053650260", "03093750062", "64083850068", "11463550036", "28848510043"];
+const PERSONAL_NUMBERS: [&str; 5] =
+    ["17053650260", "03093750062", "64083850068", "11463550036", "28848510043"];
 
 fn captures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/captures")
@@ -48,7 +49,10 @@ impl Run {
 
     /// The line that starts with `prefix`.
     fn line(&self, prefix: &str) -> &str {
-        self.stdout.lines().find(|l| l.starts_with(prefix)).unwrap_or_else(|| panic!("no line starting {prefix:?}\n{}", self.dump()))
+        self.stdout
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no line starting {prefix:?}\n{}", self.dump()))
     }
 }
 
@@ -91,7 +95,11 @@ fn capture_batch(rel: &str) -> Vec<u8> {
     let raw = std::fs::read(captures().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"));
     let (_, batches) = formats::read(&raw).unwrap_or_else(|e| panic!("{rel}: {e}"));
     assert_eq!(batches.len(), 1, "{rel}");
-    batches.into_iter().next().and_then(|b| b.bytes.ok()).unwrap_or_else(|| panic!("{rel} does not read"))
+    batches
+        .into_iter()
+        .next()
+        .and_then(|b| b.bytes.ok())
+        .unwrap_or_else(|| panic!("{rel} does not read"))
 }
 
 /// Three real batches: A, lookups with personal numbers (Python, protobuf);
@@ -104,7 +112,8 @@ fn bases() -> &'static [Vec<u8>; 3] {
             capture_batch("node-json/0003.json"),
             capture_batch("python-protobuf/0001.binpb"),
         ];
-        let [a, b, c] = [0, 1, 2].map(|i| native().process(&bases[i]).expect("captures process").stats);
+        let [a, b, c] =
+            [0, 1, 2].map(|i| native().process(&bases[i]).expect("captures process").stats);
         // The captures are what the tests assume: numbers to mask in A and
         // B, and nothing but noise in C.
         assert!(a.values_masked > 0 && b.values_masked > 0 && a.spans_dropped == 0, "{a:?} {b:?}");
@@ -135,7 +144,12 @@ impl Totals {
     /// The native engine's figures for every batch of a (good) file.
     fn of_file(path: &Path) -> Totals {
         let raw = std::fs::read(path).expect("input");
-        let batches: Vec<Vec<u8>> = formats::read(&raw).expect("reads").1.into_iter().map(|b| b.bytes.expect("batch")).collect();
+        let batches: Vec<Vec<u8>> = formats::read(&raw)
+            .expect("reads")
+            .1
+            .into_iter()
+            .map(|b| b.bytes.expect("batch"))
+            .collect();
         Totals::of(&batches.iter().map(Vec::as_slice).collect::<Vec<_>>())
     }
 
@@ -270,10 +284,22 @@ impl Kind {
 fn write_inputs(dir: &Path, kind: Kind) -> Vec<(String, Format)> {
     let [a, b, c] = bases().each_ref().map(Vec::as_slice);
     let (encoding, contents): (Encoding, Vec<(&str, Vec<u8>)>) = match kind {
-        Kind::Protobuf => (Encoding::Protobuf, vec![("a.binpb", a.to_vec()), ("b.json", b.to_vec()), ("nested/deep/c.binpb", c.to_vec())]),
-        Kind::Json => (Encoding::Json, vec![("a.json", json(a)), ("b.binpb", json(b)), ("nested/deep/c.json", json(c))]),
+        Kind::Protobuf => (
+            Encoding::Protobuf,
+            vec![
+                ("a.binpb", a.to_vec()),
+                ("b.json", b.to_vec()),
+                ("nested/deep/c.binpb", c.to_vec()),
+            ],
+        ),
+        Kind::Json => (
+            Encoding::Json,
+            vec![("a.json", json(a)), ("b.binpb", json(b)), ("nested/deep/c.json", json(c))],
+        ),
         Kind::JsonLines => (Encoding::JsonLines, vec![("abc.jsonl", json_lines(&[a, b, c]))]),
-        Kind::LengthPrefixed => (Encoding::LengthPrefixed, vec![("abc.pb", length_prefixed(&[a, b, c]))]),
+        Kind::LengthPrefixed => {
+            (Encoding::LengthPrefixed, vec![("abc.pb", length_prefixed(&[a, b, c]))])
+        }
     };
     let mut files = Vec::new();
     for (rel, bytes) in contents {
@@ -293,7 +319,8 @@ fn assert_output_is_processed_input(input: &Path, out: &Path, rel: &str, format:
     let raw_out = std::fs::read(out.join(rel)).unwrap_or_else(|e| panic!("output {rel}: {e}"));
     let (in_format, in_batches) = formats::read(&raw_in).expect("input reads");
     assert_eq!(in_format, format, "{rel}: fixture");
-    let (out_format, out_batches) = formats::read(&raw_out).unwrap_or_else(|e| panic!("output {rel}: {e}"));
+    let (out_format, out_batches) =
+        formats::read(&raw_out).unwrap_or_else(|e| panic!("output {rel}: {e}"));
     assert_eq!(out_format, format, "{rel}: output in another format than its input");
     assert_eq!(out_batches.len(), in_batches.len(), "{rel}");
     for (i, (inb, outb)) in in_batches.into_iter().zip(out_batches).enumerate() {
@@ -323,7 +350,11 @@ fn check_replay(kind: Kind) {
 
     for (rel, format) in &files {
         let line = run.line(&format!("{}: ", input.join(rel).display()));
-        assert_eq!(line.split_whitespace().nth(1), Some(format!("format={format}").as_str()), "{line}");
+        assert_eq!(
+            line.split_whitespace().nth(1),
+            Some(format!("format={format}").as_str()),
+            "{line}"
+        );
         assert_eq!(Totals::from_line(line), Totals::of_file(&input.join(rel)), "{line}");
         assert_eq!(figure(line, "errors"), 0, "{line}");
         assert_output_is_processed_input(&input, &out, rel, *format);
@@ -384,18 +415,26 @@ fn replay_json_report_matches_the_text_report() {
     let mut files = Vec::new();
     for kind in Kind::ALL {
         let dir = tmp.path().join(kind.dir());
-        files.extend(write_inputs(&dir, kind).into_iter().map(|(rel, format)| (dir.join(rel), format)));
+        files.extend(
+            write_inputs(&dir, kind).into_iter().map(|(rel, format)| (dir.join(rel), format)),
+        );
     }
     let run = tracescrub(&[&"replay", &"--report", &"json", &tmp.path()]);
     assert_eq!(run.code, Some(0), "{}", run.dump());
-    let doc: serde_json::Value = serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}\n{}", run.dump()));
-    let number = |v: &serde_json::Value, key: &str| v[key].as_u64().unwrap_or_else(|| panic!("no number {key} in {v}"));
+    let doc: serde_json::Value =
+        serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}\n{}", run.dump()));
+    let number = |v: &serde_json::Value, key: &str| {
+        v[key].as_u64().unwrap_or_else(|| panic!("no number {key} in {v}"))
+    };
 
     let entries = doc["files"].as_array().expect("a files array");
     assert_eq!(entries.len(), files.len());
     for (path, format) in &files {
         let path = path.display().to_string();
-        let entry = entries.iter().find(|e| e["path"] == path.as_str()).unwrap_or_else(|| panic!("no entry for {path}"));
+        let entry = entries
+            .iter()
+            .find(|e| e["path"] == path.as_str())
+            .unwrap_or_else(|| panic!("no entry for {path}"));
         assert_eq!(entry["format"], format.to_string().as_str(), "{path}");
         let figures = Totals {
             batches: number(entry, "batches"),
@@ -442,11 +481,20 @@ fn replay_reports_a_truncated_protobuf_file_and_goes_on() {
     let error = run.line(&format!("  error: {}: malformed batch at byte ", bad.display()));
     assert!(error.contains("remain"), "the reason: {error}");
     let line = run.line(&format!("{}: ", bad.display()));
-    assert_eq!((figure(line, "batches"), figure(line, "errors"), figure(line, "spans_in")), (1, 1, 0), "{line}");
+    assert_eq!(
+        (figure(line, "batches"), figure(line, "errors"), figure(line, "spans_in")),
+        (1, 1, 0),
+        "{line}"
+    );
     let mut expected = Totals::of(&[c]);
     expected.batches = 2;
     assert_eq!(run.last_line(), expected.total_line(2, 1));
-    assert_output_is_processed_input(&input, &out, "good.binpb", Format { encoding: Encoding::Protobuf, gzip: false });
+    assert_output_is_processed_input(
+        &input,
+        &out,
+        "good.binpb",
+        Format { encoding: Encoding::Protobuf, gzip: false },
+    );
 }
 
 /// Scenario: a JSON-lines file with one line that is not JSON between two
@@ -468,7 +516,8 @@ fn replay_reports_a_bad_json_line_and_keeps_the_others() {
     let run = tracescrub(&[&"replay", &"--out", &out, &input]);
     assert_eq!(run.code, Some(1), "{}", run.dump());
     let path = input.join("lines.jsonl");
-    let error = run.line(&format!("  error: {}: line 2: not OTLP JSON (line 1 column ", path.display()));
+    let error =
+        run.line(&format!("  error: {}: line 2: not OTLP JSON (line 1 column ", path.display()));
     assert!(error.contains("EOF"), "the reason: {error}");
     assert_eq!(run.stdout.matches("  error: ").count(), 1, "{}", run.dump());
     let line = run.line(&format!("{}: format=jsonl ", path.display()));
@@ -479,12 +528,21 @@ fn replay_reports_a_bad_json_line_and_keeps_the_others() {
     all.batches = 4;
     assert_eq!(run.last_line(), all.total_line(2, 1));
 
-    let (format, batches) = formats::read(&std::fs::read(out.join("lines.jsonl")).expect("output")).expect("reads");
+    let (format, batches) =
+        formats::read(&std::fs::read(out.join("lines.jsonl")).expect("output")).expect("reads");
     assert_eq!(format, Format { encoding: Encoding::JsonLines, gzip: false });
     let got: Vec<_> = batches.into_iter().map(|b| decode(&b.bytes.expect("good line"))).collect();
-    let want: Vec<_> = [a, b].iter().map(|x| decode(&native().process(&from_json(x)).expect("processes").batch)).collect();
+    let want: Vec<_> = [a, b]
+        .iter()
+        .map(|x| decode(&native().process(&from_json(x)).expect("processes").batch))
+        .collect();
     assert_eq!(got, want, "the good lines, processed, and nothing for the bad one");
-    assert_output_is_processed_input(&input, &out, "other.binpb", Format { encoding: Encoding::Protobuf, gzip: false });
+    assert_output_is_processed_input(
+        &input,
+        &out,
+        "other.binpb",
+        Format { encoding: Encoding::Protobuf, gzip: false },
+    );
 }
 
 /// Scenario: a gzipped length-prefixed file whose middle record has a
@@ -502,7 +560,11 @@ fn replay_reports_a_broken_length_prefixed_record_and_keeps_the_others() {
     let run = tracescrub(&[&"replay", &"--out", &out, &input]);
     assert_eq!(run.code, Some(1), "{}", run.dump());
     let path = input.join("records.pb.gz");
-    run.line(&format!("  error: {}: record 1 at byte {}: malformed batch at byte ", path.display(), 4 + a.len()));
+    run.line(&format!(
+        "  error: {}: record 1 at byte {}: malformed batch at byte ",
+        path.display(),
+        4 + a.len()
+    ));
     assert_eq!(run.stdout.matches("  error: ").count(), 1, "{}", run.dump());
     let line = run.line(&format!("{}: format=length-prefixed+gzip ", path.display()));
     let mut expected = Totals::of(&[a, c]);
@@ -510,12 +572,19 @@ fn replay_reports_a_broken_length_prefixed_record_and_keeps_the_others() {
     assert_eq!(Totals::from_line(line), expected, "{line}");
     assert_eq!(figure(line, "errors"), 1);
 
-    let (format, batches) = formats::read(&std::fs::read(out.join("records.pb.gz")).expect("output")).expect("reads");
+    let (format, batches) =
+        formats::read(&std::fs::read(out.join("records.pb.gz")).expect("output")).expect("reads");
     assert_eq!(format, Format { encoding: Encoding::LengthPrefixed, gzip: true });
     let got: Vec<Vec<u8>> = batches.into_iter().map(|b| b.bytes.expect("record")).collect();
-    let want: Vec<Vec<u8>> = [a, c].iter().map(|x| native().process(x).expect("processes").batch).collect();
+    let want: Vec<Vec<u8>> =
+        [a, c].iter().map(|x| native().process(x).expect("processes").batch).collect();
     assert_eq!(got, want, "records 0 and 2, processed; record 1 left out");
-    assert_output_is_processed_input(&input, &out, "doc.json", Format { encoding: Encoding::Json, gzip: false });
+    assert_output_is_processed_input(
+        &input,
+        &out,
+        "doc.json",
+        Format { encoding: Encoding::Json, gzip: false },
+    );
 }
 
 /// Regression, fixed: a file whose only batch fails (here a cut-off protobuf file) still
@@ -595,7 +664,10 @@ fn copy_captures(dir: &Path) -> Vec<PathBuf> {
             let name = file.file_name().and_then(OsStr::to_str).unwrap_or_default();
             let stem = name.split('.').next().unwrap_or_default();
             let ext = &name[stem.len()..];
-            if stem.len() == 4 && stem.bytes().all(|b| b.is_ascii_digit()) && [".binpb", ".json", ".binpb.gz", ".json.gz"].contains(&ext) {
+            if stem.len() == 4
+                && stem.bytes().all(|b| b.is_ascii_digit())
+                && [".binpb", ".json", ".binpb.gz", ".json.gz"].contains(&ext)
+            {
                 let target = dir.join(sub.file_name().expect("name")).join(name);
                 std::fs::create_dir_all(target.parent().expect("parent")).expect("mkdir");
                 std::fs::copy(&file, &target).expect("copy");
@@ -622,7 +694,11 @@ fn assert_prints_no_personal_number(run: &Run) {
     for (name, text) in [("stdout", &run.stdout), ("stderr", &run.stderr)] {
         assert_eq!(numbers_in(text.as_bytes()), 0, "{name} prints a personal number");
         for n in PERSONAL_NUMBERS {
-            for form in [n.to_owned(), format!("{} {}", &n[..6], &n[6..]), format!("{}-{}", &n[..6], &n[6..])] {
+            for form in [
+                n.to_owned(),
+                format!("{} {}", &n[..6], &n[6..]),
+                format!("{}-{}", &n[..6], &n[6..]),
+            ] {
                 assert!(!text.contains(&form), "{name} prints one of the captures' numbers");
             }
         }
@@ -651,18 +727,25 @@ fn audit_of_the_captures_masks_everything_and_prints_no_number() {
     assert_eq!(run.code, Some(0), "{}", run.dump());
     assert_eq!(
         run.last_line(),
-        format!("total: files={} would_drop={native_drop} would_mask={native_mask} residual=0 errors=0", files.len())
+        format!(
+            "total: files={} would_drop={native_drop} would_mask={native_mask} residual=0 errors=0",
+            files.len()
+        )
     );
     assert!(!run.stdout.contains("leak ") && !run.stdout.contains("LEAK"), "{}", run.dump());
 
     let drops: Vec<&str> = run.stdout.lines().filter(|l| l.starts_with("drop  ")).collect();
     assert_eq!(drops.len() as u64, native_drop);
-    let noisy: Vec<&&str> = drops.iter().filter(|l| !l.contains("rule=(descendant of a noisy span)")).collect();
+    let noisy: Vec<&&str> =
+        drops.iter().filter(|l| !l.contains("rule=(descendant of a noisy span)")).collect();
     assert!(!noisy.is_empty());
     for l in &noisy {
         assert!(l.contains(" span=") && l.contains(" rule=*/") && l.contains(" path=/"), "{l}");
     }
-    assert!(noisy.iter().any(|l| l.contains("rule=*/isAlive path=/isAlive")), "the /isAlive probe is dropped by its glob");
+    assert!(
+        noisy.iter().any(|l| l.contains("rule=*/isAlive path=/isAlive")),
+        "the /isAlive probe is dropped by its glob"
+    );
 
     let masks: Vec<&str> = run.stdout.lines().filter(|l| l.starts_with("mask  ")).collect();
     assert_eq!(masks.len() as u64, native_mask);
@@ -670,13 +753,17 @@ fn audit_of_the_captures_masks_everything_and_prints_no_number() {
         assert!(l.contains(" span=") && l.contains(" field=") && l.contains(" detector="), "{l}");
     }
     for detector in ["fnr", "d-number", "h-number", "synthetic"] {
-        assert!(masks.iter().any(|l| l.ends_with(&format!(" detector={detector}"))), "no {detector} mask");
+        assert!(
+            masks.iter().any(|l| l.ends_with(&format!(" detector={detector}"))),
+            "no {detector} mask"
+        );
     }
     assert_prints_no_personal_number(&run);
 
     let json = tracescrub(&[&"audit", &"--report", &"json", &tmp.path()]);
     assert_eq!(json.code, Some(0), "{}", json.dump());
-    let doc: serde_json::Value = serde_json::from_str(&json.stdout).unwrap_or_else(|e| panic!("{e}\n{}", json.dump()));
+    let doc: serde_json::Value =
+        serde_json::from_str(&json.stdout).unwrap_or_else(|e| panic!("{e}\n{}", json.dump()));
     assert_eq!(doc["mode"], "processed");
     let entries = doc["files"].as_array().expect("files");
     assert_eq!(entries.len(), files.len());
@@ -711,21 +798,45 @@ fn leak(line: &str) -> (&str, &str, &str) {
 fn audit_raw_reports_every_leak_without_printing_it() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let files = copy_captures(tmp.path());
-    let residual: u64 = batches_of(&files).iter().map(|b| residual::scan(&decode(b)).len() as u64).sum();
+    let residual: u64 =
+        batches_of(&files).iter().map(|b| residual::scan(&decode(b)).len() as u64).sum();
     assert!(residual > 0);
     let run = tracescrub(&[&"audit", &"--raw", &tmp.path()]);
     assert_eq!(run.code, Some(1), "{}", run.dump());
-    assert_eq!(run.last_line(), format!("total: files={} would_drop=0 would_mask=0 residual={residual} errors=0", files.len()));
+    assert_eq!(
+        run.last_line(),
+        format!(
+            "total: files={} would_drop=0 would_mask=0 residual={residual} errors=0",
+            files.len()
+        )
+    );
     run.line(&format!("LEAK: {residual} personal number(s) in the input"));
-    assert!(!run.stdout.lines().any(|l| l.starts_with("drop ") || l.starts_with("mask ")), "raw changes nothing");
-    let leaks: Vec<(&str, &str, &str)> = run.stdout.lines().filter(|l| l.starts_with("leak ")).map(leak).collect();
+    assert!(
+        !run.stdout.lines().any(|l| l.starts_with("drop ") || l.starts_with("mask ")),
+        "raw changes nothing"
+    );
+    let leaks: Vec<(&str, &str, &str)> =
+        run.stdout.lines().filter(|l| l.starts_with("leak ")).map(leak).collect();
     assert_eq!(leaks.len() as u64, residual);
     for (file, span, field) in &leaks {
         assert!(Path::new(file).is_file(), "{file}");
-        assert!(*span == "-" || (span.len() == 16 && span.bytes().all(|b| b.is_ascii_hexdigit())), "{span}");
-        assert!(field.starts_with("span.") || field.starts_with("resource.") || field.starts_with("scope."), "{field}");
+        assert!(
+            *span == "-" || (span.len() == 16 && span.bytes().all(|b| b.is_ascii_hexdigit())),
+            "{span}"
+        );
+        assert!(
+            field.starts_with("span.")
+                || field.starts_with("resource.")
+                || field.starts_with("scope."),
+            "{field}"
+        );
     }
-    for field in ["span.name", "span.trace_state", "span.attributes[\"db.statement\"]", "span.events[0].name"] {
+    for field in [
+        "span.name",
+        "span.trace_state",
+        "span.attributes[\"db.statement\"]",
+        "span.events[0].name",
+    ] {
         assert!(leaks.iter().any(|l| l.2 == field), "no leak in {field}");
     }
     assert_prints_no_personal_number(&run);
@@ -743,18 +854,28 @@ fn audit_with_a_narrowed_config_reports_what_it_lets_through() {
     let captured = tmp.path().join("captures");
     copy_captures(&captured);
     let config = tmp.path().join("narrow.yaml");
-    std::fs::write(&config, "mask: {scope: {fields: [span-attribute], keys: [db.statement]}}\n").expect("write");
+    std::fs::write(&config, "mask: {scope: {fields: [span-attribute], keys: [db.statement]}}\n")
+        .expect("write");
     let run = tracescrub(&[&"audit", &"--config", &config, &captured]);
     assert_eq!(run.code, Some(1), "{}", run.dump());
     let total = run.last_line();
-    assert!(figure(total, "residual") > 0 && figure(total, "would_mask") > 0 && figure(total, "would_drop") > 0, "{total}");
+    assert!(
+        figure(total, "residual") > 0
+            && figure(total, "would_mask") > 0
+            && figure(total, "would_drop") > 0,
+        "{total}"
+    );
     for l in run.stdout.lines().filter(|l| l.starts_with("mask  ")) {
         assert!(l.contains(" field=span-attribute key=db.statement detector="), "{l}");
     }
-    let fields: Vec<&str> = run.stdout.lines().filter(|l| l.starts_with("leak ")).map(|l| leak(l).2).collect();
+    let fields: Vec<&str> =
+        run.stdout.lines().filter(|l| l.starts_with("leak ")).map(|l| leak(l).2).collect();
     assert_eq!(fields.len() as u64, figure(total, "residual"));
     assert!(fields.contains(&"span.name"), "{fields:?}");
-    assert!(fields.iter().any(|f| f.contains("[\"url.path\"]") || f.contains("[\"http.target\"]")), "{fields:?}");
+    assert!(
+        fields.iter().any(|f| f.contains("[\"url.path\"]") || f.contains("[\"http.target\"]")),
+        "{fields:?}"
+    );
     assert!(!fields.contains(&"span.attributes[\"db.statement\"]"), "db.statement is masked");
     assert_prints_no_personal_number(&run);
 }
@@ -792,10 +913,17 @@ fn config_check_lists_every_problem_with_its_key_path() {
     run.line(&format!("{}: 4 problem(s)", file.display()));
     let problems: Vec<&str> = run.stdout.lines().filter(|l| l.starts_with("  - ")).collect();
     assert_eq!(problems.len(), 4, "{}", run.dump());
-    for (key, detail) in
-        [("`bogus`", "unknown key"), ("`noise.colour`", "unknown key"), ("`noise.globs[1]`", "\"a[\""), ("`mask.mode`", "\"sometimes\"")]
-    {
-        assert!(problems.iter().any(|p| p.contains(key) && p.contains(detail)), "no problem {key} {detail}:\n{}", run.dump());
+    for (key, detail) in [
+        ("`bogus`", "unknown key"),
+        ("`noise.colour`", "unknown key"),
+        ("`noise.globs[1]`", "\"a[\""),
+        ("`mask.mode`", "\"sometimes\""),
+    ] {
+        assert!(
+            problems.iter().any(|p| p.contains(key) && p.contains(detail)),
+            "no problem {key} {detail}:\n{}",
+            run.dump()
+        );
     }
 }
 
@@ -808,7 +936,14 @@ fn config_check_gives_line_and_column_for_invalid_yaml() {
     std::fs::write(&file, "noise:\n  enabled: true\nmask:\n\tmode: any11\n").expect("write");
     let check = tracescrub(&[&"config", &"check", &file]);
     assert_eq!(check.code, Some(1), "{}", check.dump());
-    assert!(check.stdout.starts_with(&format!("config file {}: not valid YAML at line 4 column 1", file.display())), "{}", check.dump());
+    assert!(
+        check.stdout.starts_with(&format!(
+            "config file {}: not valid YAML at line 4 column 1",
+            file.display()
+        )),
+        "{}",
+        check.dump()
+    );
 }
 
 /// Scenario: `inspect` of the embedded component.
@@ -820,7 +955,12 @@ fn inspect_prints_the_exports_no_imports_and_the_wit() {
     assert_eq!(run.code, Some(0), "{}", run.dump());
     run.line("// exports: tracescrub:processor/transform@0.1.0");
     assert_eq!(run.line("// imports: "), "// imports: (none)");
-    for text in ["export tracescrub:processor/transform@0.1.0;", "interface transform", "resource processor", "explain"] {
+    for text in [
+        "export tracescrub:processor/transform@0.1.0;",
+        "interface transform",
+        "resource processor",
+        "explain",
+    ] {
         assert!(run.stdout.contains(text), "no {text:?}\n{}", run.dump());
     }
 }
@@ -847,9 +987,12 @@ fn help_documents_formats_exit_status_and_the_total_line() {
     let replay = tracescrub(&[&"replay", &"--help"]);
     assert_eq!(replay.code, Some(0), "{}", replay.dump());
     let replay = squeeze(&replay.stdout);
-    for text in
-        ["`total: files=N batches=N spans_in=N spans_out=N dropped=N masked=N errors=N`", "line or offset", "--out <DIR>", "--report"]
-    {
+    for text in [
+        "`total: files=N batches=N spans_in=N spans_out=N dropped=N masked=N errors=N`",
+        "line or offset",
+        "--out <DIR>",
+        "--report",
+    ] {
         assert!(replay.contains(text), "replay help lacks {text:?}:\n{replay}");
     }
     let audit = tracescrub(&[&"audit", &"--help"]);
@@ -871,7 +1014,11 @@ fn missing_input_exits_2_naming_the_path() {
     for command in ["replay", "audit"] {
         let run = tracescrub(&[&command, &captures().join("python-protobuf/0001.binpb"), &missing]);
         assert_eq!(run.code, Some(2), "{}", run.dump());
-        assert!(run.stderr.starts_with(&format!("tracescrub: error: input {}: ", missing.display())), "{}", run.dump());
+        assert!(
+            run.stderr.starts_with(&format!("tracescrub: error: input {}: ", missing.display())),
+            "{}",
+            run.dump()
+        );
         assert!(run.stdout.is_empty(), "{}", run.dump());
     }
     let none = tracescrub(&[&"replay"]);
@@ -885,9 +1032,21 @@ fn missing_input_exits_2_naming_the_path() {
 fn unreadable_config_exits_2() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let config = tmp.path().join("missing.yaml");
-    let run = tracescrub(&[&"replay", &"--config", &config, &captures().join("python-protobuf/0001.binpb")]);
+    let run = tracescrub(&[
+        &"replay",
+        &"--config",
+        &config,
+        &captures().join("python-protobuf/0001.binpb"),
+    ]);
     assert_eq!(run.code, Some(2), "{}", run.dump());
-    assert!(run.stderr.starts_with(&format!("tracescrub: error: config file {}: cannot read it: ", config.display())), "{}", run.dump());
+    assert!(
+        run.stderr.starts_with(&format!(
+            "tracescrub: error: config file {}: cannot read it: ",
+            config.display()
+        )),
+        "{}",
+        run.dump()
+    );
     assert!(run.stdout.is_empty(), "{}", run.dump());
 }
 
@@ -923,24 +1082,48 @@ fn component_that_is_not_a_component_exits_2() {
 
     let run = tracescrub(&[&"replay", &"--component", &text, &input]);
     assert_eq!(run.code, Some(2), "{}", run.dump());
-    assert!(run.stderr.starts_with(&format!("tracescrub: error: {} is not a WebAssembly component", text.display())), "{}", run.dump());
+    assert!(
+        run.stderr.starts_with(&format!(
+            "tracescrub: error: {} is not a WebAssembly component",
+            text.display()
+        )),
+        "{}",
+        run.dump()
+    );
     assert!(run.stdout.is_empty(), "{}", run.dump());
 
     let run = tracescrub(&[&"audit", &"--component", &core, &input]);
     assert_eq!(run.code, Some(2), "{}", run.dump());
     assert!(
-        run.stderr.starts_with(&format!("tracescrub: error: {} is a core WebAssembly module, not a component", core.display())),
+        run.stderr.starts_with(&format!(
+            "tracescrub: error: {} is a core WebAssembly module, not a component",
+            core.display()
+        )),
         "{}",
         run.dump()
     );
 
     let run = tracescrub(&[&"replay", &"--component", &missing, &input]);
     assert_eq!(run.code, Some(2), "{}", run.dump());
-    assert!(run.stderr.starts_with(&format!("tracescrub: error: cannot read component {}: ", missing.display())), "{}", run.dump());
+    assert!(
+        run.stderr.starts_with(&format!(
+            "tracescrub: error: cannot read component {}: ",
+            missing.display()
+        )),
+        "{}",
+        run.dump()
+    );
 
     let run = tracescrub(&[&"inspect", &"--component", &text]);
     assert_eq!(run.code, Some(2), "{}", run.dump());
-    assert!(run.stderr.starts_with(&format!("tracescrub: error: {} is not a WebAssembly component", text.display())), "{}", run.dump());
+    assert!(
+        run.stderr.starts_with(&format!(
+            "tracescrub: error: {} is not a WebAssembly component",
+            text.display()
+        )),
+        "{}",
+        run.dump()
+    );
     assert!(run.stdout.is_empty(), "{}", run.dump());
 }
 

@@ -5,14 +5,16 @@ use std::sync::OnceLock;
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, ArrayValue, InstrumentationScope, KeyValue, KeyValueList};
+use opentelemetry_proto::tonic::common::v1::{
+    AnyValue, ArrayValue, InstrumentationScope, KeyValue, KeyValueList,
+};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::span::Event;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
 use prost::Message;
 use tracescrub::{
-    ComponentInstance, DEFAULT_COMPONENT, HostError, InstanceOptions, LoadedComponent, Runtime, ScrubberInstance, TRANSFORM_INTERFACE,
-    component_exports, component_imports,
+    ComponentInstance, DEFAULT_COMPONENT, HostError, InstanceOptions, LoadedComponent, Runtime,
+    ScrubberInstance, TRANSFORM_INTERFACE, component_exports, component_imports,
 };
 use tracescrub_processor::{Error, Processor, Stats};
 
@@ -115,7 +117,12 @@ fn batches() -> Vec<(&'static str, Vec<u8>)> {
                 any(Value::KvlistValue(KeyValueList {
                     values: vec![
                         kv("user", string(&format!("fnr {other}"))),
-                        kv("ids", any(Value::ArrayValue(ArrayValue { values: vec![string(&person), string("12345678901")] }))),
+                        kv(
+                            "ids",
+                            any(Value::ArrayValue(ArrayValue {
+                                values: vec![string(&person), string("12345678901")],
+                            })),
+                        ),
                     ],
                 })),
             ),
@@ -134,7 +141,10 @@ fn batches() -> Vec<(&'static str, Vec<u8>)> {
         ("empty", Vec::new()),
         (
             "mixed",
-            batch(vec![kv("service.name", string("checkout")), kv("host.owner", string(&other))], vec![health, health_child, query, ping]),
+            batch(
+                vec![kv("service.name", string("checkout")), kv("host.owner", string(&other))],
+                vec![health, health_child, query, ping],
+            ),
         ),
         ("nothing to do", batch(vec![kv("service.name", string("orders"))], vec![plain])),
     ]
@@ -197,12 +207,19 @@ fn component_process_part_matches_native() {
         let mut scrubber = ScrubberInstance::create(component(), config).expect("valid config");
         let engine = tracescrub_processor::Processor::new(config).expect("valid config");
         // A kept span with a parent, for the kept-parents list.
-        let kept_child = batch(Vec::new(), vec![span(6, None, "GET /orders", vec![]), span(7, Some(6), "SELECT 1", vec![])]);
+        let kept_child = batch(
+            Vec::new(),
+            vec![span(6, None, "GET /orders", vec![]), span(7, Some(6), "SELECT 1", vec![])],
+        );
         for (name, input) in batches().into_iter().chain([("kept child", kept_child)]) {
             let (output, links) = engine.process_part(input.clone()).expect("native processing");
             let got = scrubber.process_part(&input).expect("component processing");
             assert_eq!(got, (output.batch, output.stats, links), "batch {name:?}, config {config}");
-            assert_eq!((got.0, got.1), native(config, &input).expect("native"), "batch {name:?}, config {config}");
+            assert_eq!(
+                (got.0, got.1),
+                native(config, &input).expect("native"),
+                "batch {name:?}, config {config}"
+            );
             if name == "mixed" && config == "{}" {
                 // The health check and its child, dropped.
                 assert_eq!(got.2.dropped.len(), 2, "{:?}", got.2);
@@ -281,7 +298,10 @@ fn empty_batch() {
 fn invalid_config_is_typed_and_matches_native() {
     let config = r#"{"nosie": {}, "noise": {"globs": 3}, "mask": {"mode": "some"}, "limits": {"max_batch_bytes": -1}}"#;
     let expected = Processor::new(config).expect_err("invalid config");
-    assert!(matches!(&expected, Error::InvalidConfig(problems) if problems.len() >= 3), "{expected:?}");
+    assert!(
+        matches!(&expected, Error::InvalidConfig(problems) if problems.len() >= 3),
+        "{expected:?}"
+    );
     let got = component_error(ScrubberInstance::create(component(), config));
     assert_eq!(got, expected);
     // Not JSON at all.
@@ -303,7 +323,10 @@ fn malformed_batch_is_typed_and_matches_native() {
         assert_eq!(component_error(scrubber.process(bad)), expected, "batch {bad:02x?}");
     }
     assert!(!scrubber.is_poisoned());
-    assert_eq!(scrubber.process(&mixed).expect("still usable"), native("{}", &mixed).expect("native"));
+    assert_eq!(
+        scrubber.process(&mixed).expect("still usable"),
+        native("{}", &mixed).expect("native")
+    );
 }
 
 /// Scenario: a batch one byte over `limits.max_batch_bytes`.
@@ -328,7 +351,8 @@ fn batch_over_the_limit_is_too_large() {
 /// config would, so they share no state; dropping one leaves the other working.
 #[test]
 fn processors_in_one_instance_do_not_interfere() {
-    let mut instance: ComponentInstance = component().instantiate(&InstanceOptions::default()).expect("instance");
+    let mut instance: ComponentInstance =
+        component().instantiate(&InstanceOptions::default()).expect("instance");
     let defaults = instance.create_processor("{}").expect("default config");
     let labels = instance.create_processor(LABEL_CONFIG).expect("label config");
 
@@ -342,8 +366,16 @@ fn processors_in_one_instance_do_not_interfere() {
         for (name, input) in batches() {
             let from_defaults = instance.process(&defaults, &input).expect("defaults");
             let from_labels = instance.process(&labels, &input).expect("labels");
-            assert_eq!(from_defaults, native("{}", &input).expect("native"), "{name} round {round}");
-            assert_eq!(from_labels, native(LABEL_CONFIG, &input).expect("native"), "{name} round {round}");
+            assert_eq!(
+                from_defaults,
+                native("{}", &input).expect("native"),
+                "{name} round {round}"
+            );
+            assert_eq!(
+                from_labels,
+                native(LABEL_CONFIG, &input).expect("native"),
+                "{name} round {round}"
+            );
         }
     }
     let mixed = batches().into_iter().find(|(name, _)| *name == "mixed").expect("mixed batch").1;
@@ -354,7 +386,10 @@ fn processors_in_one_instance_do_not_interfere() {
     );
 
     instance.drop_processor(defaults).expect("drop");
-    assert_eq!(instance.process(&labels, &mixed).expect("labels after drop"), native(LABEL_CONFIG, &mixed).expect("native"));
+    assert_eq!(
+        instance.process(&labels, &mixed).expect("labels after drop"),
+        native(LABEL_CONFIG, &mixed).expect("native")
+    );
 }
 
 /// Scenario: a processor handle from one instance used with another.
@@ -374,7 +409,8 @@ fn handle_from_another_instance_is_refused() {
 #[test]
 fn trap_poisons_the_instance() {
     let options = InstanceOptions::default().with_max_memory_bytes(4 << 20);
-    let mut scrubber = ScrubberInstance::create_with(component(), "{}", &options).expect("fits in 4 MiB");
+    let mut scrubber =
+        ScrubberInstance::create_with(component(), "{}", &options).expect("fits in 4 MiB");
     let huge = vec![0_u8; 8 << 20];
     let error = scrubber.process(&huge).expect_err("over the memory cap");
     assert!(matches!(error, HostError::Trap(_)), "{error:?}");
@@ -427,7 +463,8 @@ fn many_tiny_spans_over_the_memory_cap_are_a_typed_error() {
     // ExportTraceServiceRequest { resource_spans: [ResourceSpans { scope_spans: [that] }] }
     let batch = length_delimited(1, &length_delimited(2, &scope));
     let options = InstanceOptions::default().with_max_memory_bytes(32 << 20);
-    let mut scrubber = ScrubberInstance::create_with(component(), "{}", &options).expect("fits in 32 MiB");
+    let mut scrubber =
+        ScrubberInstance::create_with(component(), "{}", &options).expect("fits in 32 MiB");
     match scrubber.process(&batch) {
         Err(HostError::Processor(Error::OutOfMemory { what })) => assert_eq!(what, "span records"),
         other => panic!("expected a typed out-of-memory error, got {:?}", other.map(|(_, s)| s)),
@@ -471,7 +508,11 @@ fn guest_memory_per_batch_stays_within_twice_the_batch_plus_one_mib() {
         }
     }
     for spans in [512, 2048, 8192] {
-        let options = tracescrub::corpus::CorpusOptions { min_spans: spans, batch_spans: spans, ..Default::default() };
+        let options = tracescrub::corpus::CorpusOptions {
+            min_spans: spans,
+            batch_spans: spans,
+            ..Default::default()
+        };
         let corpus = tracescrub::corpus::generate(&options).expect("corpus");
         inputs.push((format!("corpus batch of {spans} spans"), corpus.batches[0].clone()));
     }
@@ -480,9 +521,15 @@ fn guest_memory_per_batch_stays_within_twice_the_batch_plus_one_mib() {
     for (name, batch) in &inputs {
         let cap = 2 * batch.len() + (1 << 20);
         let options = InstanceOptions::default().with_max_memory_bytes(cap);
-        let mut scrubber = ScrubberInstance::create_with(component(), &config, &options).expect("instance within the cap");
+        let mut scrubber = ScrubberInstance::create_with(component(), &config, &options)
+            .expect("instance within the cap");
         let result = scrubber.process(batch);
-        assert!(result.is_ok(), "{name} ({} bytes) under a {cap}-byte cap: {:?}", batch.len(), result.err());
+        assert!(
+            result.is_ok(),
+            "{name} ({} bytes) under a {cap}-byte cap: {:?}",
+            batch.len(),
+            result.err()
+        );
     }
 }
 
@@ -504,13 +551,19 @@ fn nested_value(levels: usize) -> AnyValue {
 #[test]
 fn deepest_allowed_recursion_fits_the_guest_stack() {
     for levels in [32, 33] {
-        let input = batch(vec![], vec![span(1, None, "deep", vec![kv("deep", nested_value(levels))])]);
+        let input =
+            batch(vec![], vec![span(1, None, "deep", vec![kv("deep", nested_value(levels))])]);
         let mut scrubber = ScrubberInstance::create(component(), "{}").expect("instance");
         let got = scrubber.process(&input).map_err(|e| component_error(Err::<(), _>(e)));
         assert_eq!(got, native("{}", &input), "{levels} levels");
     }
-    let deep_config = format!(r#"{{"noise": {{"globs": {}"x"{}}}}}"#, "[".repeat(126), "]".repeat(126));
-    let mut instance = ComponentInstance::new(component(), &InstanceOptions::default()).expect("instance");
-    let err = instance.create_processor(&deep_config).map(|_| ()).expect_err("a nested glob list is not a config");
+    let deep_config =
+        format!(r#"{{"noise": {{"globs": {}"x"{}}}}}"#, "[".repeat(126), "]".repeat(126));
+    let mut instance =
+        ComponentInstance::new(component(), &InstanceOptions::default()).expect("instance");
+    let err = instance
+        .create_processor(&deep_config)
+        .map(|_| ())
+        .expect_err("a nested glob list is not a config");
     assert!(matches!(err, HostError::Processor(Error::InvalidConfig(_))), "{err:?}");
 }

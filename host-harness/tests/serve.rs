@@ -16,8 +16,12 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
-use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
@@ -69,13 +73,21 @@ impl Sink {
     fn start() -> Sink {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind sink");
         let addr = listener.local_addr().expect("sink address");
-        let sink =
-            Sink { addr, received: Arc::default(), mode: Arc::new(Mutex::new(Mode::Accept)), requests: Arc::new(AtomicUsize::new(0)) };
-        let (received, mode, requests) = (Arc::clone(&sink.received), Arc::clone(&sink.mode), Arc::clone(&sink.requests));
+        let sink = Sink {
+            addr,
+            received: Arc::default(),
+            mode: Arc::new(Mutex::new(Mode::Accept)),
+            requests: Arc::new(AtomicUsize::new(0)),
+        };
+        let (received, mode, requests) =
+            (Arc::clone(&sink.received), Arc::clone(&sink.mode), Arc::clone(&sink.requests));
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                let (received, mode, requests) = (Arc::clone(&received), Arc::clone(&mode), Arc::clone(&requests));
-                std::thread::spawn(move || serve_sink_connection(stream, &received, &mode, &requests));
+                let (received, mode, requests) =
+                    (Arc::clone(&received), Arc::clone(&mode), Arc::clone(&requests));
+                std::thread::spawn(move || {
+                    serve_sink_connection(stream, &received, &mode, &requests)
+                });
             }
         });
         sink
@@ -94,7 +106,12 @@ impl Sink {
     }
 }
 
-fn serve_sink_connection(stream: TcpStream, received: &Mutex<Vec<Received>>, mode: &Mutex<Mode>, requests: &AtomicUsize) {
+fn serve_sink_connection(
+    stream: TcpStream,
+    received: &Mutex<Vec<Received>>,
+    mode: &Mutex<Mode>,
+    requests: &AtomicUsize,
+) {
     let mut reader = BufReader::new(stream.try_clone().expect("clone stream"));
     let mut writer = stream;
     loop {
@@ -126,11 +143,18 @@ fn serve_sink_connection(stream: TcpStream, received: &Mutex<Vec<Received>>, mod
         let current = *mode.lock().unwrap();
         let answer = match current {
             Mode::Accept => {
-                let body = if headers.get("content-encoding").is_some_and(|v| v == "gzip") { gunzip(&raw) } else { raw.clone() };
+                let body = if headers.get("content-encoding").is_some_and(|v| v == "gzip") {
+                    gunzip(&raw)
+                } else {
+                    raw.clone()
+                };
                 received.lock().unwrap().push(Received { path, headers, raw, body });
                 "HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\nContent-Length: 0\r\n\r\n".to_owned()
             }
-            Mode::Status(429) => "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 7\r\nContent-Length: 0\r\n\r\n".to_owned(),
+            Mode::Status(429) => {
+                "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 7\r\nContent-Length: 0\r\n\r\n"
+                    .to_owned()
+            }
             Mode::Status(code) => format!("HTTP/1.1 {code} Nope\r\nContent-Length: 0\r\n\r\n"),
             Mode::Slow(wait) => {
                 std::thread::sleep(wait);
@@ -167,7 +191,9 @@ impl TraceService for GrpcSink {
             .metadata()
             .iter()
             .filter_map(|kv| match kv {
-                tonic::metadata::KeyAndValueRef::Ascii(k, v) => Some((k.to_string(), v.to_str().unwrap_or_default().to_owned())),
+                tonic::metadata::KeyAndValueRef::Ascii(k, v) => {
+                    Some((k.to_string(), v.to_str().unwrap_or_default().to_owned()))
+                }
                 tonic::metadata::KeyAndValueRef::Binary(..) => None,
             })
             .collect();
@@ -197,7 +223,14 @@ impl Gateway {
         let workers: &[&str] = if args.contains(&"--workers") { &[] } else { &["--workers", "1"] };
         let mut child = Command::new(env!("CARGO_BIN_EXE_tracescrub"))
             .arg("serve")
-            .args(["--listen-http", "127.0.0.1:0", "--listen-grpc", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+            .args([
+                "--listen-http",
+                "127.0.0.1:0",
+                "--listen-grpc",
+                "127.0.0.1:0",
+                "--admin",
+                "127.0.0.1:0",
+            ])
             .args(workers)
             .args(args)
             .stdin(Stdio::null())
@@ -237,7 +270,9 @@ impl Gateway {
                 .unwrap_or_else(|| panic!("no {name}= in the readiness line {line:?}"))
         };
         assert!(line.starts_with("serve: ready "), "{line}");
-        let addr = |name: &str| field(name).parse::<SocketAddr>().unwrap_or_else(|e| panic!("{name} in {line:?}: {e}"));
+        let addr = |name: &str| {
+            field(name).parse::<SocketAddr>().unwrap_or_else(|e| panic!("{name} in {line:?}: {e}"))
+        };
         let gateway = Gateway {
             http: addr("http"),
             grpc: addr("grpc"),
@@ -274,21 +309,35 @@ impl Gateway {
         let metrics = self.metrics();
         metrics
             .lines()
-            .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')).map(|v| v.parse().unwrap()))
+            .find_map(|l| {
+                l.strip_prefix(series)
+                    .and_then(|rest| rest.strip_prefix(' '))
+                    .map(|v| v.parse().unwrap())
+            })
             .unwrap_or(0.0)
     }
 
     fn reload(&self) -> (u16, serde_json::Value) {
         let reply = request(self.admin, "POST", "/-/reload", &[], b"");
-        let json = serde_json::from_slice(&reply.body).unwrap_or_else(|e| panic!("reload answer is not JSON ({e}): {}", reply.text()));
+        let json = serde_json::from_slice(&reply.body)
+            .unwrap_or_else(|e| panic!("reload answer is not JSON ({e}): {}", reply.text()));
         (reply.status, json)
     }
 
     /// The hashes of the active version, from the metrics.
     fn active(&self) -> (String, String) {
         let metrics = self.metrics();
-        let line = metrics.lines().find(|l| l.starts_with("tracescrub_active_version{")).expect("active version metric");
-        let value = |key: &str| line.split(&format!("{key}=\"")).nth(1).and_then(|r| r.split('"').next()).expect("label").to_owned();
+        let line = metrics
+            .lines()
+            .find(|l| l.starts_with("tracescrub_active_version{"))
+            .expect("active version metric");
+        let value = |key: &str| {
+            line.split(&format!("{key}=\""))
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+                .expect("label")
+                .to_owned()
+        };
         (value("component_sha256"), value("config_sha256"))
     }
 
@@ -300,7 +349,11 @@ impl Gateway {
     fn wait_for(&self, what: &str, mut condition: impl FnMut() -> bool) {
         let started = Instant::now();
         while !condition() {
-            assert!(started.elapsed() < PATIENCE, "timed out waiting for {what}; gateway log:\n{}", self.log());
+            assert!(
+                started.elapsed() < PATIENCE,
+                "timed out waiting for {what}; gateway log:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -335,7 +388,9 @@ impl Reply {
             #[prost(string, tag = "2")]
             message: String,
         }
-        RpcStatus::decode(self.body.as_slice()).map(|s| s.message).unwrap_or_else(|e| panic!("not a google.rpc.Status ({e}): {self:?}"))
+        RpcStatus::decode(self.body.as_slice())
+            .map(|s| s.message)
+            .unwrap_or_else(|e| panic!("not a google.rpc.Status ({e}): {self:?}"))
     }
 }
 
@@ -353,10 +408,19 @@ fn request_head(addr: SocketAddr, headers: &[(&str, &str)]) -> Reply {
 }
 
 /// One HTTP/1.1 request on a fresh connection.
-fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
+fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Reply {
     let mut stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
     stream.set_read_timeout(Some(PATIENCE)).unwrap();
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
     for (name, value) in headers {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
@@ -371,12 +435,21 @@ fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)],
 fn read_reply(stream: &mut TcpStream) -> Reply {
     let mut raw = Vec::new();
     let _ = stream.read_to_end(&mut raw);
-    let split =
-        raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or_else(|| panic!("no HTTP answer: {:?}", String::from_utf8_lossy(&raw)));
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no HTTP answer: {:?}", String::from_utf8_lossy(&raw)));
     let head = String::from_utf8_lossy(&raw[..split]).into_owned();
     let mut lines = head.lines();
-    let status = lines.next().and_then(|l| l.split_whitespace().nth(1)).and_then(|s| s.parse().ok()).expect("status line");
-    let headers = lines.filter_map(|l| l.split_once(':')).map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned())).collect();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .expect("status line");
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
     Reply { status, headers, body: raw[split + 4..].to_vec() }
 }
 
@@ -408,7 +481,8 @@ fn capture(path: &str) -> Vec<u8> {
 
 /// What the native engine makes of `batch` under the default config.
 fn native(batch: &[u8]) -> tracescrub_processor::Output {
-    let processor = tracescrub_processor::Processor::new(&tracescrub::config_file::default_json()).expect("default config");
+    let processor = tracescrub_processor::Processor::new(&tracescrub::config_file::default_json())
+        .expect("default config");
     processor.process(batch).expect("valid batch")
 }
 
@@ -442,7 +516,10 @@ fn span(id: u8, parent: Option<u8>, name: &str, attributes: Vec<KeyValue>) -> Sp
 fn batch_of(spans: Vec<Span>) -> ExportTraceServiceRequest {
     ExportTraceServiceRequest {
         resource_spans: vec![ResourceSpans {
-            resource: Some(Resource { attributes: vec![kv("service.name", "person-api")], ..Default::default() }),
+            resource: Some(Resource {
+                attributes: vec![kv("service.name", "person-api")],
+                ..Default::default()
+            }),
             scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
             ..Default::default()
         }],
@@ -475,18 +552,30 @@ fn multi_resource_batch(resources: u8) -> ExportTraceServiceRequest {
         .map(|r| {
             let last = r + 1 == resources;
             let mut spans = vec![
-                if last { span(4, Some(1), "SELECT 2", vec![]) } else { span(1, None, "GET /isAlive", vec![kv("url.path", "/isAlive")]) },
+                if last {
+                    span(4, Some(1), "SELECT 2", vec![])
+                } else {
+                    span(1, None, "GET /isAlive", vec![kv("url.path", "/isAlive")])
+                },
                 span(2, Some(1), "SELECT 1", vec![kv("db.system", "postgresql")]),
                 span(3, None, &format!("lookup {NUMBER}"), vec![kv("enduser.id", NUMBER)]),
             ];
-            spans.extend(
-                (10..110).map(|i| span(i, Some(3), "GET /api/orders", vec![kv("http.route", "/api/orders"), kv("note", &"x".repeat(300))])),
-            );
+            spans.extend((10..110).map(|i| {
+                span(
+                    i,
+                    Some(3),
+                    "GET /api/orders",
+                    vec![kv("http.route", "/api/orders"), kv("note", &"x".repeat(300))],
+                )
+            }));
             for s in &mut spans {
                 s.trace_id = vec![if last { r - 1 } else { r }; 16];
             }
             ResourceSpans {
-                resource: Some(Resource { attributes: vec![kv("service.name", &format!("svc-{r}"))], ..Default::default() }),
+                resource: Some(Resource {
+                    attributes: vec![kv("service.name", &format!("svc-{r}"))],
+                    ..Default::default()
+                }),
                 scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
                 ..Default::default()
             }
@@ -518,19 +607,37 @@ fn misbehaving_component() -> &'static [u8] {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut command = Command::new(cargo);
         command
-            .args(["build", "--release", "--locked", "--target", "wasm32-unknown-unknown", "--manifest-path"])
+            .args([
+                "build",
+                "--release",
+                "--locked",
+                "--target",
+                "wasm32-unknown-unknown",
+                "--manifest-path",
+            ])
             .arg(crate_dir.join("Cargo.toml"))
             .arg("--target-dir")
             .arg(&target_dir);
         // Flags meant for the outer build must not reach the guest build.
-        for var in
-            ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_TARGET_DIR", "CARGO_BUILD_TARGET", "RUSTC_WRAPPER", "RUSTC_WORKSPACE_WRAPPER"]
-        {
+        for var in [
+            "RUSTFLAGS",
+            "CARGO_ENCODED_RUSTFLAGS",
+            "CARGO_TARGET_DIR",
+            "CARGO_BUILD_TARGET",
+            "RUSTC_WRAPPER",
+            "RUSTC_WORKSPACE_WRAPPER",
+        ] {
             command.env_remove(var);
         }
         let output = command.output().expect("run cargo for the misbehaving fixture");
-        assert!(output.status.success(), "building the misbehaving fixture failed:\n{}", String::from_utf8_lossy(&output.stderr));
-        let module = std::fs::read(target_dir.join("wasm32-unknown-unknown/release/misbehaving.wasm")).expect("fixture module");
+        assert!(
+            output.status.success(),
+            "building the misbehaving fixture failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let module =
+            std::fs::read(target_dir.join("wasm32-unknown-unknown/release/misbehaving.wasm"))
+                .expect("fixture module");
         wit_component::ComponentEncoder::default()
             .module(&module)
             .and_then(|e| e.validate(true).encode())
@@ -557,8 +664,16 @@ fn receivers_forward_what_the_engine_makes() {
     assert!(contains(&pb, NUMBER.as_bytes()));
     let reply = gateway.post_protobuf(&pb);
     assert_eq!(reply.status, 200, "{}", reply.text());
-    assert_eq!(reply.headers.get("content-type").map(String::as_str), Some("application/x-protobuf"));
-    assert!(ExportTraceServiceResponse::decode(reply.body.as_slice()).unwrap().partial_success.is_none());
+    assert_eq!(
+        reply.headers.get("content-type").map(String::as_str),
+        Some("application/x-protobuf")
+    );
+    assert!(
+        ExportTraceServiceResponse::decode(reply.body.as_slice())
+            .unwrap()
+            .partial_success
+            .is_none()
+    );
     expected.push(native(&pb).batch);
 
     // JSON: converted to protobuf, processed, answered in JSON.
@@ -579,17 +694,22 @@ fn receivers_forward_what_the_engine_makes() {
     }
 
     // gRPC.
-    let grpc_batch = ExportTraceServiceRequest::decode(capture("python-protobuf/0004.binpb").as_slice()).unwrap();
+    let grpc_batch =
+        ExportTraceServiceRequest::decode(capture("python-protobuf/0004.binpb").as_slice())
+            .unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let client = TraceServiceClient::connect(format!("http://{}", gateway.grpc)).await.expect("gRPC connect");
+        let client = TraceServiceClient::connect(format!("http://{}", gateway.grpc))
+            .await
+            .expect("gRPC connect");
         let mut client = client.send_compressed(tonic::codec::CompressionEncoding::Gzip);
         client.export(grpc_batch.clone()).await.expect("gRPC export is acknowledged");
     });
     expected.push(native(&grpc_batch.encode_to_vec()).batch);
 
     // A batch of nothing but a health check: acknowledged, not forwarded.
-    let noise = batch_of(vec![span(9, None, "GET /isAlive", vec![kv("url.path", "/isAlive")])]).encode_to_vec();
+    let noise = batch_of(vec![span(9, None, "GET /isAlive", vec![kv("url.path", "/isAlive")])])
+        .encode_to_vec();
     assert_eq!(gateway.post_protobuf(&noise).status, 200);
 
     let received = sink.received();
@@ -598,11 +718,17 @@ fn receivers_forward_what_the_engine_makes() {
     assert_eq!(bodies, expected, "the sink got exactly the engine's output, in order");
     for r in &received {
         assert_eq!(r.path, "/v1/traces");
-        assert_eq!(r.headers.get("content-type").map(String::as_str), Some("application/x-protobuf"));
+        assert_eq!(
+            r.headers.get("content-type").map(String::as_str),
+            Some("application/x-protobuf")
+        );
         assert!(!contains(&r.body, NUMBER.as_bytes()), "a number reached the sink");
         assert!(!contains(&r.body, b"/isAlive"), "a health check reached the sink");
     }
-    assert_eq!(gateway.metric("tracescrub_processor_batches_total{outcome=\"empty\"}"), 1.0 + f64::from(expected.len() == 3));
+    assert_eq!(
+        gateway.metric("tracescrub_processor_batches_total{outcome=\"empty\"}"),
+        1.0 + f64::from(expected.len() == 3)
+    );
     // Never span content in the log.
     assert!(!gateway.log().contains(NUMBER), "{}", gateway.log());
 }
@@ -657,10 +783,20 @@ fn grpc_upstream_receives_processed_batches() {
     let sink = GrpcSink::default();
     let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
     let addr = listener.local_addr().unwrap();
-    let service = TraceServiceServer::new(sink.clone()).accept_compressed(tonic::codec::CompressionEncoding::Gzip);
-    rt.spawn(tonic::transport::Server::builder().serve_with_incoming(service, tonic::transport::server::TcpIncoming::from(listener)));
+    let service = TraceServiceServer::new(sink.clone())
+        .accept_compressed(tonic::codec::CompressionEncoding::Gzip);
+    rt.spawn(
+        tonic::transport::Server::builder()
+            .serve_with_incoming(service, tonic::transport::server::TcpIncoming::from(listener)),
+    );
     let upstream = format!("grpc://{addr}");
-    let gateway = Gateway::start(&["--upstream", &upstream, "--upstream-header", "X-Scope-OrgID=team-b", "--upstream-gzip"]);
+    let gateway = Gateway::start(&[
+        "--upstream",
+        &upstream,
+        "--upstream-header",
+        "X-Scope-OrgID=team-b",
+        "--upstream-gzip",
+    ]);
     let batch = known_batch();
     let reply = gateway.post_protobuf(&batch);
     assert_eq!(reply.status, 200, "{}", reply.text());
@@ -695,10 +831,17 @@ fn upstream_faults_are_never_acknowledged() {
         let reply = gateway.post_protobuf(&batch);
         assert_eq!(reply.status, status, "{mode:?}: {}", reply.status_message());
         assert_eq!(reply.headers.get("retry-after").map(String::as_str), retry_after, "{mode:?}");
-        assert!(reply.status_message().contains("upstream"), "{mode:?}: {}", reply.status_message());
+        assert!(
+            reply.status_message().contains("upstream"),
+            "{mode:?}: {}",
+            reply.status_message()
+        );
     }
     assert!(sink.received().is_empty());
-    assert_eq!(gateway.metric("tracescrub_processor_batches_total{outcome=\"upstream_error\"}"), cases.len() as f64);
+    assert_eq!(
+        gateway.metric("tracescrub_processor_batches_total{outcome=\"upstream_error\"}"),
+        cases.len() as f64
+    );
     assert_eq!(gateway.metric("tracescrub_exporter_send_failed_spans_total"), cases.len() as f64);
     assert_eq!(gateway.metric("tracescrub_receiver_accepted_spans_total{transport=\"http\"}"), 0.0);
 
@@ -715,8 +858,12 @@ fn upstream_faults_are_never_acknowledged() {
     assert_eq!(reply.headers.get("retry-after").map(String::as_str), Some("1"));
     let rt = tokio::runtime::Runtime::new().unwrap();
     let status = rt.block_on(async {
-        let mut client = TraceServiceClient::connect(format!("http://{}", gateway.grpc)).await.unwrap();
-        client.export(ExportTraceServiceRequest::decode(batch.as_slice()).unwrap()).await.unwrap_err()
+        let mut client =
+            TraceServiceClient::connect(format!("http://{}", gateway.grpc)).await.unwrap();
+        client
+            .export(ExportTraceServiceRequest::decode(batch.as_slice()).unwrap())
+            .await
+            .unwrap_err()
     });
     assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
 }
@@ -733,7 +880,11 @@ fn json_that_is_not_traces_is_refused_not_forwarded_as_empty() {
     let sink = Sink::start();
     let gateway = Gateway::start(&["--upstream", &sink.url()]);
     for (body, says) in [
-        (&br#"{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"body":{"stringValue":"x"}}]}]}]}"#[..], "logs document"),
+        (
+            &br#"{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"body":{"stringValue":"x"}}]}]}]}"#
+                [..],
+            "logs document",
+        ),
         (br#"{"resourceMetrics":[]}"#, "metrics document"),
         (br#"{"resource_spans":[]}"#, "resourceSpans"),
         (br#"[{"resourceSpans":[]}]"#, "an array"),
@@ -745,7 +896,12 @@ fn json_that_is_not_traces_is_refused_not_forwarded_as_empty() {
                 gateway.post("application/json", &[], body)
             };
             assert_eq!(reply.status, 400, "{}: {}", String::from_utf8_lossy(body), reply.text());
-            assert!(reply.text().contains(says), "{}: {}", String::from_utf8_lossy(body), reply.text());
+            assert!(
+                reply.text().contains(says),
+                "{}: {}",
+                String::from_utf8_lossy(body),
+                reply.text()
+            );
         }
     }
     assert!(sink.received().is_empty(), "a body that is not traces reached the upstream");
@@ -760,7 +916,14 @@ fn json_that_is_not_traces_is_refused_not_forwarded_as_empty() {
 #[test]
 fn bad_requests_get_the_right_status() {
     let sink = Sink::start();
-    let gateway = Gateway::start(&["--upstream", &sink.url(), "--max-body-bytes", "65536", "--max-decompressed-bytes", "1048576"]);
+    let gateway = Gateway::start(&[
+        "--upstream",
+        &sink.url(),
+        "--max-body-bytes",
+        "65536",
+        "--max-decompressed-bytes",
+        "1048576",
+    ]);
 
     // A resource_spans field claiming 100 bytes, with 2 present.
     let reply = gateway.post_protobuf(&[0x0a, 100, 1, 2]);
@@ -774,7 +937,10 @@ fn bad_requests_get_the_right_status() {
 
     // Refused on the declared length, before any body is read (so the
     // test sends none: unread data would make the close a reset).
-    let reply = request_head(gateway.http, &[("Content-Type", "application/x-protobuf"), ("Content-Length", "70000")]);
+    let reply = request_head(
+        gateway.http,
+        &[("Content-Type", "application/x-protobuf"), ("Content-Length", "70000")],
+    );
     assert_eq!(reply.status, 413, "{}", reply.status_message());
     assert!(reply.status_message().contains("65536"), "{}", reply.status_message());
 
@@ -784,26 +950,51 @@ fn bad_requests_get_the_right_status() {
     assert_eq!(reply.status, 413, "{}", reply.status_message());
     assert!(reply.status_message().contains("1048576"), "{}", reply.status_message());
 
-    let reply = gateway.post("application/x-protobuf", &[("Content-Encoding", "gzip")], b"\x1f\x8b\x08\x00 not gzip");
+    let reply = gateway.post(
+        "application/x-protobuf",
+        &[("Content-Encoding", "gzip")],
+        b"\x1f\x8b\x08\x00 not gzip",
+    );
     assert_eq!(reply.status, 400, "{}", reply.status_message());
 
-    assert_eq!(request(gateway.http, "POST", "/v1/logs", &[("Content-Type", "application/x-protobuf")], b"").status, 404);
+    assert_eq!(
+        request(
+            gateway.http,
+            "POST",
+            "/v1/logs",
+            &[("Content-Type", "application/x-protobuf")],
+            b""
+        )
+        .status,
+        404
+    );
     let reply = request(gateway.http, "GET", "/v1/traces", &[], b"");
     assert_eq!(reply.status, 405);
     assert_eq!(reply.headers.get("allow").map(String::as_str), Some("POST"));
     assert_eq!(gateway.post("text/plain", &[], b"hello").status, 415);
-    assert_eq!(gateway.post("application/x-protobuf", &[("Content-Encoding", "br")], b"").status, 415);
+    assert_eq!(
+        gateway.post("application/x-protobuf", &[("Content-Encoding", "br")], b"").status,
+        415
+    );
 
     // The same malformed bytes over gRPC (sent raw: a tonic client would
     // only send what it can encode).
     let rt = tokio::runtime::Runtime::new().unwrap();
     let status = rt.block_on(async {
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", gateway.grpc)).unwrap().connect().await.unwrap();
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", gateway.grpc))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
         let mut grpc = tonic::client::Grpc::new(channel);
         grpc.ready().await.unwrap();
-        let path = tonic::codegen::http::uri::PathAndQuery::from_static("/opentelemetry.proto.collector.trace.v1.TraceService/Export");
+        let path = tonic::codegen::http::uri::PathAndQuery::from_static(
+            "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+        );
         let body = tonic::codegen::Bytes::from_static(&[0x0a, 100, 1, 2]);
-        grpc.unary(tonic::Request::new(body), path, tracescrub::serve::upstream::RawCodec).await.unwrap_err()
+        grpc.unary(tonic::Request::new(body), path, tracescrub::serve::upstream::RawCodec)
+            .await
+            .unwrap_err()
     });
     assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
     assert!(status.message().contains("malformed batch at byte"), "{status:?}");
@@ -813,16 +1004,27 @@ fn bad_requests_get_the_right_status() {
     // retryable codes in OTLP/gRPC; the gateway must answer a final one.
     for (body, gzip) in [(vec![0u8; 2 << 20], false), (vec![0u8; 8 << 20], true)] {
         let status = rt.block_on(async {
-            let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", gateway.grpc)).unwrap().connect().await.unwrap();
+            let channel =
+                tonic::transport::Endpoint::from_shared(format!("http://{}", gateway.grpc))
+                    .unwrap()
+                    .connect()
+                    .await
+                    .unwrap();
             let mut grpc = tonic::client::Grpc::new(channel);
             if gzip {
                 grpc = grpc.send_compressed(tonic::codec::CompressionEncoding::Gzip);
             }
             grpc.ready().await.unwrap();
-            let path = tonic::codegen::http::uri::PathAndQuery::from_static("/opentelemetry.proto.collector.trace.v1.TraceService/Export");
-            grpc.unary(tonic::Request::new(tonic::codegen::Bytes::from(body)), path, tracescrub::serve::upstream::RawCodec)
-                .await
-                .unwrap_err()
+            let path = tonic::codegen::http::uri::PathAndQuery::from_static(
+                "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+            );
+            grpc.unary(
+                tonic::Request::new(tonic::codegen::Bytes::from(body)),
+                path,
+                tracescrub::serve::upstream::RawCodec,
+            )
+            .await
+            .unwrap_err()
         });
         assert_eq!(status.code(), tonic::Code::InvalidArgument, "gzip={gzip}: {status:?}");
         assert!(status.message().contains("1048576"), "gzip={gzip}: {status:?}");
@@ -849,38 +1051,55 @@ fn a_stalled_body_is_cut_off_and_others_are_served() {
     let stalled = std::thread::spawn(move || {
         let mut stream = TcpStream::connect(addr).unwrap();
         stream.set_read_timeout(Some(PATIENCE)).unwrap();
-        let head =
-            format!("POST /v1/traces HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-protobuf\r\nContent-Length: 1000\r\n\r\n");
+        let head = format!(
+            "POST /v1/traces HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-protobuf\r\nContent-Length: 1000\r\n\r\n"
+        );
         stream.write_all(head.as_bytes()).unwrap();
         stream.write_all(&[0u8; 10]).unwrap();
         let started = Instant::now();
         (read_reply(&mut stream), started.elapsed())
     });
-    assert_eq!(gateway.post_protobuf(&known_batch()).status, 200, "served while another body stalls");
+    assert_eq!(
+        gateway.post_protobuf(&known_batch()).status,
+        200,
+        "served while another body stalls"
+    );
     let (reply, took) = stalled.join().unwrap();
     assert_eq!(reply.status, 408, "{}", reply.status_message());
     assert!(reply.status_message().contains("500 ms"), "{}", reply.status_message());
     assert!(took < Duration::from_secs(5), "answered after {took:?}");
-    gateway.wait_for("the stalled request to give its place back", || gateway.metric("tracescrub_in_flight_batches") == 0.0);
+    gateway.wait_for("the stalled request to give its place back", || {
+        gateway.metric("tracescrub_in_flight_batches") == 0.0
+    });
     assert_eq!(gateway.metric("tracescrub_processor_batches_total{outcome=\"body_timeout\"}"), 1.0);
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (grpc_status, took) = rt.block_on(async {
         let client =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).http2_only(true).build_http::<StalledBody>();
-        let request = hyper::Request::post(format!("http://{}/opentelemetry.proto.collector.trace.v1.TraceService/Export", gateway.grpc))
-            .header("content-type", "application/grpc")
-            .header("te", "trailers")
-            .body(StalledBody { sent: false })
-            .unwrap();
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .http2_only(true)
+                .build_http::<StalledBody>();
+        let request = hyper::Request::post(format!(
+            "http://{}/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+            gateway.grpc
+        ))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(StalledBody { sent: false })
+        .unwrap();
         let started = Instant::now();
-        let response = tokio::time::timeout(PATIENCE, client.request(request)).await.expect("an answer").expect("a response");
+        let response = tokio::time::timeout(PATIENCE, client.request(request))
+            .await
+            .expect("an answer")
+            .expect("a response");
         let status = response.headers().get("grpc-status").map(|v| v.to_str().unwrap().to_owned());
         (status, started.elapsed())
     });
     assert_eq!(grpc_status.as_deref(), Some("4"), "DeadlineExceeded; log:\n{}", gateway.log());
     assert!(took < Duration::from_secs(5), "answered after {took:?}");
-    gateway.wait_for("the stalled call to give its place back", || gateway.metric("tracescrub_in_flight_batches") == 0.0);
+    gateway.wait_for("the stalled call to give its place back", || {
+        gateway.metric("tracescrub_in_flight_batches") == 0.0
+    });
     assert_eq!(gateway.metric("tracescrub_processor_batches_total{outcome=\"body_timeout\"}"), 2.0);
     assert!(gateway.log().contains("outcome=body_timeout transport=grpc"), "{}", gateway.log());
     assert_eq!(gateway.post_protobuf(&known_batch()).status, 200);
@@ -921,17 +1140,24 @@ impl hyper::body::Body for StalledBody {
 fn a_batch_too_big_for_guest_memory_is_refused_in_the_host() {
     let sink = Sink::start();
     let gateway = Gateway::start(&["--upstream", &sink.url(), "--batch-memory-bytes", "4194304"]);
-    let sized = |bytes: usize| batch_of(vec![span(7, None, "GET /api/orders", vec![kv("payload", &"x".repeat(bytes))])]).encode_to_vec();
+    let sized = |bytes: usize| {
+        batch_of(vec![span(7, None, "GET /api/orders", vec![kv("payload", &"x".repeat(bytes))])])
+            .encode_to_vec()
+    };
     for big in [sized(2 << 20), sized(9 << 19)] {
         let reply = gateway.post_protobuf(&big);
         assert_eq!(reply.status, 413, "{} bytes: {}", big.len(), reply.status_message());
         let message = reply.status_message();
-        assert!(message.contains(&big.len().to_string()) && message.contains("1572864"), "{message}");
+        assert!(
+            message.contains(&big.len().to_string()) && message.contains("1572864"),
+            "{message}"
+        );
     }
     let big = sized(9 << 19);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let status = rt.block_on(async {
-        let mut client = TraceServiceClient::connect(format!("http://{}", gateway.grpc)).await.unwrap();
+        let mut client =
+            TraceServiceClient::connect(format!("http://{}", gateway.grpc)).await.unwrap();
         client.export(ExportTraceServiceRequest::decode(big.as_slice()).unwrap()).await.unwrap_err()
     });
     assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
@@ -973,8 +1199,13 @@ fn a_large_batch_is_split_across_idle_workers_with_the_same_result() {
     // busy machine a batch may run all on one worker: send until one did not.
     let mut sent = 0;
     while gateway.metric("tracescrub_processor_split_batches_total") < 1.0 {
-        assert!(sent < 50, "no part ran on another worker in {sent} batches\n{}", gateway.metrics());
-        let reply = gateway.post("application/x-protobuf", &[("Content-Encoding", "gzip")], &gzip(&batch));
+        assert!(
+            sent < 50,
+            "no part ran on another worker in {sent} batches\n{}",
+            gateway.metrics()
+        );
+        let reply =
+            gateway.post("application/x-protobuf", &[("Content-Encoding", "gzip")], &gzip(&batch));
         assert_eq!(reply.status, 200, "{}", reply.status_message());
         sent += 1;
     }
@@ -983,7 +1214,10 @@ fn a_large_batch_is_split_across_idle_workers_with_the_same_result() {
     for r in &received {
         assert!(r.body == expected.batch, "the sink got other bytes than the native engine made");
     }
-    assert_eq!(gateway.metric("tracescrub_processor_dropped_descendant_spans_total"), 9.0 * sent as f64);
+    assert_eq!(
+        gateway.metric("tracescrub_processor_dropped_descendant_spans_total"),
+        9.0 * sent as f64
+    );
 
     let mut bad = multi_resource_batch(8);
     let last = &mut bad.resource_spans[7].scope_spans[0].spans[5];
@@ -992,12 +1226,20 @@ fn a_large_batch_is_split_across_idle_workers_with_the_same_result() {
     // The placeholder KeyValue's key claims 0x50 bytes, past its end.
     let at = bad.windows(11).rposition(|w| w == b"placeholder").unwrap();
     bad[at - 1] = 0x50;
-    let want = tracescrub_processor::Processor::new(&tracescrub::config_file::default_json()).unwrap().process(&bad).unwrap_err();
-    let whole = Gateway::start(&["--upstream", &sink.url(), "--workers", "2", "--no-split-batches"]);
+    let want = tracescrub_processor::Processor::new(&tracescrub::config_file::default_json())
+        .unwrap()
+        .process(&bad)
+        .unwrap_err();
+    let whole =
+        Gateway::start(&["--upstream", &sink.url(), "--workers", "2", "--no-split-batches"]);
     for g in [&gateway, &whole] {
         let reply = g.post_protobuf(&bad);
         assert_eq!(reply.status, 400, "{}", reply.status_message());
-        assert!(reply.status_message().contains(&want.to_string()), "{} lacks {want}", reply.status_message());
+        assert!(
+            reply.status_message().contains(&want.to_string()),
+            "{} lacks {want}",
+            reply.status_message()
+        );
     }
     assert_eq!(whole.metric("tracescrub_processor_split_batches_total"), 0.0);
 
@@ -1013,7 +1255,10 @@ fn a_large_batch_is_split_across_idle_workers_with_the_same_result() {
         assert_eq!(reply.status, 200, "{}", reply.status_message());
         let received = sink.received();
         let last = received.last().expect("a batch at the sink");
-        assert!(last.body == expected.batch, "the sink got other bytes than the native engine made of the crossing batch");
+        assert!(
+            last.body == expected.batch,
+            "the sink got other bytes than the native engine made of the crossing batch"
+        );
         sent += 1;
     }
 
@@ -1021,18 +1266,31 @@ fn a_large_batch_is_split_across_idle_workers_with_the_same_result() {
     // the parts stand for the whole, with no rerun.
     let same_trace = with_trace_3_span_in_resource_4(span(202, Some(99), "SELECT 4", vec![]));
     let expected = native(&same_trace);
-    let (helped, reruns) =
-        (gateway.metric("tracescrub_processor_split_batches_total"), gateway.metric("tracescrub_processor_split_reruns_total"));
+    let (helped, reruns) = (
+        gateway.metric("tracescrub_processor_split_batches_total"),
+        gateway.metric("tracescrub_processor_split_reruns_total"),
+    );
     let mut sent = 0;
     while gateway.metric("tracescrub_processor_split_batches_total") < helped + 1.0 {
-        assert!(sent < 50, "no part ran on another worker in {sent} batches\n{}", gateway.metrics());
+        assert!(
+            sent < 50,
+            "no part ran on another worker in {sent} batches\n{}",
+            gateway.metrics()
+        );
         let reply = gateway.post_protobuf(&same_trace);
         assert_eq!(reply.status, 200, "{}", reply.status_message());
         let received = sink.received();
-        assert!(received.last().expect("a batch at the sink").body == expected.batch, "other bytes than the native engine's");
+        assert!(
+            received.last().expect("a batch at the sink").body == expected.batch,
+            "other bytes than the native engine's"
+        );
         sent += 1;
     }
-    assert_eq!(gateway.metric("tracescrub_processor_split_reruns_total"), reruns, "a batch with no link across the cut ran again");
+    assert_eq!(
+        gateway.metric("tracescrub_processor_split_reruns_total"),
+        reruns,
+        "a batch with no link across the cut ran again"
+    );
 
     // Under 128 KiB a batch is not worth a second worker: never cut.
     let small = multi_resource_batch(2).encode_to_vec();
@@ -1041,11 +1299,23 @@ fn a_large_batch_is_split_across_idle_workers_with_the_same_result() {
     for _ in 0..30 {
         assert_eq!(gateway.post_protobuf(&small).status, 200);
     }
-    assert_eq!(gateway.metric("tracescrub_processor_split_batches_total"), helped, "a batch under 128 KiB was cut");
+    assert_eq!(
+        gateway.metric("tracescrub_processor_split_batches_total"),
+        helped,
+        "a batch under 128 KiB was cut"
+    );
 
     let config = Path::new(env!("CARGO_TARGET_TMPDIR")).join("split-limit.yaml");
-    std::fs::write(&config, format!("limits:\n  max_batch_bytes: {}\n", batch.len() * 2 / 3)).unwrap();
-    let limited = Gateway::start(&["--upstream", &sink.url(), "--workers", "2", "--config", config.to_str().unwrap()]);
+    std::fs::write(&config, format!("limits:\n  max_batch_bytes: {}\n", batch.len() * 2 / 3))
+        .unwrap();
+    let limited = Gateway::start(&[
+        "--upstream",
+        &sink.url(),
+        "--workers",
+        "2",
+        "--config",
+        config.to_str().unwrap(),
+    ]);
     for _ in 0..5 {
         let reply = limited.post_protobuf(&batch);
         assert_eq!(reply.status, 413, "{}", reply.status_message());
@@ -1065,18 +1335,31 @@ fn backpressure_refuses_with_retry_after() {
     let first = {
         let http = gateway.http;
         std::thread::spawn(move || {
-            request(http, "POST", "/v1/traces", &[("Content-Type", "application/x-protobuf")], &known_batch()).status
+            request(
+                http,
+                "POST",
+                "/v1/traces",
+                &[("Content-Type", "application/x-protobuf")],
+                &known_batch(),
+            )
+            .status
         })
     };
-    gateway.wait_for("the first batch to reach the upstream", || sink.requests.load(Ordering::SeqCst) == 1);
+    gateway.wait_for("the first batch to reach the upstream", || {
+        sink.requests.load(Ordering::SeqCst) == 1
+    });
     let reply = gateway.post_protobuf(&known_batch());
     assert_eq!(reply.status, 503, "{}", reply.status_message());
     assert_eq!(reply.headers.get("retry-after").map(String::as_str), Some("1"));
     assert!(reply.status_message().contains("in-flight limit"), "{}", reply.status_message());
     let rt = tokio::runtime::Runtime::new().unwrap();
     let status = rt.block_on(async {
-        let mut client = TraceServiceClient::connect(format!("http://{}", gateway.grpc)).await.unwrap();
-        client.export(ExportTraceServiceRequest::decode(known_batch().as_slice()).unwrap()).await.unwrap_err()
+        let mut client =
+            TraceServiceClient::connect(format!("http://{}", gateway.grpc)).await.unwrap();
+        client
+            .export(ExportTraceServiceRequest::decode(known_batch().as_slice()).unwrap())
+            .await
+            .unwrap_err()
     });
     assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
     assert_eq!(first.join().unwrap(), 200);
@@ -1095,7 +1378,14 @@ fn trapping_and_looping_components_are_contained() {
     let dir = tempfile::tempdir().unwrap();
     let component = dir.path().join("processor.wasm");
     std::fs::write(&component, misbehaving_component()).unwrap();
-    let gateway = Gateway::start(&["--upstream", &sink.url(), "--component", component.to_str().unwrap(), "--batch-deadline-ms", "300"]);
+    let gateway = Gateway::start(&[
+        "--upstream",
+        &sink.url(),
+        "--component",
+        component.to_str().unwrap(),
+        "--batch-deadline-ms",
+        "300",
+    ]);
     assert_eq!(gateway.component, sha256(misbehaving_component()));
 
     let good = plain_batch("GET /api/orders");
@@ -1137,10 +1427,19 @@ fn reloads_swap_good_versions_and_keep_serving_on_bad_ones() {
     let component = dir.path().join("processor.wasm");
     std::fs::write(&config, "mask:\n  replacement: stars\n").unwrap();
     std::fs::write(&component, tracescrub::DEFAULT_COMPONENT).unwrap();
-    let gateway =
-        Gateway::start(&["--upstream", &sink.url(), "--config", config.to_str().unwrap(), "--component", component.to_str().unwrap()]);
+    let gateway = Gateway::start(&[
+        "--upstream",
+        &sink.url(),
+        "--config",
+        config.to_str().unwrap(),
+        "--component",
+        component.to_str().unwrap(),
+    ]);
     let component_hash = sha256(tracescrub::DEFAULT_COMPONENT);
-    assert_eq!(gateway.active(), (component_hash.clone(), sha256(b"mask:\n  replacement: stars\n")));
+    assert_eq!(
+        gateway.active(),
+        (component_hash.clone(), sha256(b"mask:\n  replacement: stars\n"))
+    );
 
     // A good config, by POST. (The file watcher may reload it too; either
     // way the hashes are the file's.)
@@ -1168,8 +1467,14 @@ fn reloads_swap_good_versions_and_keep_serving_on_bad_ones() {
     std::fs::write(&component, &tracescrub::DEFAULT_COMPONENT[..4096]).unwrap();
     let (status, answer) = gateway.reload();
     assert_eq!((status, answer["step"].as_str()), (422, Some("compile")), "{answer}");
-    assert_eq!(gateway.active(), (component_hash.clone(), sha256(labelled.as_bytes())), "the old version serves on");
-    assert!(gateway.metric("tracescrub_reloads_total{result=\"failure\"}") >= failures_before + 3.0);
+    assert_eq!(
+        gateway.active(),
+        (component_hash.clone(), sha256(labelled.as_bytes())),
+        "the old version serves on"
+    );
+    assert!(
+        gateway.metric("tracescrub_reloads_total{result=\"failure\"}") >= failures_before + 3.0
+    );
     assert_eq!(gateway.post_protobuf(&known_batch()).status, 200);
     assert!(contains(&sink.received().pop().unwrap().body, b"lookup [fnr]"));
     std::fs::write(&component, tracescrub::DEFAULT_COMPONENT).unwrap();
@@ -1177,21 +1482,32 @@ fn reloads_swap_good_versions_and_keep_serving_on_bad_ones() {
     // SIGHUP.
     let any11 = "mask:\n  mode: any11\n";
     std::fs::write(&config, any11).unwrap();
-    let hup = Command::new("kill").args(["-HUP", &gateway.child.id().to_string()]).status().expect("run kill");
+    let hup = Command::new("kill")
+        .args(["-HUP", &gateway.child.id().to_string()])
+        .status()
+        .expect("run kill");
     assert!(hup.success());
-    gateway.wait_for("the SIGHUP reload", || gateway.active() == (component_hash.clone(), sha256(any11.as_bytes())));
+    gateway.wait_for("the SIGHUP reload", || {
+        gateway.active() == (component_hash.clone(), sha256(any11.as_bytes()))
+    });
 
     // A file change: write elsewhere, rename over the config.
     let extra = "noise:\n  extra_globs: [\"*/orders\"]\n";
     let staged = dir.path().join("scrub.yaml.new");
     std::fs::write(&staged, extra).unwrap();
     std::fs::rename(&staged, &config).unwrap();
-    gateway.wait_for("the file-change reload", || gateway.active() == (component_hash.clone(), sha256(extra.as_bytes())));
+    gateway.wait_for("the file-change reload", || {
+        gateway.active() == (component_hash.clone(), sha256(extra.as_bytes()))
+    });
     assert_eq!(gateway.post_protobuf(&plain_batch("GET /api/orders")).status, 200);
     let before = sink.received().len();
     assert_eq!(gateway.post_protobuf(&plain_batch("GET /api/orders")).status, 200);
     assert_eq!(sink.received().len(), before, "the new glob drops the batch: nothing forwarded");
-    assert!(gateway.log().contains("trigger=sighup") && gateway.log().contains("trigger=file-change"), "{}", gateway.log());
+    assert!(
+        gateway.log().contains("trigger=sighup") && gateway.log().contains("trigger=file-change"),
+        "{}",
+        gateway.log()
+    );
 }
 
 /// Scenario: one known batch (a health check with a child, and a span with
@@ -1221,7 +1537,10 @@ fn metrics_count_a_known_batch() {
     for (series, value) in expected {
         assert_eq!(gateway.metric(series), value, "{series}\n{}", gateway.metrics());
     }
-    let active = format!("tracescrub_active_version{{component_sha256=\"{}\",config_sha256=\"{}\"}} 1", gateway.component, gateway.config);
+    let active = format!(
+        "tracescrub_active_version{{component_sha256=\"{}\",config_sha256=\"{}\"}} 1",
+        gateway.component, gateway.config
+    );
     assert!(gateway.metrics().contains(&active), "{}", gateway.metrics());
     assert_eq!(request(gateway.admin, "GET", "/healthz", &[], b"").status, 200);
     assert_eq!(request(gateway.admin, "GET", "/readyz", &[], b"").status, 200);

@@ -35,7 +35,9 @@ fn repo() -> PathBuf {
 
 /// Runs a command to completion; panics with its output if it fails.
 fn run(what: &str, command: &mut Command) -> String {
-    let output = command.output().unwrap_or_else(|e| panic!("{what}: could not start {command:?}: {e} (is it installed and on PATH?)"));
+    let output = command.output().unwrap_or_else(|e| {
+        panic!("{what}: could not start {command:?}: {e} (is it installed and on PATH?)")
+    });
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
         output.status.success(),
@@ -52,13 +54,20 @@ fn run(what: &str, command: &mut Command) -> String {
 fn write_inputs(dir: &Path) -> usize {
     std::fs::create_dir_all(dir).expect("input dir");
     let captures = repo().join("testdata/captures");
-    let inputs = tracescrub::replay::collect_inputs(std::slice::from_ref(&captures)).expect("captures");
+    let inputs =
+        tracescrub::replay::collect_inputs(std::slice::from_ref(&captures)).expect("captures");
     let mut count = 0;
     let mut first_batch = None;
     for input in &inputs {
         let raw = std::fs::read(&input.path).expect("capture");
-        let (_, batches) = formats::read(&raw).unwrap_or_else(|e| panic!("{}: {e}", input.relative.display()));
-        let stem: String = input.relative.to_string_lossy().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+        let (_, batches) =
+            formats::read(&raw).unwrap_or_else(|e| panic!("{}: {e}", input.relative.display()));
+        let stem: String = input
+            .relative
+            .to_string_lossy()
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
         for (i, batch) in batches.into_iter().enumerate() {
             let bytes = batch.bytes.unwrap_or_else(|e| panic!("{}: {e}", input.relative.display()));
             first_batch.get_or_insert_with(|| bytes.clone());
@@ -68,7 +77,8 @@ fn write_inputs(dir: &Path) -> usize {
     }
     let batch = first_batch.expect("at least one capture");
     // Cut inside a span: a length that runs past the end.
-    std::fs::write(dir.join("zz-malformed-truncated.binpb"), &batch[..batch.len() * 2 / 3]).expect("write");
+    std::fs::write(dir.join("zz-malformed-truncated.binpb"), &batch[..batch.len() * 2 / 3])
+        .expect("write");
     // Field 1 with wire type 7, which does not exist.
     std::fs::write(dir.join("zz-malformed-wire-type.binpb"), [0x0f, 0x00]).expect("write");
     std::fs::write(dir.join("zz-empty.binpb"), []).expect("write");
@@ -98,9 +108,15 @@ fn error_json(error: HostError) -> Value {
             "kind": "invalid-config",
             "problems": problems.iter().map(|p| json!({"path": p.path, "reason": p.reason})).collect::<Value>(),
         }),
-        HostError::Processor(Error::Malformed(m)) => json!({"kind": "malformed-batch", "offset": m.offset, "reason": m.reason}),
-        HostError::Processor(Error::TooLarge { size, limit }) => json!({"kind": "batch-too-large", "size": size, "limit": limit}),
-        HostError::Processor(Error::OutOfMemory { what }) => json!({"kind": "out-of-memory", "what": what}),
+        HostError::Processor(Error::Malformed(m)) => {
+            json!({"kind": "malformed-batch", "offset": m.offset, "reason": m.reason})
+        }
+        HostError::Processor(Error::TooLarge { size, limit }) => {
+            json!({"kind": "batch-too-large", "size": size, "limit": limit})
+        }
+        HostError::Processor(Error::OutOfMemory { what }) => {
+            json!({"kind": "out-of-memory", "what": what})
+        }
         other => panic!("wasmtime host: not a typed component error: {other}"),
     }
 }
@@ -133,7 +149,11 @@ fn run_wasmtime(config: &Path, inputs: &Path, out: &Path) {
             results.insert("batches".into(), Value::Object(batches));
         }
     }
-    std::fs::write(out.join("results.json"), serde_json::to_vec_pretty(&Value::Object(results)).expect("json")).expect("write");
+    std::fs::write(
+        out.join("results.json"),
+        serde_json::to_vec_pretty(&Value::Object(results)).expect("json"),
+    )
+    .expect("write");
 }
 
 fn input_names(dir: &Path) -> Vec<String> {
@@ -171,15 +191,21 @@ fn build_hosts(work: &Path, component: &Path) -> (PathBuf, PathBuf) {
             .env("CGO_ENABLED", "0"),
     );
     let node_dir = repo().join("host-harness/tests/three_hosts");
-    run("installing jco (npm ci)", Command::new("npm").args(["ci", "--no-audit", "--no-fund", "--loglevel=error"]).current_dir(&node_dir));
+    run(
+        "installing jco (npm ci)",
+        Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+            .current_dir(&node_dir),
+    );
     let bindings = work.join("jco");
     run(
         "transpiling the component with jco",
-        Command::new(node_dir.join("node_modules/.bin/jco")).arg("transpile").arg(component).arg("-o").arg(&bindings).args([
-            "--name",
-            "tracescrub_processor",
-            "--quiet",
-        ]),
+        Command::new(node_dir.join("node_modules/.bin/jco"))
+            .arg("transpile")
+            .arg(component)
+            .arg("-o")
+            .arg(&bindings)
+            .args(["--name", "tracescrub_processor", "--quiet"]),
     );
     (go_runner, bindings)
 }
@@ -237,18 +263,34 @@ fn wasmtime_wazero_and_jco_give_the_same_bytes_stats_and_errors() {
         );
         run(
             "the jco host",
-            Command::new("node").arg(&node_runner).arg("run").arg(&bindings).arg(&config_file).arg(&inputs).arg(out("jco")),
+            Command::new("node")
+                .arg(&node_runner)
+                .arg("run")
+                .arg(&bindings)
+                .arg(&config_file)
+                .arg(&inputs)
+                .arg(out("jco")),
         );
 
         let wasmtime = outputs(&out("wasmtime"));
         for host in ["wazero", "jco"] {
             let other = outputs(&out(host));
             let results = |files: &BTreeMap<String, Vec<u8>>| -> Value {
-                serde_json::from_slice(files.get("results.json").expect("results.json")).expect("results.json is JSON")
+                serde_json::from_slice(files.get("results.json").expect("results.json"))
+                    .expect("results.json is JSON")
             };
-            assert_eq!(results(&other), results(&wasmtime), "config {name}: {host}'s results.json differs from wasmtime's");
-            let names = |files: &BTreeMap<String, Vec<u8>>| files.keys().cloned().collect::<Vec<_>>();
-            assert_eq!(names(&other), names(&wasmtime), "config {name}: {host} wrote other files than wasmtime");
+            assert_eq!(
+                results(&other),
+                results(&wasmtime),
+                "config {name}: {host}'s results.json differs from wasmtime's"
+            );
+            let names =
+                |files: &BTreeMap<String, Vec<u8>>| files.keys().cloned().collect::<Vec<_>>();
+            assert_eq!(
+                names(&other),
+                names(&wasmtime),
+                "config {name}: {host} wrote other files than wasmtime"
+            );
             for (file, bytes) in wasmtime.iter().filter(|(file, _)| *file != "results.json") {
                 assert!(
                     other[file] == *bytes,
@@ -262,15 +304,20 @@ fn wasmtime_wazero_and_jco_give_the_same_bytes_stats_and_errors() {
         // Not vacuous: what the results must hold for each config.
         let results: Value = serde_json::from_slice(&wasmtime["results.json"]).expect("json");
         if *name == "invalid" {
-            let problems = results["create"]["error"]["problems"].as_array().expect("invalid-config problems");
+            let problems =
+                results["create"]["error"]["problems"].as_array().expect("invalid-config problems");
             assert_eq!(results["create"]["error"]["kind"], "invalid-config");
             assert!(problems.len() >= 4, "every problem of the bad config is listed: {problems:?}");
-            assert!(problems.iter().any(|p| p["path"] == "noise.globs[0]"), "problems name key paths: {problems:?}");
+            assert!(
+                problems.iter().any(|p| p["path"] == "noise.globs[0]"),
+                "problems name key paths: {problems:?}"
+            );
             continue;
         }
         let batches = results["batches"].as_object().expect("batches");
         assert_eq!(batches.len(), n_inputs);
-        let sum = |key: &str| batches.values().filter_map(|b| b["stats"][key].as_u64()).sum::<u64>();
+        let sum =
+            |key: &str| batches.values().filter_map(|b| b["stats"][key].as_u64()).sum::<u64>();
         assert!(
             sum("spans_dropped") > 100 && sum("values_masked") > 100,
             "config {name}: dropped {} masked {}",

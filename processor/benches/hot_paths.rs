@@ -63,11 +63,19 @@ impl Batch {
 const BATCHES: [Batch; 3] = [Batch::Small, Batch::Medium, Batch::Large];
 
 fn s(key: &str, value: impl Into<String>) -> KeyValue {
-    KeyValue { key: key.into(), value: Some(AnyValue { value: Some(any_value::Value::StringValue(value.into())) }), ..KeyValue::default() }
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue { value: Some(any_value::Value::StringValue(value.into())) }),
+        ..KeyValue::default()
+    }
 }
 
 fn i(key: &str, value: i64) -> KeyValue {
-    KeyValue { key: key.into(), value: Some(AnyValue { value: Some(any_value::Value::IntValue(value)) }), ..KeyValue::default() }
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue { value: Some(any_value::Value::IntValue(value)) }),
+        ..KeyValue::default()
+    }
 }
 
 /// Spans shaped like the Node captures: each request is a server span, an
@@ -84,16 +92,25 @@ fn batch(spans: usize) -> Vec<u8> {
         let id = |k: u64| (n * 8 + k).wrapping_mul(0xBF58_476D_1CE4_E5B9).to_le_bytes().to_vec();
         let (path, sql, key) = match n % 8 {
             0 => ("/isAlive".to_owned(), "SELECT 1".to_owned(), "ping".to_owned()),
-            1 | 5 => {
-                (format!("/api/person/{FNR}"), format!("SELECT name, born FROM person WHERE fnr = '{FNR}'"), format!("get person:{FNR}"))
-            }
+            1 | 5 => (
+                format!("/api/person/{FNR}"),
+                format!("SELECT name, born FROM person WHERE fnr = '{FNR}'"),
+                format!("get person:{FNR}"),
+            ),
             _ => (
                 format!("/api/orders/{}", 10_000 + n),
-                format!("SELECT o.id, o.amount, c.name FROM orders o JOIN customer c ON c.id = o.customer_id WHERE o.id = {}", 10_000 + n),
+                format!(
+                    "SELECT o.id, o.amount, c.name FROM orders o JOIN customer c ON c.id = o.customer_id WHERE o.id = {}",
+                    10_000 + n
+                ),
                 format!("get order:{}", 10_000 + n),
             ),
         };
-        let span = |k: u64, parent: Option<u64>, kind: SpanKind, name: String, attributes: Vec<KeyValue>| Span {
+        let span = |k: u64,
+                    parent: Option<u64>,
+                    kind: SpanKind,
+                    name: String,
+                    attributes: Vec<KeyValue>| Span {
             trace_id: trace_id.clone(),
             span_id: id(k),
             parent_span_id: parent.map(id).unwrap_or_default(),
@@ -131,12 +148,19 @@ fn batch(spans: usize) -> Vec<u8> {
         );
         if n % 20 == 3 {
             let message = format!("no consent registered for person {FNR}");
-            let stack =
-                format!("Error: {message}\n{}", "    at Layer.handleRequest (/app/node_modules/router/lib/layer.js:152:17)\n".repeat(14));
+            let stack = format!(
+                "Error: {message}\n{}",
+                "    at Layer.handleRequest (/app/node_modules/router/lib/layer.js:152:17)\n"
+                    .repeat(14)
+            );
             handler.events.push(Event {
                 time_unix_nano: 1,
                 name: "exception".into(),
-                attributes: vec![s("exception.type", "Error"), s("exception.message", message), s("exception.stacktrace", stack)],
+                attributes: vec![
+                    s("exception.type", "Error"),
+                    s("exception.message", message),
+                    s("exception.stacktrace", stack),
+                ],
                 dropped_attributes_count: 0,
             });
         }
@@ -190,9 +214,12 @@ fn batch(spans: usize) -> Vec<u8> {
 #[divan::bench(args = BATCHES)]
 fn wire_walk(bencher: Bencher, size: Batch) {
     let batch = batch(size.spans());
-    let processor = Processor::new(r#"{"noise": {"enabled": false}, "mask": {"enabled": false}}"#).unwrap();
+    let processor =
+        Processor::new(r#"{"noise": {"enabled": false}, "mask": {"enabled": false}}"#).unwrap();
     let mut out = Vec::new();
-    bencher.counter(BytesCount::new(batch.len())).bench_local(|| processor.process_into(black_box(&batch), &mut out).unwrap());
+    bencher
+        .counter(BytesCount::new(batch.len()))
+        .bench_local(|| processor.process_into(black_box(&batch), &mut out).unwrap());
 }
 
 /// The same batches with the default rules: noise walk, masking, edits.
@@ -201,7 +228,9 @@ fn default_config(bencher: Bencher, size: Batch) {
     let batch = batch(size.spans());
     let processor = Processor::new("{}").unwrap();
     let mut out = Vec::new();
-    bencher.counter(BytesCount::new(batch.len())).bench_local(|| processor.process_into(black_box(&batch), &mut out).unwrap());
+    bencher
+        .counter(BytesCount::new(batch.len()))
+        .bench_local(|| processor.process_into(black_box(&batch), &mut out).unwrap());
 }
 
 /// The default rules on a batch taken by value, as the component does;
@@ -210,7 +239,9 @@ fn default_config(bencher: Bencher, size: Batch) {
 fn process_owned(bencher: Bencher, size: Batch) {
     let batch = batch(size.spans());
     let processor = Processor::new("{}").unwrap();
-    bencher.counter(BytesCount::new(batch.len())).bench_local(|| processor.process_owned(black_box(batch.clone())).unwrap());
+    bencher
+        .counter(BytesCount::new(batch.len()))
+        .bench_local(|| processor.process_owned(black_box(batch.clone())).unwrap());
 }
 
 /// `process_owned` plus the part's links.
@@ -218,7 +249,9 @@ fn process_owned(bencher: Bencher, size: Batch) {
 fn process_part(bencher: Bencher, size: Batch) {
     let batch = batch(size.spans());
     let processor = Processor::new("{}").unwrap();
-    bencher.counter(BytesCount::new(batch.len())).bench_local(|| processor.process_part(black_box(batch.clone())).unwrap());
+    bencher
+        .counter(BytesCount::new(batch.len()))
+        .bench_local(|| processor.process_part(black_box(batch.clone())).unwrap());
 }
 
 // ---------------------------------------------------------------------------
@@ -259,7 +292,11 @@ fn path_glob(bencher: Bencher, input: PathInput) {
     let span_name = matches!(input, PathInput::SpanName);
     bencher.counter(BytesCount::new(text.len())).bench_local(|| {
         let text = black_box(text);
-        let path = if span_name { path::from_span_name(text).unwrap_or_default() } else { path::from_attribute(text) };
+        let path = if span_name {
+            path::from_span_name(text).unwrap_or_default()
+        } else {
+            path::from_attribute(text)
+        };
         list.first_match(path, &mut scratch)
     });
 }
@@ -286,14 +323,23 @@ enum Text {
     StackFnr,
 }
 
-const TEXTS: [Text; 7] = [Text::RedisKey, Text::RedisKeyFnr, Text::Sql, Text::SqlFnr, Text::SqlLookalike, Text::Stack, Text::StackFnr];
+const TEXTS: [Text; 7] = [
+    Text::RedisKey,
+    Text::RedisKeyFnr,
+    Text::Sql,
+    Text::SqlFnr,
+    Text::SqlLookalike,
+    Text::Stack,
+    Text::StackFnr,
+];
 
 impl Text {
     fn text(self) -> String {
         let stack = |id: &str| {
             format!(
                 "Error: no consent registered for person {id}\n{}",
-                "    at Layer.handleRequest (/app/node_modules/router/lib/layer.js:152:17)\n".repeat(14)
+                "    at Layer.handleRequest (/app/node_modules/router/lib/layer.js:152:17)\n"
+                    .repeat(14)
             )
         };
         match self {
@@ -331,5 +377,7 @@ fn fnr_scan(bencher: Bencher, input: Text) {
 #[divan::bench]
 fn fnr_classify(bencher: Bencher) {
     let candidates: [&[u8; 11]; 3] = [b"17053650260", b"12345678901", b"99999999999"];
-    bencher.counter(BytesCount::new(33usize)).bench_local(|| candidates.map(|c| fnr::classify(black_box(c))));
+    bencher
+        .counter(BytesCount::new(33usize))
+        .bench_local(|| candidates.map(|c| fnr::classify(black_box(c))));
 }

@@ -48,9 +48,13 @@ fn eq_long(a: &[u8], b: &[u8]) -> bool {
 #[inline]
 pub(crate) fn cmp(a: &[u8], b: &[u8]) -> Ordering {
     match (a.first_chunk::<16>(), b.first_chunk::<16>()) {
-        (Some(x), Some(y)) if a.len() == 16 && b.len() == 16 => u128::from_be_bytes(*x).cmp(&u128::from_be_bytes(*y)),
+        (Some(x), Some(y)) if a.len() == 16 && b.len() == 16 => {
+            u128::from_be_bytes(*x).cmp(&u128::from_be_bytes(*y))
+        }
         _ => match (a.first_chunk::<8>(), b.first_chunk::<8>()) {
-            (Some(x), Some(y)) if a.len() == 8 && b.len() == 8 => u64::from_be_bytes(*x).cmp(&u64::from_be_bytes(*y)),
+            (Some(x), Some(y)) if a.len() == 8 && b.len() == 8 => {
+                u64::from_be_bytes(*x).cmp(&u64::from_be_bytes(*y))
+            }
             _ => a.cmp(b),
         },
     }

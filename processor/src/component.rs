@@ -62,11 +62,18 @@ impl wit::GuestProcessor for ProcessorResource {
 
 fn to_wit_error(error: crate::Error) -> wit::Error {
     match error {
-        crate::Error::InvalidConfig(problems) => {
-            wit::Error::InvalidConfig(problems.into_iter().map(|p| wit::ConfigProblem { path: p.path, reason: p.reason }).collect())
+        crate::Error::InvalidConfig(problems) => wit::Error::InvalidConfig(
+            problems
+                .into_iter()
+                .map(|p| wit::ConfigProblem { path: p.path, reason: p.reason })
+                .collect(),
+        ),
+        crate::Error::Malformed(m) => {
+            wit::Error::MalformedBatch(wit::Malformed { offset: m.offset, reason: m.reason })
         }
-        crate::Error::Malformed(m) => wit::Error::MalformedBatch(wit::Malformed { offset: m.offset, reason: m.reason }),
-        crate::Error::TooLarge { size, limit } => wit::Error::BatchTooLarge(wit::TooLarge { size, limit }),
+        crate::Error::TooLarge { size, limit } => {
+            wit::Error::BatchTooLarge(wit::TooLarge { size, limit })
+        }
         crate::Error::OutOfMemory { what } => wit::Error::OutOfMemory(what),
     }
 }
@@ -76,13 +83,15 @@ fn to_wit_finding(finding: crate::Finding) -> wit::Finding {
         crate::Finding::Dropped { trace_id, span_id, rule, path } => {
             wit::Finding::Dropped(wit::DroppedSpan { trace_id, span_id, rule, path })
         }
-        crate::Finding::Masked { trace_id, span_id, field, key, detector } => wit::Finding::Masked(wit::MaskedValue {
-            trace_id,
-            span_id,
-            field: field.name().to_owned(),
-            key,
-            detector: detector.name().to_owned(),
-        }),
+        crate::Finding::Masked { trace_id, span_id, field, key, detector } => {
+            wit::Finding::Masked(wit::MaskedValue {
+                trace_id,
+                span_id,
+                field: field.name().to_owned(),
+                key,
+                detector: detector.name().to_owned(),
+            })
+        }
     }
 }
 

@@ -36,7 +36,8 @@ pub const DEFAULT_MAX_BATCH_BYTES: u64 = 64 << 20;
 /// The attributes a span's URL path is read from, by default: the stable
 /// HTTP semantic conventions first, then the older ones still sent by many
 /// SDKs.
-pub const DEFAULT_PATH_ATTRIBUTES: [&str; 5] = ["url.path", "http.target", "http.route", "url.full", "http.url"];
+pub const DEFAULT_PATH_ATTRIBUTES: [&str; 5] =
+    ["url.path", "http.target", "http.route", "url.full", "http.url"];
 
 /// A validated config with every default filled in.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,14 +152,22 @@ impl Checker {
     }
 
     /// The mapping at `path`, after reporting keys not in `known`.
-    fn object<'v>(&mut self, v: &'v Value, path: &str, known: &[&str]) -> Option<&'v Map<String, Value>> {
+    fn object<'v>(
+        &mut self,
+        v: &'v Value,
+        path: &str,
+        known: &[&str],
+    ) -> Option<&'v Map<String, Value>> {
         let Value::Object(map) = v else {
             self.problem(path, format!("expected a mapping, found {}", type_name(v)));
             return None;
         };
         for key in map.keys() {
             if !known.contains(&key.as_str()) {
-                self.problem(join(path, key), format!("unknown key; expected one of: {}", known.join(", ")));
+                self.problem(
+                    join(path, key),
+                    format!("unknown key; expected one of: {}", known.join(", ")),
+                );
             }
         }
         Some(map)
@@ -169,13 +178,21 @@ impl Checker {
             None => default,
             Some(Value::Bool(b)) => *b,
             Some(v) => {
-                self.problem(join(path, key), format!("expected true or false, found {}", type_name(v)));
+                self.problem(
+                    join(path, key),
+                    format!("expected true or false, found {}", type_name(v)),
+                );
                 default
             }
         }
     }
 
-    fn string<'v>(&mut self, map: &'v Map<String, Value>, path: &str, key: &str) -> Option<&'v str> {
+    fn string<'v>(
+        &mut self,
+        map: &'v Map<String, Value>,
+        path: &str,
+        key: &str,
+    ) -> Option<&'v str> {
         match map.get(key)? {
             Value::String(s) => Some(s),
             v => {
@@ -193,7 +210,10 @@ impl Checker {
                 for (i, item) in items.iter().enumerate() {
                     match item {
                         Value::String(s) => out.push(s.clone()),
-                        v => self.problem(format!("{path}[{i}]"), format!("expected a string, found {}", type_name(v))),
+                        v => self.problem(
+                            format!("{path}[{i}]"),
+                            format!("expected a string, found {}", type_name(v)),
+                        ),
                     }
                 }
                 Some(out)
@@ -211,7 +231,10 @@ impl Config {
     /// every problem found is returned, in document order.
     pub fn from_json(text: &str) -> Result<Config, Vec<ConfigProblem>> {
         let doc: Value = serde_json::from_str(text).map_err(|e| {
-            vec![ConfigProblem { path: String::new(), reason: format!("not valid JSON at line {} column {}: {e}", e.line(), e.column()) }]
+            vec![ConfigProblem {
+                path: String::new(),
+                reason: format!("not valid JSON at line {} column {}: {e}", e.line(), e.column()),
+            }]
         })?;
         Config::from_value(&doc)
     }
@@ -219,15 +242,22 @@ impl Config {
     /// Validates an already-parsed JSON document.
     pub fn from_value(doc: &Value) -> Result<Config, Vec<ConfigProblem>> {
         let mut cfg = Config::default();
-        let glob_paths = (0..cfg.noise.globs.len()).map(|i| format!("noise.globs[{i}] (default)")).collect();
+        let glob_paths =
+            (0..cfg.noise.globs.len()).map(|i| format!("noise.globs[{i}] (default)")).collect();
         let mut c = Checker { problems: Vec::new(), glob_paths };
-        let Some(root) = c.object(doc, "", &["version", "noise", "mask", "limits", "overrides"]) else {
+        let Some(root) = c.object(doc, "", &["version", "noise", "mask", "limits", "overrides"])
+        else {
             return Err(c.problems);
         };
         match root.get("version") {
             None => {}
             Some(v) if v.as_u64() == Some(SCHEMA_VERSION) => {}
-            Some(v) => c.problem("version", format!("unsupported schema version {v}; this engine reads version {SCHEMA_VERSION}")),
+            Some(v) => c.problem(
+                "version",
+                format!(
+                    "unsupported schema version {v}; this engine reads version {SCHEMA_VERSION}"
+                ),
+            ),
         }
         if let Some(noise) = root.get("noise") {
             read_noise(&mut c, noise, &mut cfg.noise);
@@ -245,7 +275,8 @@ impl Config {
         }
         // Compile the globs here too, so a bad pattern is one more listed
         // problem rather than a separate failure later.
-        if let Err(errors) = crate::glob::GlobList::new(&cfg.noise.globs, cfg.noise.case_sensitive) {
+        if let Err(errors) = crate::glob::GlobList::new(&cfg.noise.globs, cfg.noise.case_sensitive)
+        {
             for e in errors {
                 let path = c.glob_paths.get(e.index).cloned().unwrap_or_default();
                 c.problem(path, format!("bad glob {:?}: {}", e.pattern, e.reason));
@@ -255,7 +286,10 @@ impl Config {
             && let Err(errors) = crate::glob::GlobList::new(keys, true)
         {
             for e in errors {
-                c.problem(format!("mask.scope.keys[{}]", e.index), format!("bad glob {:?}: {}", e.pattern, e.reason));
+                c.problem(
+                    format!("mask.scope.keys[{}]", e.index),
+                    format!("bad glob {:?}: {}", e.pattern, e.reason),
+                );
             }
         }
         if c.problems.is_empty() { Ok(cfg) } else { Err(c.problems) }
@@ -299,7 +333,11 @@ impl Config {
 
 fn read_noise(c: &mut Checker, v: &Value, noise: &mut NoiseConfig) {
     const P: &str = "noise";
-    let Some(map) = c.object(v, P, &["enabled", "globs", "extra_globs", "case_sensitive", "sources", "drop_descendants"]) else {
+    let Some(map) = c.object(
+        v,
+        P,
+        &["enabled", "globs", "extra_globs", "case_sensitive", "sources", "drop_descendants"],
+    ) else {
         return;
     };
     noise.enabled = c.bool(map, P, "enabled", noise.enabled);
@@ -321,7 +359,10 @@ fn read_noise(c: &mut Checker, v: &Value, noise: &mut NoiseConfig) {
             if let Some(attrs) = c.strings(s, &path, "attributes") {
                 for (i, a) in attrs.iter().enumerate() {
                     if a.is_empty() {
-                        c.problem(format!("{path}.attributes[{i}]"), "empty attribute key; remove it");
+                        c.problem(
+                            format!("{path}.attributes[{i}]"),
+                            "empty attribute key; remove it",
+                        );
                     }
                 }
                 noise.path_attributes = attrs;
@@ -335,19 +376,29 @@ fn read_noise(c: &mut Checker, v: &Value, noise: &mut NoiseConfig) {
 fn list_paths(map: &Map<String, Value>, path: &str) -> Vec<String> {
     let key = path.rsplit('.').next().unwrap_or(path);
     let items = map.get(key).and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
-    items.iter().enumerate().filter(|(_, v)| v.is_string()).map(|(i, _)| format!("{path}[{i}]")).collect()
+    items
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| v.is_string())
+        .map(|(i, _)| format!("{path}[{i}]"))
+        .collect()
 }
 
 fn read_mask(c: &mut Checker, v: &Value, mask: &mut MaskConfig) {
     const P: &str = "mask";
-    let Some(map) = c.object(v, P, &["enabled", "mode", "replacement", "mask_char", "label", "scope"]) else {
+    let Some(map) =
+        c.object(v, P, &["enabled", "mode", "replacement", "mask_char", "label", "scope"])
+    else {
         return;
     };
     mask.enabled = c.bool(map, P, "enabled", mask.enabled);
     if let Some(mode) = c.string(map, P, "mode") {
         match Mode::from_name(mode) {
             Some(m) => mask.mode = m,
-            None => c.problem("mask.mode", format!("unknown mode {mode:?}; expected \"validated\" or \"any11\"")),
+            None => c.problem(
+                "mask.mode",
+                format!("unknown mode {mode:?}; expected \"validated\" or \"any11\""),
+            ),
         }
     }
     let mask_char = c.string(map, P, "mask_char").and_then(|s| {
@@ -363,7 +414,10 @@ fn read_mask(c: &mut Checker, v: &Value, mask: &mut MaskConfig) {
     let label = c.string(map, P, "label").and_then(|s| {
         if s.bytes().any(|b| b.is_ascii_digit()) {
             // A label with digits could itself form a number next to text.
-            c.problem("mask.label", format!("{s:?} contains digits; a label must not, e.g. \"[fnr]\""));
+            c.problem(
+                "mask.label",
+                format!("{s:?} contains digits; a label must not, e.g. \"[fnr]\""),
+            );
             None
         } else {
             Some(s.to_owned())
@@ -379,18 +433,27 @@ fn read_mask(c: &mut Checker, v: &Value, mask: &mut MaskConfig) {
         }
         "label" => {
             if mask_char.is_some() {
-                c.problem("mask.mask_char", "mask_char is only used with replacement \"stars\"; remove it");
+                c.problem(
+                    "mask.mask_char",
+                    "mask_char is only used with replacement \"stars\"; remove it",
+                );
             }
             mask.replacement = Replacement::Label(label.unwrap_or_else(|| "[fnr]".to_owned()));
         }
-        other => c.problem("mask.replacement", format!("unknown replacement {other:?}; expected \"stars\" or \"label\"")),
+        other => c.problem(
+            "mask.replacement",
+            format!("unknown replacement {other:?}; expected \"stars\" or \"label\""),
+        ),
     }
     if let Some(scope) = map.get("scope") {
         let path = "mask.scope";
         if let Some(s) = c.object(scope, path, &["fields", "keys"]) {
             if let Some(fields) = c.strings(s, path, "fields") {
                 if fields.is_empty() {
-                    c.problem(format!("{path}.fields"), "an empty list scans nothing; to turn masking off, set mask.enabled: false");
+                    c.problem(
+                        format!("{path}.fields"),
+                        "an empty list scans nothing; to turn masking off, set mask.enabled: false",
+                    );
                 }
                 mask.fields.clear();
                 for (i, f) in fields.iter().enumerate() {
@@ -401,7 +464,10 @@ fn read_mask(c: &mut Checker, v: &Value, mask: &mut MaskConfig) {
                             let names: Vec<_> = FieldKind::ALL.iter().map(|k| k.name()).collect();
                             c.problem(
                                 format!("{path}.fields[{i}]"),
-                                format!("unknown field kind {f:?}; expected one of: {}", names.join(", ")),
+                                format!(
+                                    "unknown field kind {f:?}; expected one of: {}",
+                                    names.join(", ")
+                                ),
                             );
                         }
                     }
@@ -409,7 +475,10 @@ fn read_mask(c: &mut Checker, v: &Value, mask: &mut MaskConfig) {
             }
             if let Some(keys) = c.strings(s, path, "keys") {
                 if keys.is_empty() {
-                    c.problem(format!("{path}.keys"), "an empty list scans no attribute; remove the key to scan all of them");
+                    c.problem(
+                        format!("{path}.keys"),
+                        "an empty list scans no attribute; remove the key to scan all of them",
+                    );
                 }
                 mask.keys = Some(keys);
             }
@@ -425,7 +494,10 @@ fn read_limits(c: &mut Checker, v: &Value, limits: &mut Limits) {
         None => {}
         Some(v) => match v.as_u64() {
             Some(n) if n > 0 => limits.max_batch_bytes = n,
-            _ => c.problem("limits.max_batch_bytes", format!("expected a whole number of bytes above 0, found {v}")),
+            _ => c.problem(
+                "limits.max_batch_bytes",
+                format!("expected a whole number of bytes above 0, found {v}"),
+            ),
         },
     }
 }
@@ -463,7 +535,8 @@ mod tests {
 
     #[test]
     fn globs_replace_and_extra_globs_extend() {
-        let cfg = Config::from_json(r#"{"noise": {"globs": ["/a"], "extra_globs": ["/b"]}}"#).unwrap();
+        let cfg =
+            Config::from_json(r#"{"noise": {"globs": ["/a"], "extra_globs": ["/b"]}}"#).unwrap();
         assert_eq!(cfg.noise.globs, ["/a", "/b"]);
     }
 
@@ -519,7 +592,9 @@ mod tests {
     /// turned masking off.
     #[test]
     fn empty_scope_lists_are_problems() {
-        for doc in [r#"{"mask": {"scope": {"keys": []}}}"#, r#"{"mask": {"scope": {"fields": []}}}"#] {
+        for doc in
+            [r#"{"mask": {"scope": {"keys": []}}}"#, r#"{"mask": {"scope": {"fields": []}}}"#]
+        {
             let got = problems(doc);
             assert_eq!(got.len(), 1, "{doc}: {got:?}");
             assert!(got[0].1.contains("empty list"), "{doc}: {got:?}");

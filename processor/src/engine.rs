@@ -24,11 +24,16 @@ use crate::error::{ConfigProblem, Error};
 use crate::explain::{Finding, redact};
 use crate::fnr::{self, Mode};
 use crate::glob::GlobList;
-use crate::otlp::{LIST_VALUES, any_value, event, key_value, link, request, resource, resource_spans, scope, scope_spans, span, status};
+use crate::otlp::{
+    LIST_VALUES, any_value, event, key_value, link, request, resource, resource_spans, scope,
+    scope_spans, span, status,
+};
 use crate::path;
 use crate::split::PartLinks;
 use crate::stats::{Counters, FieldKind, Stats};
-use crate::wire::{Field, Fields, Problem, WireError, WireType, read_varint, varint_len, write_varint};
+use crate::wire::{
+    Field, Fields, Problem, WireError, WireType, read_varint, varint_len, write_varint,
+};
 
 /// How deep arrays and kvlists may nest inside an attribute value. Real
 /// instrumentations nest two or three levels; the bound keeps the walker's
@@ -103,12 +108,15 @@ struct Mask {
 impl Compiled {
     pub fn new(cfg: &Config) -> Result<Compiled, Vec<ConfigProblem>> {
         let mut problems = Vec::new();
-        let glob_problems = |errs: Vec<crate::glob::GlobError>, key: &str, problems: &mut Vec<ConfigProblem>| {
-            for e in errs {
-                problems
-                    .push(ConfigProblem { path: format!("{key}[{}]", e.index), reason: format!("bad glob {:?}: {}", e.pattern, e.reason) });
-            }
-        };
+        let glob_problems =
+            |errs: Vec<crate::glob::GlobError>, key: &str, problems: &mut Vec<ConfigProblem>| {
+                for e in errs {
+                    problems.push(ConfigProblem {
+                        path: format!("{key}[{}]", e.index),
+                        reason: format!("bad glob {:?}: {}", e.pattern, e.reason),
+                    });
+                }
+            };
         let noise = if cfg.noise.enabled && !cfg.noise.globs.is_empty() {
             match GlobList::new(&cfg.noise.globs, cfg.noise.case_sensitive) {
                 Ok(globs) => {
@@ -145,11 +153,15 @@ impl Compiled {
                 fields[f.index()] = true;
             }
             let (star, label) = match &cfg.mask.replacement {
-                Replacement::Stars(c) if c.is_ascii_graphic() && !c.is_ascii_digit() => (Some(*c as u8), Vec::new()),
+                Replacement::Stars(c) if c.is_ascii_graphic() && !c.is_ascii_digit() => {
+                    (Some(*c as u8), Vec::new())
+                }
                 Replacement::Stars(c) => {
                     problems.push(ConfigProblem {
                         path: "mask.mask_char".into(),
-                        reason: format!("{c:?} must be one printable ASCII character that is not a digit"),
+                        reason: format!(
+                            "{c:?} must be one printable ASCII character that is not a digit"
+                        ),
                     });
                     (Some(b'*'), Vec::new())
                 }
@@ -291,7 +303,12 @@ pub(crate) struct Plan {
 
 /// Processes one batch into `out`.
 /// With `findings`, also records what was done to which span.
-pub(crate) fn process(c: &Compiled, buf: &[u8], out: &mut Vec<u8>, findings: Option<&mut Vec<Finding>>) -> Result<Stats, Error> {
+pub(crate) fn process(
+    c: &Compiled,
+    buf: &[u8],
+    out: &mut Vec<u8>,
+    findings: Option<&mut Vec<Finding>>,
+) -> Result<Stats, Error> {
     let (plan, stats) = plan(c, buf, findings)?;
     emit(buf, &plan, out).map_err(into_error)?;
     Ok(stats)
@@ -301,19 +318,32 @@ pub(crate) fn process(c: &Compiled, buf: &[u8], out: &mut Vec<u8>, findings: Opt
 /// second buffer, which halves the memory a batch takes inside a component.
 /// With `links`, also fills them in, for a batch that is one part of a
 /// larger one (see `split`).
-pub(crate) fn process_owned(c: &Compiled, mut buf: Vec<u8>, links: Option<&mut PartLinks>) -> Result<(Vec<u8>, Stats), Error> {
+pub(crate) fn process_owned(
+    c: &Compiled,
+    mut buf: Vec<u8>,
+    links: Option<&mut PartLinks>,
+) -> Result<(Vec<u8>, Stats), Error> {
     let (plan, stats) = plan_with(c, &buf, None, links)?;
     emit_in_place(&mut buf, &plan).map_err(into_error)?;
     Ok((buf, stats))
 }
 
 /// Walks the batch and settles what to do to it.
-pub(crate) fn plan(c: &Compiled, buf: &[u8], findings: Option<&mut Vec<Finding>>) -> Result<(Plan, Stats), Error> {
+pub(crate) fn plan(
+    c: &Compiled,
+    buf: &[u8],
+    findings: Option<&mut Vec<Finding>>,
+) -> Result<(Plan, Stats), Error> {
     plan_with(c, buf, findings, None)
 }
 
 /// `plan`, also filling in `links` when asked.
-fn plan_with(c: &Compiled, buf: &[u8], findings: Option<&mut Vec<Finding>>, links: Option<&mut PartLinks>) -> Result<(Plan, Stats), Error> {
+fn plan_with(
+    c: &Compiled,
+    buf: &[u8],
+    findings: Option<&mut Vec<Finding>>,
+    links: Option<&mut PartLinks>,
+) -> Result<(Plan, Stats), Error> {
     let mut walk = Walk {
         buf,
         c,
@@ -338,7 +368,11 @@ fn plan_with(c: &Compiled, buf: &[u8], findings: Option<&mut Vec<Finding>>, link
         && c.noise.as_ref().is_some_and(|n| n.drop_descendants)
     {
         let dropped = |i: usize| fates.as_ref().is_some_and(|f| f[i].dropped());
-        let spans = walk.spans.iter().enumerate().map(|(i, s)| (s.trace_id, s.span_id, s.parent_id, dropped(i)));
+        let spans = walk
+            .spans
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.trace_id, s.span_id, s.parent_id, dropped(i)));
         *links = PartLinks::collect(spans, walk.spans.len()).map_err(into_error)?;
     }
     let Walk { edits, arena, counters, .. } = walk;
@@ -368,7 +402,11 @@ fn grow<T>(v: &mut Vec<T>, what: &'static str) -> Result<(), WireError> {
 
 /// A vector of at most `n` items from `items`, or a typed error if memory
 /// runs out.
-fn try_collect<T>(n: usize, items: impl Iterator<Item = T>, what: &'static str) -> Result<Vec<T>, WireError> {
+fn try_collect<T>(
+    n: usize,
+    items: impl Iterator<Item = T>,
+    what: &'static str,
+) -> Result<Vec<T>, WireError> {
     let mut v = Vec::new();
     v.try_reserve_exact(n).map_err(|_| WireError::new(0, Problem::OutOfMemory(what)))?;
     v.extend(items);
@@ -382,7 +420,8 @@ fn emit(buf: &[u8], plan: &Plan, out: &mut Vec<u8>) -> Result<(), WireError> {
     // regrown: inside a component every regrowth copies, and the peak would
     // hold both copies.
     let size = edits.iter().fold(buf.len(), |n, e| n + e.new_len() - (e.end - e.start));
-    out.try_reserve_exact(size).map_err(|_| WireError::new(0, Problem::OutOfMemory("the output batch")))?;
+    out.try_reserve_exact(size)
+        .map_err(|_| WireError::new(0, Problem::OutOfMemory("the output batch")))?;
     let before = out.len();
     let mut at = 0;
     for e in edits {
@@ -392,7 +431,9 @@ fn emit(buf: &[u8], plan: &Plan, out: &mut Vec<u8>) -> Result<(), WireError> {
         out.extend_from_slice(&buf[at..e.start]);
         match e.op {
             Op::Keep | Op::Delete => {}
-            Op::Star(c) => out.extend(buf[e.start..e.end].iter().map(|&b| if b.is_ascii_digit() { c } else { b })),
+            Op::Star(c) => out.extend(
+                buf[e.start..e.end].iter().map(|&b| if b.is_ascii_digit() { c } else { b }),
+            ),
             Op::Arena { from, to } => out.extend_from_slice(&arena[from..to]),
             Op::Len(n) => write_varint(out, n),
         }
@@ -418,7 +459,8 @@ fn emit_in_place(buf: &mut Vec<u8>, plan: &Plan) -> Result<(), WireError> {
     let base = ahead as usize;
     if base > 0 {
         let len = buf.len();
-        buf.try_reserve_exact(base).map_err(|_| WireError::new(0, Problem::OutOfMemory("the output batch")))?;
+        buf.try_reserve_exact(base)
+            .map_err(|_| WireError::new(0, Problem::OutOfMemory("the output batch")))?;
         buf.resize(len + base, 0);
         buf.copy_within(0..len, base);
     }
@@ -465,7 +507,10 @@ fn expect(f: &Field, wire: WireType, what: &'static str) -> Result<(), WireError
     if f.wire == wire {
         Ok(())
     } else {
-        Err(WireError::new(f.start, Problem::Expected { what, number: f.number, expected: wire, found: f.wire }))
+        Err(WireError::new(
+            f.start,
+            Problem::Expected { what, number: f.number, expected: wire, found: f.wire },
+        ))
     }
 }
 
@@ -502,7 +547,12 @@ fn plain_attribute(body: &[u8]) -> bool {
 }
 
 /// The string value of a span attribute whose key is a path source.
-fn path_attribute<'a>(noise: &Noise, buf: &'a [u8], kv_body: usize, kv_end: usize) -> Result<Option<&'a [u8]>, WireError> {
+fn path_attribute<'a>(
+    noise: &Noise,
+    buf: &'a [u8],
+    kv_body: usize,
+    kv_end: usize,
+) -> Result<Option<&'a [u8]>, WireError> {
     // Fast path: encoders write the key first (tag 0x0a, one-byte length),
     // so most attributes are ruled out by a peek and one length compare,
     // without walking the KeyValue. The walk validates it in full anyway.
@@ -531,7 +581,12 @@ fn path_attribute<'a>(noise: &Noise, buf: &'a [u8], kv_body: usize, kv_end: usiz
 }
 
 /// [`path_attribute`] by walking the KeyValue and its value field by field.
-fn path_attribute_walk<'a>(noise: &Noise, buf: &'a [u8], kv_body: usize, kv_end: usize) -> Result<Option<&'a [u8]>, WireError> {
+fn path_attribute_walk<'a>(
+    noise: &Noise,
+    buf: &'a [u8],
+    kv_body: usize,
+    kv_end: usize,
+) -> Result<Option<&'a [u8]>, WireError> {
     let mut key: Option<&[u8]> = None;
     let mut value: Option<Field> = None;
     let mut fields = Fields::new(buf, kv_body, kv_end);
@@ -611,13 +666,17 @@ fn mark_descendants(metas: &[SpanRec<'_>], fates: &mut [Fate]) -> Result<usize, 
         let m = &metas[i as usize];
         bytes::cmp(m.trace_id, trace).then_with(|| bytes::cmp(m.parent_id, id))
     };
-    by_parent.sort_unstable_by(|&a, &b| order(a, metas[b as usize].trace_id, metas[b as usize].parent_id));
+    by_parent.sort_unstable_by(|&a, &b| {
+        order(a, metas[b as usize].trace_id, metas[b as usize].parent_id)
+    });
     // `walked[k]`: the group of children starting at `by_parent[k]` has
     // been walked. Spans that share an id share the group: walking it again
     // could mark nothing new.
-    let mut walked = try_collect(by_parent.len(), std::iter::repeat_n(false, by_parent.len()), "span records")?;
+    let mut walked =
+        try_collect(by_parent.len(), std::iter::repeat_n(false, by_parent.len()), "span records")?;
     let mut visited = 0;
-    let mut queue = try_collect(metas.len(), (0..metas.len()).filter(|&i| fates[i].dropped()), "span records")?;
+    let mut queue =
+        try_collect(metas.len(), (0..metas.len()).filter(|&i| fates[i].dropped()), "span records")?;
     while let Some(i) = queue.pop() {
         let (trace, id) = (metas[i].trace_id, metas[i].span_id);
         if id.is_empty() {
@@ -786,7 +845,13 @@ impl<'a> Walk<'a, '_, '_> {
                     expect(&f, WireType::Len, "ResourceSpans.resource")?;
                     self.ids = (&[], &[]);
                     delta += self.nested(f.len_at, f.body, f.end, |w, s, e| {
-                        w.attributes_in(s, e, resource::ATTRIBUTES, FieldKind::ResourceAttribute, "Resource.attributes")
+                        w.attributes_in(
+                            s,
+                            e,
+                            resource::ATTRIBUTES,
+                            FieldKind::ResourceAttribute,
+                            "Resource.attributes",
+                        )
                     })?;
                 }
                 resource_spans::SCOPE_SPANS | resource_spans::LEGACY_LIBRARY_SPANS => {
@@ -877,7 +942,14 @@ impl<'a> Walk<'a, '_, '_> {
     }
 
     /// The repeated KeyValue field `number` of the message at `start..end`.
-    fn attributes_in(&mut self, start: usize, end: usize, number: u32, kind: FieldKind, what: &'static str) -> Result<Delta, WireError> {
+    fn attributes_in(
+        &mut self,
+        start: usize,
+        end: usize,
+        number: u32,
+        kind: FieldKind,
+        what: &'static str,
+    ) -> Result<Delta, WireError> {
         let mut delta = 0;
         let mut fields = Fields::new(self.buf, start, end);
         while let Some(f) = fields.next_field()? {
@@ -890,9 +962,17 @@ impl<'a> Walk<'a, '_, '_> {
     }
 
     /// Walks a span's fields, filling in what noise detection needs.
-    fn span(&mut self, start: usize, end: usize, rec: &mut SpanRec<'a>) -> Result<Delta, WireError> {
+    fn span(
+        &mut self,
+        start: usize,
+        end: usize,
+        rec: &mut SpanRec<'a>,
+    ) -> Result<Delta, WireError> {
         if self.findings.is_some() {
-            self.ids = (self.last_len_field(start, end, span::TRACE_ID)?, self.last_len_field(start, end, span::SPAN_ID)?);
+            self.ids = (
+                self.last_len_field(start, end, span::TRACE_ID)?,
+                self.last_len_field(start, end, span::SPAN_ID)?,
+            );
         }
         let noise = self.c.noise.as_ref();
         let mut name: Option<&'a [u8]> = None;
@@ -946,7 +1026,8 @@ impl<'a> Walk<'a, '_, '_> {
                 }
                 span::STATUS => {
                     expect(&f, WireType::Len, "Span.status")?;
-                    delta += self.nested(f.len_at, f.body, f.end, |w, s, e| w.status(s, e, true))?;
+                    delta +=
+                        self.nested(f.len_at, f.body, f.end, |w, s, e| w.status(s, e, true))?;
                 }
                 _ => {}
             }
@@ -968,8 +1049,11 @@ impl<'a> Walk<'a, '_, '_> {
         if self.spans.iter().all(|s| s.rule.is_none()) {
             return Ok(None);
         }
-        let mut fates =
-            try_collect(self.spans.len(), self.spans.iter().map(|s| s.rule.map_or(Fate::Unknown, Fate::Noisy)), "span records")?;
+        let mut fates = try_collect(
+            self.spans.len(),
+            self.spans.iter().map(|s| s.rule.map_or(Fate::Unknown, Fate::Noisy)),
+            "span records",
+        )?;
         if noise.drop_descendants {
             mark_descendants(&self.spans, &mut fates)?;
         }
@@ -994,7 +1078,8 @@ impl<'a> Walk<'a, '_, '_> {
     fn finish(&mut self) -> Result<Option<Vec<Fate>>, WireError> {
         let fates = self.fates()?;
         let dropped = |i: usize| fates.as_ref().is_some_and(|f| f[i].dropped());
-        let (spans, scopes, resources, edits) = (&self.spans, &mut self.scopes, &mut self.resources, &mut self.edits);
+        let (spans, scopes, resources, edits) =
+            (&self.spans, &mut self.scopes, &mut self.resources, &mut self.edits);
         for rs in resources.iter_mut() {
             let (mut payload, mut total, mut kept) = (rs.own_delta, 0, 0);
             for ss in &mut scopes[rs.children.0..rs.children.1] {
@@ -1042,7 +1127,11 @@ impl<'a> Walk<'a, '_, '_> {
                 put(edits, &mut w, Edit::new(rs.start, rs.end, Op::Delete));
                 r = rs.edits_end;
                 next_ss = rs.children.1;
-                next_span = if rs.children.1 > rs.children.0 { scopes[rs.children.1 - 1].children.1 } else { next_span };
+                next_span = if rs.children.1 > rs.children.0 {
+                    scopes[rs.children.1 - 1].children.1
+                } else {
+                    next_span
+                };
                 continue;
             };
             put(edits, &mut w, Edit::new(rs.len_at, rs.body, op));
@@ -1099,7 +1188,8 @@ impl<'a> Walk<'a, '_, '_> {
     /// batch order; then the masks that were output.
     fn settle_findings(&mut self, fates: Option<&[Fate]>) -> Result<(), WireError> {
         let Some(findings) = self.findings.as_deref_mut() else { return Ok(()) };
-        let mut gone = try_collect(findings.len(), std::iter::repeat_n(false, findings.len()), "findings")?;
+        let mut gone =
+            try_collect(findings.len(), std::iter::repeat_n(false, findings.len()), "findings")?;
         let mut mark = |(a, b): (usize, usize)| gone[a..b].fill(true);
         let mut dropped = Vec::new();
         for (i, sp) in self.spans.iter().enumerate() {
@@ -1121,7 +1211,8 @@ impl<'a> Walk<'a, '_, '_> {
         for c in self.scopes.iter().chain(&self.resources).filter(|c| c.settled.is_none()) {
             mark(c.findings);
         }
-        let masked = std::mem::take(findings).into_iter().zip(gone).filter(|(_, g)| !g).map(|(f, _)| f);
+        let masked =
+            std::mem::take(findings).into_iter().zip(gone).filter(|(_, g)| !g).map(|(f, _)| f);
         *findings = dropped.into_iter().chain(masked).collect();
         Ok(())
     }
@@ -1179,7 +1270,14 @@ impl<'a> Walk<'a, '_, '_> {
     /// A KeyValue. `scan` says whether values may be masked at all; the key
     /// scope (`mask.scope.keys`) applies to top-level keys only (`depth` 0),
     /// and nested values inherit their top-level key's verdict.
-    fn key_value(&mut self, start: usize, end: usize, kind: FieldKind, scan: bool, depth: usize) -> Result<Delta, WireError> {
+    fn key_value(
+        &mut self,
+        start: usize,
+        end: usize,
+        kind: FieldKind,
+        scan: bool,
+        depth: usize,
+    ) -> Result<Delta, WireError> {
         if depth == 0 && self.findings.is_some() {
             self.key = self.last_len_field(start, end, key_value::KEY)?;
         }
@@ -1200,7 +1298,9 @@ impl<'a> Walk<'a, '_, '_> {
                 }
                 key_value::VALUE => {
                     expect(&f, WireType::Len, "KeyValue.value")?;
-                    delta += self.nested(f.len_at, f.body, f.end, |w, s, e| w.any_value(s, e, kind, scan_values, depth))?;
+                    delta += self.nested(f.len_at, f.body, f.end, |w, s, e| {
+                        w.any_value(s, e, kind, scan_values, depth)
+                    })?;
                 }
                 _ => {}
             }
@@ -1239,11 +1339,24 @@ impl<'a> Walk<'a, '_, '_> {
                 | FieldKind::AttributeKey => redact(self.key),
                 _ => String::new(),
             };
-            findings.push(Finding::Masked { trace_id: self.ids.0.to_vec(), span_id: self.ids.1.to_vec(), field: kind, key, detector });
+            findings.push(Finding::Masked {
+                trace_id: self.ids.0.to_vec(),
+                span_id: self.ids.1.to_vec(),
+                field: kind,
+                key,
+                detector,
+            });
         }
     }
 
-    fn any_value(&mut self, start: usize, end: usize, kind: FieldKind, scan: bool, depth: usize) -> Result<Delta, WireError> {
+    fn any_value(
+        &mut self,
+        start: usize,
+        end: usize,
+        kind: FieldKind,
+        scan: bool,
+        depth: usize,
+    ) -> Result<Delta, WireError> {
         let mut delta = 0;
         let mut fields = Fields::new(self.buf, start, end);
         while let Some(f) = fields.next_field()? {
@@ -1279,7 +1392,9 @@ impl<'a> Walk<'a, '_, '_> {
                         return Err(WireError::new(f.start, Problem::TooDeep(MAX_VALUE_DEPTH)));
                     }
                     let is_array = f.number == any_value::ARRAY;
-                    delta += self.nested(f.len_at, f.body, f.end, |w, s, e| w.list(s, e, kind, scan, depth + 1, is_array))?;
+                    delta += self.nested(f.len_at, f.body, f.end, |w, s, e| {
+                        w.list(s, e, kind, scan, depth + 1, is_array)
+                    })?;
                 }
                 _ => {}
             }
@@ -1288,16 +1403,32 @@ impl<'a> Walk<'a, '_, '_> {
     }
 
     /// ArrayValue (`values` are AnyValues) or KeyValueList (`values` are KeyValues).
-    fn list(&mut self, start: usize, end: usize, kind: FieldKind, scan: bool, depth: usize, is_array: bool) -> Result<Delta, WireError> {
+    fn list(
+        &mut self,
+        start: usize,
+        end: usize,
+        kind: FieldKind,
+        scan: bool,
+        depth: usize,
+        is_array: bool,
+    ) -> Result<Delta, WireError> {
         let mut delta = 0;
         let mut fields = Fields::new(self.buf, start, end);
         while let Some(f) = fields.next_field()? {
             if f.number == LIST_VALUES {
-                expect(&f, WireType::Len, if is_array { "ArrayValue.values" } else { "KeyValueList.values" })?;
+                expect(
+                    &f,
+                    WireType::Len,
+                    if is_array { "ArrayValue.values" } else { "KeyValueList.values" },
+                )?;
                 delta += if is_array {
-                    self.nested(f.len_at, f.body, f.end, |w, s, e| w.any_value(s, e, kind, scan, depth))?
+                    self.nested(f.len_at, f.body, f.end, |w, s, e| {
+                        w.any_value(s, e, kind, scan, depth)
+                    })?
                 } else {
-                    self.nested(f.len_at, f.body, f.end, |w, s, e| w.key_value(s, e, kind, scan, depth))?
+                    self.nested(f.len_at, f.body, f.end, |w, s, e| {
+                        w.key_value(s, e, kind, scan, depth)
+                    })?
                 };
             }
         }
@@ -1323,7 +1454,13 @@ impl<'a> Walk<'a, '_, '_> {
 
     /// [`Walk::text`] for a payload at `body..end` that may hold a number.
     #[inline(never)]
-    fn mask_text(&mut self, len_at: usize, body: usize, end: usize, kind: FieldKind) -> Result<Delta, WireError> {
+    fn mask_text(
+        &mut self,
+        len_at: usize,
+        body: usize,
+        end: usize,
+        kind: FieldKind,
+    ) -> Result<Delta, WireError> {
         let Some(mask) = self.c.mask.as_ref() else { return Ok(0) };
         let text = &self.buf[body..end];
         let first = self.edits.len();
@@ -1342,7 +1479,10 @@ impl<'a> Walk<'a, '_, '_> {
                 // digits that are not the number's: star the 6 and the 5
                 // digits apart, so the URL stays valid and keeps its
                 // separator. The second edit counts nothing.
-                Some(c) if found.end - found.start > 11 && text[found.start + 6..found.end - 5].iter().any(u8::is_ascii_digit) => {
+                Some(c)
+                    if found.end - found.start > 11
+                        && text[found.start + 6..found.end - 5].iter().any(u8::is_ascii_digit) =>
+                {
                     edits.push(Edit { start, end: start + 6, op: Op::Star(c), mask: masked });
                     if room(edits, "edits").is_err() {
                         out_of_memory = true;
@@ -1400,13 +1540,20 @@ impl<'a> Walk<'a, '_, '_> {
         };
         let from = self.arena.len();
         // A tag, a length varint (at most 10 bytes) and the text.
-        self.arena.try_reserve(masked.len() + 11).map_err(|_| WireError::new(f.start, Problem::OutOfMemory("masked values")))?;
+        self.arena
+            .try_reserve(masked.len() + 11)
+            .map_err(|_| WireError::new(f.start, Problem::OutOfMemory("masked values")))?;
         room(&mut self.edits, "edits")?;
         self.arena.push(((any_value::STRING << 3) | 2) as u8);
         write_varint(&mut self.arena, masked.len() as u64);
         self.arena.extend_from_slice(&masked);
         let to = self.arena.len();
-        self.edits.push(Edit { start: f.start, end: f.end, op: Op::Arena { from, to }, mask: Some((found.detector, kind)) });
+        self.edits.push(Edit {
+            start: f.start,
+            end: f.end,
+            op: Op::Arena { from, to },
+            mask: Some((found.detector, kind)),
+        });
         Ok((to - from) as isize - (f.end - f.start) as isize)
     }
 }

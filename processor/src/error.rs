@@ -47,7 +47,11 @@ pub struct Malformed {
 
 impl fmt::Display for ConfigProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.path.is_empty() { write!(f, "config: {}", self.reason) } else { write!(f, "config key `{}`: {}", self.path, self.reason) }
+        if self.path.is_empty() {
+            write!(f, "config: {}", self.reason)
+        } else {
+            write!(f, "config key `{}`: {}", self.path, self.reason)
+        }
     }
 }
 
@@ -77,7 +81,10 @@ impl fmt::Display for Error {
                 "processing the batch needs more memory than the processor may use (for {what}); split it into smaller batches or raise the host's memory cap"
             ),
             Error::TooLarge { size, limit } => {
-                write!(f, "batch of {size} bytes is over the limit of {limit} bytes; split it or raise limits.max_batch_bytes")
+                write!(
+                    f,
+                    "batch of {size} bytes is over the limit of {limit} bytes; split it or raise limits.max_batch_bytes"
+                )
             }
         }
     }

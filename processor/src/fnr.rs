@@ -27,7 +27,8 @@ pub enum Detector {
 
 impl Detector {
     /// Every detector, in `Detector::index` order.
-    pub const ALL: [Detector; 5] = [Detector::Fnr, Detector::DNumber, Detector::HNumber, Detector::Synthetic, Detector::Any11];
+    pub const ALL: [Detector; 5] =
+        [Detector::Fnr, Detector::DNumber, Detector::HNumber, Detector::Synthetic, Detector::Any11];
 
     /// The name used in config and stats.
     pub fn name(self) -> &'static str {
@@ -232,8 +233,15 @@ pub fn may_contain(hay: &[u8]) -> bool {
     if let (Some(first), Some(last)) = (hay.first_chunk::<16>(), hay.last_chunk::<16>())
         && hay.len() <= 64
     {
-        let block = |at: usize| hay.get(at..).and_then(|m| m.first_chunk::<16>()).map_or(0, |m| u64::from(digits16(m)) << at);
-        let m = u64::from(digits16(first)) | block(16) | block(32) | u64::from(digits16(last)) << (hay.len() - 16);
+        let block = |at: usize| {
+            hay.get(at..)
+                .and_then(|m| m.first_chunk::<16>())
+                .map_or(0, |m| u64::from(digits16(m)) << at)
+        };
+        let m = u64::from(digits16(first))
+            | block(16)
+            | block(32)
+            | u64::from(digits16(last)) << (hay.len() - 16);
         let three = m & (m >> 1) & (m >> 2);
         return three & (three >> 3) != 0;
     }
@@ -327,7 +335,8 @@ fn short_digits(hay: &[u8]) -> u32 {
     match hay.first_chunk::<8>() {
         Some(first) => {
             let n = hay.len();
-            byte_bits(digit_mask(u64::from_le_bytes(*first))) | (byte_bits(digit_mask(tail_word(hay, n - 8))) << 8)
+            byte_bits(digit_mask(u64::from_le_bytes(*first)))
+                | (byte_bits(digit_mask(tail_word(hay, n - 8))) << 8)
         }
         None => byte_bits(digit_mask(tail_word(hay, hay.len()))),
     }
@@ -589,8 +598,9 @@ mod tests {
     fn k1_remainders_0_to_3_accepted_from_2032() {
         for date in ["010190", "290204", "410190", "015190", "018190"] {
             for rest in 0..=10 {
-                let Some(n) = (0..1000).find_map(|ind: u32| complete(format!("{date}{ind:03}").as_bytes().try_into().unwrap(), rest))
-                else {
+                let Some(n) = (0..1000).find_map(|ind: u32| {
+                    complete(format!("{date}{ind:03}").as_bytes().try_into().unwrap(), rest)
+                }) else {
                     continue;
                 };
                 let got = classify(&n);
@@ -686,11 +696,11 @@ mod tests {
             (format!("fnr: {sp}."), Validated, vec![(5, 17, Fnr)]),
             (format!("a{dash}-b"), Validated, vec![(1, 13, Fnr)]),
             (format!("{dash}-12345"), Validated, vec![(0, 12, Fnr)]),
-            (format!("1{sp}"), Validated, vec![]),       // 7 digits first
-            (format!("{sp}1"), Validated, vec![]),       // 6 digits second
+            (format!("1{sp}"), Validated, vec![]), // 7 digits first
+            (format!("{sp}1"), Validated, vec![]), // 6 digits second
             ("130972  48022".into(), Validated, vec![]), // two spaces
             ("130972--48022".into(), Validated, vec![]), // two dashes
-            ("130972_48022".into(), Validated, vec![]),  // other separator
+            ("130972_48022".into(), Validated, vec![]), // other separator
             ("130972.48022".into(), Validated, vec![]),
             ("130972\t48022".into(), Validated, vec![(0, 12, Fnr)]),
             ("130972+48022".into(), Validated, vec![(0, 12, Fnr)]),
@@ -806,10 +816,9 @@ mod tests {
             } else if all_digits(i, i + 6) && i + 6 <= hay.len() && !digit(i + 6) {
                 // The separators, spelled out; percent-encoding's hex in
                 // either case.
-                let sep = SEPARATORS
-                    .iter()
-                    .map(|s| s.as_bytes())
-                    .find(|s| hay.get(i + 6..i + 6 + s.len()).is_some_and(|h| h.eq_ignore_ascii_case(s)));
+                let sep = SEPARATORS.iter().map(|s| s.as_bytes()).find(|s| {
+                    hay.get(i + 6..i + 6 + s.len()).is_some_and(|h| h.eq_ignore_ascii_case(s))
+                });
                 if let Some(sep) = sep {
                     let tail = i + 6 + sep.len();
                     if tail + 5 <= hay.len() && all_digits(tail, tail + 5) && !digit(tail + 5) {
@@ -839,7 +848,8 @@ mod tests {
 
     /// Every separator of the split form, for the naive model and the
     /// generators (the hex of `%2D` and `%C2%A0` matches in either case).
-    const SEPARATORS: [&str; 10] = [" ", "-", "\t", "+", "\u{a0}", "\u{202f}", "\u{2013}", "%20", "%2D", "%C2%A0"];
+    const SEPARATORS: [&str; 10] =
+        [" ", "-", "\t", "+", "\u{a0}", "\u{202f}", "\u{2013}", "%20", "%2D", "%C2%A0"];
 
     fn naive_may_contain(hay: &[u8]) -> bool {
         hay.split(|b| !b.is_ascii_digit()).any(|run| run.len() >= 6)
@@ -869,14 +879,17 @@ mod tests {
                 complete(first9.as_bytes().try_into().unwrap(), rest).map(|n| n.to_vec())
             },
         );
-        let seps: Vec<&str> = SEPARATORS.iter().copied().chain(["%2d", "%c2%a0", "%C2%a0"]).collect();
+        let seps: Vec<&str> =
+            SEPARATORS.iter().copied().chain(["%2d", "%c2%a0", "%C2%a0"]).collect();
         let split = (valid.clone(), prop::sample::select(seps)).prop_map(|(n, sep)| {
             let mut v = n[..6].to_vec();
             v.extend_from_slice(sep.as_bytes());
             v.extend_from_slice(&n[6..]);
             v
         });
-        let run = (1usize..14, any::<u64>()).prop_map(|(len, seed)| (0..len).map(|i| b'0' + ((seed >> (i % 16 * 4)) % 10) as u8).collect());
+        let run = (1usize..14, any::<u64>()).prop_map(|(len, seed)| {
+            (0..len).map(|i| b'0' + ((seed >> (i % 16 * 4)) % 10) as u8).collect()
+        });
         let sep = prop::sample::select(vec![
             b" ".to_vec(),
             b"-".to_vec(),

@@ -24,8 +24,15 @@ use globset::{Candidate, GlobBuilder, GlobMatcher, GlobSet, GlobSetBuilder};
 
 /// The platform's default noise globs: liveness and readiness probes,
 /// metrics scrapes and Spring actuator endpoints, under any prefix.
-pub const DEFAULT_NOISE_GLOBS: [&str; 7] =
-    ["*/isAlive", "*/isReady", "*/prometheus", "*/metrics", "*/actuator/*", "*/internal/health*", "*/internal/status*"];
+pub const DEFAULT_NOISE_GLOBS: [&str; 7] = [
+    "*/isAlive",
+    "*/isReady",
+    "*/prometheus",
+    "*/metrics",
+    "*/actuator/*",
+    "*/internal/health*",
+    "*/internal/status*",
+];
 
 /// What an empty pattern is rejected with.
 const EMPTY_PATTERN: &str = "empty pattern matches nothing; remove it";
@@ -99,7 +106,11 @@ impl GlobList {
         let mut literals = Vec::new();
         for (index, pattern) in patterns.iter().enumerate() {
             if pattern.is_empty() {
-                errors.push(GlobError { index, pattern: pattern.clone(), reason: EMPTY_PATTERN.to_owned() });
+                errors.push(GlobError {
+                    index,
+                    pattern: pattern.clone(),
+                    reason: EMPTY_PATTERN.to_owned(),
+                });
                 continue;
             }
             // Case-insensitivity is done by lowercasing both sides rather
@@ -126,7 +137,11 @@ impl GlobList {
                     }
                     builder.add(glob);
                 }
-                Err(err) => errors.push(GlobError { index, pattern: pattern.clone(), reason: reason(err.kind()) }),
+                Err(err) => errors.push(GlobError {
+                    index,
+                    pattern: pattern.clone(),
+                    reason: reason(err.kind()),
+                }),
             }
         }
         if !errors.is_empty() {
@@ -146,10 +161,17 @@ impl GlobList {
             // lowercased candidate holds one exactly when the candidate holds
             // it in any ASCII case.
             .and_then(|l| {
-                DFA::builder().start_kind(StartKind::Unanchored).prefilter(false).ascii_case_insensitive(!case_sensitive).build(l).ok()
+                DFA::builder()
+                    .start_kind(StartKind::Unanchored)
+                    .prefilter(false)
+                    .ascii_case_insensitive(!case_sensitive)
+                    .build(l)
+                    .ok()
             });
         match builder.build() {
-            Ok(set) => Ok(GlobList { set, dotted, required, patterns: patterns.to_vec(), case_sensitive }),
+            Ok(set) => {
+                Ok(GlobList { set, dotted, required, patterns: patterns.to_vec(), case_sensitive })
+            }
             // Each pattern compiled alone, so only their combination can be
             // at fault (a size limit): blame the last one, whose addition
             // tipped it over.
@@ -244,7 +266,10 @@ impl GlobList {
         if self.dotted.is_empty() || !(folded == b".." || folded.ends_with(b"/..")) {
             return None;
         }
-        self.dotted.iter().find(|(_, matcher)| matcher.is_match_candidate(candidate)).map(|&(index, _)| index)
+        self.dotted
+            .iter()
+            .find(|(_, matcher)| matcher.is_match_candidate(candidate))
+            .map(|&(index, _)| index)
     }
 
     /// The candidate as the compiled patterns expect it: ASCII-lowercased
@@ -267,7 +292,10 @@ impl GlobList {
 impl fmt::Debug for GlobList {
     // The compiled set's own Debug output is its automata: noise.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("GlobList").field("patterns", &self.patterns).field("case_sensitive", &self.case_sensitive).finish_non_exhaustive()
+        f.debug_struct("GlobList")
+            .field("patterns", &self.patterns)
+            .field("case_sensitive", &self.case_sensitive)
+            .finish_non_exhaustive()
     }
 }
 
@@ -454,7 +482,11 @@ mod tests {
         ];
         for (pattern, candidate, want) in cases {
             let globs = list(&[pattern], true);
-            assert_eq!(globs.is_match(candidate.as_bytes(), &mut scratch), want, "{pattern:?} vs {candidate:?}");
+            assert_eq!(
+                globs.is_match(candidate.as_bytes(), &mut scratch),
+                want,
+                "{pattern:?} vs {candidate:?}"
+            );
         }
     }
 
@@ -474,8 +506,16 @@ mod tests {
         ];
         for (patterns, candidate, want) in cases {
             let globs = list(patterns, false);
-            assert_eq!(globs.first_match(candidate.as_bytes(), &mut scratch), want, "{patterns:?} vs {candidate:?}");
-            assert_eq!(globs.is_match(candidate.as_bytes(), &mut scratch), want.is_some(), "{patterns:?} vs {candidate:?}");
+            assert_eq!(
+                globs.first_match(candidate.as_bytes(), &mut scratch),
+                want,
+                "{patterns:?} vs {candidate:?}"
+            );
+            assert_eq!(
+                globs.is_match(candidate.as_bytes(), &mut scratch),
+                want.is_some(),
+                "{patterns:?} vs {candidate:?}"
+            );
         }
     }
 
@@ -513,9 +553,19 @@ mod tests {
     fn first_match_is_the_earliest_pattern() {
         let globs = list(&["/a/b", "*/b", "/a/*", "*"], false);
         let mut scratch = Vec::new();
-        let cases: [(&str, Option<usize>); 5] = [("/a/b", Some(0)), ("/x/B", Some(1)), ("/a/c", Some(2)), ("zzz", Some(3)), ("", Some(3))];
+        let cases: [(&str, Option<usize>); 5] = [
+            ("/a/b", Some(0)),
+            ("/x/B", Some(1)),
+            ("/a/c", Some(2)),
+            ("zzz", Some(3)),
+            ("", Some(3)),
+        ];
         for (candidate, want) in cases {
-            assert_eq!(globs.first_match(candidate.as_bytes(), &mut scratch), want, "{candidate:?}");
+            assert_eq!(
+                globs.first_match(candidate.as_bytes(), &mut scratch),
+                want,
+                "{candidate:?}"
+            );
         }
         let globs = list(&["/x", "*/metrics", "/api/*"], false);
         assert_eq!(globs.first_match(b"/api/metrics", &mut scratch), Some(1));

@@ -148,7 +148,12 @@ impl Processor {
         Ok((Output { batch: out, stats }, findings))
     }
 
-    fn run(&self, batch: &[u8], out: &mut Vec<u8>, findings: Option<&mut Vec<Finding>>) -> Result<Stats, Error> {
+    fn run(
+        &self,
+        batch: &[u8],
+        out: &mut Vec<u8>,
+        findings: Option<&mut Vec<Finding>>,
+    ) -> Result<Stats, Error> {
         out.clear();
         self.check_size(batch)?;
         let result = engine::process(&self.compiled, batch, out, findings);

@@ -44,7 +44,9 @@ fn after_scheme(value: &[u8]) -> Option<&[u8]> {
     if !value.first()?.is_ascii_alphabetic() {
         return None;
     }
-    let scheme_len = value.iter().position(|&b| !(b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.')))?;
+    let scheme_len = value
+        .iter()
+        .position(|&b| !(b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.')))?;
     value[scheme_len..].strip_prefix(b"://")
 }
 
@@ -57,7 +59,10 @@ fn after_scheme(value: &[u8]) -> Option<&[u8]> {
 pub fn from_span_name(name: &[u8]) -> Option<&[u8]> {
     // A name that is all method characters (`GET`, or a token too long to be
     // a method) has no path: `position` finds nothing and we return None.
-    let method_len = name.iter().take(MAX_METHOD_LEN + 1).position(|&b| !(b.is_ascii_uppercase() || b == b'_'))?;
+    let method_len = name
+        .iter()
+        .take(MAX_METHOD_LEN + 1)
+        .position(|&b| !(b.is_ascii_uppercase() || b == b'_'))?;
     if method_len == 0 {
         return None;
     }

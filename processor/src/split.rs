@@ -49,7 +49,13 @@ pub fn split_ranges(batch: &[u8], parts: usize) -> Vec<Range<usize>> {
         }
     }
     let cuts = choose(&boundaries, batch.len(), parts);
-    std::iter::once(0).chain(cuts).chain([batch.len()]).collect::<Vec<_>>().windows(2).map(|w| w[0]..w[1]).collect()
+    std::iter::once(0)
+        .chain(cuts)
+        .chain([batch.len()])
+        .collect::<Vec<_>>()
+        .windows(2)
+        .map(|w| w[0]..w[1])
+        .collect()
 }
 
 /// From the candidate cut offsets, the one nearest each ideal cut, dropping
@@ -92,7 +98,10 @@ pub struct PartLinks {
 impl PartLinks {
     /// From each span's trace id, span id, parent id and whether it was
     /// dropped.
-    pub(crate) fn collect<'a>(spans: impl Iterator<Item = (&'a [u8], &'a [u8], &'a [u8], bool)>, n: usize) -> Result<PartLinks, WireError> {
+    pub(crate) fn collect<'a>(
+        spans: impl Iterator<Item = (&'a [u8], &'a [u8], &'a [u8], bool)>,
+        n: usize,
+    ) -> Result<PartLinks, WireError> {
         let out_of_memory = |_| WireError::new(0, crate::wire::Problem::OutOfMemory("part links"));
         let (mut dropped, mut parents) = (Vec::new(), Vec::new());
         dropped.try_reserve_exact(n).map_err(out_of_memory)?;
@@ -125,8 +134,11 @@ impl PartLinks {
 /// not trusted to be sorted: this sorts its own copy.
 pub fn parts_agree(parts: &[PartLinks]) -> bool {
     // Drops are few and parent links many: sort the drops.
-    let mut dropped: Vec<(u64, usize)> =
-        parts.iter().enumerate().flat_map(|(i, part)| part.dropped.iter().map(move |&key| (key, i))).collect();
+    let mut dropped: Vec<(u64, usize)> = parts
+        .iter()
+        .enumerate()
+        .flat_map(|(i, part)| part.dropped.iter().map(move |&key| (key, i)))
+        .collect();
     if dropped.is_empty() {
         return true;
     }
@@ -155,7 +167,9 @@ fn link_key(trace: &[u8], span: &[u8]) -> u64 {
             .into_iter()
             .chain(trace.iter().copied())
             .chain(span.iter().copied())
-            .fold(0xcbf2_9ce4_8422_2325, |h: u64, b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)),
+            .fold(0xcbf2_9ce4_8422_2325, |h: u64, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+            }),
     }
 }
 
@@ -236,8 +250,12 @@ mod tests {
 
     /// A part's links from its spans: (trace, span id, parent id, dropped).
     fn part(spans: &[(u8, u8, u8, bool)]) -> PartLinks {
-        let ids: Vec<[Vec<u8>; 3]> =
-            spans.iter().map(|&(t, s, p, _)| [vec![t; 16], vec![s; 8], if p == 0 { Vec::new() } else { vec![p; 8] }]).collect();
+        let ids: Vec<[Vec<u8>; 3]> = spans
+            .iter()
+            .map(|&(t, s, p, _)| {
+                [vec![t; 16], vec![s; 8], if p == 0 { Vec::new() } else { vec![p; 8] }]
+            })
+            .collect();
         let links = ids.iter().zip(spans).map(|([t, s, p], &(.., d))| (&t[..], &s[..], &p[..], d));
         PartLinks::collect(links, ids.len()).expect("memory")
     }
@@ -256,7 +274,11 @@ mod tests {
         assert!(parts_agree(&[part(&[root]), part(&[(1, 3, 1, true)])]));
         // Its child kept in the other part: the whole would drop it.
         assert!(!parts_agree(&[part(&[root]), part(&[(1, 2, 1, false)])]));
-        assert!(!parts_agree(&[part(&[(1, 2, 1, false)]), part(&[(2, 5, 4, false)]), part(&[root])]));
+        assert!(!parts_agree(&[
+            part(&[(1, 2, 1, false)]),
+            part(&[(2, 5, 4, false)]),
+            part(&[root])
+        ]));
         // The same ids in another trace are no child of it.
         assert!(parts_agree(&[part(&[root]), part(&[(9, 2, 1, false)])]));
         assert!(parts_agree(&[]));
@@ -293,14 +315,19 @@ mod tests {
         let run = |batch: &[u8]| -> Vec<PartLinks> {
             let ranges = split_ranges(batch, 2);
             assert_eq!(ranges.len(), 2);
-            ranges.into_iter().map(|r| p.process_part(batch[r].to_vec()).expect("valid").1).collect()
+            ranges
+                .into_iter()
+                .map(|r| p.process_part(batch[r].to_vec()).expect("valid").1)
+                .collect()
         };
         // The health check's child, in another resource of its trace.
         let parts = run(&[health.clone(), modern(&span(7, 2, 1, "SELECT 1"))].concat());
         assert_eq!(parts[0].dropped, vec![link_key(&[7; 16], &[1; 8])]);
         assert!(!parts_agree(&parts));
         // A child in the legacy field, of a health check in the other part.
-        let parts = run(&[modern(&span(7, 1, 0, "GET /isAlive")), legacy(&span(7, 2, 1, "SELECT 1"))].concat());
+        let parts =
+            run(&[modern(&span(7, 1, 0, "GET /isAlive")), legacy(&span(7, 2, 1, "SELECT 1"))]
+                .concat());
         assert_eq!(parts[1].parents, vec![link_key(&[7; 16], &[1; 8])]);
         assert!(!parts_agree(&parts));
         // A span of another trace there instead.
@@ -315,7 +342,10 @@ mod tests {
         let a = modern(&[span(7, 1, 0, "GET /isAlive"), span(7, 2, 1, "SELECT 1")].concat());
         let run = |b: &[u8]| -> Vec<PartLinks> {
             let batch = [a.clone(), modern(b)].concat();
-            split_ranges(&batch, 2).into_iter().map(|r| p.process_part(batch[r].to_vec()).expect("valid").1).collect()
+            split_ranges(&batch, 2)
+                .into_iter()
+                .map(|r| p.process_part(batch[r].to_vec()).expect("valid").1)
+                .collect()
         };
         let parts = run(&span(7, 3, 2, "GET /inner"));
         assert_eq!(parts.len(), 2);
@@ -335,8 +365,12 @@ mod tests {
         // Sizes other than 16 and 8 bytes have keys too, and lengths count.
         assert_ne!(link_key(&[0; 5], &[0; 3]), link_key(&[0; 6], &[0; 2]));
         assert_ne!(link_key(&[1; 16], &[2; 8]), link_key(&[2; 16], &[1; 8]));
-        let keep = crate::Processor::new(r#"{"noise": {"drop_descendants": false}}"#).expect("valid config");
-        let batch = len_field(1, &len_field(2, &[span(7, 1, 0, "GET /isAlive"), span(7, 2, 1, "SELECT 1")].concat()));
+        let keep = crate::Processor::new(r#"{"noise": {"drop_descendants": false}}"#)
+            .expect("valid config");
+        let batch = len_field(
+            1,
+            &len_field(2, &[span(7, 1, 0, "GET /isAlive"), span(7, 2, 1, "SELECT 1")].concat()),
+        );
         assert_eq!(keep.process_part(batch).expect("valid").1, PartLinks::default());
     }
 }

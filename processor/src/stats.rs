@@ -152,17 +152,28 @@ impl Counters {
     pub fn into_stats(self, rule_names: &[String]) -> Stats {
         let noisy: u64 = self.noisy_by_rule.iter().sum();
         let dropped = noisy + self.dropped_descendants;
-        let named =
-            |pairs: Vec<(String, u64)>| pairs.into_iter().filter(|(_, v)| *v > 0).map(|(name, value)| Count { name, value }).collect();
+        let named = |pairs: Vec<(String, u64)>| {
+            pairs
+                .into_iter()
+                .filter(|(_, v)| *v > 0)
+                .map(|(name, value)| Count { name, value })
+                .collect()
+        };
         Stats {
             spans_in: self.spans_in,
             spans_out: self.spans_in - dropped,
             spans_dropped: dropped,
-            dropped_by_rule: named(rule_names.iter().cloned().zip(self.noisy_by_rule.iter().copied()).collect()),
+            dropped_by_rule: named(
+                rule_names.iter().cloned().zip(self.noisy_by_rule.iter().copied()).collect(),
+            ),
             dropped_descendants: self.dropped_descendants,
             values_masked: self.by_detector.iter().sum(),
-            masked_by_detector: named(Detector::ALL.iter().map(|d| d.name().to_owned()).zip(self.by_detector).collect()),
-            masked_by_field: named(FieldKind::ALL.iter().map(|k| k.name().to_owned()).zip(self.by_field).collect()),
+            masked_by_detector: named(
+                Detector::ALL.iter().map(|d| d.name().to_owned()).zip(self.by_detector).collect(),
+            ),
+            masked_by_field: named(
+                FieldKind::ALL.iter().map(|k| k.name().to_owned()).zip(self.by_field).collect(),
+            ),
         }
     }
 }

@@ -108,11 +108,21 @@ impl From<WireError> for Malformed {
             Problem::LenPastEnd { number, len, avail } => {
                 format!("field {number} claims {len} bytes but only {avail} remain in its message")
             }
-            Problem::Group(n) => format!("field {n} uses the group wire type, which OTLP never uses"),
-            Problem::BadWireType { number, wire } => format!("field {number} has invalid wire type {wire}"),
-            Problem::FixedPastEnd(n) => format!("{n}-byte fixed value runs past the end of its message"),
+            Problem::Group(n) => {
+                format!("field {n} uses the group wire type, which OTLP never uses")
+            }
+            Problem::BadWireType { number, wire } => {
+                format!("field {number} has invalid wire type {wire}")
+            }
+            Problem::FixedPastEnd(n) => {
+                format!("{n}-byte fixed value runs past the end of its message")
+            }
             Problem::Expected { what, number, expected, found } => {
-                format!("{what} (field {number}) must be {}, found {}", expected.name(), found.name())
+                format!(
+                    "{what} (field {number}) must be {}, found {}",
+                    expected.name(),
+                    found.name()
+                )
             }
             Problem::TooDeep(max) => format!("attribute value nested deeper than {max} levels"),
             Problem::OutOfMemory(what) => format!("out of memory for {what}"),
@@ -207,7 +217,15 @@ impl<'a> Fields<'a> {
             let field = match tag & 7 {
                 2 if next < 0x80 && usize::from(next) <= rest => {
                     let body = start + 2;
-                    Some(Field { number, wire: WireType::Len, start, len_at: start + 1, body, end: body + usize::from(next), varint: 0 })
+                    Some(Field {
+                        number,
+                        wire: WireType::Len,
+                        start,
+                        len_at: start + 1,
+                        body,
+                        end: body + usize::from(next),
+                        varint: 0,
+                    })
                 }
                 // A two-byte length: spans and long values.
                 2 if next >= 0x80
@@ -217,7 +235,15 @@ impl<'a> Fields<'a> {
                 {
                     let body = start + 3;
                     let len = usize::from(next & 0x7f) | usize::from(hi) << 7;
-                    Some(Field { number, wire: WireType::Len, start, len_at: start + 1, body, end: body + len, varint: 0 })
+                    Some(Field {
+                        number,
+                        wire: WireType::Len,
+                        start,
+                        len_at: start + 1,
+                        body,
+                        end: body + len,
+                        varint: 0,
+                    })
                 }
                 0 if next < 0x80 => Some(Field {
                     number,
@@ -228,9 +254,15 @@ impl<'a> Fields<'a> {
                     end: start + 2,
                     varint: u64::from(next),
                 }),
-                1 if rest >= 7 => {
-                    Some(Field { number, wire: WireType::Fixed64, start, len_at: start + 1, body: start + 1, end: start + 9, varint: 0 })
-                }
+                1 if rest >= 7 => Some(Field {
+                    number,
+                    wire: WireType::Fixed64,
+                    start,
+                    len_at: start + 1,
+                    body: start + 1,
+                    end: start + 9,
+                    varint: 0,
+                }),
                 _ => None,
             };
             if let Some(field) = field {
@@ -267,7 +299,10 @@ impl<'a> Fields<'a> {
                 let (len, body) = read_varint(self.buf, after_tag, self.end)?;
                 let avail = (self.end - body) as u64;
                 if len > avail {
-                    return Err(WireError::new(after_tag, Problem::LenPastEnd { number, len, avail }));
+                    return Err(WireError::new(
+                        after_tag,
+                        Problem::LenPastEnd { number, len, avail },
+                    ));
                 }
                 (WireType::Len, after_tag, body, body + len as usize, 0)
             }
@@ -281,7 +316,11 @@ impl<'a> Fields<'a> {
 
     #[inline]
     fn fixed(&self, at: usize, n: usize) -> Result<usize, WireError> {
-        if self.end - at < n { Err(WireError::new(at, Problem::FixedPastEnd(n as u8))) } else { Ok(at + n) }
+        if self.end - at < n {
+            Err(WireError::new(at, Problem::FixedPastEnd(n as u8)))
+        } else {
+            Ok(at + n)
+        }
     }
 }
 
@@ -309,10 +348,15 @@ mod tests {
             (&[0x0e], 0, "invalid wire type 6"),
             (&[0x09, 1, 2], 1, "8-byte fixed"),
             (&[0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f], 1, "overflows"),
-            (&[0x08, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00], 1, "overflows"),
+            (
+                &[0x08, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00],
+                1,
+                "overflows",
+            ),
         ];
         for (bytes, offset, needle) in cases {
-            let err: Malformed = Fields::new(bytes, 0, bytes.len()).next_field().unwrap_err().into();
+            let err: Malformed =
+                Fields::new(bytes, 0, bytes.len()).next_field().unwrap_err().into();
             assert_eq!(err.offset, *offset, "{bytes:?}: {err}");
             assert!(err.reason.contains(needle), "{bytes:?}: {err}");
         }

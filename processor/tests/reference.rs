@@ -18,7 +18,9 @@
 //! rules ([`naive_numbers`], [`naive_valid`]), not with `fnr.rs`.
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, ArrayValue, InstrumentationScope, KeyValue, KeyValueList, any_value::Value};
+use opentelemetry_proto::tonic::common::v1::{
+    AnyValue, ArrayValue, InstrumentationScope, KeyValue, KeyValueList, any_value::Value,
+};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::span::{Event, Link, SpanKind};
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
@@ -182,8 +184,16 @@ impl Reference {
                 scopes_here.push(true);
                 if let Some(scope) = &mut ss_out.scope {
                     self.mask_string(FieldKind::ScopeInfo, &mut scope.name, &mut container_tally);
-                    self.mask_string(FieldKind::ScopeInfo, &mut scope.version, &mut container_tally);
-                    self.mask_attributes(FieldKind::ScopeAttribute, &mut scope.attributes, &mut container_tally);
+                    self.mask_string(
+                        FieldKind::ScopeInfo,
+                        &mut scope.version,
+                        &mut container_tally,
+                    );
+                    self.mask_attributes(
+                        FieldKind::ScopeAttribute,
+                        &mut scope.attributes,
+                        &mut container_tally,
+                    );
                 }
                 rs_out.scope_spans.push(ss_out);
             }
@@ -195,7 +205,11 @@ impl Reference {
             kept_resources.push(true);
             kept_scopes.extend(scopes_here);
             if let Some(resource) = &mut rs_out.resource {
-                self.mask_attributes(FieldKind::ResourceAttribute, &mut resource.attributes, &mut container_tally);
+                self.mask_attributes(
+                    FieldKind::ResourceAttribute,
+                    &mut resource.attributes,
+                    &mut container_tally,
+                );
             }
             for (t, c) in tally.by_detector.iter_mut().zip(&container_tally.by_detector) {
                 *t += c;
@@ -211,7 +225,8 @@ impl Reference {
             by_rule[*r] += 1;
         }
         let noisy: u64 = by_rule.iter().sum();
-        let detector_names: Vec<String> = Detector::ALL.iter().map(|d| d.name().to_owned()).collect();
+        let detector_names: Vec<String> =
+            Detector::ALL.iter().map(|d| d.name().to_owned()).collect();
         let field_names: Vec<String> = FieldKind::ALL.iter().map(|k| k.name().to_owned()).collect();
         let stats = Stats {
             spans_in: n as u64,
@@ -596,11 +611,22 @@ impl Contents {
         let mut out = Vec::new();
         for t in &self.texts {
             for (s, e) in naive_numbers(t) {
-                out.push(format!("{:?} in {:?}", String::from_utf8_lossy(&t[s..e]), String::from_utf8_lossy(t)));
+                out.push(format!(
+                    "{:?} in {:?}",
+                    String::from_utf8_lossy(&t[s..e]),
+                    String::from_utf8_lossy(t)
+                ));
             }
         }
-        out.extend(self.ints.iter().filter(|v| naive_int_is_number(**v)).map(|v| format!("int {v}")));
-        out.extend(self.doubles.iter().filter(|v| naive_double_is_number(**v)).map(|v| format!("double {v}")));
+        out.extend(
+            self.ints.iter().filter(|v| naive_int_is_number(**v)).map(|v| format!("int {v}")),
+        );
+        out.extend(
+            self.doubles
+                .iter()
+                .filter(|v| naive_double_is_number(**v))
+                .map(|v| format!("double {v}")),
+        );
         out
     }
 }
@@ -643,8 +669,15 @@ fn days_in(month: u32, yy: u32) -> u32 {
 /// 40) or synthetic (month + 80), mostly with the classic k1, sometimes with
 /// the 2032 rule's remainders 1 to 3.
 fn valid_number() -> impl Strategy<Value = String> {
-    (0u32..4, 1u32..=12, 0u32..100, 1u32..=31, 0u32..1000, prop_oneof![4 => Just(0u32), 1 => 1u32..=3]).prop_map(
-        |(kind, month, yy, day, individual, rest)| {
+    (
+        0u32..4,
+        1u32..=12,
+        0u32..100,
+        1u32..=31,
+        0u32..1000,
+        prop_oneof![4 => Just(0u32), 1 => 1u32..=3],
+    )
+        .prop_map(|(kind, month, yy, day, individual, rest)| {
             let day = (day - 1) % days_in(month, yy) + 1;
             let (dd, mm) = match kind {
                 0 => (day, month),
@@ -654,12 +687,26 @@ fn valid_number() -> impl Strategy<Value = String> {
             };
             // A check digit of 10 means: try the next individual number.
             (0..1000).find_map(|k| complete(dd, mm, yy, (individual + k) % 1000, rest)).unwrap()
-        },
-    )
+        })
 }
 
-const WORDS: &[&str] =
-    &["", " ", "-", "=", "_", "/", ":", "fnr ", "person ", "SELECT * FROM p WHERE id=", "ø", "日本", "\u{1f600}", "GET /", "/users/"];
+const WORDS: &[&str] = &[
+    "",
+    " ",
+    "-",
+    "=",
+    "_",
+    "/",
+    ":",
+    "fnr ",
+    "person ",
+    "SELECT * FROM p WHERE id=",
+    "ø",
+    "日本",
+    "\u{1f600}",
+    "GET /",
+    "/users/",
+];
 
 /// Text that often holds a valid number, whole or split, next to words,
 /// digit runs, separators and non-ASCII characters.
@@ -725,19 +772,31 @@ fn any_value() -> impl Strategy<Value = AnyValue> {
     .prop_map(|value| AnyValue { value });
     leaf.prop_recursive(3, 12, 3, |inner| {
         prop_oneof![
-            prop::collection::vec(inner.clone(), 0..3)
-                .prop_map(|values| AnyValue { value: Some(Value::ArrayValue(ArrayValue { values })) }),
-            prop::collection::vec((key(), proptest::option::weighted(0.9, inner)), 0..3).prop_map(|pairs| {
-                let values = pairs.into_iter().map(|(key, value)| KeyValue { key, value, ..Default::default() }).collect();
-                AnyValue { value: Some(Value::KvlistValue(KeyValueList { values })) }
+            prop::collection::vec(inner.clone(), 0..3).prop_map(|values| AnyValue {
+                value: Some(Value::ArrayValue(ArrayValue { values }))
             }),
+            prop::collection::vec((key(), proptest::option::weighted(0.9, inner)), 0..3).prop_map(
+                |pairs| {
+                    let values = pairs
+                        .into_iter()
+                        .map(|(key, value)| KeyValue { key, value, ..Default::default() })
+                        .collect();
+                    AnyValue { value: Some(Value::KvlistValue(KeyValueList { values })) }
+                }
+            ),
         ]
     })
 }
 
 fn attributes() -> impl Strategy<Value = Vec<KeyValue>> {
-    prop::collection::vec((key(), proptest::option::weighted(0.9, any_value())), 0..4)
-        .prop_map(|pairs| pairs.into_iter().map(|(key, value)| KeyValue { key, value, ..Default::default() }).collect())
+    prop::collection::vec((key(), proptest::option::weighted(0.9, any_value())), 0..4).prop_map(
+        |pairs| {
+            pairs
+                .into_iter()
+                .map(|(key, value)| KeyValue { key, value, ..Default::default() })
+                .collect()
+        },
+    )
 }
 
 /// Paths that the default globs take for noise, and near misses.
@@ -761,7 +820,8 @@ const PATHS: &[&str] = &[
 ];
 
 /// The attributes a path is read from by default, and one that is not.
-const PATH_KEYS: &[&str] = &["url.path", "http.target", "http.route", "url.full", "http.url", "http.path"];
+const PATH_KEYS: &[&str] =
+    &["url.path", "http.target", "http.route", "url.full", "http.url", "http.path"];
 
 /// Trace ids: empty, one of two of the usual 16 bytes, or one of an odd
 /// size; never ASCII digits.
@@ -790,38 +850,58 @@ fn span_name() -> impl Strategy<Value = String> {
 }
 
 fn event() -> impl Strategy<Value = Event> {
-    (any::<u64>(), text(), attributes(), 0u32..3).prop_map(|(time_unix_nano, name, attributes, dropped_attributes_count)| Event {
-        time_unix_nano,
-        name,
-        attributes,
-        dropped_attributes_count,
-    })
+    (any::<u64>(), text(), attributes(), 0u32..3).prop_map(
+        |(time_unix_nano, name, attributes, dropped_attributes_count)| Event {
+            time_unix_nano,
+            name,
+            attributes,
+            dropped_attributes_count,
+        },
+    )
 }
 
 fn link() -> impl Strategy<Value = Link> {
-    (0u8..3, 0..=SPAN_IDS, text(), attributes(), any::<u32>()).prop_map(|(t, s, trace_state, attributes, flags)| Link {
-        trace_id: trace_id(t),
-        span_id: span_id(s),
-        trace_state,
-        attributes,
-        dropped_attributes_count: 0,
-        flags,
-    })
+    (0u8..3, 0..=SPAN_IDS, text(), attributes(), any::<u32>()).prop_map(
+        |(t, s, trace_state, attributes, flags)| Link {
+            trace_id: trace_id(t),
+            span_id: span_id(s),
+            trace_state,
+            attributes,
+            dropped_attributes_count: 0,
+            flags,
+        },
+    )
 }
 
 fn span() -> impl Strategy<Value = Span> {
-    let ids = (0u8..4, prop_oneof![1 => Just(0u8), 6 => 1..=SPAN_IDS], prop_oneof![3 => Just(0u8), 4 => 1..=SPAN_IDS]);
-    let noise =
-        proptest::option::weighted(0.3, (prop::sample::select(PATH_KEYS), prop::sample::select(PATHS), any::<prop::sample::Index>()));
+    let ids = (
+        0u8..4,
+        prop_oneof![1 => Just(0u8), 6 => 1..=SPAN_IDS],
+        prop_oneof![3 => Just(0u8), 4 => 1..=SPAN_IDS],
+    );
+    let noise = proptest::option::weighted(
+        0.3,
+        (
+            prop::sample::select(PATH_KEYS),
+            prop::sample::select(PATHS),
+            any::<prop::sample::Index>(),
+        ),
+    );
     let body = (0i32..6, span_name(), attributes(), noise, text());
     let rest = (
         prop::collection::vec(event(), 0..2),
         prop::collection::vec(link(), 0..2),
-        proptest::option::of((text(), 0i32..3).prop_map(|(message, code)| Status { message, code })),
+        proptest::option::of(
+            (text(), 0i32..3).prop_map(|(message, code)| Status { message, code }),
+        ),
         any::<(u64, u64, u32)>(),
     );
     (ids, body, rest).prop_map(
-        |((t, s, p), (kind, name, mut attributes, noise, trace_state), (events, links, status, (start, end, flags)))| {
+        |(
+            (t, s, p),
+            (kind, name, mut attributes, noise, trace_state),
+            (events, links, status, (start, end, flags)),
+        )| {
             if let Some((key, path, at)) = noise {
                 let kv = KeyValue {
                     key: key.into(),
@@ -855,25 +935,38 @@ fn span() -> impl Strategy<Value = Span> {
 const SCHEMA_URLS: &[&str] = &["", "https://opentelemetry.io/schemas/1.21.0"];
 
 fn scope_spans() -> impl Strategy<Value = ScopeSpans> {
-    let scope = proptest::option::weighted(0.7, (text(), text(), attributes()))
-        .prop_map(|s| s.map(|(name, version, attributes)| InstrumentationScope { name, version, attributes, dropped_attributes_count: 0 }));
-    (scope, prop::collection::vec(span(), 0..6), prop::sample::select(SCHEMA_URLS)).prop_map(|(scope, spans, schema_url)| ScopeSpans {
-        scope,
-        spans,
-        schema_url: schema_url.into(),
-    })
+    let scope = proptest::option::weighted(0.7, (text(), text(), attributes())).prop_map(|s| {
+        s.map(|(name, version, attributes)| InstrumentationScope {
+            name,
+            version,
+            attributes,
+            dropped_attributes_count: 0,
+        })
+    });
+    (scope, prop::collection::vec(span(), 0..6), prop::sample::select(SCHEMA_URLS)).prop_map(
+        |(scope, spans, schema_url)| ScopeSpans { scope, spans, schema_url: schema_url.into() },
+    )
 }
 
 fn resource_spans() -> impl Strategy<Value = ResourceSpans> {
     let resource = proptest::option::weighted(0.8, (attributes(), 0u32..2)).prop_map(|r| {
-        r.map(|(attributes, dropped_attributes_count)| Resource { attributes, dropped_attributes_count, entity_refs: vec![] })
+        r.map(|(attributes, dropped_attributes_count)| Resource {
+            attributes,
+            dropped_attributes_count,
+            entity_refs: vec![],
+        })
     });
     (resource, prop::collection::vec(scope_spans(), 0..4), prop::sample::select(SCHEMA_URLS))
-        .prop_map(|(resource, scope_spans, schema_url)| ResourceSpans { resource, scope_spans, schema_url: schema_url.into() })
+        .prop_map(|(resource, scope_spans, schema_url)| ResourceSpans {
+            resource,
+            scope_spans,
+            schema_url: schema_url.into(),
+        })
 }
 
 fn batch() -> impl Strategy<Value = ExportTraceServiceRequest> {
-    prop::collection::vec(resource_spans(), 1..4).prop_map(|resource_spans| ExportTraceServiceRequest { resource_spans })
+    prop::collection::vec(resource_spans(), 1..4)
+        .prop_map(|resource_spans| ExportTraceServiceRequest { resource_spans })
 }
 
 // ---------------------------------------------------------------------------
@@ -985,7 +1078,8 @@ impl Splicer {
                     false
                 }
                 1 => {
-                    let marker = format!("unknown field #{} of {:?}", self.injected.len(), self.owner);
+                    let marker =
+                        format!("unknown field #{} of {:?}", self.injected.len(), self.owner);
                     put_len(&mut bytes, number, marker.as_bytes());
                     true
                 }
@@ -1031,7 +1125,8 @@ impl Splicer {
     }
 
     fn key_value(&mut self, kv: &KeyValue) -> Vec<u8> {
-        let mut out = KeyValue { key: kv.key.clone(), value: None, key_strindex: kv.key_strindex }.encode_to_vec();
+        let mut out = KeyValue { key: kv.key.clone(), value: None, key_strindex: kv.key_strindex }
+            .encode_to_vec();
         if let Some(v) = &kv.value {
             let v = self.any_value(v);
             put_len(&mut out, 2, &v);
@@ -1061,7 +1156,8 @@ impl Splicer {
             let mut rs_out = Vec::new();
             if let Some(res) = &rs.resource {
                 self.owner = Owner::Resource(r);
-                let mut res_out = Resource { attributes: Vec::new(), ..res.clone() }.encode_to_vec();
+                let mut res_out =
+                    Resource { attributes: Vec::new(), ..res.clone() }.encode_to_vec();
                 self.attributes(&mut res_out, 1, &res.attributes);
                 self.unknowns(&mut res_out);
                 put_len(&mut rs_out, 1, &res_out);
@@ -1070,7 +1166,9 @@ impl Splicer {
                 let mut ss_out = Vec::new();
                 if let Some(scope) = &ss.scope {
                     self.owner = Owner::Scope(scope_at);
-                    let mut scope_out = InstrumentationScope { attributes: Vec::new(), ..scope.clone() }.encode_to_vec();
+                    let mut scope_out =
+                        InstrumentationScope { attributes: Vec::new(), ..scope.clone() }
+                            .encode_to_vec();
                     self.attributes(&mut scope_out, 3, &scope.attributes);
                     self.unknowns(&mut scope_out);
                     put_len(&mut ss_out, 1, &scope_out);
@@ -1239,13 +1337,15 @@ proptest! {
 fn split_parts_process_like_the_whole() {
     use std::cell::Cell;
     use tracescrub_processor::{parts_agree, split_ranges};
-    let config = ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() };
+    let config =
+        ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() };
     let mut runner = proptest::test_runner::TestRunner::new(config);
     let (cases, agreed, disagreed) = (Cell::new(0u32), Cell::new(0u32), Cell::new(0u32));
     let strategy = (batch(), prop::sample::select(CONFIGS), any::<u64>(), 2usize..=4);
     runner
         .run(&strategy, |(req, config, seed, parts)| {
-            let input = Splicer { rng: seed, owner: Owner::Request, injected: Vec::new() }.request(&req);
+            let input =
+                Splicer { rng: seed, owner: Owner::Request, injected: Vec::new() }.request(&req);
             let ranges = split_ranges(&input, parts);
             cases.set(cases.get() + 1);
             if ranges.len() < 2 {
@@ -1265,18 +1365,36 @@ fn split_parts_process_like_the_whole() {
             if !parts_agree(&links) {
                 // The check is exact: parts that disagree would have given
                 // other bytes.
-                prop_assert!(batch != whole.batch, "parts {:?} disagree, yet join into the whole under {}", ranges, config);
+                prop_assert!(
+                    batch != whole.batch,
+                    "parts {:?} disagree, yet join into the whole under {}",
+                    ranges,
+                    config
+                );
                 disagreed.set(disagreed.get() + 1);
                 return Ok(());
             }
             agreed.set(agreed.get() + 1);
-            prop_assert!(batch == whole.batch, "parts {:?} differ from the whole under {}", ranges, config);
+            prop_assert!(
+                batch == whole.batch,
+                "parts {:?} differ from the whole under {}",
+                ranges,
+                config
+            );
             prop_assert_eq!(checks::by_name(stats), checks::by_name(whole.stats), "{}", config);
             Ok(())
         })
         .unwrap();
-    assert!(agreed.get() * 8 >= cases.get(), "only {} of {} batches were cut into parts that agree", agreed.get(), cases.get());
-    assert!(disagreed.get() > 0, "no batch was cut into parts that disagree: the generator does not exercise the check");
+    assert!(
+        agreed.get() * 8 >= cases.get(),
+        "only {} of {} batches were cut into parts that agree",
+        agreed.get(),
+        cases.get()
+    );
+    assert!(
+        disagreed.get() > 0,
+        "no batch was cut into parts that disagree: the generator does not exercise the check"
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -1303,12 +1421,20 @@ fn plain_span(id: u8, parent: u8, name: &str, attributes: Vec<KeyValue>) -> Span
 
 fn one_scope(spans: Vec<Span>) -> ExportTraceServiceRequest {
     ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans { scope_spans: vec![ScopeSpans { spans, ..Default::default() }], ..Default::default() }],
+        resource_spans: vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
+            ..Default::default()
+        }],
     }
 }
 
 fn names(req: &ExportTraceServiceRequest) -> Vec<String> {
-    req.resource_spans.iter().flat_map(|r| &r.scope_spans).flat_map(|s| &s.spans).map(|s| s.name.clone()).collect()
+    req.resource_spans
+        .iter()
+        .flat_map(|r| &r.scope_spans)
+        .flat_map(|s| &s.spans)
+        .map(|s| s.name.clone())
+        .collect()
 }
 
 /// Scenario: the independent checker on published examples.
@@ -1317,10 +1443,21 @@ fn names(req: &ExportTraceServiceRequest) -> Vec<String> {
 /// vacuous.
 #[test]
 fn independent_checker_examples() {
-    for valid in ["13097248022", "29020075838", "53097248016", "13527248013", "10915596784", "02013299997", "70108299914", FNR] {
+    for valid in [
+        "13097248022",
+        "29020075838",
+        "53097248016",
+        "13527248013",
+        "10915596784",
+        "02013299997",
+        "70108299914",
+        FNR,
+    ] {
         assert!(naive_valid(valid.as_bytes()), "{valid}");
     }
-    for invalid in ["13097248032", "13097248023", "32127248022", "13137248022", "29020112345", "12345678901"] {
+    for invalid in
+        ["13097248032", "13097248023", "32127248022", "13137248022", "29020112345", "12345678901"]
+    {
         assert!(!naive_valid(invalid.as_bytes()), "{invalid}");
     }
     assert_eq!(naive_numbers(b"a 130972-48022 b 13097248022"), vec![(17, 28), (2, 14)]);
@@ -1337,10 +1474,16 @@ fn independent_checker_examples() {
 /// masks the rest, and the engine agrees with it.
 #[test]
 fn reference_on_a_fixed_batch() {
-    let noisy = plain_span(1, 0, "probe", vec![kv("url.path", Value::StringValue("/isAlive".into()))]);
+    let noisy =
+        plain_span(1, 0, "probe", vec![kv("url.path", Value::StringValue("/isAlive".into()))]);
     let child = plain_span(2, 1, "child", vec![]);
     let grandchild = plain_span(3, 2, "grandchild", vec![]);
-    let keep = plain_span(4, 0, &format!("lookup {FNR}"), vec![kv("k", Value::IntValue(FNR.parse().unwrap()))]);
+    let keep = plain_span(
+        4,
+        0,
+        &format!("lookup {FNR}"),
+        vec![kv("k", Value::IntValue(FNR.parse().unwrap()))],
+    );
     let mut req = one_scope(vec![noisy, keep]);
     req.resource_spans[0].scope_spans.push(ScopeSpans {
         scope: Some(InstrumentationScope { name: format!("lib {FNR}"), ..Default::default() }),
@@ -1353,9 +1496,15 @@ fn reference_on_a_fixed_batch() {
     assert_eq!(names(&want.batch), ["lookup ***********"]);
     assert_eq!(want.batch.resource_spans.len(), 1);
     assert_eq!(want.batch.resource_spans[0].scope_spans.len(), 1);
-    assert_eq!((want.stats.spans_in, want.stats.spans_out, want.stats.dropped_descendants), (4, 1, 2));
+    assert_eq!(
+        (want.stats.spans_in, want.stats.spans_out, want.stats.dropped_descendants),
+        (4, 1, 2)
+    );
     assert_eq!(want.stats.values_masked, 2);
-    assert_eq!((want.kept_scopes, want.kept_resources), (vec![true, false, false], vec![true, false]));
+    assert_eq!(
+        (want.kept_scopes, want.kept_resources),
+        (vec![true, false, false], vec![true, false])
+    );
 
     let out = Processor::new(DEFAULT).unwrap().process(&req.encode_to_vec()).unwrap();
     assert_eq!(out.batch, want.batch.encode_to_vec());
@@ -1368,7 +1517,8 @@ fn reference_on_a_fixed_batch() {
 /// names it) and is dropped whatever the order of the spans in the batch.
 #[test]
 fn bug_descendant_of_duplicate_span_id_kept_depending_on_span_order() {
-    let noisy = plain_span(1, 0, "noisy", vec![kv("url.path", Value::StringValue("/metrics".into()))]);
+    let noisy =
+        plain_span(1, 0, "noisy", vec![kv("url.path", Value::StringValue("/metrics".into()))]);
     let twin = plain_span(1, 0, "twin", vec![]);
     let child = plain_span(2, 1, "child", vec![]);
     let p = Processor::new(DEFAULT).unwrap();
@@ -1387,11 +1537,15 @@ fn bug_descendant_of_duplicate_span_id_kept_depending_on_span_order() {
 /// masked: `values_masked` counts numbers replaced in the output.
 #[test]
 fn bug_masks_in_removed_containers_are_counted() {
-    let noisy = plain_span(1, 0, "probe", vec![kv("url.path", Value::StringValue("/isAlive".into()))]);
+    let noisy =
+        plain_span(1, 0, "probe", vec![kv("url.path", Value::StringValue("/isAlive".into()))]);
     let mut req = one_scope(vec![noisy]);
-    req.resource_spans[0].resource =
-        Some(Resource { attributes: vec![kv("host.user", Value::StringValue(FNR.into()))], ..Default::default() });
-    req.resource_spans[0].scope_spans[0].scope = Some(InstrumentationScope { name: format!("lib {FNR}"), ..Default::default() });
+    req.resource_spans[0].resource = Some(Resource {
+        attributes: vec![kv("host.user", Value::StringValue(FNR.into()))],
+        ..Default::default()
+    });
+    req.resource_spans[0].scope_spans[0].scope =
+        Some(InstrumentationScope { name: format!("lib {FNR}"), ..Default::default() });
     let out = Processor::new(DEFAULT).unwrap().process(&req.encode_to_vec()).unwrap();
     assert!(out.batch.is_empty());
     assert_eq!(out.stats.spans_dropped, 1);

@@ -29,18 +29,31 @@ pub async fn handle<B>(gateway: &Arc<Gateway>, request: &Request<B>) -> Response
     let allowed = match path {
         "/metrics" | "/healthz" | "/readyz" => Method::GET,
         "/-/reload" => Method::POST,
-        _ => return text(StatusCode::NOT_FOUND, "not found; try GET /metrics, /healthz, /readyz or POST /-/reload\n".into()),
+        _ => {
+            return text(
+                StatusCode::NOT_FOUND,
+                "not found; try GET /metrics, /healthz, /readyz or POST /-/reload\n".into(),
+            );
+        }
     };
-    if request.method() != allowed && !(allowed == Method::GET && request.method() == Method::HEAD) {
-        let mut response = text(StatusCode::METHOD_NOT_ALLOWED, format!("use {allowed} on {path}\n"));
-        response.headers_mut().insert(ALLOW, HeaderValue::from_str(allowed.as_str()).unwrap_or(HeaderValue::from_static("GET")));
+    if request.method() != allowed && !(allowed == Method::GET && request.method() == Method::HEAD)
+    {
+        let mut response =
+            text(StatusCode::METHOD_NOT_ALLOWED, format!("use {allowed} on {path}\n"));
+        response.headers_mut().insert(
+            ALLOW,
+            HeaderValue::from_str(allowed.as_str()).unwrap_or(HeaderValue::from_static("GET")),
+        );
         return response;
     }
     match path {
         "/metrics" => {
             let body = gateway.metrics.render(&gateway.active(), gateway.settings.workers);
             let mut response = text(StatusCode::OK, body);
-            response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+            response.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
             response
         }
         "/healthz" => text(StatusCode::OK, "ok\n".into()),
@@ -79,7 +92,9 @@ pub async fn handle<B>(gateway: &Arc<Gateway>, request: &Request<B>) -> Response
 fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
-    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
     response
 }
 

@@ -39,8 +39,12 @@ pub const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceServ
 pub fn grpc_status(error: &ExportError) -> Status {
     use super::upstream::SendError;
     let code = match error {
-        ExportError::Malformed(_) | ExportError::TooLarge(_) | ExportError::Upstream(SendError::Rejected(_)) => Code::InvalidArgument,
-        ExportError::Overloaded | ExportError::Timeout | ExportError::Upstream(_) => Code::Unavailable,
+        ExportError::Malformed(_)
+        | ExportError::TooLarge(_)
+        | ExportError::Upstream(SendError::Rejected(_)) => Code::InvalidArgument,
+        ExportError::Overloaded | ExportError::Timeout | ExportError::Upstream(_) => {
+            Code::Unavailable
+        }
         ExportError::Trap | ExportError::Internal(_) => Code::Internal,
         ExportError::BodyTimeout(_) => Code::DeadlineExceeded,
     };
@@ -57,7 +61,8 @@ pub struct Receiver {
 impl Receiver {
     /// The service for `gateway`.
     pub fn new(gateway: Arc<Gateway>) -> Receiver {
-        let max_message_bytes = usize::try_from(gateway.settings.max_decompressed_bytes).unwrap_or(usize::MAX);
+        let max_message_bytes =
+            usize::try_from(gateway.settings.max_decompressed_bytes).unwrap_or(usize::MAX);
         Receiver { gateway, max_message_bytes }
     }
 }
@@ -77,7 +82,9 @@ where
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         if request.uri().path() != EXPORT_PATH {
-            return Box::pin(async move { Ok(Status::unimplemented("only TraceService/Export is served here").into_http()) });
+            return Box::pin(async move {
+                Ok(Status::unimplemented("only TraceService/Export is served here").into_http())
+            });
         }
         // Admitted before tonic reads and decompresses the message, so the
         // in-flight limit bounds the memory messages take, as over HTTP.
@@ -87,7 +94,11 @@ where
         };
         let gateway = Arc::clone(&self.gateway);
         let (decoded, read) = oneshot::channel();
-        let export = Export { gateway: Arc::clone(&gateway), admission: Some(admission), decoded: Some(decoded) };
+        let export = Export {
+            gateway: Arc::clone(&gateway),
+            admission: Some(admission),
+            decoded: Some(decoded),
+        };
         let limit = self.max_message_bytes;
         let mut grpc = tonic::server::Grpc::new(RawRequestCodec)
             .accept_compressed(CompressionEncoding::Gzip)
@@ -120,7 +131,11 @@ where
 /// inflates past it with `ResourceExhausted`; OTLP/gRPC clients retry both,
 /// so they would resend the same batch forever. The export service never
 /// answers with either code, so these come from tonic's decoding.
-fn final_size_status(gateway: &Gateway, response: http::Response<tonic::body::Body>, limit: usize) -> http::Response<tonic::body::Body> {
+fn final_size_status(
+    gateway: &Gateway,
+    response: http::Response<tonic::body::Body>,
+    limit: usize,
+) -> http::Response<tonic::body::Body> {
     let Some(status) = Status::from_header_map(response.headers()) else { return response };
     if !matches!(status.code(), Code::OutOfRange | Code::ResourceExhausted) {
         return response;
@@ -206,7 +221,11 @@ impl Encoder for ResponseEncoder {
     type Item = ExportTraceServiceResponse;
     type Error = Status;
 
-    fn encode(&mut self, item: ExportTraceServiceResponse, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+    fn encode(
+        &mut self,
+        item: ExportTraceServiceResponse,
+        dst: &mut EncodeBuf<'_>,
+    ) -> Result<(), Status> {
         item.encode(dst).map_err(|e| Status::internal(format!("cannot encode the response: {e}")))
     }
 }
@@ -217,7 +236,10 @@ pub async fn serve(gateway: Arc<Gateway>, listener: TcpListener, mut stop: watch
     let stopped = async move {
         let _ = stop.changed().await;
     };
-    if let Err(e) = tonic::transport::Server::builder().serve_with_incoming_shutdown(Receiver::new(gateway), incoming, stopped).await {
+    if let Err(e) = tonic::transport::Server::builder()
+        .serve_with_incoming_shutdown(Receiver::new(gateway), incoming, stopped)
+        .await
+    {
         log(format_args!("OTLP/gRPC receiver stopped with an error: {e}"));
     }
 }

@@ -18,7 +18,9 @@ use std::time::Duration;
 
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Body, Bytes};
-use hyper::header::{ALLOW, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use hyper::header::{
+    ALLOW, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, RETRY_AFTER,
+};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::graceful::GracefulShutdown;
@@ -62,14 +64,20 @@ mod code {
 
 /// Serves `handler` on `listener` (HTTP/1.1 and h2c) until `stop` turns
 /// true, then lets open connections finish their requests.
-pub(crate) async fn serve_with<H, F>(listener: TcpListener, mut stop: watch::Receiver<bool>, handler: H)
-where
+pub(crate) async fn serve_with<H, F>(
+    listener: TcpListener,
+    mut stop: watch::Receiver<bool>,
+    handler: H,
+) where
     H: Fn(Request<hyper::body::Incoming>) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
 {
     let graceful = GracefulShutdown::new();
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -120,7 +128,9 @@ enum Encoding {
 fn media_type(request_type: Option<&HeaderValue>) -> Option<Encoding> {
     let value = request_type?.to_str().ok()?;
     let media = value.split(';').next().unwrap_or_default().trim();
-    if media.eq_ignore_ascii_case("application/x-protobuf") || media.eq_ignore_ascii_case("application/protobuf") {
+    if media.eq_ignore_ascii_case("application/x-protobuf")
+        || media.eq_ignore_ascii_case("application/protobuf")
+    {
         Some(Encoding::Protobuf)
     } else if media.eq_ignore_ascii_case("application/json") {
         Some(Encoding::Json)
@@ -140,7 +150,10 @@ where
     // Errors are answered in the request's encoding; protobuf when unknown.
     let answer_in = encoding.unwrap_or(Encoding::Protobuf);
     if request.uri().path() != TRACES_PATH {
-        let message = format!("no such path {:?}; OTLP/HTTP traces go to POST {TRACES_PATH}", request.uri().path());
+        let message = format!(
+            "no such path {:?}; OTLP/HTTP traces go to POST {TRACES_PATH}",
+            request.uri().path()
+        );
         return status(answer_in, StatusCode::NOT_FOUND, code::NOT_FOUND, message, None);
     }
     if request.method() != Method::POST {
@@ -155,25 +168,51 @@ where
         return response;
     }
     let Some(encoding) = encoding else {
-        let given = request.headers().get(CONTENT_TYPE).map_or("none".into(), |v| format!("{:?}", String::from_utf8_lossy(v.as_bytes())));
-        let message = format!("content type {given} is not supported; send application/x-protobuf or application/json");
-        return status(answer_in, StatusCode::UNSUPPORTED_MEDIA_TYPE, code::INVALID_ARGUMENT, message, None);
+        let given = request
+            .headers()
+            .get(CONTENT_TYPE)
+            .map_or("none".into(), |v| format!("{:?}", String::from_utf8_lossy(v.as_bytes())));
+        let message = format!(
+            "content type {given} is not supported; send application/x-protobuf or application/json"
+        );
+        return status(
+            answer_in,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            code::INVALID_ARGUMENT,
+            message,
+            None,
+        );
     };
     let gzip = match request.headers().get(CONTENT_ENCODING).map(HeaderValue::as_bytes) {
         None => false,
         Some(v) if v.eq_ignore_ascii_case(b"identity") => false,
         Some(v) if v.eq_ignore_ascii_case(b"gzip") => true,
         Some(v) => {
-            let message = format!("content encoding {:?} is not supported; send gzip or none", String::from_utf8_lossy(v));
-            return status(encoding, StatusCode::UNSUPPORTED_MEDIA_TYPE, code::INVALID_ARGUMENT, message, None);
+            let message = format!(
+                "content encoding {:?} is not supported; send gzip or none",
+                String::from_utf8_lossy(v)
+            );
+            return status(
+                encoding,
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                code::INVALID_ARGUMENT,
+                message,
+                None,
+            );
         }
     };
     let limit = gateway.settings.max_body_bytes;
-    let declared = request.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let declared = request
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
     if let Some(length) = declared
         && length > limit
     {
-        let message = format!("body of {length} bytes is over the limit of {limit} bytes; send smaller batches");
+        let message = format!(
+            "body of {length} bytes is over the limit of {limit} bytes; send smaller batches"
+        );
         return too_large(gateway, encoding, message);
     }
     let admission = match gateway.admit(Transport::Http) {
@@ -184,7 +223,8 @@ where
     // bodies take), so a client that stalls mid-body is cut off, or a few
     // slow clients could hold every place.
     let timeout = gateway.settings.body_timeout;
-    let read = Limited::new(request.into_body(), usize::try_from(limit).unwrap_or(usize::MAX)).collect();
+    let read =
+        Limited::new(request.into_body(), usize::try_from(limit).unwrap_or(usize::MAX)).collect();
     let Ok(read) = tokio::time::timeout(timeout, read).await else {
         let error = ExportError::BodyTimeout(timeout.as_millis());
         gateway.record_failure(&error, Transport::Http, 0);
@@ -198,14 +238,22 @@ where
         }
         Err(e) => {
             let message = format!("could not read the request body: {e}");
-            return status(encoding, StatusCode::BAD_REQUEST, code::INVALID_ARGUMENT, message, None);
+            return status(
+                encoding,
+                StatusCode::BAD_REQUEST,
+                code::INVALID_ARGUMENT,
+                message,
+                None,
+            );
         }
     };
     let kind = BodyKind { gzip, json: encoding == Encoding::Json };
     match gateway.export(&admission, body, kind, Transport::Http).await {
         Ok(_) => {
             let body = match encoding {
-                Encoding::Protobuf => Bytes::from(ExportTraceServiceResponse::default().encode_to_vec()),
+                Encoding::Protobuf => {
+                    Bytes::from(ExportTraceServiceResponse::default().encode_to_vec())
+                }
                 Encoding::Json => Bytes::from_static(b"{}"),
             };
             content(encoding, StatusCode::OK, body)
@@ -226,12 +274,22 @@ pub fn http_status(error: &ExportError) -> (StatusCode, i32) {
     match error {
         ExportError::Malformed(_) => (StatusCode::BAD_REQUEST, code::INVALID_ARGUMENT),
         ExportError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, code::INVALID_ARGUMENT),
-        ExportError::Overloaded | ExportError::Timeout => (StatusCode::SERVICE_UNAVAILABLE, code::UNAVAILABLE),
-        ExportError::Trap | ExportError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, code::INTERNAL),
+        ExportError::Overloaded | ExportError::Timeout => {
+            (StatusCode::SERVICE_UNAVAILABLE, code::UNAVAILABLE)
+        }
+        ExportError::Trap | ExportError::Internal(_) => {
+            (StatusCode::INTERNAL_SERVER_ERROR, code::INTERNAL)
+        }
         ExportError::BodyTimeout(_) => (StatusCode::REQUEST_TIMEOUT, code::DEADLINE_EXCEEDED),
-        ExportError::Upstream(SendError::Throttled { .. }) => (StatusCode::TOO_MANY_REQUESTS, code::RESOURCE_EXHAUSTED),
-        ExportError::Upstream(SendError::Unavailable(_)) => (StatusCode::SERVICE_UNAVAILABLE, code::UNAVAILABLE),
-        ExportError::Upstream(SendError::Rejected(_)) => (StatusCode::BAD_REQUEST, code::INVALID_ARGUMENT),
+        ExportError::Upstream(SendError::Throttled { .. }) => {
+            (StatusCode::TOO_MANY_REQUESTS, code::RESOURCE_EXHAUSTED)
+        }
+        ExportError::Upstream(SendError::Unavailable(_)) => {
+            (StatusCode::SERVICE_UNAVAILABLE, code::UNAVAILABLE)
+        }
+        ExportError::Upstream(SendError::Rejected(_)) => {
+            (StatusCode::BAD_REQUEST, code::INVALID_ARGUMENT)
+        }
     }
 }
 
@@ -240,10 +298,18 @@ fn export_error(encoding: Encoding, error: &ExportError) -> Response<Full<Bytes>
     status(encoding, http, rpc, error.to_string(), error.retry_after())
 }
 
-fn status(encoding: Encoding, http: StatusCode, code: i32, message: String, retry_after: Option<u64>) -> Response<Full<Bytes>> {
+fn status(
+    encoding: Encoding,
+    http: StatusCode,
+    code: i32,
+    message: String,
+    retry_after: Option<u64>,
+) -> Response<Full<Bytes>> {
     let body = match encoding {
         Encoding::Protobuf => Bytes::from(RpcStatus { code, message }.encode_to_vec()),
-        Encoding::Json => Bytes::from(serde_json::json!({ "code": code, "message": message }).to_string()),
+        Encoding::Json => {
+            Bytes::from(serde_json::json!({ "code": code, "message": message }).to_string())
+        }
     };
     let mut response = content(encoding, http, body);
     if let Some(secs) = retry_after {
@@ -303,7 +369,13 @@ mod tests {
             let cases: [Case; 6] = [
                 ("POST", "/v1/logs", &pb, b"", StatusCode::NOT_FOUND),
                 ("PUT", "/v1/traces", &pb, b"", StatusCode::METHOD_NOT_ALLOWED),
-                ("POST", "/v1/traces", &[("content-type", "text/plain")], b"", StatusCode::UNSUPPORTED_MEDIA_TYPE),
+                (
+                    "POST",
+                    "/v1/traces",
+                    &[("content-type", "text/plain")],
+                    b"",
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                ),
                 (
                     "POST",
                     "/v1/traces",
@@ -327,7 +399,8 @@ mod tests {
                 let status = RpcStatus::decode(bytes).unwrap();
                 assert!(!status.message.is_empty(), "{method} {path}");
             }
-            let response = call("POST", "/v1/traces", &[("content-type", "application/json")], b"[]").await;
+            let response =
+                call("POST", "/v1/traces", &[("content-type", "application/json")], b"[]").await;
             assert_eq!(response.status(), StatusCode::BAD_REQUEST);
             assert_eq!(response.headers()[CONTENT_TYPE], "application/json");
             let bytes = response.into_body().collect().await.unwrap().to_bytes();

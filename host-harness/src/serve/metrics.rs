@@ -97,7 +97,8 @@ impl Outcome {
 /// Upper bounds of the latency histograms' buckets, in seconds: from half a
 /// millisecond (a small batch on loopback) to 10 s (past every default
 /// deadline and timeout).
-const BUCKETS: [f64; 14] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+const BUCKETS: [f64; 14] =
+    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
 /// A latency histogram.
 #[derive(Default)]
@@ -176,7 +177,10 @@ impl Metrics {
             self.split_reruns.fetch_add(1, Relaxed);
         }
         self.dropped_descendants.fetch_add(stats.dropped_descendants, Relaxed);
-        if stats.dropped_by_rule.is_empty() && stats.masked_by_detector.is_empty() && stats.masked_by_field.is_empty() {
+        if stats.dropped_by_rule.is_empty()
+            && stats.masked_by_detector.is_empty()
+            && stats.masked_by_field.is_empty()
+        {
             return;
         }
         let mut labeled = self.labeled.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -235,10 +239,18 @@ impl Metrics {
         let counter = |out: &mut String, name: &str, help: &str| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
         };
-        counter(&mut out, "tracescrub_receiver_accepted_spans_total", "Spans in batches acknowledged to the client.");
+        counter(
+            &mut out,
+            "tracescrub_receiver_accepted_spans_total",
+            "Spans in batches acknowledged to the client.",
+        );
         for t in Transport::ALL {
             let v = self.accepted_spans[index(&Transport::ALL, &t)].load(Relaxed);
-            let _ = writeln!(out, "tracescrub_receiver_accepted_spans_total{{transport=\"{}\"}} {v}", t.name());
+            let _ = writeln!(
+                out,
+                "tracescrub_receiver_accepted_spans_total{{transport=\"{}\"}} {v}",
+                t.name()
+            );
         }
         counter(
             &mut out,
@@ -247,17 +259,38 @@ impl Metrics {
         );
         for t in Transport::ALL {
             let v = self.refused_spans[index(&Transport::ALL, &t)].load(Relaxed);
-            let _ = writeln!(out, "tracescrub_receiver_refused_spans_total{{transport=\"{}\"}} {v}", t.name());
+            let _ = writeln!(
+                out,
+                "tracescrub_receiver_refused_spans_total{{transport=\"{}\"}} {v}",
+                t.name()
+            );
         }
         counter(&mut out, "tracescrub_exporter_sent_spans_total", "Spans the upstream accepted.");
-        let _ = writeln!(out, "tracescrub_exporter_sent_spans_total {}", self.sent_spans.load(Relaxed));
-        counter(&mut out, "tracescrub_exporter_send_failed_spans_total", "Spans the upstream failed or refused to accept.");
-        let _ = writeln!(out, "tracescrub_exporter_send_failed_spans_total {}", self.send_failed_spans.load(Relaxed));
+        let _ =
+            writeln!(out, "tracescrub_exporter_sent_spans_total {}", self.sent_spans.load(Relaxed));
+        counter(
+            &mut out,
+            "tracescrub_exporter_send_failed_spans_total",
+            "Spans the upstream failed or refused to accept.",
+        );
+        let _ = writeln!(
+            out,
+            "tracescrub_exporter_send_failed_spans_total {}",
+            self.send_failed_spans.load(Relaxed)
+        );
         {
             let labeled = self.labeled.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            counter(&mut out, "tracescrub_processor_dropped_spans_total", "Noise spans dropped, by the glob that matched them.");
+            counter(
+                &mut out,
+                "tracescrub_processor_dropped_spans_total",
+                "Noise spans dropped, by the glob that matched them.",
+            );
             for (rule, v) in &labeled.dropped_by_rule {
-                let _ = writeln!(out, "tracescrub_processor_dropped_spans_total{{rule=\"{}\"}} {v}", escape(rule));
+                let _ = writeln!(
+                    out,
+                    "tracescrub_processor_dropped_spans_total{{rule=\"{}\"}} {v}",
+                    escape(rule)
+                );
             }
             counter(
                 &mut out,
@@ -265,11 +298,23 @@ impl Metrics {
                 "Personal numbers masked, by detector (fnr, d-number, h-number, synthetic, any11).",
             );
             for (detector, v) in &labeled.masked_by_detector {
-                let _ = writeln!(out, "tracescrub_processor_masked_values_total{{detector=\"{}\"}} {v}", escape(detector));
+                let _ = writeln!(
+                    out,
+                    "tracescrub_processor_masked_values_total{{detector=\"{}\"}} {v}",
+                    escape(detector)
+                );
             }
-            counter(&mut out, "tracescrub_processor_masked_fields_total", "Personal numbers masked, by field kind.");
+            counter(
+                &mut out,
+                "tracescrub_processor_masked_fields_total",
+                "Personal numbers masked, by field kind.",
+            );
             for (field, v) in &labeled.masked_by_field {
-                let _ = writeln!(out, "tracescrub_processor_masked_fields_total{{field=\"{}\"}} {v}", escape(field));
+                let _ = writeln!(
+                    out,
+                    "tracescrub_processor_masked_fields_total{{field=\"{}\"}} {v}",
+                    escape(field)
+                );
             }
         }
         counter(
@@ -277,23 +322,36 @@ impl Metrics {
             "tracescrub_processor_dropped_descendant_spans_total",
             "Spans dropped because an ancestor in the same batch was noise.",
         );
-        let _ = writeln!(out, "tracescrub_processor_dropped_descendant_spans_total {}", self.dropped_descendants.load(Relaxed));
+        let _ = writeln!(
+            out,
+            "tracescrub_processor_dropped_descendant_spans_total {}",
+            self.dropped_descendants.load(Relaxed)
+        );
         counter(
             &mut out,
             "tracescrub_processor_split_batches_total",
             "Batches cut into parts of which idle workers ran some, alongside the worker that took the batch.",
         );
-        let _ = writeln!(out, "tracescrub_processor_split_batches_total {}", self.split_batches.load(Relaxed));
+        let _ = writeln!(
+            out,
+            "tracescrub_processor_split_batches_total {}",
+            self.split_batches.load(Relaxed)
+        );
         counter(
             &mut out,
             "tracescrub_processor_split_reruns_total",
             "Batches processed in parts and then again whole, because a span dropped in one part had a child kept in another.",
         );
-        let _ = writeln!(out, "tracescrub_processor_split_reruns_total {}", self.split_reruns.load(Relaxed));
+        let _ = writeln!(
+            out,
+            "tracescrub_processor_split_reruns_total {}",
+            self.split_reruns.load(Relaxed)
+        );
         counter(&mut out, "tracescrub_processor_batches_total", "Batches by how they ended.");
         for o in Outcome::ALL {
             let v = self.batches[index(&Outcome::ALL, &o)].load(Relaxed);
-            let _ = writeln!(out, "tracescrub_processor_batches_total{{outcome=\"{}\"}} {v}", o.name());
+            let _ =
+                writeln!(out, "tracescrub_processor_batches_total{{outcome=\"{}\"}} {v}", o.name());
         }
         self.processing.render(
             &mut out,
@@ -305,17 +363,35 @@ impl Metrics {
             "tracescrub_receiver_request_duration_seconds",
             "Time from a batch's body being read to its answer, forwarding included.",
         );
-        counter(&mut out, "tracescrub_reloads_total", "Reloads by result; a failed reload leaves the old version serving.");
-        let _ = writeln!(out, "tracescrub_reloads_total{{result=\"success\"}} {}", self.reload_success.load(Relaxed));
-        let _ = writeln!(out, "tracescrub_reloads_total{{result=\"failure\"}} {}", self.reload_failure.load(Relaxed));
-        let _ = writeln!(out, "# HELP tracescrub_active_version The version serving: its component and config hashes.");
+        counter(
+            &mut out,
+            "tracescrub_reloads_total",
+            "Reloads by result; a failed reload leaves the old version serving.",
+        );
+        let _ = writeln!(
+            out,
+            "tracescrub_reloads_total{{result=\"success\"}} {}",
+            self.reload_success.load(Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "tracescrub_reloads_total{{result=\"failure\"}} {}",
+            self.reload_failure.load(Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP tracescrub_active_version The version serving: its component and config hashes."
+        );
         let _ = writeln!(out, "# TYPE tracescrub_active_version gauge");
         let _ = writeln!(
             out,
             "tracescrub_active_version{{component_sha256=\"{}\",config_sha256=\"{}\"}} 1",
             active.component_sha256, active.config_sha256
         );
-        let _ = writeln!(out, "# HELP tracescrub_in_flight_batches Batches being received, processed or forwarded.");
+        let _ = writeln!(
+            out,
+            "# HELP tracescrub_in_flight_batches Batches being received, processed or forwarded."
+        );
         let _ = writeln!(out, "# TYPE tracescrub_in_flight_batches gauge");
         let _ = writeln!(out, "tracescrub_in_flight_batches {}", self.in_flight.load(Relaxed));
         let _ = writeln!(out, "# HELP tracescrub_workers Worker threads running the component.");

@@ -85,7 +85,10 @@ impl fmt::Display for ServeError {
         match self {
             ServeError::Version(e) => write!(f, "cannot load the first version: {e}"),
             ServeError::Bind { what, address, source } => {
-                write!(f, "cannot listen for {what} on {address:?}: {source}; pick another address (port 0 takes any free port)")
+                write!(
+                    f,
+                    "cannot listen for {what} on {address:?}: {source}; pick another address (port 0 takes any free port)"
+                )
             }
             ServeError::Start(why) => f.write_str(why),
         }
@@ -234,13 +237,19 @@ impl Gateway {
     pub fn start(runtime: Runtime, sources: Sources) -> Result<Arc<Gateway>, ServeError> {
         let (_, _, settings) = version::read_config(&sources).map_err(ServeError::Version)?;
         let instance_options = InstanceOptions::default()
-            .with_max_memory_bytes(usize::try_from(settings.batch_memory_bytes).unwrap_or(usize::MAX))
+            .with_max_memory_bytes(
+                usize::try_from(settings.batch_memory_bytes).unwrap_or(usize::MAX),
+            )
             .with_epoch_deadline_ticks(pool::deadline_ticks(settings.batch_deadline));
-        let ticker = EpochTicker::start(&runtime).map_err(|e| ServeError::Start(format!("cannot start the epoch ticker thread: {e}")))?;
-        let first = version::build(&runtime, &sources, 1, None, &instance_options).map_err(ServeError::Version)?;
+        let ticker = EpochTicker::start(&runtime)
+            .map_err(|e| ServeError::Start(format!("cannot start the epoch ticker thread: {e}")))?;
+        let first = version::build(&runtime, &sources, 1, None, &instance_options)
+            .map_err(ServeError::Version)?;
         let active = Arc::new(RwLock::new(Arc::new(first)));
-        let pool = Pool::start(&settings, Arc::clone(&active), instance_options.clone()).map_err(ServeError::Start)?;
-        let upstream = Upstream::new(&settings.upstream, settings.upstream_timeout).map_err(ServeError::Start)?;
+        let pool = Pool::start(&settings, Arc::clone(&active), instance_options.clone())
+            .map_err(ServeError::Start)?;
+        let upstream = Upstream::new(&settings.upstream, settings.upstream_timeout)
+            .map_err(ServeError::Start)?;
         Ok(Arc::new(Gateway {
             active,
             pool,
@@ -282,7 +291,13 @@ impl Gateway {
 
     /// Processes one batch and forwards it; `Ok` only once the upstream
     /// accepted it (or it processed to no spans). Returns the spans received.
-    pub async fn export(&self, _admission: &Admission, body: Bytes, kind: BodyKind, transport: Transport) -> Result<u64, ExportError> {
+    pub async fn export(
+        &self,
+        _admission: &Admission,
+        body: Bytes,
+        kind: BodyKind,
+        transport: Transport,
+    ) -> Result<u64, ExportError> {
         let started = Instant::now();
         let size = body.len();
         let result = self.export_inner(body, kind, transport, started).await;
@@ -294,7 +309,13 @@ impl Gateway {
         result
     }
 
-    async fn export_inner(&self, body: Bytes, kind: BodyKind, transport: Transport, started: Instant) -> Result<u64, ExportError> {
+    async fn export_inner(
+        &self,
+        body: Bytes,
+        kind: BodyKind,
+        transport: Transport,
+        started: Instant,
+    ) -> Result<u64, ExportError> {
         // The version is captured once: processing and forwarding both use it.
         let version = self.active();
         let forward = &version.settings.forward;
@@ -302,8 +323,10 @@ impl Gateway {
         let gzip_output = forward.gzip && self.upstream.gzips_bodies();
         let job = Job { version: Arc::clone(&version), body, kind, gzip_output, reply };
         self.pool.submit(job).map_err(|_| ExportError::Overloaded)?;
-        let processed =
-            answer.await.map_err(|_| ExportError::Internal("the worker ended before answering".into()))?.map_err(|e| match e {
+        let processed = answer
+            .await
+            .map_err(|_| ExportError::Internal("the worker ended before answering".into()))?
+            .map_err(|e| match e {
                 BatchError::Malformed { message, .. } => ExportError::Malformed(message),
                 BatchError::TooLarge(why) => ExportError::TooLarge(why),
                 BatchError::Trap => ExportError::Trap,
@@ -318,7 +341,11 @@ impl Gateway {
             self.metrics.accepted(transport, stats.spans_in);
             return Ok(stats.spans_in);
         }
-        match self.upstream.send(processed.batch, processed.gzipped, forward.gzip, &forward.headers).await {
+        match self
+            .upstream
+            .send(processed.batch, processed.gzipped, forward.gzip, &forward.headers)
+            .await
+        {
             Ok(()) => {
                 self.metrics.sent(stats.spans_out, true);
                 self.metrics.batch(Outcome::Ok);
@@ -340,11 +367,15 @@ impl Gateway {
         let outcome = error.outcome();
         self.metrics.batch(outcome);
         {
-            let mut limit = self.failure_log.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut limit =
+                self.failure_log.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             let second = self.started.elapsed().as_secs();
             if second != limit.second {
                 if limit.suppressed > 0 {
-                    log(format_args!("batch failed: {} more failures not logged (see the metrics)", limit.suppressed));
+                    log(format_args!(
+                        "batch failed: {} more failures not logged (see the metrics)",
+                        limit.suppressed
+                    ));
                 }
                 *limit = FailureLog { second, lines: 0, suppressed: 0 };
             }
@@ -355,11 +386,17 @@ impl Gateway {
             limit.lines += 1;
         }
         let detail = match error {
-            ExportError::Upstream(e) => format!(" upstream=\"{}\"", e.to_string().replace('"', "'")),
+            ExportError::Upstream(e) => {
+                format!(" upstream=\"{}\"", e.to_string().replace('"', "'"))
+            }
             ExportError::Internal(why) => format!(" reason=\"{}\"", why.replace('"', "'")),
             _ => String::new(),
         };
-        log(format_args!("batch failed: outcome={} transport={} bytes={size}{detail}", outcome.name(), transport.name()));
+        log(format_args!(
+            "batch failed: outcome={} transport={} bytes={size}{detail}",
+            outcome.name(),
+            transport.name()
+        ));
     }
 
     /// Reloads: builds a version from the files and swaps it in if it
@@ -389,8 +426,16 @@ pub fn readiness_line(bound: &Bound, version: &Version) -> String {
 }
 
 fn bind(what: &'static str, address: &str) -> Result<std::net::TcpListener, ServeError> {
-    let listener = std::net::TcpListener::bind(address).map_err(|source| ServeError::Bind { what, address: address.to_owned(), source })?;
-    listener.set_nonblocking(true).map_err(|source| ServeError::Bind { what, address: address.to_owned(), source })?;
+    let listener = std::net::TcpListener::bind(address).map_err(|source| ServeError::Bind {
+        what,
+        address: address.to_owned(),
+        source,
+    })?;
+    listener.set_nonblocking(true).map_err(|source| ServeError::Bind {
+        what,
+        address: address.to_owned(),
+        source,
+    })?;
     Ok(listener)
 }
 
@@ -410,7 +455,8 @@ pub fn run(options: ServeOptions) -> Result<(), ServeError> {
 }
 
 async fn serve(options: ServeOptions) -> Result<(), ServeError> {
-    let runtime = Runtime::new().map_err(|e| ServeError::Start(format!("cannot create the wasmtime engine: {e}")))?;
+    let runtime = Runtime::new()
+        .map_err(|e| ServeError::Start(format!("cannot create the wasmtime engine: {e}")))?;
     let sources = options.sources;
     // Bind first, so a taken port fails before the compile.
     let (_, _, settings) = version::read_config(&sources).map_err(ServeError::Version)?;
@@ -418,7 +464,11 @@ async fn serve(options: ServeOptions) -> Result<(), ServeError> {
     let grpc_listener = bind("OTLP/gRPC", &settings.listen_grpc)?;
     let admin_listener = bind("admin", &settings.admin)?;
     let local = |l: &std::net::TcpListener, what: &'static str, address: &str| {
-        l.local_addr().map_err(|source| ServeError::Bind { what, address: address.to_owned(), source })
+        l.local_addr().map_err(|source| ServeError::Bind {
+            what,
+            address: address.to_owned(),
+            source,
+        })
     };
     let bound = Bound {
         http: local(&http_listener, "OTLP/HTTP", &settings.listen_http)?,
@@ -430,14 +480,17 @@ async fn serve(options: ServeOptions) -> Result<(), ServeError> {
         tokio::task::block_in_place(|| Gateway::start(runtime, sources))?
     };
     let to_tokio = |l: std::net::TcpListener| {
-        tokio::net::TcpListener::from_std(l).map_err(|e| ServeError::Start(format!("cannot use a listener: {e}")))
+        tokio::net::TcpListener::from_std(l)
+            .map_err(|e| ServeError::Start(format!("cannot use a listener: {e}")))
     };
-    let (http_listener, grpc_listener, admin_listener) = (to_tokio(http_listener)?, to_tokio(grpc_listener)?, to_tokio(admin_listener)?);
+    let (http_listener, grpc_listener, admin_listener) =
+        (to_tokio(http_listener)?, to_tokio(grpc_listener)?, to_tokio(admin_listener)?);
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let http_task = tokio::spawn(http::serve(Arc::clone(&gateway), http_listener, stop_rx.clone()));
     let grpc_task = tokio::spawn(grpc::serve(Arc::clone(&gateway), grpc_listener, stop_rx.clone()));
-    let admin_task = tokio::spawn(admin::serve(Arc::clone(&gateway), admin_listener, stop_rx.clone()));
+    let admin_task =
+        tokio::spawn(admin::serve(Arc::clone(&gateway), admin_listener, stop_rx.clone()));
     let watch = reload::watch(Arc::clone(&gateway)).map_err(ServeError::Start)?;
 
     let active = gateway.active();
@@ -457,7 +510,10 @@ async fn serve(options: ServeOptions) -> Result<(), ServeError> {
     ));
 
     wait_for_stop().await;
-    log(format_args!("stopping: no new batches; waiting up to {} s for those in flight", SHUTDOWN_GRACE.as_secs()));
+    log(format_args!(
+        "stopping: no new batches; waiting up to {} s for those in flight",
+        SHUTDOWN_GRACE.as_secs()
+    ));
     gateway.ready.store(false, Ordering::Relaxed);
     let _ = stop_tx.send(true);
     drop(watch);
@@ -471,16 +527,19 @@ async fn serve(options: ServeOptions) -> Result<(), ServeError> {
     let _ = grace.await;
     match drained {
         Ok(_) => log(format_args!("stopped: every batch in flight was answered")),
-        Err(_) => {
-            log(format_args!("stopped: batches still in flight after {} s were cut off (not acknowledged)", SHUTDOWN_GRACE.as_secs()))
-        }
+        Err(_) => log(format_args!(
+            "stopped: batches still in flight after {} s were cut off (not acknowledged)",
+            SHUTDOWN_GRACE.as_secs()
+        )),
     }
     Ok(())
 }
 
 async fn wait_for_stop() {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) =
+        (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+    else {
         // Without signal handlers the process still stops on the default action.
         std::future::pending::<()>().await;
         return;

@@ -187,11 +187,12 @@ impl std::error::Error for SettingError {}
 /// Splits a config document (JSON, from [`crate::config_file::to_json`]) into
 /// the component's part and the `gateway:` section.
 pub fn split_config(json: &str) -> Result<(String, GatewaySection), SettingError> {
-    let mut value: serde_json::Value =
-        serde_json::from_str(json).map_err(|e| SettingError(format!("config is not a JSON document: {e}")))?;
+    let mut value: serde_json::Value = serde_json::from_str(json)
+        .map_err(|e| SettingError(format!("config is not a JSON document: {e}")))?;
     let gateway = match value.as_object_mut().and_then(|o| o.remove("gateway")) {
         None | Some(serde_json::Value::Null) => GatewaySection::default(),
-        Some(section) => serde_json::from_value(section).map_err(|e| SettingError(format!("config key `gateway`: {e}")))?,
+        Some(section) => serde_json::from_value(section)
+            .map_err(|e| SettingError(format!("config key `gateway`: {e}")))?,
     };
     Ok((value.to_string(), gateway))
 }
@@ -200,45 +201,91 @@ impl GatewaySection {
     /// Resolves `cli` over `self` (the file) over the defaults. Headers are
     /// merged by name, case-insensitively, the command line winning.
     pub fn resolve(&self, cli: &GatewaySection) -> Result<Settings, SettingError> {
-        let upstream_url = cli
-            .upstream
-            .as_deref()
-            .or(self.upstream.as_deref())
-            .ok_or_else(|| SettingError("no upstream: give --upstream URL or `gateway.upstream` in the config file".into()))?;
-        let upstream = parse_upstream(upstream_url, cli.upstream_protocol.or(self.upstream_protocol))?;
+        let upstream_url =
+            cli.upstream.as_deref().or(self.upstream.as_deref()).ok_or_else(|| {
+                SettingError(
+                    "no upstream: give --upstream URL or `gateway.upstream` in the config file"
+                        .into(),
+                )
+            })?;
+        let upstream =
+            parse_upstream(upstream_url, cli.upstream_protocol.or(self.upstream_protocol))?;
         let mut headers = BTreeMap::new();
         for (name, value) in self.upstream_headers.iter().chain(&cli.upstream_headers) {
-            let header = hyper::header::HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| SettingError(format!("upstream header name {name:?} is not a valid HTTP header name")))?;
+            let header = hyper::header::HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+                SettingError(format!(
+                    "upstream header name {name:?} is not a valid HTTP header name"
+                ))
+            })?;
             if hyper::header::HeaderValue::from_str(value).is_err() {
-                return Err(SettingError(format!("upstream header {name:?} has a value that is not valid in an HTTP header")));
+                return Err(SettingError(format!(
+                    "upstream header {name:?} has a value that is not valid in an HTTP header"
+                )));
             }
             // gRPC metadata names must be lowercase; HTTP names are
             // case-insensitive, so lowercase serves both.
             headers.insert(header.as_str().to_owned(), value.clone());
         }
-        let workers = cli.workers.or(self.workers).unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
+        let workers = cli
+            .workers
+            .or(self.workers)
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
         let settings = Settings {
             upstream,
             upstream_timeout: Duration::from_millis(
-                cli.upstream_timeout_ms.or(self.upstream_timeout_ms).unwrap_or(DEFAULT_UPSTREAM_TIMEOUT_MS),
+                cli.upstream_timeout_ms
+                    .or(self.upstream_timeout_ms)
+                    .unwrap_or(DEFAULT_UPSTREAM_TIMEOUT_MS),
             ),
-            listen_http: cli.listen_http.clone().or_else(|| self.listen_http.clone()).unwrap_or_else(|| DEFAULT_LISTEN_HTTP.into()),
-            listen_grpc: cli.listen_grpc.clone().or_else(|| self.listen_grpc.clone()).unwrap_or_else(|| DEFAULT_LISTEN_GRPC.into()),
-            admin: cli.admin.clone().or_else(|| self.admin.clone()).unwrap_or_else(|| DEFAULT_ADMIN.into()),
+            listen_http: cli
+                .listen_http
+                .clone()
+                .or_else(|| self.listen_http.clone())
+                .unwrap_or_else(|| DEFAULT_LISTEN_HTTP.into()),
+            listen_grpc: cli
+                .listen_grpc
+                .clone()
+                .or_else(|| self.listen_grpc.clone())
+                .unwrap_or_else(|| DEFAULT_LISTEN_GRPC.into()),
+            admin: cli
+                .admin
+                .clone()
+                .or_else(|| self.admin.clone())
+                .unwrap_or_else(|| DEFAULT_ADMIN.into()),
             workers,
-            max_body_bytes: cli.max_body_bytes.or(self.max_body_bytes).unwrap_or(DEFAULT_MAX_BODY_BYTES),
-            max_decompressed_bytes: cli.max_decompressed_bytes.or(self.max_decompressed_bytes).unwrap_or(DEFAULT_MAX_DECOMPRESSED_BYTES),
-            batch_memory_bytes: cli.batch_memory_bytes.or(self.batch_memory_bytes).unwrap_or(DEFAULT_BATCH_MEMORY_BYTES),
-            batch_deadline: Duration::from_millis(cli.batch_deadline_ms.or(self.batch_deadline_ms).unwrap_or(DEFAULT_BATCH_DEADLINE_MS)),
-            max_in_flight: cli.max_in_flight.or(self.max_in_flight).unwrap_or(DEFAULT_MAX_IN_FLIGHT),
-            body_timeout: Duration::from_millis(cli.body_timeout_ms.or(self.body_timeout_ms).unwrap_or(DEFAULT_BODY_TIMEOUT_MS)),
+            max_body_bytes: cli
+                .max_body_bytes
+                .or(self.max_body_bytes)
+                .unwrap_or(DEFAULT_MAX_BODY_BYTES),
+            max_decompressed_bytes: cli
+                .max_decompressed_bytes
+                .or(self.max_decompressed_bytes)
+                .unwrap_or(DEFAULT_MAX_DECOMPRESSED_BYTES),
+            batch_memory_bytes: cli
+                .batch_memory_bytes
+                .or(self.batch_memory_bytes)
+                .unwrap_or(DEFAULT_BATCH_MEMORY_BYTES),
+            batch_deadline: Duration::from_millis(
+                cli.batch_deadline_ms
+                    .or(self.batch_deadline_ms)
+                    .unwrap_or(DEFAULT_BATCH_DEADLINE_MS),
+            ),
+            max_in_flight: cli
+                .max_in_flight
+                .or(self.max_in_flight)
+                .unwrap_or(DEFAULT_MAX_IN_FLIGHT),
+            body_timeout: Duration::from_millis(
+                cli.body_timeout_ms.or(self.body_timeout_ms).unwrap_or(DEFAULT_BODY_TIMEOUT_MS),
+            ),
             split_batches: cli.split_batches.or(self.split_batches).unwrap_or(true),
             max_batches_per_instance: cli
                 .max_batches_per_instance
                 .or(self.max_batches_per_instance)
                 .unwrap_or(crate::DEFAULT_MAX_BATCHES_PER_INSTANCE),
-            forward: Forward { headers, gzip: cli.upstream_gzip.or(self.upstream_gzip).unwrap_or(false) },
+            forward: Forward {
+                headers,
+                gzip: cli.upstream_gzip.or(self.upstream_gzip).unwrap_or(false),
+            },
         };
         settings.check()?;
         Ok(settings)
@@ -259,11 +306,16 @@ impl Settings {
         ];
         for (name, value) in positive {
             if value == 0 {
-                return Err(SettingError(format!("gateway setting `{name}` is 0; it must be at least 1")));
+                return Err(SettingError(format!(
+                    "gateway setting `{name}` is 0; it must be at least 1"
+                )));
             }
         }
         if usize::try_from(self.batch_memory_bytes).is_err() {
-            return Err(SettingError(format!("batch_memory_bytes {} does not fit this machine's address space", self.batch_memory_bytes)));
+            return Err(SettingError(format!(
+                "batch_memory_bytes {} does not fit this machine's address space",
+                self.batch_memory_bytes
+            )));
         }
         Ok(())
     }
@@ -286,7 +338,10 @@ impl Settings {
             ("max_in_flight", self.max_in_flight != other.max_in_flight),
             ("body_timeout_ms", self.body_timeout != other.body_timeout),
             ("split_batches", self.split_batches != other.split_batches),
-            ("max_batches_per_instance", self.max_batches_per_instance != other.max_batches_per_instance),
+            (
+                "max_batches_per_instance",
+                self.max_batches_per_instance != other.max_batches_per_instance,
+            ),
         ];
         for (name, differs) in pairs {
             if differs {
@@ -298,13 +353,24 @@ impl Settings {
 }
 
 /// Parses `http://host:port[/path]` or `grpc://host:port`.
-pub fn parse_upstream(url: &str, protocol: Option<Protocol>) -> Result<UpstreamTarget, SettingError> {
-    let bad = |why: &str| SettingError(format!("upstream {url:?}: {why}; expected http://host:port[/path] or grpc://host:port"));
+pub fn parse_upstream(
+    url: &str,
+    protocol: Option<Protocol>,
+) -> Result<UpstreamTarget, SettingError> {
+    let bad = |why: &str| {
+        SettingError(format!(
+            "upstream {url:?}: {why}; expected http://host:port[/path] or grpc://host:port"
+        ))
+    };
     let uri: hyper::Uri = url.parse().map_err(|_| bad("not a URL"))?;
     let scheme_protocol = match uri.scheme_str() {
         Some("http") => Protocol::Http,
         Some("grpc") => Protocol::Grpc,
-        Some("https" | "grpcs") => return Err(bad("TLS is not supported; put the gateway and its upstream on a trusted network")),
+        Some("https" | "grpcs") => {
+            return Err(bad(
+                "TLS is not supported; put the gateway and its upstream on a trusted network",
+            ));
+        }
         _ => return Err(bad("no http:// or grpc:// scheme")),
     };
     let authority = uri.authority().ok_or_else(|| bad("no host"))?.clone();
@@ -314,7 +380,9 @@ pub fn parse_upstream(url: &str, protocol: Option<Protocol>) -> Result<UpstreamT
     let protocol = protocol.unwrap_or(scheme_protocol);
     let path = match (protocol, uri.path()) {
         (Protocol::Http, "" | "/") => "/v1/traces".to_owned(),
-        (Protocol::Http, path) => uri.path_and_query().map_or(path.to_owned(), |p| p.as_str().to_owned()),
+        (Protocol::Http, path) => {
+            uri.path_and_query().map_or(path.to_owned(), |p| p.as_str().to_owned())
+        }
         (Protocol::Grpc, "" | "/") => "/".to_owned(),
         (Protocol::Grpc, _) => return Err(bad("a gRPC upstream takes no path")),
     };
@@ -329,10 +397,14 @@ pub fn parse_upstream(url: &str, protocol: Option<Protocol>) -> Result<UpstreamT
 
 /// Parses `NAME=VALUE` (also `NAME: VALUE`) for `--upstream-header`.
 pub fn parse_header(text: &str) -> Result<(String, String), SettingError> {
-    let split = text.find(['=', ':']).ok_or_else(|| SettingError(format!("header {text:?}: expected NAME=VALUE")))?;
+    let split = text
+        .find(['=', ':'])
+        .ok_or_else(|| SettingError(format!("header {text:?}: expected NAME=VALUE")))?;
     let (name, value) = (text[..split].trim(), text[split + 1..].trim());
     if name.is_empty() {
-        return Err(SettingError(format!("header {text:?}: the name is empty; expected NAME=VALUE")));
+        return Err(SettingError(format!(
+            "header {text:?}: the name is empty; expected NAME=VALUE"
+        )));
     }
     Ok((name.to_owned(), value.to_owned()))
 }
@@ -345,7 +417,12 @@ mod tests {
     fn upstream_urls_parse() {
         let cases = [
             ("http://127.0.0.1:4318", None, Protocol::Http, "http://127.0.0.1:4318/v1/traces"),
-            ("http://tempo:4318/otlp/v1/traces", None, Protocol::Http, "http://tempo:4318/otlp/v1/traces"),
+            (
+                "http://tempo:4318/otlp/v1/traces",
+                None,
+                Protocol::Http,
+                "http://tempo:4318/otlp/v1/traces",
+            ),
             ("grpc://tempo:4317", None, Protocol::Grpc, "http://tempo:4317/"),
             ("http://tempo:4317", Some(Protocol::Grpc), Protocol::Grpc, "http://tempo:4317/"),
         ];
@@ -353,7 +430,9 @@ mod tests {
             let t = parse_upstream(url, forced).unwrap();
             assert_eq!((t.protocol, t.uri.to_string().as_str()), (protocol, uri), "{url}");
         }
-        for bad in ["tempo:4318", "https://tempo:443", "http://tempo", "grpc://tempo:4317/x", "ftp://x:1"] {
+        for bad in
+            ["tempo:4318", "https://tempo:443", "http://tempo", "grpc://tempo:4317/x", "ftp://x:1"]
+        {
             let e = parse_upstream(bad, None).unwrap_err();
             assert!(e.0.contains("upstream"), "{bad}: {e}");
         }
@@ -375,7 +454,8 @@ mod tests {
     fn command_line_wins_and_headers_merge() {
         let file = GatewaySection {
             upstream: Some("http://file:1".into()),
-            upstream_headers: [("X-Scope-OrgID".into(), "file".into()), ("X-A".into(), "a".into())].into(),
+            upstream_headers: [("X-Scope-OrgID".into(), "file".into()), ("X-A".into(), "a".into())]
+                .into(),
             upstream_gzip: Some(true),
             ..GatewaySection::default()
         };
@@ -395,8 +475,14 @@ mod tests {
 
     #[test]
     fn headers_parse() {
-        assert_eq!(parse_header("X-Scope-OrgID=team-a").unwrap(), ("X-Scope-OrgID".into(), "team-a".into()));
-        assert_eq!(parse_header("Authorization: Bearer x=y").unwrap(), ("Authorization".into(), "Bearer x=y".into()));
+        assert_eq!(
+            parse_header("X-Scope-OrgID=team-a").unwrap(),
+            ("X-Scope-OrgID".into(), "team-a".into())
+        );
+        assert_eq!(
+            parse_header("Authorization: Bearer x=y").unwrap(),
+            ("Authorization".into(), "Bearer x=y".into())
+        );
         assert!(parse_header("novalue").is_err());
     }
 }

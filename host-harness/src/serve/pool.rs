@@ -67,12 +67,13 @@ impl EpochTicker {
     pub fn start(runtime: &Runtime) -> std::io::Result<EpochTicker> {
         let stop = Arc::new(AtomicBool::new(false));
         let (flag, runtime) = (Arc::clone(&stop), runtime.clone());
-        let thread = std::thread::Builder::new().name("tracescrub-epoch".into()).spawn(move || {
-            while !flag.load(Ordering::Relaxed) {
-                std::thread::sleep(EPOCH_TICK);
-                runtime.increment_epoch();
-            }
-        })?;
+        let thread =
+            std::thread::Builder::new().name("tracescrub-epoch".into()).spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    runtime.increment_epoch();
+                }
+            })?;
         Ok(EpochTicker { stop, thread: Some(thread) })
     }
 }
@@ -270,7 +271,10 @@ impl Common {
     /// is checked against it alone); otherwise the one range of the whole.
     fn ranges_for(&self, version: &Version, body: &[u8], taken: usize) -> Vec<Range<usize>> {
         let whole = tracescrub_processor::split_ranges(body, 1);
-        if !self.split || body.len() < 2 * SPLIT_MIN_PART_BYTES || version.max_batch_bytes.is_none_or(|max| body.len() as u64 > max) {
+        if !self.split
+            || body.len() < 2 * SPLIT_MIN_PART_BYTES
+            || version.max_batch_bytes.is_none_or(|max| body.len() as u64 > max)
+        {
             return whole;
         }
         let spare = {
@@ -297,10 +301,20 @@ impl Pool {
     /// Starts `settings.workers` threads, each with an instance of the
     /// active version built before this returns. The queue holds
     /// `settings.max_in_flight` jobs.
-    pub fn start(settings: &Settings, active: Arc<RwLock<Shared>>, options: InstanceOptions) -> Result<Pool, String> {
+    pub fn start(
+        settings: &Settings,
+        active: Arc<RwLock<Shared>>,
+        options: InstanceOptions,
+    ) -> Result<Pool, String> {
         let workers = settings.workers;
         let max_batch = max_batch_for_memory(options.max_memory_bytes as u64);
-        let queue = Queue { batches: VecDeque::new(), parts: VecDeque::new(), capacity: settings.max_in_flight, idle: 0, closed: false };
+        let queue = Queue {
+            batches: VecDeque::new(),
+            parts: VecDeque::new(),
+            capacity: settings.max_in_flight,
+            idle: 0,
+            closed: false,
+        };
         let shared = Arc::new(Common {
             queue: Mutex::new(queue),
             ready: Condvar::new(),
@@ -366,7 +380,10 @@ struct Worker {
 impl Worker {
     fn run(mut self, ready: &std::sync::mpsc::Sender<Result<(), String>>) {
         let first = self.active();
-        let started = self.instance_for(&first).map(|_| ()).map_err(|e| format!("cannot instantiate the component: {}", describe(&e)));
+        let started = self
+            .instance_for(&first)
+            .map(|_| ())
+            .map_err(|e| format!("cannot instantiate the component: {}", describe(&e)));
         let _ = ready.send(started);
         while let Some(task) = self.shared.next_task() {
             match task {
@@ -408,8 +425,12 @@ impl Worker {
     fn instance_for(&mut self, version: &Version) -> Result<&mut Scrubber, HostError> {
         if !matches!(&self.instance, Some((id, _)) if *id == version.id) {
             self.instance = None;
-            let scrubber =
-                Scrubber::new(&version.component, &version.config_json, &self.shared.options, self.shared.max_batches_per_instance)?;
+            let scrubber = Scrubber::new(
+                &version.component,
+                &version.config_json,
+                &self.shared.options,
+                self.shared.max_batches_per_instance,
+            )?;
             self.instance = Some((version.id, scrubber));
         }
         match &mut self.instance {
@@ -431,7 +452,10 @@ impl Worker {
         // `Bytes`, so parts are slices of it rather than copies.
         let mut body = job.body.clone();
         if job.kind.gzip {
-            body = Bytes::from(crate::body::gunzip(&body, self.shared.max_decompressed).map_err(BatchError::from)?);
+            body = Bytes::from(
+                crate::body::gunzip(&body, self.shared.max_decompressed)
+                    .map_err(BatchError::from)?,
+            );
         } else if body.len() as u64 > self.shared.max_decompressed {
             return Err(BatchError::TooLarge(format!(
                 "body of {} bytes is over the limit of {} bytes",
@@ -440,7 +464,8 @@ impl Worker {
             )));
         }
         if job.kind.json {
-            body = Bytes::from(crate::body::json_traces_to_protobuf(&body).map_err(BatchError::from)?);
+            body =
+                Bytes::from(crate::body::json_traces_to_protobuf(&body).map_err(BatchError::from)?);
         }
         let (size, max_batch) = (body.len() as u64, self.shared.max_batch);
         if size > max_batch {
@@ -462,7 +487,8 @@ impl Worker {
                 Parts::Whole { disagree } => {
                     // A deadline of its own: the time the parts took is the
                     // gateway's guess gone wrong, not the batch's doing.
-                    let (batch, stats) = self.run_batch(&job.version, &body, Instant::now() + self.shared.deadline)?;
+                    let (batch, stats) =
+                        self.run_batch(&job.version, &body, Instant::now() + self.shared.deadline)?;
                     (batch, stats, Split { helped, rerun: disagree })
                 }
             }
@@ -499,7 +525,9 @@ impl Worker {
         let instance = self.instance_for(version).map_err(|e| match e.trap_code() {
             Some(wasmtime::Trap::Interrupt) => BatchError::Timeout,
             Some(_) => BatchError::Trap,
-            None => BatchError::Internal(format!("cannot instantiate the component: {}", describe(&e))),
+            None => {
+                BatchError::Internal(format!("cannot instantiate the component: {}", describe(&e)))
+            }
         })?;
         instance.set_epoch_deadline_ticks(deadline_ticks(left));
         // A trap discards the instance inside the scrubber; the next call
@@ -508,9 +536,10 @@ impl Worker {
             HostError::Processor(tracescrub_processor::Error::Malformed(m)) => {
                 BatchError::Malformed { offset: Some(m.offset), message: m.to_string() }
             }
-            HostError::Processor(e @ (tracescrub_processor::Error::TooLarge { .. } | tracescrub_processor::Error::OutOfMemory { .. })) => {
-                BatchError::TooLarge(e.to_string())
-            }
+            HostError::Processor(
+                e @ (tracescrub_processor::Error::TooLarge { .. }
+                | tracescrub_processor::Error::OutOfMemory { .. }),
+            ) => BatchError::TooLarge(e.to_string()),
             e if e.trap_code() == Some(wasmtime::Trap::Interrupt) => BatchError::Timeout,
             HostError::Trap(_) | HostError::Poisoned => BatchError::Trap,
             e => BatchError::Internal(describe(&e)),
@@ -535,7 +564,12 @@ impl Worker {
             let mut queue = self.shared.queue();
             for range in ranges {
                 let (reply, result) = std::sync::mpsc::sync_channel(1);
-                let part = Arc::new(Part { version: Arc::clone(version), bytes: body.slice(range), deadline, reply });
+                let part = Arc::new(Part {
+                    version: Arc::clone(version),
+                    bytes: body.slice(range),
+                    deadline,
+                    reply,
+                });
                 queue.parts.push_back(Arc::clone(&part));
                 offered.push((part, result));
             }
@@ -564,7 +598,11 @@ impl Worker {
                 helped = true;
                 // Ours is not the last sender then, should the helper die.
                 drop(part);
-                result.recv().unwrap_or_else(|_| Err(BatchError::Internal("a worker ended while running a part of the batch".into())))
+                result.recv().unwrap_or_else(|_| {
+                    Err(BatchError::Internal(
+                        "a worker ended while running a part of the batch".into(),
+                    ))
+                })
             });
         }
         let mut parts = Vec::with_capacity(results.len());
@@ -572,11 +610,14 @@ impl Worker {
             match result {
                 Ok(part) => parts.push(part),
                 // Offsets and limits are the whole batch's business.
-                Err(BatchError::Malformed { .. } | BatchError::TooLarge(_)) => return Ok((Parts::Whole { disagree: false }, helped)),
+                Err(BatchError::Malformed { .. } | BatchError::TooLarge(_)) => {
+                    return Ok((Parts::Whole { disagree: false }, helped));
+                }
                 Err(e) => return Err(e),
             }
         }
-        let links: Vec<PartLinks> = parts.iter_mut().map(|(_, _, links)| std::mem::take(links)).collect();
+        let links: Vec<PartLinks> =
+            parts.iter_mut().map(|(_, _, links)| std::mem::take(links)).collect();
         if !tracescrub_processor::parts_agree(&links) {
             // A span dropped in one part has a child another part kept,
             // which the whole would have dropped.
@@ -604,7 +645,10 @@ fn describe(e: &HostError) -> String {
 fn gzip(data: &[u8]) -> Vec<u8> {
     use std::io::Write;
     // Fast: upstream gzip saves bandwidth, not CPU; level 1 gets most of it.
-    let mut encoder = flate2::write::GzEncoder::new(Vec::with_capacity(data.len() / 4), flate2::Compression::fast());
+    let mut encoder = flate2::write::GzEncoder::new(
+        Vec::with_capacity(data.len() / 4),
+        flate2::Compression::fast(),
+    );
     // Writing to a Vec cannot fail.
     let _ = encoder.write_all(data);
     encoder.finish().unwrap_or_default()

@@ -38,7 +38,13 @@ pub struct Reloader {
 impl Reloader {
     /// A reloader building versions from `sources`; the first version was 1.
     pub fn new(runtime: Runtime, sources: Sources, options: InstanceOptions) -> Reloader {
-        Reloader { runtime, sources, options, lock: tokio::sync::Mutex::new(()), next_id: AtomicU64::new(2) }
+        Reloader {
+            runtime,
+            sources,
+            options,
+            lock: tokio::sync::Mutex::new(()),
+            next_id: AtomicU64::new(2),
+        }
     }
 }
 
@@ -48,20 +54,29 @@ pub async fn reload(gateway: &Arc<Gateway>, trigger: &str) -> Result<Shared, Ver
     let _one_at_a_time = reloader.lock.lock().await;
     let previous = gateway.active();
     let id = reloader.next_id.fetch_add(1, Ordering::Relaxed);
-    let (runtime, sources, options) = (reloader.runtime.clone(), reloader.sources.clone(), reloader.options.clone());
+    let (runtime, sources, options) =
+        (reloader.runtime.clone(), reloader.sources.clone(), reloader.options.clone());
     let base = Arc::clone(&previous);
     // Compiling is CPU work: keep it off the async threads.
-    let built = tokio::task::spawn_blocking(move || version::build(&runtime, &sources, id, Some(&base), &options))
-        .await
-        .unwrap_or_else(|e| Err(VersionError { step: Step::Compile, message: format!("the reload task failed: {e}") }));
+    let built = tokio::task::spawn_blocking(move || {
+        version::build(&runtime, &sources, id, Some(&base), &options)
+    })
+    .await
+    .unwrap_or_else(|e| {
+        Err(VersionError { step: Step::Compile, message: format!("the reload task failed: {e}") })
+    });
     match built {
         Ok(next) => {
             let ignored = gateway.settings.fixed_changes(&next.settings);
             if !ignored.is_empty() {
-                log(format_args!("reload: gateway settings {} changed; they take effect only at restart", ignored.join(", ")));
+                log(format_args!(
+                    "reload: gateway settings {} changed; they take effect only at restart",
+                    ignored.join(", ")
+                ));
             }
             let next = Arc::new(next);
-            *gateway.active.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::clone(&next);
+            *gateway.active.write().unwrap_or_else(std::sync::PoisonError::into_inner) =
+                Arc::clone(&next);
             gateway.metrics.reload(true);
             log(format_args!(
                 "reload: success trigger={trigger} version={} component={} config={}",
@@ -105,7 +120,8 @@ fn watched_path(file: &Path) -> Result<(PathBuf, PathBuf), String> {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let dir = std::fs::canonicalize(&parent).map_err(|e| format!("cannot watch {}: {e}", parent.display()))?;
+    let dir = std::fs::canonicalize(&parent)
+        .map_err(|e| format!("cannot watch {}: {e}", parent.display()))?;
     Ok((dir.join(name), dir))
 }
 
@@ -114,8 +130,8 @@ fn watched_path(file: &Path) -> Result<(PathBuf, PathBuf), String> {
 /// file is seen.
 pub fn watch(gateway: Arc<Gateway>) -> Result<Triggers, String> {
     let mut tasks = Vec::new();
-    let mut hangup =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).map_err(|e| format!("cannot handle SIGHUP: {e}"))?;
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .map_err(|e| format!("cannot handle SIGHUP: {e}"))?;
     let on_signal = Arc::clone(&gateway);
     tasks.push(tokio::spawn(async move {
         while hangup.recv().await.is_some() {
@@ -123,7 +139,11 @@ pub fn watch(gateway: Arc<Gateway>) -> Result<Triggers, String> {
         }
     }));
 
-    let files: Vec<&PathBuf> = [&gateway.reloader.sources.config, &gateway.reloader.sources.component].into_iter().flatten().collect();
+    let files: Vec<&PathBuf> =
+        [&gateway.reloader.sources.config, &gateway.reloader.sources.component]
+            .into_iter()
+            .flatten()
+            .collect();
     if files.is_empty() {
         return Ok(Triggers { _watcher: None, tasks });
     }
@@ -149,7 +169,9 @@ pub fn watch(gateway: Arc<Gateway>) -> Result<Triggers, String> {
     })
     .map_err(|e| format!("cannot start the file watcher: {e}"))?;
     for dir in &dirs {
-        watcher.watch(dir, RecursiveMode::NonRecursive).map_err(|e| format!("cannot watch {}: {e}", dir.display()))?;
+        watcher
+            .watch(dir, RecursiveMode::NonRecursive)
+            .map_err(|e| format!("cannot watch {}: {e}", dir.display()))?;
     }
     tasks.push(tokio::spawn(async move {
         while rx.recv().await.is_some() {

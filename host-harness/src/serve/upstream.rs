@@ -50,7 +50,9 @@ pub enum SendError {
 impl fmt::Display for SendError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            SendError::Throttled { retry_after } => write!(f, "upstream is throttling (429); retry after {retry_after} s"),
+            SendError::Throttled { retry_after } => {
+                write!(f, "upstream is throttling (429); retry after {retry_after} s")
+            }
             SendError::Unavailable(why) => write!(f, "upstream unavailable: {why}"),
             SendError::Rejected(why) => write!(f, "upstream rejected the batch: {why}"),
         }
@@ -59,7 +61,10 @@ impl fmt::Display for SendError {
 
 /// The upstream, with its connection pool.
 #[derive(Clone)]
-#[expect(clippy::large_enum_variant, reason = "one per gateway, made once and never moved on a hot path")]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one per gateway, made once and never moved on a hot path"
+)]
 pub enum Upstream {
     /// OTLP/HTTP.
     Http {
@@ -113,20 +118,32 @@ impl Upstream {
 
     /// Sends one processed batch (protobuf; gzipped when `gzipped`, which
     /// only HTTP uses) with `headers`. `gzip` asks gRPC to compress.
-    pub async fn send(&self, batch: Bytes, gzipped: bool, gzip: bool, headers: &BTreeMap<String, String>) -> Result<(), SendError> {
+    pub async fn send(
+        &self,
+        batch: Bytes,
+        gzipped: bool,
+        gzip: bool,
+        headers: &BTreeMap<String, String>,
+    ) -> Result<(), SendError> {
         match self {
             Upstream::Http { client, uri, timeout } => {
                 let exchange = send_http(client, uri, batch, gzipped, headers);
                 match tokio::time::timeout(*timeout, exchange).await {
                     Ok(result) => result,
-                    Err(_) => Err(SendError::Unavailable(format!("no answer within {} ms", timeout.as_millis()))),
+                    Err(_) => Err(SendError::Unavailable(format!(
+                        "no answer within {} ms",
+                        timeout.as_millis()
+                    ))),
                 }
             }
             Upstream::Grpc { channel, timeout } => {
                 let call = send_grpc(channel.clone(), batch, gzip, headers);
                 match tokio::time::timeout(*timeout, call).await {
                     Ok(result) => result,
-                    Err(_) => Err(SendError::Unavailable(format!("no answer within {} ms", timeout.as_millis()))),
+                    Err(_) => Err(SendError::Unavailable(format!(
+                        "no answer within {} ms",
+                        timeout.as_millis()
+                    ))),
                 }
             }
         }
@@ -140,28 +157,41 @@ async fn send_http(
     gzipped: bool,
     headers: &BTreeMap<String, String>,
 ) -> Result<(), SendError> {
-    let mut request = hyper::Request::post(uri.clone()).header(CONTENT_TYPE, "application/x-protobuf");
+    let mut request =
+        hyper::Request::post(uri.clone()).header(CONTENT_TYPE, "application/x-protobuf");
     if gzipped {
         request = request.header(CONTENT_ENCODING, "gzip");
     }
     for (name, value) in headers {
         // Checked when the settings were resolved.
-        if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
+        if let (Ok(name), Ok(value)) =
+            (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value))
+        {
             request = request.header(name, value);
         }
     }
-    let request = request.body(Full::new(batch)).map_err(|e| SendError::Rejected(format!("cannot build the request: {e}")))?;
-    let response = client.request(request).await.map_err(|e| SendError::Unavailable(crate::one_line(&e)))?;
+    let request = request
+        .body(Full::new(batch))
+        .map_err(|e| SendError::Rejected(format!("cannot build the request: {e}")))?;
+    let response =
+        client.request(request).await.map_err(|e| SendError::Unavailable(crate::one_line(&e)))?;
     let status = response.status();
-    let retry_after =
-        response.headers().get(RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok()).unwrap_or(1);
+    let retry_after = response
+        .headers()
+        .get(RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(1);
     // Read the body (bounded) so the connection goes back to the pool, and
     // so a connection cut mid-response counts as a failure.
-    let body = http_body_util::Limited::new(response.into_body(), MAX_RESPONSE_BYTES).collect().await;
+    let body =
+        http_body_util::Limited::new(response.into_body(), MAX_RESPONSE_BYTES).collect().await;
     let body_failed = body.is_err();
     if status.is_success() {
         if body_failed {
-            return Err(SendError::Unavailable(format!("status {status} but the response body was cut off")));
+            return Err(SendError::Unavailable(format!(
+                "status {status} but the response body was cut off"
+            )));
         }
         return Ok(());
     }
@@ -174,7 +204,12 @@ async fn send_http(
     })
 }
 
-async fn send_grpc(channel: Channel, batch: Bytes, gzip: bool, headers: &BTreeMap<String, String>) -> Result<(), SendError> {
+async fn send_grpc(
+    channel: Channel,
+    batch: Bytes,
+    gzip: bool,
+    headers: &BTreeMap<String, String>,
+) -> Result<(), SendError> {
     let mut grpc = tonic::client::Grpc::new(channel);
     if gzip {
         grpc = grpc.send_compressed(CompressionEncoding::Gzip);
@@ -182,9 +217,10 @@ async fn send_grpc(channel: Channel, batch: Bytes, gzip: bool, headers: &BTreeMa
     grpc.ready().await.map_err(|e| SendError::Unavailable(crate::one_line(&e)))?;
     let mut request = tonic::Request::new(batch);
     for (name, value) in headers {
-        if let (Ok(name), Ok(value)) =
-            (tonic::metadata::AsciiMetadataKey::from_bytes(name.as_bytes()), tonic::metadata::AsciiMetadataValue::try_from(value.as_str()))
-        {
+        if let (Ok(name), Ok(value)) = (
+            tonic::metadata::AsciiMetadataKey::from_bytes(name.as_bytes()),
+            tonic::metadata::AsciiMetadataValue::try_from(value.as_str()),
+        ) {
             request.metadata_mut().insert(name, value);
         }
     }
@@ -255,9 +291,16 @@ impl Decoder for ResponseDecoder {
     type Item = ExportTraceServiceResponse;
     type Error = tonic::Status;
 
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<ExportTraceServiceResponse>, tonic::Status> {
+    fn decode(
+        &mut self,
+        src: &mut DecodeBuf<'_>,
+    ) -> Result<Option<ExportTraceServiceResponse>, tonic::Status> {
         let response = ExportTraceServiceResponse::decode(src.copy_to_bytes(src.remaining()))
-            .map_err(|e| tonic::Status::internal(format!("upstream response is not an ExportTraceServiceResponse: {e}")))?;
+            .map_err(|e| {
+                tonic::Status::internal(format!(
+                    "upstream response is not an ExportTraceServiceResponse: {e}"
+                ))
+            })?;
         Ok(Some(response))
     }
 }

@@ -120,31 +120,47 @@ fn sha256_hex(bytes: &[u8]) -> String {
 /// JSON and the resolved settings.
 pub fn read_config(sources: &Sources) -> Result<(String, String, Settings), VersionError> {
     let (text, origin) = match &sources.config {
-        None => (crate::config_file::DEFAULT_CONFIG_YAML.to_owned(), "the default config".to_owned()),
+        None => {
+            (crate::config_file::DEFAULT_CONFIG_YAML.to_owned(), "the default config".to_owned())
+        }
         Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| fail(Step::Config, format!("cannot read config file {}: {e}", path.display())))?;
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                fail(Step::Config, format!("cannot read config file {}: {e}", path.display()))
+            })?;
             (text, format!("config file {}", path.display()))
         }
     };
     let hash = sha256_hex(text.as_bytes());
-    let json = crate::config_file::to_json(&text).map_err(|reason| fail(Step::Config, format!("{origin}: {reason}")))?;
-    let (component_json, section) = split_config(&json).map_err(|e| fail(Step::Config, format!("{origin}: {e}")))?;
-    let settings = section.resolve(&sources.cli).map_err(|e| fail(Step::Config, format!("{origin}: {e}")))?;
+    let json = crate::config_file::to_json(&text)
+        .map_err(|reason| fail(Step::Config, format!("{origin}: {reason}")))?;
+    let (component_json, section) =
+        split_config(&json).map_err(|e| fail(Step::Config, format!("{origin}: {e}")))?;
+    let settings =
+        section.resolve(&sources.cli).map_err(|e| fail(Step::Config, format!("{origin}: {e}")))?;
     Ok((hash, component_json, settings))
 }
 
 fn read_component(path: Option<&Path>) -> Result<Vec<u8>, VersionError> {
     let Some(path) = path else { return Ok(crate::DEFAULT_COMPONENT.to_vec()) };
-    let bytes =
-        std::fs::read(path).map_err(|e| fail(Step::ReadComponent, format!("cannot read component file {}: {e}", path.display())))?;
+    let bytes = std::fs::read(path).map_err(|e| {
+        fail(Step::ReadComponent, format!("cannot read component file {}: {e}", path.display()))
+    })?;
     match bytes.get(..8) {
         Some([0, b'a', b's', b'm', 0x0d, 0, 0x01, 0]) => Ok(bytes),
         Some([0, b'a', b's', b'm', 0x01, 0, 0, 0]) => Err(fail(
             Step::ReadComponent,
-            format!("{} is a core WebAssembly module, not a component; turn it into one (e.g. `wasm-tools component new`)", path.display()),
+            format!(
+                "{} is a core WebAssembly module, not a component; turn it into one (e.g. `wasm-tools component new`)",
+                path.display()
+            ),
         )),
-        _ => Err(fail(Step::ReadComponent, format!("{} is not a WebAssembly component (no `\\0asm` component header)", path.display()))),
+        _ => Err(fail(
+            Step::ReadComponent,
+            format!(
+                "{} is not a WebAssembly component (no `\\0asm` component header)",
+                path.display()
+            ),
+        )),
     }
 }
 
@@ -160,25 +176,39 @@ pub fn build(
     let (config_sha256, config_json, settings) = read_config(sources)?;
     let bytes = read_component(sources.component.as_deref())?;
     let component_sha256 = sha256_hex(&bytes);
-    let origin = sources.component.as_ref().map_or("the embedded component".to_owned(), |p| p.display().to_string());
+    let origin = sources
+        .component
+        .as_ref()
+        .map_or("the embedded component".to_owned(), |p| p.display().to_string());
     let component = match previous {
         Some(p) if p.component_sha256 == component_sha256 => p.component.clone(),
-        _ => runtime.load(&bytes).map_err(|e| fail(Step::Compile, format!("{origin}: {}", crate::one_line(&e))))?,
+        _ => runtime
+            .load(&bytes)
+            .map_err(|e| fail(Step::Compile, format!("{origin}: {}", crate::one_line(&e))))?,
     };
-    let mut canary = ScrubberInstance::create_with(&component, &config_json, instance_options).map_err(|e| match e {
-        HostError::Processor(tracescrub_processor::Error::InvalidConfig(problems)) => {
-            let listed: Vec<String> = problems.iter().map(ToString::to_string).collect();
-            fail(Step::Configure, format!("the config is invalid: {}", listed.join("; ")))
-        }
-        e => fail(Step::Configure, format!("{origin}: {}", crate::one_line(&e))),
-    })?;
+    let mut canary = ScrubberInstance::create_with(&component, &config_json, instance_options)
+        .map_err(|e| match e {
+            HostError::Processor(tracescrub_processor::Error::InvalidConfig(problems)) => {
+                let listed: Vec<String> = problems.iter().map(ToString::to_string).collect();
+                fail(Step::Configure, format!("the config is invalid: {}", listed.join("; ")))
+            }
+            e => fail(Step::Configure, format!("{origin}: {}", crate::one_line(&e))),
+        })?;
     run_canary(&mut canary).map_err(|why| fail(Step::Canary, format!("{origin}: {why}")))?;
     let max_batch_bytes = canary
         .effective_config()
         .ok()
         .and_then(|json| serde_json::from_str::<serde_json::Value>(&json).ok())
         .and_then(|config| config["limits"]["max_batch_bytes"].as_u64());
-    Ok(Version { id, component, config_json, component_sha256, config_sha256, settings, max_batch_bytes })
+    Ok(Version {
+        id,
+        component,
+        config_json,
+        component_sha256,
+        config_sha256,
+        settings,
+        max_batch_bytes,
+    })
 }
 
 /// The canary: a small batch like real traffic (a health check and a span
@@ -186,8 +216,10 @@ pub fn build(
 /// process it without error and return a batch that decodes, with no more
 /// spans than went in. What it drops or masks is the config's business.
 pub fn canary_batch() -> Vec<u8> {
-    let text = |s: &str| Some(AnyValue { value: Some(any_value::Value::StringValue(s.to_owned())) });
-    let kv = |k: &str, v: &str| KeyValue { key: k.to_owned(), value: text(v), ..Default::default() };
+    let text =
+        |s: &str| Some(AnyValue { value: Some(any_value::Value::StringValue(s.to_owned())) });
+    let kv =
+        |k: &str, v: &str| KeyValue { key: k.to_owned(), value: text(v), ..Default::default() };
     let span = |id: u8, name: &str, attributes: Vec<KeyValue>| Span {
         trace_id: vec![0x7c; 16],
         span_id: vec![id; 8],
@@ -200,11 +232,21 @@ pub fn canary_batch() -> Vec<u8> {
     };
     ExportTraceServiceRequest {
         resource_spans: vec![ResourceSpans {
-            resource: Some(Resource { attributes: vec![kv("service.name", "tracescrub-canary")], ..Default::default() }),
+            resource: Some(Resource {
+                attributes: vec![kv("service.name", "tracescrub-canary")],
+                ..Default::default()
+            }),
             scope_spans: vec![ScopeSpans {
                 spans: vec![
                     span(1, "GET /isAlive", vec![kv("url.path", "/isAlive")]),
-                    span(2, "GET /api/person/:fnr", vec![kv("url.path", "/api/person/17053650260"), kv("enduser.id", "17053650260")]),
+                    span(
+                        2,
+                        "GET /api/person/:fnr",
+                        vec![
+                            kv("url.path", "/api/person/17053650260"),
+                            kv("enduser.id", "17053650260"),
+                        ],
+                    ),
                 ],
                 ..Default::default()
             }],
@@ -218,22 +260,29 @@ pub fn canary_batch() -> Vec<u8> {
 const CANARY_SPANS: u64 = 2;
 
 fn run_canary(instance: &mut ScrubberInstance) -> Result<(), String> {
-    let (out, stats) = instance.process(&canary_batch()).map_err(|e| format!("the canary batch failed: {}", crate::one_line(&e)))?;
+    let (out, stats) = instance
+        .process(&canary_batch())
+        .map_err(|e| format!("the canary batch failed: {}", crate::one_line(&e)))?;
     if stats.spans_in != CANARY_SPANS || stats.spans_out > stats.spans_in {
         return Err(format!(
             "the canary batch came back with spans_in={} spans_out={}; expected spans_in={CANARY_SPANS} and no more out than in",
             stats.spans_in, stats.spans_out
         ));
     }
-    let decoded =
-        ExportTraceServiceRequest::decode(out.as_slice()).map_err(|e| format!("the canary batch came back as invalid protobuf: {e}"))?;
-    let spans: usize = decoded.resource_spans.iter().flat_map(|r| &r.scope_spans).map(|s| s.spans.len()).sum();
+    let decoded = ExportTraceServiceRequest::decode(out.as_slice())
+        .map_err(|e| format!("the canary batch came back as invalid protobuf: {e}"))?;
+    let spans: usize =
+        decoded.resource_spans.iter().flat_map(|r| &r.scope_spans).map(|s| s.spans.len()).sum();
     if spans as u64 != stats.spans_out {
-        return Err(format!("the canary batch came back with {spans} spans but the stats say {}", stats.spans_out));
+        return Err(format!(
+            "the canary batch came back with {spans} spans but the stats say {}",
+            stats.spans_out
+        ));
     }
     // Parts of large batches go through `process-part`: it must agree.
-    let (part, part_stats, _) =
-        instance.process_part(&canary_batch()).map_err(|e| format!("the canary batch failed as a part: {}", crate::one_line(&e)))?;
+    let (part, part_stats, _) = instance
+        .process_part(&canary_batch())
+        .map_err(|e| format!("the canary batch failed as a part: {}", crate::one_line(&e)))?;
     if (part, part_stats) != (out, stats) {
         return Err("the canary batch came back from process-part other than from process".into());
     }

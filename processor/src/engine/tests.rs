@@ -2,7 +2,9 @@
 //! `opentelemetry-proto` prost types.
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, ArrayValue, InstrumentationScope, KeyValue, KeyValueList, any_value::Value};
+use opentelemetry_proto::tonic::common::v1::{
+    AnyValue, ArrayValue, InstrumentationScope, KeyValue, KeyValueList, any_value::Value,
+};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::span::{Event, Link, SpanKind};
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
@@ -36,22 +38,37 @@ fn span(trace: u8, id: u8, parent: u8, name: &str, attrs: Vec<KeyValue>) -> Span
 fn batch(scopes: Vec<Vec<Span>>) -> ExportTraceServiceRequest {
     ExportTraceServiceRequest {
         resource_spans: vec![ResourceSpans {
-            resource: Some(Resource { attributes: vec![kv("service.name", s("svc"))], ..Default::default() }),
-            scope_spans: scopes.into_iter().map(|spans| ScopeSpans { spans, ..Default::default() }).collect(),
+            resource: Some(Resource {
+                attributes: vec![kv("service.name", s("svc"))],
+                ..Default::default()
+            }),
+            scope_spans: scopes
+                .into_iter()
+                .map(|spans| ScopeSpans { spans, ..Default::default() })
+                .collect(),
             schema_url: String::new(),
         }],
     }
 }
 
-fn run(config: &str, req: &ExportTraceServiceRequest) -> (ExportTraceServiceRequest, crate::Stats, Vec<u8>) {
+fn run(
+    config: &str,
+    req: &ExportTraceServiceRequest,
+) -> (ExportTraceServiceRequest, crate::Stats, Vec<u8>) {
     let p = Processor::new(config).unwrap();
     let out = p.process(&req.encode_to_vec()).unwrap();
-    let decoded = ExportTraceServiceRequest::decode(out.batch.as_slice()).expect("output must decode");
+    let decoded =
+        ExportTraceServiceRequest::decode(out.batch.as_slice()).expect("output must decode");
     (decoded, out.stats, out.batch)
 }
 
 fn span_names(req: &ExportTraceServiceRequest) -> Vec<String> {
-    req.resource_spans.iter().flat_map(|r| &r.scope_spans).flat_map(|s| &s.spans).map(|s| s.name.clone()).collect()
+    req.resource_spans
+        .iter()
+        .flat_map(|r| &r.scope_spans)
+        .flat_map(|s| &s.spans)
+        .map(|s| s.name.clone())
+        .collect()
 }
 
 fn count(list: &[crate::Count], name: &str) -> u64 {
@@ -64,12 +81,18 @@ fn count(list: &[crate::Count], name: &str) -> u64 {
 fn noise_is_found_in_every_path_source() {
     let cases: Vec<(&str, Span)> = vec![
         ("url.path", span(1, 1, 0, "a", vec![kv("url.path", s("/isAlive"))])),
-        ("http.target with query", span(1, 1, 0, "a", vec![kv("http.target", s("/internal/health?verbose=1"))])),
+        (
+            "http.target with query",
+            span(1, 1, 0, "a", vec![kv("http.target", s("/internal/health?verbose=1"))]),
+        ),
         ("http.route", span(1, 1, 0, "a", vec![kv("http.route", s("/actuator/{endpoint}"))])),
         ("url.full", span(1, 1, 0, "a", vec![kv("url.full", s("http://svc:8080/metrics?x=1#f"))])),
         ("http.url", span(1, 1, 0, "a", vec![kv("http.url", s("https://svc/app/prometheus"))])),
         ("case-insensitive", span(1, 1, 0, "a", vec![kv("url.path", s("/ISREADY"))])),
-        ("server span name", Span { kind: SpanKind::Server as i32, ..span(1, 1, 0, "GET /internal/status", vec![]) }),
+        (
+            "server span name",
+            Span { kind: SpanKind::Server as i32, ..span(1, 1, 0, "GET /internal/status", vec![]) },
+        ),
     ];
     for (what, sp) in cases {
         let (out, stats, _) = run("{}", &batch(vec![vec![sp, span(2, 2, 0, "keep", vec![])]]));
@@ -104,7 +127,13 @@ fn every_distinct_path_source_is_checked() {
     };
     let plain = Span {
         kind: SpanKind::Server as i32,
-        ..span(2, 2, 0, "GET /api/orders", vec![kv("url.path", s("/api/orders")), kv("url.full", s("http://h/api/orders"))])
+        ..span(
+            2,
+            2,
+            0,
+            "GET /api/orders",
+            vec![kv("url.path", s("/api/orders")), kv("url.full", s("http://h/api/orders"))],
+        )
     };
     let (out, stats, _) = run("{}", &batch(vec![vec![noisy, plain]]));
     assert_eq!(span_names(&out), ["GET /api/orders"]);
@@ -196,11 +225,17 @@ fn masking_reaches_every_field_kind() {
             kv("messaging.kafka.message.key", Value::IntValue(fnr_int)),
             kv("raw", Value::BytesValue(FNR.as_bytes().to_vec())),
             kv("dbl", Value::DoubleValue(fnr_int as f64)),
-            kv("list", Value::ArrayValue(ArrayValue { values: vec![AnyValue { value: Some(s(FNR)) }] })),
+            kv(
+                "list",
+                Value::ArrayValue(ArrayValue { values: vec![AnyValue { value: Some(s(FNR)) }] }),
+            ),
             kv(
                 "map",
                 Value::KvlistValue(KeyValueList {
-                    values: vec![kv("deep", Value::KvlistValue(KeyValueList { values: vec![kv("x", s(FNR))] }))],
+                    values: vec![kv(
+                        "deep",
+                        Value::KvlistValue(KeyValueList { values: vec![kv("x", s(FNR))] }),
+                    )],
                 }),
             ),
             kv(&format!("person.{FNR}"), Value::BoolValue(true)),
@@ -212,16 +247,25 @@ fn masking_reaches_every_field_kind() {
         attributes: vec![kv("exception.message", s(&format!("no person {FNR}")))],
         ..Default::default()
     }];
-    sp.links = vec![Link { trace_id: vec![3; 16], span_id: vec![3; 8], attributes: vec![kv("k", s(FNR))], ..Default::default() }];
+    sp.links = vec![Link {
+        trace_id: vec![3; 16],
+        span_id: vec![3; 8],
+        attributes: vec![kv("k", s(FNR))],
+        ..Default::default()
+    }];
     sp.status = Some(Status { message: format!("failed for {FNR}"), code: 2 });
     let mut req = batch(vec![vec![sp]]);
     req.resource_spans[0].resource.as_mut().unwrap().attributes.push(kv("host.user", s(FNR)));
-    req.resource_spans[0].scope_spans[0].scope =
-        Some(InstrumentationScope { name: format!("lib-{FNR}"), attributes: vec![kv("a", s(FNR))], ..Default::default() });
+    req.resource_spans[0].scope_spans[0].scope = Some(InstrumentationScope {
+        name: format!("lib-{FNR}"),
+        attributes: vec![kv("a", s(FNR))],
+        ..Default::default()
+    });
 
     let (out, stats, bytes) = run("{}", &req);
     assert!(!String::from_utf8_lossy(&bytes).contains(FNR), "a number survived");
-    let by_field: Vec<(String, u64)> = stats.masked_by_field.iter().map(|c| (c.name.clone(), c.value)).collect();
+    let by_field: Vec<(String, u64)> =
+        stats.masked_by_field.iter().map(|c| (c.name.clone(), c.value)).collect();
     let expect = [
         ("span-name", 1),
         ("span-attribute", 6),
@@ -242,7 +286,10 @@ fn masking_reaches_every_field_kind() {
     assert_eq!(sp.name, "lookup ***********");
     // The int became the masked string, keeping its length.
     assert_eq!(sp.attributes[1].value.as_ref().unwrap().value, Some(s("***********")));
-    assert_eq!(sp.attributes[2].value.as_ref().unwrap().value, Some(Value::BytesValue(b"***********".to_vec())));
+    assert_eq!(
+        sp.attributes[2].value.as_ref().unwrap().value,
+        Some(Value::BytesValue(b"***********".to_vec()))
+    );
     assert_eq!(sp.attributes[3].value.as_ref().unwrap().value, Some(s("***********")));
     assert_eq!(sp.attributes[6].key, "person.***********");
 }
@@ -261,14 +308,25 @@ fn label_replacement_rewrites_lengths() {
         vec![
             kv("db.statement", s(&long)),
             kv("k", Value::IntValue(FNR.parse().unwrap())),
-            kv("m", Value::KvlistValue(KeyValueList { values: vec![kv("x", s(&format!("{FNR}-{FNR}")))] })),
+            kv(
+                "m",
+                Value::KvlistValue(KeyValueList {
+                    values: vec![kv("x", s(&format!("{FNR}-{FNR}")))],
+                }),
+            ),
         ],
     );
-    let (out, stats, _) = run(r#"{"mask": {"replacement": "label", "label": "[fnr]"}}"#, &batch(vec![vec![sp]]));
+    let (out, stats, _) =
+        run(r#"{"mask": {"replacement": "label", "label": "[fnr]"}}"#, &batch(vec![vec![sp]]));
     let sp = &out.resource_spans[0].scope_spans[0].spans[0];
-    assert_eq!(sp.attributes[0].value.as_ref().unwrap().value, Some(s(&format!("{} [fnr]", "x".repeat(200)))));
+    assert_eq!(
+        sp.attributes[0].value.as_ref().unwrap().value,
+        Some(s(&format!("{} [fnr]", "x".repeat(200))))
+    );
     assert_eq!(sp.attributes[1].value.as_ref().unwrap().value, Some(s("[fnr]")));
-    let Some(Value::KvlistValue(m)) = &sp.attributes[2].value.as_ref().unwrap().value else { panic!() };
+    let Some(Value::KvlistValue(m)) = &sp.attributes[2].value.as_ref().unwrap().value else {
+        panic!()
+    };
     assert_eq!(m.values[0].value.as_ref().unwrap().value, Some(s("[fnr]-[fnr]")));
     assert_eq!(stats.values_masked, 4);
 }
@@ -292,11 +350,18 @@ fn modes_differ_only_on_invalid_runs() {
 #[test]
 fn scope_narrows_to_keys() {
     let cfg = r#"{"mask": {"scope": {"fields": ["span-attribute"], "keys": ["db.statement", "messaging.*.key"]}}}"#;
-    let sp = span(1, 1, 0, FNR, vec![kv("db.statement", s(FNR)), kv("messaging.kafka.key", s(FNR)), kv("other", s(FNR))]);
+    let sp = span(
+        1,
+        1,
+        0,
+        FNR,
+        vec![kv("db.statement", s(FNR)), kv("messaging.kafka.key", s(FNR)), kv("other", s(FNR))],
+    );
     let (out, _, _) = run(cfg, &batch(vec![vec![sp]]));
     let sp = &out.resource_spans[0].scope_spans[0].spans[0];
     assert_eq!(sp.name, FNR);
-    let vals: Vec<_> = sp.attributes.iter().map(|a| a.value.clone().unwrap().value.unwrap()).collect();
+    let vals: Vec<_> =
+        sp.attributes.iter().map(|a| a.value.clone().unwrap().value.unwrap()).collect();
     assert_eq!(vals, [s("***********"), s("***********"), s(FNR)]);
 }
 
@@ -378,7 +443,8 @@ fn unknown_fields_and_untouched_spans_survive_byte_for_byte() {
 #[test]
 fn empty_rule_set_changes_no_byte() {
     let (input, _) = batch_with_unknown_fields("x");
-    let off = Processor::new(r#"{"noise": {"enabled": false}, "mask": {"enabled": false}}"#).unwrap();
+    let off =
+        Processor::new(r#"{"noise": {"enabled": false}, "mask": {"enabled": false}}"#).unwrap();
     assert_eq!(off.process(&input).unwrap().batch, input);
     let noise_only = Processor::new(r#"{"mask": {"enabled": false}}"#).unwrap();
     assert_eq!(noise_only.process(&input).unwrap().batch, input);
@@ -449,12 +515,24 @@ fn int_key_with_dropped_leading_zero_is_masked() {
     let as_int: i64 = FNR.parse().unwrap();
     assert!(as_int < 10_000_000_000, "the test number must start with 0");
     for cfg in ["{}", r#"{"mask": {"mode": "any11"}}"#] {
-        let sp =
-            span(1, 1, 0, "k", vec![kv("messaging.kafka.message.key", Value::IntValue(as_int)), kv("ts", Value::IntValue(1_700_000_000))]);
+        let sp = span(
+            1,
+            1,
+            0,
+            "k",
+            vec![
+                kv("messaging.kafka.message.key", Value::IntValue(as_int)),
+                kv("ts", Value::IntValue(1_700_000_000)),
+            ],
+        );
         let (out, stats, _) = run(cfg, &batch(vec![vec![sp]]));
         let sp = &out.resource_spans[0].scope_spans[0].spans[0];
         assert_eq!(sp.attributes[0].value.as_ref().unwrap().value, Some(s("***********")), "{cfg}");
-        assert_eq!(sp.attributes[1].value.as_ref().unwrap().value, Some(Value::IntValue(1_700_000_000)), "{cfg}");
+        assert_eq!(
+            sp.attributes[1].value.as_ref().unwrap().value,
+            Some(Value::IntValue(1_700_000_000)),
+            "{cfg}"
+        );
         assert_eq!(stats.values_masked, 1, "{cfg}");
     }
 }
@@ -475,7 +553,8 @@ fn explain_lists_drops_and_masks_without_leaking() {
     let bytes = req.encode_to_vec();
     let (out, findings) = p.explain(&bytes).unwrap();
     assert_eq!(out, p.process(&bytes).unwrap());
-    let dropped: Vec<_> = findings.iter().filter(|f| matches!(f, Finding::Dropped { .. })).collect();
+    let dropped: Vec<_> =
+        findings.iter().filter(|f| matches!(f, Finding::Dropped { .. })).collect();
     assert_eq!(
         dropped,
         [
@@ -485,13 +564,20 @@ fn explain_lists_drops_and_masks_without_leaking() {
                 rule: Some("*/internal/health*".into()),
                 path: "/internal/health/***********".into()
             },
-            &Finding::Dropped { trace_id: vec![1; 16], span_id: vec![2; 8], rule: None, path: String::new() },
+            &Finding::Dropped {
+                trace_id: vec![1; 16],
+                span_id: vec![2; 8],
+                rule: None,
+                path: String::new()
+            },
         ]
     );
     let masked: Vec<_> = findings
         .iter()
         .filter_map(|f| match f {
-            Finding::Masked { span_id, field, key, .. } => Some((span_id.clone(), field.name(), key.clone())),
+            Finding::Masked { span_id, field, key, .. } => {
+                Some((span_id.clone(), field.name(), key.clone()))
+            }
             _ => None,
         })
         .collect();
@@ -558,7 +644,9 @@ fn plain_attributes_take_the_fast_path() {
     for attribute in plain {
         assert!(super::plain_attribute(&attribute.encode_to_vec()), "{attribute:?}");
     }
-    for holds_number in [kv("db.statement", s(&format!("id = {FNR}"))), kv("id", Value::IntValue(1_019_012_138))] {
+    for holds_number in
+        [kv("db.statement", s(&format!("id = {FNR}"))), kv("id", Value::IntValue(1_019_012_138))]
+    {
         assert!(!super::plain_attribute(&holds_number.encode_to_vec()), "{holds_number:?}");
     }
 }
@@ -673,13 +761,26 @@ proptest::proptest! {
 #[test]
 fn separated_numbers_are_masked_and_keep_their_separator() {
     let (six, five) = FNR.split_at(6);
-    for sep in ["+", "%20", "%2D", "%2d", "%C2%A0", "%c2%a0", "\u{a0}", "\u{202f}", "\u{2013}", "\t", " ", "-"] {
+    for sep in [
+        "+", "%20", "%2D", "%2d", "%C2%A0", "%c2%a0", "\u{a0}", "\u{202f}", "\u{2013}", "\t", " ",
+        "-",
+    ] {
         let value = format!("q={six}{sep}{five}&page=2");
-        let (out, stats, _) = run("{}", &batch(vec![vec![span(1, 1, 0, "search", vec![kv("url.query", s(&value))])]]));
+        let (out, stats, _) = run(
+            "{}",
+            &batch(vec![vec![span(1, 1, 0, "search", vec![kv("url.query", s(&value))])]]),
+        );
         let got = &out.resource_spans[0].scope_spans[0].spans[0].attributes[0];
-        assert_eq!(got.value, Some(AnyValue { value: Some(s(&format!("q=******{sep}*****&page=2"))) }), "{sep:?}");
+        assert_eq!(
+            got.value,
+            Some(AnyValue { value: Some(s(&format!("q=******{sep}*****&page=2"))) }),
+            "{sep:?}"
+        );
         assert_eq!(stats.values_masked, 1, "{sep:?}");
-        let (out, _, _) = run(r#"{"mask": {"replacement": "label"}}"#, &batch(vec![vec![span(1, 1, 0, "x", vec![kv("q", s(&value))])]]));
+        let (out, _, _) = run(
+            r#"{"mask": {"replacement": "label"}}"#,
+            &batch(vec![vec![span(1, 1, 0, "x", vec![kv("q", s(&value))])]]),
+        );
         let got = &out.resource_spans[0].scope_spans[0].spans[0].attributes[0];
         assert_eq!(got.value, Some(AnyValue { value: Some(s("q=[fnr]&page=2")) }), "{sep:?}");
     }
@@ -751,7 +852,8 @@ mod descendants {
     }
 
     fn run(metas: &[SpanRec<'_>], noisy: &[bool]) -> (Vec<bool>, usize) {
-        let mut fates: Vec<Fate> = noisy.iter().map(|&n| if n { Fate::Noisy(0) } else { Fate::Unknown }).collect();
+        let mut fates: Vec<Fate> =
+            noisy.iter().map(|&n| if n { Fate::Noisy(0) } else { Fate::Unknown }).collect();
         let visited = mark_descendants(metas, &mut fates).expect("fits in memory");
         (fates.iter().map(|f| f.dropped()).collect(), visited)
     }
@@ -789,7 +891,8 @@ mod descendants {
     fn forty_thousand_spans_sharing_one_id_are_marked_in_linear_work() {
         let n = 40_000;
         for ids in [[&b"12345678"[..], b"12345678"], [b"12345678", b"87654321"]] {
-            let metas: Vec<SpanRec<'_>> = (0..n).map(|i| rec(TRACES[0], ids[i % 2], ids[(i + 1) % 2])).collect();
+            let metas: Vec<SpanRec<'_>> =
+                (0..n).map(|i| rec(TRACES[0], ids[i % 2], ids[(i + 1) % 2])).collect();
             let mut noisy = vec![false; n];
             noisy[0] = true;
             let (marked, visited) = run(&metas, &noisy);

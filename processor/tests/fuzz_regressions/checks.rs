@@ -34,7 +34,9 @@ const ALL_OFF: usize = 3;
 /// The processors for [`CONFIGS`], compiled once per process.
 fn processors() -> &'static [Processor] {
     static PROCESSORS: OnceLock<Vec<Processor>> = OnceLock::new();
-    PROCESSORS.get_or_init(|| CONFIGS.iter().map(|c| Processor::new(c).expect("fuzz configs are valid")).collect())
+    PROCESSORS.get_or_init(|| {
+        CONFIGS.iter().map(|c| Processor::new(c).expect("fuzz configs are valid")).collect()
+    })
 }
 
 /// The `process` target: the first byte picks a config, the rest is the
@@ -68,20 +70,35 @@ pub fn process(data: &[u8]) {
             let by_field: u64 = stats.masked_by_field.iter().map(|c| c.value).sum();
             assert_eq!(by_detector, stats.values_masked, "{stats:?}");
             assert_eq!(by_field, stats.values_masked, "{stats:?}");
-            assert!(stats.dropped_by_rule.iter().chain(&stats.masked_by_detector).chain(&stats.masked_by_field).all(|c| c.value > 0));
+            assert!(
+                stats
+                    .dropped_by_rule
+                    .iter()
+                    .chain(&stats.masked_by_detector)
+                    .chain(&stats.masked_by_field)
+                    .all(|c| c.value > 0)
+            );
             if which == ALL_OFF || (stats.spans_dropped == 0 && stats.values_masked == 0) {
                 assert!(out == batch, "nothing was done, yet the output differs from the input");
             }
 
-            let again = p.process(&out).expect("the output of a successful call must be processable");
+            let again =
+                p.process(&out).expect("the output of a successful call must be processable");
             assert!(again.batch == out, "processing the output again changed it");
             assert_eq!(again.stats.spans_in, stats.spans_out);
-            assert_eq!((again.stats.spans_dropped, again.stats.values_masked), (0, 0), "{:?}", again.stats);
+            assert_eq!(
+                (again.stats.spans_dropped, again.stats.values_masked),
+                (0, 0),
+                "{:?}",
+                again.stats
+            );
 
-            let (explained, findings) = p.explain(batch).expect("explain must succeed where process does");
+            let (explained, findings) =
+                p.explain(batch).expect("explain must succeed where process does");
             assert!(explained.batch == out, "explain's output differs from process's");
             assert_eq!(explained.stats, stats);
-            let dropped = findings.iter().filter(|f| matches!(f, Finding::Dropped { .. })).count() as u64;
+            let dropped =
+                findings.iter().filter(|f| matches!(f, Finding::Dropped { .. })).count() as u64;
             assert_eq!(dropped, stats.spans_dropped, "{findings:?}");
             for f in &findings {
                 let quoted = match f {
@@ -98,15 +115,21 @@ pub fn process(data: &[u8]) {
                 let (mut joined, mut total, mut links) = (Vec::new(), Stats::default(), Vec::new());
                 for range in &ranges {
                     let part = &batch[range.clone()];
-                    let (output, part_links) = p.process_part(part.to_vec()).expect("every part of a batch that processes must process");
-                    let plain = p.process(part).expect("process_part and process must agree on success");
+                    let (output, part_links) = p
+                        .process_part(part.to_vec())
+                        .expect("every part of a batch that processes must process");
+                    let plain =
+                        p.process(part).expect("process_part and process must agree on success");
                     assert!(output == plain, "process_part and process differ on part {range:?}");
                     joined.extend_from_slice(&output.batch);
                     total.add(&output.stats);
                     links.push(part_links);
                 }
                 if tracescrub_processor::parts_agree(&links) {
-                    assert!(joined == out, "parts {ranges:?} agree, yet process to other bytes than the whole");
+                    assert!(
+                        joined == out,
+                        "parts {ranges:?} agree, yet process to other bytes than the whole"
+                    );
                     assert_eq!(by_name(total), by_name(stats.clone()), "parts {ranges:?}");
                 }
             }
@@ -116,11 +139,18 @@ pub fn process(data: &[u8]) {
         }
         Err(Error::Malformed(m)) => {
             assert!(out.is_empty(), "output left behind on error");
-            assert!(m.offset <= batch.len() as u64, "offset {} past the end of {} bytes", m.offset, batch.len());
+            assert!(
+                m.offset <= batch.len() as u64,
+                "offset {} past the end of {} bytes",
+                m.offset,
+                batch.len()
+            );
             assert!(!m.reason.is_empty());
             assert!(off.is_err(), "malformed under config {which}, read under everything-off: {m}");
             let ranges = tracescrub_processor::split_ranges(batch, 2);
-            let fails = ranges.iter().any(|r| matches!(p.process_part(batch[r.clone()].to_vec()), Err(Error::Malformed(_))));
+            let fails = ranges.iter().any(|r| {
+                matches!(p.process_part(batch[r.clone()].to_vec()), Err(Error::Malformed(_)))
+            });
             assert!(fails, "malformed whole ({m}), yet every part of {ranges:?} reads");
         }
         Err(Error::TooLarge { size, limit }) => {
@@ -135,7 +165,9 @@ pub fn process(data: &[u8]) {
 /// Stats with their named counts in name order: parts' sums list a name
 /// where it first appeared.
 pub fn by_name(mut stats: Stats) -> Stats {
-    for counts in [&mut stats.dropped_by_rule, &mut stats.masked_by_detector, &mut stats.masked_by_field] {
+    for counts in
+        [&mut stats.dropped_by_rule, &mut stats.masked_by_detector, &mut stats.masked_by_field]
+    {
         counts.sort_by(|a, b| a.name.cmp(&b.name));
     }
     stats
@@ -201,7 +233,9 @@ pub fn naive_find(hay: &[u8], mode: Mode) -> Vec<(usize, usize, Detector)> {
         }
         if e - s == 6 {
             // The documented separators; percent-encoding's hex in either case.
-            for sep in [" ", "-", "\t", "+", "\u{a0}", "\u{202f}", "\u{2013}", "%20", "%2d", "%c2%a0"] {
+            for sep in
+                [" ", "-", "\t", "+", "\u{a0}", "\u{202f}", "\u{2013}", "%20", "%2d", "%c2%a0"]
+            {
                 let t = e + sep.len();
                 if hay.get(e..t).is_some_and(|j| j.eq_ignore_ascii_case(sep.as_bytes()))
                     && hay.get(t..t + 5).is_some_and(|f| f.iter().all(u8::is_ascii_digit))
@@ -237,7 +271,9 @@ fn masked(hay: &[u8], found: &[(usize, usize, Detector)], label: Option<&[u8]>) 
         out.extend_from_slice(&hay[at..s]);
         match label {
             Some(l) => out.extend_from_slice(l),
-            None => out.extend(hay[s..e].iter().map(|&b| if b.is_ascii_digit() { b'*' } else { b })),
+            None => {
+                out.extend(hay[s..e].iter().map(|&b| if b.is_ascii_digit() { b'*' } else { b }))
+            }
         }
         at = e;
     }
@@ -251,7 +287,12 @@ fn masked(hay: &[u8], found: &[(usize, usize, Detector)], label: Option<&[u8]>) 
 /// range (with stars or a label) leaves nothing for either finder.
 pub fn scan(data: &[u8]) {
     if let Some(first) = data.first_chunk::<11>() {
-        assert_eq!(fnr::classify(first), naive_classify(first), "{:?}", String::from_utf8_lossy(first));
+        assert_eq!(
+            fnr::classify(first),
+            naive_classify(first),
+            "{:?}",
+            String::from_utf8_lossy(first)
+        );
     }
     for mode in [Mode::Validated, Mode::Any11] {
         let fast = fast_find(data, mode);
@@ -261,8 +302,16 @@ pub fn scan(data: &[u8]) {
         }
         for label in [None, Some(&b"[fnr]"[..])] {
             let clean = masked(data, &fast, label);
-            assert!(fast_find(&clean, mode).is_empty(), "{mode:?}: masking left {:?}", String::from_utf8_lossy(&clean));
-            assert!(naive_find(&clean, Mode::Validated).is_empty(), "{mode:?}: masking left {:?}", String::from_utf8_lossy(&clean));
+            assert!(
+                fast_find(&clean, mode).is_empty(),
+                "{mode:?}: masking left {:?}",
+                String::from_utf8_lossy(&clean)
+            );
+            assert!(
+                naive_find(&clean, Mode::Validated).is_empty(),
+                "{mode:?}: masking left {:?}",
+                String::from_utf8_lossy(&clean)
+            );
         }
     }
 }

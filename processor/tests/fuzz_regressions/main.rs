@@ -61,8 +61,17 @@ fn checks_pass_on_fixed_inputs() {
     for data in [&[][..], &[0], &[1, 0x0a, 0x00], &[3, 0xff, 0xff], &[4; 3000], &[2, 0x0b]] {
         checks::process(data);
     }
-    for data in [&b""[..], b"01019012138", b"010190 12138 and 010190-12138", b"12345678901-1234567890 123456 12345", &[0xb0; 40]] {
+    for data in [
+        &b""[..],
+        b"01019012138",
+        b"010190 12138 and 010190-12138",
+        b"12345678901-1234567890 123456 12345",
+        &[0xb0; 40],
+    ] {
         checks::scan(data);
     }
-    assert_eq!(checks::naive_find(b"x01019012138y", tracescrub_processor::fnr::Mode::Validated).len(), 1);
+    assert_eq!(
+        checks::naive_find(b"x01019012138y", tracescrub_processor::fnr::Mode::Validated).len(),
+        1
+    );
 }
