@@ -58,7 +58,9 @@ fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
-            eprintln!("\nerror: could not build the tracescrub span-processor component\n\n{message}\n");
+            eprintln!(
+                "\nerror: could not build the tracescrub span-processor component\n\n{message}\n"
+            );
             ExitCode::FAILURE
         }
     }
@@ -67,16 +69,23 @@ fn main() -> ExitCode {
 fn run() -> Result<(), String> {
     let manifest_dir = PathBuf::from(env_var("CARGO_MANIFEST_DIR")?);
     let out_dir = PathBuf::from(env_var("OUT_DIR")?);
-    let workspace = manifest_dir.parent().ok_or("host-harness has no parent directory: it must sit in the workspace root")?.to_path_buf();
+    let workspace = manifest_dir
+        .parent()
+        .ok_or("host-harness has no parent directory: it must sit in the workspace root")?
+        .to_path_buf();
     let output = out_dir.join(OUTPUT_NAME);
 
     println!("cargo::rerun-if-env-changed={OVERRIDE_VAR}");
     if let Some(path) = env::var_os(OVERRIDE_VAR).filter(|p| !p.is_empty()) {
         let path = PathBuf::from(path);
         println!("cargo::rerun-if-changed={}", path.display());
-        std::fs::copy(&path, &output)
-            .map_err(|e| format!("{OVERRIDE_VAR} is set to {}, which could not be copied: {e}", path.display()))?;
-        println!("cargo::warning=embedding the prebuilt component {} ({OVERRIDE_VAR})", path.display());
+        std::fs::copy(&path, &output).map_err(|e| {
+            format!("{OVERRIDE_VAR} is set to {}, which could not be copied: {e}", path.display())
+        })?;
+        println!(
+            "cargo::warning=embedding the prebuilt component {} ({OVERRIDE_VAR})",
+            path.display()
+        );
         return Ok(());
     }
 
@@ -88,12 +97,19 @@ fn run() -> Result<(), String> {
 
     let target_dir = nested_target_dir(&out_dir, &workspace);
     let core_module = build_core_module(&workspace, &target_dir)?;
-    let bytes = std::fs::read(&core_module).map_err(|e| format!("could not read the built module {}: {e}", core_module.display()))?;
+    let bytes = std::fs::read(&core_module)
+        .map_err(|e| format!("could not read the built module {}: {e}", core_module.display()))?;
     let component = wit_component::ComponentEncoder::default()
         .module(&bytes)
         .and_then(|encoder| encoder.validate(true).encode())
-        .map_err(|e| format!("wit-component could not turn {} into a component: {e:#}", core_module.display()))?;
-    std::fs::write(&output, component).map_err(|e| format!("could not write {}: {e}", output.display()))?;
+        .map_err(|e| {
+            format!(
+                "wit-component could not turn {} into a component: {e:#}",
+                core_module.display()
+            )
+        })?;
+    std::fs::write(&output, component)
+        .map_err(|e| format!("could not write {}: {e}", output.display()))?;
     Ok(())
 }
 
@@ -172,7 +188,9 @@ fn build_core_module(workspace: &Path, target_dir: &Path) -> Result<PathBuf, Str
         }
     }
 
-    let status = command.status().map_err(|e| format!("could not run `{}`: {e}", cargo.to_string_lossy()))?;
+    let status = command
+        .status()
+        .map_err(|e| format!("could not run `{}`: {e}", cargo.to_string_lossy()))?;
     if !status.success() {
         return Err(format!(
             "`cargo rustc -p tracescrub-processor --profile wasm --target {WASM_TARGET} --crate-type cdylib --locked` \

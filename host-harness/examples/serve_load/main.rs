@@ -41,7 +41,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tracescrub::corpus::{CorpusOptions, DEFAULT_SEED, generate};
 
 #[derive(Parser)]
-#[command(about = "Load run: spans/s and added latency of `tracescrub serve`, side by side with rotel")]
+#[command(
+    about = "Load run: spans/s and added latency of `tracescrub serve`, side by side with rotel"
+)]
 struct Args {
     /// The `tracescrub` binary (a release build).
     #[arg(long)]
@@ -116,11 +118,15 @@ async fn run(args: Args) -> Result<(), Fail> {
     let mut gateway = Gateway::start(&args, &format!("http://{sink_addr}"))?;
     let gw_uri = format!("http://{}/v1/traces", gateway.http);
     let mut rotel = match (&args.rotel, &args.rotel_processor) {
-        (Some(bin), Some(processor)) => Some(Rotel::start(&args.workdir, bin, processor, sink_addr)?),
+        (Some(bin), Some(processor)) => {
+            Some(Rotel::start(&args.workdir, bin, processor, sink_addr)?)
+        }
         _ => None,
     };
 
-    let client: HttpClient = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(args.concurrency * 2).build_http();
+    let client: HttpClient = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(args.concurrency * 2)
+        .build_http();
 
     // 1. Latency, one batch at a time (after a warm-up of both paths).
     for b in batches.iter().take(20) {
@@ -129,7 +135,8 @@ async fn run(args: Args) -> Result<(), Fail> {
     }
     const SPLIT: &str = "tracescrub_processor_split_batches_total";
     const RERUN: &str = "tracescrub_processor_split_reruns_total";
-    let (split_before, rerun_before) = (gateway.counter(&client, SPLIT).await?, gateway.counter(&client, RERUN).await?);
+    let (split_before, rerun_before) =
+        (gateway.counter(&client, SPLIT).await?, gateway.counter(&client, RERUN).await?);
     let (mut direct, mut through, mut added) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..args.latency_samples {
         let b = &batches[i % batches.len()];
@@ -212,7 +219,8 @@ fn percentile(v: &mut [f64], p: f64) -> f64 {
 }
 
 async fn post(client: &HttpClient, uri: &str, body: Bytes) -> Result<(), Fail> {
-    let req = Request::post(uri).header(CONTENT_TYPE, "application/x-protobuf").body(Full::new(body))?;
+    let req =
+        Request::post(uri).header(CONTENT_TYPE, "application/x-protobuf").body(Full::new(body))?;
     let resp = client.request(req).await?;
     let status = resp.status();
     // Read the answer to the end so the connection goes back to the pool.
@@ -251,7 +259,8 @@ async fn start_sink(stats: Arc<SinkStats>) -> Result<SocketAddr, Fail> {
             let _ = stream.set_nodelay(true);
             let stats = stats.clone();
             tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req| sink_request(req, stats.clone()));
+                let service =
+                    hyper::service::service_fn(move |req| sink_request(req, stats.clone()));
                 // HTTP/1 or h2c, whichever the exporter speaks.
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(stream), service)
@@ -262,8 +271,14 @@ async fn start_sink(stats: Arc<SinkStats>) -> Result<SocketAddr, Fail> {
     Ok(addr)
 }
 
-async fn sink_request(req: Request<Incoming>, stats: Arc<SinkStats>) -> Result<Response<Full<Bytes>>, Infallible> {
-    let gzip = req.headers().get(CONTENT_ENCODING).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
+async fn sink_request(
+    req: Request<Incoming>,
+    stats: Arc<SinkStats>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let gzip = req
+        .headers()
+        .get(CONTENT_ENCODING)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
     let body = match req.into_body().collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => return Ok(answer(StatusCode::BAD_REQUEST)),
@@ -291,7 +306,8 @@ async fn sink_request(req: Request<Incoming>, stats: Arc<SinkStats>) -> Result<R
 fn answer(status: StatusCode) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::new()));
     *r.status_mut() = status;
-    r.headers_mut().insert(CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/x-protobuf"));
+    r.headers_mut()
+        .insert(CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/x-protobuf"));
     r
 }
 
@@ -313,7 +329,11 @@ fn count_spans(buf: &[u8]) -> Option<u64> {
 
 /// Calls `f` with the payload of every length-delimited field `number`,
 /// skipping all others.
-fn for_each_len_field(mut buf: &[u8], number: u64, mut f: impl FnMut(&[u8]) -> Option<()>) -> Option<()> {
+fn for_each_len_field(
+    mut buf: &[u8],
+    number: u64,
+    mut f: impl FnMut(&[u8]) -> Option<()>,
+) -> Option<()> {
     while !buf.is_empty() {
         let key = varint(&mut buf)?;
         match key & 7 {
@@ -382,7 +402,10 @@ impl Run {
 
     fn print(&self, target: &str) {
         let per_cpu = match self.cpu_seconds {
-            Some(c) if c > 0.0 => format!(" cpu_s={c:.2} spans_per_cpu_s={:.0}", (self.acked * self.in_spans) as f64 / c),
+            Some(c) if c > 0.0 => format!(
+                " cpu_s={c:.2} spans_per_cpu_s={:.0}",
+                (self.acked * self.in_spans) as f64 / c
+            ),
             _ => String::new(),
         };
         println!(
@@ -411,7 +434,9 @@ impl Load<'_> {
         let sender = || async {
             while start.elapsed() < self.duration {
                 let i = next.fetch_add(1, Ordering::Relaxed) as usize % self.batches.len();
-                let Ok(req) = Request::post(uri).header(CONTENT_TYPE, "application/x-protobuf").body(Full::new(self.batches[i].clone()))
+                let Ok(req) = Request::post(uri)
+                    .header(CONTENT_TYPE, "application/x-protobuf")
+                    .body(Full::new(self.batches[i].clone()))
                 else {
                     errors.fetch_add(1, Ordering::Relaxed);
                     break;
@@ -457,7 +482,8 @@ impl Load<'_> {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let last_receipt = Duration::from_nanos(self.sink.last_ns.load(Ordering::Relaxed));
-        let receipt_since_start = last_receipt.saturating_sub(start.duration_since(epoch())).as_secs_f64();
+        let receipt_since_start =
+            last_receipt.saturating_sub(start.duration_since(epoch())).as_secs_f64();
         let cpu = match (cpu_before, pid.and_then(cpu_seconds)) {
             (Some(a), Some(b)) => Some(b - a),
             _ => None,
@@ -548,10 +574,15 @@ impl Gateway {
         let Ok(line) = rx.recv_timeout(Duration::from_secs(180)) else {
             let _ = child.kill();
             let _ = child.wait();
-            return Err(format!("the gateway printed no ready line; see {}", log_path.display()).into());
+            return Err(
+                format!("the gateway printed no ready line; see {}", log_path.display()).into()
+            );
         };
         let field = |name: &str| {
-            line.split_whitespace().find_map(|w| w.strip_prefix(name)).map(str::to_owned).ok_or_else(|| format!("no {name} in {line:?}"))
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(name))
+                .map(str::to_owned)
+                .ok_or_else(|| format!("no {name} in {line:?}"))
         };
         let (http, admin) = (field("http=")?, field("admin=")?);
         eprintln!("{line}");
@@ -560,10 +591,12 @@ impl Gateway {
 
     /// A counter from the gateway's `/metrics`.
     async fn counter(&self, client: &HttpClient, name: &str) -> Result<f64, Fail> {
-        let req = Request::get(format!("http://{}/metrics", self.admin)).body(Full::new(Bytes::new()))?;
+        let req =
+            Request::get(format!("http://{}/metrics", self.admin)).body(Full::new(Bytes::new()))?;
         let text = client.request(req).await?.into_body().collect().await?.to_bytes();
         let text = String::from_utf8_lossy(&text);
-        let value = text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok());
+        let value =
+            text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok());
         Ok(value.ok_or_else(|| format!("no {name} in the gateway's metrics"))?)
     }
 
@@ -579,15 +612,30 @@ struct Rotel {
 }
 
 impl Rotel {
-    fn start(workdir: &Path, bin: &Path, processor: &Path, sink: SocketAddr) -> Result<Rotel, Fail> {
+    fn start(
+        workdir: &Path,
+        bin: &Path,
+        processor: &Path,
+        sink: SocketAddr,
+    ) -> Result<Rotel, Fail> {
         let http = free_port()?;
         let grpc = free_port()?;
         let log_path = workdir.join("rotel.log");
         let log = std::fs::File::create(&log_path)?;
         let child = Command::new(bin)
             .arg("start")
-            .args(["--otlp-http-endpoint", &http.to_string(), "--otlp-grpc-endpoint", &grpc.to_string()])
-            .args(["--otlp-exporter-endpoint", &format!("http://{sink}"), "--otlp-exporter-protocol", "http"])
+            .args([
+                "--otlp-http-endpoint",
+                &http.to_string(),
+                "--otlp-grpc-endpoint",
+                &grpc.to_string(),
+            ])
+            .args([
+                "--otlp-exporter-endpoint",
+                &format!("http://{sink}"),
+                "--otlp-exporter-protocol",
+                "http",
+            ])
             // The gateway forwards uncompressed; so does rotel here.
             .args(["--otlp-exporter-compression", "none"])
             .arg("--otlp-with-trace-processor")
