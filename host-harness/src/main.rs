@@ -131,39 +131,7 @@ Example:
     #[command(
         after_help = "Examples:\n  tracescrub bench\n  tracescrub bench --batch-spans 512 --rounds 11\n  tracescrub bench --batch-spans 4096 testdata/captures"
     )]
-    Bench {
-        /// YAML or JSON config file [default: the embedded platform rules].
-        #[arg(long, value_name = "FILE")]
-        config: Option<PathBuf>,
-        /// A processor component file instead of the embedded one.
-        #[arg(long, value_name = "FILE")]
-        component: Option<PathBuf>,
-        /// Spans per batch: of the generated corpus (512..=8192) [default:
-        /// 2048], or re-batch the INPUT batches to this size.
-        #[arg(long, value_name = "N")]
-        batch_spans: Option<usize>,
-        /// Timed rounds; the median is reported.
-        #[arg(long, value_name = "N", default_value_t = tracescrub::bench::DEFAULT_ROUNDS, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1000))]
-        rounds: usize,
-        /// Seed of the generated corpus.
-        #[arg(long, value_name = "N", default_value_t = tracescrub::corpus::DEFAULT_SEED)]
-        seed: u64,
-        /// Spans in the generated corpus, at least (rounded up to whole batches).
-        #[arg(long, value_name = "N", default_value_t = tracescrub::corpus::DEFAULT_MIN_SPANS)]
-        spans: usize,
-        /// Write /tmp/perf-PID.map so that `perf report` names the guest's
-        /// functions (a component built without stripping has names).
-        #[arg(long)]
-        perf_map: bool,
-        /// Batches the wasm pass's instance processes before a fresh instance
-        /// takes over, as in `replay` and `serve` (0: only after a trap).
-        #[arg(long, value_name = "N", default_value_t = tracescrub::DEFAULT_MAX_BATCHES_PER_INSTANCE)]
-        max_batches_per_instance: u64,
-        /// Files or directories of captured OTLP trace batches [default: a
-        /// generated corpus].
-        #[arg(value_name = "INPUT")]
-        inputs: Vec<PathBuf>,
-    },
+    Bench(BenchArgs),
     /// Run an OTLP gateway: receive OTLP/HTTP and OTLP/gRPC, process every
     /// batch with the component, forward the result upstream.
     ///
@@ -407,30 +375,7 @@ fn main() -> ExitCode {
         Command::Config(ConfigCommand::Check { file }) => config_check(&file),
         Command::Inspect { component, save } => inspect(component.as_deref(), save.as_deref()),
         Command::Serve(args) => serve(*args),
-        Command::Bench {
-            config,
-            component,
-            batch_spans,
-            rounds,
-            seed,
-            spans,
-            perf_map,
-            max_batches_per_instance,
-            inputs,
-        } => {
-            let args = BenchArgs {
-                config,
-                component,
-                batch_spans,
-                rounds,
-                seed,
-                spans,
-                perf_map,
-                max_batches_per_instance,
-                inputs,
-            };
-            bench(&args)
-        }
+        Command::Bench(args) => bench(&args),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -801,15 +746,38 @@ fn inspect(path: Option<&Path>, save: Option<&Path>) -> Result<bool, Fatal> {
 }
 
 /// The `bench` subcommand's arguments.
+#[derive(clap::Args)]
 struct BenchArgs {
+    /// YAML or JSON config file [default: the embedded platform rules].
+    #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// A processor component file instead of the embedded one.
+    #[arg(long, value_name = "FILE")]
     component: Option<PathBuf>,
+    /// Spans per batch: of the generated corpus (512..=8192) [default:
+    /// 2048], or re-batch the INPUT batches to this size.
+    #[arg(long, value_name = "N")]
     batch_spans: Option<usize>,
+    /// Timed rounds; the median is reported.
+    #[arg(long, value_name = "N", default_value_t = tracescrub::bench::DEFAULT_ROUNDS, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1000))]
     rounds: usize,
+    /// Seed of the generated corpus.
+    #[arg(long, value_name = "N", default_value_t = tracescrub::corpus::DEFAULT_SEED)]
     seed: u64,
+    /// Spans in the generated corpus, at least (rounded up to whole batches).
+    #[arg(long, value_name = "N", default_value_t = tracescrub::corpus::DEFAULT_MIN_SPANS)]
     spans: usize,
+    /// Write /tmp/perf-PID.map so that `perf report` names the guest's
+    /// functions (a component built without stripping has names).
+    #[arg(long)]
     perf_map: bool,
+    /// Batches the wasm pass's instance processes before a fresh instance
+    /// takes over, as in `replay` and `serve` (0: only after a trap).
+    #[arg(long, value_name = "N", default_value_t = tracescrub::DEFAULT_MAX_BATCHES_PER_INSTANCE)]
     max_batches_per_instance: u64,
+    /// Files or directories of captured OTLP trace batches [default: a
+    /// generated corpus].
+    #[arg(value_name = "INPUT")]
     inputs: Vec<PathBuf>,
 }
 
