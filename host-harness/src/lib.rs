@@ -182,10 +182,15 @@ impl Runtime {
     }
 }
 
-/// Instances that can be live at once in one [`Runtime`]: a worker per core
-/// in `serve`, each with the instance of a version being swapped in beside
-/// its own, fits many times over.
+/// Component instances that can be live at once in one [`Runtime`]. `serve`
+/// holds one per worker, plus one per worker while a new version's canary
+/// runs, so it takes at most [`serve::MAX_WORKERS`] workers.
 pub const POOL_SLOTS: u32 = 128;
+
+/// Core instances and tables one component instance takes from the pool at
+/// most: the component is built as three core modules (wit-component's shim
+/// and fix-up around the engine) with two tables; 4 leaves room to grow.
+const CORE_PER_COMPONENT: u32 = 4;
 
 /// Linear memory kept resident per pool slot when its instance is dropped
 /// (zeroed with memset, not decommitted): more than a 2048-span batch's guest
@@ -202,9 +207,10 @@ pub const KEEP_RESIDENT_BYTES: usize = 64 << 20;
 fn pooling() -> wasmtime::PoolingAllocationConfig {
     let mut pool = wasmtime::PoolingAllocationConfig::default();
     pool.total_component_instances(POOL_SLOTS)
-        .total_core_instances(POOL_SLOTS)
-        .total_memories(POOL_SLOTS)
-        .total_tables(POOL_SLOTS);
+        .total_core_instances(POOL_SLOTS * CORE_PER_COMPONENT)
+        .total_tables(POOL_SLOTS * CORE_PER_COMPONENT)
+        // One memory per component instance: the engine's.
+        .total_memories(POOL_SLOTS);
     // Zero a used memory with memset up to this size rather than madvise:
     // the pages stay resident, and the next instance does not take a page
     // fault on every page it touches again.

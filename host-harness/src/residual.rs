@@ -64,35 +64,59 @@ const SPLIT_SEPARATORS: [&str; 10] =
 
 /// Every valid personal number in `text`: maximal 11-digit runs, and the
 /// split form (a maximal 6-digit run, a separator, 5 digits with no digit
-/// after them).
+/// after them); a run led by a percent escape's hex digits is read with and
+/// without them.
 pub fn numbers_in(text: &[u8]) -> usize {
     let runs = digit_runs(text);
     let mut found = 0;
-    for &(s, e) in &runs {
-        if e - s == 11 && is_valid_number(&text[s..e]) {
-            found += 1;
-        }
-        if e - s != 6 {
-            continue;
-        }
-        for sep in SPLIT_SEPARATORS {
-            let after = e + sep.len();
-            let Some(joint) = text.get(e..after) else { continue };
-            if !joint.eq_ignore_ascii_case(sep.as_bytes()) {
-                continue;
-            }
-            let Some(five) = text.get(after..after + 5) else { continue };
-            let ends = text.get(after + 5).is_none_or(|b| !b.is_ascii_digit());
-            if five.iter().all(u8::is_ascii_digit) && ends {
-                let joined: Vec<u8> = text[s..e].iter().chain(five).copied().collect();
-                if is_valid_number(&joined) {
-                    found += 1;
-                }
-                break;
-            }
+    for &(run_start, e) in &runs {
+        // The run as written, and (when a percent escape's hex digits lead
+        // it) without them; the two never both have a number's shape.
+        let stripped = run_start + escape_hex(text, run_start, e);
+        let readings: &[usize] =
+            if stripped == run_start { &[run_start] } else { &[run_start, stripped] };
+        for &s in readings {
+            found += number_at(text, s, e);
         }
     }
     found
+}
+
+/// 1 if the digits `text[s..e]` (a run, or a run less its escape digits)
+/// are a valid number whole or as the 6 digits of the split form.
+fn number_at(text: &[u8], s: usize, e: usize) -> usize {
+    if e - s == 11 {
+        return usize::from(is_valid_number(&text[s..e]));
+    }
+    if e - s != 6 {
+        return 0;
+    }
+    for sep in SPLIT_SEPARATORS {
+        let after = e + sep.len();
+        let Some(joint) = text.get(e..after) else { continue };
+        if !joint.eq_ignore_ascii_case(sep.as_bytes()) {
+            continue;
+        }
+        let Some(five) = text.get(after..after + 5) else { continue };
+        let ends = text.get(after + 5).is_none_or(|b| !b.is_ascii_digit());
+        if five.iter().all(u8::is_ascii_digit) && ends {
+            let joined: Vec<u8> = text[s..e].iter().chain(five).copied().collect();
+            return usize::from(is_valid_number(&joined));
+        }
+    }
+    0
+}
+
+/// Digits at the start of the run `text[s..e]` that belong to a percent
+/// escape before it (`%2013097248022` is an encoded space, then 11 digits).
+pub fn escape_hex(text: &[u8], s: usize, e: usize) -> usize {
+    if s >= 1 && text[s - 1] == b'%' {
+        (e - s).min(2)
+    } else if s >= 2 && text[s - 2] == b'%' && text[s - 1].is_ascii_hexdigit() {
+        1
+    } else {
+        0
+    }
 }
 
 /// The maximal runs of ASCII digits in `text`, as byte ranges.
@@ -262,6 +286,11 @@ mod tests {
             "010190%2012139",
         ] {
             assert_eq!(numbers_in(miss.as_bytes()), 0, "{miss:?}");
+        }
+        for glued in
+            ["q=a%2001019012138", "%2201019012138%22", "%C2%A001019012138", "%20010190%2012138"]
+        {
+            assert_eq!(numbers_in(glued.as_bytes()), 1, "{glued:?}");
         }
     }
 

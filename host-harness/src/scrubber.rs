@@ -165,6 +165,24 @@ mod tests {
         assert!(outputs.windows(2).all(|w| w[0] == w[1]));
     }
 
+    /// Scenario: as many instances live at once as `serve` can hold at its
+    /// worker limit: each worker's own and a reload's second, plus the
+    /// canary's.
+    /// Guarantees: the pooling allocator's slots (component instances, core
+    /// instances, tables, memories) hold them all; the component's three
+    /// core modules and two tables each once made the pool run out at 42.
+    #[test]
+    fn the_pool_holds_two_instances_per_worker_at_the_worker_limit() {
+        let component = component();
+        let live: Vec<ScrubberInstance> = (0..2 * crate::serve::MAX_WORKERS + 1)
+            .map(|i| {
+                ScrubberInstance::create(&component, "{}")
+                    .unwrap_or_else(|e| panic!("instance {i}: {}", crate::one_line(&e)))
+            })
+            .collect();
+        assert_eq!(live.len(), 2 * crate::serve::MAX_WORKERS + 1);
+    }
+
     /// Scenario: a scrubber that renews after every batch processes one.
     /// Guarantees: no instance is kept while it waits for the next batch, so
     /// no batch's data stays in a guest between batches.

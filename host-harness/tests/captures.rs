@@ -288,25 +288,41 @@ fn oracle_mask(text: &[u8]) -> Vec<u8> {
         [" ", "-", "\t", "\u{a0}", "\u{202f}", "\u{2013}", "+", "%20", "%2D", "%C2%A0"];
     let runs = residual::digit_runs(text);
     let mut out = text.to_vec();
-    for &(s, e) in &runs {
-        if e - s == 11 && residual::is_valid_number(&text[s..e]) {
-            out[s..e].fill(b'*');
-        }
-        if e - s != 6 {
-            continue;
-        }
-        let tail = SEPARATORS.iter().find_map(|sep| {
-            let t = e + sep.len();
-            let joins = text.get(e..t).is_some_and(|j| j.eq_ignore_ascii_case(sep.as_bytes()));
-            let five = text.get(t..t + 5).is_some_and(|f| f.iter().all(u8::is_ascii_digit));
-            let ends = !text.get(t + 5).is_some_and(u8::is_ascii_digit);
-            (joins && five && ends).then_some(t)
-        });
-        if let Some(t) = tail {
-            let joined: Vec<u8> = text[s..e].iter().chain(&text[t..t + 5]).copied().collect();
-            if residual::is_valid_number(&joined) {
+    for &(run_start, e) in &runs {
+        // The run as written, then without the hex digits of a percent
+        // escape that leads it (`%2013097248022`).
+        let stripped = if run_start >= 1 && text[run_start - 1] == b'%' {
+            run_start + (e - run_start).min(2)
+        } else if run_start >= 2
+            && text[run_start - 2] == b'%'
+            && text[run_start - 1].is_ascii_hexdigit()
+        {
+            run_start + 1
+        } else {
+            run_start
+        };
+        for s in [run_start, stripped] {
+            if e - s == 11 && residual::is_valid_number(&text[s..e]) {
                 out[s..e].fill(b'*');
-                out[t..t + 5].fill(b'*');
+                break;
+            }
+            if e - s != 6 {
+                continue;
+            }
+            let tail = SEPARATORS.iter().find_map(|sep| {
+                let t = e + sep.len();
+                let joins = text.get(e..t).is_some_and(|j| j.eq_ignore_ascii_case(sep.as_bytes()));
+                let five = text.get(t..t + 5).is_some_and(|f| f.iter().all(u8::is_ascii_digit));
+                let ends = !text.get(t + 5).is_some_and(u8::is_ascii_digit);
+                (joins && five && ends).then_some(t)
+            });
+            if let Some(t) = tail {
+                let joined: Vec<u8> = text[s..e].iter().chain(&text[t..t + 5]).copied().collect();
+                if residual::is_valid_number(&joined) {
+                    out[s..e].fill(b'*');
+                    out[t..t + 5].fill(b'*');
+                }
+                break;
             }
         }
     }

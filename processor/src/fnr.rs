@@ -169,13 +169,17 @@ pub fn classify(digits: &[u8; 11]) -> Option<Detector> {
 /// Calls `f` for every number in `hay`, left to right, non-overlapping.
 ///
 /// A candidate is a maximal run of exactly 11 ASCII digits, or the split form
-/// of exactly 6 digits, one separator (see [`separator_len`]: a space, dash,
-/// tab or `+`, a no-break or narrow no-break space or en dash in UTF-8, or
-/// `%20`, `%2D`, `%C2%A0` as a URL encodes them), exactly 5 digits (both
-/// runs maximal). Non-digit neighbours, letters and `_` included, do not protect a
+/// of exactly 6 digits, one separator (a space, dash, tab or `+`, a
+/// no-break or narrow no-break space or en dash in UTF-8, or `%20`, `%2D`,
+/// `%C2%A0` as a URL encodes them), exactly 5 digits (both runs maximal).
+/// A run that makes no candidate and is led by the hex digits of a percent
+/// escape is read again without them: in `q=a%2013097248022` the number is
+/// `13097248022`, and `%17053650260` is still read as 11 digits (the two
+/// readings never both make a candidate). Non-digit neighbours, letters and `_` included, do not protect a
 /// run. In [`Mode::Validated`] only candidates [`classify`] accepts are
 /// reported; in [`Mode::Any11`] every candidate is, as [`Detector::Any11`].
 pub fn scan(hay: &[u8], mode: Mode, mut f: impl FnMut(Found)) {
+    // Whether it reported a number.
     let mut report = |start: usize, end: usize, digits: &[u8; 11]| {
         let detector = match mode {
             Mode::Validated => classify(digits),
@@ -184,6 +188,7 @@ pub fn scan(hay: &[u8], mode: Mode, mut f: impl FnMut(Found)) {
         if let Some(detector) = detector {
             f(Found { start, end, detector });
         }
+        detector.is_some()
     };
 
     let mut i = 0;
@@ -194,24 +199,32 @@ pub fn scan(hay: &[u8], mode: Mode, mut f: impl FnMut(Found)) {
         }
         let end = run_end(hay, start);
         // Whatever happens below, the next candidate starts after this run:
-        // the only case that consumes more is the split form.
+        // the only case that consumes more is a split form that is reported
+        // (one that is not may hide a number in its tail's digits:
+        // `999999%C2%A010190 12138`).
         i = end;
-        match end - start {
-            11 => {
-                if let Some(digits) = hay[start..].first_chunk::<11>() {
-                    report(start, end, digits);
+        let escaped = start + escape_digits(hay, start, end);
+        for start in [start, escaped] {
+            match end - start {
+                11 => {
+                    if let Some(digits) = hay[start..].first_chunk::<11>() {
+                        report(start, end, digits);
+                    }
+                    break;
                 }
-            }
-            6 => {
-                if let Some(tail) = split_tail(hay, end) {
-                    let mut digits = [0u8; 11];
-                    digits[..6].copy_from_slice(&hay[start..end]);
-                    digits[6..].copy_from_slice(&hay[tail - 5..tail]);
-                    report(start, tail, &digits);
-                    i = tail;
+                6 => {
+                    if let Some(tail) = split_tail(hay, end) {
+                        let mut digits = [0u8; 11];
+                        digits[..6].copy_from_slice(&hay[start..end]);
+                        digits[6..].copy_from_slice(&hay[tail - 5..tail]);
+                        if report(start, tail, &digits) {
+                            i = tail;
+                        }
+                        break;
+                    }
                 }
+                _ => {}
             }
-            _ => {}
         }
     }
 }
@@ -363,6 +376,18 @@ fn tail_word(hay: &[u8], n: usize) -> u64 {
         Some(last) if n > 0 => u64::from_le_bytes(*last) >> (8 * (8 - n)),
         Some(_) => 0,
         None => hay.iter().rev().take(n).fold(0, |w, &b| (w << 8) | u64::from(b)),
+    }
+}
+
+/// How many digits at the start of the run `hay[start..end]` are the hex
+/// digits of a percent escape (`%20` + number, `%A0` + number): 2 right after
+/// a `%`, 1 after `%` and a hex letter, else 0. A `%` is always an escape in a
+/// URL; elsewhere a `%` glued to a number is rare enough to read the same.
+fn escape_digits(hay: &[u8], start: usize, end: usize) -> usize {
+    match hay[..start] {
+        [.., b'%'] => 2.min(end - start),
+        [.., b'%', h] if h.is_ascii_hexdigit() => 1,
+        _ => 0,
     }
 }
 
@@ -717,6 +742,13 @@ mod tests {
             ("130972%20%2048022".into(), Validated, vec![]),   // two separators
             ("130972%2048023".into(), Validated, vec![]),      // bad check digit
             ("130972%2048023".into(), Any11, vec![(0, 14, ANY)]),
+            (format!("q=a%20{x}"), Validated, vec![(6, 17, Fnr)]), // escape hex not glued on
+            (format!("q=%22{x}%22"), Validated, vec![(5, 16, Fnr)]),
+            (format!("%C2%A0{x}"), Validated, vec![(6, 17, Fnr)]),
+            ("%20130972%2048022".into(), Validated, vec![(3, 17, Fnr)]),
+            (format!("%{x}"), Validated, vec![(1, 12, Fnr)]), // 11 as written
+            ("999999%C2%A010190 12138".into(), Validated, vec![(11, 23, Fnr)]),
+            ("999999%C2%A010190 12138".into(), Any11, vec![(0, 17, ANY)]),
             ("13097 248022".into(), Validated, vec![]), // 5 + 6
             ("123456 123456".into(), Any11, vec![]),
             ("1234567 12345".into(), Any11, vec![]),
@@ -800,47 +832,63 @@ mod tests {
 
     /// Plain reference for `scan`: try both forms at every position that
     /// has no digit before it.
+    /// The slow way: every maximal digit run, less the hex digits of a
+    /// percent escape right before it, as a candidate of 11 digits or of
+    /// 6 digits + one separator + 5 digits; left to right, non-overlapping.
     fn naive_scan(hay: &[u8], mode: Mode) -> Vec<Found> {
         let digit = |i: usize| hay.get(i).is_some_and(u8::is_ascii_digit);
-        let all_digits = |a: usize, b: usize| (a..b).all(digit);
         let mut out = Vec::new();
         let mut i = 0;
+        let mut taken = 0;
         while i < hay.len() {
-            if i > 0 && digit(i - 1) {
+            if !digit(i) || (i > 0 && digit(i - 1)) {
                 i += 1;
                 continue;
             }
-            let mut cand: Option<(usize, [u8; 11])> = None;
-            if i + 11 <= hay.len() && all_digits(i, i + 11) && !digit(i + 11) {
-                cand = Some((i + 11, hay[i..i + 11].try_into().unwrap()));
-            } else if all_digits(i, i + 6) && i + 6 <= hay.len() && !digit(i + 6) {
-                // The separators, spelled out; percent-encoding's hex in
-                // either case.
-                let sep = SEPARATORS.iter().map(|s| s.as_bytes()).find(|s| {
-                    hay.get(i + 6..i + 6 + s.len()).is_some_and(|h| h.eq_ignore_ascii_case(s))
-                });
-                if let Some(sep) = sep {
-                    let tail = i + 6 + sep.len();
-                    if tail + 5 <= hay.len() && all_digits(tail, tail + 5) && !digit(tail + 5) {
-                        let mut d = [0u8; 11];
-                        d[..6].copy_from_slice(&hay[i..i + 6]);
-                        d[6..].copy_from_slice(&hay[tail..tail + 5]);
-                        cand = Some((tail + 5, d));
-                    }
-                }
+            let mut e = i;
+            while digit(e) {
+                e += 1;
             }
-            match cand {
-                Some((end, d)) => {
-                    let det = match mode {
-                        Mode::Validated => classify(&d),
-                        Mode::Any11 => Some(Detector::Any11),
-                    };
-                    if let Some(detector) = det {
-                        out.push(Found { start: i, end, detector });
-                    }
+            let mut stripped = i;
+            if i >= 1 && hay[i - 1] == b'%' {
+                stripped = (i + 2).min(e);
+            } else if i >= 2 && hay[i - 2] == b'%' && hay[i - 1].is_ascii_hexdigit() {
+                stripped = i + 1;
+            }
+            let raw = i;
+            i = e;
+            if raw < taken {
+                continue;
+            }
+            let candidate = |s: usize| -> Option<(usize, Vec<u8>)> {
+                if e - s == 11 {
+                    return Some((e, hay[s..e].to_vec()));
+                }
+                if e - s != 6 {
+                    return None;
+                }
+                SEPARATORS.iter().chain(&["%2d", "%c2%a0"]).find_map(|sep| {
+                    let t = e + sep.len();
+                    let joins =
+                        hay.get(e..t).is_some_and(|h| h.eq_ignore_ascii_case(sep.as_bytes()));
+                    (joins && t + 5 <= hay.len() && (t..t + 5).all(digit) && !digit(t + 5))
+                        .then(|| (t + 5, [&hay[s..e], &hay[t..t + 5]].concat()))
+                })
+            };
+            let found = candidate(raw)
+                .map(|c| (raw, c))
+                .or_else(|| candidate(stripped).map(|c| (stripped, c)));
+            if let Some((s, (end, d))) = found {
+                let d: [u8; 11] = d.try_into().unwrap();
+                let det = match mode {
+                    Mode::Validated => classify(&d),
+                    Mode::Any11 => Some(Detector::Any11),
+                };
+                if let Some(detector) = det {
+                    out.push(Found { start: s, end, detector });
+                    taken = end;
                     i = end;
                 }
-                None => i += 1,
             }
         }
         out

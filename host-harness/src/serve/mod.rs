@@ -20,6 +20,10 @@
 //! Logs go to stderr, one line per event, and never carry span content:
 //! counts, sizes, hashes, error kinds and byte offsets only.
 
+/// The most worker threads `serve` runs: two guests each (its own, and a new
+/// version's during a reload) fit in [`crate::POOL_SLOTS`] with room to spare.
+pub const MAX_WORKERS: usize = (crate::POOL_SLOTS as usize - 8) / 2;
+
 pub mod admin;
 pub mod grpc;
 pub mod http;

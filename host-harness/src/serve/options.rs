@@ -226,10 +226,9 @@ impl GatewaySection {
             // case-insensitive, so lowercase serves both.
             headers.insert(header.as_str().to_owned(), value.clone());
         }
-        let workers = cli
-            .workers
-            .or(self.workers)
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
+        let workers = cli.workers.or(self.workers).unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, usize::from).min(super::MAX_WORKERS)
+        });
         let settings = Settings {
             upstream,
             upstream_timeout: Duration::from_millis(
@@ -310,6 +309,15 @@ impl Settings {
                     "gateway setting `{name}` is 0; it must be at least 1"
                 )));
             }
+        }
+        if self.workers > super::MAX_WORKERS {
+            return Err(SettingError(format!(
+                "gateway setting `workers` is {}; at most {} (each worker holds a guest from an \
+                 instance pool of {} slots, and a reload briefly holds a second)",
+                self.workers,
+                super::MAX_WORKERS,
+                crate::POOL_SLOTS
+            )));
         }
         if usize::try_from(self.batch_memory_bytes).is_err() {
             return Err(SettingError(format!(

@@ -227,31 +227,59 @@ pub fn naive_find(hay: &[u8], mode: Mode) -> Vec<(usize, usize, Detector)> {
         }
     }
     let mut candidates: Vec<(usize, usize, Vec<u8>)> = Vec::new();
-    for &(s, e) in &runs {
-        if e - s == 11 {
-            candidates.push((s, e, hay[s..e].to_vec()));
-        }
-        if e - s == 6 {
-            // The documented separators; percent-encoding's hex in either case.
-            for sep in
-                [" ", "-", "\t", "+", "\u{a0}", "\u{202f}", "\u{2013}", "%20", "%2d", "%c2%a0"]
-            {
-                let t = e + sep.len();
-                if hay.get(e..t).is_some_and(|j| j.eq_ignore_ascii_case(sep.as_bytes()))
-                    && hay.get(t..t + 5).is_some_and(|f| f.iter().all(u8::is_ascii_digit))
-                    && !hay.get(t + 5).is_some_and(u8::is_ascii_digit)
-                {
+    for &(run_start, e) in &runs {
+        // The run as written; if that has no number's shape, the run less
+        // the hex digits of a percent escape that leads it.
+        let stripped = match (
+            run_start.checked_sub(2).map(|i| hay[i]),
+            run_start.checked_sub(1).map(|i| hay[i]),
+        ) {
+            (_, Some(b'%')) => run_start + (e - run_start).min(2),
+            (Some(b'%'), Some(h)) if h.is_ascii_hexdigit() => run_start + 1,
+            _ => run_start,
+        };
+        for s in [run_start, stripped] {
+            if e - s == 11 {
+                candidates.push((s, e, hay[s..e].to_vec()));
+                break;
+            }
+            if e - s == 6 {
+                // The documented separators; percent-encoding's hex in either case.
+                let sep =
+                    [" ", "-", "\t", "+", "\u{a0}", "\u{202f}", "\u{2013}", "%20", "%2d", "%c2%a0"]
+                        .into_iter()
+                        .find(|sep| {
+                            let t = e + sep.len();
+                            hay.get(e..t).is_some_and(|j| j.eq_ignore_ascii_case(sep.as_bytes()))
+                                && hay
+                                    .get(t..t + 5)
+                                    .is_some_and(|f| f.iter().all(u8::is_ascii_digit))
+                                && !hay.get(t + 5).is_some_and(u8::is_ascii_digit)
+                        });
+                if let Some(sep) = sep {
+                    let t = e + sep.len();
                     candidates.push((s, t + 5, [&hay[s..e], &hay[t..t + 5]].concat()));
                     break;
                 }
             }
         }
     }
+    // Left to right; a number found takes its range, and a candidate that
+    // starts inside it is not one (a candidate that is not a number takes
+    // nothing).
+    let mut taken = 0;
     candidates
         .into_iter()
         .filter_map(|(s, e, digits)| match mode {
             Mode::Validated => naive_classify(&digits).map(|d| (s, e, d)),
             Mode::Any11 => Some((s, e, Detector::Any11)),
+        })
+        .filter(|&(s, e, _)| {
+            let free = s >= taken;
+            if free {
+                taken = e;
+            }
+            free
         })
         .collect()
 }
