@@ -13,13 +13,13 @@ use prost::Message;
 use crate::{Error, Processor};
 
 /// A valid fødselsnummer (01.01.1990, individual 121; check digits 3 and 8 by the mod-11 rules).
-const FNR: &str = "01019012138";
+pub(super) const FNR: &str = "01019012138";
 
-fn kv(key: &str, v: Value) -> KeyValue {
+pub(super) fn kv(key: &str, v: Value) -> KeyValue {
     KeyValue { key: key.into(), value: Some(AnyValue { value: Some(v) }), ..Default::default() }
 }
 
-fn s(v: &str) -> Value {
+pub(super) fn s(v: &str) -> Value {
     Value::StringValue(v.into())
 }
 
@@ -628,129 +628,6 @@ fn nesting_bound_is_exact() {
     }
 }
 
-/// The usual attributes, with no number in them, take the fast path: a
-/// string, an int outside the 10 to 11 digit range, a bool, and a string
-/// with a digit run shorter than six.
-#[test]
-fn plain_attributes_take_the_fast_path() {
-    let plain = [
-        kv("http.request.method", s("GET")),
-        kv("http.response.status_code", Value::IntValue(200)),
-        kv("db.statement", s("SELECT * FROM orders WHERE id = $1 LIMIT 50")),
-        kv("net.peer.port", Value::IntValue(999_999_999)),
-        kv("error", Value::BoolValue(true)),
-        kv("user.code", s("ab12345cd")),
-    ];
-    for attribute in plain {
-        assert!(super::plain_attribute(&attribute.encode_to_vec()), "{attribute:?}");
-    }
-    for holds_number in
-        [kv("db.statement", s(&format!("id = {FNR}"))), kv("id", Value::IntValue(1_019_012_138))]
-    {
-        assert!(!super::plain_attribute(&holds_number.encode_to_vec()), "{holds_number:?}");
-    }
-}
-
-proptest::proptest! {
-    /// Scenario: KeyValues of every shape the fast path accepts or nearly
-    /// accepts (keys and values with digit runs, ints around the 10 to 11
-    /// digit range, bools, long values with two-byte lengths, some holding
-    /// a number).
-    /// Guarantees: whenever `plain_attribute` skips one, the general walk,
-    /// under the widest masking config, records no edit and no error for it.
-    #[test]
-    fn plain_attributes_need_no_edits(
-        key in "[a-z.0-9]{0,12}",
-        text in "[a-z /=]{0,10}[0-9]{0,12}[ -]?[0-9]{0,6}[a-z/]{0,10}|[a-z0-9 ]{100,140}|[a-z ]{90,130}[0-9]{5,11}[a-z ]{0,20}",
-        int in proptest::prop_oneof![proptest::num::i64::ANY, -200_000_000_000i64..200_000_000_000],
-        which in 0..3u8,
-    ) {
-        let value = match which {
-            0 => AnyValue { value: Some(Value::StringValue(text)) },
-            1 => AnyValue { value: Some(Value::IntValue(int)) },
-            _ => AnyValue { value: Some(Value::BoolValue(int % 2 == 0)) },
-        };
-        let body = KeyValue { key, value: Some(value), ..Default::default() }.encode_to_vec();
-        if super::plain_attribute(&body) {
-            for cfg in [r#"{"mask":{"mode":"any11"}}"#, r#"{"mask":{"replacement":"label"}}"#] {
-                let c = super::Compiled::new(&crate::config::Config::from_json(cfg).expect("config")).expect("compiles");
-                let mut walk = super::Walk {
-                    buf: &body, c: &c, edits: Vec::new(), arena: Vec::new(), counters: super::Counters::new(0), findings: None,
-                    ids: (&[], &[]), key: &[], spans: Vec::new(), scopes: Vec::new(), resources: Vec::new(), scratch: Vec::new(),
-                };
-                let delta = walk.key_value(0, body.len(), crate::FieldKind::SpanAttribute, true, 0).expect("valid");
-                proptest::prop_assert_eq!(delta, 0);
-                proptest::prop_assert!(walk.edits.is_empty(), "{:?}", walk.edits);
-            }
-        }
-    }
-}
-
-proptest::proptest! {
-    /// Scenario: KeyValues whose key is a path source or not, whose value
-    /// is a string (short, or too long for one-byte lengths), an int, or
-    /// absent, and which may carry a duplicate key or value field or a
-    /// field the schema does not know, in either order.
-    /// Guarantees: `path_attribute`'s fixed-tag fast path finds the same
-    /// string as the field-by-field walk, or defers to it.
-    #[test]
-    fn path_values_read_fast_match_the_field_walk(
-        key in proptest::prop_oneof![proptest::strategy::Just("url.path".to_owned()), proptest::strategy::Just("http.route".to_owned()), "[a-z.]{0,12}"],
-        text in "[a-z/?#:]{0,20}|[a-z/]{120,140}",
-        which in 0..3u8,
-        extra in proptest::option::of((0..4u8, "[a-z/]{0,6}")),
-    ) {
-        let value = match which {
-            0 => Some(AnyValue { value: Some(Value::StringValue(text)) }),
-            1 => Some(AnyValue { value: Some(Value::IntValue(7)) }),
-            _ => None,
-        };
-        let mut body = KeyValue { key, value, ..Default::default() }.encode_to_vec();
-        if let Some((kind, more)) = extra {
-            let field = match kind {
-                0 => KeyValue { key: more, ..Default::default() }.encode_to_vec(),
-                1 => KeyValue { value: Some(AnyValue { value: Some(Value::StringValue(more)) }), ..Default::default() }.encode_to_vec(),
-                // An unknown field 5 (a string), before or after.
-                _ => [&[0x2a, more.len() as u8][..], more.as_bytes()].concat(),
-            };
-            if kind == 3 { body = [field, body].concat() } else { body.extend_from_slice(&field) }
-        }
-        let c = super::Compiled::new(&crate::config::Config::from_json("{}").expect("config")).expect("compiles");
-        let noise = c.noise.as_ref().expect("noise is on by default");
-        proptest::prop_assert_eq!(
-            super::path_attribute(noise, &body, 0, body.len()),
-            super::path_attribute_walk(noise, &body, 0, body.len())
-        );
-    }
-}
-
-proptest::proptest! {
-    /// Scenario: path attribute keys of any length (under and over the
-    /// last length bucket, duplicates included), and probe keys that are
-    /// one of them, share a length with one, or are anything else.
-    /// Guarantees: the length-bucketed `is_path_key` answers exactly
-    /// whether the probe is one of the configured keys.
-    #[test]
-    fn path_keys_are_found_by_length_bucket(
-        keys in proptest::collection::vec("[ab.]{1,3}|[ab.]{60,70}", 1..8),
-        probes in proptest::collection::vec((0..3u8, 0..8usize, "[ab.]{0,3}|[ab.]{60,70}"), 1..16),
-    ) {
-        let config = serde_json::json!({"noise": {"sources": {"attributes": keys}}});
-        let c = super::Compiled::new(&crate::config::Config::from_json(&config.to_string()).expect("config")).expect("compiles");
-        let noise = c.noise.as_ref().expect("noise is on by default");
-        for (how, i, other) in probes {
-            let key = &keys[i % keys.len()];
-            let probe = match how {
-                0 => key.clone(),
-                // Same length, last byte changed.
-                1 => format!("{}{}", &key[..key.len() - 1], if key.ends_with('a') { 'b' } else { 'a' }),
-                _ => other,
-            };
-            proptest::prop_assert_eq!(noise.is_path_key(probe.as_bytes()), keys.contains(&probe), "{:?} in {:?}", probe, keys);
-        }
-    }
-}
-
 /// Scenario: the split form of FNR with every separator the scanner reads,
 /// in a URL query (form-encoded) and in text (UTF-8), in stars and label
 /// mode; and look-alikes joined the same ways.
@@ -799,105 +676,5 @@ fn separated_numbers_are_masked_and_keep_their_separator() {
         let (_, stats, bytes) = run("{}", &req);
         assert_eq!(stats.values_masked, 0, "{value}");
         assert_eq!(bytes, req.encode_to_vec(), "{value}: changed");
-    }
-}
-
-/// Descendant marking on graphs that buggy SDKs and hostile clients send:
-/// shared span ids, self-parents, cycles, missing parents, empty ids.
-mod descendants {
-    use super::super::{Fate, SpanRec, mark_descendants};
-
-    fn rec<'a>(trace: &'a [u8], span: &'a [u8], parent: &'a [u8]) -> SpanRec<'a> {
-        SpanRec {
-            trace_id: trace,
-            span_id: span,
-            parent_id: parent,
-            rule: None,
-            path: &[],
-            start: 0,
-            end: 0,
-            slot: 0,
-            edits_end: 0,
-            delta: 0,
-            findings: (0, 0),
-        }
-    }
-
-    /// The closure by fixpoint: a span is a descendant if it is not noisy
-    /// and some dropped span of its trace has a non-empty id equal to its
-    /// parent id. Quadratic per round: the obviously right reference.
-    fn naive(metas: &[SpanRec<'_>], noisy: &[bool]) -> Vec<bool> {
-        let mut dropped = noisy.to_vec();
-        loop {
-            let mut changed = false;
-            for j in 0..metas.len() {
-                if dropped[j] || metas[j].parent_id.is_empty() {
-                    continue;
-                }
-                let parent_dropped = (0..metas.len()).any(|i| {
-                    dropped[i]
-                        && !metas[i].span_id.is_empty()
-                        && metas[i].trace_id == metas[j].trace_id
-                        && metas[i].span_id == metas[j].parent_id
-                });
-                if parent_dropped {
-                    dropped[j] = true;
-                    changed = true;
-                }
-            }
-            if !changed {
-                return dropped;
-            }
-        }
-    }
-
-    fn run(metas: &[SpanRec<'_>], noisy: &[bool]) -> (Vec<bool>, usize) {
-        let mut fates: Vec<Fate> =
-            noisy.iter().map(|&n| if n { Fate::Noisy(0) } else { Fate::Unknown }).collect();
-        let visited = mark_descendants(metas, &mut fates).expect("fits in memory");
-        (fates.iter().map(|f| f.dropped()).collect(), visited)
-    }
-
-    /// Ids from a tiny alphabet, so that most spans share an id with
-    /// others; `b""` is the empty id.
-    const IDS: [&[u8]; 5] = [b"", b"aaaaaaaa", b"bbbbbbbb", b"cccccccc", b"dddddddd"];
-    const TRACES: [&[u8]; 2] = [b"trace-one-16byte", b"trace-two-16byte"];
-
-    proptest::proptest! {
-        /// Scenario: random batches of up to 60 spans over two traces and
-        /// five ids (one empty), so duplicates, self-parents, cycles and
-        /// missing parents are the rule; random spans are noisy.
-        /// Guarantees: the marking equals the naive closure, and no more
-        /// children are visited than there are spans: the work is linear in
-        /// the graph, not in the number of spans sharing an id.
-        #[test]
-        fn marking_equals_the_naive_closure_and_visits_each_span_once(
-            spans in proptest::collection::vec((0..2usize, 0..5usize, 0..5usize, proptest::bool::weighted(0.15)), 0..60)
-        ) {
-            let metas: Vec<SpanRec<'_>> = spans.iter().map(|&(t, s, p, _)| rec(TRACES[t], IDS[s], IDS[p])).collect();
-            let noisy: Vec<bool> = spans.iter().map(|s| s.3).collect();
-            let (marked, visited) = run(&metas, &noisy);
-            proptest::prop_assert_eq!(&marked, &naive(&metas, &noisy));
-            proptest::prop_assert!(visited <= metas.len(), "visited {} children among {} spans", visited, metas.len());
-        }
-    }
-
-    /// Scenario: 40,000 spans that all carry the same span id, which is
-    /// also their parent id (one big cycle), the first noisy; then the same
-    /// with two ids that are each other's parent.
-    /// Guarantees: all are dropped, and the children visited stay at most
-    /// the span count (this input once took quadratic time: 13.8 s).
-    #[test]
-    fn forty_thousand_spans_sharing_one_id_are_marked_in_linear_work() {
-        let n = 40_000;
-        for ids in [[&b"12345678"[..], b"12345678"], [b"12345678", b"87654321"]] {
-            let metas: Vec<SpanRec<'_>> =
-                (0..n).map(|i| rec(TRACES[0], ids[i % 2], ids[(i + 1) % 2])).collect();
-            let mut noisy = vec![false; n];
-            noisy[0] = true;
-            let (marked, visited) = run(&metas, &noisy);
-            assert!(marked.iter().all(|&m| m), "every span is in the noisy span's cycle");
-            assert!(visited <= n, "visited {visited} children for {n} spans");
-        }
     }
 }

@@ -1,0 +1,305 @@
+//! The compiled rules, and where they are matched: the noise globs and path
+//! keys, the mask settings, and the reads that find a span's path.
+
+use crate::bytes;
+use crate::config::{Config, Replacement};
+use crate::error::ConfigProblem;
+use crate::fnr::Mode;
+use crate::glob::GlobList;
+use crate::otlp::{any_value, key_value};
+use crate::stats::FieldKind;
+use crate::wire::{Field, Fields, WireError, WireType};
+
+use super::SpanRec;
+
+/// A config compiled for the walker: globs built, names turned to bytes.
+#[derive(Debug)]
+pub(crate) struct Compiled {
+    pub(super) noise: Option<Noise>,
+    pub(super) mask: Option<Mask>,
+    pub(super) rule_names: Vec<String>,
+}
+
+#[derive(Debug)]
+pub(super) struct Noise {
+    pub(super) globs: GlobList,
+    /// The path attribute keys, ordered by length (the last bucket holds
+    /// every key of `LONG_KEY` bytes or more).
+    pub(super) path_keys: Vec<Vec<u8>>,
+    /// The keys of length bucket `n` are `path_keys[from[n]..from[n + 1]]`.
+    pub(super) path_keys_from: [u32; LONG_KEY + 2],
+    pub(super) span_name: bool,
+    pub(super) drop_descendants: bool,
+}
+
+impl Noise {
+    /// Whether `key` names a path source. Every span attribute asks, so
+    /// only the path keys of `key`'s length are compared (two word compares
+    /// each, see `bytes`): most keys have none, and no loop runs at all. In
+    /// the guest every loop turn also pays an epoch check.
+    #[inline(always)]
+    pub(super) fn is_path_key(&self, key: &[u8]) -> bool {
+        let bucket = key_bucket(key);
+        let (from, to) = (self.path_keys_from[bucket], self.path_keys_from[bucket + 1]);
+        from < to && self.path_keys[from as usize..to as usize].iter().any(|a| bytes::eq(a, key))
+    }
+
+    /// Matches the path `p` of a span not yet found noisy against the globs.
+    /// A span's sources often hold the same path (`url.full`'s path is
+    /// `url.path`, and a server span's name holds it too): a repeat of the
+    /// path checked last is skipped, as it matched nothing then.
+    #[inline(never)]
+    pub(super) fn check_path<'a>(&self, rec: &mut SpanRec<'a>, p: &'a [u8], scratch: &mut Vec<u8>) {
+        if rec.path.is_empty() || !bytes::eq(rec.path, p) {
+            rec.path = p;
+            rec.rule = self.globs.first_match(p, scratch).map(|i| i as u32);
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(super) struct Mask {
+    pub(super) mode: Mode,
+    /// `Some(c)`: digits become `c`, lengths kept. `None`: the label (held at
+    /// the start of each walk's arena) replaces the number.
+    pub(super) star: Option<u8>,
+    pub(super) label: Vec<u8>,
+    pub(super) fields: [bool; FieldKind::ALL.len()],
+    pub(super) keys: Option<GlobList>,
+}
+
+/// Path keys of this length or longer share the last length bucket.
+const LONG_KEY: usize = 64;
+
+/// The length bucket of a path key.
+#[inline(always)]
+fn key_bucket(key: &[u8]) -> usize {
+    key.len().min(LONG_KEY)
+}
+
+impl Compiled {
+    pub fn new(cfg: &Config) -> Result<Compiled, Vec<ConfigProblem>> {
+        let mut problems = Vec::new();
+        let glob_problems =
+            |errs: Vec<crate::glob::GlobError>, key: &str, problems: &mut Vec<ConfigProblem>| {
+                for e in errs {
+                    problems.push(ConfigProblem {
+                        path: format!("{key}[{}]", e.index),
+                        reason: format!("bad glob {:?}: {}", e.pattern, e.reason),
+                    });
+                }
+            };
+        let noise = if cfg.noise.enabled && !cfg.noise.globs.is_empty() {
+            match GlobList::new(&cfg.noise.globs, cfg.noise.case_sensitive) {
+                Ok(globs) => {
+                    let (path_keys, path_keys_from) = path_keys_by_len(&cfg.noise.path_attributes);
+                    Some(Noise {
+                        globs,
+                        path_keys,
+                        path_keys_from,
+                        span_name: cfg.noise.span_name,
+                        drop_descendants: cfg.noise.drop_descendants,
+                    })
+                }
+                Err(errs) => {
+                    glob_problems(errs, "noise.globs", &mut problems);
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let mask = if cfg.mask.enabled {
+            let keys = match &cfg.mask.keys {
+                None => None,
+                Some(keys) => match GlobList::new(keys, true) {
+                    Ok(k) => Some(k),
+                    Err(errs) => {
+                        glob_problems(errs, "mask.scope.keys", &mut problems);
+                        None
+                    }
+                },
+            };
+            let mut fields = [false; FieldKind::ALL.len()];
+            for f in &cfg.mask.fields {
+                fields[f.index()] = true;
+            }
+            let (star, label) = match &cfg.mask.replacement {
+                Replacement::Stars(c) if c.is_ascii_graphic() && !c.is_ascii_digit() => {
+                    (Some(*c as u8), Vec::new())
+                }
+                Replacement::Stars(c) => {
+                    problems.push(ConfigProblem {
+                        path: "mask.mask_char".into(),
+                        reason: format!(
+                            "{c:?} must be one printable ASCII character that is not a digit"
+                        ),
+                    });
+                    (Some(b'*'), Vec::new())
+                }
+                Replacement::Label(l) => (None, l.as_bytes().to_vec()),
+            };
+            Some(Mask { mode: cfg.mask.mode, star, label, fields, keys })
+        } else {
+            None
+        };
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        Ok(Compiled { noise, mask, rule_names: cfg.noise.globs.clone() })
+    }
+}
+
+/// The path attribute keys ordered by length bucket, duplicates gone, and
+/// where each bucket starts.
+fn path_keys_by_len(keys: &[String]) -> (Vec<Vec<u8>>, [u32; LONG_KEY + 2]) {
+    let mut sorted: Vec<Vec<u8>> = keys.iter().map(|k| k.as_bytes().to_vec()).collect();
+    sorted.sort_by(|a, b| (key_bucket(a), a).cmp(&(key_bucket(b), b)));
+    sorted.dedup();
+    let mut from = [0u32; LONG_KEY + 2];
+    for k in &sorted {
+        from[key_bucket(k) + 1] += 1;
+    }
+    for n in 1..from.len() {
+        from[n] += from[n - 1];
+    }
+    (sorted, from)
+}
+
+/// The string value of a span attribute whose key is a path source.
+pub(super) fn path_attribute<'a>(
+    noise: &Noise,
+    buf: &'a [u8],
+    kv_body: usize,
+    kv_end: usize,
+) -> Result<Option<&'a [u8]>, WireError> {
+    // Fast path: encoders write the key first (tag 0x0a, one-byte length),
+    // so most attributes are ruled out by a peek and one length compare,
+    // without walking the KeyValue. The walk validates it in full anyway.
+    let body = &buf[kv_body..kv_end];
+    if let [0x0a, len, rest @ ..] = body
+        && *len < 0x80
+        && let Some(key) = rest.get(..usize::from(*len))
+    {
+        if !noise.is_path_key(key) {
+            return Ok(None);
+        }
+        // The usual shape after the key, read with fixed tags: the value,
+        // holding only the string, both lengths one byte, where
+        // `path_attribute_walk` reads two nested messages field by field.
+        // Pinned to it by the `path_values_read_fast_match_the_field_walk`
+        // property test.
+        if let [0x12, value_len, 0x0a, len, string @ ..] = &rest[key.len()..]
+            && usize::from(*len) == string.len()
+            && usize::from(*value_len) == string.len() + 2
+            && *value_len < 0x80
+        {
+            return Ok(Some(string));
+        }
+    }
+    path_attribute_walk(noise, buf, kv_body, kv_end)
+}
+
+/// [`path_attribute`] by walking the KeyValue and its value field by field.
+pub(super) fn path_attribute_walk<'a>(
+    noise: &Noise,
+    buf: &'a [u8],
+    kv_body: usize,
+    kv_end: usize,
+) -> Result<Option<&'a [u8]>, WireError> {
+    let mut key: Option<&[u8]> = None;
+    let mut value: Option<Field> = None;
+    let mut fields = Fields::new(buf, kv_body, kv_end);
+    while let Some(f) = fields.next_field()? {
+        match f.number {
+            key_value::KEY => key = Some(f.bytes(buf)),
+            key_value::VALUE => value = Some(f),
+            _ => {}
+        }
+    }
+    let (Some(key), Some(value)) = (key, value) else { return Ok(None) };
+    if value.wire != WireType::Len || !noise.is_path_key(key) {
+        return Ok(None);
+    }
+    let mut string = None;
+    let mut fields = Fields::new(buf, value.body, value.end);
+    while let Some(f) = fields.next_field()? {
+        if f.number == any_value::STRING && f.wire == WireType::Len {
+            string = Some(f.bytes(buf));
+        }
+    }
+    Ok(string)
+}
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
+    use prost::Message;
+
+    use super::{Compiled, path_attribute, path_attribute_walk};
+
+    proptest::proptest! {
+        /// Scenario: KeyValues whose key is a path source or not, whose value
+        /// is a string (short, or too long for one-byte lengths), an int, or
+        /// absent, and which may carry a duplicate key or value field or a
+        /// field the schema does not know, in either order.
+        /// Guarantees: `path_attribute`'s fixed-tag fast path finds the same
+        /// string as the field-by-field walk, or defers to it.
+        #[test]
+        fn path_values_read_fast_match_the_field_walk(
+            key in proptest::prop_oneof![proptest::strategy::Just("url.path".to_owned()), proptest::strategy::Just("http.route".to_owned()), "[a-z.]{0,12}"],
+            text in "[a-z/?#:]{0,20}|[a-z/]{120,140}",
+            which in 0..3u8,
+            extra in proptest::option::of((0..4u8, "[a-z/]{0,6}")),
+        ) {
+            let value = match which {
+                0 => Some(AnyValue { value: Some(Value::StringValue(text)) }),
+                1 => Some(AnyValue { value: Some(Value::IntValue(7)) }),
+                _ => None,
+            };
+            let mut body = KeyValue { key, value, ..Default::default() }.encode_to_vec();
+            if let Some((kind, more)) = extra {
+                let field = match kind {
+                    0 => KeyValue { key: more, ..Default::default() }.encode_to_vec(),
+                    1 => KeyValue { value: Some(AnyValue { value: Some(Value::StringValue(more)) }), ..Default::default() }.encode_to_vec(),
+                    // An unknown field 5 (a string), before or after.
+                    _ => [&[0x2a, more.len() as u8][..], more.as_bytes()].concat(),
+                };
+                if kind == 3 { body = [field, body].concat() } else { body.extend_from_slice(&field) }
+            }
+            let c = Compiled::new(&crate::config::Config::from_json("{}").expect("config")).expect("compiles");
+            let noise = c.noise.as_ref().expect("noise is on by default");
+            proptest::prop_assert_eq!(
+                path_attribute(noise, &body, 0, body.len()),
+                path_attribute_walk(noise, &body, 0, body.len())
+            );
+        }
+    }
+
+    proptest::proptest! {
+        /// Scenario: path attribute keys of any length (under and over the
+        /// last length bucket, duplicates included), and probe keys that are
+        /// one of them, share a length with one, or are anything else.
+        /// Guarantees: the length-bucketed `is_path_key` answers exactly
+        /// whether the probe is one of the configured keys.
+        #[test]
+        fn path_keys_are_found_by_length_bucket(
+            keys in proptest::collection::vec("[ab.]{1,3}|[ab.]{60,70}", 1..8),
+            probes in proptest::collection::vec((0..3u8, 0..8usize, "[ab.]{0,3}|[ab.]{60,70}"), 1..16),
+        ) {
+            let config = serde_json::json!({"noise": {"sources": {"attributes": keys}}});
+            let c = Compiled::new(&crate::config::Config::from_json(&config.to_string()).expect("config")).expect("compiles");
+            let noise = c.noise.as_ref().expect("noise is on by default");
+            for (how, i, other) in probes {
+                let key = &keys[i % keys.len()];
+                let probe = match how {
+                    0 => key.clone(),
+                    // Same length, last byte changed.
+                    1 => format!("{}{}", &key[..key.len() - 1], if key.ends_with('a') { 'b' } else { 'a' }),
+                    _ => other,
+                };
+                proptest::prop_assert_eq!(noise.is_path_key(probe.as_bytes()), keys.contains(&probe), "{:?} in {:?}", probe, keys);
+            }
+        }
+    }
+}

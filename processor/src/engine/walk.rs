@@ -1,0 +1,843 @@
+//! The walkers: one per OTLP message, validating it and recording the edits
+//! that mask its values.
+
+use crate::explain::{Finding, redact};
+use crate::fnr::{self, Mode};
+use crate::glob::GlobList;
+use crate::otlp::{
+    LIST_VALUES, any_value, event, key_value, link, request, resource, resource_spans, scope,
+    scope_spans, span, status,
+};
+use crate::path;
+use crate::stats::{Counters, FieldKind};
+use crate::wire::{
+    Field, Fields, Problem, WireError, WireType, read_varint, varint_len, write_varint,
+};
+
+use super::rules::{Compiled, path_attribute};
+use super::{Container, Delta, Edit, MAX_VALUE_DEPTH, Op, SpanRec, room};
+
+/// Validates the batch and records the edits.
+pub(super) struct Walk<'a, 'c, 'f> {
+    pub(super) buf: &'a [u8],
+    pub(super) c: &'c Compiled,
+    /// Set when explaining; then `ids` and `key` say where the walk is.
+    pub(super) findings: Option<&'f mut Vec<Finding>>,
+    /// (trace id, span id) of the span being walked; empty outside spans.
+    pub(super) ids: (&'a [u8], &'a [u8]),
+    /// The top-level attribute key being walked.
+    pub(super) key: &'a [u8],
+    pub(super) edits: Vec<Edit>,
+    pub(super) arena: Vec<u8>,
+    pub(super) counters: Counters,
+    pub(super) spans: Vec<SpanRec<'a>>,
+    pub(super) scopes: Vec<Container>,
+    pub(super) resources: Vec<Container>,
+    /// Reused by glob matching to lowercase a path.
+    pub(super) scratch: Vec<u8>,
+}
+
+impl<'a> Walk<'a, '_, '_> {
+    /// Walks the length-delimited field `f` with `inner`, then records a new
+    /// length prefix if its payload changed size. Returns the change in the
+    /// whole field's size.
+    ///
+    /// Takes the field's offsets rather than `&Field`: where this is not
+    /// inlined, a reference would make the caller store every field it
+    /// reads to the guest's shadow stack (in linear memory) first.
+    #[inline]
+    pub(super) fn nested(
+        &mut self,
+        len_at: usize,
+        body: usize,
+        end: usize,
+        inner: impl FnOnce(&mut Self, usize, usize) -> Result<Delta, WireError>,
+    ) -> Result<Delta, WireError> {
+        let first = self.edits.len();
+        let delta = inner(self, body, end)?;
+        if delta == 0 {
+            // Same length (the common case: nothing masked, or masked in
+            // place): the prefix stays as it was, and no slot was paid for.
+            return Ok(0);
+        }
+        let new_len = ((end - body) as isize + delta) as u64;
+        // Before the edits just recorded inside, so edits stay in order; only
+        // this message's own edits move.
+        room(&mut self.edits, "edits")?;
+        self.edits.insert(first, Edit::new(len_at, body, Op::Len(new_len)));
+        Ok(delta + varint_len(new_len) as isize - (body - len_at) as isize)
+    }
+
+    /// A top-level attribute: the KeyValue field `f`.
+    #[inline(always)]
+    pub(super) fn attribute(
+        &mut self,
+        f: &Field,
+        kind: FieldKind,
+        scan: bool,
+    ) -> Result<Delta, WireError> {
+        if self.findings.is_none() && plain_attribute(f.bytes(self.buf)) {
+            return Ok(0);
+        }
+        self.nested(f.len_at, f.body, f.end, |w, s, e| w.key_value(s, e, kind, scan, 0))
+    }
+
+    /// Pushes a placeholder for the length prefix of `f`, settled later.
+    pub(super) fn slot(&mut self, f: &Field) -> Result<usize, WireError> {
+        room(&mut self.edits, "edits")?;
+        self.edits.push(Edit::new(f.len_at, f.body, Op::Keep));
+        Ok(self.edits.len() - 1)
+    }
+
+    fn findings_len(&self) -> usize {
+        self.findings.as_ref().map_or(0, |f| f.len())
+    }
+
+    /// A container field walked by `inner`, as a record for `finish`.
+    pub(super) fn container(
+        &mut self,
+        f: &Field,
+        children: fn(&Self) -> usize,
+        inner: impl FnOnce(&mut Self, usize, usize) -> Result<Delta, WireError>,
+    ) -> Result<Container, WireError> {
+        let slot = self.slot(f)?;
+        let (first_child, first_finding) = (children(self), self.findings_len());
+        let own_delta = inner(self, f.body, f.end)?;
+        Ok(Container {
+            start: f.start,
+            len_at: f.len_at,
+            body: f.body,
+            end: f.end,
+            slot,
+            edits_end: self.edits.len(),
+            children: (first_child, children(self)),
+            own_delta,
+            findings: (first_finding, self.findings_len()),
+            settled: None,
+        })
+    }
+
+    pub(super) fn request(&mut self) -> Result<(), WireError> {
+        let mut fields = Fields::new(self.buf, 0, self.buf.len());
+        while let Some(f) = fields.next_field()? {
+            if f.number == request::RESOURCE_SPANS {
+                expect(&f, WireType::Len, "ExportTraceServiceRequest.resource_spans")?;
+                let rec = self.container(&f, |w| w.scopes.len(), Walk::resource_spans)?;
+                room(&mut self.resources, "span records")?;
+                self.resources.push(rec);
+            }
+        }
+        Ok(())
+    }
+
+    /// Returns the size change of the resource; scope spans are recorded.
+    pub(super) fn resource_spans(&mut self, start: usize, end: usize) -> Result<Delta, WireError> {
+        let mut delta = 0;
+        let mut fields = Fields::new(self.buf, start, end);
+        while let Some(f) = fields.next_field()? {
+            match f.number {
+                resource_spans::RESOURCE => {
+                    expect(&f, WireType::Len, "ResourceSpans.resource")?;
+                    self.ids = (&[], &[]);
+                    delta += self.nested(f.len_at, f.body, f.end, |w, s, e| {
+                        w.attributes_in(
+                            s,
+                            e,
+                            resource::ATTRIBUTES,
+                            FieldKind::ResourceAttribute,
+                            "Resource.attributes",
+                        )
+                    })?;
+                }
+                resource_spans::SCOPE_SPANS | resource_spans::LEGACY_LIBRARY_SPANS => {
+                    expect(&f, WireType::Len, "ResourceSpans.scope_spans")?;
+                    let rec = self.container(&f, |w| w.spans.len(), Walk::scope_spans)?;
+                    room(&mut self.scopes, "span records")?;
+                    self.scopes.push(rec);
+                }
+                _ => {}
+            }
+        }
+        Ok(delta)
+    }
+
+    /// Returns the size change of the scope; spans are recorded. Out of
+    /// line in the guest, where inlined it made the span walk's loop spill
+    /// more.
+    #[cfg_attr(target_arch = "wasm32", inline(never))]
+    pub(super) fn scope_spans(&mut self, start: usize, end: usize) -> Result<Delta, WireError> {
+        let mut delta = 0;
+        let mut fields = Fields::new(self.buf, start, end);
+        while let Some(f) = fields.next_field()? {
+            match f.number {
+                scope_spans::SCOPE => {
+                    expect(&f, WireType::Len, "ScopeSpans.scope")?;
+                    self.ids = (&[], &[]);
+                    delta += self.nested(f.len_at, f.body, f.end, |w, s, e| w.scope(s, e))?;
+                }
+                scope_spans::SPANS => {
+                    expect(&f, WireType::Len, "ScopeSpans.spans")?;
+                    self.span_field(&f)?;
+                }
+                _ => {}
+            }
+        }
+        Ok(delta)
+    }
+
+    /// Walks one span (masking it as if it were kept: whether it is dropped
+    /// is known only in `finish`) and records it.
+    fn span_field(&mut self, f: &Field) -> Result<(), WireError> {
+        self.counters.spans_in += 1;
+        let slot = self.slot(f)?;
+        let first_finding = self.findings_len();
+        let mut rec = SpanRec {
+            trace_id: &[],
+            span_id: &[],
+            parent_id: &[],
+            rule: None,
+            path: &[],
+            start: f.start,
+            end: f.end,
+            slot,
+            edits_end: 0,
+            delta: 0,
+            findings: (0, 0),
+        };
+        let payload = self.span(f.body, f.end, &mut rec)?;
+        if payload != 0 {
+            let new_len = ((f.end - f.body) as isize + payload) as u64;
+            self.edits[slot].op = Op::Len(new_len);
+            rec.delta = payload + varint_len(new_len) as isize - (f.body - f.len_at) as isize;
+        }
+        rec.edits_end = self.edits.len();
+        rec.findings = (first_finding, self.findings_len());
+        room(&mut self.spans, "span records")?;
+        self.spans.push(rec);
+        Ok(())
+    }
+
+    pub(super) fn scope(&mut self, start: usize, end: usize) -> Result<Delta, WireError> {
+        let mut delta = 0;
+        let mut fields = Fields::new(self.buf, start, end);
+        while let Some(f) = fields.next_field()? {
+            match f.number {
+                scope::NAME | scope::VERSION => {
+                    expect(&f, WireType::Len, "InstrumentationScope.name")?;
+                    delta += self.text(&f, FieldKind::ScopeInfo, true)?;
+                }
+                scope::ATTRIBUTES => {
+                    expect(&f, WireType::Len, "InstrumentationScope.attributes")?;
+                    delta += self.attribute(&f, FieldKind::ScopeAttribute, true)?;
+                }
+                _ => {}
+            }
+        }
+        Ok(delta)
+    }
+
+    /// The repeated KeyValue field `number` of the message at `start..end`.
+    fn attributes_in(
+        &mut self,
+        start: usize,
+        end: usize,
+        number: u32,
+        kind: FieldKind,
+        what: &'static str,
+    ) -> Result<Delta, WireError> {
+        let mut delta = 0;
+        let mut fields = Fields::new(self.buf, start, end);
+        while let Some(f) = fields.next_field()? {
+            if f.number == number {
+                expect(&f, WireType::Len, what)?;
+                delta += self.attribute(&f, kind, true)?;
+            }
+        }
+        Ok(delta)
+    }
+
+    /// Walks a span's fields, filling in what noise detection needs.
+    pub(super) fn span(
+        &mut self,
+        start: usize,
+        end: usize,
+        rec: &mut SpanRec<'a>,
+    ) -> Result<Delta, WireError> {
+        if self.findings.is_some() {
+            self.ids = (
+                self.last_len_field(start, end, span::TRACE_ID)?,
+                self.last_len_field(start, end, span::SPAN_ID)?,
+            );
+        }
+        let noise = self.c.noise.as_ref();
+        let mut name: Option<&'a [u8]> = None;
+        let mut kind = 0;
+        let mut delta = 0;
+        let mut fields = Fields::new(self.buf, start, end);
+        while let Some(f) = fields.next_field()? {
+            match f.number {
+                span::TRACE_ID => {
+                    expect(&f, WireType::Len, "Span.trace_id")?;
+                    rec.trace_id = f.bytes(self.buf);
+                }
+                span::SPAN_ID => {
+                    expect(&f, WireType::Len, "Span.span_id")?;
+                    rec.span_id = f.bytes(self.buf);
+                }
+                span::PARENT_SPAN_ID => {
+                    expect(&f, WireType::Len, "Span.parent_span_id")?;
+                    rec.parent_id = f.bytes(self.buf);
+                }
+                span::KIND => {
+                    expect(&f, WireType::Varint, "Span.kind")?;
+                    kind = f.varint;
+                }
+                span::NAME => {
+                    expect(&f, WireType::Len, "Span.name")?;
+                    name = Some(f.bytes(self.buf));
+                    delta += self.text(&f, FieldKind::SpanName, true)?;
+                }
+                span::TRACE_STATE => {
+                    expect(&f, WireType::Len, "Span.trace_state")?;
+                    delta += self.text(&f, FieldKind::TraceState, true)?;
+                }
+                span::ATTRIBUTES => {
+                    expect(&f, WireType::Len, "Span.attributes")?;
+                    if let Some(noise) = noise
+                        && rec.rule.is_none()
+                        && let Some(value) = path_attribute(noise, self.buf, f.body, f.end)?
+                    {
+                        noise.check_path(rec, path::from_attribute(value), &mut self.scratch);
+                    }
+                    delta += self.attribute(&f, FieldKind::SpanAttribute, true)?;
+                }
+                span::EVENTS => {
+                    expect(&f, WireType::Len, "Span.events")?;
+                    delta += self.nested(f.len_at, f.body, f.end, |w, s, e| w.event(s, e, true))?;
+                }
+                span::LINKS => {
+                    expect(&f, WireType::Len, "Span.links")?;
+                    delta += self.nested(f.len_at, f.body, f.end, |w, s, e| w.link(s, e, true))?;
+                }
+                span::STATUS => {
+                    expect(&f, WireType::Len, "Span.status")?;
+                    delta +=
+                        self.nested(f.len_at, f.body, f.end, |w, s, e| w.status(s, e, true))?;
+                }
+                _ => {}
+            }
+        }
+        if let Some(noise) = noise
+            && rec.rule.is_none()
+            && noise.span_name
+            && kind == span::KIND_SERVER
+            && let Some(p) = name.and_then(path::from_span_name)
+        {
+            noise.check_path(rec, p, &mut self.scratch);
+        }
+        Ok(delta)
+    }
+
+    pub(super) fn event(
+        &mut self,
+        start: usize,
+        end: usize,
+        scan: bool,
+    ) -> Result<Delta, WireError> {
+        let mut delta = 0;
+        let mut fields = Fields::new(self.buf, start, end);
+        while let Some(f) = fields.next_field()? {
+            match f.number {
+                event::NAME => {
+                    expect(&f, WireType::Len, "Span.Event.name")?;
+                    delta += self.text(&f, FieldKind::EventName, scan)?;
+                }
+                event::ATTRIBUTES => {
+                    expect(&f, WireType::Len, "Span.Event.attributes")?;
+                    delta += self.attribute(&f, FieldKind::EventAttribute, scan)?;
+                }
+                _ => {}
+            }
+        }
+        Ok(delta)
+    }
+
+    pub(super) fn link(
+        &mut self,
+        start: usize,
+        end: usize,
+        scan: bool,
+    ) -> Result<Delta, WireError> {
+        let mut delta = 0;
+        let mut fields = Fields::new(self.buf, start, end);
+        while let Some(f) = fields.next_field()? {
+            match f.number {
+                link::TRACE_STATE => {
+                    expect(&f, WireType::Len, "Span.Link.trace_state")?;
+                    delta += self.text(&f, FieldKind::TraceState, scan)?;
+                }
+                link::ATTRIBUTES => {
+                    expect(&f, WireType::Len, "Span.Link.attributes")?;
+                    delta += self.attribute(&f, FieldKind::LinkAttribute, scan)?;
+                }
+                _ => {}
+            }
+        }
+        Ok(delta)
+    }
+
+    pub(super) fn status(
+        &mut self,
+        start: usize,
+        end: usize,
+        scan: bool,
+    ) -> Result<Delta, WireError> {
+        let mut delta = 0;
+        let mut fields = Fields::new(self.buf, start, end);
+        while let Some(f) = fields.next_field()? {
+            if f.number == status::MESSAGE {
+                expect(&f, WireType::Len, "Status.message")?;
+                delta += self.text(&f, FieldKind::StatusMessage, scan)?;
+            }
+        }
+        Ok(delta)
+    }
+
+    /// A KeyValue. `scan` says whether values may be masked at all; the key
+    /// scope (`mask.scope.keys`) applies to top-level keys only (`depth` 0),
+    /// and nested values inherit their top-level key's verdict.
+    pub(super) fn key_value(
+        &mut self,
+        start: usize,
+        end: usize,
+        kind: FieldKind,
+        scan: bool,
+        depth: usize,
+    ) -> Result<Delta, WireError> {
+        if depth == 0 && self.findings.is_some() {
+            self.key = self.last_len_field(start, end, key_value::KEY)?;
+        }
+        let mut scan_values = scan && self.scans(kind);
+        if scan_values
+            && depth == 0
+            && let Some(keys) = self.c.mask.as_ref().and_then(|m| m.keys.as_ref())
+        {
+            scan_values = self.key_matches(keys, start, end)?;
+        }
+        let mut delta = 0;
+        let mut fields = Fields::new(self.buf, start, end);
+        while let Some(f) = fields.next_field()? {
+            match f.number {
+                key_value::KEY => {
+                    expect(&f, WireType::Len, "KeyValue.key")?;
+                    delta += self.text(&f, FieldKind::AttributeKey, scan)?;
+                }
+                key_value::VALUE => {
+                    expect(&f, WireType::Len, "KeyValue.value")?;
+                    delta += self.nested(f.len_at, f.body, f.end, |w, s, e| {
+                        w.any_value(s, e, kind, scan_values, depth)
+                    })?;
+                }
+                _ => {}
+            }
+        }
+        Ok(delta)
+    }
+
+    /// Whether the KeyValue at `start..end` has a key in the key scope.
+    fn key_matches(&self, keys: &GlobList, start: usize, end: usize) -> Result<bool, WireError> {
+        let key = self.last_len_field(start, end, key_value::KEY)?;
+        Ok(keys.is_match(key, &mut Vec::new()))
+    }
+
+    /// The payload of the last occurrence of field `number` in the message
+    /// at `start..end` (the one protobuf readers keep), or empty.
+    fn last_len_field(&self, start: usize, end: usize, number: u32) -> Result<&'a [u8], WireError> {
+        let mut found: &'a [u8] = &[];
+        let mut fields = Fields::new(self.buf, start, end);
+        while let Some(f) = fields.next_field()? {
+            if f.number == number && f.wire == WireType::Len {
+                found = f.bytes(self.buf);
+            }
+        }
+        Ok(found)
+    }
+
+    /// Records a masked value when explaining.
+    fn record(&mut self, kind: FieldKind, detector: fnr::Detector) {
+        if let Some(findings) = self.findings.as_deref_mut() {
+            let key = match kind {
+                FieldKind::SpanAttribute
+                | FieldKind::EventAttribute
+                | FieldKind::LinkAttribute
+                | FieldKind::ResourceAttribute
+                | FieldKind::ScopeAttribute
+                | FieldKind::AttributeKey => redact(self.key),
+                _ => String::new(),
+            };
+            findings.push(Finding::Masked {
+                trace_id: self.ids.0.to_vec(),
+                span_id: self.ids.1.to_vec(),
+                field: kind,
+                key,
+                detector,
+            });
+        }
+    }
+
+    pub(super) fn any_value(
+        &mut self,
+        start: usize,
+        end: usize,
+        kind: FieldKind,
+        scan: bool,
+        depth: usize,
+    ) -> Result<Delta, WireError> {
+        let mut delta = 0;
+        let mut fields = Fields::new(self.buf, start, end);
+        while let Some(f) = fields.next_field()? {
+            match f.number {
+                any_value::STRING | any_value::BYTES => {
+                    expect(&f, WireType::Len, "AnyValue string or bytes")?;
+                    if scan {
+                        delta += self.text(&f, kind, true)?;
+                    }
+                }
+                any_value::BOOL => expect(&f, WireType::Varint, "AnyValue.bool_value")?,
+                any_value::INT => {
+                    expect(&f, WireType::Varint, "AnyValue.int_value")?;
+                    if scan {
+                        delta += self.number(&f, f.varint as i64, kind)?;
+                    }
+                }
+                any_value::DOUBLE => {
+                    expect(&f, WireType::Fixed64, "AnyValue.double_value")?;
+                    if scan {
+                        let bytes: [u8; 8] = self.buf[f.body..f.end].try_into().unwrap_or_default();
+                        let v = f64::from_le_bytes(bytes);
+                        // Only whole numbers can spell an 11-digit run; the
+                        // range check also keeps the cast exact.
+                        if v.fract() == 0.0 && v.abs() >= 1e9 && v.abs() < 1e11 {
+                            delta += self.number(&f, v as i64, kind)?;
+                        }
+                    }
+                }
+                any_value::ARRAY | any_value::KVLIST => {
+                    expect(&f, WireType::Len, "AnyValue array or kvlist")?;
+                    if depth + 1 > MAX_VALUE_DEPTH {
+                        return Err(WireError::new(f.start, Problem::TooDeep(MAX_VALUE_DEPTH)));
+                    }
+                    let is_array = f.number == any_value::ARRAY;
+                    delta += self.nested(f.len_at, f.body, f.end, |w, s, e| {
+                        w.list(s, e, kind, scan, depth + 1, is_array)
+                    })?;
+                }
+                _ => {}
+            }
+        }
+        Ok(delta)
+    }
+
+    /// ArrayValue (`values` are AnyValues) or KeyValueList (`values` are KeyValues).
+    pub(super) fn list(
+        &mut self,
+        start: usize,
+        end: usize,
+        kind: FieldKind,
+        scan: bool,
+        depth: usize,
+        is_array: bool,
+    ) -> Result<Delta, WireError> {
+        let mut delta = 0;
+        let mut fields = Fields::new(self.buf, start, end);
+        while let Some(f) = fields.next_field()? {
+            if f.number == LIST_VALUES {
+                expect(
+                    &f,
+                    WireType::Len,
+                    if is_array { "ArrayValue.values" } else { "KeyValueList.values" },
+                )?;
+                delta += if is_array {
+                    self.nested(f.len_at, f.body, f.end, |w, s, e| {
+                        w.any_value(s, e, kind, scan, depth)
+                    })?
+                } else {
+                    self.nested(f.len_at, f.body, f.end, |w, s, e| {
+                        w.key_value(s, e, kind, scan, depth)
+                    })?
+                };
+            }
+        }
+        Ok(delta)
+    }
+
+    fn scans(&self, kind: FieldKind) -> bool {
+        self.c.mask.as_ref().is_some_and(|m| m.fields[kind.index()])
+    }
+
+    /// Masks the numbers in the payload of the string or bytes field `f`.
+    #[inline(always)]
+    pub(super) fn text(
+        &mut self,
+        f: &Field,
+        kind: FieldKind,
+        scan: bool,
+    ) -> Result<Delta, WireError> {
+        // The check is inline and the masking is not: most text holds no
+        // number, and the caller's field then never leaves registers for a
+        // call (in the wasm guest, a struct passed to a call is stored to
+        // the shadow stack in linear memory first).
+        if !scan || !self.scans(kind) || !fnr::may_contain(&self.buf[f.body..f.end]) {
+            return Ok(0);
+        }
+        self.mask_text(f.len_at, f.body, f.end, kind)
+    }
+
+    /// [`Walk::text`] for a payload at `body..end` that may hold a number.
+    #[inline(never)]
+    fn mask_text(
+        &mut self,
+        len_at: usize,
+        body: usize,
+        end: usize,
+        kind: FieldKind,
+    ) -> Result<Delta, WireError> {
+        let Some(mask) = self.c.mask.as_ref() else { return Ok(0) };
+        let text = &self.buf[body..end];
+        let first = self.edits.len();
+        let (edits, base) = (&mut self.edits, body);
+        let mut delta = 0;
+        let mut out_of_memory = false;
+        fnr::scan(text, mask.mode, |found| {
+            if room(edits, "edits").is_err() {
+                out_of_memory = true;
+                return;
+            }
+            let (start, end) = (base + found.start, base + found.end);
+            let masked = Some((found.detector, kind));
+            let op = match mask.star {
+                // A percent-encoded separator (`%20`, `%2D`, `%C2%A0`) holds
+                // digits that are not the number's: star the 6 and the 5
+                // digits apart, so the URL stays valid and keeps its
+                // separator. The second edit counts nothing.
+                Some(c)
+                    if found.end - found.start > 11
+                        && text[found.start + 6..found.end - 5].iter().any(u8::is_ascii_digit) =>
+                {
+                    edits.push(Edit { start, end: start + 6, op: Op::Star(c), mask: masked });
+                    if room(edits, "edits").is_err() {
+                        out_of_memory = true;
+                        return;
+                    }
+                    edits.push(Edit { start: end - 5, end, op: Op::Star(c), mask: None });
+                    return;
+                }
+                Some(c) => Op::Star(c),
+                None => {
+                    delta += mask.label.len() as isize - (end - start) as isize;
+                    Op::Arena { from: 0, to: mask.label.len() }
+                }
+            };
+            edits.push(Edit { start, end, op, mask: masked });
+        });
+        if out_of_memory {
+            return Err(WireError::new(body, Problem::OutOfMemory("edits")));
+        }
+        if self.findings.is_some() {
+            // Audits only: a second scan keeps the hot closure above small.
+            let mut detectors = Vec::new();
+            fnr::scan(text, mask.mode, |found| detectors.push(found.detector));
+            for d in detectors {
+                self.record(kind, d);
+            }
+        }
+        if delta != 0 {
+            // The text changed length: its own prefix must change too.
+            let new_len = (end - body) as isize + delta;
+            // It goes before the replacements just recorded: edits stay in order.
+            room(&mut self.edits, "edits")?;
+            self.edits.insert(first, Edit::new(len_at, body, Op::Len(new_len as u64)));
+            delta += varint_len(new_len as u64) as isize - (body - len_at) as isize;
+        }
+        Ok(delta)
+    }
+
+    /// Masks an int (or whole double) value whose decimal form holds a
+    /// personal number; the field becomes a string field with the masked text.
+    pub(super) fn number(
+        &mut self,
+        f: &Field,
+        v: i64,
+        kind: FieldKind,
+    ) -> Result<Delta, WireError> {
+        let Some(mask) = self.c.mask.as_ref() else { return Ok(0) };
+        let Some((digits, padded)) = int_digits(v) else { return Ok(0) };
+        // A padded 10-digit int only counts when it validates, even in
+        // `any11`: most 10-digit ints are epoch seconds.
+        let mode = if padded { Mode::Validated } else { mask.mode };
+        let mut found_any = None;
+        fnr::scan(&digits, mode, |found| found_any = Some(found));
+        let Some(found) = found_any else { return Ok(0) };
+        self.record(kind, found.detector);
+        let sign: &[u8] = if v < 0 { b"-" } else { b"" };
+        let masked: Vec<u8> = match mask.star {
+            Some(c) => [sign, &[c; 11]].concat(),
+            None => [sign, &mask.label].concat(),
+        };
+        let from = self.arena.len();
+        // A tag, a length varint (at most 10 bytes) and the text.
+        self.arena
+            .try_reserve(masked.len() + 11)
+            .map_err(|_| WireError::new(f.start, Problem::OutOfMemory("masked values")))?;
+        room(&mut self.edits, "edits")?;
+        self.arena.push(((any_value::STRING << 3) | 2) as u8);
+        write_varint(&mut self.arena, masked.len() as u64);
+        self.arena.extend_from_slice(&masked);
+        let to = self.arena.len();
+        self.edits.push(Edit {
+            start: f.start,
+            end: f.end,
+            op: Op::Arena { from, to },
+            mask: Some((found.detector, kind)),
+        });
+        Ok((to - from) as isize - (f.end - f.start) as isize)
+    }
+}
+
+/// Whether `v` has 10 or 11 decimal digits: [`int_digits`] has some.
+/// Inline, for the plain-attribute check.
+#[inline(always)]
+fn int_may_be_number(v: i64) -> bool {
+    (1_000_000_000..100_000_000_000).contains(&v.unsigned_abs())
+}
+
+/// The 11 decimal digits of an int that could be a personal number, and
+/// whether they were zero-padded: a 10-digit value is a number whose leading
+/// zero the integer type dropped (everyone born on the 1st to the 9th).
+fn int_digits(v: i64) -> Option<([u8; 11], bool)> {
+    if !int_may_be_number(v) {
+        return None;
+    }
+    let mut abs = v.unsigned_abs();
+    let padded = abs < 10_000_000_000;
+    let mut digits = [b'0'; 11];
+    for d in digits.iter_mut().rev() {
+        *d = b'0' + (abs % 10) as u8;
+        abs /= 10;
+    }
+    Some((digits, padded))
+}
+
+#[inline(always)]
+pub(super) fn expect(f: &Field, wire: WireType, what: &'static str) -> Result<(), WireError> {
+    if f.wire == wire {
+        Ok(())
+    } else {
+        Err(WireError::new(
+            f.start,
+            Problem::Expected { what, number: f.number, expected: wire, found: f.wire },
+        ))
+    }
+}
+
+/// Whether the KeyValue `body` has the usual shape (a key, then a value
+/// holding one string, int or bool, every length under 128) and provably
+/// holds no number: no run of six digits in its key or string, an int
+/// outside the 10 to 11 digit range. The general walk would then record
+/// nothing, so skipping it changes nothing. Fast because it reads the bytes
+/// once with fixed tags instead of walking two nested messages field by
+/// field; most attributes take it. Pinned to the general walk by the
+/// `plain_attributes_need_no_edits` property test.
+#[inline(always)]
+pub(super) fn plain_attribute(body: &[u8]) -> bool {
+    let [0x0a, key_len, rest @ ..] = body else { return false };
+    let key_len = usize::from(*key_len);
+    if key_len >= 0x80 || rest.len() < key_len {
+        return false;
+    }
+    let [0x12, value_len, value @ ..] = &rest[key_len..] else { return false };
+    // One scan of the whole body covers key and value: a run of six digits
+    // in either is one in the body. (A length byte that reads as a digit can
+    // only make this stricter.)
+    if *value_len >= 0x80 || usize::from(*value_len) != value.len() || fnr::may_contain(body) {
+        return false;
+    }
+    match value {
+        [0x0a, len, text @ ..] => *len < 0x80 && usize::from(*len) == text.len(),
+        [0x18, int @ ..] => {
+            matches!(read_varint(int, 0, int.len()), Ok((v, used)) if used == int.len() && !int_may_be_number(v as i64))
+        }
+        [0x10, b] => *b < 0x80,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
+    use prost::Message;
+
+    use super::super::tests::{FNR, kv, s};
+    use super::{Walk, plain_attribute};
+    use crate::engine::Compiled;
+    use crate::stats::Counters;
+
+    /// The usual attributes, with no number in them, take the fast path: a
+    /// string, an int outside the 10 to 11 digit range, a bool, and a string
+    /// with a digit run shorter than six.
+    #[test]
+    fn plain_attributes_take_the_fast_path() {
+        let plain = [
+            kv("http.request.method", s("GET")),
+            kv("http.response.status_code", Value::IntValue(200)),
+            kv("db.statement", s("SELECT * FROM orders WHERE id = $1 LIMIT 50")),
+            kv("net.peer.port", Value::IntValue(999_999_999)),
+            kv("error", Value::BoolValue(true)),
+            kv("user.code", s("ab12345cd")),
+        ];
+        for attribute in plain {
+            assert!(plain_attribute(&attribute.encode_to_vec()), "{attribute:?}");
+        }
+        for holds_number in [
+            kv("db.statement", s(&format!("id = {FNR}"))),
+            kv("id", Value::IntValue(1_019_012_138)),
+        ] {
+            assert!(!plain_attribute(&holds_number.encode_to_vec()), "{holds_number:?}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Scenario: KeyValues of every shape the fast path accepts or nearly
+        /// accepts (keys and values with digit runs, ints around the 10 to 11
+        /// digit range, bools, long values with two-byte lengths, some holding
+        /// a number).
+        /// Guarantees: whenever `plain_attribute` skips one, the general walk,
+        /// under the widest masking config, records no edit and no error for it.
+        #[test]
+        fn plain_attributes_need_no_edits(
+            key in "[a-z.0-9]{0,12}",
+            text in "[a-z /=]{0,10}[0-9]{0,12}[ -]?[0-9]{0,6}[a-z/]{0,10}|[a-z0-9 ]{100,140}|[a-z ]{90,130}[0-9]{5,11}[a-z ]{0,20}",
+            int in proptest::prop_oneof![proptest::num::i64::ANY, -200_000_000_000i64..200_000_000_000],
+            which in 0..3u8,
+        ) {
+            let value = match which {
+                0 => AnyValue { value: Some(Value::StringValue(text)) },
+                1 => AnyValue { value: Some(Value::IntValue(int)) },
+                _ => AnyValue { value: Some(Value::BoolValue(int % 2 == 0)) },
+            };
+            let body = KeyValue { key, value: Some(value), ..Default::default() }.encode_to_vec();
+            if plain_attribute(&body) {
+                for cfg in [r#"{"mask":{"mode":"any11"}}"#, r#"{"mask":{"replacement":"label"}}"#] {
+                    let c = Compiled::new(&crate::config::Config::from_json(cfg).expect("config")).expect("compiles");
+                    let mut walk = Walk {
+                        buf: &body, c: &c, edits: Vec::new(), arena: Vec::new(), counters: Counters::new(0), findings: None,
+                        ids: (&[], &[]), key: &[], spans: Vec::new(), scopes: Vec::new(), resources: Vec::new(), scratch: Vec::new(),
+                    };
+                    let delta = walk.key_value(0, body.len(), crate::FieldKind::SpanAttribute, true, 0).expect("valid");
+                    proptest::prop_assert_eq!(delta, 0);
+                    proptest::prop_assert!(walk.edits.is_empty(), "{:?}", walk.edits);
+                }
+            }
+        }
+    }
+}
