@@ -21,7 +21,7 @@ CAPTURES=testdata/captures
 EXPECTED=testdata/expected
 [[ -d $CAPTURES ]] || { echo "regen-expected: $CAPTURES does not exist" >&2; exit 1; }
 
-# The component is built by host-harness/build.rs, for the wasm target.
+# The component is built by host-harness/runtime/build.rs, for the wasm target.
 if command -v rustup >/dev/null; then rustup target add wasm32-unknown-unknown >/dev/null 2>&1 || true; fi
 cargo build --locked -q -p tracescrub --bin tracescrub
 

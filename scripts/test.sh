@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, every crate's tests (the component
-# is built by host-harness/build.rs; the three-host test builds the wazero
+# is built by host-harness/runtime/build.rs; the three-host test builds the wazero
 # runner and transpiles the component with jco), the Go collector module's
 # vet and race-enabled tests, the end-to-end runs with real SDK exporters
 # (the gateway's and the collector's), a time-bounded fuzz smoke run, and
@@ -16,6 +16,15 @@ rustup target add wasm32-unknown-unknown
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked -q
+
+# The embeddable host library stays small: no async runtime, HTTP or gRPC
+# stack, file watcher or CLI parser in its dependency tree.
+heavy=$(cargo tree -p tracescrub-runtime -e normal --prefix none --locked \
+  | awk '{print $1}' | sort -u | grep -E '^(tokio|hyper|tonic|notify|clap|opentelemetry)' || true)
+if [[ -n $heavy ]]; then
+  echo "tracescrub-runtime must not depend on: $heavy" >&2
+  exit 1
+fi
 
 # The Go module: formatting and vet first (cheap, and they fail fast).
 unformatted=$(cd collector && gofmt -l .)

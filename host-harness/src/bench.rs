@@ -241,7 +241,7 @@ pub fn run(
     progress("compiling the component");
     let t = Instant::now();
     // Cold: no compiled-code cache, so each load compiles.
-    let runtime = Runtime::build(false, options.perf_map)?;
+    let runtime = if options.perf_map { Runtime::profiled()? } else { Runtime::uncached()? };
     let engine_time = t.elapsed();
     let mut cold_loads = Vec::new();
     let mut component = None;
@@ -255,7 +255,7 @@ pub fn run(
     // Cached: the first load fills the cache (if this component was not in
     // it already); the timed ones map it and instantiate, then create the
     // processor, timed apart.
-    let cached_runtime = Runtime::build(true, false)?;
+    let cached_runtime = Runtime::new()?;
     cached_runtime.load(&options.component)?;
     let (mut cached_loads, mut cached_creates, mut cached_source) =
         (Vec::new(), Vec::new(), LoadSource::Cache);
@@ -667,7 +667,7 @@ impl fmt::Display for Report {
 mod tests {
     use super::*;
     use crate::DEFAULT_MAX_BATCHES_PER_INSTANCE;
-    use crate::corpus::{CorpusOptions, generate};
+    use tracescrub_corpus::{CorpusOptions, generate};
 
     #[test]
     fn the_orders_are_every_permutation_once() {

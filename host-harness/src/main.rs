@@ -12,9 +12,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tracescrub::audit::{AuditReport, audit_file};
 use tracescrub::bench::{BenchOptions, Workload};
 use tracescrub::config_file::{self, DEFAULT_CONFIG_YAML};
-use tracescrub::corpus::CorpusOptions;
 use tracescrub::replay::{Counts, FileReport, Input, Session, collect_inputs, replay_file};
 use tracescrub::{HostError, InstanceOptions, LoadedComponent, Runtime};
+use tracescrub_corpus::CorpusOptions;
 use tracescrub_processor::{Error as EngineError, Finding};
 
 /// Prints a line to stdout; see [`emit`].
@@ -762,10 +762,10 @@ struct BenchArgs {
     #[arg(long, value_name = "N", default_value_t = tracescrub::bench::DEFAULT_ROUNDS, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1000))]
     rounds: usize,
     /// Seed of the generated corpus.
-    #[arg(long, value_name = "N", default_value_t = tracescrub::corpus::DEFAULT_SEED)]
+    #[arg(long, value_name = "N", default_value_t = tracescrub_corpus::DEFAULT_SEED)]
     seed: u64,
     /// Spans in the generated corpus, at least (rounded up to whole batches).
-    #[arg(long, value_name = "N", default_value_t = tracescrub::corpus::DEFAULT_MIN_SPANS)]
+    #[arg(long, value_name = "N", default_value_t = tracescrub_corpus::DEFAULT_MIN_SPANS)]
     spans: usize,
     /// Write /tmp/perf-PID.map so that `perf report` names the guest's
     /// functions (a component built without stripping has names).
@@ -786,10 +786,10 @@ fn bench(args: &BenchArgs) -> Result<bool, Fatal> {
         let options = CorpusOptions {
             seed: args.seed,
             min_spans: args.spans,
-            batch_spans: args.batch_spans.unwrap_or(tracescrub::corpus::DEFAULT_BATCH_SPANS),
+            batch_spans: args.batch_spans.unwrap_or(tracescrub_corpus::DEFAULT_BATCH_SPANS),
         };
         let started = std::time::Instant::now();
-        let corpus = tracescrub::corpus::generate(&options)?;
+        let corpus = tracescrub_corpus::generate(&options)?;
         Workload {
             description: format!(
                 "generated corpus (seed {:#x}, {} spans per batch, made in {:.1} s; {:.1} % noise spans, {} personal numbers planted in {} values)",
@@ -850,7 +850,7 @@ fn bench_inputs(args: &[PathBuf], batch_spans: Option<usize>) -> Result<Workload
     }
     let read = batches.len();
     if let Some(n) = batch_spans {
-        batches = tracescrub::corpus::rebatch(&batches, n)?;
+        batches = tracescrub_corpus::rebatch(&batches, n)?;
     }
     let rebatched =
         batch_spans.map_or(String::new(), |n| format!(", re-batched to {n} spans per batch"));

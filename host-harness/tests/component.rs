@@ -511,12 +511,12 @@ fn guest_memory_per_batch_stays_within_twice_the_batch_plus_one_mib() {
         }
     }
     for spans in [512, 2048, 8192] {
-        let options = tracescrub::corpus::CorpusOptions {
+        let options = tracescrub_corpus::CorpusOptions {
             min_spans: spans,
             batch_spans: spans,
             ..Default::default()
         };
-        let corpus = tracescrub::corpus::generate(&options).expect("corpus");
+        let corpus = tracescrub_corpus::generate(&options).expect("corpus");
         inputs.push((format!("corpus batch of {spans} spans"), corpus.batches[0].clone()));
     }
     assert!(inputs.len() > 10, "captures found: {}", inputs.len());
@@ -545,7 +545,7 @@ fn nested_value(levels: usize) -> AnyValue {
     value
 }
 
-/// Scenario: the guest's shadow stack is 256 KiB (host-harness/build.rs).
+/// Scenario: the guest's shadow stack is 256 KiB (host-harness/runtime/build.rs).
 /// Values nested to the engine's bound (32 levels) and one past it, and a
 /// config nested as deep as serde_json allows, go through the component.
 /// Guarantees: the deepest recursion the engine and the config parser allow

@@ -3,7 +3,7 @@
 //!
 //! Nothing here but decode, call, encode: every decision is the engine's, so
 //! the component and a native [`crate::Processor`] give the same answers.
-//! Built only for `wasm32` (see `host-harness/build.rs`).
+//! Built only for `wasm32` (see `host-harness/runtime/build.rs`).
 
 /// The bindings wit-bindgen generates from `wit/processor.wit`.
 mod bindings {

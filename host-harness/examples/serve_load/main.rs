@@ -14,7 +14,7 @@
 //!    time until the sink had received all their output: rotel acknowledges
 //!    before it exports, the gateway after, and this counts both the same.
 //!
-//! The batches are the benchmark corpus (`tracescrub::corpus`), cut into
+//! The batches are the benchmark corpus (`tracescrub-corpus`), cut into
 //! batches of `--spans-per-batch` spans; the native engine says how many
 //! spans of each should reach the sink, so a target that loses spans shows.
 //! Only 127.0.0.1 is used. Run by `scripts/serve-load.sh`, which prints the
@@ -38,7 +38,7 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tracescrub::corpus::{CorpusOptions, DEFAULT_SEED, generate};
+use tracescrub_corpus::{CorpusOptions, DEFAULT_SEED, generate};
 
 #[derive(Parser)]
 #[command(

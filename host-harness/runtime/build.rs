@@ -1,4 +1,5 @@
-//! Builds the tracescrub span-processor component that `tracescrub` embeds.
+//! Builds the tracescrub span-processor component that `tracescrub-runtime`
+//! embeds (and so the `tracescrub` binary).
 //!
 //! A plain `cargo build` / `cargo test` of the workspace is the only command
 //! needed. This script:
@@ -69,9 +70,11 @@ fn main() -> ExitCode {
 fn run() -> Result<(), String> {
     let manifest_dir = PathBuf::from(env_var("CARGO_MANIFEST_DIR")?);
     let out_dir = PathBuf::from(env_var("OUT_DIR")?);
+    // This crate sits at `<workspace>/host-harness/runtime`.
     let workspace = manifest_dir
-        .parent()
-        .ok_or("host-harness has no parent directory: it must sit in the workspace root")?
+        .ancestors()
+        .nth(2)
+        .ok_or("host-harness/runtime must sit two levels below the workspace root")?
         .to_path_buf();
     let output = out_dir.join(OUTPUT_NAME);
 

@@ -165,22 +165,21 @@ mod tests {
         assert!(outputs.windows(2).all(|w| w[0] == w[1]));
     }
 
-    /// Scenario: as many instances live at once as `serve` can hold at its
-    /// worker limit: each worker's own and a reload's second, plus the
-    /// canary's.
+    /// Scenario: `POOL_SLOTS` instances live at once (`serve` holds at most
+    /// two per worker and the canary's, under it).
     /// Guarantees: the pooling allocator's slots (component instances, core
     /// instances, tables, memories) hold them all; the component's three
     /// core modules and two tables each once made the pool run out at 42.
     #[test]
-    fn the_pool_holds_two_instances_per_worker_at_the_worker_limit() {
+    fn the_pool_holds_pool_slots_instances() {
         let component = component();
-        let live: Vec<ScrubberInstance> = (0..2 * crate::serve::MAX_WORKERS + 1)
+        let live: Vec<ScrubberInstance> = (0..crate::POOL_SLOTS as usize)
             .map(|i| {
                 ScrubberInstance::create(&component, "{}")
                     .unwrap_or_else(|e| panic!("instance {i}: {}", crate::one_line(&e)))
             })
             .collect();
-        assert_eq!(live.len(), 2 * crate::serve::MAX_WORKERS + 1);
+        assert_eq!(live.len(), crate::POOL_SLOTS as usize);
     }
 
     /// Scenario: a scrubber that renews after every batch processes one.
