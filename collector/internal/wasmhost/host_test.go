@@ -451,3 +451,28 @@ func TestBatchOverTheCapIsRefusedBeforeTheCall(t *testing.T) {
 		t.Fatal("instance discarded")
 	}
 }
+
+// BenchmarkProcessRenewal measures what renewing an instance every N batches
+// costs on 1000-span batches (a fresh instance and processor every N):
+// go test -run XXX -bench ProcessRenewal ./internal/wasmhost
+func BenchmarkProcessRenewal(b *testing.B) {
+	spans := make([]testbatch.Span, 1000)
+	for i := range spans {
+		spans[i] = testbatch.Span{Name: "GET /api/person", Attrs: map[string]string{"url.path": "/api/person/" + testbatch.Number, "http.route": "/api/person/:fnr"}, Parent: -1}
+		if i%10 == 0 {
+			spans[i] = testbatch.Span{Name: "GET /isAlive", Attrs: map[string]string{"url.path": "/isAlive"}, Parent: -1}
+		}
+	}
+	in := testbatch.Marshal(b, testbatch.Build(spans...))
+	for _, max := range []int{0, 32, 8, 1} {
+		b.Run(fmt.Sprint("max_batches_per_instance=", max), func(b *testing.B) {
+			e := load(b, "{}", Options{PoolSize: 1, MaxBatchesPerInstance: max})
+			b.SetBytes(int64(len(in)))
+			for b.Loop() {
+				if _, err := e.Process(context.Background(), in); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
