@@ -23,9 +23,13 @@ use crate::error::ConfigProblem;
 use crate::fnr::Mode;
 use crate::glob::DEFAULT_NOISE_GLOBS;
 use crate::stats::FieldKind;
+use crate::teams::{NoiseRule, Override, Teams};
 
-/// The schema version this engine reads.
-pub const SCHEMA_VERSION: u64 = 1;
+/// The newest schema version this engine reads. Version 1 documents (and
+/// documents without `version`) load as they always did; version 2 adds
+/// `noise.rules`, `noise.presets`, `overrides` and `teams` (see
+/// [`crate::teams`]).
+pub const SCHEMA_VERSION: u64 = 2;
 
 /// Default `limits.max_batch_bytes`: 64 MiB. The OpenTelemetry Collector's
 /// OTLP receivers default to 4 MiB per gRPC message and no HTTP limit; a
@@ -42,8 +46,15 @@ pub const DEFAULT_PATH_ATTRIBUTES: [&str; 5] =
 /// A validated config with every default filled in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
+    /// `version`: 1 (the default) or 2.
+    pub version: u64,
     /// Noise filtering.
     pub noise: NoiseConfig,
+    /// `overrides` (version 2): platform rules per matched resource, first
+    /// match wins.
+    pub overrides: Vec<Override>,
+    /// `teams` (version 2): the team files.
+    pub teams: Teams,
     /// Personal-number masking.
     pub mask: MaskConfig,
     /// Resource limits.
@@ -66,6 +77,10 @@ pub struct NoiseConfig {
     pub span_name: bool,
     /// `noise.drop_descendants`, default true.
     pub drop_descendants: bool,
+    /// `noise.rules` (version 2): conditions beyond the path.
+    pub rules: Vec<NoiseRule>,
+    /// `noise.presets` (version 2; default: all of them): named rule sets.
+    pub presets: Vec<String>,
 }
 
 /// `mask`: how personal numbers are found and replaced.
@@ -104,6 +119,9 @@ pub struct Limits {
 impl Default for Config {
     fn default() -> Config {
         Config {
+            version: 1,
+            overrides: Vec::new(),
+            teams: Teams::default(),
             noise: NoiseConfig {
                 enabled: true,
                 globs: DEFAULT_NOISE_GLOBS.iter().map(|s| s.to_string()).collect(),
@@ -111,6 +129,8 @@ impl Default for Config {
                 path_attributes: DEFAULT_PATH_ATTRIBUTES.iter().map(|s| s.to_string()).collect(),
                 span_name: true,
                 drop_descendants: true,
+                rules: Vec::new(),
+                presets: Vec::new(),
             },
             mask: MaskConfig {
                 enabled: true,
@@ -125,13 +145,13 @@ impl Default for Config {
 }
 
 /// Collects problems while walking the document.
-struct Checker {
-    problems: Vec<ConfigProblem>,
+pub(crate) struct Checker {
+    pub(crate) problems: Vec<ConfigProblem>,
     /// Where each effective noise glob came from, to name it in problems.
-    glob_paths: Vec<String>,
+    pub(crate) glob_paths: Vec<String>,
 }
 
-fn join(path: &str, key: &str) -> String {
+pub(crate) fn join(path: &str, key: &str) -> String {
     if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") }
 }
 
@@ -147,12 +167,12 @@ fn type_name(v: &Value) -> &'static str {
 }
 
 impl Checker {
-    fn problem(&mut self, path: impl Into<String>, reason: impl Into<String>) {
+    pub(crate) fn problem(&mut self, path: impl Into<String>, reason: impl Into<String>) {
         self.problems.push(ConfigProblem { path: path.into(), reason: reason.into() });
     }
 
     /// The mapping at `path`, after reporting keys not in `known`.
-    fn object<'v>(
+    pub(crate) fn object<'v>(
         &mut self,
         v: &'v Value,
         path: &str,
@@ -173,7 +193,13 @@ impl Checker {
         Some(map)
     }
 
-    fn bool(&mut self, map: &Map<String, Value>, path: &str, key: &str, default: bool) -> bool {
+    pub(crate) fn bool(
+        &mut self,
+        map: &Map<String, Value>,
+        path: &str,
+        key: &str,
+        default: bool,
+    ) -> bool {
         match map.get(key) {
             None => default,
             Some(Value::Bool(b)) => *b,
@@ -187,7 +213,7 @@ impl Checker {
         }
     }
 
-    fn string<'v>(
+    pub(crate) fn string<'v>(
         &mut self,
         map: &'v Map<String, Value>,
         path: &str,
@@ -202,7 +228,12 @@ impl Checker {
         }
     }
 
-    fn strings(&mut self, map: &Map<String, Value>, path: &str, key: &str) -> Option<Vec<String>> {
+    pub(crate) fn strings(
+        &mut self,
+        map: &Map<String, Value>,
+        path: &str,
+        key: &str,
+    ) -> Option<Vec<String>> {
         let path = join(path, key);
         match map.get(key)? {
             Value::Array(items) => {
@@ -245,19 +276,20 @@ impl Config {
         let glob_paths =
             (0..cfg.noise.globs.len()).map(|i| format!("noise.globs[{i}] (default)")).collect();
         let mut c = Checker { problems: Vec::new(), glob_paths };
-        let Some(root) = c.object(doc, "", &["version", "noise", "mask", "limits", "overrides"])
+        let Some(root) =
+            c.object(doc, "", &["version", "noise", "mask", "limits", "overrides", "teams"])
         else {
             return Err(c.problems);
         };
         match root.get("version") {
             None => {}
-            Some(v) if v.as_u64() == Some(SCHEMA_VERSION) => {}
+            Some(v) if matches!(v.as_u64(), Some(1 | 2)) => cfg.version = v.as_u64().unwrap_or(1),
             Some(v) => c.problem(
                 "version",
                 match v.as_u64() {
                     // A small whole number is a version, not a value worth hiding.
                     Some(n) if n < 100 => format!(
-                        "unsupported schema version {n}; this engine reads version {SCHEMA_VERSION}"
+                        "unsupported schema version {n}; this engine reads versions 1 and {SCHEMA_VERSION}"
                     ),
                     _ => format!(
                         "expected the schema version {SCHEMA_VERSION}, found {}",
@@ -266,8 +298,13 @@ impl Config {
                 },
             ),
         }
+        if cfg.version >= 2 {
+            // Version 2 turns the presets on unless the document says otherwise.
+            cfg.noise.presets =
+                crate::teams::PRESETS.iter().map(|(n, _)| (*n).to_owned()).collect();
+        }
         if let Some(noise) = root.get("noise") {
-            read_noise(&mut c, noise, &mut cfg.noise);
+            read_noise(&mut c, noise, &mut cfg.noise, cfg.version);
         }
         if let Some(mask) = root.get("mask") {
             read_mask(&mut c, mask, &mut cfg.mask);
@@ -275,10 +312,15 @@ impl Config {
         if let Some(limits) = root.get("limits") {
             read_limits(&mut c, limits, &mut cfg.limits);
         }
-        if root.contains_key("overrides") {
-            // Reserved so that per-team and per-service rules can arrive
-            // without breaking version-1 documents.
-            c.problem("overrides", "per-service overrides are reserved for a later schema version and not supported yet; remove the key");
+        for key in ["overrides", "teams"] {
+            match root.get(key) {
+                None => {}
+                Some(_) if cfg.version < 2 => c.problem(key, "needs `version: 2`"),
+                Some(v) if key == "overrides" => {
+                    cfg.overrides = crate::teams::read_overrides(&mut c, v)
+                }
+                Some(v) => crate::teams::read_teams(&mut c, v, &mut cfg.teams),
+            }
         }
         // Compile the globs here too, so a bad pattern is one more listed
         // problem rather than a separate failure later.
@@ -322,8 +364,8 @@ impl Config {
         if let Some(keys) = &self.mask.keys {
             mask["scope"]["keys"] = json!(keys);
         }
-        let doc = json!({
-            "version": SCHEMA_VERSION,
+        let mut doc = json!({
+            "version": self.version,
             "noise": {
                 "enabled": self.noise.enabled,
                 "globs": self.noise.globs,
@@ -334,19 +376,81 @@ impl Config {
             "mask": mask,
             "limits": {"max_batch_bytes": self.limits.max_batch_bytes},
         });
+        if self.version >= 2 {
+            let rules = |rules: &[NoiseRule]| -> Vec<Value> {
+                rules
+                    .iter()
+                    .map(|r| match r {
+                        NoiseRule::SpanName(g) => json!({"span_name": g}),
+                        NoiseRule::Attribute { key, glob } => {
+                            json!({"attribute": key, "glob": glob})
+                        }
+                    })
+                    .collect()
+            };
+            let layer = |l: &crate::teams::NoiseLayer| json!({"extra_globs": l.extra_globs, "keep_globs": l.keep_globs, "rules": rules(&l.rules)});
+            doc["noise"]["rules"] = json!(rules(&self.noise.rules));
+            doc["noise"]["presets"] = json!(self.noise.presets);
+            doc["overrides"] = self
+                .overrides
+                .iter()
+                .map(|o| {
+                    let m: Map<String, Value> =
+                        o.matches.iter().map(|(k, g)| (k.clone(), json!(g))).collect();
+                    json!({"match": m, "final": o.is_final, "noise": layer(&o.noise)})
+                })
+                .collect();
+            // Team files are the teams', and `config check` lists them; the
+            // effective config says where they are read from.
+            doc["teams"] = json!({"key": self.teams.key});
+            if let Some(dir) = &self.teams.dir {
+                doc["teams"]["dir"] = json!(dir);
+            }
+        }
         serde_json::to_string_pretty(&doc).unwrap_or_default()
     }
 }
 
-fn read_noise(c: &mut Checker, v: &Value, noise: &mut NoiseConfig) {
+fn read_noise(c: &mut Checker, v: &Value, noise: &mut NoiseConfig, version: u64) {
     const P: &str = "noise";
     let Some(map) = c.object(
         v,
         P,
-        &["enabled", "globs", "extra_globs", "case_sensitive", "sources", "drop_descendants"],
+        &[
+            "enabled",
+            "globs",
+            "extra_globs",
+            "case_sensitive",
+            "sources",
+            "drop_descendants",
+            "rules",
+            "presets",
+        ],
     ) else {
         return;
     };
+    for key in ["rules", "presets"] {
+        if version < 2 && map.contains_key(key) {
+            c.problem(join(P, key), "needs `version: 2`");
+        }
+    }
+    if version >= 2 {
+        if let Some(rules) = map.get("rules") {
+            noise.rules = crate::teams::read_rules(c, rules, "noise.rules");
+        }
+        if let Some(presets) = c.strings(map, P, "presets") {
+            for (i, name) in presets.iter().enumerate() {
+                if crate::teams::preset_rules(name).is_none() {
+                    let names: Vec<_> = crate::teams::PRESETS.iter().map(|(n, _)| *n).collect();
+                    c.problem(
+                        format!("noise.presets[{i}]"),
+                        format!("unknown preset; expected one of: {}", names.join(", ")),
+                    );
+                }
+            }
+            noise.presets = presets;
+        }
+    }
     noise.enabled = c.bool(map, P, "enabled", noise.enabled);
     noise.case_sensitive = c.bool(map, P, "case_sensitive", noise.case_sensitive);
     noise.drop_descendants = c.bool(map, P, "drop_descendants", noise.drop_descendants);
@@ -604,7 +708,7 @@ mod tests {
     #[test]
     fn every_problem_is_listed_with_its_path() {
         let got = problems(
-            r#"{"version": 2, "noise": {"enabled": "yes", "globs": ["ok", 5, "a["], "bogus": 1},
+            r#"{"version": 3, "noise": {"enabled": "yes", "globs": ["ok", 5, "a["], "bogus": 1},
                "mask": {"mode": "loose", "replacement": "label", "label": "fnr1", "scope": {"fields": ["span-name", "nope"]}},
                "limits": {"max_batch_bytes": 0}, "overrides": []}"#,
         );

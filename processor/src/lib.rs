@@ -34,6 +34,7 @@ mod otlp;
 pub mod path;
 mod split;
 mod stats;
+pub mod teams;
 mod wire;
 
 #[cfg(target_arch = "wasm32")]

@@ -173,9 +173,13 @@ impl Counters {
             spans_in: self.spans_in,
             spans_out: self.spans_in - dropped,
             spans_dropped: dropped,
-            dropped_by_rule: named(
-                rule_names.iter().cloned().zip(self.noisy_by_rule.iter().copied()).collect(),
-            ),
+            // Only the rules that fired: with team files there are thousands.
+            dropped_by_rule: rule_names
+                .iter()
+                .zip(&self.noisy_by_rule)
+                .filter(|(_, n)| **n > 0)
+                .map(|(name, &value)| Count { name: name.clone(), value })
+                .collect(),
             dropped_descendants: self.dropped_descendants,
             values_masked: self.by_detector.iter().sum(),
             masked_by_detector: named(

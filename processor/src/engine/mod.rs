@@ -27,6 +27,7 @@
 mod descendants;
 mod emit;
 mod finish;
+mod layers;
 mod rules;
 mod walk;
 
@@ -212,6 +213,8 @@ fn plan_with(
         scopes: Vec::new(),
         resources: Vec::new(),
         scratch: Vec::new(),
+        chain: Default::default(),
+        facts: Default::default(),
     };
     if let Some(mask) = &c.mask {
         walk.arena.extend_from_slice(&mask.label);

@@ -7,10 +7,12 @@ use crate::error::ConfigProblem;
 use crate::fnr::Mode;
 use crate::glob::GlobList;
 use crate::otlp::{any_value, key_value};
+use crate::path;
 use crate::stats::FieldKind;
 use crate::wire::{Field, Fields, WireError, WireType};
 
 use super::SpanRec;
+use super::layers::Layered;
 
 /// A config compiled for the walker: globs built, names turned to bytes.
 #[derive(Debug)]
@@ -30,6 +32,9 @@ pub(super) struct Noise {
     pub(super) path_keys_from: [u32; LONG_KEY + 2],
     pub(super) span_name: bool,
     pub(super) drop_descendants: bool,
+    /// Schema version 2's rules, when the config has any: spans are then
+    /// judged by [`Layered::judge`] instead of [`Noise::check_path`].
+    pub(super) layered: Option<Box<Layered>>,
 }
 
 impl Noise {
@@ -52,7 +57,14 @@ impl Noise {
     pub(super) fn check_path<'a>(&self, rec: &mut SpanRec<'a>, p: &'a [u8], scratch: &mut Vec<u8>) {
         if rec.path.is_empty() || !bytes::eq(rec.path, p) {
             rec.path = p;
-            rec.rule = self.globs.first_match(p, scratch).map(|i| i as u32);
+            rec.rule = if path::needs_normalising(p) {
+                let mut norm = Vec::new();
+                path::normalise(p, &mut norm);
+                self.globs.first_match(&norm, scratch)
+            } else {
+                self.globs.first_match(p, scratch)
+            }
+            .map(|i| i as u32);
         }
     }
 }
@@ -89,7 +101,23 @@ impl Compiled {
                     });
                 }
             };
-        let noise = if cfg.noise.enabled && !cfg.noise.globs.is_empty() {
+        let mut rule_names = cfg.noise.globs.clone();
+        let layered = if cfg.noise.enabled {
+            match Layered::new(cfg, rule_names.len() as u32) {
+                Ok(Some((layered, names))) => {
+                    rule_names.extend(names);
+                    Some(Box::new(layered))
+                }
+                Ok(None) => None,
+                Err(errs) => {
+                    problems.extend(errs);
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let noise = if cfg.noise.enabled && (!cfg.noise.globs.is_empty() || layered.is_some()) {
             match GlobList::new(&cfg.noise.globs, cfg.noise.case_sensitive) {
                 Ok(globs) => {
                     let (path_keys, path_keys_from) = path_keys_by_len(&cfg.noise.path_attributes);
@@ -99,6 +127,7 @@ impl Compiled {
                         path_keys_from,
                         span_name: cfg.noise.span_name,
                         drop_descendants: cfg.noise.drop_descendants,
+                        layered,
                     })
                 }
                 Err(errs) => {
@@ -145,7 +174,7 @@ impl Compiled {
         if !problems.is_empty() {
             return Err(problems);
         }
-        Ok(Compiled { noise, mask, rule_names: cfg.noise.globs.clone() })
+        Ok(Compiled { noise, mask, rule_names })
     }
 }
 

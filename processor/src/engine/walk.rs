@@ -14,7 +14,8 @@ use crate::wire::{
     Field, Fields, Problem, WireError, WireType, read_varint, varint_len, write_varint,
 };
 
-use super::rules::{Compiled, path_attribute};
+use super::layers::{Chain, Facts, Layered, Verdict, string_attribute};
+use super::rules::{Compiled, Noise, path_attribute};
 use super::{Container, Delta, Edit, MAX_VALUE_DEPTH, Op, SpanRec, room};
 
 /// Validates the batch and records the edits.
@@ -35,6 +36,18 @@ pub(super) struct Walk<'a, 'c, 'f> {
     pub(super) resources: Vec<Container>,
     /// Reused by glob matching to lowercase a path.
     pub(super) scratch: Vec<u8>,
+    /// Version 2's rules: the layers judging the current resource's spans,
+    /// and the span's facts they read (reused between spans).
+    pub(super) chain: Chain,
+    pub(super) facts: FactsBuf<'a>,
+}
+
+/// Reused buffers for a span's facts, under version 2's rules.
+#[derive(Default)]
+pub(super) struct FactsBuf<'a> {
+    paths: Vec<&'a [u8]>,
+    attrs: Vec<(usize, &'a [u8])>,
+    norm: Vec<Vec<u8>>,
 }
 
 impl<'a> Walk<'a, '_, '_> {
@@ -136,6 +149,9 @@ impl<'a> Walk<'a, '_, '_> {
     /// Returns the size change of the resource; scope spans are recorded.
     pub(super) fn resource_spans(&mut self, start: usize, end: usize) -> Result<Delta, WireError> {
         let mut delta = 0;
+        if let Some(layered) = self.c.noise.as_ref().and_then(|n| n.layered.as_deref()) {
+            self.chain = resource_chain(layered, self.buf, start, end)?;
+        }
         let mut fields = Fields::new(self.buf, start, end);
         while let Some(f) = fields.next_field()? {
             match f.number {
@@ -230,6 +246,37 @@ impl<'a> Walk<'a, '_, '_> {
         Ok(())
     }
 
+    /// Records what version 2's rules read from one span attribute: a path
+    /// from a path key, the string of a rule's key.
+    fn gather(
+        &mut self,
+        layered: &Layered,
+        noise: Option<&Noise>,
+        kv_body: usize,
+        kv_end: usize,
+    ) -> Result<(), WireError> {
+        if let Some(noise) = noise
+            && let Some(value) = path_attribute(noise, self.buf, kv_body, kv_end)?
+        {
+            let p = path::from_attribute(value);
+            if self.facts.paths.last() != Some(&p) {
+                room(&mut self.facts.paths, "span records")?;
+                self.facts.paths.push(p);
+            }
+            return Ok(());
+        }
+        if layered.attr_keys.is_empty() {
+            return Ok(());
+        }
+        if let Some((key, value)) = string_attribute(self.buf, kv_body, kv_end)?
+            && let Some(k) = layered.attr_keys.iter().position(|x| x == key)
+        {
+            room(&mut self.facts.attrs, "span records")?;
+            self.facts.attrs.push((k, value));
+        }
+        Ok(())
+    }
+
     pub(super) fn scope(&mut self, start: usize, end: usize) -> Result<Delta, WireError> {
         let mut delta = 0;
         let mut fields = Fields::new(self.buf, start, end);
@@ -318,7 +365,9 @@ impl<'a> Walk<'a, '_, '_> {
                 }
                 span::ATTRIBUTES => {
                     expect(&f, WireType::Len, "Span.attributes")?;
-                    if let Some(noise) = noise
+                    if let Some(layered) = noise.and_then(|n| n.layered.as_deref()) {
+                        self.gather(layered, noise, f.body, f.end)?;
+                    } else if let Some(noise) = noise
                         && rec.rule.is_none()
                         && let Some(value) = path_attribute(noise, self.buf, f.body, f.end)?
                     {
@@ -345,6 +394,25 @@ impl<'a> Walk<'a, '_, '_> {
         // An absent id reads as empty, which no span may have.
         required_ids((rec.trace_id, rec.span_id), start, ("Span.trace_id", "Span.span_id"))?;
         if let Some(noise) = noise
+            && let Some(layered) = noise.layered.as_deref()
+        {
+            let name = name.unwrap_or_default();
+            if noise.span_name
+                && kind == span::KIND_SERVER
+                && let Some(p) = path::from_span_name(name)
+            {
+                self.facts.paths.push(p);
+            }
+            let facts = Facts { paths: &self.facts.paths, name, attrs: &self.facts.attrs };
+            rec.path = facts.paths.first().copied().unwrap_or_default();
+            rec.rule =
+                match layered.judge(&self.chain, &facts, &mut self.facts.norm, &mut self.scratch) {
+                    Some(Verdict::Drop(id)) => Some(id),
+                    Some(Verdict::Keep) | None => None,
+                };
+            self.facts.paths.clear();
+            self.facts.attrs.clear();
+        } else if let Some(noise) = noise
             && rec.rule.is_none()
             && noise.span_name
             && kind == span::KIND_SERVER
@@ -758,6 +826,24 @@ impl<'a> Walk<'a, '_, '_> {
     }
 }
 
+/// The chain of layers for the ResourceSpans at `start..end`: its
+/// `resource` is found first, as it may follow the spans on the wire.
+fn resource_chain(
+    layered: &Layered,
+    buf: &[u8],
+    start: usize,
+    end: usize,
+) -> Result<Chain, WireError> {
+    let mut resource = (end, end);
+    let mut fields = Fields::new(buf, start, end);
+    while let Some(f) = fields.next_field()? {
+        if f.number == resource_spans::RESOURCE && f.wire == WireType::Len {
+            resource = (f.body, f.end);
+        }
+    }
+    layered.chain(buf, resource.0, resource.1)
+}
+
 /// Stars the number `found` in `text` (at `base` in the batch): its digits
 /// become `c`, its length kept. A percent-encoded separator (`%20`, `%2D`,
 /// `%C2%A0`) holds digits that are not the number's: the 6 and the 5 digits
@@ -966,7 +1052,7 @@ mod tests {
                     let c = Compiled::new(&crate::config::Config::from_json(cfg).expect("config")).expect("compiles");
                     let mut walk = Walk {
                         buf: &body, c: &c, edits: Vec::new(), arena: Vec::new(), counters: Counters::new(0), findings: None,
-                        ids: (&[], &[]), key: &[], spans: Vec::new(), scopes: Vec::new(), resources: Vec::new(), scratch: Vec::new(),
+                        ids: (&[], &[]), key: &[], spans: Vec::new(), scopes: Vec::new(), resources: Vec::new(), scratch: Vec::new(), chain: Default::default(), facts: Default::default(),
                     };
                     let delta = walk.key_value(0, body.len(), crate::FieldKind::SpanAttribute, true, 0).expect("valid");
                     proptest::prop_assert_eq!(delta, 0);
