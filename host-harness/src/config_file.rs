@@ -5,7 +5,9 @@
 //! host and the component agree on what a valid config is.
 
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
 
 /// The default config: the platform's rules, commented. `{}` means the same.
 pub const DEFAULT_CONFIG_YAML: &str = include_str!("../default-config.yaml");
@@ -29,18 +31,111 @@ impl fmt::Display for ConfigFileError {
 
 impl std::error::Error for ConfigFileError {}
 
-/// Reads a YAML or JSON config file and returns it as a JSON document.
+/// Reads a YAML or JSON config file and returns it as a JSON document,
+/// with its team files attached (see [`attach_teams`]).
 pub fn load(path: &Path) -> Result<String, ConfigFileError> {
     let text = std::fs::read_to_string(path).map_err(|e| ConfigFileError {
         path: path.display().to_string(),
         reason: format!("cannot read it: {e}"),
         unreadable: true,
     })?;
-    to_json(&text).map_err(|reason| ConfigFileError {
+    let json = to_json(&text).map_err(|reason| ConfigFileError {
         path: path.display().to_string(),
         reason,
         unreadable: false,
-    })
+    })?;
+    Ok(attach_teams(&json, path.parent()).0)
+}
+
+/// The team files directory a config document names (`teams.dir`, version
+/// 2), resolved against the config file's directory.
+pub fn teams_dir(json: &str, config_dir: Option<&Path>) -> Option<PathBuf> {
+    let doc: Value = serde_json::from_str(json).ok()?;
+    if doc.get("version").and_then(Value::as_u64) != Some(2) {
+        return None;
+    }
+    let dir = doc.get("teams")?.get("dir")?.as_str()?;
+    Some(config_dir.unwrap_or(Path::new(".")).join(dir))
+}
+
+/// Reads the team files of `teams.dir` (every `<name>.yaml` or `.yml`, the
+/// name being the `teams.key` value it applies to) and passes them to the
+/// component under `teams.files`: the component reads no file. A file that
+/// cannot be read or parsed is passed as its error, so the component leaves
+/// that team out and says why, like any other problem of a team file; a
+/// missing directory is a problem of `teams.dir` the same way. Returns the
+/// document and the directory read, if any.
+pub fn attach_teams(json: &str, config_dir: Option<&Path>) -> (String, Option<PathBuf>) {
+    let Some(dir) = teams_dir(json, config_dir) else { return (json.to_owned(), None) };
+    let Ok(mut doc) = serde_json::from_str::<Value>(json) else { return (json.to_owned(), None) };
+    let written = doc["teams"]["dir"].as_str().unwrap_or_default().trim_end_matches('/').to_owned();
+    let mut files = serde_json::Map::new();
+    match std::fs::read_dir(&dir) {
+        Err(e) => {
+            let reason = format!("cannot read the teams directory {}: {}", dir.display(), e.kind());
+            files.insert(".dir".into(), json!({"file": written, "error": reason}));
+        }
+        Ok(entries) => {
+            let mut paths: Vec<PathBuf> = entries
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| matches!(p.extension().and_then(|x| x.to_str()), Some("yaml" | "yml")))
+                .collect();
+            paths.sort();
+            for path in paths {
+                let Some(name) = path.file_stem().and_then(|s| s.to_str()) else { continue };
+                let file = format!(
+                    "{written}/{}",
+                    path.file_name().and_then(|n| n.to_str()).unwrap_or(name)
+                );
+                let entry = match std::fs::read_to_string(&path) {
+                    Err(e) => {
+                        json!({"file": file, "error": format!("cannot read it: {}", e.kind())})
+                    }
+                    Ok(text) => match to_json(&text) {
+                        Ok(team) => {
+                            json!({"file": file, "doc": serde_json::from_str::<Value>(&team).unwrap_or(Value::Null)})
+                        }
+                        Err(reason) => json!({"file": file, "error": reason}),
+                    },
+                };
+                files.insert(name.to_owned(), entry);
+            }
+        }
+    }
+    doc["teams"]["files"] = Value::Object(files);
+    (doc.to_string(), Some(dir))
+}
+
+/// For each team file in `next` (a component config document) that has a
+/// problem, the version of that team in `previous` (the document serving
+/// now), so a broken edit keeps the team's last good rules. Returns the
+/// document to load and the names of the teams whose new file failed.
+pub fn keep_last_good(next: &str, previous: Option<&str>) -> (String, Vec<String>) {
+    let Ok(mut doc) = serde_json::from_str::<Value>(next) else { return (next.to_owned(), vec![]) };
+    let Some(files) = doc.pointer_mut("/teams/files").and_then(Value::as_object_mut) else {
+        return (next.to_owned(), vec![]);
+    };
+    let old: Option<Value> = previous.and_then(|p| serde_json::from_str(p).ok());
+    let mut failed = Vec::new();
+    for (name, entry) in files.iter_mut() {
+        let file = entry.get("file").and_then(Value::as_str).unwrap_or(name);
+        let bad = entry.get("error").is_some()
+            || tracescrub_processor::teams::read_team(
+                name,
+                file,
+                entry.get("doc").unwrap_or(&Value::Null),
+            )
+            .is_err();
+        if !bad {
+            continue;
+        }
+        failed.push(name.clone());
+        if let Some(last) = old.as_ref().and_then(|o| o.pointer(&format!("/teams/files/{name}"))) {
+            *entry = last.clone();
+        }
+    }
+    (doc.to_string(), failed)
 }
 
 /// Converts YAML (or JSON) config text to a JSON document. An empty file is `{}`.

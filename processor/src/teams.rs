@@ -19,7 +19,7 @@
 //! whole, its problems listed in [`Teams::problems`]; the platform config
 //! and the other teams still load.
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::config::{Checker, join};
 use crate::error::ConfigProblem;
@@ -275,9 +275,18 @@ pub(crate) fn read_teams(c: &mut Checker, v: &Value, teams: &mut Teams) {
         );
         return;
     };
-    check_team_names(c, files);
     for (name, entry) in files {
         let file = entry.get("file").and_then(Value::as_str).unwrap_or(name).to_owned();
+        // A file the host could not read or parse, or the directory itself.
+        if let Some(error) = entry.get("error") {
+            let reason = error.as_str().unwrap_or("the host could not read it").to_owned();
+            teams.problems.push(ConfigProblem { path: format!("{file}:"), reason });
+            continue;
+        }
+        if let Err(reason) = check_team_name(name) {
+            teams.problems.push(ConfigProblem { path: format!("{file}:"), reason: reason.into() });
+            continue;
+        }
         let doc = entry.get("doc").unwrap_or(&Value::Null);
         match read_team(name, &file, doc) {
             Ok(team) => teams.files.push(team),
@@ -366,14 +375,66 @@ fn read_team_mask(c: &mut Checker, v: &Value) {
     }
 }
 
-/// Team names are file names: no path separators, not empty.
-pub(crate) fn check_team_names(c: &mut Checker, files: &Map<String, Value>) {
-    for name in files.keys() {
-        if name.is_empty() || name.contains('/') || name.starts_with('.') {
-            c.problem(
-                format!("teams.files.{name}"),
-                "a team name is a file name: not empty, no `/`, not starting with `.`",
-            );
+/// Team names are file names: not empty, no path separator, not hidden.
+fn check_team_name(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() || name.contains('/') || name.starts_with('.') {
+        Err("a team name is a file name: not empty, no `/`, not starting with `.`")
+    } else {
+        Ok(())
+    }
+}
+
+/// Rules that can never fire, as problems to show (not errors): an
+/// override whose `match` an earlier override's already covers (first match
+/// wins), a glob listed twice in one layer or both kept and dropped there,
+/// and a `services` entry after a `*` entry of the same team.
+pub fn unreachable_rules(cfg: &crate::Config) -> Vec<ConfigProblem> {
+    let mut out = Vec::new();
+    for (i, o) in cfg.overrides.iter().enumerate() {
+        // An earlier override matches everything this one does when each of
+        // its keys is one of ours, with the same glob or `*`.
+        if let Some(j) = cfg.overrides[..i].iter().position(|e| {
+            e.matches.iter().all(|(k, g)| {
+                g == "*" && o.matches.iter().any(|(ok, _)| ok == k)
+                    || o.matches.iter().any(|(ok, og)| ok == k && og == g)
+            })
+        }) {
+            out.push(ConfigProblem {
+                path: format!("overrides[{i}]"),
+                reason: format!("never fires: overrides[{j}] matches every resource it does, and the first match wins"),
+            });
+        }
+        layer_duplicates(&o.noise, &format!("overrides[{i}].noise"), &mut out);
+    }
+    for t in &cfg.teams.files {
+        layer_duplicates(&t.noise, &format!("{}:noise", t.noise.source), &mut out);
+        if let Some(star) = t.services.iter().position(|(g, _)| g == "*") {
+            for (g, _) in &t.services[star + 1..] {
+                out.push(ConfigProblem {
+                    path: format!("{}:services.{g}", t.noise.source),
+                    reason: "never fires: the `*` entry before it (entries are tried in key order) takes every service".into(),
+                });
+            }
+        }
+        for (g, l) in &t.services {
+            layer_duplicates(l, &format!("{}:services.{g}.noise", t.noise.source), &mut out);
+        }
+    }
+    out
+}
+
+fn layer_duplicates(l: &NoiseLayer, at: &str, out: &mut Vec<ConfigProblem>) {
+    for (i, g) in l.extra_globs.iter().enumerate() {
+        if l.keep_globs.contains(g) {
+            out.push(ConfigProblem {
+                path: format!("{at}.extra_globs[{i}]"),
+                reason: "never fires: the same glob is in keep_globs, which are tried first".into(),
+            });
+        } else if l.extra_globs[..i].contains(g) {
+            out.push(ConfigProblem {
+                path: format!("{at}.extra_globs[{i}]"),
+                reason: "never fires: the same glob is earlier in the list".into(),
+            });
         }
     }
 }
