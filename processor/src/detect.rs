@@ -431,7 +431,8 @@ fn scan_bearer(hay: &[u8], f: &mut impl FnMut(usize, usize)) {
             while hay.get(e) == Some(&b'=') {
                 e += 1;
             }
-            if t > gap && e - t >= 8 {
+            // A pseudonym (`bearer-token:key:letters`) is not a token.
+            if t > gap && e - t >= 8 && hay.get(e) != Some(&b':') {
                 f(t, e);
                 i = e;
                 continue;
