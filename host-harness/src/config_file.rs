@@ -36,13 +36,9 @@ pub fn load(path: &Path) -> Result<String, ConfigFileError> {
         reason: format!("cannot read it: {e}"),
         unreadable: true,
     })?;
-    to_json(&text)
-        .and_then(|json| resolve_key(&json, path.parent()))
-        .map_err(|reason| ConfigFileError {
-            path: path.display().to_string(),
-            reason,
-            unreadable: false,
-        })
+    to_json(&text).and_then(|json| resolve_key(&json, path.parent())).map_err(|reason| {
+        ConfigFileError { path: path.display().to_string(), reason, unreadable: false }
+    })
 }
 
 /// The shortest pseudonym key, in bytes; the component checks it too.
@@ -96,10 +92,14 @@ pub fn resolve_key(json: &str, base: Option<&Path>) -> Result<String, String> {
             key
         }
         (Some(_), None) => {
-            return Err("config key `mask.hmac.key_file`: expected a file name (a string)".to_owned());
+            return Err(
+                "config key `mask.hmac.key_file`: expected a file name (a string)".to_owned()
+            );
         }
         (None, Some(_)) => {
-            return Err("config key `mask.hmac.key_env`: expected a variable name (a string)".to_owned());
+            return Err(
+                "config key `mask.hmac.key_env`: expected a variable name (a string)".to_owned()
+            );
         }
     };
     let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
@@ -169,7 +169,9 @@ mod tests {
         let key = "K".repeat(40);
         std::fs::write(dir.join("key"), format!("{key}\n")).unwrap();
         std::fs::write(dir.join("short"), "shortkey").unwrap();
-        let doc = |hmac: &str| format!(r#"{{"mask":{{"replacement":"hmac","hmac":{{"key_id":"a",{hmac}}}}}}}"#);
+        let doc = |hmac: &str| {
+            format!(r#"{{"mask":{{"replacement":"hmac","hmac":{{"key_id":"a",{hmac}}}}}}}"#)
+        };
         let json = resolve_key(&doc(r#""key_file":"key""#), Some(&dir)).unwrap();
         let hex: String = key.bytes().map(|b| format!("{b:02x}")).collect();
         assert!(json.contains(&hex) && !json.contains("key_file"), "{json}");

@@ -185,13 +185,8 @@ pub fn others_in(name: &str, text: &[u8]) -> usize {
                 while let Some(p) = find(&lower[from..], code) {
                     let after = from + p + code.len();
                     let rest = &text[after..];
-                    let digits: Vec<u8> = rest
-                        .iter()
-                        .take(20)
-                        .copied()
-                        .filter(u8::is_ascii_digit)
-                        .take(8)
-                        .collect();
+                    let digits: Vec<u8> =
+                        rest.iter().take(20).copied().filter(u8::is_ascii_digit).take(8).collect();
                     // Allow separators: the first 8 digits within 20 bytes.
                     if digits.len() == 8 && digits[0] >= b'2' {
                         n += 1;
@@ -211,7 +206,8 @@ pub fn others_in(name: &str, text: &[u8]) -> usize {
                 } else {
                     continue;
                 };
-                let local = i > 0 && (lower[i - 1].is_ascii_alphanumeric() || b"._%+-".contains(&lower[i - 1]));
+                let local = i > 0
+                    && (lower[i - 1].is_ascii_alphanumeric() || b"._%+-".contains(&lower[i - 1]));
                 let domain: Vec<u8> = lower[i + at..]
                     .iter()
                     .copied()
@@ -319,8 +315,7 @@ pub fn scan(req: &ExportTraceServiceRequest) -> Vec<Residual> {
 pub fn scan_with(req: &ExportTraceServiceRequest, others: &[String]) -> Vec<Residual> {
     let mut found = Vec::new();
     let mut check = |span_id: &[u8], field: String, text: &[u8]| {
-        let n = numbers_in(text)
-            + others.iter().map(|name| others_in(name, text)).sum::<usize>();
+        let n = numbers_in(text) + others.iter().map(|name| others_in(name, text)).sum::<usize>();
         for _ in 0..n {
             found.push(Residual { span_id: hex(span_id), field: field.clone() });
         }

@@ -1207,7 +1207,14 @@ fn base64(bytes: &[u8]) -> String {
 fn key_forms() -> Vec<String> {
     let hex: String = KEY.bytes().map(|b| format!("{b:02x}")).collect();
     // Base64 of a shifted copy too: the key need not start a 3-byte group.
-    vec![KEY.to_owned(), hex.clone(), hex.to_uppercase(), base64(KEY.as_bytes()), base64(&KEY.as_bytes()[1..]), base64(&KEY.as_bytes()[2..])]
+    vec![
+        KEY.to_owned(),
+        hex.clone(),
+        hex.to_uppercase(),
+        base64(KEY.as_bytes()),
+        base64(&KEY.as_bytes()[1..]),
+        base64(&KEY.as_bytes()[2..]),
+    ]
 }
 
 fn assert_no_key(what: &str, text: &str) {
@@ -1269,12 +1276,17 @@ fn hmac_key_is_never_printed() {
     )
     .unwrap();
     let run = Command::new(env!("CARGO_BIN_EXE_tracescrub"))
-        .args([OsStr::new("replay"), OsStr::new("--config"), env_cfg.as_os_str(), input.as_os_str()])
+        .args([
+            OsStr::new("replay"),
+            OsStr::new("--config"),
+            env_cfg.as_os_str(),
+            input.as_os_str(),
+        ])
         .env("TRACESCRUB_TEST_KEY", KEY)
         .output()
         .expect("run tracescrub");
-    let text = String::from_utf8_lossy(&run.stdout).into_owned()
-        + &String::from_utf8_lossy(&run.stderr);
+    let text =
+        String::from_utf8_lossy(&run.stdout).into_owned() + &String::from_utf8_lossy(&run.stderr);
     assert!(run.status.success(), "{text}");
     assert_no_key("replay with key_env", &text);
 

@@ -699,7 +699,7 @@ fn read_detector(
     // A built-in may be named by a plain string.
     if let (Value::String(name), false) = (item, is_pattern) {
         let item = json!({"name": name});
-        return read_detector(c, &item, at, is_pattern, default, star).map(|d| d);
+        return read_detector(c, &item, at, is_pattern, default, star);
     }
     let known: &[&str] = if is_pattern {
         &["name", "regex", "replacement", "label", "keys"]

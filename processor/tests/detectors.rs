@@ -9,7 +9,8 @@ use prost::Message;
 use tracescrub_processor::{Error, Finding, Processor};
 
 /// 40 bytes, hex-encoded as a host passes it.
-const KEY_HEX: &str = "5a71583720747261636573637275622d64697374696e63746976652d6b65792d3430627974657321";
+const KEY_HEX: &str =
+    "5a71583720747261636573637275622d64697374696e63746976652d6b65792d3430627974657321";
 
 fn attr(key: &str, value: &str) -> KeyValue {
     KeyValue {
