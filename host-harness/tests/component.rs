@@ -450,21 +450,24 @@ fn explain_matches_native_and_process() {
 /// Regression: a batch under `limits.max_batch_bytes` but with millions of
 /// tiny spans needed more span records than the memory cap allowed, and the
 /// allocator's failure trapped: "never traps on any input" was broken.
-/// Scenario: 2 million empty spans (4 MB) in an instance capped at 32 MiB.
+/// Scenario: a million spans that hold only their ids (30 MB) in an
+/// instance capped at 64 MiB.
 /// Guarantees: a typed `OutOfMemory` error, the instance not poisoned, and
 /// the next batch processed normally.
 #[test]
 fn many_tiny_spans_over_the_memory_cap_are_a_typed_error() {
-    let spans = 2_000_000;
-    let mut scope = Vec::with_capacity(spans * 2);
+    let spans = 1_000_000;
+    // A Span with a 16-byte trace id and an 8-byte span id, nothing else.
+    let span = [&[0x0a, 16][..], &[7; 16], &[0x12, 8], &[9; 8]].concat();
+    let mut scope = Vec::with_capacity(spans * (span.len() + 2));
     for _ in 0..spans {
-        scope.extend_from_slice(&[0x12, 0x00]); // ScopeSpans.spans: an empty Span
+        scope.extend_from_slice(&length_delimited(2, &span)); // ScopeSpans.spans
     }
     // ExportTraceServiceRequest { resource_spans: [ResourceSpans { scope_spans: [that] }] }
     let batch = length_delimited(1, &length_delimited(2, &scope));
-    let options = InstanceOptions::default().with_max_memory_bytes(32 << 20);
+    let options = InstanceOptions::default().with_max_memory_bytes(64 << 20);
     let mut scrubber =
-        ScrubberInstance::create_with(component(), "{}", &options).expect("fits in 32 MiB");
+        ScrubberInstance::create_with(component(), "{}", &options).expect("fits in 64 MiB");
     match scrubber.process(&batch) {
         Err(HostError::Processor(Error::OutOfMemory { what })) => assert_eq!(what, "span records"),
         other => panic!("expected a typed out-of-memory error, got {:?}", other.map(|(_, s)| s)),

@@ -324,9 +324,16 @@ impl Config {
             Some(v) if v.as_u64() == Some(SCHEMA_VERSION) => {}
             Some(v) => c.problem(
                 "version",
-                format!(
-                    "unsupported schema version {v}; this engine reads version {SCHEMA_VERSION}"
-                ),
+                match v.as_u64() {
+                    // A small whole number is a version, not a value worth hiding.
+                    Some(n) if n < 100 => format!(
+                        "unsupported schema version {n}; this engine reads version {SCHEMA_VERSION}"
+                    ),
+                    _ => format!(
+                        "expected the schema version {SCHEMA_VERSION}, found {}",
+                        type_name(v)
+                    ),
+                },
             ),
         }
         if let Some(noise) = root.get("noise") {
@@ -349,7 +356,7 @@ impl Config {
         {
             for e in errors {
                 let path = c.glob_paths.get(e.index).cloned().unwrap_or_default();
-                c.problem(path, format!("bad glob {:?}: {}", e.pattern, e.reason));
+                c.problem(path, format!("bad glob: {}", e.reason));
             }
         }
         if let Some(keys) = &cfg.mask.keys
@@ -358,7 +365,7 @@ impl Config {
             for e in errors {
                 c.problem(
                     format!("mask.scope.keys[{}]", e.index),
-                    format!("bad glob {:?}: {}", e.pattern, e.reason),
+                    format!("bad glob: {}", e.reason),
                 );
             }
         }
@@ -519,10 +526,7 @@ fn read_mask(c: &mut Checker, v: &Value, mask: &mut MaskConfig) {
     if let Some(mode) = c.string(map, P, "mode") {
         match Mode::from_name(mode) {
             Some(m) => mask.mode = m,
-            None => c.problem(
-                "mask.mode",
-                format!("unknown mode {mode:?}; expected \"validated\" or \"any11\""),
-            ),
+            None => c.problem("mask.mode", "unknown mode; expected \"validated\" or \"any11\""),
         }
     }
     let mask_char = c.string(map, P, "mask_char").and_then(|s| {
@@ -530,7 +534,7 @@ fn read_mask(c: &mut Checker, v: &Value, mask: &mut MaskConfig) {
         match (chars.next(), chars.next()) {
             (Some(ch), None) if ch.is_ascii_graphic() && !ch.is_ascii_digit() => Some(ch),
             _ => {
-                c.problem("mask.mask_char", format!("{s:?} must be one printable ASCII character that is not a digit, e.g. \"*\"; masking keeps lengths, so it must be one byte"));
+                c.problem("mask.mask_char", "must be one printable ASCII character that is not a digit, e.g. \"*\"; masking keeps lengths, so it must be one byte");
                 None
             }
         }
@@ -538,10 +542,7 @@ fn read_mask(c: &mut Checker, v: &Value, mask: &mut MaskConfig) {
     let label = c.string(map, P, "label").and_then(|s| {
         if s.bytes().any(|b| b.is_ascii_digit()) {
             // A label with digits could itself form a number next to text.
-            c.problem(
-                "mask.label",
-                format!("{s:?} contains digits; a label must not, e.g. \"[fnr]\""),
-            );
+            c.problem("mask.label", "contains digits; a label must not, e.g. \"[fnr]\"");
             None
         } else {
             Some(s.to_owned())
@@ -570,9 +571,9 @@ fn read_mask(c: &mut Checker, v: &Value, mask: &mut MaskConfig) {
             }
             mask.replacement = Replacement::Hmac;
         }
-        other => c.problem(
+        _ => c.problem(
             "mask.replacement",
-            format!("unknown replacement {other:?}; expected \"stars\", \"label\" or \"hmac\""),
+            "unknown replacement; expected \"stars\", \"label\" or \"hmac\"",
         ),
     }
     let star = mask_char.unwrap_or('*');
@@ -608,7 +609,7 @@ fn read_mask(c: &mut Checker, v: &Value, mask: &mut MaskConfig) {
                             c.problem(
                                 format!("{path}.fields[{i}]"),
                                 format!(
-                                    "unknown field kind {f:?}; expected one of: {}",
+                                    "unknown field kind; expected one of: {}",
                                     names.join(", ")
                                 ),
                             );
@@ -648,10 +649,7 @@ fn read_detectors(c: &mut Checker, map: &Map<String, Value>, mask: &mut MaskConf
                 if let Some((_, first)) = seen.iter().find(|(n, _)| *n == d.name) {
                     c.problem(
                         format!("{at}.name"),
-                        format!(
-                            "{:?} is already the name of {first}; names must be unique",
-                            d.name
-                        ),
+                        format!("this name is already the name of {first}; names must be unique"),
                     );
                     continue;
                 }
@@ -721,13 +719,13 @@ fn read_detector(
         if reserved_names().any(|r| r == name) {
             c.problem(
                 format!("{at}.name"),
-                format!("{name:?} is a built-in detector's name; list built-ins in mask.detectors, or choose another name"),
+                "a built-in detector's name; list built-ins in mask.detectors, or choose another name".to_owned(),
             );
             ok = false;
         } else if !valid_pattern_name(&name) {
             c.problem(
                 format!("{at}.name"),
-                format!("{name:?}: a pattern name is 1 to 40 lowercase letters, `-` or `_`, starting with a letter (no digits), e.g. \"org-number\""),
+                "a pattern name is 1 to 40 lowercase letters, `-` or `_`, starting with a letter (no digits), e.g. \"org-number\"".to_owned(),
             );
             ok = false;
         }
@@ -760,10 +758,7 @@ fn read_detector(
                 };
                 c.problem(
                     format!("{at}.name"),
-                    format!(
-                        "unknown detector {name:?}; expected one of: {}{hint}",
-                        builtin_names()
-                    ),
+                    format!("unknown detector; expected one of: {}{hint}", builtin_names()),
                 );
                 return None;
             }
@@ -773,7 +768,7 @@ fn read_detector(
     if let Some(l) = &label
         && l.bytes().any(|b| b.is_ascii_digit())
     {
-        c.problem(format!("{at}.label"), format!("{l:?} contains digits; a label must not"));
+        c.problem(format!("{at}.label"), "contains digits; a label must not, e.g. \"[email]\"");
         ok = false;
     }
     let replacement = match c.string(map, at, "replacement") {
@@ -789,7 +784,7 @@ fn read_detector(
         Some(other) => {
             c.problem(
                 format!("{at}.replacement"),
-                format!("unknown replacement {other:?}; expected \"stars\", \"label\" or \"hmac\""),
+                format!("unknown replacement ({} characters); expected \"stars\", \"label\" or \"hmac\"", other.chars().count()),
             );
             return None;
         }
@@ -812,10 +807,7 @@ fn read_detector(
         }
         if let Err(errors) = crate::glob::GlobList::new(keys, true) {
             for e in errors {
-                c.problem(
-                    format!("{at}.keys[{}]", e.index),
-                    format!("bad glob {:?}: {}", e.pattern, e.reason),
-                );
+                c.problem(format!("{at}.keys[{}]", e.index), format!("bad glob: {}", e.reason));
             }
             ok = false;
         }
@@ -846,7 +838,7 @@ fn read_hmac(c: &mut Checker, v: &Value) -> Option<HmacConfig> {
             if id.is_empty() || id.len() > 32 || !chars_ok || digits_run {
                 c.problem(
                     format!("{P}.key_id"),
-                    format!("{id:?}: a key id is 1 to 32 letters, digits, `.`, `_` or `-`, never six digits in a row, e.g. \"2026a\""),
+                    "a key id is 1 to 32 letters, digits, `.`, `_` or `-`, never six digits in a row, e.g. \"2026a\"".to_owned(),
                 );
                 ok = false;
             }
@@ -920,7 +912,7 @@ fn read_limits(c: &mut Checker, v: &Value, limits: &mut Limits) {
             Some(n) if n > 0 => limits.max_batch_bytes = n,
             _ => c.problem(
                 "limits.max_batch_bytes",
-                format!("expected a whole number of bytes above 0, found {v}"),
+                format!("expected a whole number of bytes above 0, found {}", type_name(v)),
             ),
         },
     }
@@ -932,6 +924,69 @@ mod tests {
 
     fn problems(json: &str) -> Vec<(String, String)> {
         Config::from_json(json).unwrap_err().into_iter().map(|p| (p.path, p.reason)).collect()
+    }
+
+    /// Scenario: every key of the full config (each leaf of the effective
+    /// config, and a list entry of each list), set in turn to a string, a
+    /// list and a bad glob that carry a secret and a personal number, plus
+    /// a syntax error right after the secret.
+    /// Guarantees: every problem names a key path and never quotes the
+    /// value: neither the secret nor the number is in any path or reason.
+    #[test]
+    fn problems_never_echo_a_value() {
+        const SECRET: &str = "Bearer s3cr3t-t0ken";
+        const FNR: &str = "01019012138";
+        let planted = [
+            json!(format!("{SECRET} {FNR}")),
+            json!([format!("{SECRET} {FNR}")]),
+            json!([format!("[{SECRET}{FNR}")]),
+            json!([format!("*/{FNR}/{{a,[z-a]")]),
+            json!({ SECRET: FNR }),
+            json!(-1_019_012_138i64),
+            json!(1.019_012_138_5e10),
+        ];
+        let base: Value = serde_json::from_str(&Config::default().to_json()).unwrap();
+        let mut leaves = Vec::new();
+        fn walk(v: &Value, path: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
+            match v {
+                Value::Object(m) => {
+                    for (k, v) in m {
+                        path.push(k.clone());
+                        walk(v, path, out);
+                        path.pop();
+                    }
+                }
+                _ => out.push(path.clone()),
+            }
+        }
+        walk(&base, &mut Vec::new(), &mut leaves);
+        assert!(leaves.len() > 10, "{leaves:?}");
+        let mut checked = 0;
+        for leaf in &leaves {
+            for value in &planted {
+                let mut doc = base.clone();
+                let mut at = &mut doc;
+                for k in leaf {
+                    at = &mut at[k.as_str()];
+                }
+                *at = value.clone();
+                let Err(problems) = Config::from_json(&doc.to_string()) else { continue };
+                checked += 1;
+                for p in problems {
+                    for bad in [SECRET, FNR, "s3cr3t", "z-a"] {
+                        assert!(
+                            !p.path.contains(bad) && !p.reason.contains(bad),
+                            "{leaf:?} = {value}: {p}"
+                        );
+                    }
+                }
+            }
+        }
+        assert!(checked > leaves.len() * 3, "most plantings must be refused: {checked}");
+        let broken = format!(r#"{{"mask": {{"label": "{SECRET} {FNR}" x}}}}"#);
+        for p in Config::from_json(&broken).unwrap_err() {
+            assert!(!p.reason.contains(SECRET) && !p.reason.contains(FNR), "{p}");
+        }
     }
 
     #[test]

@@ -82,7 +82,8 @@ pub struct GlobError {
 
 impl fmt::Display for GlobError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "glob {} ({:?}): {}", self.index, self.pattern, self.reason)
+        // The pattern is left out: a config value is never echoed.
+        write!(f, "glob {}: {}", self.index, self.reason)
     }
 }
 
@@ -369,7 +370,13 @@ fn required_literal(glob: &str) -> Option<String> {
 /// globset's explanation of an error, in lowercase as config problems are
 /// written.
 fn reason(kind: &globset::ErrorKind) -> String {
-    kind.to_string().to_lowercase()
+    match kind {
+        // globset's text quotes the range's two characters: part of the value.
+        globset::ErrorKind::InvalidRange(..) => {
+            "invalid range: its first character sorts after its last".to_owned()
+        }
+        other => other.to_string().to_lowercase(),
+    }
 }
 
 #[cfg(test)]

@@ -113,9 +113,10 @@ impl Processor {
     ///
     /// ```
     /// use tracescrub_processor::{Processor, parts_agree, split_ranges};
-    /// // Two ResourceSpans, each with one span of its own trace.
+    /// // Two ResourceSpans, each with one span of its own trace (a 16-byte
+    /// // trace id in field 1, an 8-byte span id in field 2).
     /// let resource = |trace: u8| {
-    ///     let span = [&[0x0a, 16][..], &[trace; 16]].concat();
+    ///     let span = [&[0x0a, 16][..], &[trace; 16], &[0x12, 8], &[trace; 8]].concat();
     ///     let scope = [&[0x12, span.len() as u8][..], &span].concat();
     ///     [&[0x0a, scope.len() as u8 + 2, 0x12, scope.len() as u8][..], &scope].concat()
     /// };

@@ -1,6 +1,7 @@
 //! Field numbers of the OTLP trace messages the engine walks, from
 //! `opentelemetry/proto/trace/v1/trace.proto` and `common/v1/common.proto`.
-//! Fields not named here are copied through untouched.
+//! Fields not named here are copied through untouched, after their text is
+//! scanned (see `Walk::unknown`).
 
 pub(crate) mod request {
     pub const RESOURCE_SPANS: u32 = 1;
@@ -9,6 +10,7 @@ pub(crate) mod request {
 pub(crate) mod resource_spans {
     pub const RESOURCE: u32 = 1;
     pub const SCOPE_SPANS: u32 = 2;
+    pub const SCHEMA_URL: u32 = 3;
     /// `instrumentation_library_spans`, removed from the proto in 2022 but
     /// still sent by old SDKs. Its wire layout is that of ScopeSpans, so its
     /// spans are processed too: privacy fails closed.
@@ -22,12 +24,20 @@ pub(crate) mod resource {
 pub(crate) mod scope_spans {
     pub const SCOPE: u32 = 1;
     pub const SPANS: u32 = 2;
+    pub const SCHEMA_URL: u32 = 3;
 }
 
 pub(crate) mod scope {
     pub const NAME: u32 = 1;
     pub const VERSION: u32 = 2;
     pub const ATTRIBUTES: u32 = 3;
+}
+
+/// The id lengths OTLP allows: `trace_id` 16 bytes, `span_id` 8, and
+/// `parent_span_id` 8 or empty (a root).
+pub(crate) mod ids {
+    pub const TRACE: usize = 16;
+    pub const SPAN: usize = 8;
 }
 
 pub(crate) mod span {
@@ -51,6 +61,8 @@ pub(crate) mod event {
 }
 
 pub(crate) mod link {
+    pub const TRACE_ID: u32 = 1;
+    pub const SPAN_ID: u32 = 2;
     pub const TRACE_STATE: u32 = 3;
     pub const ATTRIBUTES: u32 = 4;
 }

@@ -25,11 +25,17 @@ pub enum FieldKind {
     TraceState,
     /// The key of an attribute or of a kvlist entry.
     AttributeKey,
+    /// `ResourceSpans.schema_url` or `ScopeSpans.schema_url`.
+    SchemaUrl,
+    /// A length-delimited field the OTLP schema the engine knows does not
+    /// have (a newer schema's, or a sender's own): masked in place with
+    /// length-preserving stars, whatever the replacement.
+    UnknownField,
 }
 
 impl FieldKind {
     /// Every kind, in the order stats list them.
-    pub const ALL: [FieldKind; 11] = [
+    pub const ALL: [FieldKind; 13] = [
         FieldKind::SpanName,
         FieldKind::SpanAttribute,
         FieldKind::EventName,
@@ -41,6 +47,8 @@ impl FieldKind {
         FieldKind::ScopeInfo,
         FieldKind::TraceState,
         FieldKind::AttributeKey,
+        FieldKind::SchemaUrl,
+        FieldKind::UnknownField,
     ];
 
     /// The name used in stats and in the config's `mask.scope.fields`.
@@ -57,6 +65,8 @@ impl FieldKind {
             FieldKind::ScopeInfo => "scope-info",
             FieldKind::TraceState => "trace-state",
             FieldKind::AttributeKey => "attribute-key",
+            FieldKind::SchemaUrl => "schema-url",
+            FieldKind::UnknownField => "unknown-field",
         }
     }
 

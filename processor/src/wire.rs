@@ -89,6 +89,12 @@ pub(crate) enum Problem {
     TooDeep(usize),
     /// Memory for this record ran out (the host's cap was reached).
     OutOfMemory(&'static str),
+    /// A trace or span id of a length OTLP does not allow.
+    IdLength {
+        what: &'static str,
+        len: usize,
+        allowed: &'static str,
+    },
 }
 
 impl WireError {
@@ -126,6 +132,10 @@ impl From<WireError> for Malformed {
             }
             Problem::TooDeep(max) => format!("attribute value nested deeper than {max} levels"),
             Problem::OutOfMemory(what) => format!("out of memory for {what}"),
+            Problem::IdLength { what, len, allowed } => format!(
+                "{what} is {len} bytes, OTLP allows {allowed}; a batch with broken ids is refused \
+                 whole (a metrics or logs request sent as traces fails here too)"
+            ),
         };
         Malformed { offset: e.offset as u64, reason }
     }

@@ -195,6 +195,11 @@ impl Reference {
                         &mut container_tally,
                     );
                 }
+                self.mask_string(
+                    FieldKind::SchemaUrl,
+                    &mut ss_out.schema_url,
+                    &mut container_tally,
+                );
                 rs_out.scope_spans.push(ss_out);
             }
             if total > 0 && kept_here == 0 {
@@ -204,6 +209,7 @@ impl Reference {
             }
             kept_resources.push(true);
             kept_scopes.extend(scopes_here);
+            self.mask_string(FieldKind::SchemaUrl, &mut rs_out.schema_url, &mut container_tally);
             if let Some(resource) = &mut rs_out.resource {
                 self.mask_attributes(
                     FieldKind::ResourceAttribute,
@@ -825,17 +831,15 @@ const PATHS: &[&str] = &[
 const PATH_KEYS: &[&str] =
     &["url.path", "http.target", "http.route", "url.full", "http.url", "http.path"];
 
-/// Trace ids: empty, one of two of the usual 16 bytes, or one of an odd
-/// size; never ASCII digits.
+/// Trace ids: one of a few of the 16 bytes OTLP requires; never ASCII
+/// digits. (Ids of other lengths make a batch malformed:
+/// `ids_of_other_lengths_are_refused`.)
 fn trace_id(i: u8) -> Vec<u8> {
-    match i {
-        0 => Vec::new(),
-        3 => vec![0xa3; 5],
-        _ => vec![0xa0 + i; 16],
-    }
+    vec![0xa0 + i; 16]
 }
 
-/// Span ids from a small pool, so ids repeat and parent links hit.
+/// Span ids from a small pool, so ids repeat and parent links hit; 0 is
+/// the empty id, which only a parent may have (a root).
 fn span_id(i: u8) -> Vec<u8> {
     if i == 0 { Vec::new() } else { vec![0xb0 + i; 8] }
 }
@@ -863,7 +867,7 @@ fn event() -> impl Strategy<Value = Event> {
 }
 
 fn link() -> impl Strategy<Value = Link> {
-    (0u8..3, 0..=SPAN_IDS, text(), attributes(), any::<u32>()).prop_map(
+    (0u8..3, 1..=SPAN_IDS, text(), attributes(), any::<u32>()).prop_map(
         |(t, s, trace_state, attributes, flags)| Link {
             trace_id: trace_id(t),
             span_id: span_id(s),
@@ -876,11 +880,7 @@ fn link() -> impl Strategy<Value = Link> {
 }
 
 fn span() -> impl Strategy<Value = Span> {
-    let ids = (
-        0u8..4,
-        prop_oneof![1 => Just(0u8), 6 => 1..=SPAN_IDS],
-        prop_oneof![3 => Just(0u8), 4 => 1..=SPAN_IDS],
-    );
+    let ids = (0u8..4, 1..=SPAN_IDS, prop_oneof![3 => Just(0u8), 4 => 1..=SPAN_IDS]);
     let noise = proptest::option::weighted(
         0.3,
         (
@@ -934,7 +934,15 @@ fn span() -> impl Strategy<Value = Span> {
     )
 }
 
-const SCHEMA_URLS: &[&str] = &["", "https://opentelemetry.io/schemas/1.21.0"];
+/// Schema URLs: none, the usual one, or one carrying a number (a URL is
+/// text, and is masked like any).
+fn schema_url() -> impl Strategy<Value = String> {
+    prop_oneof![
+        2 => Just(String::new()),
+        2 => Just("https://opentelemetry.io/schemas/1.21.0".to_owned()),
+        1 => valid_number().prop_map(|n| format!("https://schemas.example/{n}/1.0")),
+    ]
+}
 
 fn scope_spans() -> impl Strategy<Value = ScopeSpans> {
     let scope = proptest::option::weighted(0.7, (text(), text(), attributes())).prop_map(|s| {
@@ -945,9 +953,8 @@ fn scope_spans() -> impl Strategy<Value = ScopeSpans> {
             dropped_attributes_count: 0,
         })
     });
-    (scope, prop::collection::vec(span(), 0..6), prop::sample::select(SCHEMA_URLS)).prop_map(
-        |(scope, spans, schema_url)| ScopeSpans { scope, spans, schema_url: schema_url.into() },
-    )
+    (scope, prop::collection::vec(span(), 0..6), schema_url())
+        .prop_map(|(scope, spans, schema_url)| ScopeSpans { scope, spans, schema_url })
 }
 
 fn resource_spans() -> impl Strategy<Value = ResourceSpans> {
@@ -958,12 +965,9 @@ fn resource_spans() -> impl Strategy<Value = ResourceSpans> {
             entity_refs: vec![],
         })
     });
-    (resource, prop::collection::vec(scope_spans(), 0..4), prop::sample::select(SCHEMA_URLS))
-        .prop_map(|(resource, scope_spans, schema_url)| ResourceSpans {
-            resource,
-            scope_spans,
-            schema_url: schema_url.into(),
-        })
+    (resource, prop::collection::vec(scope_spans(), 0..4), schema_url()).prop_map(
+        |(resource, scope_spans, schema_url)| ResourceSpans { resource, scope_spans, schema_url },
+    )
 }
 
 fn batch() -> impl Strategy<Value = ExportTraceServiceRequest> {
@@ -1045,6 +1049,8 @@ struct Injected {
     owner: Owner,
     bytes: Vec<u8>,
     unique: bool,
+    /// The valid number planted in its text, when the splicer plants.
+    number: Option<String>,
 }
 
 /// Encodes a batch as prost would, but with unknown fields (numbers 50 to
@@ -1055,6 +1061,8 @@ struct Splicer {
     rng: u64,
     owner: Owner,
     injected: Vec<Injected>,
+    /// Plant a valid number in every length-delimited unknown field.
+    plant: bool,
 }
 
 impl Splicer {
@@ -1067,37 +1075,56 @@ impl Splicer {
         z ^ (z >> 31)
     }
 
+    /// A valid personal number drawn from the splicer's generator.
+    fn valid_number(&mut self) -> String {
+        loop {
+            let (dd, mm) = (1 + (self.next() % 28) as u32, 1 + (self.next() % 12) as u32);
+            let (yy, individual) = ((self.next() % 100) as u32, (self.next() % 1000) as u32);
+            if let Some(n) = complete(dd, mm, yy, individual, 0) {
+                return n;
+            }
+        }
+    }
+
     /// Appends zero to two unknown fields to a message.
     fn unknowns(&mut self, out: &mut Vec<u8>) {
         let count = self.next() % 3;
         for _ in 0..count {
-            let number = 50 + (self.next() % 50) as u32;
+            let field = 50 + (self.next() % 50) as u32;
             let mut bytes = Vec::new();
+            let mut number = None;
             let unique = match self.next() % 4 {
+                1 if self.plant => {
+                    let n = self.valid_number();
+                    let text = format!("note #{}: id={n};", self.injected.len());
+                    put_len(&mut bytes, field, text.as_bytes());
+                    number = Some(n);
+                    true
+                }
                 0 => {
-                    put_varint(&mut bytes, u64::from(number << 3));
+                    put_varint(&mut bytes, u64::from(field << 3));
                     put_varint(&mut bytes, self.next() >> (self.next() % 64));
                     false
                 }
                 1 => {
                     let marker =
                         format!("unknown field #{} of {:?}", self.injected.len(), self.owner);
-                    put_len(&mut bytes, number, marker.as_bytes());
+                    put_len(&mut bytes, field, marker.as_bytes());
                     true
                 }
                 2 => {
-                    put_varint(&mut bytes, u64::from(number << 3 | 5));
+                    put_varint(&mut bytes, u64::from(field << 3 | 5));
                     bytes.extend_from_slice(&(self.next() as u32).to_le_bytes());
                     false
                 }
                 _ => {
-                    put_varint(&mut bytes, u64::from(number << 3 | 1));
+                    put_varint(&mut bytes, u64::from(field << 3 | 1));
                     bytes.extend_from_slice(&self.next().to_le_bytes());
                     false
                 }
             };
             out.extend_from_slice(&bytes);
-            self.injected.push(Injected { owner: self.owner, bytes, unique });
+            self.injected.push(Injected { owner: self.owner, bytes, unique, number });
         }
     }
 
@@ -1274,7 +1301,7 @@ proptest! {
     /// for the batch without them, with the same stats.
     #[test]
     fn unknown_fields_survive(req in batch(), config in prop::sample::select(CONFIGS), seed in any::<u64>()) {
-        let mut splicer = Splicer { rng: seed, owner: Owner::Request, injected: Vec::new() };
+        let mut splicer = Splicer { rng: seed, owner: Owner::Request, injected: Vec::new(), plant: false };
         let input = splicer.request(&req);
         // The splice is transparent to prost.
         prop_assert_eq!(&ExportTraceServiceRequest::decode(input.as_slice()).unwrap(), &req);
@@ -1296,6 +1323,91 @@ proptest! {
             } else if u.unique {
                 prop_assert!(!contains(&out.batch, &u.bytes), "unknown field of dropped {:?} kept", u.owner);
             }
+        }
+    }
+
+    /// Scenario: generated batches with unknown length-delimited fields
+    /// spliced in at every depth, each holding text with a valid personal
+    /// number.
+    /// Guarantees: under configs that mask every field kind, no planted
+    /// number is left in the output; each such field of a kept message is
+    /// there with the number's digits starred in place (its length kept,
+    /// whatever the replacement) and is counted as `unknown-field`; the
+    /// output otherwise decodes to the reference's result.
+    #[test]
+    fn unknown_text_fields_are_masked(req in batch(), config in prop::sample::select(MASK_ALL), seed in any::<u64>()) {
+        let mut splicer = Splicer { rng: seed, owner: Owner::Request, injected: Vec::new(), plant: true };
+        let input = splicer.request(&req);
+        let out = Processor::new(config).unwrap().process(&input).unwrap();
+        let want = Reference::new(config).run(&req);
+        prop_assert_eq!(&ExportTraceServiceRequest::decode(out.batch.as_slice()).unwrap(), &want.batch, "{}", config);
+        let star = if config.contains("mask_char") { b'#' } else { b'*' };
+        let mut planted_kept = 0;
+        for u in &splicer.injected {
+            let Some(n) = &u.number else { continue };
+            prop_assert!(!contains(&out.batch, n.as_bytes()), "{} survived in an unknown field of {:?}", n, u.owner);
+            let kept = match u.owner {
+                Owner::Request => true,
+                Owner::Resource(r) => want.kept_resources[r],
+                Owner::Scope(s) => want.kept_scopes[s],
+                Owner::Span(s) => want.kept[s],
+            };
+            if kept {
+                let at = u.bytes.windows(n.len()).position(|w| w == n.as_bytes()).unwrap();
+                let mut starred = u.bytes.clone();
+                starred[at..at + n.len()].fill(star);
+                prop_assert!(contains(&out.batch, &starred), "unknown field of kept {:?} not starred in place", u.owner);
+                planted_kept += 1;
+            }
+        }
+        let unknown = out.stats.masked_by_field.iter().find(|c| c.name == "unknown-field").map_or(0, |c| c.value);
+        prop_assert_eq!(unknown, planted_kept);
+        prop_assert_eq!(out.stats.values_masked, want.stats.values_masked + planted_kept);
+    }
+
+    /// Scenario: a generated batch with one span's or link's id set to a
+    /// length OTLP does not allow: a required id empty, ids of 5 to 24
+    /// bytes, some holding a personal number.
+    /// Guarantees: the batch is refused as malformed, under every config
+    /// (rules off too), naming the field, at an offset inside the batch.
+    #[test]
+    fn ids_of_other_lengths_are_refused(
+        mut req in batch(),
+        which in 0..5u8,
+        len in prop::sample::select(vec![0usize, 5, 7, 9, 12, 15, 16, 17, 24]),
+        at in any::<prop::sample::Index>(),
+        config in prop::sample::select(CONFIGS),
+    ) {
+        let (allowed, field): (&[usize], &str) = match which {
+            0 => (&[16], "Span.trace_id"),
+            1 => (&[8], "Span.span_id"),
+            2 => (&[0, 8], "Span.parent_span_id"),
+            3 => (&[16], "Span.Link.trace_id"),
+            _ => (&[8], "Span.Link.span_id"),
+        };
+        prop_assume!(!allowed.contains(&len));
+        let n = span_count(&req);
+        prop_assume!(n > 0);
+        let sp = req.resource_spans.iter_mut().flat_map(|r| &mut r.scope_spans).flat_map(|s| &mut s.spans).nth(at.index(n)).unwrap();
+        // Ids of 11 bytes or more carry a number: a field that smuggles one.
+        let bad: Vec<u8> = format!("{FNR}{}", "x".repeat(len)).into_bytes()[..len].to_vec();
+        if which >= 3 && sp.links.is_empty() {
+            sp.links.push(Link { trace_id: trace_id(1), span_id: span_id(1), ..Default::default() });
+        }
+        match which {
+            0 => sp.trace_id = bad,
+            1 => sp.span_id = bad,
+            2 => sp.parent_span_id = bad,
+            3 => sp.links[0].trace_id = bad,
+            _ => sp.links[0].span_id = bad,
+        }
+        let input = req.encode_to_vec();
+        match Processor::new(config).unwrap().process(&input) {
+            Err(tracescrub_processor::Error::Malformed(m)) => {
+                prop_assert!(m.reason.contains(field) && m.reason.contains(&format!("is {len} bytes")), "{}", m);
+                prop_assert!((m.offset as usize) < input.len());
+            }
+            other => prop_assert!(false, "{} of {} bytes passed: {:?}", field, len, other.map(|o| o.stats)),
         }
     }
 
@@ -1347,7 +1459,8 @@ fn split_parts_process_like_the_whole() {
     runner
         .run(&strategy, |(req, config, seed, parts)| {
             let input =
-                Splicer { rng: seed, owner: Owner::Request, injected: Vec::new() }.request(&req);
+                Splicer { rng: seed, owner: Owner::Request, injected: Vec::new(), plant: false }
+                    .request(&req);
             let ranges = split_ranges(&input, parts);
             cases.set(cases.get() + 1);
             if ranges.len() < 2 {

@@ -144,7 +144,7 @@ impl Compiled {
                 for e in errs {
                     problems.push(ConfigProblem {
                         path: format!("{key}[{}]", e.index),
-                        reason: format!("bad glob {:?}: {}", e.pattern, e.reason),
+                        reason: format!("bad glob: {}", e.reason),
                     });
                 }
             };
@@ -187,12 +187,11 @@ impl Compiled {
                 Replacement::Stars(c) if c.is_ascii_graphic() && !c.is_ascii_digit() => {
                     (Some(*c as u8), Vec::new())
                 }
-                Replacement::Stars(c) => {
+                Replacement::Stars(_) => {
                     problems.push(ConfigProblem {
                         path: "mask.mask_char".into(),
-                        reason: format!(
-                            "{c:?} must be one printable ASCII character that is not a digit"
-                        ),
+                        reason: "must be one printable ASCII character that is not a digit"
+                            .to_owned(),
                     });
                     (Some(b'*'), Vec::new())
                 }

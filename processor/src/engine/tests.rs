@@ -605,6 +605,8 @@ fn nested_arrays(levels: usize) -> Vec<u8> {
     let mut attr = Vec::new();
     ld(&mut attr, 2, &value);
     let mut sp = Vec::new();
+    ld(&mut sp, 1, &[1; 16]);
+    ld(&mut sp, 2, &[2; 8]);
     ld(&mut sp, 9, &attr);
     let mut scope = Vec::new();
     ld(&mut scope, 2, &sp);
@@ -677,4 +679,100 @@ fn separated_numbers_are_masked_and_keep_their_separator() {
         assert_eq!(stats.values_masked, 0, "{value}");
         assert_eq!(bytes, req.encode_to_vec(), "{value}: changed");
     }
+}
+
+/// Scenario: a metrics export (`ExportMetricsServiceRequest`) sent where a
+/// traces export belongs. Its wire layout nests like a traces request, and a
+/// metric's name lands in `Span.trace_id`.
+/// Guarantees: the batch is refused as malformed, naming `Span.trace_id`.
+#[test]
+fn a_metrics_request_sent_as_traces_is_refused() {
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+    use opentelemetry_proto::tonic::metrics::v1::{
+        Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, metric, number_data_point,
+    };
+    let point =
+        NumberDataPoint { value: Some(number_data_point::Value::AsInt(7)), ..Default::default() };
+    let metric = Metric {
+        name: "http.server.request.duration".into(),
+        unit: "s".into(),
+        data: Some(metric::Data::Gauge(Gauge { data_points: vec![point] })),
+        ..Default::default()
+    };
+    let req = ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            scope_metrics: vec![ScopeMetrics { metrics: vec![metric], ..Default::default() }],
+            ..Default::default()
+        }],
+    };
+    match Processor::new("{}").unwrap().process(&req.encode_to_vec()) {
+        Err(Error::Malformed(m)) => {
+            assert!(m.reason.contains("Span.trace_id is 28 bytes, OTLP allows 16 bytes"), "{m}")
+        }
+        other => panic!("a metrics request passed as traces: {other:?}"),
+    }
+}
+
+/// Scenario: a span whose `span_id` is 24 bytes holding a personal number.
+/// Guarantees: refused at the offset of that field, not forwarded as it is.
+#[test]
+fn a_span_id_holding_a_number_is_refused_at_its_offset() {
+    let mut sp = span(1, 2, 0, "GET /x", vec![]);
+    sp.span_id = format!("id:{FNR}:padding..").into_bytes();
+    assert_eq!(sp.span_id.len(), 24);
+    let req = batch(vec![vec![sp]]);
+    let bytes = req.encode_to_vec();
+    let field_at = bytes.windows(2).position(|w| w == [0x12, 24]).expect("span_id field");
+    match Processor::new("{}").unwrap().process(&bytes) {
+        Err(Error::Malformed(m)) => {
+            assert_eq!(m.offset as usize, field_at, "{m}");
+            assert!(m.reason.contains("Span.span_id is 24 bytes, OTLP allows 8 bytes"), "{m}");
+            assert!(!m.to_string().contains(FNR), "the error quotes the id: {m}");
+        }
+        other => panic!("a 24-byte span id passed: {other:?}"),
+    }
+}
+
+/// Scenario: a resource's and a scope's `schema_url` carrying a number.
+/// Guarantees: both are masked and counted as `schema-url`; the rest of
+/// each URL is untouched.
+#[test]
+fn schema_urls_are_masked() {
+    let mut req = batch(vec![vec![span(1, 2, 0, "work", vec![])]]);
+    req.resource_spans[0].schema_url = format!("https://schemas.example/{FNR}/1.0");
+    req.resource_spans[0].scope_spans[0].schema_url = format!("https://schemas.example/s/{FNR}");
+    let (out, stats, _) = run("{}", &req);
+    assert_eq!(out.resource_spans[0].schema_url, "https://schemas.example/***********/1.0");
+    assert_eq!(
+        out.resource_spans[0].scope_spans[0].schema_url,
+        "https://schemas.example/s/***********"
+    );
+    assert_eq!(count(&stats.masked_by_field, "schema-url"), 2);
+}
+
+/// Scenario: a span carrying an unknown length-delimited field (number 77)
+/// whose text holds a number, under the label replacement.
+/// Guarantees: the number's digits are starred in place, the field keeps
+/// its length (so a nested message of a newer schema would stay valid),
+/// the rest of the batch is as without it, and it is counted as
+/// `unknown-field`.
+#[test]
+fn unknown_text_fields_are_starred_in_place() {
+    let req = batch(vec![vec![span(1, 2, 0, "work", vec![])]]);
+    let text = format!("customer {FNR} called");
+    let mut sp = req.resource_spans[0].scope_spans[0].spans[0].encode_to_vec();
+    ld(&mut sp, 77, text.as_bytes());
+    let mut scope = Vec::new();
+    ld(&mut scope, 2, &sp);
+    let mut rs = Vec::new();
+    ld(&mut rs, 2, &scope);
+    let mut bytes = Vec::new();
+    ld(&mut bytes, 1, &rs);
+    let out =
+        Processor::new(r#"{"mask":{"replacement":"label"}}"#).unwrap().process(&bytes).unwrap();
+    assert_eq!(out.batch.len(), bytes.len());
+    let starred = b"customer *********** called";
+    assert!(out.batch.windows(starred.len()).any(|w| w == starred));
+    assert_eq!(count(&out.stats.masked_by_field, "unknown-field"), 1);
+    assert_eq!(out.stats.values_masked, 1);
 }

@@ -6,7 +6,7 @@ use crate::explain::{Finding, redact};
 use crate::fnr::{self, Mode};
 use crate::glob::GlobList;
 use crate::otlp::{
-    LIST_VALUES, any_value, event, key_value, link, request, resource, resource_spans, scope,
+    LIST_VALUES, any_value, event, ids, key_value, link, request, resource, resource_spans, scope,
     scope_spans, span, status,
 };
 use crate::path;
@@ -133,6 +133,9 @@ impl<'a> Walk<'a, '_, '_> {
                 let rec = self.container(&f, |w| w.scopes.len(), Walk::resource_spans)?;
                 room(&mut self.resources, "span records")?;
                 self.resources.push(rec);
+            } else {
+                self.ids = (&[], &[]);
+                self.unknown(&f)?;
             }
         }
         Ok(())
@@ -163,7 +166,12 @@ impl<'a> Walk<'a, '_, '_> {
                     room(&mut self.scopes, "span records")?;
                     self.scopes.push(rec);
                 }
-                _ => {}
+                resource_spans::SCHEMA_URL => {
+                    expect(&f, WireType::Len, "ResourceSpans.schema_url")?;
+                    self.ids = (&[], &[]);
+                    delta += self.text(&f, FieldKind::SchemaUrl, true)?;
+                }
+                _ => self.unknown(&f)?,
             }
         }
         Ok(delta)
@@ -187,7 +195,12 @@ impl<'a> Walk<'a, '_, '_> {
                     expect(&f, WireType::Len, "ScopeSpans.spans")?;
                     self.span_field(&f)?;
                 }
-                _ => {}
+                scope_spans::SCHEMA_URL => {
+                    expect(&f, WireType::Len, "ScopeSpans.schema_url")?;
+                    self.ids = (&[], &[]);
+                    delta += self.text(&f, FieldKind::SchemaUrl, true)?;
+                }
+                _ => self.unknown(&f)?,
             }
         }
         Ok(delta)
@@ -238,7 +251,7 @@ impl<'a> Walk<'a, '_, '_> {
                     expect(&f, WireType::Len, "InstrumentationScope.attributes")?;
                     delta += self.attribute(&f, FieldKind::ScopeAttribute, true)?;
                 }
-                _ => {}
+                _ => self.unknown(&f)?,
             }
         }
         Ok(delta)
@@ -259,6 +272,8 @@ impl<'a> Walk<'a, '_, '_> {
             if f.number == number {
                 expect(&f, WireType::Len, what)?;
                 delta += self.attribute(&f, kind, true)?;
+            } else {
+                self.unknown(&f)?;
             }
         }
         Ok(delta)
@@ -286,15 +301,15 @@ impl<'a> Walk<'a, '_, '_> {
             match f.number {
                 span::TRACE_ID => {
                     expect(&f, WireType::Len, "Span.trace_id")?;
-                    rec.trace_id = f.bytes(self.buf);
+                    rec.trace_id = id(&f, self.buf, "Span.trace_id", ids::TRACE, false)?;
                 }
                 span::SPAN_ID => {
                     expect(&f, WireType::Len, "Span.span_id")?;
-                    rec.span_id = f.bytes(self.buf);
+                    rec.span_id = id(&f, self.buf, "Span.span_id", ids::SPAN, false)?;
                 }
                 span::PARENT_SPAN_ID => {
                     expect(&f, WireType::Len, "Span.parent_span_id")?;
-                    rec.parent_id = f.bytes(self.buf);
+                    rec.parent_id = id(&f, self.buf, "Span.parent_span_id", ids::SPAN, true)?;
                 }
                 span::KIND => {
                     expect(&f, WireType::Varint, "Span.kind")?;
@@ -332,9 +347,11 @@ impl<'a> Walk<'a, '_, '_> {
                     delta +=
                         self.nested(f.len_at, f.body, f.end, |w, s, e| w.status(s, e, true))?;
                 }
-                _ => {}
+                _ => self.unknown(&f)?,
             }
         }
+        // An absent id reads as empty, which no span may have.
+        required_ids((rec.trace_id, rec.span_id), start, ("Span.trace_id", "Span.span_id"))?;
         if let Some(noise) = noise
             && rec.rule.is_none()
             && noise.span_name
@@ -364,7 +381,7 @@ impl<'a> Walk<'a, '_, '_> {
                     expect(&f, WireType::Len, "Span.Event.attributes")?;
                     delta += self.attribute(&f, FieldKind::EventAttribute, scan)?;
                 }
-                _ => {}
+                _ => self.unknown(&f)?,
             }
         }
         Ok(delta)
@@ -377,9 +394,18 @@ impl<'a> Walk<'a, '_, '_> {
         scan: bool,
     ) -> Result<Delta, WireError> {
         let mut delta = 0;
+        let (mut trace_id, mut span_id): (&[u8], &[u8]) = (&[], &[]);
         let mut fields = Fields::new(self.buf, start, end);
         while let Some(f) = fields.next_field()? {
             match f.number {
+                link::TRACE_ID => {
+                    expect(&f, WireType::Len, "Span.Link.trace_id")?;
+                    trace_id = id(&f, self.buf, "Span.Link.trace_id", ids::TRACE, false)?;
+                }
+                link::SPAN_ID => {
+                    expect(&f, WireType::Len, "Span.Link.span_id")?;
+                    span_id = id(&f, self.buf, "Span.Link.span_id", ids::SPAN, false)?;
+                }
                 link::TRACE_STATE => {
                     expect(&f, WireType::Len, "Span.Link.trace_state")?;
                     delta += self.text(&f, FieldKind::TraceState, scan)?;
@@ -388,9 +414,10 @@ impl<'a> Walk<'a, '_, '_> {
                     expect(&f, WireType::Len, "Span.Link.attributes")?;
                     delta += self.attribute(&f, FieldKind::LinkAttribute, scan)?;
                 }
-                _ => {}
+                _ => self.unknown(&f)?,
             }
         }
+        required_ids((trace_id, span_id), start, ("Span.Link.trace_id", "Span.Link.span_id"))?;
         Ok(delta)
     }
 
@@ -458,7 +485,7 @@ impl<'a> Walk<'a, '_, '_> {
                         w.any_value(s, e, kind, scan_values, depth)
                     })?;
                 }
-                _ => {}
+                _ => self.unknown(&f)?,
             }
         }
         if let Some((fnr_off, active)) = saved {
@@ -584,7 +611,7 @@ impl<'a> Walk<'a, '_, '_> {
                         w.list(s, e, kind, scan, depth + 1, is_array)
                     })?;
                 }
-                _ => {}
+                _ => self.unknown(&f)?,
             }
         }
         Ok(delta)
@@ -618,6 +645,8 @@ impl<'a> Walk<'a, '_, '_> {
                         w.key_value(s, e, kind, scan, depth)
                     })?
                 };
+            } else {
+                self.unknown(&f)?;
             }
         }
         Ok(delta)
@@ -649,6 +678,47 @@ impl<'a> Walk<'a, '_, '_> {
         self.mask_text(f.len_at, f.body, f.end, kind)
     }
 
+    /// A field the walker does not know (a newer schema's, or a sender's
+    /// own). Only a length-delimited one can hold text, and its numbers are
+    /// starred in place, whatever the replacement: it may be a nested
+    /// message whose length prefixes the walker cannot fix, and stars keep
+    /// every length. Refusing the batch instead would lose every span of it
+    /// to one field a newer SDK added; passing it would leak.
+    #[inline(always)]
+    pub(super) fn unknown(&mut self, f: &Field) -> Result<(), WireError> {
+        if f.wire != WireType::Len
+            || !self.scans(FieldKind::UnknownField)
+            || !fnr::may_contain(&self.buf[f.body..f.end])
+        {
+            return Ok(());
+        }
+        self.star_unknown(f.body, f.end)
+    }
+
+    #[inline(never)]
+    fn star_unknown(&mut self, body: usize, end: usize) -> Result<(), WireError> {
+        let Some(mask) = self.c.mask.as_ref() else { return Ok(()) };
+        let c = mask.star.unwrap_or(b'*');
+        let text = &self.buf[body..end];
+        let edits = &mut self.edits;
+        let mut found_any = Vec::new();
+        let mut out_of_memory = false;
+        fnr::scan(text, mask.mode, |found| {
+            out_of_memory |=
+                push_stars(edits, text, body, &found, c, FieldKind::UnknownField).is_err();
+            if found_any.try_reserve(1).is_ok() {
+                found_any.push(found.detector.index() as u8);
+            }
+        });
+        if out_of_memory {
+            return Err(WireError::new(body, Problem::OutOfMemory("edits")));
+        }
+        for d in found_any {
+            self.record(FieldKind::UnknownField, d);
+        }
+        Ok(())
+    }
+
     /// [`Walk::text`] for a payload at `body..end` that may hold a number.
     #[inline(never)]
     fn mask_text(
@@ -674,30 +744,14 @@ impl<'a> Walk<'a, '_, '_> {
             }
             let (start, end) = (base + found.start, base + found.end);
             let masked = Some((found.detector.index() as u8, kind));
-            let op = match mask.star {
-                // A percent-encoded separator (`%20`, `%2D`, `%C2%A0`) holds
-                // digits that are not the number's: star the 6 and the 5
-                // digits apart, so the URL stays valid and keeps its
-                // separator. The second edit counts nothing.
-                Some(c)
-                    if found.end - found.start > 11
-                        && text[found.start + 6..found.end - 5].iter().any(u8::is_ascii_digit) =>
-                {
-                    edits.push(Edit { start, end: start + 6, op: Op::Star(c), mask: masked });
-                    if room(edits, "edits").is_err() {
-                        out_of_memory = true;
-                        return;
-                    }
-                    edits.push(Edit { start: end - 5, end, op: Op::Star(c), mask: None });
-                    return;
-                }
-                Some(c) => Op::Star(c),
+            match mask.star {
+                Some(c) => out_of_memory |= push_stars(edits, text, base, &found, c, kind).is_err(),
                 None => {
                     delta += mask.label.len() as isize - (end - start) as isize;
-                    Op::Arena { from: 0, to: mask.label.len() }
+                    let op = Op::Arena { from: 0, to: mask.label.len() };
+                    edits.push(Edit { start, end, op, mask: masked });
                 }
-            };
-            edits.push(Edit { start, end, op, mask: masked });
+            }
         });
         if out_of_memory {
             return Err(WireError::new(body, Problem::OutOfMemory("edits")));
@@ -883,6 +937,87 @@ impl<'a> Walk<'a, '_, '_> {
         });
         Ok((to - from) as isize - (f.end - f.start) as isize)
     }
+}
+
+/// Stars the number `found` in `text` (at `base` in the batch): its digits
+/// become `c`, its length kept. A percent-encoded separator (`%20`, `%2D`,
+/// `%C2%A0`) holds digits that are not the number's: the 6 and the 5 digits
+/// are starred apart, so a URL stays valid and keeps its separator (the
+/// second edit counts nothing). `Err` when memory for the edits ran out.
+fn push_stars(
+    edits: &mut Vec<Edit>,
+    text: &[u8],
+    base: usize,
+    found: &fnr::Found,
+    c: u8,
+    kind: FieldKind,
+) -> Result<(), WireError> {
+    let (start, end) = (base + found.start, base + found.end);
+    let mask = Some((found.detector.index() as u8, kind));
+    room(edits, "edits")?;
+    if found.end - found.start > 11
+        && text[found.start + 6..found.end - 5].iter().any(u8::is_ascii_digit)
+    {
+        edits.push(Edit { start, end: start + 6, op: Op::Star(c), mask });
+        room(edits, "edits")?;
+        edits.push(Edit { start: end - 5, end, op: Op::Star(c), mask: None });
+    } else {
+        edits.push(Edit { start, end, op: Op::Star(c), mask });
+    }
+    Ok(())
+}
+
+/// The id in `f`, checked against the one length OTLP allows (or empty,
+/// where `may_be_empty`: a root's parent). An id of another length is no
+/// OTLP span: often another signal's request sent as traces, or a field
+/// used to smuggle text past the scanner.
+#[inline(always)]
+fn id<'a>(
+    f: &Field,
+    buf: &'a [u8],
+    what: &'static str,
+    len: usize,
+    may_be_empty: bool,
+) -> Result<&'a [u8], WireError> {
+    let bytes = f.bytes(buf);
+    if bytes.len() == len || (may_be_empty && bytes.is_empty()) {
+        Ok(bytes)
+    } else {
+        Err(id_length(f.start, what, bytes.len(), len, may_be_empty))
+    }
+}
+
+/// A span's or link's ids once all its fields are read: an absent id reads
+/// as empty, which neither may have.
+#[inline(always)]
+fn required_ids(
+    (trace_id, span_id): (&[u8], &[u8]),
+    at: usize,
+    (trace_what, span_what): (&'static str, &'static str),
+) -> Result<(), WireError> {
+    if trace_id.is_empty() {
+        return Err(id_length(at, trace_what, 0, ids::TRACE, false));
+    }
+    if span_id.is_empty() {
+        return Err(id_length(at, span_what, 0, ids::SPAN, false));
+    }
+    Ok(())
+}
+
+#[cold]
+fn id_length(
+    at: usize,
+    what: &'static str,
+    len: usize,
+    want: usize,
+    may_be_empty: bool,
+) -> WireError {
+    let allowed = match (want, may_be_empty) {
+        (ids::TRACE, _) => "16 bytes",
+        (_, true) => "8 bytes or none",
+        _ => "8 bytes",
+    };
+    WireError::new(at, Problem::IdLength { what, len, allowed })
 }
 
 /// Whether `v` has 10 or 11 decimal digits: [`int_digits`] has some.
