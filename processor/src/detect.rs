@@ -4,7 +4,7 @@
 //! label, or a keyed pseudonym).
 //!
 //! Scanners report byte ranges and may report overlapping ones; the walker
-//! merges overlaps before it masks (see [`merge`]). Nothing here runs unless
+//! merges overlaps before it masks (see `merge`). Nothing here runs unless
 //! a config turns a detector on: the personal-number fast path is `fnr`'s.
 
 use hmac::{Hmac, Mac};
