@@ -673,7 +673,7 @@ fn print_audit_report(r: &AuditReport, quiet: bool) {
                         r.path,
                         hex(span_id),
                         field.name(),
-                        detector.name()
+                        detector
                     );
                 }
             }

@@ -25,6 +25,7 @@
 
 mod bytes;
 pub mod config;
+pub mod detect;
 mod engine;
 mod error;
 mod explain;
