@@ -34,7 +34,7 @@ cd "$(dirname "$0")/.."
 
 FUZZ_SECONDS="${FUZZ_SECONDS:-60}"
 CARGO_FUZZ_VERSION=0.13.2
-TARGETS=(process scan)
+TARGETS=(process scan detectors)
 export RUSTC_BOOTSTRAP=1
 
 if ! cargo fuzz --version 2>/dev/null | grep -qx "cargo-fuzz $CARGO_FUZZ_VERSION"; then

@@ -54,6 +54,7 @@ pub fn audit_file(mut session: Option<&mut Session>, path: &Path, raw: &[u8]) ->
             return report;
         }
     };
+    let detectors = session.as_ref().map(|s| s.detectors.clone()).unwrap_or_default();
     for batch in batches {
         report.batches += 1;
         let fail = |report: &mut AuditReport, reason: String| {
@@ -84,7 +85,7 @@ pub fn audit_file(mut session: Option<&mut Session>, path: &Path, raw: &[u8]) ->
         };
         match ExportTraceServiceRequest::decode(after.as_slice()) {
             Ok(req) => {
-                let leaks = residual::scan(&req);
+                let leaks = residual::scan_with(&req, &detectors);
                 report.residual += leaks.len() as u64;
                 report.leaks.extend(leaks);
             }

@@ -5,7 +5,9 @@
 //! host and the component agree on what a valid config is.
 
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
 
 /// The default config: the platform's rules, commented. `{}` means the same.
 pub const DEFAULT_CONFIG_YAML: &str = include_str!("../default-config.yaml");
@@ -29,18 +31,186 @@ impl fmt::Display for ConfigFileError {
 
 impl std::error::Error for ConfigFileError {}
 
-/// Reads a YAML or JSON config file and returns it as a JSON document.
+/// Reads a YAML or JSON config file and returns it as a JSON document,
+/// with its team files attached (see [`attach_teams`]).
 pub fn load(path: &Path) -> Result<String, ConfigFileError> {
     let text = std::fs::read_to_string(path).map_err(|e| ConfigFileError {
         path: path.display().to_string(),
         reason: format!("cannot read it: {e}"),
         unreadable: true,
     })?;
-    to_json(&text).map_err(|reason| ConfigFileError {
-        path: path.display().to_string(),
-        reason,
-        unreadable: false,
-    })
+    let json =
+        to_json(&text).and_then(|json| resolve_key(&json, path.parent())).map_err(|reason| {
+            ConfigFileError { path: path.display().to_string(), reason, unreadable: false }
+        })?;
+    Ok(attach_teams(&json, path.parent()).0)
+}
+
+/// The team files directory a config document names (`teams.dir`, version
+/// 2), resolved against the config file's directory.
+pub fn teams_dir(json: &str, config_dir: Option<&Path>) -> Option<PathBuf> {
+    let doc: Value = serde_json::from_str(json).ok()?;
+    if doc.get("version").and_then(Value::as_u64) != Some(2) {
+        return None;
+    }
+    let dir = doc.get("teams")?.get("dir")?.as_str()?;
+    Some(config_dir.unwrap_or(Path::new(".")).join(dir))
+}
+
+/// Reads the team files of `teams.dir` (every `<name>.yaml` or `.yml`, the
+/// name being the `teams.key` value it applies to) and passes them to the
+/// component under `teams.files`: the component reads no file. A file that
+/// cannot be read or parsed is passed as its error, so the component leaves
+/// that team out and says why, like any other problem of a team file; a
+/// missing directory is a problem of `teams.dir` the same way. Returns the
+/// document and the directory read, if any.
+pub fn attach_teams(json: &str, config_dir: Option<&Path>) -> (String, Option<PathBuf>) {
+    let Some(dir) = teams_dir(json, config_dir) else { return (json.to_owned(), None) };
+    let Ok(mut doc) = serde_json::from_str::<Value>(json) else { return (json.to_owned(), None) };
+    let written = doc["teams"]["dir"].as_str().unwrap_or_default().trim_end_matches('/').to_owned();
+    let mut files = serde_json::Map::new();
+    match std::fs::read_dir(&dir) {
+        Err(e) => {
+            let reason = format!("cannot read the teams directory {}: {}", dir.display(), e.kind());
+            files.insert(".dir".into(), json!({"file": written, "error": reason}));
+        }
+        Ok(entries) => {
+            let mut paths: Vec<PathBuf> = entries
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| matches!(p.extension().and_then(|x| x.to_str()), Some("yaml" | "yml")))
+                .collect();
+            paths.sort();
+            for path in paths {
+                let Some(name) = path.file_stem().and_then(|s| s.to_str()) else { continue };
+                let file = format!(
+                    "{written}/{}",
+                    path.file_name().and_then(|n| n.to_str()).unwrap_or(name)
+                );
+                let entry = match std::fs::read_to_string(&path) {
+                    Err(e) => {
+                        json!({"file": file, "error": format!("cannot read it: {}", e.kind())})
+                    }
+                    Ok(text) => match to_json(&text) {
+                        Ok(team) => {
+                            json!({"file": file, "doc": serde_json::from_str::<Value>(&team).unwrap_or(Value::Null)})
+                        }
+                        Err(reason) => json!({"file": file, "error": reason}),
+                    },
+                };
+                files.insert(name.to_owned(), entry);
+            }
+        }
+    }
+    doc["teams"]["files"] = Value::Object(files);
+    (doc.to_string(), Some(dir))
+}
+
+/// For each team file in `next` (a component config document) that has a
+/// problem, the version of that team in `previous` (the document serving
+/// now), so a broken edit keeps the team's last good rules. Returns the
+/// document to load and the names of the teams whose new file failed.
+pub fn keep_last_good(next: &str, previous: Option<&str>) -> (String, Vec<String>) {
+    let Ok(mut doc) = serde_json::from_str::<Value>(next) else { return (next.to_owned(), vec![]) };
+    let Some(files) = doc.pointer_mut("/teams/files").and_then(Value::as_object_mut) else {
+        return (next.to_owned(), vec![]);
+    };
+    let old: Option<Value> = previous.and_then(|p| serde_json::from_str(p).ok());
+    let mut failed = Vec::new();
+    for (name, entry) in files.iter_mut() {
+        let file = entry.get("file").and_then(Value::as_str).unwrap_or(name);
+        let bad = entry.get("error").is_some()
+            || tracescrub_processor::teams::read_team(
+                name,
+                file,
+                entry.get("doc").unwrap_or(&Value::Null),
+            )
+            .is_err();
+        if !bad {
+            continue;
+        }
+        failed.push(name.clone());
+        if let Some(last) = old.as_ref().and_then(|o| o.pointer(&format!("/teams/files/{name}"))) {
+            *entry = last.clone();
+        }
+    }
+    (doc.to_string(), failed)
+}
+
+/// The shortest pseudonym key, in bytes; the component checks it too.
+const MIN_KEY_BYTES: usize = 32;
+
+/// Reads the pseudonym key a config names (`mask.hmac.key_file`, relative
+/// to `base`, the config file's directory; or `mask.hmac.key_env`) and
+/// passes it to the component as `mask.hmac.key_hex`, the key only hosts
+/// set: the component imports nothing, so it cannot read either itself.
+/// A key file loses one trailing newline (`echo` writes one). Errors name
+/// the key path and the file or variable, never the key.
+pub fn resolve_key(json: &str, base: Option<&Path>) -> Result<String, String> {
+    let mut doc: serde_json::Value =
+        serde_json::from_str(json).map_err(|e| format!("not a JSON document: {e}"))?;
+    let Some(hmac) = doc.pointer_mut("/mask/hmac").and_then(|h| h.as_object_mut()) else {
+        return Ok(json.to_owned());
+    };
+    if hmac.contains_key("key_hex") {
+        return Err("config key `mask.hmac.key_hex` is set only by the host, from the key it reads; name the key's file (mask.hmac.key_file) or environment variable (mask.hmac.key_env) instead, and keep the key out of the config".to_owned());
+    }
+    let (file, env) = (hmac.remove("key_file"), hmac.remove("key_env"));
+    let key = match (file, env) {
+        (None, None) => return Ok(json.to_owned()),
+        (Some(_), Some(_)) => {
+            return Err("config key `mask.hmac`: give key_file or key_env, not both".to_owned());
+        }
+        (Some(serde_json::Value::String(f)), None) => {
+            let path = Path::new(&f);
+            let path = match base {
+                Some(dir) if path.is_relative() => dir.join(path),
+                _ => path.to_owned(),
+            };
+            let mut key = std::fs::read(&path).map_err(|e| {
+                format!("config key `mask.hmac.key_file`: cannot read {}: {e}", path.display())
+            })?;
+            if key.ends_with(b"\n") {
+                key.pop();
+                if key.ends_with(b"\r") {
+                    key.pop();
+                }
+            }
+            check_len(&key, &format!("`mask.hmac.key_file` ({})", path.display()))?;
+            key
+        }
+        (None, Some(serde_json::Value::String(var))) => {
+            let key = std::env::var_os(&var).ok_or_else(|| {
+                format!("config key `mask.hmac.key_env`: the environment variable {var} is not set")
+            })?;
+            let key = key.into_encoded_bytes();
+            check_len(&key, &format!("`mask.hmac.key_env` ({var})"))?;
+            key
+        }
+        (Some(_), None) => {
+            return Err(
+                "config key `mask.hmac.key_file`: expected a file name (a string)".to_owned()
+            );
+        }
+        (None, Some(_)) => {
+            return Err(
+                "config key `mask.hmac.key_env`: expected a variable name (a string)".to_owned()
+            );
+        }
+    };
+    let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+    hmac.insert("key_hex".to_owned(), serde_json::Value::String(hex));
+    Ok(doc.to_string())
+}
+
+fn check_len(key: &[u8], what: &str) -> Result<(), String> {
+    if key.len() < MIN_KEY_BYTES {
+        return Err(format!(
+            "config key {what}: the key is {} bytes; a pseudonym key needs at least {MIN_KEY_BYTES} (e.g. `head -c 32 /dev/urandom > FILE`)",
+            key.len()
+        ));
+    }
+    Ok(())
 }
 
 /// Converts YAML (or JSON) config text to a JSON document. An empty file is `{}`.
@@ -81,6 +251,39 @@ mod tests {
             to_json(r#"{"mask": {"mode": "any11"}}"#).unwrap(),
             r#"{"mask":{"mode":"any11"}}"#
         );
+    }
+
+    /// Scenario: a config naming its key by file (relative to the config)
+    /// and by environment variable, and the ways that goes wrong.
+    /// Guarantees: the host passes the key as key_hex and drops the names;
+    /// short keys, a key_hex in the file and missing sources are refused
+    /// with the key path, and no message quotes the key.
+    #[test]
+    fn keys_are_resolved_by_the_host_and_never_quoted() {
+        let dir = std::env::temp_dir().join(format!("tracescrub-key-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = "K".repeat(40);
+        std::fs::write(dir.join("key"), format!("{key}\n")).unwrap();
+        std::fs::write(dir.join("short"), "shortkey").unwrap();
+        let doc = |hmac: &str| {
+            format!(r#"{{"mask":{{"replacement":"hmac","hmac":{{"key_id":"a",{hmac}}}}}}}"#)
+        };
+        let json = resolve_key(&doc(r#""key_file":"key""#), Some(&dir)).unwrap();
+        let hex: String = key.bytes().map(|b| format!("{b:02x}")).collect();
+        assert!(json.contains(&hex) && !json.contains("key_file"), "{json}");
+        // key_env is tested through the binary (tests/cli.rs), which sets it.
+        for (hmac, path) in [
+            (r#""key_file":"short""#, "mask.hmac.key_file"),
+            (r#""key_file":"missing""#, "mask.hmac.key_file"),
+            (r#""key_env":"TRACESCRUB_TEST_NO_SUCH_VAR""#, "mask.hmac.key_env"),
+            (r#""key_hex":"00""#, "mask.hmac.key_hex"),
+            (r#""key_file":"key","key_env":"X""#, "mask.hmac"),
+        ] {
+            let err = resolve_key(&doc(hmac), Some(&dir)).unwrap_err();
+            assert!(err.contains(path), "{hmac}: {err}");
+            assert!(!err.contains("shortkey") && !err.contains(&key), "{err}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -414,10 +414,18 @@ fn load(runtime: &Runtime, path: Option<&Path>) -> Result<LoadedComponent, Fatal
 }
 
 fn config_json(path: Option<&Path>) -> Result<String, Fatal> {
-    match path {
-        None => Ok(config_file::default_json()),
-        Some(p) => Ok(config_file::load(p)?),
+    let json = match path {
+        None => config_file::default_json(),
+        Some(p) => config_file::load(p)?,
+    };
+    // Team files with problems are left out by the component; say so once
+    // and go on with the other teams.
+    if let Ok(cfg) = tracescrub_processor::Config::from_json(&json) {
+        for p in &cfg.teams.problems {
+            eprintln!("warning: team file left out: {p}");
+        }
     }
+    Ok(json)
 }
 
 /// Builds a session, turning a rejected config into a listing of its problems.
@@ -665,7 +673,7 @@ fn print_audit_report(r: &AuditReport, quiet: bool) {
                         r.path,
                         hex(span_id),
                         field.name(),
-                        detector.name()
+                        detector
                     );
                 }
             }
@@ -707,7 +715,29 @@ fn config_check(file: &Path) -> Result<bool, Fatal> {
     let component = load(&runtime, None)?;
     match Session::new(&component, &json, InstanceOptions::default()) {
         Ok(_) => {
-            say!("ok: {} is a valid config", file.display());
+            // Team files are left out, not fatal, when loading; a check fails
+            // on them, naming each problem as `file:key.path`.
+            let cfg = tracescrub_processor::Config::from_json(&json).map_err(|_| {
+                Fatal("the component accepted a config the engine refuses: a bug".into())
+            })?;
+            let never = tracescrub_processor::teams::unreachable_rules(&cfg);
+            for p in &never {
+                say!("note: {p}");
+            }
+            if !cfg.teams.problems.is_empty() {
+                let n = cfg.teams.problems.len();
+                say!("{}: {n} problem(s) in team files, which are left out", file.display());
+                for p in &cfg.teams.problems {
+                    say!("  - {p}");
+                }
+                return Ok(false);
+            }
+            let teams = cfg.teams.files.len();
+            if teams > 0 {
+                say!("ok: {} is a valid config, with {teams} team file(s)", file.display());
+            } else {
+                say!("ok: {} is a valid config", file.display());
+            }
             Ok(true)
         }
         Err(HostError::Processor(EngineError::InvalidConfig(problems))) => {

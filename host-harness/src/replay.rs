@@ -124,6 +124,21 @@ pub struct Session {
     scrubber: Scrubber,
     /// Traps seen, each of which cost an instance.
     pub traps: u64,
+    /// The built-in detectors the config turned on (`mask.detectors`), for
+    /// the audit's residual scan.
+    pub detectors: Vec<String>,
+}
+
+/// The names in a config's `mask.detectors` (strings, or mappings with a
+/// `name`); the component has validated them.
+fn detector_names(config_json: &str) -> Vec<String> {
+    let doc: serde_json::Value = serde_json::from_str(config_json).unwrap_or_default();
+    let items = doc.pointer("/mask/detectors").and_then(|d| d.as_array());
+    items
+        .into_iter()
+        .flatten()
+        .filter_map(|d| d.as_str().or_else(|| d.get("name")?.as_str()).map(str::to_owned))
+        .collect()
 }
 
 impl Session {
@@ -136,7 +151,7 @@ impl Session {
     ) -> Result<Session, HostError> {
         let scrubber =
             Scrubber::new(component, config_json, &options, DEFAULT_MAX_BATCHES_PER_INSTANCE)?;
-        Ok(Session { scrubber, traps: 0 })
+        Ok(Session { scrubber, traps: 0, detectors: detector_names(config_json) })
     }
 
     /// Processes one batch.

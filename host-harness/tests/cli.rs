@@ -1194,3 +1194,143 @@ fn replay_skips_symlinks_inside_directories() {
     assert!(run.last_line().starts_with("total: files=1 batches=1 "), "{}", run.dump());
     assert_eq!(run.stderr.matches("skipping symbolic link").count(), 3, "{}", run.dump());
 }
+
+/// A distinctive 40-byte pseudonym key, to grep for.
+const KEY: &str = "ZqX7-tracescrub-distinctive-key-40bytes!";
+
+fn base64(bytes: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk.iter().enumerate().fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
+        for i in 0..=chunk.len() {
+            out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+/// Every form of the key that must never be printed.
+fn key_forms() -> Vec<String> {
+    let hex: String = KEY.bytes().map(|b| format!("{b:02x}")).collect();
+    // Base64 of a shifted copy too: the key need not start a 3-byte group.
+    vec![
+        KEY.to_owned(),
+        hex.clone(),
+        hex.to_uppercase(),
+        base64(KEY.as_bytes()),
+        base64(&KEY.as_bytes()[1..]),
+        base64(&KEY.as_bytes()[2..]),
+    ]
+}
+
+fn assert_no_key(what: &str, text: &str) {
+    for form in key_forms() {
+        assert!(!text.contains(&form), "{what} prints the key ({form}):\n{text}");
+    }
+}
+
+/// Scenario: a config with pseudonyms (`replacement: hmac`) and two more
+/// detectors, its key in a file next to it and in an environment variable;
+/// `config default`, `config check`, `replay --report json` (with its
+/// outputs), `audit`, the effective config, and a config whose key is too
+/// short.
+/// Guarantees: the key, in hex and in base64, is in no output, report,
+/// log, written file or effective config; personal numbers become
+/// pseudonyms that hold no digit run; the key reaches the component only
+/// through the host.
+#[test]
+fn hmac_key_is_never_printed() {
+    assert_eq!(KEY.len(), 40);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    std::fs::write(tmp.path().join("key.txt"), KEY).unwrap();
+    let cfg = tmp.path().join("scrub.yaml");
+    std::fs::write(
+        &cfg,
+        "mask:\n  replacement: hmac\n  detectors: [email, phone-no]\n  hmac: {key_id: k2026, key_file: key.txt}\n",
+    )
+    .unwrap();
+    let out = tmp.path().join("out");
+    let input = captures().join("python-protobuf");
+
+    let default = tracescrub(&[&"config", &"default"]);
+    assert_no_key("config default", &(default.stdout.clone() + &default.stderr));
+    let check = tracescrub(&[&"config", &"check", &cfg]);
+    assert_eq!(check.code, Some(0), "{}", check.dump());
+    assert_no_key("config check", &check.dump());
+    let replay =
+        tracescrub(&[&"replay", &"--config", &cfg, &"--report", &"json", &"--out", &out, &input]);
+    assert_eq!(replay.code, Some(0), "{}", replay.dump());
+    assert_no_key("replay --report json", &replay.dump());
+    let mut written = 0;
+    for entry in walk(&out) {
+        let bytes = std::fs::read(&entry).unwrap();
+        assert_no_key("a replayed file", &String::from_utf8_lossy(&bytes));
+        // Valid numbers only: the captures also hold 12-digit and invalid controls.
+        assert_eq!(numbers_in(&bytes), 0, "{}", entry.display());
+        written += 1;
+    }
+    assert!(written > 0);
+    let audit = tracescrub(&[&"audit", &"--config", &cfg, &input]);
+    assert_no_key("audit", &audit.dump());
+    assert!(audit.stdout.contains("detector=fnr"), "{}", audit.dump());
+
+    // The same through an environment variable.
+    let env_cfg = tmp.path().join("env.yaml");
+    std::fs::write(
+        &env_cfg,
+        "mask:\n  replacement: hmac\n  hmac: {key_id: k2026, key_env: TRACESCRUB_TEST_KEY}\n",
+    )
+    .unwrap();
+    let run = Command::new(env!("CARGO_BIN_EXE_tracescrub"))
+        .args([
+            OsStr::new("replay"),
+            OsStr::new("--config"),
+            env_cfg.as_os_str(),
+            input.as_os_str(),
+        ])
+        .env("TRACESCRUB_TEST_KEY", KEY)
+        .output()
+        .expect("run tracescrub");
+    let text =
+        String::from_utf8_lossy(&run.stdout).into_owned() + &String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{text}");
+    assert_no_key("replay with key_env", &text);
+
+    // A short key and a missing variable are config problems, named.
+    std::fs::write(tmp.path().join("key.txt"), &KEY[..20]).unwrap();
+    let short = tracescrub(&[&"config", &"check", &cfg]);
+    assert_eq!(short.code, Some(1), "{}", short.dump());
+    assert!(short.dump().contains("mask.hmac.key_file"), "{}", short.dump());
+    assert_no_key("a short key's error", &short.dump());
+    assert!(!short.dump().contains(&KEY[..20]), "{}", short.dump());
+    let unset = tracescrub(&[&"config", &"check", &env_cfg]);
+    assert!(unset.dump().contains("TRACESCRUB_TEST_KEY"), "{}", unset.dump());
+
+    // The effective config of a processor holding the key.
+    std::fs::write(tmp.path().join("key.txt"), KEY).unwrap();
+    let json = tracescrub::config_file::load(&cfg).expect("config loads");
+    let runtime = tracescrub::Runtime::new().unwrap();
+    let component = runtime.load_default().unwrap();
+    let mut instance = tracescrub::ScrubberInstance::create(&component, &json).unwrap();
+    let effective = instance.effective_config().unwrap();
+    assert_no_key("the effective config", &effective);
+    assert!(effective.contains("k2026"), "{effective}");
+    // The native engine's Debug of its config neither.
+    let processor = Processor::new(&json).unwrap();
+    assert_no_key("the config's Debug", &format!("{:?}", processor.config()));
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}

@@ -89,7 +89,7 @@ fn to_wit_finding(finding: crate::Finding) -> wit::Finding {
                 span_id,
                 field: field.name().to_owned(),
                 key,
-                detector: detector.name().to_owned(),
+                detector,
             })
         }
     }

@@ -3,7 +3,7 @@
 //! Findings carry no personal data: every text they quote (a matched path,
 //! an attribute key) has its digit runs masked first.
 
-use crate::fnr::{self, Detector, Mode};
+use crate::fnr::{self, Mode};
 use crate::stats::FieldKind;
 
 /// One thing the processor did to a batch.
@@ -20,7 +20,7 @@ pub enum Finding {
         /// The path that matched, masked; empty for a descendant.
         path: String,
     },
-    /// A personal number masked.
+    /// A value masked.
     Masked {
         /// The span's trace id; empty for resource and scope fields.
         trace_id: Vec<u8>,
@@ -30,8 +30,9 @@ pub enum Finding {
         field: FieldKind,
         /// The top-level attribute key, masked; empty for non-attribute fields.
         key: String,
-        /// Which rule the number satisfied.
-        detector: Detector,
+        /// The detector that found it, by name (as in
+        /// [`crate::Stats::masked_by_detector`]): `fnr`, `email`, a pattern's name...
+        detector: String,
     },
 }
 

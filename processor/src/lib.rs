@@ -25,6 +25,7 @@
 
 mod bytes;
 pub mod config;
+pub mod detect;
 mod engine;
 mod error;
 mod explain;
@@ -34,6 +35,7 @@ mod otlp;
 pub mod path;
 mod split;
 mod stats;
+pub mod teams;
 mod wire;
 
 #[cfg(target_arch = "wasm32")]

@@ -3,8 +3,8 @@
 //! `http.route`) or out of a server span's name (`GET /isAlive`).
 //!
 //! Both return subslices of their input: they run for every span and must
-//! not allocate. Neither decodes percent-escapes nor normalises the path;
-//! the noise globs see it as sent.
+//! not allocate. [`normalise`] then writes the path the noise globs see:
+//! frameworks write one path many ways.
 
 use crate::bytes::find_any;
 
@@ -74,9 +74,110 @@ pub fn from_span_name(name: &[u8]) -> Option<&[u8]> {
     Some(&target[..end])
 }
 
+/// Whether [`normalise`] would change `path`: it holds a `%` escape, a `;`
+/// path parameter, a repeated slash, or ends in a slash. Most paths hold
+/// none, and are matched as they are.
+#[inline]
+#[must_use]
+pub fn needs_normalising(path: &[u8]) -> bool {
+    (path.len() > 1 && path.last() == Some(&b'/'))
+        || find_any(path, [b'%', b';']).is_some()
+        || path.windows(2).any(|w| w == b"//")
+}
+
+/// The path the noise globs match, written to `out` (cleared first):
+///
+/// 1. `;name=value` path parameters are cut from each segment
+///    (`/app;jsessionid=AB12/isAlive` reads `/app/isAlive`);
+/// 2. percent escapes are decoded (`/is%41live` reads `/isAlive`), except
+///    `%2F` and `%2f`, which would make a new segment, and escapes that do
+///    not decode to a byte (`%zz` stays);
+/// 3. runs of slashes become one (`//actuator//health`);
+/// 4. a trailing slash goes (`/isAlive/`), except on the root `/`.
+///
+/// Parameters are cut before decoding, so an encoded `%3B` is a character
+/// of the segment, not a parameter.
+pub fn normalise(path: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    let mut i = 0;
+    let mut in_param = false;
+    while i < path.len() {
+        let b = path[i];
+        if b == b'/' {
+            in_param = false;
+            if out.last() != Some(&b'/') {
+                out.push(b'/');
+            }
+            i += 1;
+            continue;
+        }
+        if in_param {
+            i += 1;
+            continue;
+        }
+        if b == b';' {
+            in_param = true;
+            i += 1;
+            continue;
+        }
+        if b == b'%'
+            && let Some(v) = path.get(i + 1..i + 3).and_then(hex_byte)
+            && v != b'/'
+        {
+            out.push(v);
+            i += 3;
+            continue;
+        }
+        out.push(b);
+        i += 1;
+    }
+    if out.len() > 1 && out.last() == Some(&b'/') {
+        out.pop();
+    }
+}
+
+/// The byte two hex digits spell.
+fn hex_byte(two: &[u8]) -> Option<u8> {
+    let digit = |c: u8| (c as char).to_digit(16);
+    Some((digit(two[0])? * 16 + digit(two[1])?) as u8)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Scenario: the ways frameworks write one path.
+    /// Guarantees: each normalises to the plain form, and a path that needs
+    /// nothing is reported so and left as it is.
+    #[test]
+    fn paths_are_normalised() {
+        let cases: [(&str, &str); 16] = [
+            ("/isAlive", "/isAlive"),
+            ("/isAlive/", "/isAlive"),
+            ("//isAlive", "/isAlive"),
+            ("/app//internal///health", "/app/internal/health"),
+            ("/app;jsessionid=AB12/isAlive", "/app/isAlive"),
+            ("/isAlive;jsessionid=AB12", "/isAlive"),
+            ("/a;x=1;y=2/b;z/", "/a/b"),
+            ("/is%41live", "/isAlive"),
+            ("/is%61%4c%69ve", "/isaLive"),
+            ("/a%2Fb", "/a%2Fb"),
+            ("/a%3Bb/c", "/a;b/c"),
+            ("/bad%zz/x%4", "/bad%zz/x%4"),
+            ("/", "/"),
+            ("//", "/"),
+            ("", ""),
+            ("/metrics/%20", "/metrics/ "),
+        ];
+        let mut out = Vec::new();
+        for (path, want) in cases {
+            normalise(path.as_bytes(), &mut out);
+            assert_eq!(String::from_utf8_lossy(&out), want, "{path}");
+            if !needs_normalising(path.as_bytes()) {
+                assert_eq!(path, want, "{path} needs normalising but is not reported so");
+            }
+        }
+    }
 
     #[test]
     fn paths_from_attribute_values() {

@@ -1,7 +1,5 @@
 //! Per-batch statistics: what one call did to one batch.
 
-use crate::fnr::Detector;
-
 /// Where a masked value sat in the OTLP data model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FieldKind {
@@ -145,21 +143,29 @@ pub(crate) struct Counters {
     pub spans_in: u64,
     pub noisy_by_rule: Vec<u64>,
     pub dropped_descendants: u64,
-    pub by_detector: [u64; Detector::ALL.len()],
+    /// By detector id: the personal-number family, then the config's
+    /// other detectors.
+    pub by_detector: Vec<u64>,
     pub by_field: [u64; FieldKind::ALL.len()],
 }
 
 impl Counters {
-    pub fn new(rules: usize) -> Counters {
-        Counters { noisy_by_rule: vec![0; rules], ..Counters::default() }
+    pub fn new(rules: usize, detectors: usize) -> Counters {
+        Counters {
+            noisy_by_rule: vec![0; rules],
+            by_detector: vec![0; detectors],
+            ..Counters::default()
+        }
     }
 
-    pub fn masked(&mut self, detector: Detector, field: FieldKind) {
-        self.by_detector[detector.index()] += 1;
+    pub fn masked(&mut self, detector: u8, field: FieldKind) {
+        if let Some(n) = self.by_detector.get_mut(usize::from(detector)) {
+            *n += 1;
+        }
         self.by_field[field.index()] += 1;
     }
 
-    pub fn into_stats(self, rule_names: &[String]) -> Stats {
+    pub fn into_stats(self, rule_names: &[String], detector_names: &[String]) -> Stats {
         let noisy: u64 = self.noisy_by_rule.iter().sum();
         let dropped = noisy + self.dropped_descendants;
         let named = |pairs: Vec<(String, u64)>| {
@@ -173,13 +179,17 @@ impl Counters {
             spans_in: self.spans_in,
             spans_out: self.spans_in - dropped,
             spans_dropped: dropped,
-            dropped_by_rule: named(
-                rule_names.iter().cloned().zip(self.noisy_by_rule.iter().copied()).collect(),
-            ),
+            // Only the rules that fired: with team files there are thousands.
+            dropped_by_rule: rule_names
+                .iter()
+                .zip(&self.noisy_by_rule)
+                .filter(|(_, n)| **n > 0)
+                .map(|(name, &value)| Count { name: name.clone(), value })
+                .collect(),
             dropped_descendants: self.dropped_descendants,
             values_masked: self.by_detector.iter().sum(),
             masked_by_detector: named(
-                Detector::ALL.iter().map(|d| d.name().to_owned()).zip(self.by_detector).collect(),
+                detector_names.iter().cloned().zip(self.by_detector.iter().copied()).collect(),
             ),
             masked_by_field: named(
                 FieldKind::ALL.iter().map(|k| k.name().to_owned()).zip(self.by_field).collect(),

@@ -294,6 +294,7 @@ impl Reference {
                     }
                 }
                 Replacement::Label(label) => out.extend_from_slice(label.as_bytes()),
+                Replacement::Hmac => unreachable!("the model's configs never use hmac"),
             }
             at = f.end;
         }
@@ -322,6 +323,7 @@ impl Reference {
         Some(match &self.cfg.mask.replacement {
             Replacement::Stars(c) => format!("{sign}{}", c.to_string().repeat(11)),
             Replacement::Label(label) => format!("{sign}{label}"),
+            Replacement::Hmac => unreachable!("the model's configs never use hmac"),
         })
     }
 

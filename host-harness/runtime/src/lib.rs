@@ -52,7 +52,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use tracescrub_processor::fnr::Detector;
 use tracescrub_processor::{ConfigProblem, Count, FieldKind, Finding, Malformed, PartLinks, Stats};
 use wasmtime::component::{Component, Linker, ResourceAny};
 use wasmtime::{Engine, OptLevel, Store, StoreLimits, StoreLimitsBuilder};
@@ -655,9 +654,8 @@ fn from_wit_finding(finding: wit::Finding) -> Result<Finding, HostError> {
                 HostError::Contract(format!("unknown field kind {:?} in a finding", m.field))
             })?,
             key: m.key,
-            detector: Detector::from_name(&m.detector).ok_or_else(|| {
-                HostError::Contract(format!("unknown detector {:?} in a finding", m.detector))
-            })?,
+            // Detector names come from the config too (custom patterns).
+            detector: m.detector,
         },
     })
 }

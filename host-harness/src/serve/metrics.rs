@@ -153,6 +153,7 @@ pub struct Metrics {
     request: Histogram,
     reload_success: AtomicU64,
     reload_failure: AtomicU64,
+    team_file_failures: AtomicU64,
     in_flight: AtomicU64,
 }
 
@@ -222,6 +223,12 @@ impl Metrics {
     /// Counts a reload.
     pub fn reload(&self, ok: bool) {
         if ok { &self.reload_success } else { &self.reload_failure }.fetch_add(1, Relaxed);
+    }
+
+    /// Team files that failed in a version that loaded (each kept its last
+    /// good version).
+    pub fn team_file_failures(&self, n: usize) {
+        self.team_file_failures.fetch_add(n as u64, Relaxed);
     }
 
     /// A batch started (`+1`) or ended (`-1`).
@@ -377,6 +384,16 @@ impl Metrics {
             out,
             "tracescrub_reloads_total{{result=\"failure\"}} {}",
             self.reload_failure.load(Relaxed)
+        );
+        counter(
+            &mut out,
+            "tracescrub_team_file_failures_total",
+            "Team files left out of a version that loaded; each keeps its last good version.",
+        );
+        let _ = writeln!(
+            out,
+            "tracescrub_team_file_failures_total {}",
+            self.team_file_failures.load(Relaxed)
         );
         let _ = writeln!(
             out,

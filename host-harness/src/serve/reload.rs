@@ -78,6 +78,13 @@ pub async fn reload(gateway: &Arc<Gateway>, trigger: &str) -> Result<Shared, Ver
             *gateway.active.write().unwrap_or_else(std::sync::PoisonError::into_inner) =
                 Arc::clone(&next);
             gateway.metrics.reload(true);
+            if !next.failed_teams.is_empty() {
+                gateway.metrics.team_file_failures(next.failed_teams.len());
+                log(format_args!(
+                    "reload: team file(s) {} failed and keep their last good version",
+                    next.failed_teams.join(", ")
+                ));
+            }
             log(format_args!(
                 "reload: success trigger={trigger} version={} component={} config={}",
                 next.id, next.component_sha256, next.config_sha256
@@ -149,6 +156,16 @@ pub fn watch(gateway: Arc<Gateway>) -> Result<Triggers, String> {
     }
     let mut targets = Vec::new();
     let mut dirs = Vec::new();
+    // The team files' directory, as the config names it at start: any
+    // change in it reloads.
+    let teams_dir = gateway.reloader.sources.config.as_deref().and_then(|config| {
+        let json = crate::config_file::to_json(&std::fs::read_to_string(config).ok()?).ok()?;
+        let dir = crate::config_file::teams_dir(&json, config.parent())?;
+        std::fs::canonicalize(dir).ok()
+    });
+    if let Some(dir) = &teams_dir {
+        dirs.push(dir.clone());
+    }
     for file in files {
         let (path, dir) = watched_path(file)?;
         targets.push(path);
@@ -163,7 +180,8 @@ pub fn watch(gateway: Arc<Gateway>) -> Result<Triggers, String> {
         if matches!(event.kind, EventKind::Access(_) | EventKind::Other | EventKind::Any) {
             return;
         }
-        if event.paths.iter().any(|p| targets.contains(p)) {
+        let in_teams = |p: &PathBuf| teams_dir.as_ref().is_some_and(|d| p.parent() == Some(d));
+        if event.paths.iter().any(|p| targets.contains(p) || in_teams(p)) {
             let _ = tx.send(());
         }
     })

@@ -51,6 +51,9 @@ pub struct Version {
     /// effective config; `None` if it does not say. A batch over it is not
     /// cut into parts, each of which would pass.
     pub max_batch_bytes: Option<u64>,
+    /// Team files whose new version failed (and which kept their last good
+    /// one, if they had one), by name.
+    pub failed_teams: Vec<String>,
 }
 
 impl fmt::Debug for Version {
@@ -131,10 +134,19 @@ pub fn read_config(sources: &Sources) -> Result<(String, String, Settings), Vers
         }
     };
     let hash = sha256_hex(text.as_bytes());
+    let base = sources.config.as_deref().and_then(std::path::Path::parent);
     let json = crate::config_file::to_json(&text)
+        .and_then(|json| crate::config_file::resolve_key(&json, base))
         .map_err(|reason| fail(Step::Config, format!("{origin}: {reason}")))?;
     let (component_json, section) =
         split_config(&json).map_err(|e| fail(Step::Config, format!("{origin}: {e}")))?;
+    let config_dir = sources.config.as_deref().and_then(Path::parent);
+    let (component_json, teams) = crate::config_file::attach_teams(&component_json, config_dir);
+    // With team files, the hash covers them too: a team's edit is a new config.
+    let hash = match teams {
+        Some(_) => sha256_hex(format!("{hash}\n{component_json}").as_bytes()),
+        None => hash,
+    };
     let settings =
         section.resolve(&sources.cli).map_err(|e| fail(Step::Config, format!("{origin}: {e}")))?;
     Ok((hash, component_json, settings))
@@ -174,6 +186,9 @@ pub fn build(
     instance_options: &InstanceOptions,
 ) -> Result<Version, VersionError> {
     let (config_sha256, config_json, settings) = read_config(sources)?;
+    // A team file that fails keeps its last good version; the others move on.
+    let (config_json, failed_teams) =
+        crate::config_file::keep_last_good(&config_json, previous.map(|p| p.config_json.as_str()));
     let bytes = read_component(sources.component.as_deref())?;
     let component_sha256 = sha256_hex(&bytes);
     let origin = sources
@@ -208,6 +223,7 @@ pub fn build(
         config_sha256,
         settings,
         max_batch_bytes,
+        failed_teams,
     })
 }
 

@@ -145,7 +145,12 @@ impl<'a> Walk<'a, '_, '_> {
                     trace_id: sp.trace_id.to_vec(),
                     span_id: sp.span_id.to_vec(),
                     rule,
-                    path: redact(sp.path),
+                    path: redact(&{
+                        // Audits show the path the rules matched.
+                        let mut norm = Vec::new();
+                        crate::path::normalise(sp.path, &mut norm);
+                        norm
+                    }),
                 });
             }
         }

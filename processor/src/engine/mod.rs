@@ -27,12 +27,12 @@
 mod descendants;
 mod emit;
 mod finish;
+mod layers;
 mod rules;
 mod walk;
 
 use crate::error::Error;
 use crate::explain::Finding;
-use crate::fnr;
 use crate::split::PartLinks;
 use crate::stats::{Counters, FieldKind, Stats};
 use crate::wire::{Problem, WireError, varint_len};
@@ -116,7 +116,7 @@ struct Edit {
     op: Op,
     /// For a masked number: what found it, and where. Masks are counted from
     /// the edits that survive `finish`, so a dropped span's masks never count.
-    mask: Option<(fnr::Detector, FieldKind)>,
+    mask: Option<(u8, FieldKind)>,
 }
 
 impl Edit {
@@ -204,7 +204,10 @@ fn plan_with(
         c,
         edits: Vec::new(),
         arena: Vec::new(),
-        counters: Counters::new(c.rule_names.len()),
+        counters: Counters::new(c.rule_names.len(), c.detector_names.len()),
+        fnr_off: false,
+        active: 0,
+        hits: Vec::new(),
         findings,
         ids: (&[], &[]),
         key: &[],
@@ -212,6 +215,8 @@ fn plan_with(
         scopes: Vec::new(),
         resources: Vec::new(),
         scratch: Vec::new(),
+        chain: Default::default(),
+        facts: Default::default(),
     };
     if let Some(mask) = &c.mask {
         walk.arena.extend_from_slice(&mask.label);
@@ -231,7 +236,7 @@ fn plan_with(
         *links = PartLinks::collect(spans, walk.spans.len()).map_err(into_error)?;
     }
     let Walk { edits, arena, counters, .. } = walk;
-    Ok((Plan { edits, arena }, counters.into_stats(&c.rule_names)))
+    Ok((Plan { edits, arena }, counters.into_stats(&c.rule_names, &c.detector_names)))
 }
 
 fn into_error(e: WireError) -> Error {

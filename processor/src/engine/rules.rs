@@ -2,15 +2,18 @@
 //! keys, the mask settings, and the reads that find a span's path.
 
 use crate::bytes;
-use crate::config::{Config, Replacement};
+use crate::config::{Config, DetectorKind, Replacement};
+use crate::detect::{Builtin, Keyed, Pattern, Style};
 use crate::error::ConfigProblem;
 use crate::fnr::Mode;
 use crate::glob::GlobList;
 use crate::otlp::{any_value, key_value};
+use crate::path;
 use crate::stats::FieldKind;
 use crate::wire::{Field, Fields, WireError, WireType};
 
 use super::SpanRec;
+use super::layers::Layered;
 
 /// A config compiled for the walker: globs built, names turned to bytes.
 #[derive(Debug)]
@@ -18,6 +21,15 @@ pub(crate) struct Compiled {
     pub(super) noise: Option<Noise>,
     pub(super) mask: Option<Mask>,
     pub(super) rule_names: Vec<String>,
+    /// Detectors beyond personal numbers are on: every text is scanned, not
+    /// only those with a run of six digits.
+    pub(super) extras: bool,
+    /// Masking takes the general path (`Walk::mask_general`): extras are
+    /// on, or personal numbers become pseudonyms.
+    pub(super) general: bool,
+    /// Detector names by id: the personal-number family
+    /// ([`crate::fnr::Detector::index`]), then the extras.
+    pub(super) detector_names: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -30,6 +42,9 @@ pub(super) struct Noise {
     pub(super) path_keys_from: [u32; LONG_KEY + 2],
     pub(super) span_name: bool,
     pub(super) drop_descendants: bool,
+    /// Schema version 2's rules, when the config has any: spans are then
+    /// judged by [`Layered::judge`] instead of [`Noise::check_path`].
+    pub(super) layered: Option<Box<Layered>>,
 }
 
 impl Noise {
@@ -52,7 +67,14 @@ impl Noise {
     pub(super) fn check_path<'a>(&self, rec: &mut SpanRec<'a>, p: &'a [u8], scratch: &mut Vec<u8>) {
         if rec.path.is_empty() || !bytes::eq(rec.path, p) {
             rec.path = p;
-            rec.rule = self.globs.first_match(p, scratch).map(|i| i as u32);
+            rec.rule = if path::needs_normalising(p) {
+                let mut norm = Vec::new();
+                path::normalise(p, &mut norm);
+                self.globs.first_match(&norm, scratch)
+            } else {
+                self.globs.first_match(p, scratch)
+            }
+            .map(|i| i as u32);
         }
     }
 }
@@ -66,6 +88,55 @@ pub(super) struct Mask {
     pub(super) label: Vec<u8>,
     pub(super) fields: [bool; FieldKind::ALL.len()],
     pub(super) keys: Option<GlobList>,
+    /// What personal numbers become, for the general path.
+    pub(super) style: Style,
+    /// The detectors beyond personal numbers, in precedence order; the
+    /// detector id of `extra[i]` is `FNR_IDS + i`.
+    pub(super) extra: Vec<Extra>,
+    /// Bit i set: `extra[i]` has no key globs of its own, so it scans
+    /// wherever the mask scope does.
+    pub(super) scoped_bits: u64,
+    /// The pseudonymiser, when a replacement is `hmac`.
+    pub(super) keyed: Option<Keyed>,
+}
+
+/// Detector ids below this are the personal-number family's.
+pub(super) const FNR_IDS: u8 = crate::fnr::Detector::ALL.len() as u8;
+
+/// A detector beyond personal numbers, compiled.
+#[derive(Debug)]
+pub(super) struct Extra {
+    pub(super) name: String,
+    pub(super) finder: Finder,
+    pub(super) style: Style,
+    /// Stars replace digits only (numeric built-ins) or every byte.
+    pub(super) numeric: bool,
+    /// Its own key globs, replacing `mask.scope.keys` for it.
+    pub(super) keys: Option<GlobList>,
+}
+
+#[derive(Debug)]
+pub(super) enum Finder {
+    Builtin(Builtin),
+    Pattern(Pattern),
+}
+
+impl Extra {
+    pub(super) fn scan(&self, hay: &[u8], f: &mut impl FnMut(usize, usize)) {
+        match &self.finder {
+            Finder::Builtin(b) => b.scan(hay, f),
+            Finder::Pattern(p) => p.scan(hay, f),
+        }
+    }
+}
+
+/// A config replacement as the walker applies it.
+fn style(r: &Replacement) -> Style {
+    match r {
+        Replacement::Stars(c) => Style::Stars(*c as u8),
+        Replacement::Label(l) => Style::Label(l.as_bytes().to_vec()),
+        Replacement::Hmac => Style::Hmac,
+    }
 }
 
 /// Path keys of this length or longer share the last length bucket.
@@ -89,7 +160,23 @@ impl Compiled {
                     });
                 }
             };
-        let noise = if cfg.noise.enabled && !cfg.noise.globs.is_empty() {
+        let mut rule_names = cfg.noise.globs.clone();
+        let layered = if cfg.noise.enabled {
+            match Layered::new(cfg, rule_names.len() as u32) {
+                Ok(Some((layered, names))) => {
+                    rule_names.extend(names);
+                    Some(Box::new(layered))
+                }
+                Ok(None) => None,
+                Err(errs) => {
+                    problems.extend(errs);
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let noise = if cfg.noise.enabled && (!cfg.noise.globs.is_empty() || layered.is_some()) {
             match GlobList::new(&cfg.noise.globs, cfg.noise.case_sensitive) {
                 Ok(globs) => {
                     let (path_keys, path_keys_from) = path_keys_by_len(&cfg.noise.path_attributes);
@@ -99,6 +186,7 @@ impl Compiled {
                         path_keys_from,
                         span_name: cfg.noise.span_name,
                         drop_descendants: cfg.noise.drop_descendants,
+                        layered,
                     })
                 }
                 Err(errs) => {
@@ -137,15 +225,80 @@ impl Compiled {
                     (Some(b'*'), Vec::new())
                 }
                 Replacement::Label(l) => (None, l.as_bytes().to_vec()),
+                // The general path masks; the fast path never runs.
+                Replacement::Hmac => (Some(b'*'), Vec::new()),
             };
-            Some(Mask { mode: cfg.mask.mode, star, label, fields, keys })
+            let mut extra = Vec::new();
+            let mut scoped_bits = 0u64;
+            for (i, d) in cfg.mask.detectors.iter().enumerate() {
+                let finder = match &d.kind {
+                    DetectorKind::Builtin(b) => Finder::Builtin(*b),
+                    // Compiled once per config, here.
+                    DetectorKind::Regex(r) => match Pattern::new(r) {
+                        Ok(p) => Finder::Pattern(p),
+                        Err((pos, reason)) => {
+                            problems.push(ConfigProblem {
+                                path: format!("mask.patterns[{i}].regex"),
+                                reason: format!("does not compile: at character {pos}: {reason}"),
+                            });
+                            continue;
+                        }
+                    },
+                };
+                let keys = match &d.keys {
+                    None => {
+                        scoped_bits |= 1 << i;
+                        None
+                    }
+                    Some(k) => match GlobList::new(k, true) {
+                        Ok(k) => Some(k),
+                        Err(errs) => {
+                            glob_problems(errs, &format!("{}.keys", d.name), &mut problems);
+                            None
+                        }
+                    },
+                };
+                let numeric = matches!(d.kind, DetectorKind::Builtin(b) if b.is_numeric());
+                extra.push(Extra {
+                    name: d.name.clone(),
+                    finder,
+                    style: style(&d.replacement),
+                    numeric,
+                    keys,
+                });
+            }
+            let keyed = cfg.mask.hmac.as_ref().map(|h| Keyed::new(h.key.bytes(), &h.key_id));
+            let uses_hmac = cfg.mask.replacement == Replacement::Hmac
+                || extra.iter().any(|e| e.style == Style::Hmac);
+            if uses_hmac && keyed.is_none() {
+                problems.push(ConfigProblem {
+                    path: "mask.hmac".into(),
+                    reason: "replacement \"hmac\" needs a key: set mask.hmac.key_id and mask.hmac.key_file (or key_env)".into(),
+                });
+            }
+            Some(Mask {
+                mode: cfg.mask.mode,
+                star,
+                label,
+                fields,
+                keys,
+                style: style(&cfg.mask.replacement),
+                extra,
+                scoped_bits,
+                keyed,
+            })
         } else {
             None
         };
         if !problems.is_empty() {
             return Err(problems);
         }
-        Ok(Compiled { noise, mask, rule_names: cfg.noise.globs.clone() })
+        let extras = mask.as_ref().is_some_and(|m| !m.extra.is_empty());
+        let general = extras || mask.as_ref().is_some_and(|m| m.style == Style::Hmac);
+        let mut detector_names: Vec<String> =
+            crate::fnr::Detector::ALL.iter().map(|d| d.name().to_owned()).collect();
+        detector_names.extend(mask.iter().flat_map(|m| m.extra.iter().map(|e| e.name.clone())));
+        Ok(Compiled { noise, mask, rule_names, extras, general, detector_names })
     }
 }
 

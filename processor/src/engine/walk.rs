@@ -1,6 +1,7 @@
 //! The walkers: one per OTLP message, validating it and recording the edits
 //! that mask its values.
 
+use crate::detect::{self, Hit, Style};
 use crate::explain::{Finding, redact};
 use crate::fnr::{self, Mode};
 use crate::glob::GlobList;
@@ -14,7 +15,8 @@ use crate::wire::{
     Field, Fields, Problem, WireError, WireType, read_varint, varint_len, write_varint,
 };
 
-use super::rules::{Compiled, path_attribute};
+use super::layers::{Chain, Facts, Layered, Verdict, string_attribute};
+use super::rules::{Compiled, FNR_IDS, Noise, path_attribute};
 use super::{Container, Delta, Edit, MAX_VALUE_DEPTH, Op, SpanRec, room};
 
 /// Validates the batch and records the edits.
@@ -35,6 +37,25 @@ pub(super) struct Walk<'a, 'c, 'f> {
     pub(super) resources: Vec<Container>,
     /// Reused by glob matching to lowercase a path.
     pub(super) scratch: Vec<u8>,
+    /// Inside an attribute value out of the mask scope that a detector with
+    /// key globs of its own still scans: personal numbers are not masked.
+    pub(super) fnr_off: bool,
+    /// Inside an attribute value: bit i set when `mask.extra[i]` scans it.
+    pub(super) active: u64,
+    /// Reused by the general path for one text's matches.
+    pub(super) hits: Vec<Hit>,
+    /// Version 2's rules: the layers judging the current resource's spans,
+    /// and the span's facts they read (reused between spans).
+    pub(super) chain: Chain,
+    pub(super) facts: FactsBuf<'a>,
+}
+
+/// Reused buffers for a span's facts, under version 2's rules.
+#[derive(Default)]
+pub(super) struct FactsBuf<'a> {
+    paths: Vec<&'a [u8]>,
+    attrs: Vec<(usize, &'a [u8])>,
+    norm: Vec<Vec<u8>>,
 }
 
 impl<'a> Walk<'a, '_, '_> {
@@ -76,7 +97,7 @@ impl<'a> Walk<'a, '_, '_> {
         kind: FieldKind,
         scan: bool,
     ) -> Result<Delta, WireError> {
-        if self.findings.is_none() && plain_attribute(f.bytes(self.buf)) {
+        if self.findings.is_none() && plain_attribute(f.bytes(self.buf)) && !self.c.extras {
             return Ok(0);
         }
         self.nested(f.len_at, f.body, f.end, |w, s, e| w.key_value(s, e, kind, scan, 0))
@@ -136,6 +157,9 @@ impl<'a> Walk<'a, '_, '_> {
     /// Returns the size change of the resource; scope spans are recorded.
     pub(super) fn resource_spans(&mut self, start: usize, end: usize) -> Result<Delta, WireError> {
         let mut delta = 0;
+        if let Some(layered) = self.c.noise.as_ref().and_then(|n| n.layered.as_deref()) {
+            self.chain = resource_chain(layered, self.buf, start, end)?;
+        }
         let mut fields = Fields::new(self.buf, start, end);
         while let Some(f) = fields.next_field()? {
             match f.number {
@@ -230,6 +254,37 @@ impl<'a> Walk<'a, '_, '_> {
         Ok(())
     }
 
+    /// Records what version 2's rules read from one span attribute: a path
+    /// from a path key, the string of a rule's key.
+    fn gather(
+        &mut self,
+        layered: &Layered,
+        noise: Option<&Noise>,
+        kv_body: usize,
+        kv_end: usize,
+    ) -> Result<(), WireError> {
+        if let Some(noise) = noise
+            && let Some(value) = path_attribute(noise, self.buf, kv_body, kv_end)?
+        {
+            let p = path::from_attribute(value);
+            if self.facts.paths.last() != Some(&p) {
+                room(&mut self.facts.paths, "span records")?;
+                self.facts.paths.push(p);
+            }
+            return Ok(());
+        }
+        if layered.attr_keys.is_empty() {
+            return Ok(());
+        }
+        if let Some((key, value)) = string_attribute(self.buf, kv_body, kv_end)?
+            && let Some(k) = layered.attr_keys.iter().position(|x| x == key)
+        {
+            room(&mut self.facts.attrs, "span records")?;
+            self.facts.attrs.push((k, value));
+        }
+        Ok(())
+    }
+
     pub(super) fn scope(&mut self, start: usize, end: usize) -> Result<Delta, WireError> {
         let mut delta = 0;
         let mut fields = Fields::new(self.buf, start, end);
@@ -318,7 +373,9 @@ impl<'a> Walk<'a, '_, '_> {
                 }
                 span::ATTRIBUTES => {
                     expect(&f, WireType::Len, "Span.attributes")?;
-                    if let Some(noise) = noise
+                    if let Some(layered) = noise.and_then(|n| n.layered.as_deref()) {
+                        self.gather(layered, noise, f.body, f.end)?;
+                    } else if let Some(noise) = noise
                         && rec.rule.is_none()
                         && let Some(value) = path_attribute(noise, self.buf, f.body, f.end)?
                     {
@@ -345,6 +402,25 @@ impl<'a> Walk<'a, '_, '_> {
         // An absent id reads as empty, which no span may have.
         required_ids((rec.trace_id, rec.span_id), start, ("Span.trace_id", "Span.span_id"))?;
         if let Some(noise) = noise
+            && let Some(layered) = noise.layered.as_deref()
+        {
+            let name = name.unwrap_or_default();
+            if noise.span_name
+                && kind == span::KIND_SERVER
+                && let Some(p) = path::from_span_name(name)
+            {
+                self.facts.paths.push(p);
+            }
+            let facts = Facts { paths: &self.facts.paths, name, attrs: &self.facts.attrs };
+            rec.path = facts.paths.first().copied().unwrap_or_default();
+            rec.rule =
+                match layered.judge(&self.chain, &facts, &mut self.facts.norm, &mut self.scratch) {
+                    Some(Verdict::Drop(id)) => Some(id),
+                    Some(Verdict::Keep) | None => None,
+                };
+            self.facts.paths.clear();
+            self.facts.attrs.clear();
+        } else if let Some(noise) = noise
             && rec.rule.is_none()
             && noise.span_name
             && kind == span::KIND_SERVER
@@ -451,6 +527,18 @@ impl<'a> Walk<'a, '_, '_> {
         {
             scan_values = self.key_matches(keys, start, end)?;
         }
+        // Other detectors may have key globs of their own: which of them
+        // scan this attribute's value is settled here, for every depth.
+        let saved = if depth == 0 && self.c.extras {
+            let saved = (self.fnr_off, self.active);
+            let bits = self.extra_bits(scan && self.scans(kind), scan_values, start, end)?;
+            self.fnr_off = !scan_values;
+            self.active = bits;
+            scan_values |= bits != 0;
+            Some(saved)
+        } else {
+            None
+        };
         let mut delta = 0;
         let mut fields = Fields::new(self.buf, start, end);
         while let Some(f) = fields.next_field()? {
@@ -468,7 +556,39 @@ impl<'a> Walk<'a, '_, '_> {
                 _ => self.unknown(&f)?,
             }
         }
+        if let Some((fnr_off, active)) = saved {
+            (self.fnr_off, self.active) = (fnr_off, active);
+        }
         Ok(delta)
+    }
+
+    /// Which other detectors scan the value of the top-level KeyValue at
+    /// `start..end`: those without key globs when the mask scope does
+    /// (`in_scope`), those with globs when its field kind is scanned
+    /// (`in_fields`) and they match its key.
+    fn extra_bits(
+        &self,
+        in_fields: bool,
+        in_scope: bool,
+        start: usize,
+        end: usize,
+    ) -> Result<u64, WireError> {
+        let Some(mask) = self.c.mask.as_ref() else { return Ok(0) };
+        if !in_fields {
+            return Ok(0);
+        }
+        let mut bits = if in_scope { mask.scoped_bits } else { 0 };
+        if mask.extra.iter().any(|x| x.keys.is_some()) {
+            let key = self.last_len_field(start, end, key_value::KEY)?;
+            for (i, x) in mask.extra.iter().enumerate() {
+                if let Some(keys) = &x.keys
+                    && keys.is_match(key, &mut Vec::new())
+                {
+                    bits |= 1 << i;
+                }
+            }
+        }
+        Ok(bits)
     }
 
     /// Whether the KeyValue at `start..end` has a key in the key scope.
@@ -491,7 +611,7 @@ impl<'a> Walk<'a, '_, '_> {
     }
 
     /// Records a masked value when explaining.
-    fn record(&mut self, kind: FieldKind, detector: fnr::Detector) {
+    fn record(&mut self, kind: FieldKind, detector: u8) {
         if let Some(findings) = self.findings.as_deref_mut() {
             let key = match kind {
                 FieldKind::SpanAttribute
@@ -507,7 +627,7 @@ impl<'a> Walk<'a, '_, '_> {
                 span_id: self.ids.1.to_vec(),
                 field: kind,
                 key,
-                detector,
+                detector: self.c.detector_names[usize::from(detector)].clone(),
             });
         }
     }
@@ -616,7 +736,11 @@ impl<'a> Walk<'a, '_, '_> {
         // number, and the caller's field then never leaves registers for a
         // call (in the wasm guest, a struct passed to a call is stored to
         // the shadow stack in linear memory first).
-        if !scan || !self.scans(kind) || !fnr::may_contain(&self.buf[f.body..f.end]) {
+        if !scan || !self.scans(kind) {
+            return Ok(0);
+        }
+        // Other detectors find text with no digits at all.
+        if !fnr::may_contain(&self.buf[f.body..f.end]) && !self.c.extras {
             return Ok(0);
         }
         self.mask_text(f.len_at, f.body, f.end, kind)
@@ -651,7 +775,7 @@ impl<'a> Walk<'a, '_, '_> {
             out_of_memory |=
                 push_stars(edits, text, body, &found, c, FieldKind::UnknownField).is_err();
             if found_any.try_reserve(1).is_ok() {
-                found_any.push(found.detector);
+                found_any.push(found.detector.index() as u8);
             }
         });
         if out_of_memory {
@@ -672,6 +796,9 @@ impl<'a> Walk<'a, '_, '_> {
         end: usize,
         kind: FieldKind,
     ) -> Result<Delta, WireError> {
+        if self.c.general {
+            return self.mask_general(len_at, body, end, kind);
+        }
         let Some(mask) = self.c.mask.as_ref() else { return Ok(0) };
         let text = &self.buf[body..end];
         let first = self.edits.len();
@@ -684,7 +811,7 @@ impl<'a> Walk<'a, '_, '_> {
                 return;
             }
             let (start, end) = (base + found.start, base + found.end);
-            let masked = Some((found.detector, kind));
+            let masked = Some((found.detector.index() as u8, kind));
             match mask.star {
                 Some(c) => out_of_memory |= push_stars(edits, text, base, &found, c, kind).is_err(),
                 None => {
@@ -700,7 +827,7 @@ impl<'a> Walk<'a, '_, '_> {
         if self.findings.is_some() {
             // Audits only: a second scan keeps the hot closure above small.
             let mut detectors = Vec::new();
-            fnr::scan(text, mask.mode, |found| detectors.push(found.detector));
+            fnr::scan(text, mask.mode, |found| detectors.push(found.detector.index() as u8));
             for d in detectors {
                 self.record(kind, d);
             }
@@ -709,6 +836,119 @@ impl<'a> Walk<'a, '_, '_> {
             // The text changed length: its own prefix must change too.
             let new_len = (end - body) as isize + delta;
             // It goes before the replacements just recorded: edits stay in order.
+            room(&mut self.edits, "edits")?;
+            self.edits.insert(first, Edit::new(len_at, body, Op::Len(new_len as u64)));
+            delta += varint_len(new_len as u64) as isize - (body - len_at) as isize;
+        }
+        Ok(delta)
+    }
+
+    /// [`Walk::mask_text`] when other detectors are on or numbers become
+    /// pseudonyms: every detector that scans here reports its matches,
+    /// overlapping matches are merged (the lowest detector id names the
+    /// union; privacy fails closed), and each is replaced from the arena.
+    #[inline(never)]
+    fn mask_general(
+        &mut self,
+        len_at: usize,
+        body: usize,
+        end: usize,
+        kind: FieldKind,
+    ) -> Result<Delta, WireError> {
+        let (c, buf) = (self.c, self.buf);
+        let Some(mask) = c.mask.as_ref() else { return Ok(0) };
+        let text = &buf[body..end];
+        let value = matches!(
+            kind,
+            FieldKind::SpanAttribute
+                | FieldKind::EventAttribute
+                | FieldKind::LinkAttribute
+                | FieldKind::ResourceAttribute
+                | FieldKind::ScopeAttribute
+        );
+        // Attribute values were settled by their key; other text is in the
+        // mask scope (the walk only gets here when its field kind is).
+        let (fnr_on, bits) =
+            if value { (!self.fnr_off, self.active) } else { (true, mask.scoped_bits) };
+        let mut hits = std::mem::take(&mut self.hits);
+        hits.clear();
+        let mut out_of_memory = false;
+        let mut push = |hits: &mut Vec<Hit>, start: usize, end: usize, detector: u8| {
+            if room(hits, "matches").is_err() {
+                out_of_memory = true;
+            } else {
+                hits.push(Hit { start, end, detector });
+            }
+        };
+        if fnr_on && fnr::may_contain(text) {
+            fnr::scan(text, mask.mode, |f| {
+                push(&mut hits, f.start, f.end, f.detector.index() as u8)
+            });
+        }
+        for (i, x) in mask.extra.iter().enumerate() {
+            if bits & (1 << i) != 0 {
+                x.scan(text, &mut |s, e| push(&mut hits, s, e, FNR_IDS + i as u8));
+            }
+        }
+        if out_of_memory {
+            return Err(WireError::new(body, Problem::OutOfMemory("matches")));
+        }
+        let exact = detect::merge(&mut hits);
+        let first = self.edits.len();
+        let mut delta = 0;
+        let mut value_buf = Vec::new();
+        for (h, &exact) in hits.iter().zip(&exact) {
+            let (style, numeric, name) = match h.detector.checked_sub(FNR_IDS) {
+                None => (&mask.style, true, c.detector_names[usize::from(h.detector)].as_str()),
+                Some(i) => {
+                    let x = &mask.extra[usize::from(i)];
+                    (&x.style, x.numeric, x.name.as_str())
+                }
+            };
+            let src = &text[h.start..h.end];
+            let from = self.arena.len();
+            self.arena
+                .try_reserve(src.len().max(64))
+                .map_err(|_| WireError::new(body, Problem::OutOfMemory("masked values")))?;
+            match (style, &mask.keyed) {
+                (Style::Stars(ch), _) if numeric && exact => {
+                    detect::star_digits(src, *ch, &mut self.arena)
+                }
+                (Style::Stars(ch), _) => self.arena.extend(std::iter::repeat_n(*ch, src.len())),
+                (Style::Label(l), _) => self.arena.extend_from_slice(l),
+                (Style::Hmac, Some(keyed)) => {
+                    // The value as the detector reads it, so that one
+                    // person's number written two ways is one pseudonym.
+                    value_buf.clear();
+                    if numeric && exact {
+                        value_buf = detect::digits_of(src);
+                        if name == "phone-no" && value_buf.len() > 8 {
+                            value_buf.drain(..value_buf.len() - 8);
+                        }
+                    } else if exact && name == "email" {
+                        value_buf.extend(src.iter().map(u8::to_ascii_lowercase));
+                    } else {
+                        value_buf.extend_from_slice(src);
+                    }
+                    keyed.pseudonym(name, &value_buf, &mut self.arena);
+                }
+                // Compiled::new refuses hmac without a key.
+                (Style::Hmac, None) => self.arena.extend(std::iter::repeat_n(b'*', src.len())),
+            }
+            let to = self.arena.len();
+            room(&mut self.edits, "edits")?;
+            self.edits.push(Edit {
+                start: body + h.start,
+                end: body + h.end,
+                op: Op::Arena { from, to },
+                mask: Some((h.detector, kind)),
+            });
+            delta += (to - from) as isize - (h.end - h.start) as isize;
+            self.record(kind, h.detector);
+        }
+        self.hits = hits;
+        if delta != 0 {
+            let new_len = (end - body) as isize + delta;
             room(&mut self.edits, "edits")?;
             self.edits.insert(first, Edit::new(len_at, body, Op::Len(new_len as u64)));
             delta += varint_len(new_len as u64) as isize - (body - len_at) as isize;
@@ -725,6 +965,9 @@ impl<'a> Walk<'a, '_, '_> {
         kind: FieldKind,
     ) -> Result<Delta, WireError> {
         let Some(mask) = self.c.mask.as_ref() else { return Ok(0) };
+        if self.fnr_off {
+            return Ok(0);
+        }
         let Some((digits, padded)) = int_digits(v) else { return Ok(0) };
         // A padded 10-digit int only counts when it validates, even in
         // `any11`: most 10-digit ints are epoch seconds.
@@ -732,11 +975,17 @@ impl<'a> Walk<'a, '_, '_> {
         let mut found_any = None;
         fnr::scan(&digits, mode, |found| found_any = Some(found));
         let Some(found) = found_any else { return Ok(0) };
-        self.record(kind, found.detector);
+        let detector = found.detector.index() as u8;
+        self.record(kind, detector);
         let sign: &[u8] = if v < 0 { b"-" } else { b"" };
-        let masked: Vec<u8> = match mask.star {
-            Some(c) => [sign, &[c; 11]].concat(),
-            None => [sign, &mask.label].concat(),
+        let masked: Vec<u8> = match (&mask.style, &mask.keyed, mask.star) {
+            (Style::Hmac, Some(keyed), _) => {
+                let mut p = sign.to_vec();
+                keyed.pseudonym(found.detector.name(), &digits, &mut p);
+                p
+            }
+            (_, _, Some(c)) => [sign, &[c; 11]].concat(),
+            (_, _, None) => [sign, &mask.label].concat(),
         };
         let from = self.arena.len();
         // A tag, a length varint (at most 10 bytes) and the text.
@@ -752,10 +1001,28 @@ impl<'a> Walk<'a, '_, '_> {
             start: f.start,
             end: f.end,
             op: Op::Arena { from, to },
-            mask: Some((found.detector, kind)),
+            mask: Some((detector, kind)),
         });
         Ok((to - from) as isize - (f.end - f.start) as isize)
     }
+}
+
+/// The chain of layers for the ResourceSpans at `start..end`: its
+/// `resource` is found first, as it may follow the spans on the wire.
+fn resource_chain(
+    layered: &Layered,
+    buf: &[u8],
+    start: usize,
+    end: usize,
+) -> Result<Chain, WireError> {
+    let mut resource = (end, end);
+    let mut fields = Fields::new(buf, start, end);
+    while let Some(f) = fields.next_field()? {
+        if f.number == resource_spans::RESOURCE && f.wire == WireType::Len {
+            resource = (f.body, f.end);
+        }
+    }
+    layered.chain(buf, resource.0, resource.1)
 }
 
 /// Stars the number `found` in `text` (at `base` in the batch): its digits
@@ -772,7 +1039,7 @@ fn push_stars(
     kind: FieldKind,
 ) -> Result<(), WireError> {
     let (start, end) = (base + found.start, base + found.end);
-    let mask = Some((found.detector, kind));
+    let mask = Some((found.detector.index() as u8, kind));
     room(edits, "edits")?;
     if found.end - found.start > 11
         && text[found.start + 6..found.end - 5].iter().any(u8::is_ascii_digit)
@@ -965,8 +1232,8 @@ mod tests {
                 for cfg in [r#"{"mask":{"mode":"any11"}}"#, r#"{"mask":{"replacement":"label"}}"#] {
                     let c = Compiled::new(&crate::config::Config::from_json(cfg).expect("config")).expect("compiles");
                     let mut walk = Walk {
-                        buf: &body, c: &c, edits: Vec::new(), arena: Vec::new(), counters: Counters::new(0), findings: None,
-                        ids: (&[], &[]), key: &[], spans: Vec::new(), scopes: Vec::new(), resources: Vec::new(), scratch: Vec::new(),
+                        buf: &body, c: &c, edits: Vec::new(), arena: Vec::new(), counters: Counters::new(0, 5), findings: None, fnr_off: false, active: 0, hits: Vec::new(),
+                        ids: (&[], &[]), key: &[], spans: Vec::new(), scopes: Vec::new(), resources: Vec::new(), scratch: Vec::new(), chain: Default::default(), facts: Default::default(),
                     };
                     let delta = walk.key_value(0, body.len(), crate::FieldKind::SpanAttribute, true, 0).expect("valid");
                     proptest::prop_assert_eq!(delta, 0);

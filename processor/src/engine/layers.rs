@@ -1,0 +1,353 @@
+//! Schema version 2's layered noise rules, compiled: which layers judge a
+//! resource's spans (chosen once per resource), and the judgement of one
+//! span by that chain of layers. See `crate::teams` for the precedence.
+
+use crate::config::Config;
+use crate::error::ConfigProblem;
+use crate::glob::GlobList;
+use crate::otlp::{any_value, key_value, resource};
+use crate::path;
+use crate::teams::{NoiseLayer, NoiseRule, preset_rules};
+use crate::wire::{Fields, WireError, WireType};
+
+/// At most this many layers judge a span: service entry, team, override,
+/// defaults.
+pub(super) const MAX_CHAIN: usize = 4;
+
+/// The layers that judge one resource's spans, highest precedence first.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Chain {
+    layers: [u32; MAX_CHAIN],
+    len: u8,
+}
+
+impl Chain {
+    fn push(&mut self, layer: Option<u32>) {
+        if let Some(l) = layer {
+            self.layers[usize::from(self.len)] = l;
+            self.len += 1;
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = u32> + '_ {
+        self.layers[..usize::from(self.len)].iter().copied()
+    }
+}
+
+/// One layer, compiled.
+#[derive(Debug)]
+struct Layer {
+    keep: GlobList,
+    drop: GlobList,
+    /// The rule id of each `drop` glob.
+    drop_ids: Vec<u32>,
+    names: GlobList,
+    name_ids: Vec<u32>,
+    /// (index into `Layered::attr_keys`, glob, rule id).
+    attrs: Vec<(usize, GlobList, u32)>,
+}
+
+/// What decided a span.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Verdict {
+    Keep,
+    Drop(u32),
+}
+
+/// A span's facts that the rules read, gathered by the walk.
+pub(super) struct Facts<'a, 's> {
+    /// Paths from the path attributes and a server span's name, in order.
+    pub(super) paths: &'s [&'a [u8]],
+    pub(super) name: &'a [u8],
+    /// (index into `attr_keys`, string value) of the span's rule attributes.
+    pub(super) attrs: &'s [(usize, &'a [u8])],
+}
+
+/// An override: (match key index, value glob) pairs, whether final, layer.
+type CompiledOverride = (Vec<(usize, GlobList)>, bool, u32);
+
+/// A team: its name, its layer, and its services' (glob, layer).
+type CompiledTeam = (Vec<u8>, u32, Vec<(GlobList, u32)>);
+
+/// A KeyValue's key and string value.
+type StringAttribute<'a> = (&'a [u8], &'a [u8]);
+
+/// Every layer, and how a resource picks its chain.
+#[derive(Debug)]
+pub(super) struct Layered {
+    /// 0 is the defaults; then the overrides', teams' and services'.
+    layers: Vec<Layer>,
+    overrides: Vec<CompiledOverride>,
+    /// Sorted by name.
+    teams: Vec<CompiledTeam>,
+    /// Resource attribute keys read to pick a chain: `teams.key` first,
+    /// `service.name` second, then the overrides' keys.
+    match_keys: Vec<Vec<u8>>,
+    /// Span attribute keys the rules read.
+    pub(super) attr_keys: Vec<Vec<u8>>,
+}
+
+/// Names of the rules past the default globs, in id order, for stats.
+pub(super) type RuleNames = Vec<String>;
+
+impl Layered {
+    /// Compiles the version-2 rules. `None` when there are none, so a
+    /// version-1 config keeps the plain path. Rule ids continue after the
+    /// default globs' (`first_id`).
+    pub(super) fn new(
+        cfg: &Config,
+        first_id: u32,
+    ) -> Result<Option<(Layered, RuleNames)>, Vec<ConfigProblem>> {
+        let mut main_rules: Vec<(String, NoiseRule)> =
+            cfg.noise.rules.iter().map(|r| ("noise.rules".to_owned(), r.clone())).collect();
+        for name in &cfg.noise.presets {
+            for r in preset_rules(name).unwrap_or_default() {
+                main_rules.push((format!("preset {name}"), r));
+            }
+        }
+        if main_rules.is_empty() && cfg.overrides.is_empty() && cfg.teams.files.is_empty() {
+            return Ok(None);
+        }
+        let case_sensitive = cfg.noise.case_sensitive;
+        let mut b = Builder {
+            names: Vec::new(),
+            next_id: first_id,
+            attr_keys: Vec::new(),
+            problems: Vec::new(),
+            case_sensitive,
+        };
+        // The defaults: the default globs keep their ids (0..), the rules follow.
+        let defaults = NoiseLayer { source: "noise".into(), ..NoiseLayer::default() };
+        let mut layers = vec![b.layer(&defaults, &main_rules)];
+        layers[0].drop = GlobList::new(&cfg.noise.globs, case_sensitive).map_err(|_| {
+            vec![ConfigProblem { path: "noise.globs".into(), reason: "bad glob".into() }]
+        })?;
+        layers[0].drop_ids = (0..cfg.noise.globs.len() as u32).collect();
+
+        let mut match_keys: Vec<Vec<u8>> =
+            vec![cfg.teams.key.as_bytes().to_vec(), b"service.name".to_vec()];
+        let key_index =
+            |k: &str, keys: &mut Vec<Vec<u8>>| match keys.iter().position(|x| x == k.as_bytes()) {
+                Some(i) => i,
+                None => {
+                    keys.push(k.as_bytes().to_vec());
+                    keys.len() - 1
+                }
+            };
+        let mut overrides = Vec::new();
+        for o in &cfg.overrides {
+            let mut m = Vec::new();
+            for (k, g) in &o.matches {
+                let i = key_index(k, &mut match_keys);
+                m.push((i, b.glob(std::slice::from_ref(g), true)));
+            }
+            layers.push(b.layer(&o.noise, &[]));
+            overrides.push((m, o.is_final, layers.len() as u32 - 1));
+        }
+        let mut teams = Vec::new();
+        for t in &cfg.teams.files {
+            layers.push(b.layer(&t.noise, &[]));
+            let team_layer = layers.len() as u32 - 1;
+            let mut services = Vec::new();
+            for (glob, layer) in &t.services {
+                layers.push(b.layer(layer, &[]));
+                services.push((b.glob(std::slice::from_ref(glob), true), layers.len() as u32 - 1));
+            }
+            teams.push((t.name.as_bytes().to_vec(), team_layer, services));
+        }
+        teams.sort_by(|a, b| a.0.cmp(&b.0));
+        if !b.problems.is_empty() {
+            return Err(b.problems);
+        }
+        let layered = Layered { layers, overrides, teams, match_keys, attr_keys: b.attr_keys };
+        Ok(Some((layered, b.names)))
+    }
+
+    /// The chain for a resource whose attributes are at `start..end` of
+    /// `buf` (a `Resource` message), read once per resource.
+    pub(super) fn chain(&self, buf: &[u8], start: usize, end: usize) -> Result<Chain, WireError> {
+        let mut values: Vec<Option<&[u8]>> = vec![None; self.match_keys.len()];
+        let mut fields = Fields::new(buf, start, end);
+        while let Some(f) = fields.next_field()? {
+            if f.number != resource::ATTRIBUTES || f.wire != WireType::Len {
+                continue;
+            }
+            if let Some((key, value)) = string_attribute(buf, f.body, f.end)?
+                && let Some(i) = self.match_keys.iter().position(|k| k == key)
+            {
+                values[i] = Some(value);
+            }
+        }
+        let mut scratch = Vec::new();
+        let (team, service) = (values[0], values[1]);
+        let mut team_layers = (None, None);
+        if let Some(ns) = team
+            && let Ok(t) = self.teams.binary_search_by(|t| t.0.as_slice().cmp(ns))
+        {
+            let (_, layer, services) = &self.teams[t];
+            let svc = service.and_then(|s| {
+                services.iter().find(|(g, _)| g.is_match(s, &mut scratch)).map(|(_, l)| *l)
+            });
+            team_layers = (svc, Some(*layer));
+        }
+        let over = self.overrides.iter().find(|(m, _, _)| {
+            m.iter().all(|(i, g)| {
+                values.get(*i).copied().flatten().is_some_and(|v| g.is_match(v, &mut scratch))
+            })
+        });
+        let mut chain = Chain::default();
+        match over {
+            Some((_, true, l)) => {
+                chain.push(Some(*l));
+                chain.push(team_layers.0);
+                chain.push(team_layers.1);
+            }
+            Some((_, false, l)) => {
+                chain.push(team_layers.0);
+                chain.push(team_layers.1);
+                chain.push(Some(*l));
+            }
+            None => {
+                chain.push(team_layers.0);
+                chain.push(team_layers.1);
+            }
+        }
+        chain.push(Some(0));
+        Ok(chain)
+    }
+
+    /// The first layer of `chain` that decides the span, if any. Paths are
+    /// normalised (see [`path::normalise`]) into `norm` first.
+    pub(super) fn judge(
+        &self,
+        chain: &Chain,
+        facts: &Facts<'_, '_>,
+        norm: &mut Vec<Vec<u8>>,
+        scratch: &mut Vec<u8>,
+    ) -> Option<Verdict> {
+        norm.resize_with(facts.paths.len(), Vec::new);
+        for (p, out) in facts.paths.iter().zip(norm.iter_mut()) {
+            if path::needs_normalising(p) {
+                path::normalise(p, out);
+            } else {
+                out.clear();
+                out.extend_from_slice(p);
+            }
+        }
+        let paths = &norm[..facts.paths.len()];
+        for l in chain.iter() {
+            let layer = &self.layers[l as usize];
+            if paths.iter().any(|p| layer.keep.is_match(p, scratch)) {
+                return Some(Verdict::Keep);
+            }
+            for p in paths {
+                if let Some(i) = layer.drop.first_match(p, scratch) {
+                    return Some(Verdict::Drop(layer.drop_ids[i]));
+                }
+            }
+            if let Some(i) = layer.names.first_match(facts.name, scratch) {
+                return Some(Verdict::Drop(layer.name_ids[i]));
+            }
+            for (key, glob, id) in &layer.attrs {
+                if facts.attrs.iter().any(|(k, v)| k == key && glob.is_match(v, scratch)) {
+                    return Some(Verdict::Drop(*id));
+                }
+            }
+        }
+        None
+    }
+}
+
+/// Compiles layers and names their rules.
+struct Builder {
+    names: RuleNames,
+    next_id: u32,
+    attr_keys: Vec<Vec<u8>>,
+    problems: Vec<ConfigProblem>,
+    case_sensitive: bool,
+}
+
+impl Builder {
+    fn glob(&mut self, globs: &[String], case_sensitive: bool) -> GlobList {
+        match GlobList::new(globs, case_sensitive) {
+            Ok(g) => g,
+            Err(errors) => {
+                // The config checks every glob first; this is a backstop.
+                for e in errors {
+                    self.problems.push(ConfigProblem {
+                        path: format!("glob {}", e.index),
+                        reason: format!("bad glob: {}", e.reason),
+                    });
+                }
+                GlobList::new(&[], true).unwrap_or_else(|_| unreachable!("an empty list compiles"))
+            }
+        }
+    }
+
+    fn id(&mut self, name: String) -> u32 {
+        self.names.push(name);
+        self.next_id += 1;
+        self.next_id - 1
+    }
+
+    fn layer(&mut self, l: &NoiseLayer, extra_rules: &[(String, NoiseRule)]) -> Layer {
+        let case = self.case_sensitive;
+        let keep = self.glob(&l.keep_globs, case);
+        let drop = self.glob(&l.extra_globs, case);
+        let drop_ids = l.extra_globs.iter().map(|g| self.id(format!("{} {g}", l.source))).collect();
+        let rules = l
+            .rules
+            .iter()
+            .map(|r| (l.source.clone(), r.clone()))
+            .chain(extra_rules.iter().cloned());
+        let (mut name_globs, mut name_ids, mut attrs) = (Vec::new(), Vec::new(), Vec::new());
+        for (source, rule) in rules.collect::<Vec<_>>() {
+            let id = self.id(format!("{source} {}", rule.describe()));
+            match rule {
+                NoiseRule::SpanName(g) => {
+                    name_globs.push(g);
+                    name_ids.push(id);
+                }
+                NoiseRule::Attribute { key, glob } => {
+                    let k = match self.attr_keys.iter().position(|x| x == key.as_bytes()) {
+                        Some(k) => k,
+                        None => {
+                            self.attr_keys.push(key.into_bytes());
+                            self.attr_keys.len() - 1
+                        }
+                    };
+                    attrs.push((k, self.glob(std::slice::from_ref(&glob), true), id));
+                }
+            }
+        }
+        let names = self.glob(&name_globs, true);
+        Layer { keep, drop, drop_ids, names, name_ids, attrs }
+    }
+}
+
+/// The key and string value of the KeyValue at `start..end`, when its value
+/// is a string.
+pub(super) fn string_attribute(
+    buf: &[u8],
+    start: usize,
+    end: usize,
+) -> Result<Option<StringAttribute<'_>>, WireError> {
+    let (mut key, mut value) = (None, None);
+    let mut fields = Fields::new(buf, start, end);
+    while let Some(f) = fields.next_field()? {
+        match (f.number, f.wire) {
+            (key_value::KEY, WireType::Len) => key = Some(f.bytes(buf)),
+            (key_value::VALUE, WireType::Len) => {
+                let mut inner = Fields::new(buf, f.body, f.end);
+                value = None;
+                while let Some(g) = inner.next_field()? {
+                    if g.number == any_value::STRING && g.wire == WireType::Len {
+                        value = Some(g.bytes(buf));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(key.zip(value))
+}

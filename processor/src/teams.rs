@@ -1,0 +1,440 @@
+//! Schema version 2: noise rules beyond the path, presets, the platform's
+//! `overrides`, and the teams' own files.
+//!
+//! A resource's spans are judged by a chain of layers, first match wins:
+//!
+//! 1. the team file's `services` entry for the resource's `service.name`;
+//! 2. the team file (`teams/<namespace>.yaml`, chosen by `teams.key`);
+//! 3. the first of the platform's `overrides` whose `match` holds;
+//! 4. the defaults (`noise.globs`, `noise.rules`, the presets).
+//!
+//! An override with `final: true` goes before the team's layers. Within a
+//! layer, `keep_globs` are tried first: a kept path is exempt from every
+//! layer after it, the defaults included.
+//!
+//! Team files are read by the host and passed in under `teams.files`
+//! (the component reads no file). A team file can only add noise rules for
+//! its own namespace: it can never turn masking off, narrow the mask scope
+//! or match another namespace. A team file with any problem is left out
+//! whole, its problems listed in [`Teams::problems`]; the platform config
+//! and the other teams still load.
+
+use serde_json::Value;
+
+use crate::config::{Checker, join};
+use crate::error::ConfigProblem;
+use crate::glob::GlobList;
+
+/// The resource attribute a team file is scoped by, by default.
+pub const DEFAULT_TEAM_KEY: &str = "k8s.namespace.name";
+
+/// A noise condition beyond the URL path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NoiseRule {
+    /// The span's name matches this glob (case-sensitive).
+    SpanName(String),
+    /// The span attribute `key` holds a string matching `glob`
+    /// (case-sensitive).
+    Attribute {
+        /// The attribute key, exactly.
+        key: String,
+        /// The glob its string value must match.
+        glob: String,
+    },
+}
+
+impl NoiseRule {
+    /// How the rule is named in stats and audits.
+    pub fn describe(&self) -> String {
+        match self {
+            NoiseRule::SpanName(glob) => format!("span_name {glob}"),
+            NoiseRule::Attribute { key, glob } => format!("{key} {glob}"),
+        }
+    }
+}
+
+/// The noise presets, by name: rules for noise the path globs miss.
+pub const PRESETS: [(&str, &[(&str, &str)]); 2] = [
+    // The kubelet's liveness, readiness and startup probes, whatever path
+    // they hit.
+    (
+        "kubernetes-probes",
+        &[("user_agent.original", "kube-probe/*"), ("http.user_agent", "kube-probe/*")],
+    ),
+    // The gRPC health checking protocol: its span names and `rpc.service`.
+    ("grpc-health", &[("", "grpc.health.v1.Health/*"), ("rpc.service", "grpc.health.v1.Health")]),
+];
+
+/// The rules of a preset; `None` for an unknown name.
+pub fn preset_rules(name: &str) -> Option<Vec<NoiseRule>> {
+    let (_, rules) = PRESETS.iter().find(|(n, _)| *n == name)?;
+    Some(
+        rules
+            .iter()
+            .map(|(key, glob)| match *key {
+                "" => NoiseRule::SpanName((*glob).to_owned()),
+                key => NoiseRule::Attribute { key: key.to_owned(), glob: (*glob).to_owned() },
+            })
+            .collect(),
+    )
+}
+
+/// One layer of noise rules, with where it was written.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NoiseLayer {
+    /// Where the layer comes from: `overrides[0]`, `teams/team-a.yaml`,
+    /// `teams/team-a.yaml services.person-*`.
+    pub source: String,
+    /// Paths dropped as noise.
+    pub extra_globs: Vec<String>,
+    /// Paths kept, whatever a later layer says.
+    pub keep_globs: Vec<String>,
+    /// Conditions beyond the path.
+    pub rules: Vec<NoiseRule>,
+}
+
+/// One of the platform's `overrides`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Override {
+    /// Resource attribute key and value glob; every one must match.
+    pub matches: Vec<(String, String)>,
+    /// Goes before the team's layers.
+    pub is_final: bool,
+    /// Its rules.
+    pub noise: NoiseLayer,
+}
+
+/// One team file that loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Team {
+    /// The value of the `teams.key` attribute it applies to (its file name).
+    pub name: String,
+    /// The file's own rules.
+    pub noise: NoiseLayer,
+    /// `services`: a `service.name` glob and its rules, in key order.
+    pub services: Vec<(String, NoiseLayer)>,
+}
+
+/// `teams`: where team files live and which of them loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Teams {
+    /// `teams.dir`, relative to the config file; the host reads it.
+    pub dir: Option<String>,
+    /// `teams.key`: the resource attribute a file is scoped by.
+    pub key: String,
+    /// The team files that loaded, by name.
+    pub files: Vec<Team>,
+    /// Problems of the team files left out, as `file:key.path`.
+    pub problems: Vec<ConfigProblem>,
+}
+
+impl Default for Teams {
+    fn default() -> Teams {
+        Teams {
+            dir: None,
+            key: DEFAULT_TEAM_KEY.to_owned(),
+            files: Vec::new(),
+            problems: Vec::new(),
+        }
+    }
+}
+
+/// `noise.rules`: a list of conditions.
+pub(crate) fn read_rules(c: &mut Checker, v: &Value, path: &str) -> Vec<NoiseRule> {
+    let Value::Array(items) = v else {
+        c.problem(path, "expected a list of rules, each `span_name: GLOB` or `attribute: KEY` with `glob: GLOB`");
+        return Vec::new();
+    };
+    let mut rules = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let at = format!("{path}[{i}]");
+        let Some(map) = c.object(item, &at, &["span_name", "attribute", "glob"]) else { continue };
+        let span_name = c.string(map, &at, "span_name");
+        let attribute = c.string(map, &at, "attribute");
+        let glob = c.string(map, &at, "glob");
+        let rule = match (span_name, attribute, glob) {
+            (Some(g), None, None) => NoiseRule::SpanName(g.to_owned()),
+            (None, Some(key), Some(g)) if !key.is_empty() => {
+                NoiseRule::Attribute { key: key.to_owned(), glob: g.to_owned() }
+            }
+            _ => {
+                c.problem(&at, "a rule is one condition: `span_name: GLOB`, or `attribute: KEY` with `glob: GLOB`");
+                continue;
+            }
+        };
+        let glob = match &rule {
+            NoiseRule::SpanName(g) | NoiseRule::Attribute { glob: g, .. } => g,
+        };
+        if let Err(errors) = GlobList::new(std::slice::from_ref(glob), true) {
+            for e in errors {
+                let key = if matches!(rule, NoiseRule::SpanName(_)) { "span_name" } else { "glob" };
+                c.problem(join(&at, key), format!("bad glob: {}", e.reason));
+            }
+        }
+        rules.push(rule);
+    }
+    rules
+}
+
+/// A layer's `noise` mapping: `extra_globs`, `keep_globs`, `rules`.
+fn read_layer(c: &mut Checker, v: &Value, path: &str, source: String) -> NoiseLayer {
+    let mut layer = NoiseLayer { source, ..NoiseLayer::default() };
+    let Some(map) = c.object(v, path, &["extra_globs", "keep_globs", "rules"]) else {
+        return layer;
+    };
+    for (key, list) in
+        [("extra_globs", &mut layer.extra_globs), ("keep_globs", &mut layer.keep_globs)]
+    {
+        if let Some(globs) = c.strings(map, path, key) {
+            if let Err(errors) = GlobList::new(&globs, false) {
+                for e in errors {
+                    c.problem(
+                        format!("{}[{}]", join(path, key), e.index),
+                        format!("bad glob: {}", e.reason),
+                    );
+                }
+            }
+            *list = globs;
+        }
+    }
+    if let Some(rules) = map.get("rules") {
+        layer.rules = read_rules(c, rules, &join(path, "rules"));
+    }
+    layer
+}
+
+/// `overrides`: platform rules for the resources they match.
+pub(crate) fn read_overrides(c: &mut Checker, v: &Value) -> Vec<Override> {
+    let Value::Array(items) = v else {
+        c.problem("overrides", "expected a list of overrides, each with `match` and `noise`");
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let at = format!("overrides[{i}]");
+        let Some(map) = c.object(item, &at, &["match", "noise", "final"]) else { continue };
+        let mut matches = Vec::new();
+        match map.get("match") {
+            Some(Value::Object(m)) if !m.is_empty() => {
+                for (key, value) in m {
+                    match value {
+                        Value::String(glob) => {
+                            if let Err(errors) = GlobList::new(std::slice::from_ref(glob), true) {
+                                for e in errors {
+                                    c.problem(
+                                        format!("{at}.match.{key}"),
+                                        format!("bad glob: {}", e.reason),
+                                    );
+                                }
+                            }
+                            matches.push((key.clone(), glob.clone()));
+                        }
+                        _ => c.problem(format!("{at}.match.{key}"), "expected a string (a glob)"),
+                    }
+                }
+            }
+            _ => c.problem(
+                format!("{at}.match"),
+                "expected a mapping of resource attribute keys to value globs, at least one",
+            ),
+        }
+        let is_final = c.bool(map, &at, "final", false);
+        let noise = match map.get("noise") {
+            Some(n) => read_layer(c, n, &join(&at, "noise"), at.clone()),
+            None => {
+                c.problem(
+                    &at,
+                    "an override without `noise` does nothing; add noise rules or remove it",
+                );
+                NoiseLayer::default()
+            }
+        };
+        out.push(Override { matches, is_final, noise });
+    }
+    out
+}
+
+/// `teams`: `dir`, `key`, and `files` (set by the host).
+pub(crate) fn read_teams(c: &mut Checker, v: &Value, teams: &mut Teams) {
+    let Some(map) = c.object(v, "teams", &["dir", "key", "files"]) else { return };
+    if let Some(dir) = c.string(map, "teams", "dir") {
+        teams.dir = Some(dir.to_owned());
+    }
+    if let Some(key) = c.string(map, "teams", "key") {
+        if key.is_empty() {
+            c.problem("teams.key", "expected a resource attribute key, found an empty string");
+        } else {
+            teams.key = key.to_owned();
+        }
+    }
+    let Some(files) = map.get("files") else { return };
+    let Value::Object(files) = files else {
+        c.problem(
+            "teams.files",
+            "expected a mapping of team name to {file, doc} (set by the host)",
+        );
+        return;
+    };
+    for (name, entry) in files {
+        let file = entry.get("file").and_then(Value::as_str).unwrap_or(name).to_owned();
+        // A file the host could not read or parse, or the directory itself.
+        if let Some(error) = entry.get("error") {
+            let reason = error.as_str().unwrap_or("the host could not read it").to_owned();
+            teams.problems.push(ConfigProblem { path: format!("{file}:"), reason });
+            continue;
+        }
+        if let Err(reason) = check_team_name(name) {
+            teams.problems.push(ConfigProblem { path: format!("{file}:"), reason: reason.into() });
+            continue;
+        }
+        let doc = entry.get("doc").unwrap_or(&Value::Null);
+        match read_team(name, &file, doc) {
+            Ok(team) => teams.files.push(team),
+            Err(problems) => teams.problems.extend(problems),
+        }
+    }
+}
+
+/// Mask keys a team file may not set: each would turn masking off or narrow it.
+const PLATFORM_MASK_KEYS: [&str; 6] =
+    ["enabled", "mode", "replacement", "mask_char", "label", "scope"];
+
+/// One team file, checked on its own: any problem leaves it out whole.
+pub fn read_team(name: &str, file: &str, doc: &Value) -> Result<Team, Vec<ConfigProblem>> {
+    let mut c = Checker { problems: Vec::new(), glob_paths: Vec::new() };
+    let mut team =
+        Team { name: name.to_owned(), noise: NoiseLayer::default(), services: Vec::new() };
+    if let Value::Object(map) = doc {
+        for key in map.keys() {
+            let reason = match key.as_str() {
+                "noise" | "services" | "mask" => continue,
+                "match" | "teams" | "overrides" | "namespace" => {
+                    "a team file applies to its own namespace only (its file name); matching other resources is the platform's `overrides`"
+                }
+                "version" | "limits" => "set by the platform config only; remove it",
+                _ => "unknown key; expected one of: noise, services, mask",
+            };
+            c.problem(key.clone(), reason);
+        }
+        if let Some(noise) = map.get("noise") {
+            team.noise = read_layer(&mut c, noise, "noise", file.to_owned());
+        }
+        if let Some(services) = map.get("services") {
+            if let Value::Object(services) = services {
+                for (glob, entry) in services {
+                    let at = format!("services.{glob}");
+                    if let Err(errors) = GlobList::new(std::slice::from_ref(glob), true) {
+                        for e in errors {
+                            c.problem(&at, format!("bad service.name glob: {}", e.reason));
+                        }
+                    }
+                    let Some(m) = c.object(entry, &at, &["noise"]) else { continue };
+                    let layer = match m.get("noise") {
+                        Some(n) => {
+                            read_layer(&mut c, n, &join(&at, "noise"), format!("{file} {at}"))
+                        }
+                        None => NoiseLayer::default(),
+                    };
+                    team.services.push((glob.clone(), layer));
+                }
+            } else {
+                c.problem("services", "expected a mapping of service.name globs to {noise: ...}");
+            }
+        }
+        if let Some(mask) = map.get("mask") {
+            read_team_mask(&mut c, mask);
+        }
+    } else {
+        c.problem("", "expected a mapping with noise, services or mask");
+    }
+    if c.problems.is_empty() {
+        Ok(team)
+    } else {
+        Err(c
+            .problems
+            .into_iter()
+            .map(|p| ConfigProblem { path: format!("{file}:{}", p.path), reason: p.reason })
+            .collect())
+    }
+}
+
+/// A team's `mask`: only additions are allowed, and this engine has none
+/// a team can add yet, so every key is a problem that says why.
+fn read_team_mask(c: &mut Checker, v: &Value) {
+    let Value::Object(map) = v else {
+        c.problem("mask", "expected a mapping");
+        return;
+    };
+    for key in map.keys() {
+        let reason = if PLATFORM_MASK_KEYS.contains(&key.as_str()) {
+            "a team file cannot turn masking off, change how it masks or narrow its scope; only the platform config sets this"
+        } else {
+            "unknown key; a team file can only add masking, and this engine has no team-level mask settings yet"
+        };
+        c.problem(join("mask", key), reason);
+    }
+}
+
+/// Team names are file names: not empty, no path separator, not hidden.
+fn check_team_name(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() || name.contains('/') || name.starts_with('.') {
+        Err("a team name is a file name: not empty, no `/`, not starting with `.`")
+    } else {
+        Ok(())
+    }
+}
+
+/// Rules that can never fire, as problems to show (not errors): an
+/// override whose `match` an earlier override's already covers (first match
+/// wins), a glob listed twice in one layer or both kept and dropped there,
+/// and a `services` entry after a `*` entry of the same team.
+pub fn unreachable_rules(cfg: &crate::Config) -> Vec<ConfigProblem> {
+    let mut out = Vec::new();
+    for (i, o) in cfg.overrides.iter().enumerate() {
+        // An earlier override matches everything this one does when each of
+        // its keys is one of ours, with the same glob or `*`.
+        if let Some(j) = cfg.overrides[..i].iter().position(|e| {
+            e.matches.iter().all(|(k, g)| {
+                g == "*" && o.matches.iter().any(|(ok, _)| ok == k)
+                    || o.matches.iter().any(|(ok, og)| ok == k && og == g)
+            })
+        }) {
+            out.push(ConfigProblem {
+                path: format!("overrides[{i}]"),
+                reason: format!("never fires: overrides[{j}] matches every resource it does, and the first match wins"),
+            });
+        }
+        layer_duplicates(&o.noise, &format!("overrides[{i}].noise"), &mut out);
+    }
+    for t in &cfg.teams.files {
+        layer_duplicates(&t.noise, &format!("{}:noise", t.noise.source), &mut out);
+        if let Some(star) = t.services.iter().position(|(g, _)| g == "*") {
+            for (g, _) in &t.services[star + 1..] {
+                out.push(ConfigProblem {
+                    path: format!("{}:services.{g}", t.noise.source),
+                    reason: "never fires: the `*` entry before it (entries are tried in key order) takes every service".into(),
+                });
+            }
+        }
+        for (g, l) in &t.services {
+            layer_duplicates(l, &format!("{}:services.{g}.noise", t.noise.source), &mut out);
+        }
+    }
+    out
+}
+
+fn layer_duplicates(l: &NoiseLayer, at: &str, out: &mut Vec<ConfigProblem>) {
+    for (i, g) in l.extra_globs.iter().enumerate() {
+        if l.keep_globs.contains(g) {
+            out.push(ConfigProblem {
+                path: format!("{at}.extra_globs[{i}]"),
+                reason: "never fires: the same glob is in keep_globs, which are tried first".into(),
+            });
+        } else if l.extra_globs[..i].contains(g) {
+            out.push(ConfigProblem {
+                path: format!("{at}.extra_globs[{i}]"),
+                reason: "never fires: the same glob is earlier in the list".into(),
+            });
+        }
+    }
+}

@@ -1,0 +1,362 @@
+//! Schema version 2: noise rules, presets, overrides and team files, and the
+//! order they apply in. Batches are built with the `opentelemetry-proto`
+//! prost types; team files are passed as the host passes them, under
+//! `teams.files`.
+
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use proptest::prelude::*;
+use prost::Message;
+use serde_json::{Value as Json, json};
+use tracescrub_processor::{Config, Processor, Stats};
+
+/// A valid fødselsnummer.
+const FNR: &str = "01019012138";
+
+fn kv(key: &str, value: &str) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue { value: Some(Value::StringValue(value.into())) }),
+        ..Default::default()
+    }
+}
+
+/// A server span `GET <path>` with the path in `url.path` too, and more
+/// attributes.
+fn server(id: u8, path: &str, more: &[(&str, &str)]) -> Span {
+    let mut attributes = vec![kv("url.path", path)];
+    attributes.extend(more.iter().map(|(k, v)| kv(k, v)));
+    Span {
+        trace_id: vec![id; 16],
+        span_id: vec![id; 8],
+        name: format!("GET {path}"),
+        kind: SpanKind::Server as i32,
+        attributes,
+        ..Default::default()
+    }
+}
+
+/// One resource per (namespace, service), each holding its spans.
+fn batch(resources: Vec<(&str, &str, Vec<Span>)>) -> ExportTraceServiceRequest {
+    ExportTraceServiceRequest {
+        resource_spans: resources
+            .into_iter()
+            .map(|(ns, service, spans)| ResourceSpans {
+                resource: Some(Resource {
+                    attributes: vec![kv("k8s.namespace.name", ns), kv("service.name", service)],
+                    ..Default::default()
+                }),
+                scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
+                ..Default::default()
+            })
+            .collect(),
+    }
+}
+
+/// The names of the spans kept, in order.
+fn kept(config: &Json, req: &ExportTraceServiceRequest) -> (Vec<String>, Stats) {
+    let p = Processor::new(&config.to_string()).unwrap_or_else(|e| panic!("{e}"));
+    let out = p.process(&req.encode_to_vec()).expect("processes");
+    let decoded = ExportTraceServiceRequest::decode(out.batch.as_slice()).expect("decodes");
+    let names = decoded
+        .resource_spans
+        .iter()
+        .flat_map(|r| &r.scope_spans)
+        .flat_map(|s| &s.spans)
+        .map(|s| s.name.clone())
+        .collect();
+    (names, out.stats)
+}
+
+/// A version-2 config with these team files (name -> document).
+fn with_teams(mut base: Json, teams: &[(&str, Json)]) -> Json {
+    base["version"] = json!(2);
+    let files: serde_json::Map<String, Json> = teams
+        .iter()
+        .map(|(name, doc)| {
+            ((*name).to_owned(), json!({"file": format!("teams/{name}.yaml"), "doc": doc}))
+        })
+        .collect();
+    base["teams"] = json!({"dir": "teams/", "files": files});
+    base
+}
+
+fn rule_count(stats: &Stats, name: &str) -> u64 {
+    stats.dropped_by_rule.iter().find(|c| c.name == name).map_or(0, |c| c.value)
+}
+
+/// Scenario: each rule kind in the main file: a span-name glob, an
+/// attribute glob, the two presets (on by default in version 2), and a
+/// version-1 document with the same batch.
+/// Guarantees: each drops its span and is counted under its own name; the
+/// version-1 document drops none of them (it loads as it always did).
+#[test]
+fn each_rule_kind_drops_its_spans() {
+    let mut grpc = server(3, "/x", &[]);
+    grpc.name = "grpc.health.v1.Health/Check".into();
+    let req = batch(vec![(
+        "ns",
+        "svc",
+        vec![
+            server(1, "/orders", &[]),
+            server(2, "/healthz", &[("user_agent.original", "kube-probe/1.31")]),
+            grpc,
+            server(4, "/status", &[("rpc.service", "grpc.health.v1.Health")]),
+            server(5, "/custom", &[("app.kind", "warmup")]),
+            server(6, "/tick", &[]),
+        ],
+    )]);
+    let v2 = json!({"version": 2, "noise": {"rules": [
+        {"span_name": "GET /tick"},
+        {"attribute": "app.kind", "glob": "warm*"},
+    ]}});
+    let (names, stats) = kept(&v2, &req);
+    assert_eq!(names, ["GET /orders"]);
+    assert_eq!(rule_count(&stats, "noise.rules span_name GET /tick"), 1);
+    assert_eq!(rule_count(&stats, "noise.rules app.kind warm*"), 1);
+    assert_eq!(rule_count(&stats, "preset kubernetes-probes user_agent.original kube-probe/*"), 1);
+    assert_eq!(rule_count(&stats, "preset grpc-health span_name grpc.health.v1.Health/*"), 1);
+    assert_eq!(rule_count(&stats, "preset grpc-health rpc.service grpc.health.v1.Health"), 1);
+
+    let v1 = json!({});
+    assert_eq!(kept(&v1, &req).0.len(), 6, "version 1 changed");
+    let presets_off = json!({"version": 2, "noise": {"presets": []}});
+    assert_eq!(kept(&presets_off, &req).0.len(), 6);
+}
+
+/// Scenario: one path that every layer has an opinion on: the defaults
+/// drop `*/internal/status*`; an override keeps it; the team drops it
+/// again under another glob; the team's service entry keeps it.
+/// Guarantees: the order is service entry, team file, overrides, defaults:
+/// each layer added on top decides; and an override with `final: true`
+/// goes before the team's layers.
+#[test]
+fn precedence_is_service_then_team_then_overrides_then_defaults() {
+    let path = "/internal/status-report";
+    let req = batch(vec![("team-a", "person-api", vec![server(1, path, &[])])]);
+    let dropped = |config: &Json| kept(config, &req).0.is_empty();
+
+    let base = json!({"version": 2});
+    assert!(dropped(&with_teams(base.clone(), &[])), "the defaults drop it");
+
+    let keep_override = json!({"version": 2, "overrides": [
+        {"match": {"k8s.namespace.name": "team-a"}, "noise": {"keep_globs": ["*/status-report"]}},
+    ]});
+    assert!(!dropped(&with_teams(keep_override.clone(), &[])), "the override keeps it");
+
+    let team = json!({"noise": {"extra_globs": ["/internal/*"]}});
+    let cfg = with_teams(keep_override.clone(), &[("team-a", team.clone())]);
+    assert!(dropped(&cfg), "the team file beats the override");
+    assert_eq!(rule_count(&kept(&cfg, &req).1, "teams/team-a.yaml /internal/*"), 1);
+
+    let with_service = json!({
+        "noise": {"extra_globs": ["/internal/*"]},
+        "services": {"person-*": {"noise": {"keep_globs": ["*/status-report"]}}},
+    });
+    assert!(!dropped(&with_teams(keep_override.clone(), &[("team-a", with_service.clone())])));
+    // Another service of the team gets the team file, not the entry.
+    let other = batch(vec![("team-a", "billing", vec![server(1, path, &[])])]);
+    let cfg = with_teams(keep_override.clone(), &[("team-a", with_service.clone())]);
+    assert!(kept(&cfg, &other).0.is_empty());
+
+    let mut final_override = keep_override.clone();
+    final_override["overrides"][0]["final"] = json!(true);
+    final_override["overrides"][0]["noise"] = json!({"extra_globs": ["*/status-report"]});
+    let cfg = with_teams(
+        final_override,
+        &[("team-a", json!({"noise": {"keep_globs": ["/internal/*"]}}))],
+    );
+    let (names, stats) = kept(&cfg, &req);
+    assert!(names.is_empty(), "a final override beats the team file");
+    assert_eq!(rule_count(&stats, "overrides[0] */status-report"), 1);
+}
+
+/// Scenario: `keep_globs` of a team against the default globs, and the
+/// first of several matching overrides.
+/// Guarantees: a kept path is kept although a default glob matches it; only
+/// the first matching override applies.
+#[test]
+fn keep_globs_beat_defaults_and_the_first_override_wins() {
+    let req =
+        batch(vec![("team-b", "api", vec![server(1, "/metrics", &[]), server(2, "/ping", &[])])]);
+    let team = json!({"noise": {"keep_globs": ["/metrics"]}});
+    let cfg = with_teams(
+        json!({"overrides": [
+            {"match": {"service.name": "api"}, "noise": {"extra_globs": ["/ping"]}},
+            {"match": {"service.name": "*"}, "noise": {"keep_globs": ["/ping"]}},
+        ]}),
+        &[("team-b", team)],
+    );
+    assert_eq!(kept(&cfg, &req).0, ["GET /metrics"]);
+}
+
+/// Scenario: a team file of one namespace, and resources of another.
+/// Guarantees: a team file applies only where `teams.key` equals its name:
+/// the other namespace's spans are judged by the defaults alone.
+#[test]
+fn a_team_file_applies_to_its_own_namespace_only() {
+    let req = batch(vec![
+        ("team-a", "api", vec![server(1, "/ping", &[])]),
+        ("team-b", "api", vec![server(2, "/ping", &[]), server(3, "/metrics", &[])]),
+    ]);
+    let cfg = with_teams(
+        json!({}),
+        &[("team-a", json!({"noise": {"extra_globs": ["/ping"], "keep_globs": ["/metrics"]}}))],
+    );
+    assert_eq!(kept(&cfg, &req).0, ["GET /ping"]);
+}
+
+/// Scenario: team files that try to reach past their namespace or weaken
+/// masking, one with a bad glob, and a good one beside them.
+/// Guarantees: each bad file is left out whole (none of its rules apply,
+/// even its valid ones) with its problems named `file:key.path`; the good
+/// file and the platform config load.
+#[test]
+fn bad_team_files_are_left_out_whole_and_the_rest_load() {
+    let teams = [
+        (
+            "sneaky",
+            json!({"match": {"k8s.namespace.name": "team-b"}, "noise": {"extra_globs": ["*"]}}),
+        ),
+        ("unmask", json!({"noise": {"extra_globs": ["/a"]}, "mask": {"enabled": false}})),
+        ("narrow", json!({"mask": {"scope": {"fields": ["span-name"]}}})),
+        ("broken", json!({"noise": {"extra_globs": ["/ok", "[unclosed"]}})),
+        ("good", json!({"noise": {"extra_globs": ["/ping"]}})),
+    ];
+    let cfg = with_teams(json!({}), &teams);
+    let parsed = Config::from_json(&cfg.to_string()).expect("the platform config loads");
+    let loaded: Vec<&str> = parsed.teams.files.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(loaded, ["good"]);
+    let problems: Vec<String> = parsed.teams.problems.iter().map(|p| p.path.clone()).collect();
+    for want in [
+        "teams/sneaky.yaml:match",
+        "teams/unmask.yaml:mask.enabled",
+        "teams/narrow.yaml:mask.scope",
+        "teams/broken.yaml:noise.extra_globs[1]",
+    ] {
+        assert!(problems.iter().any(|p| p == want), "no problem {want}: {problems:?}");
+    }
+    let req = batch(vec![
+        ("broken", "api", vec![server(1, "/ok", &[])]),
+        ("unmask", "api", vec![server(2, "/a", &[("db.statement", FNR)])]),
+        ("good", "api", vec![server(3, "/ping", &[])]),
+    ]);
+    let p = Processor::new(&cfg.to_string()).unwrap();
+    let out = p.process(&req.encode_to_vec()).unwrap();
+    assert_eq!(out.stats.spans_dropped, 1, "only the good team's rule applies");
+    assert!(!String::from_utf8_lossy(&out.batch).contains(FNR), "a team file unmasked a value");
+}
+
+/// Scenario: 500 team files and 50 overrides, and a batch with a resource
+/// of each of 500 namespaces, each with a path only its own team drops and
+/// a path only the next team drops.
+/// Guarantees: each resource's spans are judged by its own team: exactly
+/// the 500 own paths go, each counted under its team's file.
+#[test]
+fn five_hundred_teams_each_judge_their_own_resources() {
+    let teams: Vec<(String, Json)> = (0..500)
+        .map(|i| (format!("team-{i}"), json!({"noise": {"extra_globs": [format!("/only-{i}")]}})))
+        .collect();
+    let refs: Vec<(&str, Json)> = teams.iter().map(|(n, d)| (n.as_str(), d.clone())).collect();
+    let overrides: Vec<Json> = (0..50)
+        .map(|i| json!({"match": {"service.name": format!("svc-{i}")}, "noise": {"extra_globs": [format!("/o-{i}")]}}))
+        .collect();
+    let cfg = with_teams(json!({"overrides": overrides}), &refs);
+    let names: Vec<String> = (0..500).map(|i| format!("team-{i}")).collect();
+    let req = batch(
+        (0..500)
+            .map(|i| {
+                let spans = vec![
+                    server(1, &format!("/only-{i}"), &[]),
+                    server(2, &format!("/only-{}", (i + 1) % 500), &[]),
+                ];
+                (names[i].as_str(), "svc", spans)
+            })
+            .collect(),
+    );
+    let (kept_names, stats) = kept(&cfg, &req);
+    assert_eq!(kept_names.len(), 500);
+    assert_eq!(stats.spans_dropped, 500);
+    assert_eq!(rule_count(&stats, "teams/team-7.yaml /only-7"), 1);
+    for (i, name) in kept_names.iter().enumerate() {
+        assert_eq!(name, &format!("GET /only-{}", (i + 1) % 500), "resource {i}");
+    }
+}
+
+/// Scenario: paths written the ways frameworks write them.
+/// Guarantees: each is matched as its normalised form (the default globs
+/// catch `/isAlive/`, `//isAlive`, `/isAlive;jsessionid=X`, `/is%41live`),
+/// in version 1 as in version 2.
+#[test]
+fn paths_are_normalised_before_matching() {
+    let paths = ["/isAlive/", "//app//isAlive", "/isAlive;jsessionid=AB12", "/is%41live"];
+    for config in [json!({}), json!({"version": 2})] {
+        let spans = paths.iter().enumerate().map(|(i, p)| server(i as u8 + 1, p, &[])).collect();
+        let (names, _) = kept(&config, &batch(vec![("ns", "svc", spans)]));
+        assert!(names.is_empty(), "{config}: kept {names:?}");
+    }
+}
+
+fn glob() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("*".to_owned()),
+        Just("/*".to_owned()),
+        Just("*/a*".to_owned()),
+        "[a-z/*]{1,6}",
+    ]
+}
+
+fn layer() -> impl Strategy<Value = Json> {
+    (prop::collection::vec(glob(), 0..3), prop::collection::vec(glob(), 0..3))
+        .prop_map(|(extra, keep)| json!({"extra_globs": extra, "keep_globs": keep}))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    /// Scenario: random team files (globs and keep globs, service
+    /// entries, some with a `mask` section) over a batch of three
+    /// namespaces whose spans carry personal numbers in attributes, names
+    /// and paths.
+    /// Guarantees: every number the default config masks is masked with
+    /// the team files too: no team file unmasks a value, whatever it says.
+    #[test]
+    fn no_team_file_unmasks_a_value(
+        files in prop::collection::vec((0..3usize, layer(), proptest::option::of(layer()), any::<bool>()), 0..4),
+    ) {
+        let teams: Vec<(String, Json)> = files
+            .iter()
+            .map(|(ns, noise, service, mask)| {
+                let mut doc = json!({"noise": noise});
+                if let Some(s) = service {
+                    doc["services"] = json!({"*": {"noise": s}});
+                }
+                if *mask {
+                    doc["mask"] = json!({"enabled": false});
+                }
+                (format!("ns-{ns}"), doc)
+            })
+            .collect();
+        let refs: Vec<(&str, Json)> = teams.iter().map(|(n, d)| (n.as_str(), d.clone())).collect();
+        let cfg = with_teams(json!({}), &refs);
+        let req = batch(
+            (0..3)
+                .map(|i| {
+                    let ns = ["ns-0", "ns-1", "ns-2"][i];
+                    let spans = vec![
+                        server(1, &format!("/a/{FNR}"), &[("db.statement", &format!("id = {FNR}"))]),
+                        server(2, "/b", &[("enduser.id", FNR)]),
+                    ];
+                    (ns, "svc", spans)
+                })
+                .collect(),
+        );
+        let p = Processor::new(&cfg.to_string()).unwrap();
+        let out = p.process(&req.encode_to_vec()).unwrap();
+        let text = String::from_utf8_lossy(&out.batch);
+        prop_assert!(!text.contains(FNR), "a number survived with team files {}", cfg);
+    }
+}
