@@ -4,6 +4,7 @@
 package testbatch
 
 import (
+	"encoding/binary"
 	"os"
 	"testing"
 
@@ -50,8 +51,12 @@ func Build(spans ...Span) ptrace.Traces {
 	return td
 }
 
+// spanID is i+1, big-endian: never all zeros, which pdata writes as no id
+// at all and the engine refuses.
 func spanID(i int) pcommon.SpanID {
-	return pcommon.SpanID{0, 0, 0, 0, 0, 0, byte(i >> 8), byte(i + 1)}
+	var id pcommon.SpanID
+	binary.BigEndian.PutUint64(id[:], uint64(i)+1)
+	return id
 }
 
 // Canary is one noise span and one span carrying Number in url.path: after a
