@@ -131,10 +131,8 @@ pub fn read_config(sources: &Sources) -> Result<(String, String, Settings), Vers
         }
     };
     let hash = sha256_hex(text.as_bytes());
-    let json = crate::config_file::to_json(&text)
-        .map_err(|reason| fail(Step::Config, format!("{origin}: {reason}")))?;
     let (component_json, section) =
-        split_config(&json).map_err(|e| fail(Step::Config, format!("{origin}: {e}")))?;
+        split_config(&text).map_err(|e| fail(Step::Config, format!("{origin}: {e}")))?;
     let settings =
         section.resolve(&sources.cli).map_err(|e| fail(Step::Config, format!("{origin}: {e}")))?;
     Ok((hash, component_json, settings))
