@@ -105,7 +105,7 @@ mod code {
 /// Serves `handler` on `listener` (HTTP/1.1 and h2c, or HTTP/2 only) until
 /// `stop` turns true, then lets open connections finish their requests.
 /// Each request carries its [`Connection`] in its extensions.
-pub(crate) async fn serve_with<H, F, B>(
+pub async fn serve_with<H, F, B>(
     listener: TcpListener,
     mut stop: watch::Receiver<bool>,
     limits: ConnectionLimits,

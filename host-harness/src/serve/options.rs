@@ -155,7 +155,7 @@ pub struct GatewaySection {
     /// Do not gzip batches sent upstream, whatever the config file says.
     #[arg(long, num_args = 0, default_missing_value = "false", overrides_with = "upstream_gzip")]
     #[serde(skip)]
-    no_upstream_gzip: Option<bool>,
+    pub(crate) no_upstream_gzip: Option<bool>,
     /// Upstream timeout over connect, send and answer, in ms.
     #[arg(long, value_name = "MS")]
     #[serde(default, deserialize_with = "strict::unsigned")]
