@@ -277,11 +277,9 @@ where
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if let Some(length) = declared
-        && length > limit
-    {
+    if declared.is_some_and(|length| length > limit) {
         let message = format!(
-            "body of {length} bytes is over the limit of {limit} bytes; send smaller batches"
+            "the declared Content-Length is over the limit of {limit} bytes; send smaller batches"
         );
         return too_large(gateway, encoding, message);
     }

@@ -615,6 +615,13 @@ pub fn parse_upstream(
         _ => return Err(bad("no http:// or grpc:// scheme")),
     };
     let authority = uri.authority().ok_or_else(|| bad("no host"))?.clone();
+    if authority.as_str().contains('@') {
+        // It would be logged with the upstream, and hyper sends no
+        // credentials from a URL anyway.
+        return Err(bad(
+            "credentials in the URL are not sent; give them as an upstream header (Authorization)",
+        ));
+    }
     if authority.port_u16().is_none() {
         return Err(bad("no port"));
     }
@@ -1176,11 +1183,16 @@ mod tests {
             let t = parse_upstream(url, forced).unwrap();
             assert_eq!((t.protocol, t.uri.to_string().as_str()), (protocol, uri), "{url}");
         }
-        for bad in
-            ["tempo:4318", "https://tempo:443", "http://tempo", "grpc://tempo:4317/x", "ftp://x:1"]
-        {
+        for bad in [
+            "tempo:4318",
+            "https://tempo:443",
+            "http://tempo",
+            "grpc://tempo:4317/x",
+            "ftp://x:1",
+            "http://user:s3cr3t@tempo:4318",
+        ] {
             let e = parse_upstream(bad, None).unwrap_err();
-            assert!(e.0.contains("upstream"), "{bad}: {e}");
+            assert!(e.0.contains("upstream") && !e.0.contains("s3cr3t"), "{bad}: {e}");
         }
     }
 
