@@ -314,7 +314,7 @@ pub fn read_team(name: &str, file: &str, doc: &Value) -> Result<Team, Vec<Config
                 "version" | "limits" => "set by the platform config only; remove it",
                 _ => "unknown key; expected one of: noise, services, mask",
             };
-            c.problem(key.clone(), reason);
+            c.problem(crate::config::shown_key(key), reason);
         }
         if let Some(noise) = map.get("noise") {
             team.noise = read_layer(&mut c, noise, "noise", file.to_owned());
