@@ -694,6 +694,11 @@ struct BenchArgs {
     /// YAML or JSON config file [default: the embedded platform rules].
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// A second config to compare with: both run on the component,
+    /// alternately batch by batch, and the last line ends with
+    /// `config_vs_baseline=R` (--config's throughput over this one's).
+    #[arg(long, value_name = "FILE")]
+    baseline_config: Option<PathBuf>,
     /// A processor component file instead of the embedded one.
     #[arg(long, value_name = "FILE")]
     component: Option<PathBuf>,
@@ -763,6 +768,10 @@ fn bench(args: &BenchArgs) -> Result<bool, Fatal> {
         cold_loads: tracescrub::bench::DEFAULT_COLD_LOADS,
         perf_map: args.perf_map,
         max_batches_per_instance: args.max_batches_per_instance,
+        baseline: match &args.baseline_config {
+            None => None,
+            Some(p) => Some((config_json(Some(p))?, p.display().to_string())),
+        },
     };
     let report =
         tracescrub::bench::run(&workload, &options, &mut |what| eprintln!("bench: {what}"))?;
