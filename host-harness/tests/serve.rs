@@ -2021,6 +2021,71 @@ fn json_metrics_logs_and_snake_case_traces_are_refused() {
     assert_eq!(gateway.metric("tracescrub_processor_batches_total{outcome=\"malformed\"}"), 3.0);
 }
 
+/// Scenario: hostile protobuf bodies on OTLP/HTTP: a metrics export sent
+/// as traces, a span whose 24-byte `span_id` carries a personal number,
+/// and 40,000 spans that share one span id, each its own parent, the first
+/// a health check.
+/// Guarantees: the first two get 400 naming the field, never quoting the
+/// id, and nothing is forwarded; the cycle batch is processed (200; every
+/// span goes as noise or its descendant) within the batch deadline, which
+/// quadratic descendant marking once blew.
+#[test]
+fn hostile_protobuf_bodies_are_refused_or_processed_in_bounded_time() {
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+    use opentelemetry_proto::tonic::metrics::v1::{Metric, ResourceMetrics, ScopeMetrics};
+    let sink = Sink::start();
+    let gateway = Gateway::start(&["--upstream", &sink.url()]);
+    let metric = Metric { name: "http.server.request.duration".into(), ..Default::default() };
+    let metrics = ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            scope_metrics: vec![ScopeMetrics { metrics: vec![metric], ..Default::default() }],
+            ..Default::default()
+        }],
+    };
+    let smuggled = Span {
+        trace_id: vec![7; 16],
+        span_id: format!("id:{NUMBER}:padding..").into_bytes(),
+        name: "work".into(),
+        ..Default::default()
+    };
+    let one_span = |span: Span| ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans { spans: vec![span], ..Default::default() }],
+            ..Default::default()
+        }],
+    };
+    for (body, field) in [
+        (metrics.encode_to_vec(), "Span.trace_id"),
+        (one_span(smuggled).encode_to_vec(), "Span.span_id is 24 bytes"),
+    ] {
+        let reply = gateway.post("application/x-protobuf", &[], &body);
+        assert_eq!(reply.status, 400, "{}", reply.text());
+        assert!(reply.text().contains(field), "{}", reply.text());
+        assert!(!reply.text().contains(NUMBER), "{}", reply.text());
+    }
+    assert!(sink.received().is_empty(), "a malformed batch was forwarded");
+
+    let spans: Vec<Span> = (0..40_000)
+        .map(|i| Span {
+            trace_id: vec![9; 16],
+            span_id: vec![5; 8],
+            parent_span_id: vec![5; 8],
+            name: if i == 0 { "GET /isAlive".into() } else { "work".into() },
+            kind: 2,
+            ..Default::default()
+        })
+        .collect();
+    let cycle = ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
+            ..Default::default()
+        }],
+    };
+    let reply = gateway.post("application/x-protobuf", &[], &cycle.encode_to_vec());
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(gateway.metric("tracescrub_processor_batches_total{outcome=\"timeout\"}"), 0.0);
+}
+
 /// A gRPC upstream that throttles every call: `RESOURCE_EXHAUSTED` with a
 /// `RetryInfo` of 11 s.
 #[derive(Clone, Default)]
