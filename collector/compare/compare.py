@@ -2,10 +2,10 @@
 """Side by side in one collector: tracescrub (A) against contrib's filter,
 transform and redaction processors (B), run by `scripts/collector-compare.sh`.
 
-Starts sink.py and one `otelcol-tracescrub` with otelcol.yaml (three
-pipelines: base without processors, tracescrub, contrib; each with its own
-OTLP/HTTP receiver port and the same synchronous OTLP/HTTP exporter to the
-sink), all on 127.0.0.1 with ports chosen free at run time. Then:
+Starts the capture sink (testdata/sink/otlp_sink.py) and one
+`otelcol-tracescrub` with otelcol.yaml (three pipelines: base without
+processors, tracescrub, contrib; each with its own OTLP/HTTP receiver port
+and the same synchronous OTLP/HTTP exporter to the sink), all on 127.0.0.1 with ports chosen free at run time. Then:
 
 1. Captures: every file of testdata/captures is sent as it is (JSON or
    protobuf, gzipped or not), one at a time, through each pipeline, and the
@@ -62,6 +62,10 @@ import time
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+# The shared capture sink: here it parses nothing (it must not be what limits
+# the load phases), counts per pipeline path and writes bodies only while
+# captures_phase asks it to (`POST /-/record`).
+SINK = os.path.abspath(os.path.join(HERE, "..", "..", "testdata", "sink", "otlp_sink.py"))
 PIPELINES = ("base", "tracescrub", "contrib")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -634,7 +638,7 @@ def report(a, workdir, procs, started):
     if os.path.exists(port_file):
         os.remove(port_file)
     sink_log = os.path.join(workdir, "sink.log")
-    sink = procs.start("sink", [sys.executable, os.path.join(HERE, "sink.py"), "--port-file", port_file], sink_log)
+    sink = procs.start("sink", [sys.executable, SINK, "--port-file", port_file], sink_log)
     wait_for("sink", lambda: os.path.exists(port_file), sink, sink_log, 30)
     with open(port_file) as f:
         sink_port = int(f.read())

@@ -1,9 +1,10 @@
 """Fixtures for the collector's end-to-end tests.
 
-They share the serve tests' pieces (host-harness/tests/serve_e2e: the capture
-sink, the process helpers, the independent personal-number scan, and the
-`procs` fixture with the cargo-style closing line that scripts/test.sh
-counts), loaded from there rather than copied.
+They share the serve tests' pieces (host-harness/tests/serve_e2e: the process
+helpers, among them the one that starts the capture sink, and the `procs`
+fixture with the cargo-style closing line that scripts/test.sh counts),
+loaded from there rather than copied; its conftest also puts testdata/sink
+(the sink and fnr.py, the independent personal-number scan) on the path.
 """
 
 import importlib.util

@@ -41,12 +41,21 @@ type Config struct {
 	CacheDir string `mapstructure:"cache_dir"`
 	// PoolSize is the most batches processed at once (one instance each).
 	PoolSize int `mapstructure:"pool_size"`
+	// MaxBatchesPerInstance is how many batches an instance processes before
+	// a fresh one takes its place, so no batch's personal data stays in guest
+	// memory for long; 0 renews only after a trap.
+	MaxBatchesPerInstance int `mapstructure:"max_batches_per_instance"`
 
 	// Keep unkeyed literals out, so fields can be added.
 	_ struct{}
 }
 
 var _ component.Config = (*Config)(nil)
+
+// defaultMaxBatchesPerInstance is the Rust host's
+// DEFAULT_MAX_BATCHES_PER_INSTANCE (host-harness/runtime/src/scrubber.rs),
+// chosen there from `tracescrub bench`; a test keeps the two equal.
+const defaultMaxBatchesPerInstance = 32
 
 // maxMemoryMiB is wasm32's address space: 4 GiB.
 const maxMemoryMiB = 4096
@@ -74,6 +83,9 @@ func (c *Config) Validate() error {
 	}
 	if c.PoolSize < 1 {
 		errs = append(errs, errors.New("pool_size: must be 1 or more"))
+	}
+	if c.MaxBatchesPerInstance < 0 {
+		errs = append(errs, errors.New("max_batches_per_instance: must be 0 (renew only after a trap) or above"))
 	}
 	if len(errs) > 0 {
 		return errors.Join(errs...)
@@ -117,7 +129,7 @@ func (c *Config) hostOptions(pool int) wasmhost.Options {
 	if dir == "" {
 		dir = wasmhost.DefaultCacheDir()
 	}
-	return wasmhost.Options{MaxMemoryMiB: c.MaxMemoryMiB, CacheDir: dir, PoolSize: pool}
+	return wasmhost.Options{MaxMemoryMiB: c.MaxMemoryMiB, CacheDir: dir, PoolSize: pool, MaxBatchesPerInstance: c.MaxBatchesPerInstance}
 }
 
 // source is what one version is made of, with the hashes the watch compares.

@@ -1,8 +1,10 @@
 package tracescrubprocessor
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -26,7 +28,7 @@ func TestLoadConfig(t *testing.T) {
 		want *Config
 		err  string
 	}{
-		{"", &Config{Component: "tracescrub.wasm", Timeout: 5 * time.Second, MaxMemoryMiB: 256, ReloadInterval: time.Second, PoolSize: def.PoolSize}, ""},
+		{"", &Config{Component: "tracescrub.wasm", Timeout: 5 * time.Second, MaxMemoryMiB: 256, ReloadInterval: time.Second, PoolSize: def.PoolSize, MaxBatchesPerInstance: 32}, ""},
 		{"full", &Config{
 			Component: "/opt/tracescrub/tracescrub.wasm",
 			Config: map[string]any{
@@ -34,8 +36,11 @@ func TestLoadConfig(t *testing.T) {
 				"mask":  map[string]any{"replacement": "label", "label": "[fnr]"},
 			},
 			Timeout: 2 * time.Second, MaxMemoryMiB: 128, ReloadInterval: 0, CacheDir: "/var/cache/tracescrub", PoolSize: 4,
+			MaxBatchesPerInstance: 1,
 		}, ""},
-		{"config_file", &Config{Component: "tracescrub.wasm", ConfigFile: "scrub.yaml", Timeout: 5 * time.Second, MaxMemoryMiB: 256, ReloadInterval: 5 * time.Second, PoolSize: def.PoolSize}, ""},
+		{"config_file", &Config{Component: "tracescrub.wasm", ConfigFile: "scrub.yaml", Timeout: 5 * time.Second, MaxMemoryMiB: 256, ReloadInterval: 5 * time.Second, PoolSize: def.PoolSize, MaxBatchesPerInstance: 32}, ""},
+		{"never_renew", &Config{Component: "tracescrub.wasm", Timeout: 5 * time.Second, MaxMemoryMiB: 256, ReloadInterval: time.Second, PoolSize: def.PoolSize, MaxBatchesPerInstance: 0}, ""},
+		{"negative_max_batches", nil, "max_batches_per_instance: must be 0 (renew only after a trap) or above"},
 		{"both", nil, "config and config_file are both set"},
 		{"missing_component", nil, "component: required: write the path of the file that `tracescrub inspect --save FILE` writes"},
 	}
@@ -71,7 +76,7 @@ func TestLoadConfig(t *testing.T) {
 func equalConfig(a, b *Config) bool {
 	return a.Component == b.Component && a.ConfigFile == b.ConfigFile && a.Timeout == b.Timeout &&
 		a.MaxMemoryMiB == b.MaxMemoryMiB && a.ReloadInterval == b.ReloadInterval && a.CacheDir == b.CacheDir &&
-		a.PoolSize == b.PoolSize && strings.EqualFold(jsonOf(a.Config), jsonOf(b.Config))
+		a.PoolSize == b.PoolSize && a.MaxBatchesPerInstance == b.MaxBatchesPerInstance && strings.EqualFold(jsonOf(a.Config), jsonOf(b.Config))
 }
 
 func testConfig(t testing.TB) *Config {
@@ -150,5 +155,22 @@ func TestConfigFileDropsGatewaySection(t *testing.T) {
 		if got != want {
 			t.Errorf("%s: got %s, want %s", name, got, want)
 		}
+	}
+}
+
+// Scenario: the default of max_batches_per_instance, read from the Rust
+// host's source.
+// Guarantees: the collector renews as often as `tracescrub serve` does.
+func TestMaxBatchesPerInstanceDefaultMatchesRustHost(t *testing.T) {
+	src, err := os.ReadFile(filepath.Join("..", "..", "host-harness", "runtime", "src", "scrubber.rs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`pub const DEFAULT_MAX_BATCHES_PER_INSTANCE: u64 = (\d+);`).FindSubmatch(src)
+	if m == nil {
+		t.Fatal("DEFAULT_MAX_BATCHES_PER_INSTANCE not found in scrubber.rs")
+	}
+	if want, got := string(m[1]), fmt.Sprint(createDefaultConfig().(*Config).MaxBatchesPerInstance); got != want {
+		t.Fatalf("default max_batches_per_instance %s, the Rust host's %s", got, want)
 	}
 }

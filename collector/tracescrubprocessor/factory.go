@@ -27,10 +27,11 @@ func NewFactory() processor.Factory {
 
 func createDefaultConfig() component.Config {
 	return &Config{
-		Timeout:        5 * time.Second,
-		MaxMemoryMiB:   256,
-		ReloadInterval: time.Second,
-		PoolSize:       defaultPoolSize(),
+		Timeout:               5 * time.Second,
+		MaxMemoryMiB:          256,
+		ReloadInterval:        time.Second,
+		PoolSize:              defaultPoolSize(),
+		MaxBatchesPerInstance: defaultMaxBatchesPerInstance,
 	}
 }
 

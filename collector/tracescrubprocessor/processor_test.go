@@ -260,3 +260,33 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// Scenario: max_batches_per_instance 2 on a pool of one; the canary is the
+// first batch, then three through processTraces.
+// Guarantees: the option reaches the pool: a fresh instance after every two
+// batches, and none held once the fourth batch is done.
+func TestMaxBatchesPerInstanceRenewsInstances(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.PoolSize = 1
+	cfg.MaxBatchesPerInstance = 2
+	p, err := newProcessor(context.Background(), processortest.NewNopSettings(metadata.Type), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.shutdown(context.Background()) })
+	for i := 0; i < 3; i++ {
+		td := testbatch.Build(testbatch.Span{Name: "GET /api/person", Attrs: map[string]string{"url.path": "/api/person/" + testbatch.Number}, Parent: -1})
+		out, err := p.processTraces(context.Background(), td)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sp := out.ResourceSpans().At(0).ScopeSpans().At(0).Spans().At(0)
+		if got, _ := sp.Attributes().Get("url.path"); got.Str() != "/api/person/"+testbatch.Masked {
+			t.Fatalf("batch %d: url.path %q", i, got.Str())
+		}
+	}
+	e := p.current.Load().engine
+	if e.Instances() != 2 || e.Idle() != 0 {
+		t.Fatalf("%d instances made, %d idle; want 2 and 0", e.Instances(), e.Idle())
+	}
+}

@@ -13,6 +13,8 @@
 //! After an intended change of output: `bash scripts/regen-expected.sh`, then
 //! review the diff of `testdata/expected/`.
 
+mod support;
+
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
@@ -23,13 +25,14 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::span::{Event, Link, SpanKind};
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
 use prost::Message;
+use support::repo;
 use tracescrub::replay::{Session, collect_inputs, replay_file};
 use tracescrub::{InstanceOptions, Runtime, config_file, formats, residual};
 
 const REGENERATE: &str = "bash scripts/regen-expected.sh";
 
 fn testdata() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata")
+    repo("testdata")
 }
 
 fn captures_dir() -> PathBuf {

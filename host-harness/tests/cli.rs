@@ -9,6 +9,8 @@
 //! shares none of their plumbing. Each CLI run compiles the component again
 //! (1-3 s in a debug build), so the tests keep the number of runs small.
 
+mod support;
+
 use std::ffi::OsStr;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -17,6 +19,7 @@ use std::sync::OnceLock;
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
+use support::repo;
 use tracescrub::formats::{self, Encoding, Format};
 use tracescrub::residual::{self, numbers_in};
 use tracescrub_processor::{Processor, Stats};
@@ -27,7 +30,7 @@ const PERSONAL_NUMBERS: [&str; 5] =
     ["17053650260", "03093750062", "64083850068", "11463550036", "28848510043"];
 
 fn captures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/captures")
+    repo("testdata/captures")
 }
 
 /// What one run of the CLI did.

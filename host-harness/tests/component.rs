@@ -1,17 +1,17 @@
 //! The built span-processor component against the native engine: same
 //! bytes, same stats, same typed errors, and a component that imports nothing.
 
+mod support;
+
 use std::sync::OnceLock;
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
-use opentelemetry_proto::tonic::common::v1::{
-    AnyValue, ArrayValue, InstrumentationScope, KeyValue, KeyValueList,
-};
-use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, ArrayValue, KeyValueList};
+use opentelemetry_proto::tonic::trace::v1::Status;
 use opentelemetry_proto::tonic::trace::v1::span::Event;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
 use prost::Message;
+use support::{any, batch, fnr, kv, repo, span, string};
 use tracescrub::{
     ComponentInstance, DEFAULT_COMPONENT, HostError, InstanceOptions, LoadedComponent, Runtime,
     ScrubberInstance, TRANSFORM_INTERFACE, component_exports, component_imports,
@@ -31,68 +31,6 @@ fn component() -> &'static LoadedComponent {
         let runtime = Runtime::new().expect("engine");
         runtime.load_default().expect("the built component loads with an empty linker")
     })
-}
-
-/// A valid Norwegian personal number (fødselsnummer) from its first nine
-/// digits: the two mod-11 check digits appended.
-fn fnr(first_nine: &str) -> String {
-    let mut digits: Vec<u32> = first_nine.chars().map(|c| c.to_digit(10).expect("digit")).collect();
-    assert_eq!(digits.len(), 9);
-    for weights in [&[3, 7, 6, 1, 8, 9, 4, 5, 2][..], &[5, 4, 3, 2, 7, 6, 5, 4, 3, 2][..]] {
-        let sum: u32 = digits.iter().zip(weights).map(|(d, w)| d * w).sum();
-        let check = match 11 - sum % 11 {
-            11 => 0,
-            10 => panic!("{first_nine} has no valid check digit"),
-            k => k,
-        };
-        digits.push(check);
-    }
-    digits.iter().map(|d| char::from_digit(*d, 10).expect("digit")).collect()
-}
-
-fn any(value: Value) -> AnyValue {
-    AnyValue { value: Some(value) }
-}
-
-fn string(s: &str) -> AnyValue {
-    any(Value::StringValue(s.to_owned()))
-}
-
-fn kv(key: &str, value: AnyValue) -> KeyValue {
-    KeyValue { key: key.to_owned(), value: Some(value), ..Default::default() }
-}
-
-fn span(id: u8, parent: Option<u8>, name: &str, attributes: Vec<KeyValue>) -> Span {
-    Span {
-        trace_id: vec![0xab; 16],
-        span_id: vec![id; 8],
-        parent_span_id: parent.map(|p| vec![p; 8]).unwrap_or_default(),
-        name: name.to_owned(),
-        kind: 2,
-        start_time_unix_nano: 1_700_000_000_000_000_000,
-        end_time_unix_nano: 1_700_000_000_100_000_000,
-        attributes,
-        ..Default::default()
-    }
-}
-
-fn batch(resource_attributes: Vec<KeyValue>, spans: Vec<Span>) -> Vec<u8> {
-    ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            resource: Some(Resource { attributes: resource_attributes, ..Default::default() }),
-            scope_spans: vec![ScopeSpans {
-                scope: Some(InstrumentationScope {
-                    name: "io.opentelemetry.jdbc".to_owned(),
-                    version: "2.9.0".to_owned(),
-                    ..Default::default()
-                }),
-                spans,
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-    }
-    .encode_to_vec()
 }
 
 /// The test batches: noise with a child, personal numbers in many kinds of
@@ -501,7 +439,7 @@ fn length_delimited(field: u8, body: &[u8]) -> Vec<u8> {
 #[test]
 fn guest_memory_per_batch_stays_within_twice_the_batch_plus_one_mib() {
     let mut inputs: Vec<(String, Vec<u8>)> = Vec::new();
-    let captures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/captures");
+    let captures = repo("testdata/captures");
     for dir in std::fs::read_dir(&captures).expect("testdata/captures") {
         for file in std::fs::read_dir(dir.expect("entry").path()).expect("capture dir") {
             let path = file.expect("entry").path();

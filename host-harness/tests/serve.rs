@@ -6,6 +6,8 @@
 //! line. Expected outputs come from the native engine
 //! ([`tracescrub_processor::Processor`]) on the same bytes.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -22,11 +24,11 @@ use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
-use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
 use sha2::{Digest, Sha256};
+use support::{batch_of, kv, span};
 
 /// Generous bound on anything the tests wait for.
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -501,41 +503,6 @@ fn native(batch: &[u8]) -> tracescrub_processor::Output {
 /// OTLP/JSON as the gateway reads it: decoded and encoded as protobuf.
 fn json_to_protobuf(json: &[u8]) -> Vec<u8> {
     serde_json::from_slice::<ExportTraceServiceRequest>(json).expect("OTLP/JSON").encode_to_vec()
-}
-
-fn text(s: &str) -> Option<AnyValue> {
-    Some(AnyValue { value: Some(any_value::Value::StringValue(s.to_owned())) })
-}
-
-fn kv(k: &str, v: &str) -> KeyValue {
-    KeyValue { key: k.to_owned(), value: text(v), ..Default::default() }
-}
-
-fn span(id: u8, parent: Option<u8>, name: &str, attributes: Vec<KeyValue>) -> Span {
-    Span {
-        trace_id: vec![0x5e; 16],
-        span_id: vec![id; 8],
-        parent_span_id: parent.map(|p| vec![p; 8]).unwrap_or_default(),
-        name: name.to_owned(),
-        kind: 2,
-        start_time_unix_nano: 1_700_000_000_000_000_000,
-        end_time_unix_nano: 1_700_000_000_100_000_000,
-        attributes,
-        ..Default::default()
-    }
-}
-
-fn batch_of(spans: Vec<Span>) -> ExportTraceServiceRequest {
-    ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            resource: Some(Resource {
-                attributes: vec![kv("service.name", "person-api")],
-                ..Default::default()
-            }),
-            scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
-            ..Default::default()
-        }],
-    }
 }
 
 /// A health check with a child (both dropped) and a span with the number

@@ -21,17 +21,16 @@
 //! It needs `go` and `node` with `npm` on the PATH (CI installs neither by
 //! hand: both come with the machine), and fails, saying so, without them.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::{Value, json};
+use support::repo;
 use tracescrub::{DEFAULT_COMPONENT, HostError, Runtime, ScrubberInstance, formats};
 use tracescrub_processor::{Count, Error, Stats};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
-}
 
 /// Runs a command to completion; panics with its output if it fails.
 fn run(what: &str, command: &mut Command) -> String {
@@ -53,7 +52,7 @@ fn run(what: &str, command: &mut Command) -> String {
 /// and an empty one.
 fn write_inputs(dir: &Path) -> usize {
     std::fs::create_dir_all(dir).expect("input dir");
-    let captures = repo().join("testdata/captures");
+    let captures = repo("testdata/captures");
     let inputs =
         tracescrub::replay::collect_inputs(std::slice::from_ref(&captures)).expect("captures");
     let mut count = 0;
@@ -187,10 +186,10 @@ fn build_hosts(work: &Path, component: &Path) -> (PathBuf, PathBuf) {
             .args(["build", "-trimpath", "-o"])
             .arg(&go_runner)
             .arg("./cmd/tracescrub-conformance")
-            .current_dir(repo().join("collector"))
+            .current_dir(repo("collector"))
             .env("CGO_ENABLED", "0"),
     );
-    let node_dir = repo().join("host-harness/tests/three_hosts");
+    let node_dir = repo("host-harness/tests/three_hosts");
     run(
         "installing jco (npm ci)",
         Command::new("npm")
@@ -231,7 +230,7 @@ fn wasmtime_wazero_and_jco_give_the_same_bytes_stats_and_errors() {
     let n_inputs = write_inputs(&inputs);
     assert!(n_inputs >= 30, "expected the captures' batches, found {n_inputs}");
     let (go_runner, bindings) = build_hosts(&work, &component);
-    let node_runner = repo().join("host-harness/tests/three_hosts/runner.mjs");
+    let node_runner = repo("host-harness/tests/three_hosts/runner.mjs");
 
     let configs = [
         ("default", "{}".to_owned()),

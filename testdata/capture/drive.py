@@ -132,7 +132,7 @@ SCENARIOS = {"default": scenarios, "java": java_scenarios}
 
 
 def sink_state(sink):
-    with urllib.request.urlopen(sink + "/_sink/state", timeout=10) as r:
+    with urllib.request.urlopen(sink + "/-/state", timeout=10) as r:
         return json.load(r)
 
 
@@ -213,7 +213,7 @@ def main():
             received = wait_for_export(args.sink, received, wait)["received"]
         # Right after an export the next is a whole schedule delay away.
         redis_flushall(args.redis_port)
-        with urllib.request.urlopen(urllib.request.Request(args.sink + "/_sink/arm", data=b"", method="POST"),
+        with urllib.request.urlopen(urllib.request.Request(args.sink + "/-/arm", data=b"", method="POST"),
                                     timeout=10) as r:
             r.read()
     for name, what, requests in groups:

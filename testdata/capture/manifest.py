@@ -405,7 +405,7 @@ def main():
       "(the processed outputs the golden test compares against).\n")
     w("Every body was sent by a real OpenTelemetry SDK exporter (OTLP/HTTP) from a small service that "
       "talked to a real PostgreSQL and Redis on 127.0.0.1, and was stored verbatim by a capture sink "
-      "(`testdata/capture/sink.py`). Gzip bodies are stored decompressed; the first one in each gzip "
+      "(`testdata/sink/otlp_sink.py`). Gzip bodies are stored decompressed; the first one in each gzip "
       "directory is also kept as sent (`.gz`). Between regenerations only trace and span ids, "
       "timestamps, `service.instance.id` and the client's ephemeral port (`net.peer.port`, "
       "`network.peer.port`, `client.port` on server spans) change, plus the checkout path inside "

@@ -32,6 +32,8 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 CAPTURES=$(dirname "$HERE")/captures
 RECORDED=$HERE/recorded
 REPO=$(cd "$HERE/../.." && pwd)
+# The capture sink shared with the tests (stdlib only when it keeps bodies).
+SINK=$REPO/testdata/sink/otlp_sink.py
 NODE_DIR=$HERE/node
 VENV=$HERE/.venv
 PYTHON=${PYTHON:-python3}
@@ -262,7 +264,7 @@ capture() {
   [[ $(redis_cmd FLUSHALL) == +OK ]] || die "Redis FLUSHALL failed"
 
   rm -f "$WORK/sink.port" "$WORK/service.port"
-  "$PYTHON" "$HERE/sink.py" --out "$out" --requests "$rec/requests.jsonl" \
+  "$PYTHON" "$SINK" --out "$out" --requests "$rec/requests.jsonl" --keep-gzip-sample \
     --port "$SINK_PORT" --port-file "$WORK/sink.port" \
     >"$WORK/sink-$name.log" 2>&1 &
   local sink_pid=$!
@@ -368,7 +370,7 @@ capture_java() {
   [[ $(redis_cmd FLUSHALL) == +OK ]] || die "Redis FLUSHALL failed"
 
   rm -f "$WORK/sink.port" "$WORK/service.port"
-  "$PYTHON" "$HERE/sink.py" --out "$out" --requests "$rec/requests.jsonl" --disarmed \
+  "$PYTHON" "$SINK" --out "$out" --requests "$rec/requests.jsonl" --keep-gzip-sample --disarmed \
     --port "$SINK_PORT" --port-file "$WORK/sink.port" >"$WORK/sink-$name.log" 2>&1 &
   local sink_pid=$!
   PIDS+=("$sink_pid")
@@ -407,7 +409,7 @@ capture_java() {
   stop_pid "$svc_pid"
   # An export after the last group would be a group cut in two.
   local state
-  state=$("$PYTHON" -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())' "$sink/_sink/state")
+  state=$("$PYTHON" -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())' "$sink/-/state")
   stop_pid "$sink_pid"
   log "$name: sink $state"
 }

@@ -23,6 +23,11 @@ type Options struct {
 	CacheDir string
 	// PoolSize is the most instances that run at once; callers beyond it wait.
 	PoolSize int
+	// MaxBatchesPerInstance is how many batches an instance processes before
+	// it is discarded, so one batch's data does not sit in guest memory
+	// (freed, not wiped) while later batches run; the next batch gets a fresh
+	// instance. 0 discards an instance only after a trap.
+	MaxBatchesPerInstance int
 }
 
 // ErrClosed is returned by an Engine that was closed (for example swapped out
@@ -159,6 +164,8 @@ type Engine struct {
 	ex     exports
 	config string
 	sem    chan struct{}
+	// maxBatches is Options.MaxBatchesPerInstance.
+	maxBatches int
 
 	mu       sync.Mutex
 	idle     []*instance
@@ -166,6 +173,8 @@ type Engine struct {
 	closed   bool
 	rtClosed bool
 	capPages uint32
+	// made counts instances created, the first included.
+	made int
 }
 
 // Load compiles a component and creates one processor with configJSON, so a
@@ -206,6 +215,7 @@ func Load(ctx context.Context, path string, component []byte, configJSON string,
 		ex:              exportsFor(p.version),
 		config:          configJSON,
 		sem:             make(chan struct{}, opts.PoolSize),
+		maxBatches:      opts.MaxBatchesPerInstance,
 		capPages:        opts.MaxMemoryMiB * 16,
 	}
 	fail := func(err error) (*Engine, error) {
@@ -390,6 +400,8 @@ type instance struct {
 	capBytes                    uint64
 	rep                         uint32
 	broken                      bool
+	// used counts the batches this instance was handed.
+	used int
 }
 
 // newInstance instantiates the core module and creates the processor.
@@ -450,6 +462,9 @@ func (e *Engine) newInstance(ctx context.Context) (*instance, error) {
 		return nil, fmt.Errorf("create returned handle %d that the component never made", handle)
 	}
 	inst.rep = rep
+	e.mu.Lock()
+	e.made++
+	e.mu.Unlock()
 	return inst, nil
 }
 
@@ -599,11 +614,14 @@ func (e *Engine) acquire(ctx context.Context) (*instance, error) {
 	return inst, nil
 }
 
-// release returns an instance to the pool, or discards it if it is broken or
-// the engine was closed meanwhile.
+// release returns an instance to the pool, or discards it if it is broken,
+// has processed its max batches, or the engine was closed meanwhile. A spent
+// instance goes now, not when the next batch comes, so the last batch's data
+// leaves with it; the next acquire makes a fresh one.
 func (e *Engine) release(inst *instance) {
 	e.mu.Lock()
-	discard := inst.broken || e.closed
+	spent := e.maxBatches > 0 && inst.used >= e.maxBatches
+	discard := inst.broken || spent || e.closed
 	if discard {
 		e.live--
 	} else {
@@ -637,6 +655,9 @@ func (e *Engine) Process(ctx context.Context, batch []byte) (*Output, error) {
 		return nil, err
 	}
 	defer e.release(inst)
+	// Every batch counts, one the component refuses too: its bytes were
+	// copied into the guest all the same.
+	inst.used++
 	return inst.runProcess(ctx, batch)
 }
 
@@ -655,6 +676,14 @@ func (e *Engine) Idle() int {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return len(e.idle)
+}
+
+// Instances reports how many instances were created so far, the first
+// included (for tests).
+func (e *Engine) Instances() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.made
 }
 
 // Close stops handing out instances. Idle instances close now, busy ones

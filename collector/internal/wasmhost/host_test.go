@@ -3,6 +3,7 @@ package wasmhost
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -240,6 +241,91 @@ func TestDeadlineDiscardsInstance(t *testing.T) {
 	}
 }
 
+// Scenario: seven batches, one refused as malformed, on a pool of one with
+// MaxBatchesPerInstance 0, 1 and 3.
+// Guarantees: an instance is discarded right after its last batch (none
+// waits idle holding it) and the next batch gets a fresh one; a refused
+// batch counts; 0 keeps the first instance for good. Every batch is still
+// processed right.
+func TestInstanceRenewedAfterMaxBatches(t *testing.T) {
+	good := testbatch.Marshal(t, testbatch.Canary())
+	for _, c := range []struct {
+		max, instances int
+		idle           int // after the seventh batch
+	}{
+		{0, 1, 1},
+		{1, 7, 0},
+		{3, 3, 1},
+	} {
+		t.Run(fmt.Sprint(c.max), func(t *testing.T) {
+			e := load(t, "{}", Options{PoolSize: 1, MaxBatchesPerInstance: c.max})
+			for i := 1; i <= 7; i++ {
+				if i == 2 {
+					_, err := e.Process(context.Background(), []byte{0x0a, 0x05, 0x01})
+					var ge *GuestError
+					if !errors.As(err, &ge) || ge.Kind != KindMalformedBatch {
+						t.Fatalf("batch %d: want malformed-batch, got %v", i, err)
+					}
+				} else {
+					out, err := e.Process(context.Background(), good)
+					if err != nil || out.Stats.SpansOut != 1 || out.Stats.ValuesMasked != 1 {
+						t.Fatalf("batch %d: %v", i, err)
+					}
+				}
+				if c.max > 0 && i%c.max == 0 && e.Idle() != 0 {
+					t.Fatalf("batch %d: the spent instance went back to the pool", i)
+				}
+			}
+			if got := e.Instances(); got != c.instances {
+				t.Fatalf("%d instances made, want %d", got, c.instances)
+			}
+			if got := e.Idle(); got != c.idle {
+				t.Fatalf("%d idle, want %d", got, c.idle)
+			}
+		})
+	}
+}
+
+// Scenario: sixteen goroutines share a pool of 3 that renews every 2
+// batches.
+// Guarantees: every batch is right, and renewal keeps to the pool size.
+func TestInstanceRenewalUnderConcurrency(t *testing.T) {
+	e := load(t, "{}", Options{PoolSize: 3, MaxBatchesPerInstance: 2})
+	in := testbatch.Marshal(t, testbatch.Canary())
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for g := 0; g < 16; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 4; i++ {
+				out, err := e.Process(context.Background(), in)
+				if err != nil {
+					errs <- err
+					return
+				}
+				if out.Stats.SpansOut != 1 || out.Stats.ValuesMasked != 1 {
+					errs <- errors.New("wrong stats")
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	// 64 batches at 2 per instance: 32 instances used, plus at most one made
+	// by Load that ended up serving fewer.
+	if n := e.Instances(); n < 32 || n > 33 {
+		t.Fatalf("%d instances made, want 32 or 33", n)
+	}
+	if n := e.Idle(); n > 3 {
+		t.Fatalf("%d idle instances, over the pool of 3", n)
+	}
+}
+
 // Scenario: a memory cap too small for a batch.
 // Guarantees: an error, never a panic or a passed-through batch; the next
 // small batch works.
@@ -363,5 +449,30 @@ func TestBatchOverTheCapIsRefusedBeforeTheCall(t *testing.T) {
 	}
 	if e.Idle() != 1 {
 		t.Fatal("instance discarded")
+	}
+}
+
+// BenchmarkProcessRenewal measures what renewing an instance every N batches
+// costs on 1000-span batches (a fresh instance and processor every N):
+// go test -run XXX -bench ProcessRenewal ./internal/wasmhost
+func BenchmarkProcessRenewal(b *testing.B) {
+	spans := make([]testbatch.Span, 1000)
+	for i := range spans {
+		spans[i] = testbatch.Span{Name: "GET /api/person", Attrs: map[string]string{"url.path": "/api/person/" + testbatch.Number, "http.route": "/api/person/:fnr"}, Parent: -1}
+		if i%10 == 0 {
+			spans[i] = testbatch.Span{Name: "GET /isAlive", Attrs: map[string]string{"url.path": "/isAlive"}, Parent: -1}
+		}
+	}
+	in := testbatch.Marshal(b, testbatch.Build(spans...))
+	for _, max := range []int{0, 32, 8, 1} {
+		b.Run(fmt.Sprint("max_batches_per_instance=", max), func(b *testing.B) {
+			e := load(b, "{}", Options{PoolSize: 1, MaxBatchesPerInstance: max})
+			b.SetBytes(int64(len(in)))
+			for b.Loop() {
+				if _, err := e.Process(context.Background(), in); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

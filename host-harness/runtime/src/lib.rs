@@ -102,12 +102,13 @@ pub struct Runtime {
 
 impl Runtime {
     /// Creates the engine, with compiled components cached on disk in
-    /// [`cache::default_dir`] (`$TRACESCRUB_CACHE_DIR`, else
-    /// `$XDG_CACHE_HOME/tracescrub`, else `~/.cache/tracescrub`), keyed on the component's content hash, the
-    /// wasmtime version and these engine settings: loading a component
-    /// compiled before skips Cranelift and takes about a millisecond. See
-    /// [`cache`]. If there is no cache directory (no home directory, say),
-    /// every load compiles.
+    /// [`cache::default_dir`]: `$TRACESCRUB_CACHE_DIR`, else
+    /// `$XDG_CACHE_HOME/tracescrub`, else `$HOME/.cache/tracescrub` (empty
+    /// values, and relative XDG and HOME paths, are skipped). Entries are keyed
+    /// on the component's content hash, the wasmtime version and these engine
+    /// settings: loading a component compiled before skips Cranelift and takes
+    /// about a millisecond. See [`cache`]. If there is no cache directory (no
+    /// home directory, say), every load compiles.
     pub fn new() -> Result<Runtime, HostError> {
         Runtime::build(true, false)
     }

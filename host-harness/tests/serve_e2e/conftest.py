@@ -12,6 +12,9 @@ import time
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# The capture sink and fnr.py, the independent personal-number scan, live in
+# testdata/sink, shared with the collector's tests and tools.
+sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..", "testdata", "sink")))
 import harness  # noqa: E402
 
 _started = time.monotonic()

@@ -19,6 +19,7 @@ import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
+SINK = os.path.join(REPO, "testdata", "sink", "otlp_sink.py")
 
 
 def tracescrub_bin():
@@ -57,13 +58,14 @@ def write_atomic(path, data):
 
 
 class Sink:
-    """The capture sink (sink.py) in its own process."""
+    """The capture sink (testdata/sink/otlp_sink.py) in its own process,
+    writing a summary of each export to its records file."""
 
     def __init__(self, workdir, name="sink", grpc=False, fail_first=0):
         self.records_path = os.path.join(workdir, f"{name}.jsonl")
         self.log = os.path.join(workdir, f"{name}.log")
         port_file = os.path.join(workdir, f"{name}.port")
-        args = [sys.executable, os.path.join(HERE, "sink.py"), "--records", self.records_path, "--port-file", port_file]
+        args = [sys.executable, SINK, "--records", self.records_path, "--port-file", port_file]
         if grpc:
             args.append("--grpc")
         if fail_first:

@@ -1,6 +1,6 @@
 """End to end: the Python OpenTelemetry SDK's own exporters send spans through
-`tracescrub serve` to a real capture sink (sink.py), over each receiver the
-gateway has and to each kind of upstream.
+`tracescrub serve` to a real capture sink (testdata/sink/otlp_sink.py), over
+each receiver the gateway has and to each kind of upstream.
 """
 
 import pytest

@@ -4,8 +4,9 @@ A port of processor/src/fnr.rs written for reading, not speed: a candidate is
 a maximal run of exactly 11 ASCII digits, or 6 digits + one space or dash +
 5 digits (both runs maximal); it is a number when both mod-11 check digits
 hold (k1 with the 2032 rule: remainder 0..3) and the date, once the D-, H-
-and synthetic offsets are taken off, is a real day. The tests use it to
-assert that no valid number reaches the sink.
+and synthetic offsets are taken off, is a real day. The capture sink
+(otlp_sink.py) and the tests use it to assert that no valid number reaches
+the sink.
 """
 
 import re
