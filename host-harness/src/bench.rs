@@ -86,6 +86,10 @@ pub struct BenchOptions {
     /// takes over (0: only after a trap); [`crate::DEFAULT_MAX_BATCHES_PER_INSTANCE`]
     /// is what `replay` and `serve` use.
     pub max_batches_per_instance: u64,
+    /// A second config (JSON, and where it came from) run on the component
+    /// alternately with the first, batch by batch: the report then ends with
+    /// `config_vs_baseline`, the first's throughput over this one's.
+    pub baseline: Option<(String, String)>,
 }
 
 /// Why the bench could not run.
@@ -194,6 +198,8 @@ pub struct Report {
     pub totals: Totals,
     /// wasm, native, prost round trip, scan.
     pub contenders: [Contender; 4],
+    /// The wasm contender under the baseline config, and where that came from.
+    pub baseline: Option<(Contender, String)>,
     /// Guest memory.
     pub memory: MemoryReport,
     /// Load and instantiate times.
@@ -312,6 +318,22 @@ pub fn run(
     prost_pass(&workload.batches, &mut prost_buf)?;
     scan_pass(&workload.batches);
 
+    let mut baseline = match &options.baseline {
+        None => None,
+        Some((json, _)) => {
+            let mut s = Scrubber::new(
+                &component,
+                json,
+                &InstanceOptions::default(),
+                options.max_batches_per_instance,
+            )?;
+            // Warm-up, and a check that it takes every batch.
+            wasm_pass(&mut s, &workload.batches)?;
+            Some(s)
+        }
+    };
+    let mut baseline_times = Vec::new();
+
     let instances_before = scrubber.instances();
     let orders = orders();
     let mut times: [Vec<Duration>; 4] = Default::default();
@@ -319,10 +341,24 @@ pub fn run(
     for round in 0..rounds {
         progress(&format!("round {}/{rounds}", round + 1));
         let mut sums = [Duration::ZERO; 4];
+        let mut baseline_sum = Duration::ZERO;
         for batch in &workload.batches {
             let batch = std::slice::from_ref(batch);
             let order = orders[turn % orders.len()];
             turn += 1;
+            // The baseline runs before the others on every other batch, after
+            // them on the rest: neither config always finds a warm cache.
+            let mut time_baseline = |sum: &mut Duration| -> Result<(), BenchError> {
+                if let Some(s) = baseline.as_mut() {
+                    let t = Instant::now();
+                    wasm_pass(s, batch)?;
+                    *sum += t.elapsed();
+                }
+                Ok(())
+            };
+            if turn % 2 == 0 {
+                time_baseline(&mut baseline_sum)?;
+            }
             for which in order {
                 let t = Instant::now();
                 match which {
@@ -333,11 +369,18 @@ pub fn run(
                 }
                 sums[which] += t.elapsed();
             }
+            if turn % 2 == 1 {
+                time_baseline(&mut baseline_sum)?;
+            }
         }
         for (time, sum) in times.iter_mut().zip(sums) {
             time.push(sum);
         }
+        baseline_times.push(baseline_sum);
     }
+    let baseline = options.baseline.as_ref().map(|(_, origin)| {
+        (Contender::new("wasm, baseline", baseline_times, bytes, spans), origin.clone())
+    });
     let wasm_instances = scrubber.instances() - instances_before;
     let [wasm, native_t, prost, scan] = times;
     let contenders = [
@@ -362,6 +405,7 @@ pub fn run(
         largest_batch,
         totals,
         contenders,
+        baseline,
         memory,
         load,
         elapsed: started.elapsed(),
@@ -502,8 +546,18 @@ impl Report {
         self.contender(0).mb_per_s / self.contender(index).mb_per_s.max(f64::MIN_POSITIVE)
     }
 
+    /// The first config's wasm throughput over the baseline config's.
+    pub fn config_vs_baseline(&self) -> Option<f64> {
+        self.baseline
+            .as_ref()
+            .map(|(b, _)| self.contender(0).spans_per_s / b.spans_per_s.max(f64::MIN_POSITIVE))
+    }
+
     /// The report's last line, for scripts.
     pub fn summary_line(&self) -> String {
+        let baseline = self
+            .config_vs_baseline()
+            .map_or(String::new(), |r| format!(" config_vs_baseline={r:.2}"));
         format!(
             "bench: spans_per_s={:.0} wasm_mb_s={:.0} native_mb_s={:.0} prost_roundtrip_mb_s={:.0} scan_mb_s={:.0} wasm_vs_prost={:.2} wasm_vs_native={:.2} wasm_vs_scan={:.2}",
             self.contender(0).spans_per_s,
@@ -514,7 +568,7 @@ impl Report {
             self.ratio(2),
             self.ratio(1),
             self.ratio(3),
-        )
+        ) + &baseline
     }
 }
 
@@ -651,6 +705,16 @@ impl fmt::Display for Report {
                 ms(max)
             )?;
         }
+        if let Some((b, origin)) = &self.baseline {
+            writeln!(
+                f,
+                "  {:<17} {:>8.0} MB/s {:>12.0} spans/s   pass {}   (the baseline config: {origin})",
+                b.name,
+                b.mb_per_s,
+                b.spans_per_s,
+                ms(b.median),
+            )?;
+        }
         writeln!(
             f,
             "ratios (wasm throughput / other): wasm/native {:.2}, wasm/prost round trip {:.2}, wasm/scan {:.2}",
@@ -718,6 +782,7 @@ mod tests {
             cold_loads: 1,
             perf_map: false,
             max_batches_per_instance: DEFAULT_MAX_BATCHES_PER_INSTANCE,
+            baseline: None,
         };
         let report = run(&workload, &options, &mut |_| {}).unwrap();
         assert_eq!(report.spans, corpus.spans);
@@ -765,6 +830,37 @@ mod tests {
         }
     }
 
+    /// Scenario: a short run with a baseline config that drops nothing and
+    /// masks nothing, against the default.
+    /// Guarantees: the baseline contender is timed every round, and the
+    /// last line ends with `config_vs_baseline=R`, R the ratio of the two
+    /// spans-per-second figures, to two decimals.
+    #[test]
+    fn a_baseline_config_runs_alternately_and_ends_the_last_line() {
+        let corpus =
+            generate(&CorpusOptions { seed: 3, min_spans: 1024, batch_spans: 512 }).unwrap();
+        let workload = Workload { description: "test".into(), batches: corpus.batches };
+        let off = r#"{"noise":{"enabled":false},"mask":{"enabled":false}}"#;
+        let options = BenchOptions {
+            config_json: "{}".into(),
+            config_origin: "test".into(),
+            component: crate::DEFAULT_COMPONENT.to_vec(),
+            component_origin: "embedded".into(),
+            rounds: 2,
+            cold_loads: 1,
+            perf_map: false,
+            max_batches_per_instance: DEFAULT_MAX_BATCHES_PER_INSTANCE,
+            baseline: Some((off.into(), "off.json".into())),
+        };
+        let report = run(&workload, &options, &mut |_| {}).unwrap();
+        let (b, origin) = report.baseline.as_ref().expect("a baseline contender");
+        assert_eq!((b.rounds.len(), origin.as_str()), (2, "off.json"));
+        let r = report.config_vs_baseline().unwrap();
+        let last = report.summary_line();
+        assert!(last.ends_with(&format!(" config_vs_baseline={r:.2}")), "{last}");
+        assert!(report.to_string().contains("the baseline config: off.json"));
+    }
+
     #[test]
     fn an_empty_workload_is_refused() {
         let workload = Workload { description: "empty".into(), batches: Vec::new() };
@@ -777,6 +873,7 @@ mod tests {
             cold_loads: 1,
             perf_map: false,
             max_batches_per_instance: DEFAULT_MAX_BATCHES_PER_INSTANCE,
+            baseline: None,
         };
         assert!(run(&workload, &options, &mut |_| {}).is_err());
     }

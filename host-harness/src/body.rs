@@ -103,15 +103,22 @@ pub fn json_traces_to_protobuf(doc: &[u8]) -> Result<Vec<u8>, BodyError> {
     if !object.contains_key("resourceSpans") {
         return Err(BodyError::new(BodyErrorKind::NotTraces, not_traces(object)));
     }
-    // serde's message for a value of the wrong type or range quotes it, or
-    // prints it bare (`i64 value -17053650260 is out of range`): say what
-    // kind of problem it is, never the value.
-    serde_json::from_value::<ExportTraceServiceRequest>(value).map(|r| r.encode_to_vec()).map_err(
-        |_| {
+    // Read from the text again rather than from `value`, so an error has its
+    // line and column. serde's message for a value of the wrong type or
+    // range quotes it, or prints it bare (`i64 value -17053650260 is out of
+    // range`): say where and what kind of problem it is, never the value.
+    drop(value);
+    serde_json::from_slice::<ExportTraceServiceRequest>(doc).map(|r| r.encode_to_vec()).map_err(
+        |e| {
             BodyError::new(
                 BodyErrorKind::Malformed,
-                "not OTLP JSON: a field has a value of the wrong type, or out of range, for the \
-                 OTLP/JSON mapping (ids are hex strings; 64-bit integers decimal strings or numbers)",
+                format!(
+                    "not OTLP JSON (line {} column {}): a field has a value of the wrong type, or \
+                     out of range, for the OTLP/JSON mapping (ids are hex strings; 64-bit integers \
+                     decimal strings or numbers)",
+                    e.line(),
+                    e.column()
+                ),
             )
         },
     )
@@ -224,6 +231,7 @@ mod tests {
             let error = json_traces_to_protobuf(doc).unwrap_err();
             assert_eq!(error.kind, BodyErrorKind::Malformed);
             assert!(!error.message.contains("17053650260") && !error.message.contains("s3cr3t"), "{}", error.message);
+            assert!(error.message.contains("line 1 column "), "{}", error.message);
         }
     }
 }

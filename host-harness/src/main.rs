@@ -7,7 +7,7 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use tracescrub::audit::{AuditReport, audit_file};
 use tracescrub::bench::{BenchOptions, Workload};
@@ -166,10 +166,14 @@ Answers:
                            batch over (--batch-memory-bytes - 1 MiB) / 2
   408 / DeadlineExceeded   body not received within --body-timeout-ms
   415, 404, 405            wrong content type or encoding, path, method
-  503 / Unavailable        over --max-in-flight, a batch past its deadline,
-                           or the upstream down, slow or cutting the
-                           connection; with Retry-After. Retried by SDKs.
-  429                      the upstream throttled; its Retry-After passed on
+  503 / Unavailable        over --max-in-flight (taken once a body is in),
+                           --max-receiving or --max-receiving-per-connection
+                           (bodies still arriving), a batch past its
+                           deadline, or the upstream down, slow or cutting
+                           the connection; with Retry-After (gRPC:
+                           RetryInfo). Retried by SDKs.
+  429 / ResourceExhausted  the upstream throttled; its Retry-After (seconds
+                           or an HTTP date) or RetryInfo passed on
   500 / Internal           the component trapped (a processor bug). The
                            instance is discarded; the gateway serves on.
 
@@ -187,9 +191,11 @@ host takes it out before the component sees the rest). Flags override it:
     upstream_timeout_ms: 5000
     # also: listen_http, listen_grpc, admin, workers, max_body_bytes,
     # max_decompressed_bytes, batch_memory_bytes, batch_deadline_ms,
-    # max_in_flight, body_timeout_ms, split_batches,
-    # max_batches_per_instance (upstream_headers and
-    # upstream_gzip change on reload; the rest at restart)
+    # max_in_flight, body_timeout_ms, max_receiving,
+    # max_receiving_per_connection, idle_timeout_ms,
+    # header_read_timeout_ms, split_batches, max_batches_per_instance
+    # (each flag's key; upstream_headers and upstream_gzip change on
+    # reload, the rest at restart)
 
 Admin: GET /metrics (Prometheus), GET /healthz, GET /readyz, POST /-/reload.
 
@@ -212,111 +218,14 @@ struct ServeArgs {
     /// A processor component file instead of the embedded one.
     #[arg(long, value_name = "FILE")]
     component: Option<PathBuf>,
-    /// Where processed batches go: http://HOST:PORT[/PATH] (OTLP/HTTP
-    /// protobuf; path default /v1/traces) or grpc://HOST:PORT (OTLP/gRPC).
-    #[arg(long, value_name = "URL")]
-    upstream: Option<String>,
-    /// Force the upstream protocol, whatever the URL's scheme says.
-    #[arg(long, value_name = "PROTOCOL")]
-    upstream_protocol: Option<UpstreamProtocol>,
-    /// A header for every upstream request, NAME=VALUE; repeatable.
-    #[arg(long = "upstream-header", value_name = "NAME=VALUE", value_parser = parse_upstream_header)]
-    upstream_headers: Vec<(String, String)>,
-    /// Gzip batches sent upstream [default: off; on loopback it costs more
-    /// CPU than it saves].
-    #[arg(long, overrides_with = "no_upstream_gzip")]
-    upstream_gzip: bool,
-    /// Do not gzip batches sent upstream, whatever the config file says.
-    #[arg(long)]
-    no_upstream_gzip: bool,
-    /// Upstream timeout over connect, send and answer, in ms [default: 5000].
-    #[arg(long, value_name = "MS")]
-    upstream_timeout_ms: Option<u64>,
-    /// OTLP/HTTP listen address [default: 127.0.0.1:4318].
-    #[arg(long, value_name = "ADDR")]
-    listen_http: Option<String>,
-    /// OTLP/gRPC listen address [default: 127.0.0.1:4317].
-    #[arg(long, value_name = "ADDR")]
-    listen_grpc: Option<String>,
-    /// Admin listen address: /metrics, /healthz, /readyz, /-/reload
-    /// [default: 127.0.0.1:8888].
-    #[arg(long, value_name = "ADDR")]
-    admin: Option<String>,
-    /// Worker threads running the component [default: one per core].
-    #[arg(long, value_name = "N")]
-    workers: Option<usize>,
-    /// Largest request body as received, in bytes [default: 16777216].
-    #[arg(long, value_name = "BYTES")]
-    max_body_bytes: Option<u64>,
-    /// Largest request body after gunzip, in bytes [default: 67108864].
-    #[arg(long, value_name = "BYTES")]
-    max_decompressed_bytes: Option<u64>,
-    /// Guest memory cap per worker instance, in bytes [default: 268435456].
-    #[arg(long, value_name = "BYTES")]
-    batch_memory_bytes: Option<u64>,
-    /// Time one batch may run in the component, in ms [default: 5000].
-    #[arg(long, value_name = "MS")]
-    batch_deadline_ms: Option<u64>,
-    /// Batches received, processed or forwarded at once; past it, 503 with
-    /// Retry-After [default: 128].
-    #[arg(long, value_name = "N")]
-    max_in_flight: Option<usize>,
-    /// Time a client may take to send a request body once its headers are
-    /// in, in ms; past it, 408 [default: 30000].
-    #[arg(long, value_name = "MS")]
-    body_timeout_ms: Option<u64>,
-    /// Always process a batch whole on one worker. By default a batch of
-    /// 128 KiB or more that arrives while other workers are idle is cut
-    /// between resources and processed on several workers at once, with
-    /// the same result (it runs again whole when a dropped span has a kept
-    /// child across a cut): less added latency when the gateway has cores
-    /// to spare.
-    #[arg(long)]
-    no_split_batches: bool,
-    /// Batches a worker's instance processes before a fresh instance takes
-    /// over, so that no batch's data stays in a guest while the next runs;
-    /// 0: renew only after a trap [default: 32].
-    #[arg(long, value_name = "N")]
-    max_batches_per_instance: Option<u64>,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum UpstreamProtocol {
-    Http,
-    Grpc,
-}
-
-fn parse_upstream_header(text: &str) -> Result<(String, String), String> {
-    tracescrub::serve::options::parse_header(text).map_err(|e| e.to_string())
+    /// The gateway's settings, declared once for flags and the config
+    /// file (tracescrub::serve::options::GatewaySection).
+    #[command(flatten)]
+    gateway: tracescrub::serve::options::GatewaySection,
 }
 
 fn serve(args: ServeArgs) -> Result<bool, Fatal> {
-    use tracescrub::serve::options::{GatewaySection, Protocol};
-    let mut cli = GatewaySection::default();
-    cli.upstream = args.upstream;
-    cli.upstream_protocol = args.upstream_protocol.map(|p| match p {
-        UpstreamProtocol::Http => Protocol::Http,
-        UpstreamProtocol::Grpc => Protocol::Grpc,
-    });
-    cli.upstream_headers = args.upstream_headers.into_iter().collect();
-    cli.upstream_gzip = match (args.upstream_gzip, args.no_upstream_gzip) {
-        (true, _) => Some(true),
-        (_, true) => Some(false),
-        _ => None,
-    };
-    cli.upstream_timeout_ms = args.upstream_timeout_ms;
-    cli.listen_http = args.listen_http;
-    cli.listen_grpc = args.listen_grpc;
-    cli.admin = args.admin;
-    cli.workers = args.workers;
-    cli.max_body_bytes = args.max_body_bytes;
-    cli.max_decompressed_bytes = args.max_decompressed_bytes;
-    cli.batch_memory_bytes = args.batch_memory_bytes;
-    cli.batch_deadline_ms = args.batch_deadline_ms;
-    cli.max_in_flight = args.max_in_flight;
-    cli.body_timeout_ms = args.body_timeout_ms;
-    cli.split_batches = args.no_split_batches.then_some(false);
-    cli.max_batches_per_instance = args.max_batches_per_instance;
+    let cli = args.gateway;
     let sources =
         tracescrub::serve::version::Sources { config: args.config, component: args.component, cli };
     tracescrub::serve::run(tracescrub::serve::ServeOptions { sources })?;
@@ -364,7 +273,11 @@ impl<E: std::error::Error> From<E> for Fatal {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // `serve --help` shows each setting's default from the constants
+    // `resolve` uses.
+    let command =
+        Cli::command().mut_subcommand("serve", tracescrub::serve::options::document_defaults);
+    let cli = Cli::from_arg_matches(&command.get_matches()).unwrap_or_else(|e| e.exit());
     let result = match cli.command {
         Command::Replay { run, out, inputs } => replay(&run, out.as_deref(), &inputs),
         Command::Audit { run, raw, quiet, inputs } => audit(&run, raw, quiet, &inputs),
@@ -781,6 +694,11 @@ struct BenchArgs {
     /// YAML or JSON config file [default: the embedded platform rules].
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// A second config to compare with: both run on the component,
+    /// alternately batch by batch, and the last line ends with
+    /// `config_vs_baseline=R` (--config's throughput over this one's).
+    #[arg(long, value_name = "FILE")]
+    baseline_config: Option<PathBuf>,
     /// A processor component file instead of the embedded one.
     #[arg(long, value_name = "FILE")]
     component: Option<PathBuf>,
@@ -850,6 +768,10 @@ fn bench(args: &BenchArgs) -> Result<bool, Fatal> {
         cold_loads: tracescrub::bench::DEFAULT_COLD_LOADS,
         perf_map: args.perf_map,
         max_batches_per_instance: args.max_batches_per_instance,
+        baseline: match &args.baseline_config {
+            None => None,
+            Some(p) => Some((config_json(Some(p))?, p.display().to_string())),
+        },
     };
     let report =
         tracescrub::bench::run(&workload, &options, &mut |what| eprintln!("bench: {what}"))?;

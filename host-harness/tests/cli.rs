@@ -1334,3 +1334,58 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// Scenario: `serve --help`.
+/// Guarantees: every gateway setting's flag shows a default, and each
+/// equals the constant `serve` resolves with, so the help cannot drift.
+#[test]
+fn serve_help_shows_the_real_defaults() {
+    use tracescrub::serve::options::*;
+    let help = tracescrub(&[&"serve", &"--help"]);
+    assert_eq!(help.code, Some(0), "{}", help.stderr);
+    let text = squeeze(&help.stdout);
+    let expected: Vec<(&str, String)> = vec![
+        ("--upstream-gzip", DEFAULT_UPSTREAM_GZIP.to_string()),
+        ("--upstream-timeout-ms", DEFAULT_UPSTREAM_TIMEOUT_MS.to_string()),
+        ("--listen-http", DEFAULT_LISTEN_HTTP.to_owned()),
+        ("--listen-grpc", DEFAULT_LISTEN_GRPC.to_owned()),
+        ("--admin", DEFAULT_ADMIN.to_owned()),
+        ("--workers", format!("one per core, at most {}", tracescrub::serve::MAX_WORKERS)),
+        ("--max-body-bytes", DEFAULT_MAX_BODY_BYTES.to_string()),
+        ("--max-decompressed-bytes", DEFAULT_MAX_DECOMPRESSED_BYTES.to_string()),
+        ("--batch-memory-bytes", tracescrub::DEFAULT_MAX_MEMORY_BYTES.to_string()),
+        ("--batch-deadline-ms", DEFAULT_BATCH_DEADLINE_MS.to_string()),
+        ("--max-in-flight", DEFAULT_MAX_IN_FLIGHT.to_string()),
+        ("--body-timeout-ms", DEFAULT_BODY_TIMEOUT_MS.to_string()),
+        ("--max-receiving", DEFAULT_MAX_RECEIVING.to_string()),
+        ("--max-receiving-per-connection", DEFAULT_MAX_RECEIVING_PER_CONNECTION.to_string()),
+        ("--idle-timeout-ms", DEFAULT_IDLE_TIMEOUT_MS.to_string()),
+        ("--header-read-timeout-ms", DEFAULT_HEADER_READ_TIMEOUT_MS.to_string()),
+        (
+            "--no-split-batches",
+            if DEFAULT_SPLIT_BATCHES { "off (batches are split)" } else { "on" }.to_owned(),
+        ),
+        ("--max-batches-per-instance", tracescrub::DEFAULT_MAX_BATCHES_PER_INSTANCE.to_string()),
+    ];
+    // Each `[default: X]` belongs to the last flag named before it.
+    let mut shown = std::collections::BTreeMap::new();
+    let mut rest = text.as_str();
+    while let Some(at) = rest.find("[default: ") {
+        let before = &rest[..at];
+        let flag_at = before.rfind(" --").expect("a flag before its default") + 1;
+        let flag = before[flag_at..].split([' ', '=']).next().unwrap();
+        let value = &rest[at + "[default: ".len()..];
+        let value = &value[..value.find(']').expect("a closing bracket")];
+        assert!(shown.insert(flag.to_owned(), value.to_owned()).is_none(), "{flag} twice");
+        rest = &rest[at + 1..];
+    }
+    for (flag, default) in &expected {
+        assert_eq!(shown.get(*flag), Some(default), "{flag} in:\n{}", help.stdout);
+    }
+    for flag in shown.keys() {
+        assert!(
+            flag == "--config" || expected.iter().any(|(f, _)| f == flag),
+            "{flag} shows a default that is not checked"
+        );
+    }
+}

@@ -45,6 +45,11 @@ enum Mode {
     Accept,
     /// Answer with this status (429 with `Retry-After: 7`), recording nothing.
     Status(u16),
+    /// Answer with this status and `Retry-After` as the HTTP-date of this
+    /// time, recording nothing.
+    RetryAt(u16, std::time::SystemTime),
+    /// Answer with this status and `Retry-After: N` (seconds).
+    RetryAfter(u16, u64),
     /// Wait this long, then answer 200, recording nothing.
     Slow(Duration),
     /// Read the request, then close the connection without an answer.
@@ -158,6 +163,13 @@ fn serve_sink_connection(
                     .to_owned()
             }
             Mode::Status(code) => format!("HTTP/1.1 {code} Nope\r\nContent-Length: 0\r\n\r\n"),
+            Mode::RetryAt(code, at) => format!(
+                "HTTP/1.1 {code} Nope\r\nRetry-After: {}\r\nContent-Length: 0\r\n\r\n",
+                httpdate::fmt_http_date(at)
+            ),
+            Mode::RetryAfter(code, secs) => {
+                format!("HTTP/1.1 {code} Nope\r\nRetry-After: {secs}\r\nContent-Length: 0\r\n\r\n")
+            }
             Mode::Slow(wait) => {
                 std::thread::sleep(wait);
                 "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n".to_owned()
@@ -966,10 +978,13 @@ fn bad_requests_get_the_right_status() {
     assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
     assert!(status.message().contains("malformed batch at byte"), "{status:?}");
 
-    // Over the limit over gRPC: a 2 MiB message (tonic's own answer would
-    // be OutOfRange), and the gzip bomb (ResourceExhausted). Both are
-    // retryable codes in OTLP/gRPC; the gateway must answer a final one.
-    for (body, gzip) in [(vec![0u8; 2 << 20], false), (vec![0u8; 8 << 20], true)] {
+    // Over the limit over gRPC: a 2 MiB message, over --max-body-bytes as
+    // HTTP's body would be (tonic's own answer would be OutOfRange), and the
+    // gzip bomb, over --max-decompressed-bytes (ResourceExhausted). Both
+    // are retryable codes in OTLP/gRPC; the gateway must answer a final one.
+    for (body, gzip, limit) in
+        [(vec![0u8; 2 << 20], false, "65536"), (vec![0u8; 8 << 20], true, "1048576")]
+    {
         let status = rt.block_on(async {
             let channel =
                 tonic::transport::Endpoint::from_shared(format!("http://{}", gateway.grpc))
@@ -994,7 +1009,7 @@ fn bad_requests_get_the_right_status() {
             .unwrap_err()
         });
         assert_eq!(status.code(), tonic::Code::InvalidArgument, "gzip={gzip}: {status:?}");
-        assert!(status.message().contains("1048576"), "gzip={gzip}: {status:?}");
+        assert!(status.message().contains(limit), "gzip={gzip}: {status:?}");
     }
 
     assert!(sink.received().is_empty());
@@ -1513,4 +1528,853 @@ fn metrics_count_a_known_batch() {
     assert_eq!(request(gateway.admin, "GET", "/readyz", &[], b"").status, 200);
     assert_eq!(request(gateway.admin, "GET", "/nope", &[], b"").status, 404);
     assert_eq!(request(gateway.admin, "GET", "/-/reload", &[], b"").status, 405);
+}
+
+// ------------------------------------------------------ hostile clients --
+
+/// A request body that never sends a byte and never ends: a client that
+/// sent its headers and went silent.
+struct Silent;
+
+impl hyper::body::Body for Silent {
+    type Data = hyper::body::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        std::task::Poll::Pending
+    }
+}
+
+/// `google.rpc.Status` with details and `google.rpc.RetryInfo`, written out
+/// here so the test reads the gateway's details independently of it.
+mod rpc {
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Status {
+        #[prost(int32, tag = "1")]
+        pub code: i32,
+        #[prost(string, tag = "2")]
+        pub message: String,
+        #[prost(message, repeated, tag = "3")]
+        pub details: Vec<Any>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Any {
+        #[prost(string, tag = "1")]
+        pub type_url: String,
+        #[prost(bytes = "vec", tag = "2")]
+        pub value: Vec<u8>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct RetryInfo {
+        #[prost(message, optional, tag = "1")]
+        pub retry_delay: Option<Duration>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Duration {
+        #[prost(int64, tag = "1")]
+        pub seconds: i64,
+        #[prost(int32, tag = "2")]
+        pub nanos: i32,
+    }
+}
+
+/// The `RetryInfo` delay in a gRPC status's details, in seconds.
+fn retry_info_secs(status: &tonic::Status) -> Option<i64> {
+    let details = rpc::Status::decode(status.details()).ok()?;
+    let any = details
+        .details
+        .iter()
+        .find(|a| a.type_url == "type.googleapis.com/google.rpc.RetryInfo")?;
+    Some(rpc::RetryInfo::decode(any.value.as_slice()).ok()?.retry_delay?.seconds)
+}
+
+/// One raw gRPC Export call on a fresh HTTP/2 connection: `headers` over
+/// the usual ones (a name given replaces the default), one frame holding
+/// `message` (flagged compressed when `compressed`). The status comes from
+/// the headers or the trailers, `OK` as `Code::Ok`.
+fn grpc_call(
+    addr: SocketAddr,
+    headers: &[(&str, &str)],
+    message: &[u8],
+    compressed: bool,
+) -> tonic::Status {
+    use http_body_util::BodyExt;
+    let mut frame = vec![u8::from(compressed)];
+    frame.extend_from_slice(&u32::try_from(message.len()).unwrap().to_be_bytes());
+    frame.extend_from_slice(message);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .http2_only(true)
+                .build_http::<http_body_util::Full<hyper::body::Bytes>>();
+        let mut request = hyper::Request::post(format!(
+            "http://{addr}/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+        ));
+        let defaults = [("content-type", "application/grpc"), ("te", "trailers")];
+        for (name, value) in defaults {
+            if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name)) {
+                request = request.header(name, value);
+            }
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request.body(http_body_util::Full::new(frame.into())).unwrap();
+        let response = tokio::time::timeout(PATIENCE, client.request(request))
+            .await
+            .expect("an answer in time")
+            .expect("a response");
+        let mut all = response.headers().clone();
+        let collected = response.into_body().collect().await.expect("the response body");
+        if let Some(trailers) = collected.trailers() {
+            all.extend(trailers.clone());
+        }
+        tonic::Status::from_header_map(&all).expect("a grpc-status")
+    })
+}
+
+/// Scenario: 300 HTTP connections send headers with `Content-Length: 1000`
+/// and no body, and stay open (the default limits: 128 in flight, 1024
+/// receiving); meanwhile ordinary clients send batches over HTTP and gRPC.
+/// Guarantees: the silent requests hold receiving places, not in-flight
+/// ones; every ordinary batch is acknowledged while they are open.
+#[test]
+fn bodiless_http_requests_hold_no_in_flight_place() {
+    let sink = Sink::start();
+    let gateway = Gateway::start(&["--upstream", &sink.url()]);
+    let head = format!(
+        "POST /v1/traces HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-protobuf\r\nContent-Length: 1000\r\n\r\n",
+        gateway.http
+    );
+    let silent: Vec<TcpStream> = (0..300)
+        .map(|_| {
+            let mut stream = TcpStream::connect(gateway.http).unwrap();
+            stream.write_all(head.as_bytes()).unwrap();
+            stream
+        })
+        .collect();
+    gateway.wait_for("300 requests receiving", || {
+        gateway.metric("tracescrub_receiving_requests") == 300.0
+    });
+    assert_eq!(gateway.metric("tracescrub_in_flight_batches"), 0.0);
+    for _ in 0..3 {
+        let reply = gateway.post_protobuf(&known_batch());
+        assert_eq!(reply.status, 200, "{}", reply.text());
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut client =
+            TraceServiceClient::connect(format!("http://{}", gateway.grpc)).await.unwrap();
+        client
+            .export(ExportTraceServiceRequest::decode(known_batch().as_slice()).unwrap())
+            .await
+            .expect("gRPC export acknowledged while 300 bodies are silent");
+    });
+    assert_eq!(sink.received().len(), 4);
+    assert_eq!(gateway.metric("tracescrub_receiving_requests"), 300.0, "still open");
+    drop(silent);
+}
+
+/// Scenario: one gRPC connection opens 150 Export streams that send only
+/// HEADERS (default limits: 16 receiving per connection, 100 streams);
+/// meanwhile ordinary clients send batches over gRPC and HTTP.
+/// Guarantees: that connection holds at most 16 receiving places and no
+/// in-flight place; the streams past its share are answered `Unavailable`
+/// with a `RetryInfo`; every ordinary batch is acknowledged.
+#[test]
+fn header_only_grpc_streams_hold_no_in_flight_place() {
+    let sink = Sink::start();
+    let gateway = Gateway::start(&["--upstream", &sink.url()]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (sender, refused) = rt.block_on(async {
+        let tcp = tokio::net::TcpStream::connect(gateway.grpc).await.unwrap();
+        let (sender, connection) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(tcp),
+        )
+        .await
+        .unwrap();
+        tokio::spawn(connection);
+        let refused = Arc::new(Mutex::new(Vec::new()));
+        for _ in 0..150 {
+            let mut sender = sender.clone();
+            let refused = Arc::clone(&refused);
+            tokio::spawn(async move {
+                let request = hyper::Request::post(
+                    "http://gateway/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+                )
+                .header("content-type", "application/grpc")
+                .header("te", "trailers")
+                .body(Silent)
+                .unwrap();
+                if sender.ready().await.is_err() {
+                    return;
+                }
+                if let Ok(response) = sender.send_request(request).await
+                    && let Some(status) = tonic::Status::from_header_map(response.headers())
+                {
+                    refused.lock().unwrap().push(status);
+                }
+            });
+        }
+        (sender, refused)
+    });
+    gateway.wait_for("the connection to fill its 16 receiving places", || {
+        gateway.metric("tracescrub_receiving_requests") == 16.0
+            && refused.lock().unwrap().len() >= 80
+    });
+    assert_eq!(gateway.metric("tracescrub_in_flight_batches"), 0.0);
+    {
+        let refused = refused.lock().unwrap();
+        let first = &refused[0];
+        assert_eq!(first.code(), tonic::Code::Unavailable, "{first:?}");
+        assert!(first.message().contains("max-receiving-per-connection"), "{first:?}");
+        assert_eq!(retry_info_secs(first), Some(1), "{first:?}");
+    }
+    rt.block_on(async {
+        let mut client =
+            TraceServiceClient::connect(format!("http://{}", gateway.grpc)).await.unwrap();
+        for _ in 0..3 {
+            client
+                .export(ExportTraceServiceRequest::decode(known_batch().as_slice()).unwrap())
+                .await
+                .expect("gRPC export acknowledged beside the silent connection");
+        }
+    });
+    assert_eq!(gateway.post_protobuf(&known_batch()).status, 200);
+    assert_eq!(sink.received().len(), 4);
+    assert_eq!(gateway.metric("tracescrub_receiving_requests"), 16.0, "still open");
+    drop(sender);
+    drop(rt);
+}
+
+/// Scenario: `--max-receiving 2`; two HTTP requests send headers and no
+/// body, a third arrives.
+/// Guarantees: the third is refused at once with 503, Retry-After and a
+/// message naming the setting; once the silent two are gone, batches pass.
+#[test]
+fn past_max_receiving_requests_are_refused_with_retry_after() {
+    let sink = Sink::start();
+    let gateway = Gateway::start(&["--upstream", &sink.url(), "--max-receiving", "2"]);
+    let head = format!(
+        "POST /v1/traces HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-protobuf\r\nContent-Length: 1000\r\n\r\n",
+        gateway.http
+    );
+    let silent: Vec<TcpStream> = (0..2)
+        .map(|_| {
+            let mut stream = TcpStream::connect(gateway.http).unwrap();
+            stream.write_all(head.as_bytes()).unwrap();
+            stream
+        })
+        .collect();
+    gateway.wait_for("2 requests receiving", || {
+        gateway.metric("tracescrub_receiving_requests") == 2.0
+    });
+    let reply = gateway.post_protobuf(&known_batch());
+    assert_eq!(reply.status, 503, "{}", reply.text());
+    assert_eq!(reply.headers.get("retry-after").map(String::as_str), Some("1"));
+    assert!(reply.status_message().contains("--max-receiving"), "{}", reply.status_message());
+    drop(silent);
+    gateway.wait_for("the silent requests to go", || {
+        gateway.metric("tracescrub_receiving_requests") == 0.0
+    });
+    assert_eq!(gateway.post_protobuf(&known_batch()).status, 200);
+    assert!(sink.received().len() == 1);
+}
+
+/// Scenario: `--idle-timeout-ms 300 --header-read-timeout-ms 300`; a client
+/// connects to each receiver and sends nothing; another sends half a
+/// request line; another sends a batch and keeps its connection.
+/// Guarantees: the gateway closes each of them within a few seconds
+/// (the batch is acknowledged first).
+#[test]
+fn silent_and_slow_header_connections_are_closed() {
+    let sink = Sink::start();
+    let gateway = Gateway::start(&[
+        "--upstream",
+        &sink.url(),
+        "--idle-timeout-ms",
+        "300",
+        "--header-read-timeout-ms",
+        "300",
+    ]);
+    let closed_within_seconds = |mut stream: TcpStream| {
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut rest = Vec::new();
+        // EOF (or a reset) ends the read; a timeout would be an error.
+        match stream.read_to_end(&mut rest) {
+            Ok(_) => rest,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => rest,
+            Err(e) => panic!("the connection was not closed: {e}"),
+        }
+    };
+    for addr in [gateway.http, gateway.grpc, gateway.admin] {
+        closed_within_seconds(TcpStream::connect(addr).unwrap());
+    }
+    let mut slow = TcpStream::connect(gateway.http).unwrap();
+    slow.write_all(b"POST /v1/tra").unwrap();
+    closed_within_seconds(slow);
+
+    let mut kept = TcpStream::connect(gateway.http).unwrap();
+    let batch = known_batch();
+    let head = format!(
+        "POST /v1/traces HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-protobuf\r\nContent-Length: {}\r\n\r\n",
+        gateway.http,
+        batch.len()
+    );
+    kept.write_all(head.as_bytes()).unwrap();
+    kept.write_all(&batch).unwrap();
+    let answer = closed_within_seconds(kept);
+    assert!(answer.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&answer));
+    assert_eq!(sink.received().len(), 1);
+}
+
+/// Scenario: `--max-body-bytes 65536 --max-decompressed-bytes 1048576`; over
+/// gRPC, a 100 KiB uncompressed message, a frame announcing 100 MiB, a
+/// gzip bomb (8 MiB of zeros), and then a message under both limits.
+/// Guarantees: the first three get `InvalidArgument` naming the limit and
+/// its setting, and nothing is forwarded; the last is acknowledged.
+#[test]
+fn grpc_messages_are_held_to_the_body_limits() {
+    let sink = Sink::start();
+    let gateway = Gateway::start(&[
+        "--upstream",
+        &sink.url(),
+        "--max-body-bytes",
+        "65536",
+        "--max-decompressed-bytes",
+        "1048576",
+    ]);
+    let status = grpc_call(gateway.grpc, &[], &vec![0u8; 100 << 10], false);
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert!(
+        status.message().contains("65536") && status.message().contains("--max-body-bytes"),
+        "{status:?}"
+    );
+
+    // A frame header announcing 100 MiB, and 1 KiB of it: refused on the
+    // announced length, without waiting for (or buffering) the rest.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let announced = rt.block_on(async {
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .http2_only(true)
+                .build_http::<http_body_util::Full<hyper::body::Bytes>>();
+        let mut frame = vec![0u8];
+        frame.extend_from_slice(&(100u32 << 20).to_be_bytes());
+        frame.extend_from_slice(&[0u8; 1024]);
+        let request = hyper::Request::post(format!(
+            "http://{}/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+            gateway.grpc
+        ))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(http_body_util::Full::new(frame.into()))
+        .unwrap();
+        let response = tokio::time::timeout(PATIENCE, client.request(request))
+            .await
+            .expect("an answer in time")
+            .expect("a response");
+        tonic::Status::from_header_map(response.headers()).expect("trailers-only status")
+    });
+    assert_eq!(announced.code(), tonic::Code::InvalidArgument, "{announced:?}");
+    assert!(announced.message().contains("--max-body-bytes"), "{announced:?}");
+
+    let bomb = gzip(&vec![0u8; 8 << 20]);
+    assert!(bomb.len() < 65536);
+    let status = grpc_call(gateway.grpc, &[("grpc-encoding", "gzip")], &bomb, true);
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert!(
+        status.message().contains("1048576")
+            && status.message().contains("--max-decompressed-bytes"),
+        "{status:?}"
+    );
+    assert!(sink.received().is_empty(), "an oversize message was forwarded");
+
+    let status = grpc_call(gateway.grpc, &[], &known_batch(), false);
+    assert_eq!(status.code(), tonic::Code::Ok, "{status:?}");
+    assert_eq!(sink.received().len(), 1);
+    assert_eq!(gateway.metric("tracescrub_processor_batches_total{outcome=\"too_large\"}"), 3.0);
+}
+
+/// Scenario: the same batch over both transports with encodings the
+/// gateway does not take as they are: gRPC with `application/grpc+json`
+/// (a JSON body and a protobuf one), gRPC with `grpc-encoding` given twice
+/// or unknown; HTTP with `Content-Encoding: gzip` in two headers and as
+/// `gzip, gzip` (the body gzipped twice), and two Content-Type headers;
+/// then each transport's accepted forms.
+/// Guarantees: each refusal is final (`InvalidArgument` / `Unimplemented`,
+/// 415) and says what to send; nothing is forwarded; one layer of gzip and
+/// `identity` pass on both.
+#[test]
+fn json_grpc_and_repeated_encodings_are_refused_on_both_transports() {
+    let sink = Sink::start();
+    let gateway = Gateway::start(&["--upstream", &sink.url()]);
+    let batch = known_batch();
+    let json = br#"{"resourceSpans":[]}"#;
+    for body in [&json[..], &batch] {
+        let status =
+            grpc_call(gateway.grpc, &[("content-type", "application/grpc+json")], body, false);
+        assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+        assert!(status.message().contains("application/grpc+json"), "{status:?}");
+    }
+    let status = grpc_call(
+        gateway.grpc,
+        &[("grpc-encoding", "gzip"), ("grpc-encoding", "gzip")],
+        &gzip(&batch),
+        true,
+    );
+    assert_eq!(status.code(), tonic::Code::Unimplemented, "{status:?}");
+    assert!(status.message().contains("2 times"), "{status:?}");
+    let status = grpc_call(gateway.grpc, &[("grpc-encoding", "zstd")], &batch, true);
+    assert_eq!(status.code(), tonic::Code::Unimplemented, "{status:?}");
+
+    let twice = gzip(&gzip(&batch));
+    let reply = gateway.post(
+        "application/x-protobuf",
+        &[("Content-Encoding", "gzip"), ("Content-Encoding", "gzip")],
+        &twice,
+    );
+    assert_eq!(reply.status, 415, "{}", reply.text());
+    assert!(reply.status_message().contains("2 times"), "{}", reply.status_message());
+    let reply =
+        gateway.post("application/x-protobuf", &[("Content-Encoding", "gzip, gzip")], &twice);
+    assert_eq!(reply.status, 415, "{}", reply.text());
+    let reply =
+        gateway.post("application/x-protobuf", &[("Content-Type", "application/json")], &batch);
+    assert_eq!(reply.status, 415, "{}", reply.text());
+    assert!(sink.received().is_empty(), "a refused request was forwarded");
+
+    let status = grpc_call(gateway.grpc, &[("grpc-encoding", "gzip")], &gzip(&batch), true);
+    assert_eq!(status.code(), tonic::Code::Ok, "{status:?}");
+    let status =
+        grpc_call(gateway.grpc, &[("content-type", "application/grpc+proto")], &batch, false);
+    assert_eq!(status.code(), tonic::Code::Ok, "{status:?}");
+    let reply = gateway.post(
+        "application/x-protobuf",
+        &[("Content-Encoding", "identity"), ("Content-Encoding", "gzip")],
+        &gzip(&batch),
+    );
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(sink.received().len(), 3);
+}
+
+/// Scenario: OTLP/JSON documents with content that are not traces: metrics,
+/// logs, and traces with snake_case (protobuf) keys, posted to /v1/traces.
+/// Guarantees: each gets 400, counted as malformed; nothing is forwarded.
+#[test]
+fn json_metrics_logs_and_snake_case_traces_are_refused() {
+    let sink = Sink::start();
+    let gateway = Gateway::start(&["--upstream", &sink.url()]);
+    let trace_id = "5b8efff798038103d269b633813fc60c";
+    let metrics = r#"{"resourceMetrics":[{"resource":{},"scopeMetrics":[{"metrics":[{"name":"http.server.duration","gauge":{"dataPoints":[{"asInt":"17053650260"}]}}]}]}]}"#.to_owned();
+    let logs = r#"{"resourceLogs":[{"resource":{},"scopeLogs":[{"logRecords":[{"severityText":"INFO","body":{"stringValue":"fnr 17053650260"}}]}]}]}"#.to_owned();
+    let snake = format!(
+        r#"{{"resource_spans":[{{"scope_spans":[{{"spans":[{{"trace_id":"{trace_id}","span_id":"eee19b7ec3c1b174","name":"GET /fnr/17053650260"}}]}}]}}]}}"#
+    );
+    for body in [metrics, logs, snake] {
+        let reply = gateway.post("application/json", &[], body.as_bytes());
+        assert_eq!(reply.status, 400, "{body}: {}", reply.text());
+        assert!(!reply.text().contains(NUMBER), "{}", reply.text());
+    }
+    assert!(sink.received().is_empty(), "a document that is not traces was forwarded");
+    assert_eq!(gateway.metric("tracescrub_processor_batches_total{outcome=\"malformed\"}"), 3.0);
+}
+
+/// Scenario: hostile protobuf bodies on OTLP/HTTP: a metrics export sent
+/// as traces, a span whose 24-byte `span_id` carries a personal number,
+/// and 40,000 spans that share one span id, each its own parent, the first
+/// a health check.
+/// Guarantees: the first two get 400 naming the field, never quoting the
+/// id, and nothing is forwarded; the cycle batch is processed (200; every
+/// span goes as noise or its descendant) within the batch deadline, which
+/// quadratic descendant marking once blew.
+#[test]
+fn hostile_protobuf_bodies_are_refused_or_processed_in_bounded_time() {
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+    use opentelemetry_proto::tonic::metrics::v1::{Metric, ResourceMetrics, ScopeMetrics};
+    let sink = Sink::start();
+    let gateway = Gateway::start(&["--upstream", &sink.url()]);
+    let metric = Metric { name: "http.server.request.duration".into(), ..Default::default() };
+    let metrics = ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            scope_metrics: vec![ScopeMetrics { metrics: vec![metric], ..Default::default() }],
+            ..Default::default()
+        }],
+    };
+    let smuggled = Span {
+        trace_id: vec![7; 16],
+        span_id: format!("id:{NUMBER}:padding..").into_bytes(),
+        name: "work".into(),
+        ..Default::default()
+    };
+    let one_span = |span: Span| ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans { spans: vec![span], ..Default::default() }],
+            ..Default::default()
+        }],
+    };
+    for (body, field) in [
+        (metrics.encode_to_vec(), "Span.trace_id"),
+        (one_span(smuggled).encode_to_vec(), "Span.span_id is 24 bytes"),
+    ] {
+        let reply = gateway.post("application/x-protobuf", &[], &body);
+        assert_eq!(reply.status, 400, "{}", reply.text());
+        assert!(reply.text().contains(field), "{}", reply.text());
+        assert!(!reply.text().contains(NUMBER), "{}", reply.text());
+    }
+    assert!(sink.received().is_empty(), "a malformed batch was forwarded");
+
+    let spans: Vec<Span> = (0..40_000)
+        .map(|i| Span {
+            trace_id: vec![9; 16],
+            span_id: vec![5; 8],
+            parent_span_id: vec![5; 8],
+            name: if i == 0 { "GET /isAlive".into() } else { "work".into() },
+            kind: 2,
+            ..Default::default()
+        })
+        .collect();
+    let cycle = ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
+            ..Default::default()
+        }],
+    };
+    let reply = gateway.post("application/x-protobuf", &[], &cycle.encode_to_vec());
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(gateway.metric("tracescrub_processor_batches_total{outcome=\"timeout\"}"), 0.0);
+}
+
+/// A gRPC upstream that throttles every call: `RESOURCE_EXHAUSTED` with a
+/// `RetryInfo` of 11 s.
+#[derive(Clone, Default)]
+struct ThrottlingGrpcSink;
+
+#[tonic::async_trait]
+impl TraceService for ThrottlingGrpcSink {
+    async fn export(
+        &self,
+        _: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let details = rpc::Status {
+            code: tonic::Code::ResourceExhausted as i32,
+            message: "slow down".into(),
+            details: vec![rpc::Any {
+                type_url: "type.googleapis.com/google.rpc.RetryInfo".into(),
+                value: rpc::RetryInfo {
+                    retry_delay: Some(rpc::Duration { seconds: 11, nanos: 0 }),
+                }
+                .encode_to_vec(),
+            }],
+        };
+        Err(tonic::Status::with_details(
+            tonic::Code::ResourceExhausted,
+            "slow down",
+            details.encode_to_vec().into(),
+        ))
+    }
+}
+
+/// Scenario: the upstream throttles: HTTP 429 with `Retry-After` as an
+/// HTTP-date 30 s ahead, 503 with `Retry-After: 9`, 429 with
+/// `Retry-After: 7`; then a gRPC upstream answering `RESOURCE_EXHAUSTED`
+/// with a `RetryInfo` of 11 s.
+/// Guarantees: HTTP clients get the upstream's status and the wait in
+/// seconds (the date converted, within the clock's second); gRPC clients
+/// get `ResourceExhausted` or `Unavailable` with a `google.rpc.RetryInfo`
+/// of the same wait; nothing is acknowledged.
+#[test]
+fn upstream_retry_hints_reach_both_transports() {
+    let sink = Sink::start();
+    let gateway = Gateway::start(&["--upstream", &sink.url()]);
+    let export_grpc = || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let mut client =
+                TraceServiceClient::connect(format!("http://{}", gateway.grpc)).await.unwrap();
+            client
+                .export(ExportTraceServiceRequest::decode(known_batch().as_slice()).unwrap())
+                .await
+                .unwrap_err()
+        })
+    };
+
+    sink.set(Mode::RetryAt(429, std::time::SystemTime::now() + Duration::from_secs(30)));
+    let reply = gateway.post_protobuf(&known_batch());
+    assert_eq!(reply.status, 429, "{}", reply.text());
+    let secs: u64 = reply.headers["retry-after"].parse().unwrap();
+    assert!((27..=31).contains(&secs), "Retry-After {secs} for a date 30 s ahead");
+    let status = export_grpc();
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+    let secs = retry_info_secs(&status).expect("a RetryInfo");
+    assert!((27..=31).contains(&secs), "RetryInfo {secs} s for a date 30 s ahead");
+
+    sink.set(Mode::RetryAfter(503, 9));
+    let reply = gateway.post_protobuf(&known_batch());
+    assert_eq!(reply.status, 503, "{}", reply.text());
+    assert_eq!(reply.headers.get("retry-after").map(String::as_str), Some("9"));
+    let status = export_grpc();
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert_eq!(retry_info_secs(&status), Some(9), "{status:?}");
+
+    sink.set(Mode::Status(429));
+    let status = export_grpc();
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+    assert_eq!(retry_info_secs(&status), Some(7), "{status:?}");
+    assert!(sink.received().is_empty());
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let addr = listener.local_addr().unwrap();
+    rt.spawn(tonic::transport::Server::builder().serve_with_incoming(
+        TraceServiceServer::new(ThrottlingGrpcSink),
+        tonic::transport::server::TcpIncoming::from(listener),
+    ));
+    let gateway = Gateway::start(&["--upstream", &format!("grpc://{addr}")]);
+    let reply = gateway.post_protobuf(&known_batch());
+    assert_eq!(reply.status, 429, "{}", reply.text());
+    assert_eq!(reply.headers.get("retry-after").map(String::as_str), Some("11"));
+    let status = grpc_call(gateway.grpc, &[], &known_batch(), false);
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+    assert_eq!(retry_info_secs(&status), Some(11), "{status:?}");
+}
+
+/// A secret planted in configs and bodies; no reply, log line or metric
+/// may carry it (nor [`NUMBER`]).
+const SECRET: &str = "s3cr3t-Tok3n";
+
+/// Fails with `what` if `text` carries [`SECRET`] or [`NUMBER`].
+fn assert_no_echo(what: &str, text: &str) {
+    assert!(
+        !text.contains(SECRET) && !text.contains(NUMBER),
+        "{what} echoes a planted value:\n{text}"
+    );
+}
+
+/// Every gateway key, each with values of the wrong kind or form that
+/// carry [`SECRET`] and [`NUMBER`], as YAML; and the `gateway:` section
+/// itself as a string. With each, whether it is a value of the wrong kind
+/// (whose error gives the line), or of the right kind but refused later.
+fn planted_gateway_configs(upstream: &str) -> Vec<(String, String, bool)> {
+    let planted = format!("Bearer {SECRET} {NUMBER}");
+    let mut cases: Vec<(&str, String)> = vec![
+        ("upstream", format!("\"http://{SECRET}{NUMBER}\"")),
+        ("upstream", format!("\"{planted}\"")),
+        ("upstream_protocol", format!("\"{planted}\"")),
+        ("upstream_headers", format!("\"Authorization: {planted}\"")),
+        ("upstream_headers", format!("{{\"Authorization: {planted}\": x}}")),
+        ("upstream_headers", format!("{{Authorization: \"{planted}\\u0001\"}}")),
+        ("upstream_headers", format!("{{Authorization: [\"{planted}\"]}}")),
+        ("upstream_headers", format!("{{Authorization: {NUMBER}}}")),
+        ("upstream_headers", format!("[\"Authorization: {planted}\"]")),
+        ("listen_http", format!("\"{planted}\"")),
+        ("listen_grpc", format!("\"{planted}\"")),
+        ("admin", format!("\"{planted}\"")),
+        ("workers", NUMBER.to_owned()),
+        ("batch_memory_bytes", format!("\"{NUMBER}\"")),
+        ("not_a_key", format!("\"{planted}\"")),
+    ];
+    for key in [
+        "upstream_gzip",
+        "upstream_timeout_ms",
+        "workers",
+        "max_body_bytes",
+        "max_decompressed_bytes",
+        "batch_memory_bytes",
+        "batch_deadline_ms",
+        "max_in_flight",
+        "body_timeout_ms",
+        "max_receiving",
+        "max_receiving_per_connection",
+        "idle_timeout_ms",
+        "header_read_timeout_ms",
+        "split_batches",
+        "max_batches_per_instance",
+    ] {
+        cases.push((key, format!("\"{planted}\"")));
+        cases.push((key, format!("{NUMBER}.5")));
+        cases.push((key, format!("-{NUMBER}")));
+        cases.push((key, format!("[{NUMBER}]")));
+        cases.push((key, format!("{{{SECRET}: {NUMBER}}}")));
+    }
+    let upstream_line = format!("  upstream: {upstream}\n");
+    let mut configs: Vec<(String, String, bool)> = cases
+        .into_iter()
+        .map(|(key, value)| {
+            let other = if key == "upstream" { "" } else { upstream_line.as_str() };
+            let right_kind = ["upstream", "listen_http", "listen_grpc", "admin"].contains(&key)
+                || value == NUMBER
+                || value.starts_with("{\"Authorization")
+                || value.contains("\\u0001");
+            (key.to_owned(), format!("gateway:\n{other}  {key}: {value}\n"), !right_kind)
+        })
+        .collect();
+    configs.push(("gateway".into(), format!("gateway: \"{planted}\"\n"), true));
+    configs.push(("gateway".into(), format!("gateway:\n  - {planted}\n"), true));
+    configs
+}
+
+/// Scenario: a secret and a personal number planted in every gateway
+/// config key (wrong types, wrong forms, an unknown key), at start and at
+/// reload; and in malformed bodies, paths, content types and encodings
+/// over HTTP and gRPC.
+/// Guarantees: each config is refused naming its key (`gateway.KEY`) and
+/// the line, and no start-up error, reload answer, reply, log line (serve's
+/// stderr) or metric carries the secret or the number.
+#[test]
+fn no_reply_log_or_metric_echoes_a_planted_value() {
+    let sink = Sink::start();
+    let dir = tempfile::tempdir().unwrap();
+    let configs = planted_gateway_configs(&sink.url());
+
+    // At start: each config fails before anything is served.
+    let file = dir.path().join("planted.yaml");
+    for (key, yaml, wrong_kind) in &configs {
+        std::fs::write(&file, yaml).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tracescrub"))
+            .args(["serve", "--config"])
+            .arg(&file)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if started.elapsed() > PATIENCE {
+                let _ = child.kill();
+                panic!("serve started with a planted `{key}`:\n{yaml}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let output = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{key}: {yaml}\n{stderr}");
+        assert_no_echo(&format!("the start-up error for `{key}`"), &stderr);
+        let named =
+            if key == "gateway" { "`gateway`".to_owned() } else { format!("`gateway.{key}`") };
+        assert!(stderr.contains(&named), "{key}: {yaml}\n{stderr}");
+        if *wrong_kind {
+            assert!(stderr.contains("line ") && stderr.contains("byte "), "{key}: {stderr}");
+        }
+    }
+
+    // At reload: the gateway serves on, and answers 422 or, for a setting
+    // only a restart changes, 200 with a log line naming it.
+    let config = dir.path().join("scrub.yaml");
+    std::fs::write(&config, format!("gateway:\n  upstream: {}\n", sink.url())).unwrap();
+    let config_arg = config.to_str().unwrap();
+    let gateway = Gateway::start(&["--config", config_arg]);
+    let mut replies = String::new();
+    for (key, yaml, _) in &configs {
+        std::fs::write(&config, yaml).unwrap();
+        let reply = request(gateway.admin, "POST", "/-/reload", &[], b"");
+        assert!([200, 422].contains(&reply.status), "{key}: {}", reply.text());
+        replies.push_str(&reply.text());
+        replies.push('\n');
+    }
+    std::fs::write(&config, format!("gateway:\n  upstream: {}\n", sink.url())).unwrap();
+    assert_eq!(gateway.reload().0, 200);
+    assert_no_echo("a reload answer", &replies);
+    assert!(replies.contains("config key `gateway.upstream_headers`"), "{replies}");
+
+    // Bodies, paths and headers over HTTP.
+    let planted = format!("{SECRET}{NUMBER}");
+    let mut protobuf = vec![0x0a, 0x7f];
+    protobuf.extend_from_slice(planted.as_bytes());
+    let mut wrong_wire_type = vec![0x0d];
+    wrong_wire_type.extend_from_slice(planted.as_bytes());
+    let json_bodies = [
+        format!(r#"{{"resourceSpans":[{{"scopeSpans":"{planted}"}}]}}"#),
+        format!(r#"{{"resourceSpans": [{planted}"#),
+        format!(
+            r#"{{"resourceSpans":[{{"scopeSpans":[{{"spans":[{{"traceId":"{planted}"}}]}}]}}]}}"#
+        ),
+        format!(r#"{{"resourceSpans":[{{"scopeSpans":[{{"spans":[{{"name":{NUMBER}}}]}}]}}]}}"#),
+        format!(r#"{{"{planted}":[]}}"#),
+        format!(r#"["{planted}"]"#),
+    ];
+    let mut texts = Vec::new();
+    for body in [&protobuf, &wrong_wire_type] {
+        texts.push(gateway.post_protobuf(body));
+        texts.push(gateway.post(
+            "application/x-protobuf",
+            &[("Content-Encoding", "gzip")],
+            &gzip(body),
+        ));
+    }
+    for body in &json_bodies {
+        texts.push(gateway.post("application/json", &[], body.as_bytes()));
+    }
+    let mut corrupt = b"\x1f\x8b\x08\x00".to_vec();
+    corrupt.extend_from_slice(planted.as_bytes());
+    texts.push(gateway.post("application/x-protobuf", &[("Content-Encoding", "gzip")], &corrupt));
+    texts.push(request(
+        gateway.http,
+        "POST",
+        &format!("/v1/{planted}"),
+        &[("Content-Type", "application/x-protobuf")],
+        b"",
+    ));
+    texts.push(gateway.post(&format!("text/{planted}"), &[], b""));
+    texts.push(gateway.post("application/x-protobuf", &[("Content-Encoding", &planted)], b""));
+    for reply in &texts {
+        assert!(reply.status >= 400, "{reply:?}");
+        assert_no_echo("an HTTP reply", &reply.text());
+        assert_no_echo("HTTP reply headers", &format!("{:?}", reply.headers));
+    }
+
+    // And over gRPC.
+    let content_type = format!("application/grpc+{planted}");
+    let statuses = [
+        grpc_call(gateway.grpc, &[], &protobuf, false),
+        grpc_call(gateway.grpc, &[], &wrong_wire_type, false),
+        grpc_call(gateway.grpc, &[("grpc-encoding", "gzip")], &corrupt, true),
+        grpc_call(gateway.grpc, &[("grpc-encoding", &planted)], &protobuf, true),
+        grpc_call(gateway.grpc, &[("content-type", &content_type)], &protobuf, false),
+    ];
+    for status in &statuses {
+        assert_ne!(status.code(), tonic::Code::Ok, "{status:?}");
+        assert_no_echo("a gRPC status", &format!("{status:?}"));
+    }
+    assert!(sink.received().is_empty());
+
+    assert_no_echo("/metrics", &gateway.metrics());
+    let log = gateway.log();
+    assert!(log.contains("reload: failure"), "{log}");
+    assert_no_echo("serve's log", &log);
+}
+
+/// Scenario: a secret planted in the component's own config keys
+/// (`noise.extra_globs` as a string, a number, an unknown key), reloaded.
+/// Guarantees: the reload fails and neither its answer nor the log carries
+/// the secret.
+#[test]
+fn component_config_errors_do_not_echo_a_planted_value() {
+    let sink = Sink::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("scrub.yaml");
+    std::fs::write(&config, format!("gateway:\n  upstream: {}\n", sink.url())).unwrap();
+    let gateway = Gateway::start(&["--config", config.to_str().unwrap()]);
+    let planted = format!("Bearer {SECRET} {NUMBER}");
+    for body in [
+        format!("noise:\n  extra_globs: \"{planted}\"\n"),
+        format!("noise:\n  extra_globs: [{NUMBER}]\n"),
+        format!("mask:\n  mode: \"{planted}\"\n"),
+        format!("\"{planted}\": 1\n"),
+    ] {
+        std::fs::write(&config, format!("gateway:\n  upstream: {}\n{body}", sink.url())).unwrap();
+        let (status, answer) = gateway.reload();
+        assert_eq!(status, 422, "{answer}");
+        assert_no_echo("a reload answer", &answer.to_string());
+    }
+    assert_no_echo("serve's log", &gateway.log());
 }

@@ -221,6 +221,17 @@ pub(crate) struct Checker {
     pub(crate) glob_paths: Vec<String>,
 }
 
+/// An unknown key as a problem names it: as written when it looks like a
+/// config key (a typo to fix), else a placeholder, since a pasted value (a
+/// token, a personal number) can land where a key belongs.
+pub(crate) fn shown_key(key: &str) -> &str {
+    let looks_like_a_key = !key.is_empty()
+        && key.len() <= 64
+        && key.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+        && !key.as_bytes().windows(6).any(|w| w.iter().all(u8::is_ascii_digit));
+    if looks_like_a_key { key } else { "<a key that is not shown>" }
+}
+
 pub(crate) fn join(path: &str, key: &str) -> String {
     if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") }
 }
@@ -255,7 +266,7 @@ impl Checker {
         for key in map.keys() {
             if !known.contains(&key.as_str()) {
                 self.problem(
-                    join(path, key),
+                    join(path, shown_key(key)),
                     format!("unknown key; expected one of: {}", known.join(", ")),
                 );
             }

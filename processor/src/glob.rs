@@ -90,6 +90,30 @@ impl fmt::Display for GlobError {
 impl std::error::Error for GlobError {}
 
 impl GlobList {
+    /// Checks patterns without building a matcher (parsing only): what
+    /// [`GlobList::new`] would refuse, at a fraction of the cost, for
+    /// validating many small lists (team files) whose matchers are built
+    /// only when used.
+    pub fn check(patterns: &[String]) -> Result<(), Vec<GlobError>> {
+        let errors: Vec<GlobError> = patterns
+            .iter()
+            .enumerate()
+            .filter_map(|(index, pattern)| {
+                let reason = if pattern.is_empty() {
+                    EMPTY_PATTERN.to_owned()
+                } else {
+                    let parsed = GlobBuilder::new(pattern)
+                        .literal_separator(false)
+                        .backslash_escape(true)
+                        .build();
+                    reason(parsed.err()?.kind())
+                };
+                Some(GlobError { index, pattern: pattern.clone(), reason })
+            })
+            .collect();
+        if errors.is_empty() { Ok(()) } else { Err(errors) }
+    }
+
     /// Compiles `patterns` into one matcher.
     ///
     /// Every bad pattern is reported, not just the first, so a config can be

@@ -165,7 +165,7 @@ pub(crate) fn read_rules(c: &mut Checker, v: &Value, path: &str) -> Vec<NoiseRul
         let glob = match &rule {
             NoiseRule::SpanName(g) | NoiseRule::Attribute { glob: g, .. } => g,
         };
-        if let Err(errors) = GlobList::new(std::slice::from_ref(glob), true) {
+        if let Err(errors) = GlobList::check(std::slice::from_ref(glob)) {
             for e in errors {
                 let key = if matches!(rule, NoiseRule::SpanName(_)) { "span_name" } else { "glob" };
                 c.problem(join(&at, key), format!("bad glob: {}", e.reason));
@@ -186,7 +186,7 @@ fn read_layer(c: &mut Checker, v: &Value, path: &str, source: String) -> NoiseLa
         [("extra_globs", &mut layer.extra_globs), ("keep_globs", &mut layer.keep_globs)]
     {
         if let Some(globs) = c.strings(map, path, key) {
-            if let Err(errors) = GlobList::new(&globs, false) {
+            if let Err(errors) = GlobList::check(&globs) {
                 for e in errors {
                     c.problem(
                         format!("{}[{}]", join(path, key), e.index),
@@ -219,7 +219,7 @@ pub(crate) fn read_overrides(c: &mut Checker, v: &Value) -> Vec<Override> {
                 for (key, value) in m {
                     match value {
                         Value::String(glob) => {
-                            if let Err(errors) = GlobList::new(std::slice::from_ref(glob), true) {
+                            if let Err(errors) = GlobList::check(std::slice::from_ref(glob)) {
                                 for e in errors {
                                     c.problem(
                                         format!("{at}.match.{key}"),
@@ -314,7 +314,7 @@ pub fn read_team(name: &str, file: &str, doc: &Value) -> Result<Team, Vec<Config
                 "version" | "limits" => "set by the platform config only; remove it",
                 _ => "unknown key; expected one of: noise, services, mask",
             };
-            c.problem(key.clone(), reason);
+            c.problem(crate::config::shown_key(key), reason);
         }
         if let Some(noise) = map.get("noise") {
             team.noise = read_layer(&mut c, noise, "noise", file.to_owned());
@@ -323,7 +323,7 @@ pub fn read_team(name: &str, file: &str, doc: &Value) -> Result<Team, Vec<Config
             if let Value::Object(services) = services {
                 for (glob, entry) in services {
                     let at = format!("services.{glob}");
-                    if let Err(errors) = GlobList::new(std::slice::from_ref(glob), true) {
+                    if let Err(errors) = GlobList::check(std::slice::from_ref(glob)) {
                         for e in errors {
                             c.problem(&at, format!("bad service.name glob: {}", e.reason));
                         }

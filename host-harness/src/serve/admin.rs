@@ -16,7 +16,8 @@ use super::Gateway;
 
 /// Serves the admin endpoints until `stop`.
 pub async fn serve(gateway: Arc<Gateway>, listener: TcpListener, stop: watch::Receiver<bool>) {
-    super::http::serve_with(listener, stop, move |request| {
+    let limits = super::http::ConnectionLimits::from_settings(&gateway.settings, false);
+    super::http::serve_with(listener, stop, limits, move |request| {
         let gateway = Arc::clone(&gateway);
         async move { handle(&gateway, &request).await }
     })

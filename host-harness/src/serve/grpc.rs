@@ -1,5 +1,6 @@
 //! The OTLP/gRPC receiver: `TraceService/Export`, gzip accepted, messages
-//! capped at the decompressed body limit.
+//! capped as HTTP bodies are: at `max_body_bytes` as received and at
+//! `max_decompressed_bytes` once gunzipped.
 //!
 //! The service is written out here rather than taken from
 //! `opentelemetry-proto`'s generated `TraceServiceServer`, for one reason:
@@ -12,11 +13,22 @@
 //! Status codes follow the OTLP/gRPC spec: `InvalidArgument` (final) for a
 //! malformed or oversized batch or one the upstream refused for good,
 //! `Unavailable` (retried) for overload, a deadline hit, or an upstream
-//! failure, `Internal` (final) for a processor trap.
+//! failure, `ResourceExhausted` (retried) when the upstream throttles,
+//! `Internal` (final) for a processor trap. Every retryable answer carries
+//! a `google.rpc.RetryInfo` with the wait (see [`super::rpc`]).
+//!
+//! As over HTTP, a call takes a receiving place (not an in-flight one)
+//! while its message arrives, and an in-flight place once it is in; a
+//! content type other than protobuf (`application/grpc+json`) and
+//! `grpc-encoding` other than one gzip layer are refused, not guessed at.
+//! Connections are held by [`super::http::serve_with`], HTTP/2 only.
 
 use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use hyper::body::Bytes;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
@@ -30,46 +42,90 @@ use tonic::{Code, Request, Response, Status};
 
 use super::metrics::Transport;
 use super::pool::BodyKind;
-use super::{Admission, ExportError, Gateway, log};
+use super::{Connection, ExportError, Gateway, Receiving};
 
 /// The OTLP/gRPC trace export method.
 pub const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 
 /// The gRPC status for an export error.
+/// Retryable errors carry a `google.rpc.RetryInfo` with the wait, which
+/// OTLP/gRPC exporters honour (and need, for `ResourceExhausted`).
 pub fn grpc_status(error: &ExportError) -> Status {
     use super::upstream::SendError;
     let code = match error {
         ExportError::Malformed(_)
         | ExportError::TooLarge(_)
         | ExportError::Upstream(SendError::Rejected(_)) => Code::InvalidArgument,
-        ExportError::Overloaded | ExportError::Timeout | ExportError::Upstream(_) => {
-            Code::Unavailable
+        ExportError::Upstream(SendError::Throttled { unavailable: false, .. }) => {
+            Code::ResourceExhausted
         }
+        ExportError::Overloaded
+        | ExportError::Busy(_)
+        | ExportError::Timeout
+        | ExportError::Upstream(_) => Code::Unavailable,
         ExportError::Trap | ExportError::Internal(_) => Code::Internal,
         ExportError::BodyTimeout(_) => Code::DeadlineExceeded,
     };
-    Status::new(code, error.to_string())
+    let message = error.to_string();
+    match error.retry_after() {
+        Some(secs) => {
+            let details =
+                super::rpc::with_retry_info(code as i32, &message, Duration::from_secs(secs));
+            Status::with_details(code, message, details)
+        }
+        None => Status::new(code, message),
+    }
+}
+
+/// Checks the call's content type and `grpc-encoding`, as the HTTP
+/// receiver checks its content type and encoding. Neither is quoted back.
+fn check_headers(headers: &http::HeaderMap) -> Result<(), Status> {
+    let types: Vec<_> = headers.get_all(http::header::CONTENT_TYPE).iter().collect();
+    let media = match types.as_slice() {
+        [one] => one.to_str().unwrap_or_default().split(';').next().unwrap_or_default().trim(),
+        _ => "",
+    };
+    let protobuf = media.eq_ignore_ascii_case("application/grpc")
+        || media.eq_ignore_ascii_case("application/grpc+proto");
+    if !protobuf {
+        // OTLP/gRPC is protobuf; JSON goes over OTLP/HTTP, where the
+        // gateway reads it. A JSON message read as protobuf would be
+        // refused at some byte offset, or worse, pass as something else.
+        let what = if media.eq_ignore_ascii_case("application/grpc+json") {
+            "content type application/grpc+json is not supported: OTLP/gRPC messages are \
+             protobuf (send OTLP/JSON to POST /v1/traces over HTTP)"
+        } else if types.len() > 1 {
+            "more than one content-type header is given"
+        } else {
+            "the content type is not supported"
+        };
+        return Err(Status::invalid_argument(format!(
+            "{what}; send application/grpc or application/grpc+proto"
+        )));
+    }
+    super::http::gzip_layers(headers, "grpc-encoding").map_err(Status::unimplemented)?;
+    Ok(())
 }
 
 /// The `TraceService` as a tower service over HTTP/2 requests.
 #[derive(Clone)]
 pub struct Receiver {
     gateway: Arc<Gateway>,
-    max_message_bytes: usize,
+    max_decompressed_bytes: usize,
 }
 
 impl Receiver {
     /// The service for `gateway`.
     pub fn new(gateway: Arc<Gateway>) -> Receiver {
-        let max_message_bytes =
+        let max_decompressed_bytes =
             usize::try_from(gateway.settings.max_decompressed_bytes).unwrap_or(usize::MAX);
-        Receiver { gateway, max_message_bytes }
+        Receiver { gateway, max_decompressed_bytes }
     }
 }
 
 impl<B> Service<http::Request<B>> for Receiver
 where
-    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
 {
     type Response = http::Response<tonic::body::Body>;
@@ -86,33 +142,62 @@ where
                 Ok(Status::unimplemented("only TraceService/Export is served here").into_http())
             });
         }
-        // Admitted before tonic reads and decompresses the message, so the
-        // in-flight limit bounds the memory messages take, as over HTTP.
-        let admission = match self.gateway.admit(Transport::Grpc) {
-            Ok(admission) => admission,
+        if let Err(status) = check_headers(request.headers()) {
+            return Box::pin(async move { Ok(status.into_http()) });
+        }
+        // A receiving place while the message arrives; the in-flight place
+        // is taken in `Export::call`, once the message is in.
+        let connection = request.extensions().get::<Arc<Connection>>().cloned();
+        let receiving = match self.gateway.receive(connection.as_deref(), Transport::Grpc) {
+            Ok(receiving) => receiving,
             Err(e) => return Box::pin(async move { Ok(grpc_status(&e).into_http()) }),
         };
         let gateway = Arc::clone(&self.gateway);
         let (decoded, read) = oneshot::channel();
+        let called = Arc::new(AtomicBool::new(false));
         let export = Export {
             gateway: Arc::clone(&gateway),
-            admission: Some(admission),
+            receiving: Some(receiving),
             decoded: Some(decoded),
+            called: Arc::clone(&called),
         };
-        let limit = self.max_message_bytes;
+        let received_limit = gateway.settings.max_body_bytes;
+        let over = Arc::new(AtomicBool::new(false));
+        let request = request.map(|body| Capped {
+            inner: body,
+            limit: received_limit,
+            seen: 0,
+            header: Vec::with_capacity(FRAME_HEADER),
+            over: Arc::clone(&over),
+        });
+        let limit = self.max_decompressed_bytes;
         let mut grpc = tonic::server::Grpc::new(RawRequestCodec)
             .accept_compressed(CompressionEncoding::Gzip)
             .send_compressed(CompressionEncoding::Gzip)
             .max_decoding_message_size(limit);
         let timeout = gateway.settings.body_timeout;
         Box::pin(async move {
+            let answer = |response| {
+                if over.load(Ordering::Relaxed) {
+                    let error = ExportError::TooLarge(format!(
+                        "gRPC message is over the limit of {received_limit} bytes as received \
+                         (--max-body-bytes, `gateway.max_body_bytes`); send smaller batches"
+                    ));
+                    gateway.record_failure(&error, Transport::Grpc, 0);
+                    return grpc_status(&error).into_http();
+                }
+                if called.load(Ordering::Relaxed) {
+                    return response;
+                }
+                final_size_status(&gateway, response, limit)
+            };
             let unary = grpc.unary(export, request);
             tokio::pin!(unary);
-            // The message is read holding an in-flight place, so a client
-            // that stalls mid-message is cut off (as over HTTP); the timer
-            // stops once the message is in and the export has begun.
+            // A client that stalls mid-message is cut off, as over HTTP,
+            // which frees its receiving place; the timer stops once the
+            // message is in and the export has begun.
             tokio::select! {
-                response = &mut unary => return Ok(final_size_status(&gateway, response, limit)),
+                response = &mut unary => return Ok(answer(response)),
                 read = tokio::time::timeout(timeout, read) => {
                     if read.is_err() {
                         let error = ExportError::BodyTimeout(timeout.as_millis());
@@ -121,8 +206,77 @@ where
                     }
                 }
             }
-            Ok(final_size_status(&gateway, unary.await, limit))
+            Ok(answer(unary.await))
         })
+    }
+}
+
+/// The gRPC frame header: a compression flag and a 4-byte length.
+const FRAME_HEADER: usize = 5;
+
+/// A request body cut off past `limit` bytes of message as received, and at
+/// once when a frame header announces more, so a message over
+/// `max_body_bytes` is never buffered (tonic's own limit is the
+/// decompressed one). Sets `over` when it cuts.
+struct Capped<B> {
+    inner: B,
+    limit: u64,
+    /// Message bytes seen, frame headers left out.
+    seen: u64,
+    /// The first frame's header, while it arrives.
+    header: Vec<u8>,
+    over: Arc<AtomicBool>,
+}
+
+impl<B> hyper::body::Body for Capped<B>
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        let frame = match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => frame,
+            Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(None) => return Poll::Ready(None),
+            Poll::Pending => return Poll::Pending,
+        };
+        if let Some(data) = frame.data_ref() {
+            let mut rest = data.as_ref();
+            if this.header.len() < FRAME_HEADER {
+                let take = rest.len().min(FRAME_HEADER - this.header.len());
+                this.header.extend_from_slice(&rest[..take]);
+                rest = &rest[take..];
+                if let [_, a, b, c, d] = this.header[..] {
+                    let announced = u64::from(u32::from_be_bytes([a, b, c, d]));
+                    if announced > this.limit {
+                        this.over.store(true, Ordering::Relaxed);
+                    }
+                }
+            }
+            this.seen += rest.len() as u64;
+            if this.seen > this.limit {
+                this.over.store(true, Ordering::Relaxed);
+            }
+            if this.over.load(Ordering::Relaxed) {
+                return Poll::Ready(Some(Err("the gRPC message is over --max-body-bytes".into())));
+            }
+        }
+        Poll::Ready(Some(Ok(frame)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -141,19 +295,22 @@ fn final_size_status(
         return response;
     }
     let error = ExportError::TooLarge(format!(
-        "gRPC message is over the limit of {limit} bytes after gunzip (--max-decompressed-bytes): {}; send smaller batches",
-        status.message()
+        "gRPC message is over the limit of {limit} bytes after gunzip (--max-decompressed-bytes, \
+         `gateway.max_decompressed_bytes`); send smaller batches"
     ));
     gateway.record_failure(&error, Transport::Grpc, 0);
     grpc_status(&error).into_http()
 }
 
-/// One export call, holding its in-flight place.
+/// One export call, holding its receiving place until its message is in.
 struct Export {
     gateway: Arc<Gateway>,
-    admission: Option<Admission>,
+    receiving: Option<Receiving>,
     /// Told when the message has been read, to stop the read timer.
     decoded: Option<oneshot::Sender<()>>,
+    /// Set when the message has been read: the answer is then the
+    /// export's own, never tonic's decoding error.
+    called: Arc<AtomicBool>,
 }
 
 impl tonic::server::UnaryService<Bytes> for Export {
@@ -162,16 +319,14 @@ impl tonic::server::UnaryService<Bytes> for Export {
 
     fn call(&mut self, request: Request<Bytes>) -> Self::Future {
         let gateway = Arc::clone(&self.gateway);
-        let admitted = self.admission.take();
+        self.called.store(true, Ordering::Relaxed);
+        // The message is in: its receiving place goes back.
+        drop(self.receiving.take());
         if let Some(decoded) = self.decoded.take() {
             let _ = decoded.send(());
         }
         Box::pin(async move {
-            // tonic calls a unary service once; admit again should it not.
-            let admission = match admitted {
-                Some(admission) => admission,
-                None => gateway.admit(Transport::Grpc).map_err(|e| grpc_status(&e))?,
-            };
+            let admission = gateway.admit(Transport::Grpc).map_err(|e| grpc_status(&e))?;
             let kind = BodyKind { gzip: false, json: false };
             match gateway.export(&admission, request.into_inner(), kind, Transport::Grpc).await {
                 Ok(_) => Ok(Response::new(ExportTraceServiceResponse::default())),
@@ -230,16 +385,19 @@ impl Encoder for ResponseEncoder {
     }
 }
 
-/// Serves the OTLP/gRPC receiver until `stop`.
-pub async fn serve(gateway: Arc<Gateway>, listener: TcpListener, mut stop: watch::Receiver<bool>) {
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    let stopped = async move {
-        let _ = stop.changed().await;
-    };
-    if let Err(e) = tonic::transport::Server::builder()
-        .serve_with_incoming_shutdown(Receiver::new(gateway), incoming, stopped)
-        .await
-    {
-        log(format_args!("OTLP/gRPC receiver stopped with an error: {e}"));
-    }
+/// Serves the OTLP/gRPC receiver until `stop`: HTTP/2 only, with the
+/// connection limits every listener has (see [`super::http::serve_with`]).
+pub async fn serve(gateway: Arc<Gateway>, listener: TcpListener, stop: watch::Receiver<bool>) {
+    let limits = super::http::ConnectionLimits::from_settings(&gateway.settings, true);
+    let receiver = Receiver::new(gateway);
+    super::http::serve_with(listener, stop, limits, move |request| {
+        let mut receiver = receiver.clone();
+        async move {
+            match receiver.call(request).await {
+                Ok(response) => response,
+                Err(never) => match never {},
+            }
+        }
+    })
+    .await;
 }

@@ -2,19 +2,32 @@
 //! gzip, answered per the OTLP/HTTP spec.
 //!
 //! The request passes these checks in order, each with its own status:
-//! path (404), method (405), content type (415), content encoding (415),
-//! declared length (413), the in-flight limit (503 with Retry-After), the
-//! body read under the size limit (413) and the body timeout (408); then the workers decompress under
-//! the decompressed limit (413), decode and process (400 with the offset and
-//! reason), and the upstream takes it (200) or not (503/429 with
-//! Retry-After, or 400 when it refused the batch for good).
+//! path (404), method (405), content type (415), content encoding (415:
+//! one layer of gzip at most), declared length (413), a receiving place
+//! (503 with Retry-After, over `max_receiving` or the connection's
+//! `max_receiving_per_connection`), the body read under the size limit
+//! (413) and the body timeout (408), and only then the in-flight limit (503
+//! with Retry-After): a client that sends headers and no body holds no
+//! in-flight place. Then the workers decompress under the decompressed limit
+//! (413), decode and process (400 with the offset and reason), and the
+//! upstream takes it (200) or not (503/429 with Retry-After, or 400 when it
+//! refused the batch for good).
 //!
 //! Error bodies are a `google.rpc.Status` in the request's encoding, as the
-//! OTLP/HTTP spec asks.
+//! OTLP/HTTP spec asks. They never quote what the client sent (path, header
+//! values, body): that may be a secret or a personal number.
+//!
+//! Every listener (this one, gRPC's and the admin port) holds connections
+//! the same way, in [`serve_with`]: an HTTP/1.1 client has
+//! `header_read_timeout` to send its headers, an HTTP/2 connection at most
+//! [`MAX_STREAMS_PER_CONNECTION`] streams, and a connection with no request
+//! in progress is closed after `idle_timeout`.
 
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
+
+use hyper::header::HeaderMap;
 
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Body, Bytes};
@@ -31,14 +44,41 @@ use tokio::sync::watch;
 
 use super::metrics::Transport;
 use super::pool::BodyKind;
-use super::{ExportError, Gateway, log};
+use super::{Connection, ExportError, Gateway, log};
 
 /// The OTLP/HTTP traces path.
 pub const TRACES_PATH: &str = "/v1/traces";
 
-/// How long a connection may take to send its request headers. Bounds
-/// idle and slow-loris connections.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// The most HTTP/2 streams one connection may have open at once (gRPC, or
+/// h2c on the HTTP port): the HTTP/2 spec's recommended minimum, ten times
+/// what a collector's exporter opens. Past it the client's new streams are
+/// refused (REFUSED_STREAM) and it retries them.
+pub const MAX_STREAMS_PER_CONNECTION: u32 = 100;
+
+/// How a listener holds its connections.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    /// A connection with no request in progress is closed after this.
+    pub idle_timeout: Duration,
+    /// An HTTP/1.1 client must send its request headers within this.
+    pub header_read_timeout: Duration,
+    /// Requests receiving their body at once on one connection.
+    pub receiving_per_connection: usize,
+    /// HTTP/2 only (gRPC), rather than HTTP/1.1 and h2c.
+    pub http2_only: bool,
+}
+
+impl ConnectionLimits {
+    /// The limits from the gateway's settings.
+    pub fn from_settings(settings: &super::options::Settings, http2_only: bool) -> Self {
+        ConnectionLimits {
+            idle_timeout: settings.idle_timeout,
+            header_read_timeout: settings.header_read_timeout,
+            receiving_per_connection: settings.max_receiving_per_connection,
+            http2_only,
+        }
+    }
+}
 
 /// `google.rpc.Status`, the body of OTLP/HTTP error responses.
 #[derive(Clone, PartialEq, Message)]
@@ -62,22 +102,33 @@ mod code {
     pub const UNAVAILABLE: i32 = 14;
 }
 
-/// Serves `handler` on `listener` (HTTP/1.1 and h2c) until `stop` turns
-/// true, then lets open connections finish their requests.
-pub(crate) async fn serve_with<H, F>(
+/// Serves `handler` on `listener` (HTTP/1.1 and h2c, or HTTP/2 only) until
+/// `stop` turns true, then lets open connections finish their requests.
+/// Each request carries its [`Connection`] in its extensions.
+pub async fn serve_with<H, F, B>(
     listener: TcpListener,
     mut stop: watch::Receiver<bool>,
+    limits: ConnectionLimits,
     handler: H,
 ) where
     H: Fn(Request<hyper::body::Incoming>) -> F + Clone + Send + Sync + 'static,
-    F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+    F: Future<Output = Response<B>> + Send + 'static,
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let graceful = GracefulShutdown::new();
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    if limits.http2_only {
+        builder = builder.http2_only();
+    }
     builder
         .http1()
         .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+        .header_read_timeout(limits.header_read_timeout);
+    builder
+        .http2()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION);
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -92,15 +143,20 @@ pub(crate) async fn serve_with<H, F>(
                 };
                 let _ = stream.set_nodelay(true);
                 let handler = handler.clone();
-                let service = hyper::service::service_fn(move |request| {
+                let connection = Connection::new(limits.receiving_per_connection);
+                let in_service = Arc::clone(&connection);
+                let service = hyper::service::service_fn(move |mut request: Request<_>| {
+                    let in_progress = in_service.begin();
+                    request.extensions_mut().insert(Arc::clone(&in_service));
                     let response = handler(request);
-                    async move { Ok::<_, Infallible>(response.await) }
+                    async move {
+                        let response = response.await;
+                        drop(in_progress);
+                        Ok::<_, Infallible>(response)
+                    }
                 });
-                let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service).into_owned());
-                tokio::spawn(async move {
-                    // A client that goes away mid-request is its own business.
-                    let _ = connection.await;
-                });
+                let served = graceful.watch(builder.serve_connection(TokioIo::new(stream), service).into_owned());
+                tokio::spawn(hold(served, connection, limits.idle_timeout));
             }
             _ = stop.changed() => break,
         }
@@ -109,9 +165,28 @@ pub(crate) async fn serve_with<H, F>(
     let _ = tokio::time::timeout(super::SHUTDOWN_GRACE, graceful.shutdown()).await;
 }
 
+/// Runs one connection until it ends, or until it has had no request in
+/// progress for `idle_timeout`: then it is dropped, which closes it.
+async fn hold<C: Future>(served: C, connection: Arc<Connection>, idle_timeout: Duration) {
+    tokio::pin!(served);
+    loop {
+        let wait = match connection.idle_for() {
+            Some(idle) if idle >= idle_timeout => return,
+            Some(idle) => idle_timeout - idle,
+            None => idle_timeout,
+        };
+        tokio::select! {
+            // A client that goes away mid-request is its own business.
+            _ = &mut served => return,
+            () = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
 /// Serves the OTLP/HTTP receiver until `stop`.
 pub async fn serve(gateway: Arc<Gateway>, listener: TcpListener, stop: watch::Receiver<bool>) {
-    serve_with(listener, stop, move |request| {
+    let limits = ConnectionLimits::from_settings(&gateway.settings, false);
+    serve_with(listener, stop, limits, move |request| {
         let gateway = Arc::clone(&gateway);
         async move { handle(&gateway, request).await }
     })
@@ -150,10 +225,7 @@ where
     // Errors are answered in the request's encoding; protobuf when unknown.
     let answer_in = encoding.unwrap_or(Encoding::Protobuf);
     if request.uri().path() != TRACES_PATH {
-        let message = format!(
-            "no such path {:?}; OTLP/HTTP traces go to POST {TRACES_PATH}",
-            request.uri().path()
-        );
+        let message = format!("no such path; OTLP/HTTP traces go to POST {TRACES_PATH}");
         return status(answer_in, StatusCode::NOT_FOUND, code::NOT_FOUND, message, None);
     }
     if request.method() != Method::POST {
@@ -167,31 +239,29 @@ where
         response.headers_mut().insert(ALLOW, HeaderValue::from_static("POST"));
         return response;
     }
-    let Some(encoding) = encoding else {
-        let given = request
-            .headers()
-            .get(CONTENT_TYPE)
-            .map_or("none".into(), |v| format!("{:?}", String::from_utf8_lossy(v.as_bytes())));
-        let message = format!(
-            "content type {given} is not supported; send application/x-protobuf or application/json"
-        );
-        return status(
-            answer_in,
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            code::INVALID_ARGUMENT,
-            message,
-            None,
-        );
-    };
-    let gzip = match request.headers().get(CONTENT_ENCODING).map(HeaderValue::as_bytes) {
-        None => false,
-        Some(v) if v.eq_ignore_ascii_case(b"identity") => false,
-        Some(v) if v.eq_ignore_ascii_case(b"gzip") => true,
-        Some(v) => {
-            let message = format!(
-                "content encoding {:?} is not supported; send gzip or none",
-                String::from_utf8_lossy(v)
+    let types = request.headers().get_all(CONTENT_TYPE).iter().count();
+    let encoding = match encoding {
+        Some(encoding) if types == 1 => encoding,
+        _ => {
+            // The type is not quoted: it is the client's text.
+            let given = match types {
+                0 => "no content type is given",
+                1 => "the content type is not supported",
+                _ => "more than one Content-Type header is given",
+            };
+            let message = format!("{given}; send one: application/x-protobuf or application/json");
+            return status(
+                answer_in,
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                code::INVALID_ARGUMENT,
+                message,
+                None,
             );
+        }
+    };
+    let gzip = match gzip_layers(request.headers(), CONTENT_ENCODING.as_str()) {
+        Ok(gzip) => gzip,
+        Err(message) => {
             return status(
                 encoding,
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -207,21 +277,21 @@ where
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if let Some(length) = declared
-        && length > limit
-    {
+    if declared.is_some_and(|length| length > limit) {
         let message = format!(
-            "body of {length} bytes is over the limit of {limit} bytes; send smaller batches"
+            "the declared Content-Length is over the limit of {limit} bytes; send smaller batches"
         );
         return too_large(gateway, encoding, message);
     }
-    let admission = match gateway.admit(Transport::Http) {
-        Ok(admission) => admission,
+    // The body is read holding a receiving place, not an in-flight one: a
+    // client that sends headers and then nothing must not keep batches
+    // that are whole from the workers. A stalled body is cut off after the
+    // body timeout, which frees its receiving place.
+    let connection = request.extensions().get::<Arc<Connection>>().cloned();
+    let receiving = match gateway.receive(connection.as_deref(), Transport::Http) {
+        Ok(receiving) => receiving,
         Err(e) => return export_error(encoding, &e),
     };
-    // The body is read holding an in-flight place (that bounds the memory
-    // bodies take), so a client that stalls mid-body is cut off, or a few
-    // slow clients could hold every place.
     let timeout = gateway.settings.body_timeout;
     let read =
         Limited::new(request.into_body(), usize::try_from(limit).unwrap_or(usize::MAX)).collect();
@@ -247,6 +317,11 @@ where
             );
         }
     };
+    drop(receiving);
+    let admission = match gateway.admit(Transport::Http) {
+        Ok(admission) => admission,
+        Err(e) => return export_error(encoding, &e),
+    };
     let kind = BodyKind { gzip, json: encoding == Encoding::Json };
     match gateway.export(&admission, body, kind, Transport::Http).await {
         Ok(_) => {
@@ -262,6 +337,38 @@ where
     }
 }
 
+/// Whether a body is gzipped, from every `name` header (`Content-Encoding`,
+/// or gRPC's `grpc-encoding`): no coding or `identity` is plain, `gzip`
+/// once is gzip. Anything else is refused rather than guessed at: a coding
+/// the gateway does not know, and gzip named more than once (in repeated
+/// headers or a list), which would be gzip inside gzip. The message never
+/// quotes the header.
+pub fn gzip_layers(headers: &HeaderMap, name: &str) -> Result<bool, String> {
+    let mut layers = 0;
+    for value in headers.get_all(name) {
+        let text = value
+            .to_str()
+            .map_err(|_| format!("the {name} header is not ASCII text; send gzip or none"))?;
+        for coding in text.split(',').map(str::trim) {
+            if coding.is_empty() || coding.eq_ignore_ascii_case("identity") {
+                continue;
+            }
+            if !coding.eq_ignore_ascii_case("gzip") {
+                return Err(format!("the {name} is not supported; send gzip or none"));
+            }
+            layers += 1;
+        }
+    }
+    match layers {
+        0 => Ok(false),
+        1 => Ok(true),
+        n => Err(format!(
+            "{name} names gzip {n} times (repeated headers or a list); the gateway undoes one \
+             layer: send gzip once, or none"
+        )),
+    }
+}
+
 fn too_large(gateway: &Gateway, encoding: Encoding, message: String) -> Response<Full<Bytes>> {
     gateway.record_failure(&ExportError::TooLarge(String::new()), Transport::Http, 0);
     status(encoding, StatusCode::PAYLOAD_TOO_LARGE, code::INVALID_ARGUMENT, message, None)
@@ -274,15 +381,18 @@ pub fn http_status(error: &ExportError) -> (StatusCode, i32) {
     match error {
         ExportError::Malformed(_) => (StatusCode::BAD_REQUEST, code::INVALID_ARGUMENT),
         ExportError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, code::INVALID_ARGUMENT),
-        ExportError::Overloaded | ExportError::Timeout => {
+        ExportError::Overloaded | ExportError::Busy(_) | ExportError::Timeout => {
             (StatusCode::SERVICE_UNAVAILABLE, code::UNAVAILABLE)
         }
         ExportError::Trap | ExportError::Internal(_) => {
             (StatusCode::INTERNAL_SERVER_ERROR, code::INTERNAL)
         }
         ExportError::BodyTimeout(_) => (StatusCode::REQUEST_TIMEOUT, code::DEADLINE_EXCEEDED),
-        ExportError::Upstream(SendError::Throttled { .. }) => {
+        ExportError::Upstream(SendError::Throttled { unavailable: false, .. }) => {
             (StatusCode::TOO_MANY_REQUESTS, code::RESOURCE_EXHAUSTED)
+        }
+        ExportError::Upstream(SendError::Throttled { unavailable: true, .. }) => {
+            (StatusCode::SERVICE_UNAVAILABLE, code::UNAVAILABLE)
         }
         ExportError::Upstream(SendError::Unavailable(_)) => {
             (StatusCode::SERVICE_UNAVAILABLE, code::UNAVAILABLE)
@@ -407,6 +517,34 @@ mod tests {
             let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
             assert_eq!(json["code"], code::INVALID_ARGUMENT);
         });
+    }
+
+    /// Scenario: Content-Encoding as none, identity, gzip in any case, gzip
+    /// with identity, gzip twice (in one list and in two headers), and an
+    /// unknown coding holding a secret.
+    /// Guarantees: one gzip layer at most is accepted; repeats and unknown
+    /// codings are refused with a message that does not quote the header.
+    #[test]
+    fn content_encoding_allows_one_gzip_layer_and_never_quotes() {
+        let headers = |values: &[&'static str]| {
+            let mut map = HeaderMap::new();
+            for v in values {
+                map.append(CONTENT_ENCODING, HeaderValue::from_static(v));
+            }
+            map
+        };
+        let layers = |values: &[&'static str]| gzip_layers(&headers(values), "content-encoding");
+        assert_eq!(layers(&[]), Ok(false));
+        assert_eq!(layers(&["identity"]), Ok(false));
+        assert_eq!(layers(&["GZIP"]), Ok(true));
+        assert_eq!(layers(&["identity, gzip"]), Ok(true));
+        assert_eq!(layers(&["gzip", "identity"]), Ok(true));
+        for twice in [&["gzip, gzip"][..], &["gzip", "gzip"]] {
+            let e = layers(twice).unwrap_err();
+            assert!(e.contains("2 times"), "{e}");
+        }
+        let e = layers(&["gzip", "s3cr3t-01017012345"]).unwrap_err();
+        assert!(!e.contains("s3cr3t") && !e.contains("01017012345"), "{e}");
     }
 
     #[test]

@@ -155,6 +155,7 @@ pub struct Metrics {
     reload_failure: AtomicU64,
     team_file_failures: AtomicU64,
     in_flight: AtomicU64,
+    receiving: AtomicU64,
 }
 
 fn index<T: PartialEq>(all: &[T], item: &T) -> usize {
@@ -237,6 +238,15 @@ impl Metrics {
             self.in_flight.fetch_add(1, Relaxed);
         } else {
             self.in_flight.fetch_sub(1, Relaxed);
+        }
+    }
+
+    /// A request started (`+1`) or stopped (`-1`) receiving its body.
+    pub fn receiving(&self, started: bool) {
+        if started {
+            self.receiving.fetch_add(1, Relaxed);
+        } else {
+            self.receiving.fetch_sub(1, Relaxed);
         }
     }
 
@@ -407,10 +417,16 @@ impl Metrics {
         );
         let _ = writeln!(
             out,
-            "# HELP tracescrub_in_flight_batches Batches being received, processed or forwarded."
+            "# HELP tracescrub_in_flight_batches Batches being processed or forwarded, their bodies in."
         );
         let _ = writeln!(out, "# TYPE tracescrub_in_flight_batches gauge");
         let _ = writeln!(out, "tracescrub_in_flight_batches {}", self.in_flight.load(Relaxed));
+        let _ = writeln!(
+            out,
+            "# HELP tracescrub_receiving_requests Requests whose body is still arriving."
+        );
+        let _ = writeln!(out, "# TYPE tracescrub_receiving_requests gauge");
+        let _ = writeln!(out, "tracescrub_receiving_requests {}", self.receiving.load(Relaxed));
         let _ = writeln!(out, "# HELP tracescrub_workers Worker threads running the component.");
         let _ = writeln!(out, "# TYPE tracescrub_workers gauge");
         let _ = writeln!(out, "tracescrub_workers {workers}");

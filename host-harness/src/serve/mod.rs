@@ -31,6 +31,7 @@ pub mod metrics;
 pub mod options;
 pub mod pool;
 pub mod reload;
+pub mod rpc;
 pub mod upstream;
 pub mod version;
 
@@ -75,6 +76,8 @@ pub enum ServeError {
     Bind {
         /// Which listener: `http`, `grpc` or `admin`.
         what: &'static str,
+        /// The setting that gave the address (`listen_http`, ...).
+        setting: &'static str,
         /// The address asked for.
         address: String,
         /// Why.
@@ -88,10 +91,14 @@ impl fmt::Display for ServeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ServeError::Version(e) => write!(f, "cannot load the first version: {e}"),
-            ServeError::Bind { what, address, source } => {
+            // The address is not quoted: like every setting's value, it is
+            // the operator's to see in the config, not in logs.
+            ServeError::Bind { what, setting, address: _, source } => {
                 write!(
                     f,
-                    "cannot listen for {what} on {address:?}: {source}; pick another address (port 0 takes any free port)"
+                    "cannot listen for {what} on the address in `gateway.{setting}` (--{}): {source}; \
+                     give IP:PORT, or another port (port 0 takes any free port)",
+                    setting.replace('_', "-")
                 )
             }
             ServeError::Start(why) => f.write_str(why),
@@ -117,6 +124,9 @@ pub enum ExportError {
     TooLarge(String),
     /// The gateway is at its in-flight limit. Retryable.
     Overloaded,
+    /// The gateway is receiving as many bodies as the named setting
+    /// allows (over all connections, or on this one). Retryable.
+    Busy(&'static str),
     /// The batch ran past its deadline in the component. Retryable: the
     /// deadline may have been hit under load.
     Timeout,
@@ -136,7 +146,7 @@ impl ExportError {
     /// Whether the client should send the batch again.
     pub fn retryable(&self) -> bool {
         match self {
-            ExportError::Overloaded | ExportError::Timeout => true,
+            ExportError::Overloaded | ExportError::Busy(_) | ExportError::Timeout => true,
             ExportError::Upstream(e) => !matches!(e, SendError::Rejected(_)),
             ExportError::Malformed(_)
             | ExportError::TooLarge(_)
@@ -146,10 +156,10 @@ impl ExportError {
         }
     }
 
-    /// Seconds for Retry-After, for retryable errors.
+    /// Seconds for Retry-After (gRPC: `RetryInfo`), for retryable errors.
     pub fn retry_after(&self) -> Option<u64> {
         match self {
-            ExportError::Upstream(SendError::Throttled { retry_after }) => Some(*retry_after),
+            ExportError::Upstream(SendError::Throttled { retry_after, .. }) => Some(*retry_after),
             e if e.retryable() => Some(RETRY_AFTER_SECS),
             _ => None,
         }
@@ -159,7 +169,7 @@ impl ExportError {
         match self {
             ExportError::Malformed(_) => Outcome::Malformed,
             ExportError::TooLarge(_) => Outcome::TooLarge,
-            ExportError::Overloaded => Outcome::Overloaded,
+            ExportError::Overloaded | ExportError::Busy(_) => Outcome::Overloaded,
             ExportError::Timeout => Outcome::Timeout,
             ExportError::Trap => Outcome::Trap,
             ExportError::Upstream(_) => Outcome::UpstreamError,
@@ -174,6 +184,11 @@ impl fmt::Display for ExportError {
         match self {
             ExportError::Malformed(why) | ExportError::TooLarge(why) => f.write_str(why),
             ExportError::Overloaded => write!(f, "the gateway is at its in-flight limit; retry after {RETRY_AFTER_SECS} s"),
+            ExportError::Busy(setting) => write!(
+                f,
+                "the gateway is receiving as many request bodies as --{} allows; retry after {RETRY_AFTER_SECS} s",
+                setting.replace('_', "-")
+            ),
             ExportError::Timeout => {
                 f.write_str("processing the batch ran past the gateway's per-batch deadline; retry, or send smaller batches")
             }
@@ -189,8 +204,8 @@ impl fmt::Display for ExportError {
     }
 }
 
-/// A batch's place in the in-flight limit, held from before its body is
-/// read until it is answered.
+/// A batch's place in the in-flight limit, taken once its body is in and
+/// held until it is answered.
 pub struct Admission {
     _permit: OwnedSemaphorePermit,
     gateway: Arc<Gateway>,
@@ -202,11 +217,76 @@ impl Drop for Admission {
     }
 }
 
+/// A request's place among those still receiving their body: one of
+/// `max_receiving`, and one of its connection's
+/// `max_receiving_per_connection`. Given back once the body is in (or the
+/// request is answered), before the batch takes an in-flight place.
+pub struct Receiving {
+    _total: OwnedSemaphorePermit,
+    _connection: Option<OwnedSemaphorePermit>,
+    gateway: Arc<Gateway>,
+}
+
+impl Drop for Receiving {
+    fn drop(&mut self) {
+        self.gateway.metrics.receiving(false);
+    }
+}
+
+/// What the gateway keeps per client connection: its receiving places and
+/// whether a request is in progress, for the idle timeout.
+pub struct Connection {
+    receiving: Arc<Semaphore>,
+    /// Requests in progress.
+    active: std::sync::atomic::AtomicUsize,
+    /// When the last request ended, or the connection opened.
+    last_ended: std::sync::Mutex<Instant>,
+}
+
+impl Connection {
+    /// A new connection allowing `per_connection` bodies in receipt at once.
+    pub fn new(per_connection: usize) -> Arc<Connection> {
+        Arc::new(Connection {
+            receiving: Arc::new(Semaphore::new(per_connection)),
+            active: std::sync::atomic::AtomicUsize::new(0),
+            last_ended: std::sync::Mutex::new(Instant::now()),
+        })
+    }
+
+    /// Marks a request in progress until the guard is dropped.
+    pub fn begin(self: &Arc<Self>) -> RequestGuard {
+        self.active.fetch_add(1, Ordering::SeqCst);
+        RequestGuard(Arc::clone(self))
+    }
+
+    /// How long the connection has had no request in progress; `None`
+    /// while one is.
+    pub fn idle_for(&self) -> Option<Duration> {
+        if self.active.load(Ordering::SeqCst) > 0 {
+            return None;
+        }
+        let last = *self.last_ended.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        Some(last.elapsed())
+    }
+}
+
+/// A request in progress on a [`Connection`].
+pub struct RequestGuard(Arc<Connection>);
+
+impl Drop for RequestGuard {
+    fn drop(&mut self) {
+        *self.0.last_ended.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Instant::now();
+        self.0.active.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// The running gateway: the active version, the workers, the upstream.
 pub struct Gateway {
     active: Arc<RwLock<Shared>>,
     pool: Pool,
     admission: Arc<Semaphore>,
+    receiving: Arc<Semaphore>,
     upstream: Upstream,
     /// Counters and histograms.
     pub metrics: Metrics,
@@ -258,6 +338,7 @@ impl Gateway {
             active,
             pool,
             admission: Arc::new(Semaphore::new(settings.max_in_flight)),
+            receiving: Arc::new(Semaphore::new(settings.max_receiving)),
             upstream,
             metrics: Metrics::default(),
             reloader: reload::Reloader::new(runtime, sources, instance_options),
@@ -291,6 +372,32 @@ impl Gateway {
                 Err(ExportError::Overloaded)
             }
         }
+    }
+
+    /// Takes a place among the requests receiving their body, over all
+    /// connections and on `connection`, or refuses at once.
+    pub fn receive(
+        self: &Arc<Self>,
+        connection: Option<&Connection>,
+        transport: Transport,
+    ) -> Result<Receiving, ExportError> {
+        let refuse = |setting: &'static str| {
+            let error = ExportError::Busy(setting);
+            self.record_failure(&error, transport, 0);
+            error
+        };
+        let per_connection = match connection {
+            Some(c) => Some(
+                Arc::clone(&c.receiving)
+                    .try_acquire_owned()
+                    .map_err(|_| refuse("max_receiving_per_connection"))?,
+            ),
+            None => None,
+        };
+        let total =
+            Arc::clone(&self.receiving).try_acquire_owned().map_err(|_| refuse("max_receiving"))?;
+        self.metrics.receiving(true);
+        Ok(Receiving { _total: total, _connection: per_connection, gateway: Arc::clone(self) })
     }
 
     /// Processes one batch and forwards it; `Ok` only once the upstream
@@ -429,14 +536,20 @@ pub fn readiness_line(bound: &Bound, version: &Version) -> String {
     )
 }
 
-fn bind(what: &'static str, address: &str) -> Result<std::net::TcpListener, ServeError> {
+fn bind(
+    what: &'static str,
+    setting: &'static str,
+    address: &str,
+) -> Result<std::net::TcpListener, ServeError> {
     let listener = std::net::TcpListener::bind(address).map_err(|source| ServeError::Bind {
         what,
+        setting,
         address: address.to_owned(),
         source,
     })?;
     listener.set_nonblocking(true).map_err(|source| ServeError::Bind {
         what,
+        setting,
         address: address.to_owned(),
         source,
     })?;
@@ -464,20 +577,21 @@ async fn serve(options: ServeOptions) -> Result<(), ServeError> {
     let sources = options.sources;
     // Bind first, so a taken port fails before the compile.
     let (_, _, settings) = version::read_config(&sources).map_err(ServeError::Version)?;
-    let http_listener = bind("OTLP/HTTP", &settings.listen_http)?;
-    let grpc_listener = bind("OTLP/gRPC", &settings.listen_grpc)?;
-    let admin_listener = bind("admin", &settings.admin)?;
-    let local = |l: &std::net::TcpListener, what: &'static str, address: &str| {
+    let http_listener = bind("OTLP/HTTP", "listen_http", &settings.listen_http)?;
+    let grpc_listener = bind("OTLP/gRPC", "listen_grpc", &settings.listen_grpc)?;
+    let admin_listener = bind("admin", "admin", &settings.admin)?;
+    let local = |l: &std::net::TcpListener, what: &'static str, setting, address: &str| {
         l.local_addr().map_err(|source| ServeError::Bind {
             what,
+            setting,
             address: address.to_owned(),
             source,
         })
     };
     let bound = Bound {
-        http: local(&http_listener, "OTLP/HTTP", &settings.listen_http)?,
-        grpc: local(&grpc_listener, "OTLP/gRPC", &settings.listen_grpc)?,
-        admin: local(&admin_listener, "admin", &settings.admin)?,
+        http: local(&http_listener, "OTLP/HTTP", "listen_http", &settings.listen_http)?,
+        grpc: local(&grpc_listener, "OTLP/gRPC", "listen_grpc", &settings.listen_grpc)?,
+        admin: local(&admin_listener, "admin", "admin", &settings.admin)?,
     };
     let gateway = {
         let sources = sources.clone();

@@ -31,13 +31,25 @@ const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/
 /// responses are small, and an error page need not be read whole.
 const MAX_RESPONSE_BYTES: usize = 64 << 10;
 
+/// The longest wait passed on from an upstream's Retry-After or RetryInfo:
+/// 5 minutes. A date far ahead (a clock off by a day, say) must not park
+/// every sender for that long; they ask again after this.
+pub const MAX_RETRY_AFTER_SECS: u64 = 300;
+
 /// Why the upstream did not take a batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SendError {
-    /// The upstream asked to slow down (HTTP 429): retry after this many seconds.
+    /// The upstream asked to slow down and said when to come back: HTTP
+    /// 429 (with or without Retry-After), 503 with Retry-After, or gRPC
+    /// `RESOURCE_EXHAUSTED` or `UNAVAILABLE` with a `RetryInfo`.
     Throttled {
-        /// Seconds, from the upstream's Retry-After or 1.
+        /// Seconds, from the upstream's hint (1 to [`MAX_RETRY_AFTER_SECS`]),
+        /// or 1 when a 429 gave none.
         retry_after: u64,
+        /// Whether the upstream said it is unavailable (503, `UNAVAILABLE`)
+        /// rather than throttling (429, `RESOURCE_EXHAUSTED`); clients are
+        /// answered the same way.
+        unavailable: bool,
     },
     /// The upstream could not be reached, timed out, closed the connection
     /// or answered with a retryable status. The client should retry.
@@ -50,8 +62,11 @@ pub enum SendError {
 impl fmt::Display for SendError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            SendError::Throttled { retry_after } => {
-                write!(f, "upstream is throttling (429); retry after {retry_after} s")
+            SendError::Throttled { retry_after, unavailable: false } => {
+                write!(f, "upstream is throttling; retry after {retry_after} s")
+            }
+            SendError::Throttled { retry_after, unavailable: true } => {
+                write!(f, "upstream is unavailable and asks for a retry after {retry_after} s")
             }
             SendError::Unavailable(why) => write!(f, "upstream unavailable: {why}"),
             SendError::Rejected(why) => write!(f, "upstream rejected the batch: {why}"),
@@ -180,8 +195,7 @@ async fn send_http(
         .headers()
         .get(RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .unwrap_or(1);
+        .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()));
     // Read the body (bounded) so the connection goes back to the pool, and
     // so a connection cut mid-response counts as a failure.
     let body =
@@ -197,7 +211,10 @@ async fn send_http(
     }
     let code = status.as_u16();
     Err(match code {
-        429 => SendError::Throttled { retry_after },
+        429 => SendError::Throttled { retry_after: retry_after.unwrap_or(1), unavailable: false },
+        503 if retry_after.is_some() => {
+            SendError::Throttled { retry_after: retry_after.unwrap_or(1), unavailable: true }
+        }
         408 | 502 | 503 | 504 => SendError::Unavailable(format!("status {status}")),
         400..=499 => SendError::Rejected(format!("status {status}")),
         _ => SendError::Unavailable(format!("status {status}")),
@@ -229,6 +246,16 @@ async fn send_grpc(
         Ok(_) => Ok(()),
         Err(status) => {
             use tonic::Code;
+            if matches!(status.code(), Code::ResourceExhausted | Code::Unavailable)
+                && let Some(delay) = super::rpc::retry_delay(status.details())
+            {
+                // Whole seconds, rounded up, as for Retry-After.
+                let secs = delay.as_secs() + u64::from(delay.subsec_nanos() > 0);
+                return Err(SendError::Throttled {
+                    retry_after: secs.clamp(1, MAX_RETRY_AFTER_SECS),
+                    unavailable: status.code() == Code::Unavailable,
+                });
+            }
             let why = format!("gRPC status {:?}: {}", status.code(), status.message());
             Err(match status.code() {
                 // The OTLP spec's retryable codes, plus Unknown and
@@ -247,6 +274,25 @@ async fn send_grpc(
             })
         }
     }
+}
+
+/// Seconds to wait from a Retry-After value (RFC 9110 section 10.2.3):
+/// delay-seconds, or an HTTP-date, counted from `now` and rounded up.
+/// Bounded to 1 ..= [`MAX_RETRY_AFTER_SECS`]; `None` when it is neither.
+pub fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<u64> {
+    let value = value.trim();
+    let secs = if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        // Digits past u64 are still a long wait.
+        value.parse::<u64>().unwrap_or(u64::MAX)
+    } else {
+        let at = httpdate::parse_http_date(value).ok()?;
+        match at.duration_since(now) {
+            Ok(ahead) => ahead.as_secs() + u64::from(ahead.subsec_nanos() > 0),
+            // A date in the past: retry now, which is 1 s here.
+            Err(_) => 0,
+        }
+    };
+    Some(secs.clamp(1, MAX_RETRY_AFTER_SECS))
 }
 
 /// A gRPC codec that sends the processed batch's protobuf bytes as they
@@ -302,5 +348,42 @@ impl Decoder for ResponseDecoder {
                 ))
             })?;
         Ok(Some(response))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+
+    /// Scenario: Retry-After as seconds, as an IMF-fixdate ahead of and
+    /// behind `now`, far ahead, and as text that is neither.
+    /// Guarantees: dates become seconds from now (rounded up), every wait is
+    /// bounded to 1 ..= 300 s, and garbage is `None` (the caller then uses 1).
+    #[test]
+    fn retry_after_reads_seconds_and_http_dates_bounded() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let date = |t: SystemTime| httpdate::fmt_http_date(t);
+        assert_eq!(parse_retry_after("7", now), Some(7));
+        assert_eq!(parse_retry_after(" 0 ", now), Some(1));
+        assert_eq!(parse_retry_after("99999999999999999999999", now), Some(MAX_RETRY_AFTER_SECS));
+        assert_eq!(parse_retry_after(&date(now + Duration::from_secs(42)), now), Some(42));
+        assert_eq!(
+            parse_retry_after(
+                &date(now + Duration::from_secs(42)),
+                now - Duration::from_millis(300)
+            ),
+            Some(43)
+        );
+        assert_eq!(parse_retry_after(&date(now - Duration::from_secs(42)), now), Some(1));
+        assert_eq!(
+            parse_retry_after(&date(now + Duration::from_secs(86_400)), now),
+            Some(MAX_RETRY_AFTER_SECS)
+        );
+        assert_eq!(parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", now), Some(1));
+        for garbage in ["", "soon", "-5", "1.5", "Sun, 06 Nov 1994"] {
+            assert_eq!(parse_retry_after(garbage, now), None, "{garbage}");
+        }
     }
 }

@@ -134,13 +134,11 @@ pub fn read_config(sources: &Sources) -> Result<(String, String, Settings), Vers
         }
     };
     let hash = sha256_hex(text.as_bytes());
-    let base = sources.config.as_deref().and_then(std::path::Path::parent);
-    let json = crate::config_file::to_json(&text)
-        .and_then(|json| crate::config_file::resolve_key(&json, base))
-        .map_err(|reason| fail(Step::Config, format!("{origin}: {reason}")))?;
     let (component_json, section) =
-        split_config(&json).map_err(|e| fail(Step::Config, format!("{origin}: {e}")))?;
+        split_config(&text).map_err(|e| fail(Step::Config, format!("{origin}: {e}")))?;
     let config_dir = sources.config.as_deref().and_then(Path::parent);
+    let component_json = crate::config_file::resolve_key(&component_json, config_dir)
+        .map_err(|reason| fail(Step::Config, format!("{origin}: {reason}")))?;
     let (component_json, teams) = crate::config_file::attach_teams(&component_json, config_dir);
     // With team files, the hash covers them too: a team's edit is a new config.
     let hash = match teams {

@@ -2,6 +2,8 @@
 //! resource's spans (chosen once per resource), and the judgement of one
 //! span by that chain of layers. See `crate::teams` for the precedence.
 
+use std::sync::OnceLock;
+
 use crate::config::Config;
 use crate::error::ConfigProblem;
 use crate::glob::GlobList;
@@ -39,12 +41,48 @@ impl Chain {
 struct Layer {
     keep: GlobList,
     drop: GlobList,
-    /// The rule id of each `drop` glob.
-    drop_ids: Vec<u32>,
     names: GlobList,
-    name_ids: Vec<u32>,
     /// (index into `Layered::attr_keys`, glob, rule id).
     attrs: Vec<(usize, GlobList, u32)>,
+}
+
+/// One layer as written, with its rule ids, compiled the first time a
+/// resource needs it: with hundreds of team files, most are for resources
+/// a given gateway never sees, and creating a processor stays quick.
+#[derive(Debug)]
+struct LazyLayer {
+    keep: Vec<String>,
+    drop: Vec<String>,
+    /// The rule id of each `drop` glob.
+    drop_ids: Vec<u32>,
+    names: Vec<String>,
+    name_ids: Vec<u32>,
+    attrs: Vec<(usize, String, u32)>,
+    case_sensitive: bool,
+    compiled: OnceLock<Layer>,
+}
+
+impl LazyLayer {
+    fn get(&self) -> &Layer {
+        self.compiled.get_or_init(|| Layer {
+            keep: compile(&self.keep, self.case_sensitive),
+            drop: compile(&self.drop, self.case_sensitive),
+            names: compile(&self.names, true),
+            attrs: self
+                .attrs
+                .iter()
+                .map(|(k, g, id)| (*k, compile(std::slice::from_ref(g), true), *id))
+                .collect(),
+        })
+    }
+}
+
+/// Globs the config has checked; a list that still fails to build (its
+/// patterns together too big) matches nothing.
+fn compile(globs: &[String], case_sensitive: bool) -> GlobList {
+    GlobList::new(globs, case_sensitive).unwrap_or_else(|_| {
+        GlobList::new(&[], true).unwrap_or_else(|_| unreachable!("an empty list compiles"))
+    })
 }
 
 /// What decided a span.
@@ -66,8 +104,9 @@ pub(super) struct Facts<'a, 's> {
 /// An override: (match key index, value glob) pairs, whether final, layer.
 type CompiledOverride = (Vec<(usize, GlobList)>, bool, u32);
 
-/// A team: its name, its layer, and its services' (glob, layer).
-type CompiledTeam = (Vec<u8>, u32, Vec<(GlobList, u32)>);
+/// A team: its name, its layer, and its services' globs and layers (the
+/// globs compiled when the team's first resource comes).
+type CompiledTeam = (Vec<u8>, u32, Vec<(String, u32)>, OnceLock<Vec<GlobList>>);
 
 /// A KeyValue's key and string value.
 type StringAttribute<'a> = (&'a [u8], &'a [u8]);
@@ -76,7 +115,7 @@ type StringAttribute<'a> = (&'a [u8], &'a [u8]);
 #[derive(Debug)]
 pub(super) struct Layered {
     /// 0 is the defaults; then the overrides', teams' and services'.
-    layers: Vec<Layer>,
+    layers: Vec<LazyLayer>,
     overrides: Vec<CompiledOverride>,
     /// Sorted by name.
     teams: Vec<CompiledTeam>,
@@ -119,9 +158,7 @@ impl Layered {
         // The defaults: the default globs keep their ids (0..), the rules follow.
         let defaults = NoiseLayer { source: "noise".into(), ..NoiseLayer::default() };
         let mut layers = vec![b.layer(&defaults, &main_rules)];
-        layers[0].drop = GlobList::new(&cfg.noise.globs, case_sensitive).map_err(|_| {
-            vec![ConfigProblem { path: "noise.globs".into(), reason: "bad glob".into() }]
-        })?;
+        layers[0].drop = cfg.noise.globs.clone();
         layers[0].drop_ids = (0..cfg.noise.globs.len() as u32).collect();
 
         let mut match_keys: Vec<Vec<u8>> =
@@ -151,9 +188,9 @@ impl Layered {
             let mut services = Vec::new();
             for (glob, layer) in &t.services {
                 layers.push(b.layer(layer, &[]));
-                services.push((b.glob(std::slice::from_ref(glob), true), layers.len() as u32 - 1));
+                services.push((glob.clone(), layers.len() as u32 - 1));
             }
-            teams.push((t.name.as_bytes().to_vec(), team_layer, services));
+            teams.push((t.name.as_bytes().to_vec(), team_layer, services, OnceLock::new()));
         }
         teams.sort_by(|a, b| a.0.cmp(&b.0));
         if !b.problems.is_empty() {
@@ -184,9 +221,16 @@ impl Layered {
         if let Some(ns) = team
             && let Ok(t) = self.teams.binary_search_by(|t| t.0.as_slice().cmp(ns))
         {
-            let (_, layer, services) = &self.teams[t];
+            let (_, layer, services, globs) = &self.teams[t];
+            let globs = globs.get_or_init(|| {
+                services.iter().map(|(g, _)| compile(std::slice::from_ref(g), true)).collect()
+            });
             let svc = service.and_then(|s| {
-                services.iter().find(|(g, _)| g.is_match(s, &mut scratch)).map(|(_, l)| *l)
+                globs
+                    .iter()
+                    .zip(services)
+                    .find(|(g, _)| g.is_match(s, &mut scratch))
+                    .map(|(_, (_, l))| *l)
             });
             team_layers = (svc, Some(*layer));
         }
@@ -225,28 +269,30 @@ impl Layered {
         norm: &mut Vec<Vec<u8>>,
         scratch: &mut Vec<u8>,
     ) -> Option<Verdict> {
+        // Most paths need no normalising and are matched where they are.
         norm.resize_with(facts.paths.len(), Vec::new);
         for (p, out) in facts.paths.iter().zip(norm.iter_mut()) {
             if path::needs_normalising(p) {
                 path::normalise(p, out);
-            } else {
-                out.clear();
-                out.extend_from_slice(p);
             }
         }
-        let paths = &norm[..facts.paths.len()];
+        let path = |i: usize| -> &[u8] {
+            if path::needs_normalising(facts.paths[i]) { &norm[i] } else { facts.paths[i] }
+        };
+        let n = facts.paths.len();
         for l in chain.iter() {
-            let layer = &self.layers[l as usize];
-            if paths.iter().any(|p| layer.keep.is_match(p, scratch)) {
+            let lazy = &self.layers[l as usize];
+            let layer = lazy.get();
+            if (0..n).any(|i| layer.keep.is_match(path(i), scratch)) {
                 return Some(Verdict::Keep);
             }
-            for p in paths {
-                if let Some(i) = layer.drop.first_match(p, scratch) {
-                    return Some(Verdict::Drop(layer.drop_ids[i]));
+            for i in 0..n {
+                if let Some(g) = layer.drop.first_match(path(i), scratch) {
+                    return Some(Verdict::Drop(lazy.drop_ids[g]));
                 }
             }
-            if let Some(i) = layer.names.first_match(facts.name, scratch) {
-                return Some(Verdict::Drop(layer.name_ids[i]));
+            if let Some(g) = layer.names.first_match(facts.name, scratch) {
+                return Some(Verdict::Drop(lazy.name_ids[g]));
             }
             for (key, glob, id) in &layer.attrs {
                 if facts.attrs.iter().any(|(k, v)| k == key && glob.is_match(v, scratch)) {
@@ -290,22 +336,19 @@ impl Builder {
         self.next_id - 1
     }
 
-    fn layer(&mut self, l: &NoiseLayer, extra_rules: &[(String, NoiseRule)]) -> Layer {
-        let case = self.case_sensitive;
-        let keep = self.glob(&l.keep_globs, case);
-        let drop = self.glob(&l.extra_globs, case);
+    fn layer(&mut self, l: &NoiseLayer, extra_rules: &[(String, NoiseRule)]) -> LazyLayer {
         let drop_ids = l.extra_globs.iter().map(|g| self.id(format!("{} {g}", l.source))).collect();
         let rules = l
             .rules
             .iter()
             .map(|r| (l.source.clone(), r.clone()))
             .chain(extra_rules.iter().cloned());
-        let (mut name_globs, mut name_ids, mut attrs) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut names, mut name_ids, mut attrs) = (Vec::new(), Vec::new(), Vec::new());
         for (source, rule) in rules.collect::<Vec<_>>() {
             let id = self.id(format!("{source} {}", rule.describe()));
             match rule {
                 NoiseRule::SpanName(g) => {
-                    name_globs.push(g);
+                    names.push(g);
                     name_ids.push(id);
                 }
                 NoiseRule::Attribute { key, glob } => {
@@ -316,12 +359,20 @@ impl Builder {
                             self.attr_keys.len() - 1
                         }
                     };
-                    attrs.push((k, self.glob(std::slice::from_ref(&glob), true), id));
+                    attrs.push((k, glob, id));
                 }
             }
         }
-        let names = self.glob(&name_globs, true);
-        Layer { keep, drop, drop_ids, names, name_ids, attrs }
+        LazyLayer {
+            keep: l.keep_globs.clone(),
+            drop: l.extra_globs.clone(),
+            drop_ids,
+            names,
+            name_ids,
+            attrs,
+            case_sensitive: self.case_sensitive,
+            compiled: OnceLock::new(),
+        }
     }
 }
 

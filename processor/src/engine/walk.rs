@@ -276,6 +276,15 @@ impl<'a> Walk<'a, '_, '_> {
         if layered.attr_keys.is_empty() {
             return Ok(());
         }
+        // Most keys are none of the rules': a peek at the key (written first,
+        // with a one-byte length, by every encoder) rules them out.
+        if let [0x0a, len, rest @ ..] = &self.buf[kv_body..kv_end]
+            && *len < 0x80
+            && let Some(key) = rest.get(..usize::from(*len))
+            && !layered.attr_keys.iter().any(|k| k == key)
+        {
+            return Ok(());
+        }
         if let Some((key, value)) = string_attribute(self.buf, kv_body, kv_end)?
             && let Some(k) = layered.attr_keys.iter().position(|x| x == key)
         {
