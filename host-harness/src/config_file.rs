@@ -87,6 +87,12 @@ pub fn attach_teams(json: &str, config_dir: Option<&Path>) -> (String, Option<Pa
                     "{written}/{}",
                     path.file_name().and_then(|n| n.to_str()).unwrap_or(name)
                 );
+                if files.contains_key(name) {
+                    // `x.yaml` and `x.yml` both: neither wins silently.
+                    let reason = "two files for one team (.yaml and .yml); keep one";
+                    files.insert(name.to_owned(), json!({"file": file, "error": reason}));
+                    continue;
+                }
                 let entry = match std::fs::read_to_string(&path) {
                     Err(e) => {
                         json!({"file": file, "error": format!("cannot read it: {}", e.kind())})
@@ -117,6 +123,15 @@ pub fn keep_last_good(next: &str, previous: Option<&str>) -> (String, Vec<String
     };
     let old: Option<Value> = previous.and_then(|p| serde_json::from_str(p).ok());
     let mut failed = Vec::new();
+    // The directory itself could not be read: every team keeps its last
+    // good version, not only those the new listing names.
+    if files.contains_key(".dir")
+        && let Some(old_files) = old.as_ref().and_then(|o| o.pointer("/teams/files")?.as_object())
+    {
+        for (name, entry) in old_files {
+            files.entry(name.clone()).or_insert_with(|| entry.clone());
+        }
+    }
     for (name, entry) in files.iter_mut() {
         let file = entry.get("file").and_then(Value::as_str).unwrap_or(name);
         let bad = entry.get("error").is_some()
@@ -130,7 +145,9 @@ pub fn keep_last_good(next: &str, previous: Option<&str>) -> (String, Vec<String
             continue;
         }
         failed.push(name.clone());
-        if let Some(last) = old.as_ref().and_then(|o| o.pointer(&format!("/teams/files/{name}"))) {
+        if let Some(last) =
+            old.as_ref().and_then(|o| o.get("teams")?.get("files")?.get(name.as_str()))
+        {
             *entry = last.clone();
         }
     }
@@ -329,6 +346,40 @@ mod tests {
             assert!(!err.contains("shortkey") && !err.contains(&key), "{err}");
         }
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Scenario: a teams directory with a good file, a team written as both
+    /// `.yaml` and `.yml`, then the directory gone, then a good file broken.
+    /// Guarantees: the doubled team is an error (neither file wins
+    /// silently); with the directory unreadable every team keeps its last
+    /// good version; a broken file keeps its own last good version.
+    #[test]
+    fn team_files_keep_their_last_good_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let teams = dir.path().join("teams");
+        std::fs::create_dir(&teams).unwrap();
+        std::fs::write(teams.join("a.yaml"), "noise: {extra_globs: ['/a']}\n").unwrap();
+        std::fs::write(teams.join("b.yaml"), "noise: {extra_globs: ['/b']}\n").unwrap();
+        std::fs::write(teams.join("b.yml"), "noise: {extra_globs: ['*']}\n").unwrap();
+        let main = r#"{"version":2,"teams":{"dir":"teams"}}"#;
+        let (first, _) = attach_teams(main, Some(dir.path()));
+        let (first, failed) = keep_last_good(&first, None);
+        assert_eq!(failed, ["b"]);
+        let doc: Value = serde_json::from_str(&first).unwrap();
+        assert!(doc["teams"]["files"]["b"]["error"].as_str().unwrap().contains("two files"));
+
+        std::fs::write(teams.join("a.yaml"), "noise: {extra_globs: ['[']}\n").unwrap();
+        let (broken, _) = attach_teams(main, Some(dir.path()));
+        let (kept, failed) = keep_last_good(&broken, Some(&first));
+        assert!(failed.contains(&"a".to_owned()));
+        let doc: Value = serde_json::from_str(&kept).unwrap();
+        assert_eq!(doc["teams"]["files"]["a"]["doc"]["noise"]["extra_globs"][0], "/a");
+
+        std::fs::remove_dir_all(&teams).unwrap();
+        let (gone, _) = attach_teams(main, Some(dir.path()));
+        let (kept, _) = keep_last_good(&gone, Some(&first));
+        let doc: Value = serde_json::from_str(&kept).unwrap();
+        assert_eq!(doc["teams"]["files"]["a"]["doc"]["noise"]["extra_globs"][0], "/a");
     }
 
     #[test]

@@ -21,7 +21,7 @@
 
 use serde_json::Value;
 
-use crate::config::{Checker, join};
+use crate::config::{Checker, join, shown_key};
 use crate::error::ConfigProblem;
 use crate::glob::GlobList;
 
@@ -222,14 +222,17 @@ pub(crate) fn read_overrides(c: &mut Checker, v: &Value) -> Vec<Override> {
                             if let Err(errors) = GlobList::check(std::slice::from_ref(glob)) {
                                 for e in errors {
                                     c.problem(
-                                        format!("{at}.match.{key}"),
+                                        format!("{at}.match.{}", shown_key(key)),
                                         format!("bad glob: {}", e.reason),
                                     );
                                 }
                             }
                             matches.push((key.clone(), glob.clone()));
                         }
-                        _ => c.problem(format!("{at}.match.{key}"), "expected a string (a glob)"),
+                        _ => c.problem(
+                            format!("{at}.match.{}", shown_key(key)),
+                            "expected a string (a glob)",
+                        ),
                     }
                 }
             }
@@ -314,7 +317,7 @@ pub fn read_team(name: &str, file: &str, doc: &Value) -> Result<Team, Vec<Config
                 "version" | "limits" => "set by the platform config only; remove it",
                 _ => "unknown key; expected one of: noise, services, mask",
             };
-            c.problem(crate::config::shown_key(key), reason);
+            c.problem(shown_key(key), reason);
         }
         if let Some(noise) = map.get("noise") {
             team.noise = read_layer(&mut c, noise, "noise", file.to_owned());
@@ -322,7 +325,7 @@ pub fn read_team(name: &str, file: &str, doc: &Value) -> Result<Team, Vec<Config
         if let Some(services) = map.get("services") {
             if let Value::Object(services) = services {
                 for (glob, entry) in services {
-                    let at = format!("services.{glob}");
+                    let at = format!("services.{}", shown_glob(glob));
                     if let Err(errors) = GlobList::check(std::slice::from_ref(glob)) {
                         for e in errors {
                             c.problem(&at, format!("bad service.name glob: {}", e.reason));
@@ -437,4 +440,12 @@ fn layer_duplicates(l: &NoiseLayer, at: &str, out: &mut Vec<ConfigProblem>) {
             });
         }
     }
+}
+
+/// A `services` glob as problems and rule names show it: as written when it
+/// looks like a service name pattern, else a placeholder (see `shown_key`).
+fn shown_glob(glob: &str) -> &str {
+    let plain: String =
+        glob.chars().filter(|c| !matches!(c, '*' | '?' | '[' | ']' | '{' | '}' | ',')).collect();
+    if plain.is_empty() || shown_key(&plain) == plain { glob } else { "<a glob that is not shown>" }
 }

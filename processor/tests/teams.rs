@@ -209,6 +209,64 @@ fn a_team_file_applies_to_its_own_namespace_only() {
     assert_eq!(kept(&cfg, &req).0, ["GET /ping"]);
 }
 
+/// Scenario: one trace through two namespaces: team-a's server span (which
+/// only team-a's file calls noise) has a child in team-b's service, and a
+/// default health check in team-a has a child in team-b too.
+/// Guarantees: a team rule's drop takes only descendants of its own
+/// namespace, so team-b's child of the team-a span is kept; the platform's
+/// default rule still takes descendants wherever they are.
+#[test]
+fn a_team_rule_never_drops_another_namespaces_spans() {
+    let parent = server(1, "/api/orders", &[]);
+    let mut child_b = server(2, "/inventory", &[]);
+    child_b.trace_id = parent.trace_id.clone();
+    child_b.parent_span_id = parent.span_id.clone();
+    let health = server(3, "/isAlive", &[]);
+    let mut health_child = server(4, "/db-ping", &[]);
+    health_child.trace_id = health.trace_id.clone();
+    health_child.parent_span_id = health.span_id.clone();
+    let req = batch(vec![
+        ("team-a", "orders", vec![parent, health]),
+        ("team-b", "inventory", vec![child_b, health_child]),
+    ]);
+    let cfg = with_teams(json!({}), &[("team-a", json!({"noise": {"extra_globs": ["/api/*"]}}))]);
+    let (names, stats) = kept(&cfg, &req);
+    assert_eq!(names, ["GET /inventory"], "{stats:?}");
+    assert_eq!(rule_count(&stats, "teams/team-a.yaml /api/*"), 1);
+    assert_eq!(stats.dropped_descendants, 1);
+}
+
+/// Scenario: team files whose keys and service globs carry a token and a
+/// personal number, and whose overrides match on such keys.
+/// Guarantees: the problems name where, never quoting either.
+#[test]
+fn team_file_problems_never_quote_a_key() {
+    let secret = format!("Bearer s3cr3t {FNR}");
+    let team = with_teams(
+        json!({}),
+        &[(
+            "team-a",
+            json!({secret.clone(): 1, "services": {format!("svc-{FNR}-[*"): {"noise": {}}}}),
+        )],
+    );
+    let team_problems =
+        Config::from_json(&team.to_string()).expect("the platform loads").teams.problems;
+    let over = with_teams(
+        json!({"overrides": [{"match": {secret.clone(): 5}, "noise": {"extra_globs": ["/x"]}}]}),
+        &[],
+    );
+    let over_problems = Config::from_json(&over.to_string()).expect_err("a bad override");
+    assert_eq!(
+        (team_problems.len(), over_problems.len()),
+        (2, 1),
+        "{team_problems:?} {over_problems:?}"
+    );
+    for p in team_problems.iter().chain(&over_problems) {
+        let shown = p.to_string();
+        assert!(!shown.contains("s3cr3t") && !shown.contains(FNR), "{shown}");
+    }
+}
+
 /// Scenario: team files that try to reach past their namespace or weaken
 /// masking, one with a bad glob, and a good one beside them.
 /// Guarantees: each bad file is left out whole (none of its rules apply,

@@ -329,18 +329,27 @@ impl Gateway {
             .map_err(|e| ServeError::Start(format!("cannot start the epoch ticker thread: {e}")))?;
         let first = version::build(&runtime, &sources, 1, None, &instance_options)
             .map_err(ServeError::Version)?;
+        let failed_teams = first.failed_teams.len();
+        if failed_teams > 0 {
+            log(format_args!(
+                "start: team file(s) {} have problems and are left out (see `tracescrub config check`)",
+                first.failed_teams.join(", ")
+            ));
+        }
         let active = Arc::new(RwLock::new(Arc::new(first)));
         let pool = Pool::start(&settings, Arc::clone(&active), instance_options.clone())
             .map_err(ServeError::Start)?;
         let upstream = Upstream::new(&settings.upstream, settings.upstream_timeout)
             .map_err(ServeError::Start)?;
+        let metrics = Metrics::default();
+        metrics.team_file_failures(failed_teams);
         Ok(Arc::new(Gateway {
             active,
             pool,
             admission: Arc::new(Semaphore::new(settings.max_in_flight)),
             receiving: Arc::new(Semaphore::new(settings.max_receiving)),
             upstream,
-            metrics: Metrics::default(),
+            metrics,
             reloader: reload::Reloader::new(runtime, sources, instance_options),
             settings,
             ready: AtomicBool::new(true),

@@ -81,7 +81,7 @@ pub async fn reload(gateway: &Arc<Gateway>, trigger: &str) -> Result<Shared, Ver
             if !next.failed_teams.is_empty() {
                 gateway.metrics.team_file_failures(next.failed_teams.len());
                 log(format_args!(
-                    "reload: team file(s) {} failed and keep their last good version",
+                    "reload: team file(s) {} have problems; each keeps its last good version, if it had one",
                     next.failed_teams.join(", ")
                 ));
             }

@@ -18,9 +18,14 @@ use super::{Fate, SpanRec, room, try_collect};
 /// own parent, once took quadratic time. No hashing, so crafted ids cannot
 /// slow it. Returns the children visited (at most one visit per span), for
 /// the tests that bound the work.
+///
+/// `team_scoped[rule]` marks the rules of team files: a span they drop takes
+/// with it only descendants of its own namespace (`SpanRec::team`), so one
+/// team's file never hides another's spans.
 pub(super) fn mark_descendants(
     metas: &[SpanRec<'_>],
     fates: &mut [Fate],
+    team_scoped: &[bool],
 ) -> Result<usize, WireError> {
     // Only traces holding a noisy span can hold descendants, so only their
     // spans are sorted: a small share of the batch. Trace ids of the usual
@@ -73,10 +78,21 @@ pub(super) fn mark_descendants(
     // could mark nothing new.
     let mut walked =
         try_collect(by_parent.len(), std::iter::repeat_n(false, by_parent.len()), "span records")?;
+    // Groups walked for one namespace only, by a team rule's drop: at most
+    // once per (group, namespace), and namespaces that drop are bounded by
+    // the team files.
+    let mut walked_for: std::collections::BTreeSet<(usize, &[u8])> = Default::default();
+    let scoped = |f: Fate| match f {
+        Fate::Noisy(rule) => team_scoped.get(rule as usize).copied().unwrap_or(false),
+        _ => false,
+    };
     let mut visited = 0;
-    let mut queue =
-        try_collect(metas.len(), (0..metas.len()).filter(|&i| fates[i].dropped()), "span records")?;
-    while let Some(i) = queue.pop() {
+    let mut queue = try_collect(
+        metas.len(),
+        (0..metas.len()).filter(|&i| fates[i].dropped()).map(|i| (i, scoped(fates[i]))),
+        "span records",
+    )?;
+    while let Some((i, restricted)) = queue.pop() {
         let (trace, id) = (metas[i].trace_id, metas[i].span_id);
         if id.is_empty() {
             // An empty parent id means "root", never "child of this span".
@@ -85,17 +101,28 @@ pub(super) fn mark_descendants(
         let first = by_parent.partition_point(|&j| order(j, trace, id).is_lt());
         // An empty group's `first` is another key's: leave its flag alone.
         let Some(&head) = by_parent.get(first) else { continue };
-        if walked[first] || !order(head, trace, id).is_eq() {
+        let team = metas[i].team;
+        if walked[first]
+            || (restricted && walked_for.contains(&(first, team)))
+            || !order(head, trace, id).is_eq()
+        {
             continue;
         }
-        walked[first] = true;
+        if restricted {
+            walked_for.insert((first, team));
+        } else {
+            walked[first] = true;
+        }
         for &j in by_parent[first..].iter().take_while(|&&j| order(j, trace, id).is_eq()) {
             visited += 1;
             let j = j as usize;
+            if restricted && metas[j].team != team {
+                continue;
+            }
             if fates[j] == Fate::Unknown {
                 fates[j] = Fate::Descendant;
                 room(&mut queue, "span records")?;
-                queue.push(j);
+                queue.push((j, restricted));
             }
         }
     }
@@ -136,7 +163,7 @@ impl<'a> Walk<'a, '_, '_> {
             "span records",
         )?;
         if noise.drop_descendants {
-            mark_descendants(&self.spans, &mut fates)?;
+            mark_descendants(&self.spans, &mut fates, &self.c.team_scoped)?;
         }
         for f in &mut fates {
             match *f {
@@ -169,6 +196,7 @@ mod tests {
             edits_end: 0,
             delta: 0,
             findings: (0, 0),
+            team: &[],
         }
     }
 
@@ -203,7 +231,7 @@ mod tests {
     fn run(metas: &[SpanRec<'_>], noisy: &[bool]) -> (Vec<bool>, usize) {
         let mut fates: Vec<Fate> =
             noisy.iter().map(|&n| if n { Fate::Noisy(0) } else { Fate::Unknown }).collect();
-        let visited = mark_descendants(metas, &mut fates).expect("fits in memory");
+        let visited = mark_descendants(metas, &mut fates, &[]).expect("fits in memory");
         (fates.iter().map(|f| f.dropped()).collect(), visited)
     }
 

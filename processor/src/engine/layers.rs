@@ -126,8 +126,9 @@ pub(super) struct Layered {
     pub(super) attr_keys: Vec<Vec<u8>>,
 }
 
-/// Names of the rules past the default globs, in id order, for stats.
-pub(super) type RuleNames = Vec<String>;
+/// Names of the rules past the default globs, in id order, for stats, and
+/// whether each is a team file's.
+pub(super) type RuleNames = Vec<(String, bool)>;
 
 impl Layered {
     /// Compiles the version-2 rules. `None` when there are none, so a
@@ -152,6 +153,7 @@ impl Layered {
             names: Vec::new(),
             next_id: first_id,
             attr_keys: Vec::new(),
+            team: false,
             problems: Vec::new(),
             case_sensitive,
         };
@@ -182,6 +184,7 @@ impl Layered {
             overrides.push((m, o.is_final, layers.len() as u32 - 1));
         }
         let mut teams = Vec::new();
+        b.team = true;
         for t in &cfg.teams.files {
             layers.push(b.layer(&t.noise, &[]));
             let team_layer = layers.len() as u32 - 1;
@@ -202,7 +205,12 @@ impl Layered {
 
     /// The chain for a resource whose attributes are at `start..end` of
     /// `buf` (a `Resource` message), read once per resource.
-    pub(super) fn chain(&self, buf: &[u8], start: usize, end: usize) -> Result<Chain, WireError> {
+    pub(super) fn chain<'a>(
+        &self,
+        buf: &'a [u8],
+        start: usize,
+        end: usize,
+    ) -> Result<(Chain, &'a [u8]), WireError> {
         let mut values: Vec<Option<&[u8]>> = vec![None; self.match_keys.len()];
         let mut fields = Fields::new(buf, start, end);
         while let Some(f) = fields.next_field()? {
@@ -257,7 +265,7 @@ impl Layered {
             }
         }
         chain.push(Some(0));
-        Ok(chain)
+        Ok((chain, team.unwrap_or_default()))
     }
 
     /// The first layer of `chain` that decides the span, if any. Paths are
@@ -309,6 +317,8 @@ struct Builder {
     names: RuleNames,
     next_id: u32,
     attr_keys: Vec<Vec<u8>>,
+    /// Layers built now are a team file's.
+    team: bool,
     problems: Vec<ConfigProblem>,
     case_sensitive: bool,
 }
@@ -331,7 +341,7 @@ impl Builder {
     }
 
     fn id(&mut self, name: String) -> u32 {
-        self.names.push(name);
+        self.names.push((name, self.team));
         self.next_id += 1;
         self.next_id - 1
     }

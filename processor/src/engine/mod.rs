@@ -87,6 +87,9 @@ struct SpanRec<'a> {
     delta: Delta,
     /// Its masked-value findings, when explaining.
     findings: (usize, usize),
+    /// Its resource's `teams.key` value (version 2 with team files; else
+    /// empty): a team rule's drop reaches only descendants that share it.
+    team: &'a [u8],
 }
 
 /// A ResourceSpans or ScopeSpans field: removed when it had spans and all of
@@ -217,6 +220,7 @@ fn plan_with(
         scratch: Vec::new(),
         chain: Default::default(),
         facts: Default::default(),
+        team: &[],
     };
     if let Some(mask) = &c.mask {
         walk.arena.extend_from_slice(&mask.label);

@@ -21,6 +21,8 @@ pub(crate) struct Compiled {
     pub(super) noise: Option<Noise>,
     pub(super) mask: Option<Mask>,
     pub(super) rule_names: Vec<String>,
+    /// Per rule id: a team file's rule (empty when there are none).
+    pub(super) team_scoped: Vec<bool>,
     /// Detectors beyond personal numbers are on: every text is scanned, not
     /// only those with a run of six digits.
     pub(super) extras: bool,
@@ -161,10 +163,15 @@ impl Compiled {
                 }
             };
         let mut rule_names = cfg.noise.globs.clone();
+        let mut team_scoped = Vec::new();
         let layered = if cfg.noise.enabled {
             match Layered::new(cfg, rule_names.len() as u32) {
                 Ok(Some((layered, names))) => {
-                    rule_names.extend(names);
+                    team_scoped = vec![false; rule_names.len()];
+                    for (name, team) in names {
+                        rule_names.push(name);
+                        team_scoped.push(team);
+                    }
                     Some(Box::new(layered))
                 }
                 Ok(None) => None,
@@ -298,7 +305,7 @@ impl Compiled {
         let mut detector_names: Vec<String> =
             crate::fnr::Detector::ALL.iter().map(|d| d.name().to_owned()).collect();
         detector_names.extend(mask.iter().flat_map(|m| m.extra.iter().map(|e| e.name.clone())));
-        Ok(Compiled { noise, mask, rule_names, extras, general, detector_names })
+        Ok(Compiled { noise, mask, rule_names, team_scoped, extras, general, detector_names })
     }
 }
 

@@ -48,6 +48,8 @@ pub(super) struct Walk<'a, 'c, 'f> {
     /// and the span's facts they read (reused between spans).
     pub(super) chain: Chain,
     pub(super) facts: FactsBuf<'a>,
+    /// The current resource's `teams.key` value.
+    pub(super) team: &'a [u8],
 }
 
 /// Reused buffers for a span's facts, under version 2's rules.
@@ -158,7 +160,7 @@ impl<'a> Walk<'a, '_, '_> {
     pub(super) fn resource_spans(&mut self, start: usize, end: usize) -> Result<Delta, WireError> {
         let mut delta = 0;
         if let Some(layered) = self.c.noise.as_ref().and_then(|n| n.layered.as_deref()) {
-            self.chain = resource_chain(layered, self.buf, start, end)?;
+            (self.chain, self.team) = resource_chain(layered, self.buf, start, end)?;
         }
         let mut fields = Fields::new(self.buf, start, end);
         while let Some(f) = fields.next_field()? {
@@ -240,6 +242,7 @@ impl<'a> Walk<'a, '_, '_> {
             edits_end: 0,
             delta: 0,
             findings: (0, 0),
+            team: self.team,
         };
         let payload = self.span(f.body, f.end, &mut rec)?;
         if payload != 0 {
@@ -1018,12 +1021,12 @@ impl<'a> Walk<'a, '_, '_> {
 
 /// The chain of layers for the ResourceSpans at `start..end`: its
 /// `resource` is found first, as it may follow the spans on the wire.
-fn resource_chain(
+fn resource_chain<'a>(
     layered: &Layered,
-    buf: &[u8],
+    buf: &'a [u8],
     start: usize,
     end: usize,
-) -> Result<Chain, WireError> {
+) -> Result<(Chain, &'a [u8]), WireError> {
     let mut resource = (end, end);
     let mut fields = Fields::new(buf, start, end);
     while let Some(f) = fields.next_field()? {
@@ -1242,7 +1245,7 @@ mod tests {
                     let c = Compiled::new(&crate::config::Config::from_json(cfg).expect("config")).expect("compiles");
                     let mut walk = Walk {
                         buf: &body, c: &c, edits: Vec::new(), arena: Vec::new(), counters: Counters::new(0, 5), findings: None, fnr_off: false, active: 0, hits: Vec::new(),
-                        ids: (&[], &[]), key: &[], spans: Vec::new(), scopes: Vec::new(), resources: Vec::new(), scratch: Vec::new(), chain: Default::default(), facts: Default::default(),
+                        ids: (&[], &[]), key: &[], spans: Vec::new(), scopes: Vec::new(), resources: Vec::new(), scratch: Vec::new(), chain: Default::default(), facts: Default::default(), team: &[],
                     };
                     let delta = walk.key_value(0, body.len(), crate::FieldKind::SpanAttribute, true, 0).expect("valid");
                     proptest::prop_assert_eq!(delta, 0);
