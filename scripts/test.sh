@@ -9,6 +9,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Every crate is built once here: incremental caches would only take disk.
+export CARGO_INCREMENTAL=0
+
 # RUSTUP_AUTO_INSTALL=0 means rust-toolchain files install nothing: add the
 # guest target explicitly (a no-op when present).
 rustup target add wasm32-unknown-unknown
