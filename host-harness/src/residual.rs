@@ -65,8 +65,18 @@ const SPLIT_SEPARATORS: [&str; 10] =
 /// Every valid personal number in `text`: maximal 11-digit runs, and the
 /// split form (a maximal 6-digit run, a separator, 5 digits with no digit
 /// after them); a run led by a percent escape's hex digits is read with and
-/// without them.
+/// without them. Text with a percent-encoded digit (`%30` to `%39`) is also
+/// read URL-decoded, and the larger count wins (a number as written still
+/// counts when an encoded digit glued to it makes a longer run decoded).
 pub fn numbers_in(text: &[u8]) -> usize {
+    let as_written = numbers_as_written(text);
+    match url_decoded(text) {
+        Some(decoded) => as_written.max(numbers_as_written(&decoded)),
+        None => as_written,
+    }
+}
+
+fn numbers_as_written(text: &[u8]) -> usize {
     let runs = digit_runs(text);
     let mut found = 0;
     for &(run_start, e) in &runs {
@@ -76,20 +86,52 @@ pub fn numbers_in(text: &[u8]) -> usize {
         let readings: &[usize] =
             if stripped == run_start { &[run_start] } else { &[run_start, stripped] };
         for &s in readings {
-            found += number_at(text, s, e);
+            if number_at(text, s, e).is_some() {
+                found += 1;
+            }
         }
     }
     found
 }
 
-/// 1 if the digits `text[s..e]` (a run, or a run less its escape digits)
-/// are a valid number whole or as the 6 digits of the split form.
-fn number_at(text: &[u8], s: usize, e: usize) -> usize {
+/// Whether `text[at..]` starts with `%30` to `%39`.
+fn encoded_digit_at(text: &[u8], at: usize) -> bool {
+    matches!(text.get(at..), Some([b'%', b'3', d, ..]) if d.is_ascii_digit())
+}
+
+/// `text` with every `%XX` escape decoded, if it has a percent-encoded
+/// digit; `None` otherwise (nothing to read again).
+fn url_decoded(text: &[u8]) -> Option<Vec<u8>> {
+    if !(0..text.len()).any(|i| encoded_digit_at(text, i)) {
+        return None;
+    }
+    let mut out = Vec::with_capacity(text.len());
+    let mut i = 0;
+    while i < text.len() {
+        let hex = text.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+            Some(b) if text[i] == b'%' && hex.is_some_and(|h| !h.starts_with('+')) => {
+                out.push(b);
+                i += 3;
+            }
+            _ => {
+                out.push(text[i]);
+                i += 1;
+            }
+        }
+    }
+    Some(out)
+}
+
+/// If the digits `text[s..e]` (a run, or a run less its escape digits)
+/// are a valid number whole or as the 6 digits of the split form, the
+/// offset just past it.
+fn number_at(text: &[u8], s: usize, e: usize) -> Option<usize> {
     if e - s == 11 {
-        return usize::from(is_valid_number(&text[s..e]));
+        return is_valid_number(&text[s..e]).then_some(e);
     }
     if e - s != 6 {
-        return 0;
+        return None;
     }
     for sep in SPLIT_SEPARATORS {
         let after = e + sep.len();
@@ -101,10 +143,10 @@ fn number_at(text: &[u8], s: usize, e: usize) -> usize {
         let ends = text.get(after + 5).is_none_or(|b| !b.is_ascii_digit());
         if five.iter().all(u8::is_ascii_digit) && ends {
             let joined: Vec<u8> = text[s..e].iter().chain(five).copied().collect();
-            return usize::from(is_valid_number(&joined));
+            return is_valid_number(&joined).then_some(after + 5);
         }
     }
-    0
+    None
 }
 
 /// The digits of `text` once single separators (space, dot, dash, and
@@ -454,6 +496,33 @@ mod tests {
             ["q=a%2001019012138", "%2201019012138%22", "%C2%A001019012138", "%20010190%2012138"]
         {
             assert_eq!(numbers_in(glued.as_bytes()), 1, "{glued:?}");
+        }
+    }
+
+    /// Scenario: a number with its digits percent-encoded (all, or some),
+    /// with encoded separators the plain reading does not know (tab, en
+    /// dash); and encoded look-alikes.
+    /// Guarantees: the numbers count, and so does a number as written that
+    /// an encoded digit is glued to; an encoded 12-digit run, a wrong check
+    /// digit and 10 digits do not.
+    #[test]
+    fn reads_percent_encoded_digits() {
+        for hit in [
+            "q=%30%31%30%31%39%30%31%32%31%33%38&x",
+            "q=0%3101%390%31%3213%38",
+            "q=%30%31%30%31%39%30%0912138",
+            "q=010190%E2%80%93%31%32%31%33%38",
+            "q=01019012138%30",
+            "q=%3301019012138",
+        ] {
+            assert_eq!(numbers_in(hit.as_bytes()), 1, "{hit:?}");
+        }
+        for miss in [
+            "q=%30%31%30%31%39%30%31%32%31%33%38%30",
+            "q=%30%31%30%31%39%30%31%32%31%33%39",
+            "q=%30%31%30%31%39%30%31%32%31%33",
+        ] {
+            assert_eq!(numbers_in(miss.as_bytes()), 0, "{miss:?}");
         }
     }
 

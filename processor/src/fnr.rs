@@ -8,7 +8,9 @@
 //! decide what to do with each [`Found`].
 //!
 //! Everything here runs on the hot path for every string value in every span,
-//! so nothing allocates and digit runs are found eight bytes at a time.
+//! so digit runs are found eight bytes at a time and nothing allocates, but
+//! for the rare value whose digits are percent-encoded (read a second time,
+//! decoded: see [`scan`]).
 
 /// Which rule a matched number satisfied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -168,6 +170,95 @@ pub fn classify(digits: &[u8; 11]) -> Option<Detector> {
 
 /// Calls `f` for every number in `hay`, left to right, non-overlapping.
 ///
+/// `hay` is read as written ([`scan_plain`]) and, when it holds a percent
+/// escape that the plain reading cannot see through (an encoded digit,
+/// `%30` to `%39`; an encoded tab or `+`; the first byte of an encoded
+/// three-byte separator), also as a URL decodes it. A form typed into a
+/// search box can reach `url.query` with every digit encoded
+/// (`%31%33%30...`). The numbers of both readings are reported, overlapping
+/// ones merged into one range of `hay`: a `%` in SQL's `LIKE '%...'` is no
+/// escape, so neither reading alone is right for every value, and privacy
+/// fails closed.
+pub fn scan(hay: &[u8], mode: Mode, f: impl FnMut(Found)) {
+    if hides_digits(hay) {
+        scan_decoded(hay, mode, f);
+    } else {
+        scan_plain(hay, mode, f);
+    }
+}
+
+/// Whether `hay` holds a percent escape of a digit, a tab, a `+` or a
+/// three-byte UTF-8 lead (U+2013, U+202F): the escapes [`scan_plain`] does
+/// not read.
+fn hides_digits(hay: &[u8]) -> bool {
+    let mut rest = hay;
+    while let Some(at) = rest.iter().position(|&b| b == b'%') {
+        if let Some(b) = escape_at(&rest[at..])
+            && (b.is_ascii_digit() || matches!(b, b'\t' | b'+' | 0xe2))
+        {
+            return true;
+        }
+        rest = &rest[at + 1..];
+    }
+    false
+}
+
+/// The byte a percent escape at the start of `s` stands for.
+fn escape_at(s: &[u8]) -> Option<u8> {
+    let hex = |b: u8| char::from(b).to_digit(16);
+    match s {
+        [b'%', h, l, ..] => Some((hex(*h)? * 16 + hex(*l)?) as u8),
+        _ => None,
+    }
+}
+
+/// [`scan`]'s two readings, merged. Out of line and allocating: only values
+/// with encoded digits get here.
+#[inline(never)]
+fn scan_decoded(hay: &[u8], mode: Mode, mut f: impl FnMut(Found)) {
+    // Both readings count: privacy fails closed. A number as written stays
+    // one even when an encoded digit glued to it makes a longer run decoded
+    // (`04100100016%30`): the engine masked it before it read escapes.
+    let mut found = Vec::new();
+    scan_plain(hay, mode, |x| found.push(x));
+    // The decoded text, and for each of its bytes (and its end) the offset
+    // in `hay` it was read from.
+    let (mut text, mut from) = (Vec::with_capacity(hay.len()), Vec::with_capacity(hay.len() + 1));
+    let mut i = 0;
+    while i < hay.len() {
+        from.push(i);
+        match escape_at(&hay[i..]) {
+            Some(b) => {
+                text.push(b);
+                i += 3;
+            }
+            None => {
+                text.push(hay[i]);
+                i += 1;
+            }
+        }
+    }
+    from.push(hay.len());
+    scan_plain(&text, mode, |x| found.push(Found { start: from[x.start], end: from[x.end], ..x }));
+    found.sort_unstable_by_key(|x| (x.start, core::cmp::Reverse(x.end)));
+    let mut open: Option<Found> = None;
+    for x in found {
+        match open.as_mut() {
+            Some(o) if x.start < o.end => o.end = o.end.max(x.end),
+            _ => {
+                if let Some(o) = open.replace(x) {
+                    f(o);
+                }
+            }
+        }
+    }
+    if let Some(o) = open {
+        f(o);
+    }
+}
+
+/// [`scan`]'s reading of `hay` as written.
+///
 /// A candidate is a maximal run of exactly 11 ASCII digits, or the split form
 /// of exactly 6 digits, one separator (a space, dash, tab or `+`, a
 /// no-break or narrow no-break space or en dash in UTF-8, or `%20`, `%2D`,
@@ -178,7 +269,7 @@ pub fn classify(digits: &[u8; 11]) -> Option<Detector> {
 /// readings never both make a candidate). Non-digit neighbours, letters and `_` included, do not protect a
 /// run. In [`Mode::Validated`] only candidates [`classify`] accepts are
 /// reported; in [`Mode::Any11`] every candidate is, as [`Detector::Any11`].
-pub fn scan(hay: &[u8], mode: Mode, mut f: impl FnMut(Found)) {
+pub fn scan_plain(hay: &[u8], mode: Mode, mut f: impl FnMut(Found)) {
     // Whether it reported a number.
     let mut report = |start: usize, end: usize, digits: &[u8; 11]| {
         let detector = match mode {
@@ -230,11 +321,11 @@ pub fn scan(hay: &[u8], mode: Mode, mut f: impl FnMut(Found)) {
 }
 
 /// Cheap pre-check: true if `hay` could hold a number at all (has a run of
-/// >= 6 ASCII digits).
+/// >= 6 bytes that are ASCII digits or `%`).
 ///
 /// Every candidate [`scan`] can report contains such a run (the 6 digits of
-/// the split form are the shortest), so a `false` here means `scan` would
-/// find nothing.
+/// the split form are the shortest; two percent-encoded digits are six such
+/// bytes), so a `false` here means `scan` would find nothing.
 // Inlined into every caller in the guest, where a call costs more than the
 // check (see below); natively LLVM's own choice is faster.
 #[cfg_attr(target_arch = "wasm32", inline(always))]
@@ -249,12 +340,12 @@ pub fn may_contain(hay: &[u8]) -> bool {
         let block = |at: usize| {
             hay.get(at..)
                 .and_then(|m| m.first_chunk::<16>())
-                .map_or(0, |m| u64::from(digits16(m)) << at)
+                .map_or(0, |m| u64::from(marks16(m)) << at)
         };
-        let m = u64::from(digits16(first))
+        let m = u64::from(marks16(first))
             | block(16)
             | block(32)
-            | u64::from(digits16(last)) << (hay.len() - 16);
+            | u64::from(marks16(last)) << (hay.len() - 16);
         let three = m & (m >> 1) & (m >> 2);
         return three & (three >> 3) != 0;
     }
@@ -274,7 +365,7 @@ fn may_contain_blocks(hay: &[u8]) -> bool {
     let mut run = 0;
     let mut chunks = hay.chunks_exact(32);
     for chunk in &mut chunks {
-        if run_of_six(digits32(chunk), 32, &mut run) {
+        if run_of_six(marks32(chunk), 32, &mut run) {
             return true;
         }
     }
@@ -284,19 +375,19 @@ fn may_contain_blocks(hay: &[u8]) -> bool {
     }
     let tail = match (hay.last_chunk::<32>(), hay.first_chunk::<16>(), hay.last_chunk::<16>()) {
         // One overlapping load; the bytes already seen are shifted out.
-        (Some(last), ..) => digits32(last) >> (32 - n),
+        (Some(last), ..) => marks32(last) >> (32 - n),
         // Shorter than 32 bytes in all: two overlapping blocks, or fewer bytes.
-        (None, Some(first), Some(last)) => digits16(first) | digits16(last) << (n - 16),
-        _ => short_digits(hay),
+        (None, Some(first), Some(last)) => marks16(first) | marks16(last) << (n - 16),
+        _ => short_marks(hay),
     };
     run_of_six(tail, n as u32, &mut run)
 }
 
-/// The digit mask of 32 bytes.
+/// The mark mask (digits and `%`) of 32 bytes.
 #[inline(always)]
-fn digits32(chunk: &[u8]) -> u32 {
+fn marks32(chunk: &[u8]) -> u32 {
     match (chunk.first_chunk::<16>(), chunk.get(16..).and_then(|c| c.first_chunk::<16>())) {
-        (Some(lo), Some(hi)) => digits16(lo) | digits16(hi) << 16,
+        (Some(lo), Some(hi)) => marks16(lo) | marks16(hi) << 16,
         _ => 0,
     }
 }
@@ -342,17 +433,49 @@ fn digits16(block: &[u8; 16]) -> u32 {
     byte_bits(digit_mask(word(block, 0))) | (byte_bits(digit_mask(word(block, 8))) << 8)
 }
 
-/// The digit mask of `hay`, shorter than 16 bytes.
+/// Bit i is set iff `block[i]` is an ASCII digit or `%`: the bytes
+/// [`may_contain`] counts, so that a number whose digits are all
+/// percent-encoded still makes a run.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 #[inline(always)]
-fn short_digits(hay: &[u8]) -> u32 {
+fn marks16(block: &[u8; 16]) -> u32 {
+    use core::arch::wasm32::{
+        i8x16_add, i8x16_eq, i8x16_lt, i8x16_splat, u8x16_bitmask, u64x2, v128_or,
+    };
+    let v = u64x2(word(block, 0), word(block, 8));
+    // As in `digits16`, and one compare more for '%'.
+    let digits = i8x16_lt(i8x16_add(v, i8x16_splat(80)), i8x16_splat(-118));
+    u32::from(u8x16_bitmask(v128_or(digits, i8x16_eq(v, i8x16_splat(b'%' as i8)))))
+}
+
+/// Bit i is set iff `block[i]` is an ASCII digit or `%`.
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+#[inline(always)]
+fn marks16(block: &[u8; 16]) -> u32 {
+    byte_bits(mark_mask(word(block, 0))) | (byte_bits(mark_mask(word(block, 8))) << 8)
+}
+
+/// The mark mask (digits and `%`) of `hay`, shorter than 16 bytes.
+#[inline(always)]
+fn short_marks(hay: &[u8]) -> u32 {
     match hay.first_chunk::<8>() {
         Some(first) => {
             let n = hay.len();
-            byte_bits(digit_mask(u64::from_le_bytes(*first)))
-                | (byte_bits(digit_mask(tail_word(hay, n - 8))) << 8)
+            byte_bits(mark_mask(u64::from_le_bytes(*first)))
+                | (byte_bits(mark_mask(tail_word(hay, n - 8))) << 8)
         }
-        None => byte_bits(digit_mask(tail_word(hay, hay.len()))),
+        None => byte_bits(mark_mask(tail_word(hay, hay.len()))),
     }
+}
+
+/// [`digit_mask`], with the high bit also set for each `%` byte.
+#[inline(always)]
+fn mark_mask(w: u64) -> u64 {
+    // A byte of `x` is zero iff that byte of `w` is '%'. Its low seven bits
+    // plus 0x7f carry into the high bit iff they are not all zero, with no
+    // carry into the next byte; or-ing `x` adds its own high bit.
+    let x = w ^ 0x2525_2525_2525_2525;
+    digit_mask(w) | (!(((x & LOW7) + LOW7) | x | LOW7) & HIGH)
 }
 
 #[inline(always)]
@@ -900,12 +1023,77 @@ mod tests {
         [" ", "-", "\t", "+", "\u{a0}", "\u{202f}", "\u{2013}", "%20", "%2D", "%C2%A0"];
 
     fn naive_may_contain(hay: &[u8]) -> bool {
-        hay.split(|b| !b.is_ascii_digit()).any(|run| run.len() >= 6)
+        hay.split(|&b| !b.is_ascii_digit() && b != b'%').any(|run| run.len() >= 6)
     }
 
     fn fast_scan(hay: &[u8], mode: Mode) -> Vec<Found> {
         let mut out = Vec::new();
+        scan_plain(hay, mode, |f| out.push(f));
+        out
+    }
+
+    fn full_scan(hay: &[u8], mode: Mode) -> Vec<Found> {
+        let mut out = Vec::new();
         scan(hay, mode, |f| out.push(f));
+        out
+    }
+
+    /// The slow way for [`scan`]: [`naive_scan`] of the text as written and,
+    /// when an escape of a digit, tab, `+` or 0xE2 is in it, of the text
+    /// with every escape decoded (ranges taken back to the written text);
+    /// overlapping ranges merged.
+    fn naive_full_scan(hay: &[u8], mode: Mode) -> Vec<Found> {
+        let hex = |b: u8| (b as char).to_digit(16);
+        let escape = |i: usize| -> Option<u8> {
+            let (h, l) = (hex(*hay.get(i + 1)?)?, hex(*hay.get(i + 2)?)?);
+            (hay[i] == b'%').then_some((h * 16 + l) as u8)
+        };
+        let mut found: Vec<Found> = naive_scan(hay, mode);
+        let hidden = (0..hay.len())
+            .filter_map(escape)
+            .any(|b| b.is_ascii_digit() || b == b'\t' || b == b'+' || b == 0xe2);
+        if !hidden {
+            return found;
+        }
+        let (mut text, mut at) = (vec![], vec![]);
+        let mut i = 0;
+        while i < hay.len() {
+            at.push(i);
+            match escape(i) {
+                Some(b) => (text.push(b), i += 3),
+                None => (text.push(hay[i]), i += 1),
+            };
+        }
+        at.push(hay.len());
+        for x in naive_scan(&text, mode) {
+            found.push(Found { start: at[x.start], end: at[x.end], ..x });
+        }
+        found.sort_by_key(|x| (x.start, std::cmp::Reverse(x.end)));
+        let mut out: Vec<Found> = vec![];
+        for x in found {
+            match out.last_mut() {
+                Some(o) if x.start < o.end => o.end = o.end.max(x.end),
+                _ => out.push(x),
+            }
+        }
+        out
+    }
+
+    /// `n` with each digit written as is or percent-encoded (`%3d`), as
+    /// `which` picks (bit i for digit i), and `sep` (if any) between the 6
+    /// and the 5 digits.
+    fn encoded(n: &[u8], which: u16, sep: &str) -> String {
+        let mut out = String::new();
+        for (i, &d) in n.iter().enumerate() {
+            if i == 6 {
+                out.push_str(sep);
+            }
+            if which & (1 << i) != 0 {
+                out.push_str(&format!("%3{}", d as char));
+            } else {
+                out.push(d as char);
+            }
+        }
         out
     }
 
@@ -914,19 +1102,7 @@ mod tests {
     /// UTF-8 and raw high bytes (which the SWAR mask must not take for
     /// digits).
     fn piece() -> impl Strategy<Value = Vec<u8>> {
-        let valid = (0u32..12, 1u8..=28, 1u8..=12, 0u8..100, 0u32..4, 0u8..4).prop_filter_map(
-            "check digit would be 10",
-            |(ind, day, month, yy, rest, kind)| {
-                let (dd, mm) = match kind {
-                    0 => (day, month),
-                    1 => (day + 40, month),
-                    2 => (day, month + 40),
-                    _ => (day, month + 80),
-                };
-                let first9 = format!("{dd:02}{mm:02}{yy:02}{:03}", ind * 83);
-                complete(first9.as_bytes().try_into().unwrap(), rest).map(|n| n.to_vec())
-            },
-        );
+        let valid = valid_number().prop_map(|n| n.to_vec());
         let seps: Vec<&str> =
             SEPARATORS.iter().copied().chain(["%2d", "%c2%a0", "%C2%a0"]).collect();
         let split = (valid.clone(), prop::sample::select(seps)).prop_map(|(n, sep)| {
@@ -955,6 +1131,24 @@ mod tests {
             vec![0xb5],
         ]);
         prop_oneof![3 => valid, 2 => split, 3 => run, 4 => sep, 1 => prop::collection::vec(any::<u8>(), 0..10)]
+    }
+
+    /// A valid number of any kind (ordinary, D, H, synthetic), k1
+    /// remainder 0 to 3.
+    fn valid_number() -> impl Strategy<Value = [u8; 11]> + Clone {
+        (0u32..12, 1u8..=28, 1u8..=12, 0u8..100, 0u32..4, 0u8..4).prop_filter_map(
+            "check digit would be 10",
+            |(ind, day, month, yy, rest, kind)| {
+                let (dd, mm) = match kind {
+                    0 => (day, month),
+                    1 => (day + 40, month),
+                    2 => (day, month + 40),
+                    _ => (day, month + 80),
+                };
+                let first9 = format!("{dd:02}{mm:02}{yy:02}{:03}", ind * 83);
+                complete(first9.as_bytes().try_into().unwrap(), rest)
+            },
+        )
     }
 
     fn haystack() -> impl Strategy<Value = Vec<u8>> {
@@ -1006,6 +1200,76 @@ mod tests {
             }
         }
 
+        /// Scenario: haystacks as above with percent-encoded digits and
+        /// escapes of every kind mixed in.
+        /// Guarantees: `scan` is both readings merged (the naive model), and
+        /// `may_contain` passes every value it finds a number in.
+        #[test]
+        fn scan_reads_encoded_digits_as_the_naive_model(
+            hay in prop::collection::vec(
+                prop_oneof![
+                    4 => piece(),
+                    2 => (b'0'..=b'9').prop_map(|d| format!("%3{}", d as char).into_bytes()),
+                    1 => prop::sample::select(vec!["%09", "%2B", "%E2%80%93", "%e2%80%af", "%41", "%3A", "%"])
+                        .prop_map(|e| e.as_bytes().to_vec()),
+                ],
+                0..14,
+            ).prop_map(|ps| ps.concat())
+        ) {
+            for mode in [Mode::Validated, Mode::Any11] {
+                let got = full_scan(&hay, mode);
+                prop_assert_eq!(&got, &naive_full_scan(&hay, mode));
+                if !got.is_empty() {
+                    prop_assert!(may_contain(&hay));
+                }
+            }
+        }
+
+        /// Scenario: a valid number with any of its digits percent-encoded,
+        /// whole or split by any separator (typed, UTF-8 or encoded, the
+        /// encodings of tab, `+`, en dash and narrow no-break space too),
+        /// inside a query string.
+        /// Guarantees: one match, covering exactly the written number.
+        #[test]
+        fn encoded_digits_are_read(
+            n in valid_number(),
+            which in any::<u16>(),
+            sep in prop::sample::select(vec![
+                "", " ", "+", "%20", "%2D", "%2d", "%C2%A0", "%09", "%2B", "%E2%80%93", "%E2%80%AF",
+                "\u{a0}", "\u{202f}", "\u{2013}", "\t", "-",
+            ]),
+        ) {
+            let number = encoded(&n, which, sep);
+            let hay = format!("q={number}&page=2");
+            let got = full_scan(hay.as_bytes(), Mode::Validated);
+            prop_assert_eq!(got.len(), 1, "{}", hay);
+            prop_assert_eq!((got[0].start, got[0].end), (2, 2 + number.len()), "{}", hay);
+        }
+
+        /// Scenario: what is not a personal number, encoded the same ways:
+        /// runs of 10, 12 and 13 digits, and 11 with a wrong check digit.
+        /// Guarantees: the encoded readings add nothing to what the plain one
+        /// finds (a valid number as written glued to an encoded digit).
+        #[test]
+        fn encoded_look_alikes_are_not_read(
+            n in valid_number(),
+            which in any::<u16>(),
+            extra in prop::collection::vec(b'0'..=b'9', 1..3),
+            sep in prop::sample::select(vec!["", "%20", "+", "%09"]),
+        ) {
+            let mut bad = n.to_vec();
+            bad[10] = b'0' + (bad[10] - b'0' + 1) % 10;
+            let longer: Vec<u8> = n.iter().chain(&extra).copied().collect();
+            for digits in [&n[..10], &longer[..], &bad[..]] {
+                let sep = if digits.len() == 11 { sep } else { "" };
+                let hay = format!("q={}&page=2", encoded(digits, which, sep));
+                // Only what the plain reading finds (a valid number as
+                // written next to an encoded digit), nothing new.
+                let plain = fast_scan(hay.as_bytes(), Mode::Validated);
+                prop_assert_eq!(full_scan(hay.as_bytes(), Mode::Validated), plain, "{}", hay);
+            }
+        }
+
         #[test]
         fn may_contain_never_hides_a_match(hay in haystack()) {
             prop_assert_eq!(may_contain(&hay), naive_may_contain(&hay));
@@ -1044,11 +1308,13 @@ mod tests {
             prop_assert_eq!(next_digit(&hay, from), want_next);
             prop_assert_eq!(run_end(&hay, from), want_end);
             let want_bits = |bytes: &[u8]| bytes.iter().enumerate().fold(0u32, |m, (i, b)| m | (u32::from(b.is_ascii_digit()) << i));
+            let want_marks = |bytes: &[u8]| bytes.iter().enumerate().fold(0u32, |m, (i, &b)| m | (u32::from(b.is_ascii_digit() || b == b'%') << i));
             if let Some(block) = hay.first_chunk::<16>() {
                 prop_assert_eq!(digits16(block), want_bits(block));
+                prop_assert_eq!(marks16(block), want_marks(block));
             }
             let short = &hay[..hay.len().min(15)];
-            prop_assert_eq!(short_digits(short), want_bits(short));
+            prop_assert_eq!(short_marks(short), want_marks(short));
         }
     }
 }

@@ -182,10 +182,12 @@ fn pseudonyms_are_stable_letters_and_follow_the_person() {
             attr("b", "q=130972%2048022&x"),
             attr("c", "Ola@NAV.no"),
             attr("d", "ola@nav.no"),
+            attr("e", "q=%31%33%30972%2048%30%322&x"),
         ],
     );
     let got = attrs_of(&p.process(&input).unwrap().batch);
     let a = &got[1].1;
+    assert_eq!(got[5].1, format!("q={a}&x"), "encoded digits, the same person");
     assert!(a.starts_with("fnr:k2026:") && a.len() == "fnr:k2026:".len() + 16, "{a}");
     // The same person written another way is the same pseudonym.
     assert_eq!(got[2].1, format!("q={a}&x"));

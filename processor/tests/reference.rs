@@ -289,8 +289,25 @@ impl Reference {
             out.extend_from_slice(&text[at..f.start]);
             match &self.cfg.mask.replacement {
                 Replacement::Stars(c) => {
-                    for &b in &text[f.start..f.end] {
-                        out.push(if b.is_ascii_digit() { *c as u8 } else { b });
+                    // A percent-encoded digit becomes the star encoded, so
+                    // a URL stays valid; other escapes (separators) stay.
+                    let (c, found) = (*c as u8, &text[f.start..f.end]);
+                    let mut i = 0;
+                    while i < found.len() {
+                        let escape = found[i] == b'%'
+                            && found
+                                .get(i + 1..i + 3)
+                                .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit));
+                        if escape && found[i + 1] == b'3' && found[i + 2].is_ascii_digit() {
+                            out.extend_from_slice(format!("%{c:02X}").as_bytes());
+                            i += 3;
+                        } else if escape {
+                            out.extend_from_slice(&found[i..i + 3]);
+                            i += 3;
+                        } else {
+                            out.push(if found[i].is_ascii_digit() { c } else { found[i] });
+                            i += 1;
+                        }
                     }
                 }
                 Replacement::Label(label) => out.extend_from_slice(label.as_bytes()),

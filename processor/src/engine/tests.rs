@@ -665,6 +665,14 @@ fn separated_numbers_are_masked_and_keep_their_separator() {
     }
     // Not personal numbers, joined the same ways: an order number with bad
     // check digits, a phone number, a 12-digit id, an account number split 4+2+5.
+    // Fails closed: a number as written stays one, even when an encoded
+    // digit glued to it makes 12 digits decoded.
+    let req =
+        batch(vec![vec![span(1, 1, 0, "x", vec![kv("url.query", s(&format!("q={FNR}%34")))])]]);
+    let (out, stats, _) = run("{}", &req);
+    let got = &out.resource_spans[0].scope_spans[0].spans[0].attributes[0];
+    assert_eq!(got.value, Some(AnyValue { value: Some(s("q=***********%34")) }));
+    assert_eq!(stats.values_masked, 1);
     let bad_check = format!("{}{}", &FNR[..10], (FNR.as_bytes()[10] - b'0' + 1) % 10);
     for value in [
         format!("q={}%20{}", &bad_check[..6], &bad_check[6..]),
@@ -675,6 +683,63 @@ fn separated_numbers_are_masked_and_keep_their_separator() {
         format!("{six}%20%20{five}"),
     ] {
         let req = batch(vec![vec![span(1, 1, 0, "x", vec![kv("q", s(&value))])]]);
+        let (_, stats, bytes) = run("{}", &req);
+        assert_eq!(stats.values_masked, 0, "{value}");
+        assert_eq!(bytes, req.encode_to_vec(), "{value}: changed");
+    }
+}
+
+/// Scenario: a number typed into a search form whose digits reached
+/// `url.query` percent-encoded (every one, or every other one), whole or
+/// with an encoded separator; and look-alikes encoded the same way.
+/// Guarantees: an encoded digit becomes an encoded star (`%2A`), a raw one
+/// `*`, and every other byte is kept, so the URL stays valid; one mask is
+/// counted; a 12-digit run and a wrong check digit come out unchanged.
+#[test]
+fn percent_encoded_digits_are_masked_and_the_url_stays_valid() {
+    let write = |digits: &str, every: usize, star: bool| -> String {
+        let mut out = String::new();
+        for (i, c) in digits.chars().enumerate() {
+            match (i % every == 0, star) {
+                (true, true) => out.push_str("%2A"),
+                (true, false) => out.push_str(&format!("%3{c}")),
+                (false, true) => out.push('*'),
+                (false, false) => out.push(c),
+            }
+        }
+        out
+    };
+    let (six, five) = FNR.split_at(6);
+    for every in [1, 2] {
+        for sep in ["", "%20", "%09", "+"] {
+            let value =
+                format!("q={}{sep}{}&page=2", write(six, every, false), write(five, every, false));
+            let want =
+                format!("q={}{sep}{}&page=2", write(six, every, true), write(five, every, true));
+            let (out, stats, _) = run(
+                "{}",
+                &batch(vec![vec![span(1, 1, 0, "search", vec![kv("url.query", s(&value))])]]),
+            );
+            let got = &out.resource_spans[0].scope_spans[0].spans[0].attributes[0];
+            assert_eq!(got.value, Some(AnyValue { value: Some(s(&want)) }), "{value}");
+            assert_eq!(stats.values_masked, 1, "{value}");
+        }
+    }
+    // Fails closed: a number as written stays one, even when an encoded
+    // digit glued to it makes 12 digits decoded.
+    let req =
+        batch(vec![vec![span(1, 1, 0, "x", vec![kv("url.query", s(&format!("q={FNR}%34")))])]]);
+    let (out, stats, _) = run("{}", &req);
+    let got = &out.resource_spans[0].scope_spans[0].spans[0].attributes[0];
+    assert_eq!(got.value, Some(AnyValue { value: Some(s("q=***********%34")) }));
+    assert_eq!(stats.values_masked, 1);
+    let bad_check = format!("{}{}", &FNR[..10], (FNR.as_bytes()[10] - b'0' + 1) % 10);
+    for value in [
+        format!("q={}&page=2", write(&format!("{FNR}4"), 1, false)),
+        format!("q={}&page=2", write(&bad_check, 2, false)),
+        format!("q={}&page=2", write(&FNR[..10], 1, false)),
+    ] {
+        let req = batch(vec![vec![span(1, 1, 0, "x", vec![kv("url.query", s(&value))])]]);
         let (_, stats, bytes) = run("{}", &req);
         assert_eq!(stats.values_masked, 0, "{value}");
         assert_eq!(bytes, req.encode_to_vec(), "{value}: changed");

@@ -780,12 +780,12 @@ impl<'a> Walk<'a, '_, '_> {
         let Some(mask) = self.c.mask.as_ref() else { return Ok(()) };
         let c = mask.star.unwrap_or(b'*');
         let text = &self.buf[body..end];
-        let edits = &mut self.edits;
+        let (edits, arena) = (&mut self.edits, &mut self.arena);
         let mut found_any = Vec::new();
         let mut out_of_memory = false;
         fnr::scan(text, mask.mode, |found| {
             out_of_memory |=
-                push_stars(edits, text, body, &found, c, FieldKind::UnknownField).is_err();
+                push_stars(edits, arena, text, body, &found, c, FieldKind::UnknownField).is_err();
             if found_any.try_reserve(1).is_ok() {
                 found_any.push(found.detector.index() as u8);
             }
@@ -814,7 +814,7 @@ impl<'a> Walk<'a, '_, '_> {
         let Some(mask) = self.c.mask.as_ref() else { return Ok(0) };
         let text = &self.buf[body..end];
         let first = self.edits.len();
-        let (edits, base) = (&mut self.edits, body);
+        let (edits, arena, base) = (&mut self.edits, &mut self.arena, body);
         let mut delta = 0;
         let mut out_of_memory = false;
         fnr::scan(text, mask.mode, |found| {
@@ -825,7 +825,9 @@ impl<'a> Walk<'a, '_, '_> {
             let (start, end) = (base + found.start, base + found.end);
             let masked = Some((found.detector.index() as u8, kind));
             match mask.star {
-                Some(c) => out_of_memory |= push_stars(edits, text, base, &found, c, kind).is_err(),
+                Some(c) => {
+                    out_of_memory |= push_stars(edits, arena, text, base, &found, c, kind).is_err()
+                }
                 None => {
                     delta += mask.label.len() as isize - (end - start) as isize;
                     let op = Op::Arena { from: 0, to: mask.label.len() };
@@ -1038,12 +1040,14 @@ fn resource_chain<'a>(
 }
 
 /// Stars the number `found` in `text` (at `base` in the batch): its digits
-/// become `c`, its length kept. A percent-encoded separator (`%20`, `%2D`,
-/// `%C2%A0`) holds digits that are not the number's: the 6 and the 5 digits
-/// are starred apart, so a URL stays valid and keeps its separator (the
-/// second edit counts nothing). `Err` when memory for the edits ran out.
+/// become `c`, its length kept. A number with a percent escape in it (an
+/// encoded separator such as `%20`, or encoded digits `%31%33...`) is
+/// written to `arena` by [`detect::star_digits`]: encoded digits become `c`
+/// encoded and other escapes are kept, so a URL stays valid and keeps its
+/// separator. `Err` when memory for the edits ran out.
 fn push_stars(
     edits: &mut Vec<Edit>,
+    arena: &mut Vec<u8>,
     text: &[u8],
     base: usize,
     found: &fnr::Found,
@@ -1053,12 +1057,14 @@ fn push_stars(
     let (start, end) = (base + found.start, base + found.end);
     let mask = Some((found.detector.index() as u8, kind));
     room(edits, "edits")?;
-    if found.end - found.start > 11
-        && text[found.start + 6..found.end - 5].iter().any(u8::is_ascii_digit)
-    {
-        edits.push(Edit { start, end: start + 6, op: Op::Star(c), mask });
-        room(edits, "edits")?;
-        edits.push(Edit { start: end - 5, end, op: Op::Star(c), mask: None });
+    let number = &text[found.start..found.end];
+    if number.contains(&b'%') {
+        let from = arena.len();
+        arena
+            .try_reserve(number.len())
+            .map_err(|_| WireError::new(start, Problem::OutOfMemory("masked values")))?;
+        detect::star_digits(number, c, arena);
+        edits.push(Edit { start, end, op: Op::Arena { from, to: arena.len() }, mask });
     } else {
         edits.push(Edit { start, end, op: Op::Star(c), mask });
     }
