@@ -5,6 +5,9 @@
 //! then decodes the processed batch and runs the independent
 //! [`residual`] scan over it. With `raw`, it skips the
 //! processor and scans the input as it is: what leaks today.
+//! [`by_service`] groups what it found by the service it came from.
+
+pub mod by_service;
 
 use std::path::Path;
 
@@ -13,6 +16,7 @@ use prost::Message;
 use serde::Serialize;
 use tracescrub_processor::Finding;
 
+use self::by_service::{ByService, resource_keys};
 use crate::formats;
 use crate::replay::{BatchError, Session, location};
 use crate::residual::{self, Residual};
@@ -35,6 +39,9 @@ pub struct AuditReport {
     /// Each drop and mask (not in JSON reports: counts only).
     #[serde(skip)]
     pub findings: Vec<Finding>,
+    /// The drops and masks, tallied per service.
+    #[serde(skip)]
+    pub by_service: ByService,
     /// Each personal number left, with its place.
     #[serde(skip)]
     pub leaks: Vec<Residual>,
@@ -43,8 +50,15 @@ pub struct AuditReport {
     pub failures: Vec<BatchError>,
 }
 
-/// Audits one file. `session` is `None` for a raw audit.
-pub fn audit_file(mut session: Option<&mut Session>, path: &Path, raw: &[u8]) -> AuditReport {
+/// Audits one file. `session` is `None` for a raw audit; `team_key` is the
+/// resource attribute that names a service's namespace (see
+/// [`by_service::Grouping`]).
+pub fn audit_file(
+    mut session: Option<&mut Session>,
+    team_key: &str,
+    path: &Path,
+    raw: &[u8],
+) -> AuditReport {
     let mut report = AuditReport { path: path.display().to_string(), ..AuditReport::default() };
     let batches = match formats::read(raw) {
         Ok((_, batches)) => batches,
@@ -74,6 +88,8 @@ pub fn audit_file(mut session: Option<&mut Session>, path: &Path, raw: &[u8]) ->
                 Ok((out, stats, findings)) => {
                     report.would_drop += stats.spans_dropped;
                     report.would_mask += stats.values_masked;
+                    let keys = resource_keys(&input, team_key);
+                    report.by_service.add(keys.as_deref(), &findings);
                     report.findings.extend(findings);
                     out
                 }

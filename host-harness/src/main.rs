@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
+use tracescrub::audit::by_service::{ByService, Grouping, ServiceReport};
 use tracescrub::audit::{AuditReport, audit_file};
 use tracescrub::bench::{BenchOptions, Workload};
 use tracescrub::config_file::{self, DEFAULT_CONFIG_YAML};
@@ -99,18 +100,30 @@ Example:
     /// the processed batches for valid personal numbers with a scanner
     /// independent of the processor. Each one left is printed (file, span id,
     /// field path, never the number) and the exit status is 1.
-    #[command(
-        after_help = "Examples:\n  tracescrub audit --raw my-service-captures/   # what leaks today?\n  tracescrub audit --config mine.yaml my-service-captures/"
-    )]
+    ///
+    /// With `--by service`, the drops and masks of all inputs are added up
+    /// per service instead: for each namespace (the resource attribute
+    /// `teams.key`, by default `k8s.namespace.name`) and `service.name`, the
+    /// spans each rule dropped and the file the rule was written in (a team
+    /// file, or the config), the descendants dropped with them, and the
+    /// values masked per detector and field. A resource without
+    /// `service.name` shows as `(no service.name)`, one without a namespace
+    /// as `-`. Names that hold a number-shaped run are shown starred.
+    #[command(after_help = AUDIT_HELP)]
     Audit {
         #[command(flatten)]
         run: RunArgs,
         /// Skip the processor: scan the input as it is.
         #[arg(long)]
         raw: bool,
-        /// Print only the per-file summaries, not each drop and mask.
+        /// Print only the per-file summaries (with --by service: one line
+        /// per service), not each drop and mask.
         #[arg(long, short)]
         quiet: bool,
+        /// Report each drop and mask per file, or add them up per service
+        /// over all inputs (not with --raw).
+        #[arg(long, value_enum, default_value_t = By::File)]
+        by: By,
         /// Files or directories of captured OTLP trace batches.
         #[arg(required = true, value_name = "INPUT")]
         inputs: Vec<PathBuf>,
@@ -154,6 +167,22 @@ Example:
         save: Option<PathBuf>,
     },
 }
+
+const AUDIT_HELP: &str = "\
+Lines with --by service, sorted by namespace and service; rules by spans
+dropped, masks by values masked:
+  service namespace=NS service.name=NAME dropped=N masked=N
+    drop  spans=N file=FILE rule=RULE
+    drop  spans=N rule=(descendant of a noisy span)
+    mask  values=N field=FIELD detector=DETECTOR
+With --report json the same, as `services`: [{namespace, service,
+spans_dropped, dropped_by_rule: [{rule, file, spans}], dropped_descendants,
+values_masked, masked: [{detector, field, values}]}].
+
+Examples:
+  tracescrub audit --raw my-service-captures/   # what leaks today?
+  tracescrub audit --config mine.yaml my-service-captures/
+  tracescrub audit --config scrub.yaml --by service captures/";
 
 const SERVE_HELP: &str = "\
 Answers:
@@ -263,6 +292,15 @@ enum Report {
     Json,
 }
 
+/// How `audit` groups what it found.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum By {
+    /// Each drop and mask, per file.
+    File,
+    /// Drops and masks added up per (namespace, service.name) over all inputs.
+    Service,
+}
+
 /// Exit 2: the command could not run.
 struct Fatal(String);
 
@@ -280,7 +318,7 @@ fn main() -> ExitCode {
     let cli = Cli::from_arg_matches(&command.get_matches()).unwrap_or_else(|e| e.exit());
     let result = match cli.command {
         Command::Replay { run, out, inputs } => replay(&run, out.as_deref(), &inputs),
-        Command::Audit { run, raw, quiet, inputs } => audit(&run, raw, quiet, &inputs),
+        Command::Audit { run, raw, quiet, by, inputs } => audit(&run, raw, quiet, by, &inputs),
         Command::Config(ConfigCommand::Default) => {
             emit(format_args!("{DEFAULT_CONFIG_YAML}"));
             Ok(true)
@@ -516,18 +554,25 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn audit(run: &RunArgs, raw: bool, quiet: bool, args: &[PathBuf]) -> Result<bool, Fatal> {
+fn audit(run: &RunArgs, raw: bool, quiet: bool, by: By, args: &[PathBuf]) -> Result<bool, Fatal> {
+    if raw && by == By::Service {
+        return Err(Fatal(
+            "--by service adds up what the processor drops and masks; --raw skips the processor (leave out one of them)".into(),
+        ));
+    }
     let inputs = collect_inputs(args)?;
     let runtime = Runtime::new()?;
     let component = load(&runtime, run.component.as_deref())?;
     let config = config_json(run.config.as_deref())?;
+    let grouping = Grouping::new(&config, run.config.as_deref());
     let mut session =
         if raw { None } else { Some(session(&component, &config, run.config.as_deref())?) };
     let bar = progress(&inputs);
     let mut reports: Vec<AuditReport> = Vec::new();
+    let mut by_service = ByService::default();
     for input in &inputs {
-        let report = match read_input(input) {
-            Ok(bytes) => audit_file(session.as_mut(), &input.path, &bytes),
+        let mut report = match read_input(input) {
+            Ok(bytes) => audit_file(session.as_mut(), &grouping.team_key, &input.path, &bytes),
             Err(reason) => AuditReport {
                 path: input.path.display().to_string(),
                 errors: 1,
@@ -535,8 +580,12 @@ fn audit(run: &RunArgs, raw: bool, quiet: bool, args: &[PathBuf]) -> Result<bool
                 ..AuditReport::default()
             },
         };
+        by_service.merge(std::mem::take(&mut report.by_service));
         if run.report == Report::Text {
-            bar.suspend(|| print_audit_report(&report, quiet));
+            match by {
+                By::File => bar.suspend(|| print_audit_report(&report, quiet)),
+                By::Service => bar.suspend(|| print_leaks_and_failures(&report)),
+            }
         }
         reports.push(report);
         bar.inc(input.size);
@@ -545,14 +594,22 @@ fn audit(run: &RunArgs, raw: bool, quiet: bool, args: &[PathBuf]) -> Result<bool
     let sum = |f: fn(&AuditReport) -> u64| -> u64 { reports.iter().map(f).sum() };
     let (drop, mask, residual, errors) =
         (sum(|r| r.would_drop), sum(|r| r.would_mask), sum(|r| r.residual), sum(|r| r.errors));
+    let services = (by == By::Service).then(|| by_service.report(&grouping));
     if run.report == Report::Json {
-        let doc = serde_json::json!({
+        let mut doc = serde_json::json!({
             "mode": if raw { "raw" } else { "processed" },
             "files": reports,
             "total": {"files": reports.len(), "would_drop": drop, "would_mask": mask, "residual": residual, "errors": errors},
         });
+        if let Some(services) = &services {
+            doc["by"] = "service".into();
+            doc["services"] = serde_json::to_value(services).unwrap_or_default();
+        }
         say!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
     } else {
+        for s in services.iter().flatten() {
+            print_service_report(s, quiet);
+        }
         if residual > 0 {
             let what = if raw { "in the input" } else { "after processing" };
             say!("LEAK: {residual} personal number(s) {what}; see the leak lines above");
@@ -593,14 +650,7 @@ fn print_audit_report(r: &AuditReport, quiet: bool) {
         }
     }
     // Leaks are printed even when quiet: they are what an audit is for.
-    for l in &r.leaks {
-        let span = if l.span_id.is_empty() { "-" } else { &l.span_id };
-        say!("leak  {} span={span} field={}", r.path, l.field);
-    }
-    for f in &r.failures {
-        let at = if f.location.is_empty() { String::new() } else { format!("{}: ", f.location) };
-        say!("  error: {}: {at}{}", r.path, f.reason);
-    }
+    print_leaks_and_failures(r);
     say!(
         "{}: batches={} would_drop={} would_mask={} residual={} errors={}",
         r.path,
@@ -610,6 +660,42 @@ fn print_audit_report(r: &AuditReport, quiet: bool) {
         r.residual,
         r.errors
     );
+}
+
+/// A file's leak and error lines: printed whatever else is left out.
+fn print_leaks_and_failures(r: &AuditReport) {
+    for l in &r.leaks {
+        let span = if l.span_id.is_empty() { "-" } else { &l.span_id };
+        say!("leak  {} span={span} field={}", r.path, l.field);
+    }
+    for f in &r.failures {
+        let at = if f.location.is_empty() { String::new() } else { format!("{}: ", f.location) };
+        say!("  error: {}: {at}{}", r.path, f.reason);
+    }
+}
+
+/// One service's block of `audit --by service`; the rule goes last, as it
+/// may hold spaces.
+fn print_service_report(s: &ServiceReport, quiet: bool) {
+    say!(
+        "service namespace={} service.name={} dropped={} masked={}",
+        s.namespace,
+        s.service,
+        s.spans_dropped,
+        s.values_masked
+    );
+    if quiet {
+        return;
+    }
+    for r in &s.dropped_by_rule {
+        say!("  drop  spans={} file={} rule={}", r.spans, r.file, r.rule);
+    }
+    if s.dropped_descendants > 0 {
+        say!("  drop  spans={} rule=(descendant of a noisy span)", s.dropped_descendants);
+    }
+    for m in &s.masked {
+        say!("  mask  values={} field={} detector={}", m.values, m.field, m.detector);
+    }
 }
 
 fn config_check(file: &Path) -> Result<bool, Fatal> {

@@ -883,6 +883,202 @@ fn audit_with_a_narrowed_config_reports_what_it_lets_through() {
     assert_prints_no_personal_number(&run);
 }
 
+/// A version-2 config in `dir` with a teams directory of two team files
+/// (team-a drops `*/x-noise`; team-b's `billing-*` services drop
+/// `*/warmup`) and an override for team-b (`*/ping`), and two captures in
+/// `dir/captures`: the first with four resources (team-a's `checkout`,
+/// team-b's `billing-api`, a `service.name` holding a personal number and
+/// no namespace, and a resource with no attribute at all), the second with
+/// one more `/x-noise` from team-a's `checkout`. Returns the config's path.
+fn write_team_audit_inputs(dir: &Path) -> PathBuf {
+    use support::{kv, request, span};
+    let config = dir.join("scrub.yaml");
+    std::fs::write(
+        &config,
+        "version: 2\noverrides:\n  - match: {k8s.namespace.name: team-b}\n    noise: {extra_globs: [\"*/ping\"]}\nteams:\n  dir: teams/\n",
+    )
+    .expect("write config");
+    std::fs::create_dir_all(dir.join("teams")).expect("mkdir");
+    std::fs::write(dir.join("teams/team-a.yaml"), "noise:\n  extra_globs: [\"*/x-noise\"]\n")
+        .expect("write team-a");
+    std::fs::write(
+        dir.join("teams/team-b.yaml"),
+        "services:\n  \"billing-*\":\n    noise: {extra_globs: [\"*/warmup\"]}\n",
+    )
+    .expect("write team-b");
+
+    let [a, b, d] = [PERSONAL_NUMBERS[0], PERSONAL_NUMBERS[1], PERSONAL_NUMBERS[2]];
+    let get = |id: u8, parent: Option<u8>, path: &str| {
+        span(id, parent, &format!("GET {path}"), vec![kv("url.path", path)])
+    };
+    let mut checkout = request(
+        vec![
+            kv("k8s.namespace.name", "team-a"),
+            kv("service.name", "checkout"),
+            kv("host.owner", a),
+        ],
+        None,
+        vec![
+            get(1, None, "/x-noise"),
+            span(2, Some(1), "SELECT 1", vec![]),
+            get(3, None, "/isAlive"),
+            span(4, None, "GET /api/person", vec![kv("url.query", &format!("fnr={a}"))]),
+        ],
+    );
+    let billing = request(
+        vec![kv("k8s.namespace.name", "team-b"), kv("service.name", "billing-api")],
+        None,
+        vec![
+            get(5, None, "/ping"),
+            get(6, None, "/warmup"),
+            get(7, None, "/x-noise"),
+            span(8, None, &format!("lookup {b}"), vec![]),
+        ],
+    );
+    let lookup = request(
+        vec![kv("service.name", &format!("lookup-{a}"))],
+        None,
+        vec![get(9, None, "/isAlive")],
+    );
+    let bare = request(vec![], None, vec![span(10, None, "work", vec![kv("user", d)])]);
+    for other in [billing, lookup, bare] {
+        checkout.resource_spans.extend(other.resource_spans);
+    }
+    let again = request(
+        vec![kv("k8s.namespace.name", "team-a"), kv("service.name", "checkout")],
+        None,
+        vec![get(11, None, "/x-noise"), span(12, None, "GET /api/cart", vec![])],
+    );
+    put(&dir.join("captures"), "0001.binpb", &checkout.encode_to_vec());
+    put(&dir.join("captures"), "0002.binpb", &again.encode_to_vec());
+    config
+}
+
+/// Scenario: `audit --by service` over two captures from four resources, with
+/// a version-2 config whose rules come from two team files, an override
+/// and the defaults.
+/// Guarantees: exit 0; one block per (namespace, service), sorted, adding
+/// up both files; each drop line names the rule and the file it was
+/// written in (the team file for a team rule, the config for an override
+/// or a default glob); team-a's rule never touches team-b; descendants and
+/// masks per detector and field are counted; a missing namespace is `-`,
+/// a missing `service.name` is `(no service.name)`, and a service name
+/// holding a personal number is shown starred; the totals are the usual
+/// ones and agree with the blocks; no personal number is printed.
+#[test]
+fn audit_by_service_names_each_rule_and_its_file_per_service() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let config = write_team_audit_inputs(tmp.path());
+    let captures = tmp.path().join("captures");
+    let run = tracescrub(&[&"audit", &"--config", &config, &"--by", &"service", &captures]);
+    assert_eq!(run.code, Some(0), "{}", run.dump());
+    let team_a = tmp.path().join("teams/team-a.yaml");
+    let team_b = tmp.path().join("teams/team-b.yaml");
+    let (team_a, team_b, config) =
+        (team_a.display(), team_b.display(), config.display().to_string());
+    let expected = format!(
+        "\
+service namespace=- service.name=(no service.name) dropped=0 masked=1
+  mask  values=1 field=span-attribute detector=d-number
+service namespace=- service.name=lookup-*********** dropped=1 masked=0
+  drop  spans=1 file={config} rule=*/isAlive
+service namespace=team-a service.name=checkout dropped=4 masked=2
+  drop  spans=2 file={team_a} rule=teams/team-a.yaml */x-noise
+  drop  spans=1 file={config} rule=*/isAlive
+  drop  spans=1 rule=(descendant of a noisy span)
+  mask  values=1 field=resource-attribute detector=fnr
+  mask  values=1 field=span-attribute detector=fnr
+service namespace=team-b service.name=billing-api dropped=2 masked=1
+  drop  spans=1 file={config} rule=overrides[0] */ping
+  drop  spans=1 file={team_b} rule=teams/team-b.yaml services.billing-* */warmup
+  mask  values=1 field=span-name detector=fnr
+total: files=2 would_drop=7 would_mask=4 residual=0 errors=0
+"
+    );
+    assert_eq!(run.stdout, expected, "{}", run.dump());
+    assert_prints_no_personal_number(&run);
+
+    // The per-file audit of the same inputs agrees on the totals, and
+    // --quiet keeps only the service lines.
+    let by_file = tracescrub(&[&"audit", &"--config", &config, &captures]);
+    assert_eq!(by_file.last_line(), run.last_line(), "{}", by_file.dump());
+    let quiet =
+        tracescrub(&[&"audit", &"--config", &config, &"--by", &"service", &"-q", &captures]);
+    let headers: Vec<&str> = expected.lines().filter(|l| !l.starts_with("  ")).collect();
+    assert_eq!(quiet.stdout.lines().collect::<Vec<_>>(), headers, "{}", quiet.dump());
+
+    // --raw has no processor to group.
+    let raw = tracescrub(&[&"audit", &"--raw", &"--by", &"service", &captures]);
+    assert_eq!(raw.code, Some(2), "{}", raw.dump());
+    assert!(raw.stderr.contains("--by service") && raw.stderr.contains("--raw"), "{}", raw.dump());
+}
+
+/// Scenario: `audit --by service --report json` over the same inputs.
+/// Guarantees: the document has `by: service` and a `services` list with
+/// the same figures as the text report, each rule with its file; the
+/// per-file entries and the total are those of a plain JSON audit; no
+/// personal number is printed.
+#[test]
+fn audit_by_service_json_has_the_same_figures() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let config = write_team_audit_inputs(tmp.path());
+    let captures = tmp.path().join("captures");
+    let run = tracescrub(&[
+        &"audit",
+        &"--config",
+        &config,
+        &"--by",
+        &"service",
+        &"--report",
+        &"json",
+        &captures,
+    ]);
+    assert_eq!(run.code, Some(0), "{}", run.dump());
+    let doc: serde_json::Value =
+        serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}\n{}", run.dump()));
+    assert_eq!(doc["by"], "service");
+    assert_eq!(doc["mode"], "processed");
+    let team_a = tmp.path().join("teams/team-a.yaml").display().to_string();
+    let config_file = config.display().to_string();
+    let services = doc["services"].as_array().expect("services");
+    let names: Vec<(&str, &str)> = services
+        .iter()
+        .map(|s| (s["namespace"].as_str().unwrap(), s["service"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("-", "(no service.name)"),
+            ("-", "lookup-***********"),
+            ("team-a", "checkout"),
+            ("team-b", "billing-api")
+        ]
+    );
+    assert_eq!(
+        services[2],
+        serde_json::json!({
+            "namespace": "team-a",
+            "service": "checkout",
+            "spans_dropped": 4,
+            "dropped_by_rule": [
+                {"rule": "teams/team-a.yaml */x-noise", "file": team_a, "spans": 2},
+                {"rule": "*/isAlive", "file": config_file, "spans": 1},
+            ],
+            "dropped_descendants": 1,
+            "values_masked": 2,
+            "masked": [
+                {"detector": "fnr", "field": "resource-attribute", "values": 1},
+                {"detector": "fnr", "field": "span-attribute", "values": 1},
+            ],
+        })
+    );
+    let sum = |key: &str| services.iter().map(|s| s[key].as_u64().unwrap()).sum::<u64>();
+    assert_eq!(doc["total"]["would_drop"].as_u64(), Some(sum("spans_dropped")));
+    assert_eq!(doc["total"]["would_mask"].as_u64(), Some(sum("values_masked")));
+    assert_eq!(doc["files"].as_array().map(Vec::len), Some(2));
+    assert_prints_no_personal_number(&run);
+}
+
 /// Scenario: `config default` written to a file and given to `config check`.
 /// Guarantees: both exit 0; the default is the commented YAML the binary
 /// embeds, and the check accepts it.
@@ -1005,7 +1201,16 @@ fn help_documents_formats_exit_status_and_the_total_line() {
     let audit = tracescrub(&[&"audit", &"--help"]);
     assert_eq!(audit.code, Some(0), "{}", audit.dump());
     let audit = squeeze(&audit.stdout);
-    for text in ["never the number", "the exit status is 1", "--raw", "--config <FILE>"] {
+    for text in [
+        "never the number",
+        "the exit status is 1",
+        "--raw",
+        "--config <FILE>",
+        "--by <BY>",
+        "service namespace=NS service.name=NAME dropped=N masked=N",
+        "drop spans=N file=FILE rule=RULE",
+        "`(no service.name)`",
+    ] {
         assert!(audit.contains(text), "audit help lacks {text:?}:\n{audit}");
     }
 }

@@ -55,6 +55,20 @@ impl wit::GuestProcessor for ProcessorResource {
         })
     }
 
+    fn explain_located(&self, batch: Vec<u8>) -> Result<wit::ExplainedLocated, wit::Error> {
+        let (output, findings) = self.0.explain(&batch).map_err(to_wit_error)?;
+        Ok(wit::ExplainedLocated {
+            output: wit::Output { batch: output.batch, stats: to_wit_stats(output.stats) },
+            findings: findings
+                .into_iter()
+                .map(|f| wit::LocatedFinding {
+                    resource_index: f.resource(),
+                    finding: to_wit_finding(f),
+                })
+                .collect(),
+        })
+    }
+
     fn effective_config(&self) -> String {
         self.0.config().to_json()
     }
@@ -80,10 +94,10 @@ fn to_wit_error(error: crate::Error) -> wit::Error {
 
 fn to_wit_finding(finding: crate::Finding) -> wit::Finding {
     match finding {
-        crate::Finding::Dropped { trace_id, span_id, rule, path } => {
+        crate::Finding::Dropped { resource: _, trace_id, span_id, rule, path } => {
             wit::Finding::Dropped(wit::DroppedSpan { trace_id, span_id, rule, path })
         }
-        crate::Finding::Masked { trace_id, span_id, field, key, detector } => {
+        crate::Finding::Masked { resource: _, trace_id, span_id, field, key, detector } => {
             wit::Finding::Masked(wit::MaskedValue {
                 trace_id,
                 span_id,

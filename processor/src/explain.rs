@@ -1,7 +1,10 @@
 //! Findings: what the processor did to which span, for audits.
 //!
 //! Findings carry no personal data: every text they quote (a matched path,
-//! an attribute key) has its digit runs masked first.
+//! an attribute key) has its digit runs masked first. Each names the
+//! `ResourceSpans` it came from by its index in the batch, so a host can
+//! read that resource's attributes (`service.name`, the namespace) from the
+//! input and group findings by service.
 
 use crate::fnr::{self, Mode};
 use crate::stats::FieldKind;
@@ -11,6 +14,8 @@ use crate::stats::FieldKind;
 pub enum Finding {
     /// A span dropped as noise, or as the descendant of a noisy span.
     Dropped {
+        /// Index of the span's `ResourceSpans` in the batch, 0-based.
+        resource: u32,
         /// The span's trace id (raw bytes).
         trace_id: Vec<u8>,
         /// The span's id (raw bytes).
@@ -22,6 +27,10 @@ pub enum Finding {
     },
     /// A value masked.
     Masked {
+        /// Index of the `ResourceSpans` the value sat in, 0-based; `None`
+        /// for an unknown field of the request itself, outside every
+        /// resource.
+        resource: Option<u32>,
         /// The span's trace id; empty for resource and scope fields.
         trace_id: Vec<u8>,
         /// The span's id; empty for resource and scope fields.
@@ -36,9 +45,28 @@ pub enum Finding {
     },
 }
 
+impl Finding {
+    /// Index of the `ResourceSpans` the finding came from; `None` for an
+    /// unknown field of the request itself.
+    pub fn resource(&self) -> Option<u32> {
+        match self {
+            Finding::Dropped { resource, .. } => Some(*resource),
+            Finding::Masked { resource, .. } => *resource,
+        }
+    }
+}
+
 /// `text` as a string with every 11-digit run and split form masked, valid
 /// or not: quoted text in a report must never leak what it reports on.
-pub(crate) fn redact(text: &[u8]) -> String {
+/// Findings pass every text they quote through it; a host that prints other
+/// text from a batch or a config (a `service.name`, a namespace) can too.
+///
+/// ```
+/// use tracescrub_processor::redact;
+/// assert_eq!(redact(b"person-17053650260"), "person-***********");
+/// assert_eq!(redact(b"checkout"), "checkout");
+/// ```
+pub fn redact(text: &[u8]) -> String {
     let mut out = text.to_vec();
     fnr::scan(text, Mode::Any11, |f| {
         for b in &mut out[f.start..f.end] {

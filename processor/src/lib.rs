@@ -43,7 +43,7 @@ mod component;
 
 pub use config::Config;
 pub use error::{ConfigProblem, Error, Malformed};
-pub use explain::Finding;
+pub use explain::{Finding, redact};
 pub use split::{PartLinks, parts_agree, split_ranges};
 pub use stats::{Count, FieldKind, Stats};
 

@@ -479,15 +479,16 @@ impl ComponentInstance {
     }
 
     /// Like [`ComponentInstance::process`], and also lists each drop and
-    /// each mask, for audits.
+    /// each mask, for audits, each with the index of the `ResourceSpans` it
+    /// came from (`explain-located`).
     pub fn explain(
         &mut self,
         processor: &ProcessorHandle,
         batch: &[u8],
     ) -> Result<(Vec<u8>, Stats, Vec<Finding>), HostError> {
         let resource = self.resource(processor)?;
-        let explained =
-            self.call(|store, guest| guest.processor().call_explain(store, resource, batch))?;
+        let explained = self
+            .call(|store, guest| guest.processor().call_explain_located(store, resource, batch))?;
         let explained = explained.map_err(from_wit_error)?;
         let findings =
             explained.findings.into_iter().map(from_wit_finding).collect::<Result<_, _>>()?;
@@ -639,15 +640,20 @@ fn from_wit_error(error: wit::Error) -> HostError {
 
 /// A finding naming a field kind or detector this host does not know came
 /// from a component newer than the host.
-fn from_wit_finding(finding: wit::Finding) -> Result<Finding, HostError> {
-    Ok(match finding {
+fn from_wit_finding(located: wit::LocatedFinding) -> Result<Finding, HostError> {
+    Ok(match located.finding {
         wit::Finding::Dropped(d) => Finding::Dropped {
+            // A span always sits in a resource.
+            resource: located.resource_index.ok_or_else(|| {
+                HostError::Contract("a dropped span's finding names no resource".into())
+            })?,
             trace_id: d.trace_id,
             span_id: d.span_id,
             rule: d.rule,
             path: d.path,
         },
         wit::Finding::Masked(m) => Finding::Masked {
+            resource: located.resource_index,
             trace_id: m.trace_id,
             span_id: m.span_id,
             field: FieldKind::from_name(&m.field).ok_or_else(|| {

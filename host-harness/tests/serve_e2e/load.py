@@ -116,10 +116,12 @@ def replacements(resource_spans):
 class Load:
     """`senders` threads sending batches to `target()` (a URL, read before
     every batch so a test can point them at a restarted gateway) until
-    stop() or until `total` batches are sent."""
+    stop() or until `total` batches are sent. `build(batch_id, seq)` makes
+    each batch's bytes (default: build_batch)."""
 
-    def __init__(self, target, senders=6, total=None, prefix="b", timeout=60):
+    def __init__(self, target, senders=6, total=None, prefix="b", timeout=60, build=None):
         self.target = target
+        self.build = build or build_batch
         self.senders = senders
         self.total = total
         self.prefix = prefix
@@ -161,7 +163,7 @@ class Load:
             if seq is None:
                 break
             batch_id = f"{self.prefix}-{sender}-{seq}"
-            body = build_batch(batch_id, seq)
+            body = self.build(batch_id, seq)
             url = self.target()
             t0 = time.monotonic()
             try:

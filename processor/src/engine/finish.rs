@@ -133,15 +133,25 @@ impl<'a> Walk<'a, '_, '_> {
             try_collect(findings.len(), std::iter::repeat_n(false, findings.len()), "findings")?;
         let mut mark = |(a, b): (usize, usize)| gone[a..b].fill(true);
         let mut dropped = Vec::new();
-        for (i, sp) in self.spans.iter().enumerate() {
-            let fate = fates.map_or(Fate::Keep, |f| f[i]);
-            if fate.dropped() {
+        // Every span sits in a scope of a resource, in batch order: a
+        // resource's spans run from its first scope's first to its last
+        // scope's last.
+        for (resource, rs) in self.resources.iter().enumerate() {
+            let scopes = &self.scopes[rs.children.0..rs.children.1];
+            let first = scopes.first().map_or(0, |ss| ss.children.0);
+            let end = scopes.last().map_or(0, |ss| ss.children.1);
+            for (i, sp) in self.spans.iter().enumerate().take(end).skip(first) {
+                let fate = fates.map_or(Fate::Keep, |f| f[i]);
+                if !fate.dropped() {
+                    continue;
+                }
                 mark(sp.findings);
                 let rule = match fate {
                     Fate::Noisy(r) => Some(self.c.rule_names[r as usize].clone()),
                     _ => None,
                 };
                 dropped.push(Finding::Dropped {
+                    resource: resource as u32,
                     trace_id: sp.trace_id.to_vec(),
                     span_id: sp.span_id.to_vec(),
                     rule,

@@ -213,6 +213,7 @@ fn plan_with(
         hits: Vec::new(),
         findings,
         ids: (&[], &[]),
+        resource: None,
         key: &[],
         spans: Vec::new(),
         scopes: Vec::new(),

@@ -537,20 +537,25 @@ fn int_key_with_dropped_leading_zero_is_masked() {
     }
 }
 
-/// Scenario: a batch with a noisy span, its child, and masked values in a
-/// span attribute and a resource attribute, explained for an audit.
+/// Scenario: a batch with a noisy span and its child in one resource, masked
+/// values in a span attribute and a resource attribute of a second, and a
+/// number in an unknown field of the request, explained for an audit.
 /// Guarantees: `explain` gives the same output and stats as `process`, and
-/// one finding per drop and per mask, with no personal number in them.
+/// one finding per drop and per mask, each naming its resource by index
+/// (none for the request's own field), with no personal number in them.
 #[test]
-fn explain_lists_drops_and_masks_without_leaking() {
+fn explain_lists_drops_and_masks_with_their_resource_without_leaking() {
     use crate::Finding;
     let noisy = span(1, 1, 0, "h", vec![kv("url.path", s(&format!("/internal/health/{FNR}")))]);
     let child = span(1, 2, 1, "ping", vec![]);
     let person = span(2, 3, 0, "p", vec![kv(&format!("k{FNR}"), s(FNR))]);
-    let mut req = batch(vec![vec![noisy, child, person]]);
-    req.resource_spans[0].resource.as_mut().unwrap().attributes.push(kv("user", s(FNR)));
+    let mut req = batch(vec![vec![noisy, child]]);
+    let mut second = batch(vec![vec![person]]).resource_spans.remove(0);
+    second.resource.as_mut().unwrap().attributes.push(kv("user", s(FNR)));
+    req.resource_spans.push(second);
     let p = Processor::new("{}").unwrap();
-    let bytes = req.encode_to_vec();
+    let mut bytes = req.encode_to_vec();
+    ld(&mut bytes, 99, format!("future {FNR}").as_bytes());
     let (out, findings) = p.explain(&bytes).unwrap();
     assert_eq!(out, p.process(&bytes).unwrap());
     let dropped: Vec<_> =
@@ -559,12 +564,14 @@ fn explain_lists_drops_and_masks_without_leaking() {
         dropped,
         [
             &Finding::Dropped {
+                resource: 0,
                 trace_id: vec![1; 16],
                 span_id: vec![1; 8],
                 rule: Some("*/internal/health*".into()),
                 path: "/internal/health/***********".into()
             },
             &Finding::Dropped {
+                resource: 0,
                 trace_id: vec![1; 16],
                 span_id: vec![2; 8],
                 rule: None,
@@ -575,8 +582,8 @@ fn explain_lists_drops_and_masks_without_leaking() {
     let masked: Vec<_> = findings
         .iter()
         .filter_map(|f| match f {
-            Finding::Masked { span_id, field, key, .. } => {
-                Some((span_id.clone(), field.name(), key.clone()))
+            Finding::Masked { resource, span_id, field, key, .. } => {
+                Some((*resource, span_id.clone(), field.name(), key.clone()))
             }
             _ => None,
         })
@@ -584,11 +591,13 @@ fn explain_lists_drops_and_masks_without_leaking() {
     assert_eq!(
         masked,
         [
-            (vec![], "resource-attribute", "user".to_string()),
-            (vec![3; 8], "attribute-key", "k***********".to_string()),
-            (vec![3; 8], "span-attribute", "k***********".to_string()),
+            (Some(1), vec![], "resource-attribute", "user".to_string()),
+            (Some(1), vec![3; 8], "attribute-key", "k***********".to_string()),
+            (Some(1), vec![3; 8], "span-attribute", "k***********".to_string()),
+            (None, vec![], "unknown-field", String::new()),
         ]
     );
+    assert_eq!(masked.len() as u64, out.stats.values_masked);
     assert!(!format!("{findings:?}").contains(FNR));
 }
 

@@ -27,6 +27,8 @@ pub(super) struct Walk<'a, 'c, 'f> {
     pub(super) findings: Option<&'f mut Vec<Finding>>,
     /// (trace id, span id) of the span being walked; empty outside spans.
     pub(super) ids: (&'a [u8], &'a [u8]),
+    /// Index of the `ResourceSpans` being walked; `None` outside them.
+    pub(super) resource: Option<u32>,
     /// The top-level attribute key being walked.
     pub(super) key: &'a [u8],
     pub(super) edits: Vec<Edit>,
@@ -145,11 +147,14 @@ impl<'a> Walk<'a, '_, '_> {
         while let Some(f) = fields.next_field()? {
             if f.number == request::RESOURCE_SPANS {
                 expect(&f, WireType::Len, "ExportTraceServiceRequest.resource_spans")?;
+                // At most one per 2 bytes of a batch that fits in memory.
+                self.resource = Some(self.resources.len() as u32);
                 let rec = self.container(&f, |w| w.scopes.len(), Walk::resource_spans)?;
                 room(&mut self.resources, "span records")?;
                 self.resources.push(rec);
             } else {
                 self.ids = (&[], &[]);
+                self.resource = None;
                 self.unknown(&f)?;
             }
         }
@@ -635,6 +640,7 @@ impl<'a> Walk<'a, '_, '_> {
                 _ => String::new(),
             };
             findings.push(Finding::Masked {
+                resource: self.resource,
                 trace_id: self.ids.0.to_vec(),
                 span_id: self.ids.1.to_vec(),
                 field: kind,
@@ -1251,7 +1257,7 @@ mod tests {
                     let c = Compiled::new(&crate::config::Config::from_json(cfg).expect("config")).expect("compiles");
                     let mut walk = Walk {
                         buf: &body, c: &c, edits: Vec::new(), arena: Vec::new(), counters: Counters::new(0, 5), findings: None, fnr_off: false, active: 0, hits: Vec::new(),
-                        ids: (&[], &[]), key: &[], spans: Vec::new(), scopes: Vec::new(), resources: Vec::new(), scratch: Vec::new(), chain: Default::default(), facts: Default::default(), team: &[],
+                        ids: (&[], &[]), resource: None, key: &[], spans: Vec::new(), scopes: Vec::new(), resources: Vec::new(), scratch: Vec::new(), chain: Default::default(), facts: Default::default(), team: &[],
                     };
                     let delta = walk.key_value(0, body.len(), crate::FieldKind::SpanAttribute, true, 0).expect("valid");
                     proptest::prop_assert_eq!(delta, 0);
