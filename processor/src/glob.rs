@@ -262,6 +262,32 @@ impl GlobList {
         self.set.is_match_candidate(&candidate) || self.first_dotted(folded, &candidate).is_some()
     }
 
+    /// Every pattern that matches `candidate`, by index in ascending order,
+    /// into `out` (cleared first).
+    ///
+    /// `scratch` is a buffer the caller keeps between calls; its contents on
+    /// return are unspecified.
+    pub fn matches_into(&self, candidate: &[u8], scratch: &mut Vec<u8>, out: &mut Vec<usize>) {
+        out.clear();
+        if self.set.is_empty() {
+            return;
+        }
+        if self.required.as_ref().is_some_and(|r| !holds_any(r, candidate)) {
+            return;
+        }
+        let folded = self.fold(candidate, scratch);
+        let candidate = Candidate::from_bytes(folded);
+        self.set.matches_candidate_into(&candidate, out);
+        if !self.dotted.is_empty() && (folded == b".." || folded.ends_with(b"/..")) {
+            for (index, matcher) in &self.dotted {
+                if matcher.is_match_candidate(&candidate) && !out.contains(index) {
+                    out.push(*index);
+                }
+            }
+            out.sort_unstable();
+        }
+    }
+
     /// The lowest index the set matches, if any.
     fn first_in_set(&self, candidate: &Candidate<'_>) -> Option<usize> {
         // Most candidates match nothing; `is_match` can stop at the first
@@ -661,6 +687,12 @@ mod tests {
             // The candidate as generated, mixed case and all.
             prop_assert_eq!(globs.first_match(candidate.as_bytes(), &mut scratch), want);
             prop_assert_eq!(globs.is_match(candidate.as_bytes(), &mut scratch), want.is_some());
+            let every: Vec<usize> = (0..patterns.len())
+                .filter(|&i| naive(patterns[i].to_ascii_lowercase().as_bytes(), text.as_bytes()))
+                .collect();
+            let mut got = vec![99];
+            globs.matches_into(candidate.as_bytes(), &mut scratch, &mut got);
+            prop_assert_eq!(got, every);
         }
 
         /// Scenario: patterns with every globset feature (classes, negated

@@ -2,7 +2,8 @@
 //! resource's spans (chosen once per resource), and the judgement of one
 //! span by that chain of layers. See `crate::teams` for the precedence.
 
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::config::Config;
 use crate::error::ConfigProblem;
@@ -17,10 +18,30 @@ use crate::wire::{Fields, WireError, WireType};
 pub(super) const MAX_CHAIN: usize = 4;
 
 /// The layers that judge one resource's spans, highest precedence first.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub(super) struct Chain {
     layers: [u32; MAX_CHAIN],
     len: u8,
+}
+
+/// A resource's chain with its path globs merged: what [`Layered::judge`]
+/// needs per span.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Judge {
+    chain: Chain,
+    /// `None` only before the first resource.
+    paths: Option<Arc<MergedPaths>>,
+}
+
+/// Every `keep` then `drop` glob of a chain's layers, in chain order, in one
+/// matcher: a path is read once (one prefilter pass) whatever the number of
+/// layers, and the lowest index that matches is the highest-precedence
+/// verdict. Built the first time a resource with that chain comes.
+#[derive(Debug)]
+struct MergedPaths {
+    globs: GlobList,
+    /// Per glob: its layer's position in the chain, and what it decides.
+    verdicts: Vec<(u8, Verdict)>,
 }
 
 impl Chain {
@@ -36,11 +57,10 @@ impl Chain {
     }
 }
 
-/// One layer, compiled.
+/// One layer's span-name and attribute rules, compiled (its path globs are
+/// matched through [`MergedPaths`]).
 #[derive(Debug)]
 struct Layer {
-    keep: GlobList,
-    drop: GlobList,
     names: GlobList,
     /// (index into `Layered::attr_keys`, glob, rule id).
     attrs: Vec<(usize, GlobList, u32)>,
@@ -58,15 +78,12 @@ struct LazyLayer {
     names: Vec<String>,
     name_ids: Vec<u32>,
     attrs: Vec<(usize, String, u32)>,
-    case_sensitive: bool,
     compiled: OnceLock<Layer>,
 }
 
 impl LazyLayer {
     fn get(&self) -> &Layer {
         self.compiled.get_or_init(|| Layer {
-            keep: compile(&self.keep, self.case_sensitive),
-            drop: compile(&self.drop, self.case_sensitive),
             names: compile(&self.names, true),
             attrs: self
                 .attrs
@@ -101,8 +118,14 @@ pub(super) struct Facts<'a, 's> {
     pub(super) attrs: &'s [(usize, &'a [u8])],
 }
 
-/// An override: (match key index, value glob) pairs, whether final, layer.
-type CompiledOverride = (Vec<(usize, GlobList)>, bool, u32);
+/// An override: how many match keys it has, whether final, its layer.
+type CompiledOverride = (u32, bool, u32);
+
+/// One match key's globs over every override that names it: (match key
+/// index, the globs, the override each glob belongs to). One matcher per key
+/// rather than per override: fifty overrides build two matchers, not fifty,
+/// and a resource's value is read once per key.
+type OverrideKey = (usize, GlobList, Vec<u32>);
 
 /// A team: its name, its layer, and its services' globs and layers (the
 /// globs compiled when the team's first resource comes).
@@ -117,6 +140,10 @@ pub(super) struct Layered {
     /// 0 is the defaults; then the overrides', teams' and services'.
     layers: Vec<LazyLayer>,
     overrides: Vec<CompiledOverride>,
+    override_keys: Vec<OverrideKey>,
+    /// Merged path matchers by chain.
+    merged: Mutex<HashMap<Chain, Arc<MergedPaths>>>,
+    case_sensitive: bool,
     /// Sorted by name.
     teams: Vec<CompiledTeam>,
     /// Resource attribute keys read to pick a chain: `teams.key` first,
@@ -155,7 +182,6 @@ impl Layered {
             attr_keys: Vec::new(),
             team: false,
             problems: Vec::new(),
-            case_sensitive,
         };
         // The defaults: the default globs keep their ids (0..), the rules follow.
         let defaults = NoiseLayer { source: "noise".into(), ..NoiseLayer::default() };
@@ -174,15 +200,28 @@ impl Layered {
                 }
             };
         let mut overrides = Vec::new();
-        for o in &cfg.overrides {
-            let mut m = Vec::new();
+        // Per match key index: (globs, owning override).
+        let mut by_key: Vec<(usize, Vec<String>, Vec<u32>)> = Vec::new();
+        for (n, o) in cfg.overrides.iter().enumerate() {
             for (k, g) in &o.matches {
                 let i = key_index(k, &mut match_keys);
-                m.push((i, b.glob(std::slice::from_ref(g), true)));
+                let at = match by_key.iter().position(|(x, _, _)| *x == i) {
+                    Some(at) => at,
+                    None => {
+                        by_key.push((i, Vec::new(), Vec::new()));
+                        by_key.len() - 1
+                    }
+                };
+                by_key[at].1.push(g.clone());
+                by_key[at].2.push(n as u32);
             }
             layers.push(b.layer(&o.noise, &[]));
-            overrides.push((m, o.is_final, layers.len() as u32 - 1));
+            overrides.push((o.matches.len() as u32, o.is_final, layers.len() as u32 - 1));
         }
+        let override_keys = by_key
+            .into_iter()
+            .map(|(i, globs, owners)| (i, b.glob(&globs, true), owners))
+            .collect();
         let mut teams = Vec::new();
         b.team = true;
         for t in &cfg.teams.files {
@@ -199,7 +238,16 @@ impl Layered {
         if !b.problems.is_empty() {
             return Err(b.problems);
         }
-        let layered = Layered { layers, overrides, teams, match_keys, attr_keys: b.attr_keys };
+        let layered = Layered {
+            layers,
+            overrides,
+            override_keys,
+            merged: Mutex::new(HashMap::new()),
+            case_sensitive,
+            teams,
+            match_keys,
+            attr_keys: b.attr_keys,
+        };
         Ok(Some((layered, b.names)))
     }
 
@@ -210,7 +258,7 @@ impl Layered {
         buf: &'a [u8],
         start: usize,
         end: usize,
-    ) -> Result<(Chain, &'a [u8]), WireError> {
+    ) -> Result<(Judge, &'a [u8]), WireError> {
         let mut values: Vec<Option<&[u8]>> = vec![None; self.match_keys.len()];
         let mut fields = Fields::new(buf, start, end);
         while let Some(f) = fields.next_field()? {
@@ -242,11 +290,19 @@ impl Layered {
             });
             team_layers = (svc, Some(*layer));
         }
-        let over = self.overrides.iter().find(|(m, _, _)| {
-            m.iter().all(|(i, g)| {
-                values.get(*i).copied().flatten().is_some_and(|v| g.is_match(v, &mut scratch))
-            })
-        });
+        // How many of each override's keys the resource matches.
+        let mut matched = vec![0u32; self.overrides.len()];
+        let mut hits = Vec::new();
+        for (i, globs, owners) in &self.override_keys {
+            if let Some(v) = values.get(*i).copied().flatten() {
+                globs.matches_into(v, &mut scratch, &mut hits);
+                for &h in &hits {
+                    matched[owners[h] as usize] += 1;
+                }
+            }
+        }
+        let over =
+            self.overrides.iter().zip(&matched).find(|((n, _, _), m)| *m == n).map(|(o, _)| o);
         let mut chain = Chain::default();
         match over {
             Some((_, true, l)) => {
@@ -265,40 +321,87 @@ impl Layered {
             }
         }
         chain.push(Some(0));
-        Ok((chain, team.unwrap_or_default()))
+        let paths = self.merged_paths(chain);
+        Ok((Judge { chain, paths: Some(paths) }, team.unwrap_or_default()))
     }
 
-    /// The first layer of `chain` that decides the span, if any. Paths are
+    /// The merged path matcher of `chain`, built on first use.
+    fn merged_paths(&self, chain: Chain) -> Arc<MergedPaths> {
+        // A poisoned lock only means a panic elsewhere mid-insert: the map
+        // itself is whole.
+        let mut cache = self.merged.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = cache.entry(chain).or_insert_with(|| {
+            let (mut globs, mut verdicts) = (Vec::new(), Vec::new());
+            for (pos, l) in chain.iter().enumerate() {
+                let lazy = &self.layers[l as usize];
+                globs.extend(lazy.keep.iter().cloned());
+                verdicts.extend(lazy.keep.iter().map(|_| (pos as u8, Verdict::Keep)));
+                globs.extend(lazy.drop.iter().cloned());
+                verdicts.extend(lazy.drop_ids.iter().map(|&id| (pos as u8, Verdict::Drop(id))));
+            }
+            Arc::new(MergedPaths { globs: compile(&globs, self.case_sensitive), verdicts })
+        });
+        Arc::clone(entry)
+    }
+
+    /// The first layer of the chain that decides the span, if any: in each
+    /// layer, a `keep` glob on any path, then a `drop` glob on the first path
+    /// one matches, then a span-name rule, then an attribute rule. Paths are
     /// normalised (see [`path::normalise`]) into `norm` first.
     pub(super) fn judge(
         &self,
-        chain: &Chain,
+        judge: &Judge,
         facts: &Facts<'_, '_>,
         norm: &mut Vec<Vec<u8>>,
         scratch: &mut Vec<u8>,
     ) -> Option<Verdict> {
-        // Most paths need no normalising and are matched where they are.
-        norm.resize_with(facts.paths.len(), Vec::new);
-        for (p, out) in facts.paths.iter().zip(norm.iter_mut()) {
-            if path::needs_normalising(p) {
-                path::normalise(p, out);
-            }
-        }
-        let path = |i: usize| -> &[u8] {
-            if path::needs_normalising(facts.paths[i]) { &norm[i] } else { facts.paths[i] }
-        };
-        let n = facts.paths.len();
-        for l in chain.iter() {
-            let lazy = &self.layers[l as usize];
-            let layer = lazy.get();
-            if (0..n).any(|i| layer.keep.is_match(path(i), scratch)) {
-                return Some(Verdict::Keep);
-            }
-            for i in 0..n {
-                if let Some(g) = layer.drop.first_match(path(i), scratch) {
-                    return Some(Verdict::Drop(lazy.drop_ids[g]));
+        // The highest-precedence path verdict: the lowest merged index any
+        // path matches (keep globs sit before their layer's drop globs, so
+        // a keep on any path beats a drop of its layer); for a drop, the
+        // first path that matched in that layer names the rule.
+        let mut best: Option<(u8, Verdict)> = None;
+        if let Some(merged) = judge.paths.as_deref() {
+            let mut lowest: Option<usize> = None;
+            let mut firsts: [Option<usize>; 8] = [None; 8];
+            norm.resize_with(facts.paths.len(), Vec::new);
+            for (i, (p, out)) in facts.paths.iter().zip(norm.iter_mut()).enumerate() {
+                // Most paths need no normalising and are matched as they are.
+                let p: &[u8] = if path::needs_normalising(p) {
+                    path::normalise(p, out);
+                    out
+                } else {
+                    p
+                };
+                if let Some(g) = merged.globs.first_match(p, scratch) {
+                    if lowest.is_none_or(|l| g < l) {
+                        lowest = Some(g);
+                    }
+                    // Past eight paths (never seen in practice) the lowest
+                    // index decides alone.
+                    if let Some(slot) = firsts.get_mut(i) {
+                        *slot = Some(g);
+                    }
                 }
             }
+            best = lowest.map(|g| {
+                let (pos, verdict) = merged.verdicts[g];
+                let first_in_layer = firsts.iter().flatten().find(|&&f| {
+                    merged.verdicts[f].0 == pos && merged.verdicts[f].1 != Verdict::Keep
+                });
+                match (verdict, first_in_layer) {
+                    (Verdict::Drop(_), Some(&f)) => merged.verdicts[f],
+                    _ => (pos, verdict),
+                }
+            });
+        }
+        for (pos, l) in judge.chain.iter().enumerate() {
+            if let Some((at, verdict)) = best
+                && usize::from(at) == pos
+            {
+                return Some(verdict);
+            }
+            let lazy = &self.layers[l as usize];
+            let layer = lazy.get();
             if let Some(g) = layer.names.first_match(facts.name, scratch) {
                 return Some(Verdict::Drop(lazy.name_ids[g]));
             }
@@ -320,7 +423,6 @@ struct Builder {
     /// Layers built now are a team file's.
     team: bool,
     problems: Vec<ConfigProblem>,
-    case_sensitive: bool,
 }
 
 impl Builder {
@@ -380,7 +482,6 @@ impl Builder {
             names,
             name_ids,
             attrs,
-            case_sensitive: self.case_sensitive,
             compiled: OnceLock::new(),
         }
     }

@@ -15,7 +15,7 @@ use crate::wire::{
     Field, Fields, Problem, WireError, WireType, read_varint, varint_len, write_varint,
 };
 
-use super::layers::{Chain, Facts, Layered, Verdict, string_attribute};
+use super::layers::{Facts, Judge, Layered, Verdict, string_attribute};
 use super::rules::{Compiled, FNR_IDS, Noise, path_attribute};
 use super::{Container, Delta, Edit, MAX_VALUE_DEPTH, Op, SpanRec, room};
 
@@ -48,7 +48,7 @@ pub(super) struct Walk<'a, 'c, 'f> {
     pub(super) hits: Vec<Hit>,
     /// Version 2's rules: the layers judging the current resource's spans,
     /// and the span's facts they read (reused between spans).
-    pub(super) chain: Chain,
+    pub(super) chain: Judge,
     pub(super) facts: FactsBuf<'a>,
     /// The current resource's `teams.key` value.
     pub(super) team: &'a [u8],
@@ -1034,7 +1034,7 @@ fn resource_chain<'a>(
     buf: &'a [u8],
     start: usize,
     end: usize,
-) -> Result<(Chain, &'a [u8]), WireError> {
+) -> Result<(Judge, &'a [u8]), WireError> {
     let mut resource = (end, end);
     let mut fields = Fields::new(buf, start, end);
     while let Some(f) = fields.next_field()? {
