@@ -191,16 +191,11 @@ pub fn scan(hay: &[u8], mode: Mode, f: impl FnMut(Found)) {
 /// three-byte UTF-8 lead (U+2013, U+202F): the escapes [`scan_plain`] does
 /// not read.
 fn hides_digits(hay: &[u8]) -> bool {
-    let mut rest = hay;
-    while let Some(at) = rest.iter().position(|&b| b == b'%') {
-        if let Some(b) = escape_at(&rest[at..])
-            && (b.is_ascii_digit() || matches!(b, b'\t' | b'+' | 0xe2))
-        {
-            return true;
-        }
-        rest = &rest[at + 1..];
-    }
-    false
+    // Every value `may_contain` passes asks: most hold no `%` at all.
+    memchr::memchr_iter(b'%', hay).any(|at| {
+        escape_at(&hay[at..])
+            .is_some_and(|b| b.is_ascii_digit() || matches!(b, b'\t' | b'+' | 0xe2))
+    })
 }
 
 /// The byte a percent escape at the start of `s` stands for.
