@@ -1012,6 +1012,84 @@ mod tests {
         out
     }
 
+    /// A valid fødselsnummer from `seed`'s xorshift stream: a real date,
+    /// an individual number, check digits by mod 11 (k1 remainder 0).
+    fn seeded_number(seed: &mut u64) -> [u8; 11] {
+        let mut next = || {
+            *seed ^= *seed << 13;
+            *seed ^= *seed >> 7;
+            *seed ^= *seed << 17;
+            *seed
+        };
+        loop {
+            let v = next();
+            let (dd, mm, yy, ind) =
+                (1 + v % 28, 1 + (v >> 8) % 12, (v >> 16) % 100, (v >> 24) % 1000);
+            let text = format!("{dd:02}{mm:02}{yy:02}{ind:03}");
+            let mut d: Vec<u64> = text.bytes().map(|b| u64::from(b - b'0')).collect();
+            let k1 = (11
+                - [3, 7, 6, 1, 8, 9, 4, 5, 2].iter().zip(&d).map(|(w, x)| w * x).sum::<u64>() % 11)
+                % 11;
+            d.push(k1);
+            let k2 = (11
+                - [5, 4, 3, 2, 7, 6, 5, 4, 3, 2].iter().zip(&d).map(|(w, x)| w * x).sum::<u64>()
+                    % 11)
+                % 11;
+            d.push(k2);
+            if k1 < 10 && k2 < 10 {
+                return std::array::from_fn(|i| b'0' + d[i] as u8);
+            }
+        }
+    }
+
+    /// Scenario: for the whole form and every separator, a million values:
+    /// half valid numbers, half the same with a wrong check digit, a
+    /// quarter of each with some digits percent-encoded, joined by `, `.
+    /// Guarantees: every number is found, exactly where it was written, and
+    /// no look-alike is touched.
+    #[test]
+    fn a_million_planted_numbers_per_separator_all_found_controls_untouched() {
+        const VALUES: usize = 1_000_000;
+        const PER_HAY: usize = 2_000;
+        let forms = [""].into_iter().chain(SEPARATORS).chain(["%2d", "%c2%a0"]);
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        for sep in forms {
+            let (mut found_all, mut survivors, mut touched) = (0, 0, 0);
+            for _ in 0..VALUES / PER_HAY {
+                let (mut hay, mut planted) = (String::new(), Vec::new());
+                for i in 0..PER_HAY {
+                    let mut n = seeded_number(&mut seed);
+                    let control = i % 2 == 1;
+                    if control {
+                        n[10] = b'0' + (n[10] - b'0' + 1) % 10;
+                    }
+                    let which = if seed % 4 == 0 { (seed >> 20) as u16 } else { 0 };
+                    let start = hay.len();
+                    hay.push_str(&encoded(&n, which, sep));
+                    planted.push((start, hay.len(), control));
+                    hay.push_str(", ");
+                }
+                let found = full_scan(hay.as_bytes(), Mode::Validated);
+                found_all += found.len();
+                // Both in order: walk them together.
+                let mut f = found.iter().peekable();
+                for (s, e, control) in planted {
+                    while f.next_if(|x| x.end <= s).is_some() {}
+                    let here = f.peek().filter(|x| x.start < e);
+                    survivors +=
+                        usize::from(!control && here.is_none_or(|x| (x.start, x.end) != (s, e)));
+                    touched += usize::from(control && here.is_some());
+                }
+            }
+            assert_eq!(
+                (survivors, touched),
+                (0, 0),
+                "separator {sep:?}: survivors, controls touched"
+            );
+            assert_eq!(found_all, VALUES / 2, "separator {sep:?}");
+        }
+    }
+
     /// Every separator of the split form, for the naive model and the
     /// generators (the hex of `%2D` and `%C2%A0` matches in either case).
     const SEPARATORS: [&str; 10] =
