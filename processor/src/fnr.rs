@@ -1063,7 +1063,7 @@ mod tests {
                     if control {
                         n[10] = b'0' + (n[10] - b'0' + 1) % 10;
                     }
-                    let which = if seed % 4 == 0 { (seed >> 20) as u16 } else { 0 };
+                    let which = if seed.is_multiple_of(4) { (seed >> 20) as u16 } else { 0 };
                     let start = hay.len();
                     hay.push_str(&encoded(&n, which, sep));
                     planted.push((start, hay.len(), control));
