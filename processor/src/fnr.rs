@@ -211,6 +211,52 @@ fn escape_at(s: &[u8]) -> Option<u8> {
 /// with encoded digits get here.
 #[inline(never)]
 fn scan_decoded(hay: &[u8], mode: Mode, mut f: impl FnMut(Found)) {
+    let mut found = readings(hay, mode);
+    // Masking a number one reading found can end a run the other reading
+    // took for longer: in `679800 1212%38` and then 11 digits, the 11 are a
+    // number as written, and once they are starred the decoded text reads
+    // `679800 12128`, a split form. So the starred text is read again until
+    // nothing new turns up; each turn stars more digits, so it ends.
+    let mut masked = hay.to_vec();
+    loop {
+        star(&mut masked, &found);
+        let more = readings(&masked, mode);
+        if more.is_empty() {
+            break;
+        }
+        // New numbers hold no starred byte, so they never overlap the old.
+        found.extend(more);
+        found.sort_unstable_by_key(|x| x.start);
+    }
+    found.into_iter().for_each(&mut f);
+}
+
+/// Stars every digit of the `found` ranges of `hay` in place, as masking
+/// would: an ASCII digit becomes `*`, a percent-encoded one `%2A`.
+fn star(hay: &mut [u8], found: &[Found]) {
+    for x in found {
+        let mut i = x.start;
+        while i < x.end {
+            match hay[i..x.end] {
+                [b'%', b'3', d, ..] if d.is_ascii_digit() => {
+                    hay[i + 1..i + 3].copy_from_slice(b"2A");
+                    i += 3;
+                }
+                [d, ..] => {
+                    if d.is_ascii_digit() {
+                        hay[i] = b'*';
+                    }
+                    i += 1;
+                }
+                [] => break,
+            }
+        }
+    }
+}
+
+/// The numbers of `hay` as written and of `hay` URL-decoded (taken back to
+/// `hay`'s offsets), in order, overlapping ones merged into the first.
+fn readings(hay: &[u8], mode: Mode) -> Vec<Found> {
     // Both readings count: privacy fails closed. A number as written stays
     // one even when an encoded digit glued to it makes a longer run decoded
     // (`04100100016%30`): the engine masked it before it read escapes.
@@ -236,20 +282,14 @@ fn scan_decoded(hay: &[u8], mode: Mode, mut f: impl FnMut(Found)) {
     from.push(hay.len());
     scan_plain(&text, mode, |x| found.push(Found { start: from[x.start], end: from[x.end], ..x }));
     found.sort_unstable_by_key(|x| (x.start, core::cmp::Reverse(x.end)));
-    let mut open: Option<Found> = None;
+    let mut merged: Vec<Found> = Vec::with_capacity(found.len());
     for x in found {
-        match open.as_mut() {
+        match merged.last_mut() {
             Some(o) if x.start < o.end => o.end = o.end.max(x.end),
-            _ => {
-                if let Some(o) = open.replace(x) {
-                    f(o);
-                }
-            }
+            _ => merged.push(x),
         }
     }
-    if let Some(o) = open {
-        f(o);
-    }
+    merged
 }
 
 /// [`scan`]'s reading of `hay` as written.
@@ -1116,23 +1156,59 @@ mod tests {
     /// with every escape decoded (ranges taken back to the written text);
     /// overlapping ranges merged.
     fn naive_full_scan(hay: &[u8], mode: Mode) -> Vec<Found> {
-        let hex = |b: u8| (b as char).to_digit(16);
-        let escape = |i: usize| -> Option<u8> {
-            let (h, l) = (hex(*hay.get(i + 1)?)?, hex(*hay.get(i + 2)?)?);
-            (hay[i] == b'%').then_some((h * 16 + l) as u8)
-        };
-        let mut found: Vec<Found> = naive_scan(hay, mode);
         let hidden = (0..hay.len())
-            .filter_map(escape)
+            .filter_map(|i| naive_escape(hay, i))
             .any(|b| b.is_ascii_digit() || b == b'\t' || b == b'+' || b == 0xe2);
         if !hidden {
-            return found;
+            return naive_scan(hay, mode);
         }
+        // Read, star what was found, read the starred text again, until
+        // nothing new turns up.
+        let mut found = naive_readings(hay, mode);
+        let mut text = hay.to_vec();
+        loop {
+            for x in &found {
+                let mut i = x.start;
+                while i < x.end {
+                    if text[i] == b'%'
+                        && text.get(i + 1) == Some(&b'3')
+                        && text.get(i + 2).is_some_and(u8::is_ascii_digit)
+                    {
+                        text[i + 1] = b'2';
+                        text[i + 2] = b'A';
+                        i += 3;
+                    } else {
+                        if text[i].is_ascii_digit() {
+                            text[i] = b'*';
+                        }
+                        i += 1;
+                    }
+                }
+            }
+            let more = naive_readings(&text, mode);
+            if more.is_empty() {
+                return found;
+            }
+            found.extend(more);
+            found.sort_by_key(|x| x.start);
+        }
+    }
+
+    fn naive_escape(hay: &[u8], i: usize) -> Option<u8> {
+        let hex = |b: u8| (b as char).to_digit(16);
+        let (h, l) = (hex(*hay.get(i + 1)?)?, hex(*hay.get(i + 2)?)?);
+        (hay[i] == b'%').then_some((h * 16 + l) as u8)
+    }
+
+    /// [`naive_scan`] of `hay` as written and of `hay` with every escape
+    /// decoded (ranges taken back to `hay`), overlapping ones merged.
+    fn naive_readings(hay: &[u8], mode: Mode) -> Vec<Found> {
+        let mut found: Vec<Found> = naive_scan(hay, mode);
         let (mut text, mut at) = (vec![], vec![]);
         let mut i = 0;
         while i < hay.len() {
             at.push(i);
-            match escape(i) {
+            match naive_escape(hay, i) {
                 Some(b) => (text.push(b), i += 3),
                 None => (text.push(hay[i]), i += 1),
             };

@@ -298,26 +298,56 @@ fn full_find(hay: &[u8], mode: Mode) -> Vec<(usize, usize, Detector)> {
 
 /// The slow way for `fnr::scan`: [`naive_find`] of the text as written and,
 /// when a percent escape of a digit, tab, `+` or 0xE2 is in it, of the text
-/// with every escape decoded (ranges taken back to the written text);
-/// overlapping ranges merged into the first.
+/// with every escape decoded (ranges taken back to the written text),
+/// overlapping ranges merged into the first; then the same of the text with
+/// those ranges starred (`%3d` as `%2A`), until nothing new turns up.
 pub fn naive_full_find(hay: &[u8], mode: Mode) -> Vec<(usize, usize, Detector)> {
-    let hex = |b: u8| (b as char).to_digit(16);
-    let escape = |i: usize| -> Option<u8> {
-        let (h, l) = (hex(*hay.get(i + 1)?)?, hex(*hay.get(i + 2)?)?);
-        (hay[i] == b'%').then_some((h * 16 + l) as u8)
-    };
-    let mut found = naive_find(hay, mode);
     let hidden = (0..hay.len())
-        .filter_map(escape)
+        .filter_map(|i| escape(hay, i))
         .any(|b| b.is_ascii_digit() || b == b'\t' || b == b'+' || b == 0xe2);
     if !hidden {
-        return found;
+        return naive_find(hay, mode);
     }
+    let mut found = both_readings(hay, mode);
+    let mut text = hay.to_vec();
+    loop {
+        for &(s, e, _) in &found {
+            let mut i = s;
+            while i < e {
+                if text[i..e].starts_with(b"%3") && text.get(i + 2).is_some_and(u8::is_ascii_digit)
+                {
+                    text[i + 1..i + 3].copy_from_slice(b"2A");
+                    i += 3;
+                } else {
+                    if text[i].is_ascii_digit() {
+                        text[i] = b'*';
+                    }
+                    i += 1;
+                }
+            }
+        }
+        let more = both_readings(&text, mode);
+        if more.is_empty() {
+            return found;
+        }
+        found.extend(more);
+        found.sort_by_key(|&(s, _, _)| s);
+    }
+}
+
+fn escape(hay: &[u8], i: usize) -> Option<u8> {
+    let hex = |b: u8| (b as char).to_digit(16);
+    let (h, l) = (hex(*hay.get(i + 1)?)?, hex(*hay.get(i + 2)?)?);
+    (hay[i] == b'%').then_some((h * 16 + l) as u8)
+}
+
+fn both_readings(hay: &[u8], mode: Mode) -> Vec<(usize, usize, Detector)> {
+    let mut found = naive_find(hay, mode);
     let (mut text, mut at) = (Vec::new(), Vec::new());
     let mut i = 0;
     while i < hay.len() {
         at.push(i);
-        if let Some(b) = escape(i) {
+        if let Some(b) = escape(hay, i) {
             text.push(b);
             i += 3;
         } else {
