@@ -86,7 +86,7 @@ fn numbers_as_written(text: &[u8]) -> usize {
         let readings: &[usize] =
             if stripped == run_start { &[run_start] } else { &[run_start, stripped] };
         for &s in readings {
-            if number_at(text, s, e).is_some() {
+            if number_at(text, s, e) {
                 found += 1;
             }
         }
@@ -123,15 +123,14 @@ fn url_decoded(text: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// If the digits `text[s..e]` (a run, or a run less its escape digits)
-/// are a valid number whole or as the 6 digits of the split form, the
-/// offset just past it.
-fn number_at(text: &[u8], s: usize, e: usize) -> Option<usize> {
+/// Whether the digits `text[s..e]` (a run, or a run less its escape
+/// digits) are a valid number whole or as the 6 digits of the split form.
+fn number_at(text: &[u8], s: usize, e: usize) -> bool {
     if e - s == 11 {
-        return is_valid_number(&text[s..e]).then_some(e);
+        return is_valid_number(&text[s..e]);
     }
     if e - s != 6 {
-        return None;
+        return false;
     }
     for sep in SPLIT_SEPARATORS {
         let after = e + sep.len();
@@ -143,10 +142,10 @@ fn number_at(text: &[u8], s: usize, e: usize) -> Option<usize> {
         let ends = text.get(after + 5).is_none_or(|b| !b.is_ascii_digit());
         if five.iter().all(u8::is_ascii_digit) && ends {
             let joined: Vec<u8> = text[s..e].iter().chain(five).copied().collect();
-            return is_valid_number(&joined).then_some(after + 5);
+            return is_valid_number(&joined);
         }
     }
-    None
+    false
 }
 
 /// The digits of `text` once single separators (space, dot, dash, and

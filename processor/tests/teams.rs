@@ -193,6 +193,41 @@ fn keep_globs_beat_defaults_and_the_first_override_wins() {
     assert_eq!(kept(&cfg, &req).0, ["GET /metrics"]);
 }
 
+/// Scenario: spans whose path sources disagree (`url.path`, then
+/// `http.target`), judged by a team layer and an override after it.
+/// Guarantees: within a layer, a keep glob on any path beats a drop glob
+/// on another, and a drop is named for the first path that matched (not the
+/// lowest glob); a later layer's keep never beats an earlier layer's drop.
+#[test]
+fn within_a_layer_keep_wins_and_the_first_path_names_the_drop() {
+    let req = batch(vec![(
+        "team-a",
+        "api",
+        vec![
+            server(1, "/b", &[("http.target", "/a")]),
+            server(2, "/drop", &[("http.target", "/keep")]),
+            server(3, "/x", &[]),
+        ],
+    )]);
+    let team =
+        json!({"noise": {"extra_globs": ["/a", "/b", "/drop", "/x"], "keep_globs": ["/keep"]}});
+    let cfg = with_teams(
+        json!({"overrides": [{"match": {"service.name": "api"}, "noise": {"keep_globs": ["/x"]}}]}),
+        &[("team-a", team)],
+    );
+    let (names, stats) = kept(&cfg, &req);
+    assert_eq!(names, ["GET /drop"]);
+    let by = |glob: &str| {
+        stats
+            .dropped_by_rule
+            .iter()
+            .filter(|c| c.name.ends_with(glob))
+            .map(|c| c.value)
+            .sum::<u64>()
+    };
+    assert_eq!((by(" /b"), by(" /a"), by(" /x")), (1, 0, 1), "{:?}", stats.dropped_by_rule);
+}
+
 /// Scenario: a team file of one namespace, and resources of another.
 /// Guarantees: a team file applies only where `teams.key` equals its name:
 /// the other namespace's spans are judged by the defaults alone.
