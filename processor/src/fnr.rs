@@ -180,22 +180,43 @@ pub fn classify(digits: &[u8; 11]) -> Option<Detector> {
 /// escape, so neither reading alone is right for every value, and privacy
 /// fails closed.
 pub fn scan(hay: &[u8], mode: Mode, f: impl FnMut(Found)) {
-    if hides_digits(hay) {
+    // The plain reading is taken first and held back: it also tells whether
+    // a decoded reading is needed, which most values (no `%` at all) never
+    // do, so they are read once. Past `HELD` numbers it is read again.
+    const HELD: usize = 4;
+    let mut held = [None; HELD];
+    let mut n = 0;
+    let hidden = scan_runs(hay, mode, |x| {
+        if let Some(slot) = held.get_mut(n) {
+            *slot = Some(x);
+        }
+        n += 1;
+    });
+    if hidden {
         scan_decoded(hay, mode, f);
-    } else {
+    } else if n > HELD {
         scan_plain(hay, mode, f);
+    } else {
+        held.into_iter().flatten().for_each(f);
     }
 }
 
-/// Whether `hay` holds a percent escape of a digit, a tab, a `+` or a
-/// three-byte UTF-8 lead (U+2013, U+202F): the escapes [`scan_plain`] does
-/// not read.
-fn hides_digits(hay: &[u8]) -> bool {
-    // Every value `may_contain` passes asks: most hold no `%` at all.
-    memchr::memchr_iter(b'%', hay).any(|at| {
+/// Whether the digit run at `start` is led by a percent escape of a digit,
+/// a tab, a `+` or a three-byte UTF-8 lead (U+2013, U+202F): the escapes
+/// [`scan_plain`] does not read. Each of them has a digit right after its
+/// `%` or one place later, behind a hex letter (`%E2`), and that digit starts
+/// a run, so looking behind every run start finds them all.
+#[inline(always)]
+fn hides_digits(hay: &[u8], start: usize) -> bool {
+    let hidden = |at: usize| {
         escape_at(&hay[at..])
             .is_some_and(|b| b.is_ascii_digit() || matches!(b, b'\t' | b'+' | 0xe2))
-    })
+    };
+    match hay[..start] {
+        [.., b'%'] => hidden(start - 1),
+        [.., b'%', _] => hidden(start - 2),
+        _ => false,
+    }
 }
 
 /// The byte a percent escape at the start of `s` stands for.
@@ -304,7 +325,15 @@ fn readings(hay: &[u8], mode: Mode) -> Vec<Found> {
 /// readings never both make a candidate). Non-digit neighbours, letters and `_` included, do not protect a
 /// run. In [`Mode::Validated`] only candidates [`classify`] accepts are
 /// reported; in [`Mode::Any11`] every candidate is, as [`Detector::Any11`].
-pub fn scan_plain(hay: &[u8], mode: Mode, mut f: impl FnMut(Found)) {
+pub fn scan_plain(hay: &[u8], mode: Mode, f: impl FnMut(Found)) {
+    scan_runs(hay, mode, f);
+}
+
+/// [`scan_plain`], returning whether a digit run is led by an escape that
+/// only the decoded reading sees through (see [`hides_digits`]).
+#[inline(always)]
+fn scan_runs(hay: &[u8], mode: Mode, mut f: impl FnMut(Found)) -> bool {
+    let mut hidden = false;
     // Whether it reported a number.
     let mut report = |start: usize, end: usize, digits: &[u8; 11]| {
         let detector = match mode {
@@ -321,9 +350,12 @@ pub fn scan_plain(hay: &[u8], mode: Mode, mut f: impl FnMut(Found)) {
     loop {
         let start = next_digit(hay, i);
         if start >= hay.len() {
-            return;
+            return hidden;
         }
         let end = run_end(hay, start);
+        // The runs a reported split form skips (its separator's and its last
+        // five digits) are led by no such escape: no separator is one.
+        hidden |= hides_digits(hay, start);
         // Whatever happens below, the next candidate starts after this run:
         // the only case that consumes more is a split form that is reported
         // (one that is not may hide a number in its tail's digits:
@@ -929,6 +961,21 @@ mod tests {
         ];
         for (hay, mode, want) in cases {
             assert_eq!(found(&hay, mode), want, "{hay:?} {mode:?}");
+        }
+    }
+
+    /// `scan` holds back the plain reading's first numbers while it learns
+    /// whether the value needs decoding: more numbers than it holds, and an
+    /// encoded digit only after them, still give every number once.
+    #[test]
+    fn many_numbers_and_a_late_encoded_digit_are_all_read() {
+        let plain = ["17053650260"; 6].join(" ");
+        for tail in ["", " %31%37%30%35%33%36%35%30%32%36%30", " 170536%2050260", " 1705365026%30"]
+        {
+            let hay = format!("{plain}{tail}");
+            let got = full_scan(hay.as_bytes(), Mode::Validated);
+            assert_eq!(got, naive_full_scan(hay.as_bytes(), Mode::Validated), "{hay}");
+            assert_eq!(got.len(), 6 + usize::from(!tail.is_empty()), "{hay}");
         }
     }
 

@@ -119,6 +119,7 @@ impl<'a> Walk<'a, '_, '_> {
     }
 
     /// A container field walked by `inner`, as a record for `finish`.
+    #[inline(never)]
     pub(super) fn container(
         &mut self,
         f: &Field,
