@@ -10,7 +10,10 @@
 //!   strings with and without personal numbers, and `classify` alone;
 //! - `process_part` against `process_owned`, the same batches: what the
 //!   parent links a part reports cost (the gateway processes a large batch's
-//!   parts on several workers this way).
+//!   parts on several workers this way);
+//! - `create_with_teams`: creating a processor from a config with 500 team
+//!   files and 50 overrides (the shape of `scripts/bench-teams.sh`), which
+//!   every fresh guest pays again.
 //!
 //! divan rather than criterion: a fraction of the dependencies (no plotting,
 //! no rayon), so it builds quickly on a 2-core machine, and
@@ -380,4 +383,33 @@ fn fnr_classify(bencher: Bencher) {
     bencher
         .counter(BytesCount::new(33usize))
         .bench_local(|| candidates.map(|c| fnr::classify(black_box(c))));
+}
+
+/// Creating a processor from a version-2 config with 500 team files (each
+/// with extra and keep globs, an attribute rule and a service entry) and 50
+/// overrides, as the host passes it (team files attached).
+#[divan::bench]
+fn create_with_teams(bencher: Bencher) {
+    let teams: Vec<String> = (0..500)
+        .map(|i| {
+            let name = if i == 0 { "team-person".to_owned() } else { format!("team-{i}") };
+            format!(
+                r#""{name}": {{"file": "teams/{name}.yaml", "doc": {{"noise": {{"extra_globs": ["*/warmup-{i}", "*/internal/selftest-{i}/*"], "keep_globs": ["*/internal/status-report-{i}"], "rules": [{{"attribute": "app.probe", "glob": "synthetic-{i}"}}]}}, "services": {{"svc-{i}-*": {{"noise": {{"extra_globs": ["*/ping-{i}"]}}}}}}}}}}"#
+            )
+        })
+        .collect();
+    let overrides: Vec<String> = (0..50)
+        .map(|i| {
+            format!(
+                r#"{{"match": {{"service.name": "legacy-{i}-*"}}, "noise": {{"extra_globs": ["*/old-health-{i}"]}}}}"#
+            )
+        })
+        .collect();
+    let config = format!(
+        r#"{{"version": 2, "overrides": [{}], "teams": {{"dir": "teams/", "files": {{{}}}}}}}"#,
+        overrides.join(", "),
+        teams.join(", ")
+    );
+    Processor::new(&config).unwrap_or_else(|e| panic!("{e}"));
+    bencher.bench_local(|| Processor::new(black_box(&config)).unwrap());
 }

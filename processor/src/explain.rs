@@ -67,6 +67,9 @@ impl Finding {
 /// assert_eq!(redact(b"checkout"), "checkout");
 /// ```
 pub fn redact(text: &[u8]) -> String {
+    if !fnr::may_contain(text) {
+        return String::from_utf8_lossy(text).into_owned();
+    }
     let mut out = text.to_vec();
     fnr::scan(text, Mode::Any11, |f| {
         for b in &mut out[f.start..f.end] {

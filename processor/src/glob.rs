@@ -101,6 +101,8 @@ impl GlobList {
             .filter_map(|(index, pattern)| {
                 let reason = if pattern.is_empty() {
                     EMPTY_PATTERN.to_owned()
+                } else if plain_syntax(pattern) {
+                    return None;
                 } else {
                     let parsed = GlobBuilder::new(pattern)
                         .literal_separator(false)
@@ -417,6 +419,14 @@ fn required_literal(glob: &str) -> Option<String> {
     (!best.is_empty()).then_some(best)
 }
 
+/// Whether `pattern` is literal text with single `*` and `?` only: no
+/// class, alternation, escape or `**`, none of which it holds can be wrong,
+/// so [`GlobList::check`] need not have globset parse it (which writes its
+/// regex, most of the cost of checking hundreds of team files).
+fn plain_syntax(pattern: &str) -> bool {
+    !pattern.contains("**") && !pattern.contains(['[', ']', '{', '}', '\\'])
+}
+
 /// globset's explanation of an error, in lowercase as config problems are
 /// written.
 fn reason(kind: &globset::ErrorKind) -> String {
@@ -659,6 +669,21 @@ mod tests {
     }
 
     proptest! {
+        /// `check` skips globset's parser for plain patterns: it never passes
+        /// a pattern globset refuses, and agrees with globset on every other.
+        #[test]
+        fn check_agrees_with_globset(pattern in "[a-zé/*?.,!^\\-\\[\\]{}\\\\]{1,10}") {
+            let globset_ok = GlobBuilder::new(&pattern)
+                .literal_separator(false)
+                .backslash_escape(true)
+                .build()
+                .is_ok();
+            if plain_syntax(&pattern) {
+                prop_assert!(globset_ok, "{pattern:?}");
+            }
+            prop_assert_eq!(GlobList::check(std::slice::from_ref(&pattern)).is_ok(), globset_ok);
+        }
+
         // Runs of `*` are collapsed: globset gives `**` next to `/` its own
         // recursive meaning, which the naive matcher does not model.
         #[test]

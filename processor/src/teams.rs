@@ -44,11 +44,12 @@ pub enum NoiseRule {
 }
 
 impl NoiseRule {
-    /// How the rule is named in stats and audits.
-    pub fn describe(&self) -> String {
+    /// How the rule is named in stats and audits, after its source, the
+    /// parts joined by spaces: `span_name GLOB` or `KEY GLOB`.
+    pub fn name_parts(&self) -> [&str; 2] {
         match self {
-            NoiseRule::SpanName(glob) => format!("span_name {glob}"),
-            NoiseRule::Attribute { key, glob } => format!("{key} {glob}"),
+            NoiseRule::SpanName(glob) => ["span_name", glob],
+            NoiseRule::Attribute { key, glob } => [key, glob],
         }
     }
 }

@@ -29,7 +29,7 @@ use prost::Message;
 use tracescrub_processor::config::Replacement;
 use tracescrub_processor::fnr::{self, Detector, Mode};
 use tracescrub_processor::glob::GlobList;
-use tracescrub_processor::{Config, Count, FieldKind, Processor, Stats, path};
+use tracescrub_processor::{Config, Count, FieldKind, Processor, Stats, path, redact};
 
 // The fuzz targets' checks; this file uses their `by_name`.
 #[allow(dead_code)]
@@ -238,7 +238,10 @@ impl Reference {
             spans_in: n as u64,
             spans_out: n as u64 - noisy - descendants,
             spans_dropped: noisy + descendants,
-            dropped_by_rule: named(&self.cfg.noise.globs, &by_rule),
+            dropped_by_rule: named(
+                &self.cfg.noise.globs.iter().map(|g| redact(g.as_bytes())).collect::<Vec<_>>(),
+                &by_rule,
+            ),
             dropped_descendants: descendants,
             values_masked: tally.total(),
             masked_by_detector: named(&detector_names, &tally.by_detector),

@@ -83,7 +83,8 @@ impl Grouping {
             // A file the host could not read names no rule.
             .filter(|(_, entry)| entry.get("error").is_none())
             .filter_map(|(_, entry)| entry.get("file")?.as_str())
-            .map(|source| (source.to_owned(), base.join(source).display().to_string()))
+            // Rule names come redacted from the processor; so are these.
+            .map(|source| (redact(source.as_bytes()), base.join(source).display().to_string()))
             .collect();
         let config_file = config_path
             .map_or_else(|| "(embedded default config)".to_owned(), |p| p.display().to_string());

@@ -449,7 +449,7 @@ impl Builder {
     }
 
     fn layer(&mut self, l: &NoiseLayer, extra_rules: &[(String, NoiseRule)]) -> LazyLayer {
-        let drop_ids = l.extra_globs.iter().map(|g| self.id(format!("{} {g}", l.source))).collect();
+        let drop_ids = l.extra_globs.iter().map(|g| self.id(joined(&[&l.source, g]))).collect();
         let rules = l
             .rules
             .iter()
@@ -457,7 +457,8 @@ impl Builder {
             .chain(extra_rules.iter().cloned());
         let (mut names, mut name_ids, mut attrs) = (Vec::new(), Vec::new(), Vec::new());
         for (source, rule) in rules.collect::<Vec<_>>() {
-            let id = self.id(format!("{source} {}", rule.describe()));
+            let [what, glob] = rule.name_parts();
+            let id = self.id(joined(&[&source, what, glob]));
             match rule {
                 NoiseRule::SpanName(g) => {
                     names.push(g);
@@ -485,6 +486,20 @@ impl Builder {
             compiled: OnceLock::new(),
         }
     }
+}
+
+/// `parts` joined by spaces: a rule's name (`teams/a.yaml */ping`). Not
+/// `format!`: a config with hundreds of team files names thousands of rules
+/// each time a processor is created.
+fn joined(parts: &[&str]) -> String {
+    let mut name = String::with_capacity(parts.iter().map(|p| p.len() + 1).sum());
+    for (i, p) in parts.iter().enumerate() {
+        if i > 0 {
+            name.push(' ');
+        }
+        name.push_str(p);
+    }
+    name
 }
 
 /// The key and string value of the KeyValue at `start..end`, when its value

@@ -305,6 +305,9 @@ impl Compiled {
         let mut detector_names: Vec<String> =
             crate::fnr::Detector::ALL.iter().map(|d| d.name().to_owned()).collect();
         detector_names.extend(mask.iter().flat_map(|m| m.extra.iter().map(|e| e.name.clone())));
+        // Rule names are globs and conditions as written, and they reach
+        // stats, metrics and audits: a number written in one is never echoed.
+        let rule_names = rule_names.iter().map(|n| crate::explain::redact(n.as_bytes())).collect();
         Ok(Compiled { noise, mask, rule_names, team_scoped, extras, general, detector_names })
     }
 }

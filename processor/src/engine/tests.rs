@@ -158,6 +158,26 @@ fn near_misses_are_not_noise() {
     assert_eq!(bytes, req.encode_to_vec());
 }
 
+/// Scenario: a noise glob (platform extra glob and a version-2 rule) written
+/// with a personal number in it drops its span.
+/// Guarantees: the rule is named in the stats with the number starred, as
+/// every host's metrics and audits print it; the span still goes.
+#[test]
+fn rule_names_never_echo_a_number_written_in_a_glob() {
+    let req = batch(vec![vec![
+        span(1, 1, 0, "GET /p", vec![kv("url.path", s(&format!("/person/{FNR}/ping")))]),
+        span(2, 1, 0, &format!("job {FNR}"), vec![]),
+    ]]);
+    let cfg = format!(
+        r#"{{"version": 2, "noise": {{"extra_globs": ["*/{FNR}/ping"], "rules": [{{"span_name": "job {FNR}"}}], "presets": []}}}}"#
+    );
+    let (out, stats, _) = run(&cfg, &req);
+    assert_eq!(span_names(&out).len(), 0);
+    let names: Vec<&str> = stats.dropped_by_rule.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(names.iter().all(|n| !n.contains(FNR) && n.contains("***********")), "{names:?}");
+}
+
 /// Scenario: a health check with a child in another scope, a grandchild, and
 /// a span of another trace that reuses the child's span id.
 /// Guarantees: the whole subtree goes, counted apart; the other trace stays.
