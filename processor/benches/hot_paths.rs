@@ -3,7 +3,8 @@
 //!
 //! - `wire_walk`: a whole batch with masking and noise both off (validation
 //!   and the walk over every message, nothing else), and `default_config`,
-//!   the same batches with the platform's rules, for the difference;
+//!   the same batches with the platform's rules, for the difference, and
+//!   `version_2_defaults`, those rules layered with both presets on;
 //! - `path_glob`: taking the path out of a URL attribute or a span name and
 //!   matching it against the default noise globs;
 //! - `fnr_scan`: the digit scanner with its validator over attribute
@@ -230,6 +231,18 @@ fn wire_walk(bencher: Bencher, size: Batch) {
 fn default_config(bencher: Bencher, size: Batch) {
     let batch = batch(size.spans());
     let processor = Processor::new("{}").unwrap();
+    let mut out = Vec::new();
+    bencher
+        .counter(BytesCount::new(batch.len()))
+        .bench_local(|| processor.process_into(black_box(&batch), &mut out).unwrap());
+}
+
+/// The same batches under schema version 2's defaults: the layered rules
+/// with both presets on, against `default_config`'s version 1.
+#[divan::bench(args = BATCHES)]
+fn version_2_defaults(bencher: Bencher, size: Batch) {
+    let batch = batch(size.spans());
+    let processor = Processor::new(r#"{"version": 2}"#).unwrap();
     let mut out = Vec::new();
     bencher
         .counter(BytesCount::new(batch.len()))

@@ -64,6 +64,12 @@ pub struct GlobList {
     /// paths are not noise, and globset's own per-candidate work (building
     /// a file-name `Candidate`, running several strategies) is then skipped.
     required: Option<DFA>,
+    /// Each pattern's literal start (`grpc.health.v1.Health/` of
+    /// `grpc.health.v1.Health/*`), as compiled; `None` when some pattern
+    /// starts with a wildcard. A candidate that starts with none of them
+    /// matches nothing: for span-name and attribute rules, which are mostly
+    /// written this way, a few byte compares then replace the DFA pass.
+    prefixes: Option<Vec<Box<[u8]>>>,
     /// The patterns as configured (not lowercased), for reporting.
     patterns: Vec<String>,
     case_sensitive: bool,
@@ -131,6 +137,7 @@ impl GlobList {
         let mut errors = Vec::new();
         let mut dotted = Vec::new();
         let mut literals = Vec::new();
+        let mut prefixes: Vec<Box<[u8]>> = Vec::new();
         for (index, pattern) in patterns.iter().enumerate() {
             if pattern.is_empty() {
                 errors.push(GlobError {
@@ -159,6 +166,7 @@ impl GlobList {
             match GlobBuilder::new(source).literal_separator(false).backslash_escape(true).build() {
                 Ok(glob) => {
                     literals.push(required_literal(source));
+                    prefixes.push(literal_prefix(source).as_bytes().into());
                     if source.ends_with('.') {
                         dotted.push((index, glob.compile_matcher()));
                     }
@@ -197,7 +205,15 @@ impl GlobList {
             });
         match builder.build() {
             Ok(set) => {
-                Ok(GlobList { set, dotted, required, patterns: patterns.to_vec(), case_sensitive })
+                let prefixes = prefixes.iter().all(|p| !p.is_empty()).then_some(prefixes);
+                Ok(GlobList {
+                    set,
+                    dotted,
+                    required,
+                    prefixes,
+                    patterns: patterns.to_vec(),
+                    case_sensitive,
+                })
             }
             // Each pattern compiled alone, so only their combination can be
             // at fault (a size limit): blame the last one, whose addition
@@ -234,7 +250,7 @@ impl GlobList {
         if self.set.is_empty() {
             return None;
         }
-        if self.required.as_ref().is_some_and(|r| !holds_any(r, candidate)) {
+        if !self.may_match(candidate) {
             return None;
         }
         self.first_match_folded(self.fold(candidate, scratch))
@@ -256,7 +272,7 @@ impl GlobList {
         if self.set.is_empty() {
             return false;
         }
-        if self.required.as_ref().is_some_and(|r| !holds_any(r, candidate)) {
+        if !self.may_match(candidate) {
             return false;
         }
         let folded = self.fold(candidate, scratch);
@@ -274,7 +290,7 @@ impl GlobList {
         if self.set.is_empty() {
             return;
         }
-        if self.required.as_ref().is_some_and(|r| !holds_any(r, candidate)) {
+        if !self.may_match(candidate) {
             return;
         }
         let folded = self.fold(candidate, scratch);
@@ -288,6 +304,25 @@ impl GlobList {
             }
             out.sort_unstable();
         }
+    }
+
+    /// The prefilters: false when no pattern can match `candidate` (as
+    /// given, not folded: both compare ASCII case-insensitively when the
+    /// list is).
+    #[inline]
+    fn may_match(&self, candidate: &[u8]) -> bool {
+        if let Some(prefixes) = &self.prefixes {
+            return prefixes.iter().any(|p| {
+                candidate.get(..p.len()).is_some_and(|start| {
+                    if self.case_sensitive {
+                        start == &p[..]
+                    } else {
+                        start.eq_ignore_ascii_case(p)
+                    }
+                })
+            });
+        }
+        self.required.as_ref().is_none_or(|r| holds_any(r, candidate))
     }
 
     /// The lowest index the set matches, if any.
@@ -419,6 +454,15 @@ fn required_literal(glob: &str) -> Option<String> {
     (!best.is_empty()).then_some(best)
 }
 
+/// The literal text every match of `glob` starts with: up to its first
+/// character that may be special, and short of a `/` before a `**` (which
+/// can match nothing: `a/**` may match `a`). Empty when it starts with one.
+fn literal_prefix(glob: &str) -> &str {
+    let end = glob.find(['*', '?', '[', ']', '{', '}', ',', '\\']).unwrap_or(glob.len());
+    let prefix = &glob[..end];
+    if glob[end..].starts_with("**") { prefix.strip_suffix('/').unwrap_or(prefix) } else { prefix }
+}
+
 /// Whether `pattern` is literal text with single `*` and `?` only: no
 /// class, alternation, escape or `**`, none of which it holds can be wrong,
 /// so [`GlobList::check`] need not have globset parse it (which writes its
@@ -522,6 +566,41 @@ mod tests {
                 "{pattern:?} (case_sensitive: {case_sensitive}) vs {candidate:?}"
             );
         }
+    }
+
+    /// Lists whose every pattern starts with literal text are prefiltered
+    /// on it, in the list's case mode; any wildcard start turns it off.
+    #[test]
+    fn literal_starts_prefilter_in_the_lists_case() {
+        let mut scratch = Vec::new();
+        let folded = list(&["grpc.health.v1.Health/*", "kube-probe/*"], false);
+        let exact = list(&["grpc.health.v1.Health/*", "kube-probe/*"], true);
+        for (candidate, folded_want, exact_want) in [
+            ("grpc.health.v1.Health/Check", Some(0), Some(0)),
+            ("GRPC.HEALTH.V1.HEALTH/Watch", Some(0), None),
+            ("Kube-Probe/1.31", Some(1), None),
+            ("kube-probe/1.31", Some(1), Some(1)),
+            ("kube-prob", None, None),
+            ("x-kube-probe/1", None, None),
+        ] {
+            assert_eq!(
+                folded.first_match(candidate.as_bytes(), &mut scratch),
+                folded_want,
+                "{candidate}"
+            );
+            assert_eq!(
+                exact.first_match(candidate.as_bytes(), &mut scratch),
+                exact_want,
+                "{candidate}"
+            );
+            assert_eq!(folded.is_match(candidate.as_bytes(), &mut scratch), folded_want.is_some());
+        }
+        assert!(folded.prefixes.is_some() && exact.prefixes.is_some());
+        assert!(list(&["kube-probe/*", "*/isAlive"], false).prefixes.is_none());
+        assert!(
+            list(&["a/**"], true).is_match(b"a", &mut scratch)
+                == list(&["a/**"], true).set.is_match("a")
+        );
     }
 
     #[test]
@@ -718,6 +797,10 @@ mod tests {
             let mut got = vec![99];
             globs.matches_into(candidate.as_bytes(), &mut scratch, &mut got);
             prop_assert_eq!(got, every);
+            // Case-sensitive, the candidate as it is (prefixes compare exactly).
+            let exact = GlobList::new(&patterns, true).unwrap();
+            let want = patterns.iter().position(|p| naive(p.as_bytes(), candidate.as_bytes()));
+            prop_assert_eq!(exact.first_match(candidate.as_bytes(), &mut scratch), want);
         }
 
         /// Scenario: patterns with every globset feature (classes, negated
@@ -756,6 +839,18 @@ mod tests {
             let hay = if case_sensitive { candidate.clone() } else { candidate.to_ascii_lowercase() };
             let want = literals.iter().any(|l| hay.contains(l.as_str()));
             prop_assert_eq!(holds_any(dfa, candidate.as_bytes()), want, "{:?} in {:?}", literals, candidate);
+        }
+
+        #[test]
+        fn literal_prefixes_start_every_match(glob in r"([ab/.]|\*|\*\*|/\*\*/|/\*\*|\[[!^]?\]?[ab]\]|\{a,b\}|\{\{a,b\},ab\}|\{a\\\},b\}|\\[*a}]){1,8}") {
+            if let Ok(g) = GlobBuilder::new(&glob).literal_separator(false).backslash_escape(true).build() {
+                let (m, prefix) = (g.compile_matcher(), literal_prefix(&glob));
+                for cand in ["a", "b", "ab", "/a/b", "a.b", "*", "a*b", "]", "!a", "a/", "/b", "a/b/a", "a}", "}", "bx", "/bx", "", "/", "a/a", "ab/b"] {
+                    if m.is_match(cand) {
+                        prop_assert!(cand.starts_with(prefix), "{glob:?} matched {cand:?}, not starting with {prefix:?}");
+                    }
+                }
+            }
         }
 
         #[test]

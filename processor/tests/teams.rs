@@ -228,6 +228,39 @@ fn within_a_layer_keep_wins_and_the_first_path_names_the_drop() {
     assert_eq!((by(" /b"), by(" /a"), by(" /x")), (1, 0, 1), "{:?}", stats.dropped_by_rule);
 }
 
+/// Scenario: a team file with drop globs only (no keep in its chain): span
+/// 1's first path matches a later glob than its second; span 2's first
+/// path matches the override's layer, its second the team's; span 3's first
+/// path matches nothing, its second the team's.
+/// Guarantees: the first path to match the highest-precedence layer names
+/// the drop (the quick answer for a chain with no keep equals the full one).
+#[test]
+fn with_no_keep_the_first_path_in_the_first_layer_names_the_drop() {
+    let req = batch(vec![(
+        "team-a",
+        "api",
+        vec![
+            server(1, "/b", &[("http.target", "/a")]),
+            server(2, "/o", &[("http.target", "/a")]),
+            server(3, "/none", &[("http.target", "/b")]),
+        ],
+    )]);
+    let team = json!({"noise": {"extra_globs": ["/a", "/b"]}});
+    let cfg = with_teams(
+        json!({"overrides": [{"match": {"service.name": "api"}, "noise": {"extra_globs": ["/o"]}}]}),
+        &[("team-a", team)],
+    );
+    let (names, stats) = kept(&cfg, &req);
+    assert!(names.is_empty(), "{names:?}");
+    let by = |rule: &str| rule_count(&stats, rule);
+    assert_eq!(
+        (by("teams/team-a.yaml /b"), by("teams/team-a.yaml /a"), by("overrides[0] /o")),
+        (2, 1, 0),
+        "{:?}",
+        stats.dropped_by_rule
+    );
+}
+
 /// Scenario: a team file of one namespace, and resources of another.
 /// Guarantees: a team file applies only where `teams.key` equals its name:
 /// the other namespace's spans are judged by the defaults alone.

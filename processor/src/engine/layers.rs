@@ -42,6 +42,10 @@ struct MergedPaths {
     globs: GlobList,
     /// Per glob: its layer's position in the chain, and what it decides.
     verdicts: Vec<(u8, Verdict)>,
+    /// No `keep` glob in the chain: then a path that matches a glob of the
+    /// chain's first layer decides at once (the common case, the defaults
+    /// alone, matched as version 1 does).
+    no_keeps: bool,
 }
 
 impl Chain {
@@ -151,6 +155,9 @@ pub(super) struct Layered {
     match_keys: Vec<Vec<u8>>,
     /// Span attribute keys the rules read.
     pub(super) attr_keys: Vec<Vec<u8>>,
+    /// Bit n set when some key in `attr_keys` is n bytes long (bit 63: 63
+    /// or longer): most span attributes' keys are ruled out by length alone.
+    attr_key_lens: u64,
 }
 
 /// Names of the rules past the default globs, in id order, for stats, and
@@ -246,9 +253,17 @@ impl Layered {
             case_sensitive,
             teams,
             match_keys,
+            attr_key_lens: b.attr_keys.iter().fold(0, |m, k| m | length_bit(k.len())),
             attr_keys: b.attr_keys,
         };
         Ok(Some((layered, b.names)))
+    }
+
+    /// Whether an attribute whose key is `len` bytes long may be one the
+    /// rules read.
+    #[inline(always)]
+    pub(super) fn may_be_attr_key(&self, len: usize) -> bool {
+        self.attr_key_lens & length_bit(len) != 0
     }
 
     /// The chain for a resource whose attributes are at `start..end` of
@@ -339,7 +354,12 @@ impl Layered {
                 globs.extend(lazy.drop.iter().cloned());
                 verdicts.extend(lazy.drop_ids.iter().map(|&id| (pos as u8, Verdict::Drop(id))));
             }
-            Arc::new(MergedPaths { globs: compile(&globs, self.case_sensitive), verdicts })
+            let no_keeps = verdicts.iter().all(|(_, v)| *v != Verdict::Keep);
+            Arc::new(MergedPaths {
+                globs: compile(&globs, self.case_sensitive),
+                verdicts,
+                no_keeps,
+            })
         });
         Arc::clone(entry)
     }
@@ -373,6 +393,12 @@ impl Layered {
                     p
                 };
                 if let Some(g) = merged.globs.first_match(p, scratch) {
+                    // No later path can match a higher precedence, and this
+                    // is the first path to match its layer: what follows
+                    // would name this glob too.
+                    if merged.no_keeps && merged.verdicts[g].0 == 0 && i < firsts.len() {
+                        return Some(merged.verdicts[g].1);
+                    }
                     if lowest.is_none_or(|l| g < l) {
                         lowest = Some(g);
                     }
@@ -486,6 +512,12 @@ impl Builder {
             compiled: OnceLock::new(),
         }
     }
+}
+
+/// The bit of [`Layered::may_be_attr_key`]'s mask for a key `len` bytes long.
+#[inline(always)]
+fn length_bit(len: usize) -> u64 {
+    1 << len.min(63)
 }
 
 /// `parts` joined by spaces: a rule's name (`teams/a.yaml */ping`). Not

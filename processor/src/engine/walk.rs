@@ -290,7 +290,7 @@ impl<'a> Walk<'a, '_, '_> {
         if let [0x0a, len, rest @ ..] = &self.buf[kv_body..kv_end]
             && *len < 0x80
             && let Some(key) = rest.get(..usize::from(*len))
-            && !layered.attr_keys.iter().any(|k| k == key)
+            && (!layered.may_be_attr_key(key.len()) || !layered.attr_keys.iter().any(|k| k == key))
         {
             return Ok(());
         }
