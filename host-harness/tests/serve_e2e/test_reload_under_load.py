@@ -99,6 +99,10 @@ def test_reload_under_load_loses_nothing_and_mixes_no_versions(tmp_path, procs, 
     serving = gw.active_version()
     assert serving == (gw.component_sha256, gw.config_sha256), serving
     broken = 0
+    # Good swaps that must each have reloaded: a file-change swap whose files
+    # already hold the serving version (a stars config after a stars config)
+    # writes nothing, so nothing reloads.
+    must_reload = 0
     try:
         for i in range(1, SWAPS + 1):
             trigger = TRIGGERS[i % len(TRIGGERS)]
@@ -131,9 +135,11 @@ def test_reload_under_load_loses_nothing_and_mixes_no_versions(tmp_path, procs, 
                 if on_disk[target] != want[target]:
                     harness.write_atomic(path, want[target])
                     on_disk[target] = want[target]
-            fire(gw, trigger, ok=True, what=f"swap {i}")
             want_comp = harness.sha256_bytes(want["component"])
             want_cfg = harness.sha256_bytes(want["config"])
+            if trigger != "file" or (want_comp, want_cfg) != serving:
+                must_reload += 1
+            fire(gw, trigger, ok=True, what=f"swap {i}")
 
             def arrived():
                 v = gw.active_version()
@@ -173,7 +179,7 @@ def test_reload_under_load_loses_nothing_and_mixes_no_versions(tmp_path, procs, 
         "reload-under-load: sent={sent} acknowledged={acknowledged} received={received} lost={lost} "
         "duplicates={duplicates} rejected={rejected} errors={errors} unacked_but_received={unacked_but_received} "
         .format(**counts)
-        + f"swaps={SWAPS} broken={broken} versions_seen={len(seen)} reloads={reloads}"
+        + f"swaps={SWAPS} broken={broken} must_reload={must_reload} versions_seen={len(seen)} reloads={reloads}"
     )
 
     assert counts["sent"] >= MIN_BATCHES
@@ -190,7 +196,7 @@ def test_reload_under_load_loses_nothing_and_mixes_no_versions(tmp_path, procs, 
     failed = sum(v for k, v in reloads.items() if k not in SUCCESS_RESULTS)
     succeeded = sum(v for k, v in reloads.items() if k in SUCCESS_RESULTS)
     assert failed >= broken, reloads
-    assert succeeded >= SWAPS - broken, reloads
+    assert succeeded >= must_reload, (must_reload, reloads)
 
 
 # Result label values of tracescrub_reloads_total that mean success.
