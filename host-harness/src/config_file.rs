@@ -118,6 +118,15 @@ pub fn attach_teams(json: &str, config_dir: Option<&Path>) -> (String, Option<Pa
 /// document to load and the names of the teams whose new file failed.
 pub fn keep_last_good(next: &str, previous: Option<&str>) -> (String, Vec<String>) {
     let Ok(mut doc) = serde_json::from_str::<Value>(next) else { return (next.to_owned(), vec![]) };
+    // The platform's mask, which bounds what a team may add to it.
+    let platform_mask = doc.as_object().and_then(|root| {
+        let platform: serde_json::Map<String, Value> = root
+            .iter()
+            .filter(|(k, _)| *k != "teams")
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        tracescrub_processor::Config::from_value(&Value::Object(platform)).map(|c| c.mask).ok()
+    });
     let Some(files) = doc.pointer_mut("/teams/files").and_then(Value::as_object_mut) else {
         return (next.to_owned(), vec![]);
     };
@@ -140,6 +149,11 @@ pub fn keep_last_good(next: &str, previous: Option<&str>) -> (String, Vec<String
                 file,
                 entry.get("doc").unwrap_or(&Value::Null),
             )
+            .and_then(|mut team| match &platform_mask {
+                Some(mask) => tracescrub_processor::teams::settle_team_mask(mask, &mut team)
+                    .map_err(|p| vec![p]),
+                None => Ok(()),
+            })
             .is_err();
         if !bad {
             continue;
@@ -380,6 +394,49 @@ mod tests {
         let (kept, _) = keep_last_good(&gone, Some(&first));
         let doc: Value = serde_json::from_str(&kept).unwrap();
         assert_eq!(doc["teams"]["files"]["a"]["doc"]["noise"]["extra_globs"][0], "/a");
+    }
+
+    /// Scenario: a team file adds a pattern, then adds so many that with
+    /// the platform's it passes the detector bound.
+    /// Guarantees: the second version counts as failed and the team keeps
+    /// its first; the bound is judged against the platform's mask.
+    #[test]
+    fn a_team_passing_the_detector_bound_keeps_its_last_good_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let teams = dir.path().join("teams");
+        std::fs::create_dir(&teams).unwrap();
+        let team = |n: usize| {
+            let names = ["a", "b", "c", "d", "e"];
+            let p: Vec<String> =
+                names[..n].iter().map(|x| format!("{{name: p-{x}, regex: Q}}")).collect();
+            format!("mask: {{patterns: [{}]}}\n", p.join(", "))
+        };
+        let platform: Vec<String> = (0..60)
+            .map(|i| {
+                format!(
+                    r#"{{"name":"q-{}{}","regex":"Q"}}"#,
+                    char::from(b'a' + i / 26),
+                    char::from(b'a' + i % 26)
+                )
+            })
+            .collect();
+        let main = format!(
+            r#"{{"version":2,"teams":{{"dir":"teams"}},"mask":{{"patterns":[{}]}}}}"#,
+            platform.join(",")
+        );
+        std::fs::write(teams.join("a.yaml"), team(4)).unwrap();
+        let (first, _) = attach_teams(&main, Some(dir.path()));
+        let (first, failed) = keep_last_good(&first, None);
+        assert!(failed.is_empty(), "{failed:?}");
+        std::fs::write(teams.join("a.yaml"), team(5)).unwrap();
+        let (next, _) = attach_teams(&main, Some(dir.path()));
+        let (kept, failed) = keep_last_good(&next, Some(&first));
+        assert_eq!(failed, ["a"]);
+        let doc: Value = serde_json::from_str(&kept).unwrap();
+        assert_eq!(
+            doc["teams"]["files"]["a"]["doc"]["mask"]["patterns"].as_array().unwrap().len(),
+            4
+        );
     }
 
     #[test]

@@ -1013,6 +1013,49 @@ total: files=2 would_drop=7 would_mask=4 residual=0 errors=0
     assert!(raw.stderr.contains("--by service") && raw.stderr.contains("--raw"), "{}", raw.dump());
 }
 
+/// Scenario: `audit --by service` with a team file that adds the `email`
+/// detector, over a capture where team-a's and team-b's resources each
+/// carry an email address and a personal number.
+/// Guarantees: team-a's address is masked and counted under `email`,
+/// team-b's is not (the file is team-a's); both numbers are masked.
+#[test]
+fn audit_by_service_shows_what_a_team_file_adds_to_masking() {
+    use support::{kv, request, span};
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let config = tmp.path().join("scrub.yaml");
+    std::fs::write(&config, "version: 2\nteams:\n  dir: teams/\n").expect("write config");
+    std::fs::create_dir_all(tmp.path().join("teams")).expect("mkdir");
+    std::fs::write(tmp.path().join("teams/team-a.yaml"), "mask:\n  detectors: [email]\n")
+        .expect("write team-a");
+    let attrs =
+        vec![kv("enduser.email", "kari@example.no"), kv("db.statement", PERSONAL_NUMBERS[0])];
+    let mut batch = request(
+        vec![kv("k8s.namespace.name", "team-a"), kv("service.name", "api")],
+        None,
+        vec![span(1, None, "work", attrs.clone())],
+    );
+    let other = request(
+        vec![kv("k8s.namespace.name", "team-b"), kv("service.name", "api")],
+        None,
+        vec![span(2, None, "work", attrs)],
+    );
+    batch.resource_spans.extend(other.resource_spans);
+    let captures = tmp.path().join("captures");
+    put(&captures, "0001.binpb", &batch.encode_to_vec());
+    let run = tracescrub(&[&"audit", &"--config", &config, &"--by", &"service", &captures]);
+    assert_eq!(run.code, Some(0), "{}", run.dump());
+    let expected = "\
+service namespace=team-a service.name=api dropped=0 masked=2
+  mask  values=1 field=span-attribute detector=email
+  mask  values=1 field=span-attribute detector=fnr
+service namespace=team-b service.name=api dropped=0 masked=1
+  mask  values=1 field=span-attribute detector=fnr
+total: files=1 would_drop=0 would_mask=3 residual=0 errors=0
+";
+    assert_eq!(run.stdout, expected, "{}", run.dump());
+    assert_prints_no_personal_number(&run);
+}
+
 /// Scenario: `audit --by service --report json` over the same inputs.
 /// Guarantees: the document has `by: service` and a `services` list with
 /// the same figures as the text report, each rule with its file; the

@@ -403,6 +403,7 @@ impl Config {
                 Some(v) => crate::teams::read_teams(&mut c, v, &mut cfg.teams),
             }
         }
+        crate::teams::settle_team_masks(&cfg.mask, &mut cfg.teams);
         // Compile the globs here too, so a bad pattern is one more listed
         // problem rather than a separate failure later.
         if let Err(errors) = crate::glob::GlobList::new(&cfg.noise.globs, cfg.noise.case_sensitive)
@@ -747,7 +748,12 @@ fn read_mask(c: &mut Checker, v: &Value, mask: &mut MaskConfig) {
 
 /// `mask.detectors` (names of built-ins, or mappings with a `name`) and
 /// `mask.patterns` (mappings with a `name` and a `regex`).
-fn read_detectors(c: &mut Checker, map: &Map<String, Value>, mask: &mut MaskConfig, star: char) {
+pub(crate) fn read_detectors(
+    c: &mut Checker,
+    map: &Map<String, Value>,
+    mask: &mut MaskConfig,
+    star: char,
+) {
     let mut seen: Vec<(String, String)> = Vec::new(); // (name, path)
     let mut builtins: Vec<DetectorConfig> = Vec::new();
     let mut patterns: Vec<DetectorConfig> = Vec::new();

@@ -158,7 +158,7 @@ impl Counters {
         }
     }
 
-    pub fn masked(&mut self, detector: u8, field: FieldKind) {
+    pub fn masked(&mut self, detector: u16, field: FieldKind) {
         if let Some(n) = self.by_detector.get_mut(usize::from(detector)) {
             *n += 1;
         }

@@ -21,7 +21,9 @@
 
 use serde_json::Value;
 
-use crate::config::{Checker, join, shown_key};
+use crate::config::{
+    Checker, DetectorConfig, MAX_DETECTORS, MaskConfig, Replacement, join, shown_key,
+};
 use crate::error::ConfigProblem;
 use crate::glob::GlobList;
 
@@ -114,6 +116,29 @@ pub struct Team {
     pub noise: NoiseLayer,
     /// `services`: a `service.name` glob and its rules, in key order.
     pub services: Vec<(String, NoiseLayer)>,
+    /// What the file adds to masking, for its own resources only.
+    pub mask: TeamMask,
+}
+
+/// A team file's `mask`: additions only. Its detectors mask the way the
+/// platform's `mask.replacement` says (a label is `[name]`), so a team
+/// decides what else is found, never how anything is masked.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TeamMask {
+    /// `mask.detectors` and `mask.patterns`, as in the platform config but
+    /// without `replacement` or `label`. A built-in the platform already
+    /// turns on is the platform's.
+    pub detectors: Vec<DetectorConfig>,
+    /// `mask.extra_keys`: attribute-key globs added to the platform's
+    /// `mask.scope.keys`. When the platform scans every key they add nothing.
+    pub extra_keys: Vec<String>,
+}
+
+impl TeamMask {
+    /// Whether the file adds no masking.
+    pub fn is_empty(&self) -> bool {
+        self.detectors.is_empty() && self.extra_keys.is_empty()
+    }
 }
 
 /// `teams`: where team files live and which of them loaded.
@@ -306,8 +331,14 @@ const PLATFORM_MASK_KEYS: [&str; 6] =
 /// One team file, checked on its own: any problem leaves it out whole.
 pub fn read_team(name: &str, file: &str, doc: &Value) -> Result<Team, Vec<ConfigProblem>> {
     let mut c = Checker { problems: Vec::new(), glob_paths: Vec::new() };
-    let mut team =
-        Team { name: name.to_owned(), noise: NoiseLayer::default(), services: Vec::new() };
+    let mut team = Team {
+        name: name.to_owned(),
+        // Named even when the file has no `noise`: problems found later
+        // (see `settle_team_masks`) name the file by it.
+        noise: NoiseLayer { source: file.to_owned(), ..NoiseLayer::default() },
+        services: Vec::new(),
+        mask: TeamMask::default(),
+    };
     if let Value::Object(map) = doc {
         for key in map.keys() {
             let reason = match key.as_str() {
@@ -346,7 +377,7 @@ pub fn read_team(name: &str, file: &str, doc: &Value) -> Result<Team, Vec<Config
             }
         }
         if let Some(mask) = map.get("mask") {
-            read_team_mask(&mut c, mask);
+            team.mask = read_team_mask(&mut c, mask);
         }
     } else {
         c.problem("", "expected a mapping with noise, services or mask");
@@ -362,21 +393,105 @@ pub fn read_team(name: &str, file: &str, doc: &Value) -> Result<Team, Vec<Config
     }
 }
 
-/// A team's `mask`: only additions are allowed, and this engine has none
-/// a team can add yet, so every key is a problem that says why.
-fn read_team_mask(c: &mut Checker, v: &Value) {
+/// A team's `mask`: additions only. Keys that would turn masking off,
+/// change how it masks or narrow its scope are problems that say why.
+fn read_team_mask(c: &mut Checker, v: &Value) -> TeamMask {
+    let mut out = TeamMask::default();
     let Value::Object(map) = v else {
-        c.problem("mask", "expected a mapping");
-        return;
+        c.problem("mask", "expected a mapping with detectors, patterns or extra_keys");
+        return out;
     };
     for key in map.keys() {
-        let reason = if PLATFORM_MASK_KEYS.contains(&key.as_str()) {
+        let reason = if PLATFORM_MASK_KEYS.contains(&key.as_str()) || key == "hmac" {
             "a team file cannot turn masking off, change how it masks or narrow its scope; only the platform config sets this"
+        } else if matches!(key.as_str(), "detectors" | "patterns" | "extra_keys") {
+            continue;
         } else {
-            "unknown key; a team file can only add masking, and this engine has no team-level mask settings yet"
+            "unknown key; a team file can add masking with: detectors, patterns, extra_keys"
         };
         c.problem(join("mask", key), reason);
     }
+    // How a match is replaced is the platform's to say.
+    for list in ["detectors", "patterns"] {
+        let Some(Value::Array(items)) = map.get(list) else { continue };
+        for (i, item) in items.iter().enumerate() {
+            for key in ["replacement", "label"] {
+                if item.get(key).is_some() {
+                    c.problem(
+                        format!("mask.{list}[{i}].{key}"),
+                        "a team's detectors mask as the platform's mask.replacement says; remove it",
+                    );
+                }
+            }
+        }
+    }
+    let mut read = crate::Config::default().mask;
+    crate::config::read_detectors(c, map, &mut read, '*');
+    out.detectors = read.detectors;
+    if let Some(keys) = c.strings(map, "mask", "extra_keys") {
+        if let Err(errors) = GlobList::new(&keys, true) {
+            for e in errors {
+                c.problem(
+                    format!("mask.extra_keys[{}]", e.index),
+                    format!("bad glob: {}", e.reason),
+                );
+            }
+        }
+        out.extra_keys = keys;
+    }
+    out
+}
+
+/// Settles what the team files add to masking, once the platform's `mask`
+/// is known (see [`settle_team_mask`]); a file that fails is left out
+/// whole, as any file with a problem is.
+pub(crate) fn settle_team_masks(mask: &MaskConfig, teams: &mut Teams) {
+    let mut problems = Vec::new();
+    teams.files.retain_mut(|t| match settle_team_mask(mask, t) {
+        Ok(()) => true,
+        Err(p) => {
+            problems.push(p);
+            false
+        }
+    });
+    teams.problems.extend(problems);
+}
+
+/// Gives a team's detectors the platform's replacement, and checks that
+/// the platform's detectors and the team's together stay within
+/// [`MAX_DETECTORS`]. Hosts that check one team file at a time (to keep a
+/// team's last good version) call it after [`read_team`].
+pub fn settle_team_mask(mask: &MaskConfig, team: &mut Team) -> Result<(), ConfigProblem> {
+    for d in &mut team.mask.detectors {
+        d.replacement = match &mask.replacement {
+            Replacement::Stars(ch) => Replacement::Stars(*ch),
+            Replacement::Label(_) => Replacement::Label(format!("[{}]", d.name)),
+            Replacement::Hmac => Replacement::Hmac,
+        };
+    }
+    let n = mask.detectors.len() + team_only(mask, &team.mask).count();
+    if n > MAX_DETECTORS {
+        return Err(ConfigProblem {
+            path: format!("{}:mask", team.noise.source),
+            reason: format!(
+                "with the platform's {} detectors this file's make {n}; at most {MAX_DETECTORS} may be on: join patterns with `|`",
+                mask.detectors.len()
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// The team's detectors the platform does not already turn on (a built-in
+/// it does is the platform's, with the platform's settings).
+pub(crate) fn team_only<'a>(
+    platform: &'a MaskConfig,
+    team: &'a TeamMask,
+) -> impl Iterator<Item = &'a DetectorConfig> {
+    team.detectors.iter().filter(|d| {
+        !matches!(d.kind, crate::config::DetectorKind::Builtin(_))
+            || !platform.detectors.iter().any(|p| p.kind == d.kind)
+    })
 }
 
 /// Team names are file names: not empty, no path separator, not hidden.

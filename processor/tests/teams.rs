@@ -71,6 +71,15 @@ fn kept(config: &Json, req: &ExportTraceServiceRequest) -> (Vec<String>, Stats) 
     (names, out.stats)
 }
 
+/// Loads `cfg`, checks that of its team files only `good` loaded, and
+/// returns the paths of the others' problems.
+fn only_good_loads(cfg: &Json) -> Vec<String> {
+    let parsed = Config::from_json(&cfg.to_string()).expect("the platform config loads");
+    let loaded: Vec<&str> = parsed.teams.files.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(loaded, ["good"]);
+    parsed.teams.problems.iter().map(|p| p.path.clone()).collect()
+}
+
 /// A version-2 config with these team files (name -> document).
 fn with_teams(mut base: Json, teams: &[(&str, Json)]) -> Json {
     base["version"] = json!(2);
@@ -353,10 +362,7 @@ fn bad_team_files_are_left_out_whole_and_the_rest_load() {
         ("good", json!({"noise": {"extra_globs": ["/ping"]}})),
     ];
     let cfg = with_teams(json!({}), &teams);
-    let parsed = Config::from_json(&cfg.to_string()).expect("the platform config loads");
-    let loaded: Vec<&str> = parsed.teams.files.iter().map(|t| t.name.as_str()).collect();
-    assert_eq!(loaded, ["good"]);
-    let problems: Vec<String> = parsed.teams.problems.iter().map(|p| p.path.clone()).collect();
+    let problems = only_good_loads(&cfg);
     for want in [
         "teams/sneaky.yaml:match",
         "teams/unmask.yaml:mask.enabled",
@@ -374,6 +380,153 @@ fn bad_team_files_are_left_out_whole_and_the_rest_load() {
     let out = p.process(&req.encode_to_vec()).unwrap();
     assert_eq!(out.stats.spans_dropped, 1, "only the good team's rule applies");
     assert!(!String::from_utf8_lossy(&out.batch).contains(FNR), "a team file unmasked a value");
+}
+
+/// Processes one span with the attributes `more` for team-a's resource and
+/// one for team-b's with `cfg`; returns the stats and the text of each
+/// resource's spans, team-a's first.
+fn two_teams(cfg: &Json, more: &[(&str, &str)]) -> (Stats, String, String) {
+    let req = batch(vec![
+        ("team-a", "api", vec![server(1, "/a", more)]),
+        ("team-b", "api", vec![server(2, "/b", more)]),
+    ]);
+    let p = Processor::new(&cfg.to_string()).unwrap_or_else(|e| panic!("{e}"));
+    let out = p.process(&req.encode_to_vec()).expect("processes");
+    let decoded = ExportTraceServiceRequest::decode(out.batch.as_slice()).expect("decodes");
+    let text = |i: usize| {
+        let r = &decoded.resource_spans[i];
+        let ns = &r.resource.as_ref().expect("resource").attributes[0];
+        assert_eq!(ns.key, "k8s.namespace.name");
+        format!("{:?} {:?}", ns.value, r.scope_spans)
+    };
+    let (a, b) = (text(0), text(1));
+    assert!(a.contains("team-a") && b.contains("team-b"), "{a}\n{b}");
+    (out.stats, a, b)
+}
+
+fn masked_count(stats: &Stats, detector: &str) -> u64 {
+    stats.masked_by_detector.iter().find(|c| c.name == detector).map_or(0, |c| c.value)
+}
+
+/// Scenario: team-a's file adds the `email` built-in and a pattern of its
+/// own; team-b's resource carries the same values; the platform replaces
+/// with labels. Once with noise rules on, once with noise off (the team is
+/// then read from the resource by the mask alone).
+/// Guarantees: team-a's email and customer id become `[email]` and
+/// `[customer-id]`, counted under those names; team-b's pass byte for byte;
+/// personal numbers are masked in both.
+#[test]
+fn a_team_adds_detectors_for_its_own_resources_only() {
+    let team = json!({"mask": {
+        "detectors": ["email"],
+        "patterns": [{"name": "customer-id", "regex": "CUST-[A-Z]{4}"}],
+    }});
+    for noise in [json!({}), json!({"enabled": false})] {
+        let base = json!({"noise": noise, "mask": {"replacement": "label"}});
+        let cfg = with_teams(base, &[("team-a", team.clone())]);
+        let more = [
+            ("enduser.email", "kari@example.no"),
+            ("note", "order CUST-ABCD"),
+            ("db.statement", FNR),
+        ];
+        let (stats, a, b) = two_teams(&cfg, &more);
+        let (a, b) = (&a, &b);
+        for (what, text) in [("team-a", a), ("team-b", b)] {
+            assert!(!text.contains(FNR), "{noise}: {what} kept a personal number: {text}");
+        }
+        assert!(a.contains("[email]") && a.contains("order [customer-id]"), "{noise}: {a}");
+        assert!(!a.contains("kari@example.no") && !a.contains("CUST-ABCD"), "{noise}: {a}");
+        assert!(b.contains("kari@example.no") && b.contains("CUST-ABCD"), "{noise}: {b}");
+        assert_eq!(masked_count(&stats, "email"), 1, "{noise}: {stats:?}");
+        assert_eq!(masked_count(&stats, "customer-id"), 1, "{noise}: {stats:?}");
+    }
+}
+
+/// Scenario: the platform scans only `db.*` keys; team-a's file adds
+/// `app.customer.*`; both teams send a personal number under each key,
+/// and the platform already turns `email` on with its own label.
+/// Guarantees: team-a's `app.customer.id` is masked, team-b's is not (out
+/// of the platform's scope); `db.statement` is masked for both; a team
+/// listing a built-in the platform turns on keeps the platform's label.
+#[test]
+fn a_team_widens_a_narrowed_key_scope_with_extra_keys() {
+    let base = json!({"mask": {
+        "replacement": "label",
+        "scope": {"keys": ["db.*"]},
+        "detectors": [{"name": "email", "label": "[platform-email]", "keys": ["*"]}],
+    }});
+    let team = json!({"mask": {"extra_keys": ["app.customer.*"], "detectors": ["email"]}});
+    let cfg = with_teams(base, &[("team-a", team)]);
+    let more = [("app.customer.id", FNR), ("db.statement", FNR), ("contact", "kari@example.no")];
+    let (_, a, b) = two_teams(&cfg, &more);
+    let (a, b) = (&a, &b);
+    assert!(!a.contains(FNR), "team-a kept a number: {a}");
+    assert_eq!(b.matches(FNR).count(), 1, "team-b: only app.customer.id is out of scope: {b}");
+    for text in [a, b] {
+        assert!(text.contains("[platform-email]") && !text.contains("kari@"), "{text}");
+    }
+}
+
+/// Scenario: team files whose `mask` tries to change how masking works:
+/// a replacement or label on a detector, the pseudonym key, an unknown
+/// key, a bad regex and a bad key glob.
+/// Guarantees: each is a problem at `file:mask...`, the file is left out
+/// whole, and the platform config loads.
+#[test]
+fn a_team_mask_that_changes_how_masking_works_is_refused() {
+    let teams = [
+        ("relabel", json!({"mask": {"detectors": [{"name": "email", "replacement": "stars"}]}})),
+        ("label", json!({"mask": {"patterns": [{"name": "x", "regex": "a", "label": "[x]"}]}})),
+        ("key", json!({"mask": {"hmac": {"key_id": "k"}}})),
+        ("typo", json!({"mask": {"extra_key": ["a.*"]}})),
+        ("regex", json!({"mask": {"patterns": [{"name": "x", "regex": "(unclosed"}]}})),
+        ("glob", json!({"mask": {"extra_keys": ["[unclosed"]}})),
+        ("good", json!({"mask": {"detectors": ["payment-card"]}})),
+    ];
+    let cfg = with_teams(json!({}), &teams);
+    let problems = only_good_loads(&cfg);
+    for want in [
+        "teams/relabel.yaml:mask.detectors[0].replacement",
+        "teams/label.yaml:mask.patterns[0].label",
+        "teams/key.yaml:mask.hmac",
+        "teams/typo.yaml:mask.extra_key",
+        "teams/regex.yaml:mask.patterns[0].regex",
+        "teams/glob.yaml:mask.extra_keys[0]",
+    ] {
+        assert!(problems.iter().any(|p| p == want), "no problem {want}: {problems:?}");
+    }
+}
+
+/// Scenario: the platform turns on 60 patterns; one team adds 5 more,
+/// another 4.
+/// Guarantees: the first passes the 64-detector bound and is left out
+/// with a problem that says so; the second loads and its patterns mask.
+#[test]
+fn a_team_passing_the_detector_bound_is_left_out() {
+    let name = |i: usize| -> String {
+        let letters: String =
+            [i / 26, i % 26].iter().map(|d| char::from(b'a' + *d as u8)).collect();
+        format!("p-{letters}")
+    };
+    let platform: Vec<Json> =
+        (0..60).map(|i| json!({"name": name(i), "regex": format!("Q{}Q", name(i))})).collect();
+    let extra = |n: usize| -> Json {
+        let patterns: Vec<Json> =
+            (0..n).map(|i| json!({"name": name(100 + i), "regex": "ZZTOP"})).collect();
+        json!({"mask": {"patterns": patterns}})
+    };
+    let cfg = with_teams(
+        json!({"mask": {"patterns": platform}}),
+        &[("over", extra(5)), ("under", extra(4))],
+    );
+    let parsed = Config::from_json(&cfg.to_string()).expect("the platform config loads");
+    let loaded: Vec<&str> = parsed.teams.files.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(loaded, ["under"]);
+    let p = &parsed.teams.problems;
+    assert!(p.iter().any(|p| p.path == "teams/over.yaml:mask" && p.reason.contains("65")), "{p:?}");
+    let req = batch(vec![("under", "api", vec![server(1, "/a", &[("note", "ZZTOP")])])]);
+    let out = Processor::new(&cfg.to_string()).unwrap().process(&req.encode_to_vec()).unwrap();
+    assert!(!String::from_utf8_lossy(&out.batch).contains("ZZTOP"));
 }
 
 /// Scenario: 500 team files and 50 overrides, and a batch with a resource
@@ -444,14 +597,15 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(128))]
 
     /// Scenario: random team files (globs and keep globs, service
-    /// entries, some with a `mask` section) over a batch of three
+    /// entries, some with a `mask` section that turns masking off or adds
+    /// detectors) over a batch of three
     /// namespaces whose spans carry personal numbers in attributes, names
     /// and paths.
     /// Guarantees: every number the default config masks is masked with
     /// the team files too: no team file unmasks a value, whatever it says.
     #[test]
     fn no_team_file_unmasks_a_value(
-        files in prop::collection::vec((0..3usize, layer(), proptest::option::of(layer()), any::<bool>()), 0..4),
+        files in prop::collection::vec((0..3usize, layer(), proptest::option::of(layer()), 0..4u8), 0..4),
     ) {
         let teams: Vec<(String, Json)> = files
             .iter()
@@ -460,8 +614,12 @@ proptest! {
                 if let Some(s) = service {
                     doc["services"] = json!({"*": {"noise": s}});
                 }
-                if *mask {
-                    doc["mask"] = json!({"enabled": false});
+                // Refused (turns masking off), or additions of each kind.
+                match mask {
+                    0 => doc["mask"] = json!({"enabled": false}),
+                    1 => doc["mask"] = json!({"detectors": ["email", "account-number"]}),
+                    2 => doc["mask"] = json!({"patterns": [{"name": "any", "regex": "[0-9]+"}], "extra_keys": ["*"]}),
+                    _ => {}
                 }
                 (format!("ns-{ns}"), doc)
             })

@@ -119,7 +119,7 @@ struct Edit {
     op: Op,
     /// For a masked number: what found it, and where. Masks are counted from
     /// the edits that survive `finish`, so a dropped span's masks never count.
-    mask: Option<(u8, FieldKind)>,
+    mask: Option<(u16, FieldKind)>,
 }
 
 impl Edit {
@@ -222,7 +222,11 @@ fn plan_with(
         chain: Default::default(),
         facts: Default::default(),
         team: &[],
+        mask: None,
+        extras: false,
+        general: false,
     };
+    walk.set_mask(c.mask.as_ref());
     if let Some(mask) = &c.mask {
         walk.arena.extend_from_slice(&mask.label);
     }

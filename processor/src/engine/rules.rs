@@ -23,14 +23,14 @@ pub(crate) struct Compiled {
     pub(super) rule_names: Vec<String>,
     /// Per rule id: a team file's rule (empty when there are none).
     pub(super) team_scoped: Vec<bool>,
-    /// Detectors beyond personal numbers are on: every text is scanned, not
-    /// only those with a run of six digits.
-    pub(super) extras: bool,
-    /// Masking takes the general path (`Walk::mask_general`): extras are
-    /// on, or personal numbers become pseudonyms.
-    pub(super) general: bool,
+    /// The masks of teams that add masking, by team name (sorted): each is
+    /// the platform's with the team's additions.
+    pub(super) team_masks: Vec<(Vec<u8>, Mask)>,
+    /// `teams.key`: the resource attribute that names a resource's team.
+    pub(super) team_key: Vec<u8>,
     /// Detector names by id: the personal-number family
-    /// ([`crate::fnr::Detector::index`]), then the extras.
+    /// ([`crate::fnr::Detector::index`]), then the other detectors' names,
+    /// each once (detectors of one name share an id, and so a counter).
     pub(super) detector_names: Vec<String>,
 }
 
@@ -100,6 +100,37 @@ pub(super) struct Mask {
     pub(super) scoped_bits: u64,
     /// The pseudonymiser, when a replacement is `hmac`.
     pub(super) keyed: Option<Keyed>,
+    /// The detector id of `extra[i]`, in `Compiled::detector_names`.
+    pub(super) ids: Vec<u16>,
+    /// Detectors beyond personal numbers are on: every text is scanned, not
+    /// only those with a run of six digits.
+    pub(super) extras: bool,
+    /// Masking takes the general path (`Walk::mask_general`): extras are
+    /// on, or personal numbers become pseudonyms.
+    pub(super) general: bool,
+}
+
+impl Mask {
+    /// The detector id (in `Compiled::detector_names`) of the local id
+    /// `local`: a personal-number detector's index, or `FNR_IDS + i` for
+    /// `extra[i]`.
+    #[inline]
+    pub(super) fn id(&self, local: u8) -> u16 {
+        match local.checked_sub(FNR_IDS) {
+            None => u16::from(local),
+            Some(i) => self.ids[usize::from(i)],
+        }
+    }
+}
+
+impl Compiled {
+    /// The mask for the resource whose `teams.key` value is `team`.
+    pub(super) fn mask_for(&self, team: &[u8]) -> Option<&Mask> {
+        match self.team_masks.binary_search_by(|(name, _)| name.as_slice().cmp(team)) {
+            Ok(i) => Some(&self.team_masks[i].1),
+            Err(_) => self.mask.as_ref(),
+        }
+    }
 }
 
 /// Detector ids below this are the personal-number family's.
@@ -141,6 +172,128 @@ fn style(r: &Replacement) -> Style {
     }
 }
 
+/// Each glob error as a problem at `key[i]`.
+fn glob_problems(errs: Vec<crate::glob::GlobError>, key: &str, problems: &mut Vec<ConfigProblem>) {
+    for e in errs {
+        problems.push(ConfigProblem {
+            path: format!("{key}[{}]", e.index),
+            reason: format!("bad glob: {}", e.reason),
+        });
+    }
+}
+
+/// Compiles `mask.*` of `m`; new detector names are added to `names`.
+fn compile_mask(
+    m: &crate::config::MaskConfig,
+    names: &mut Vec<String>,
+    problems: &mut Vec<ConfigProblem>,
+) -> Option<Mask> {
+    let keys = match &m.keys {
+        None => None,
+        Some(keys) => match GlobList::new(keys, true) {
+            Ok(k) => Some(k),
+            Err(errs) => {
+                glob_problems(errs, "mask.scope.keys", problems);
+                None
+            }
+        },
+    };
+    let mut fields = [false; FieldKind::ALL.len()];
+    for f in &m.fields {
+        fields[f.index()] = true;
+    }
+    let (star, label) = match &m.replacement {
+        Replacement::Stars(c) if c.is_ascii_graphic() && !c.is_ascii_digit() => {
+            (Some(*c as u8), Vec::new())
+        }
+        Replacement::Stars(_) => {
+            problems.push(ConfigProblem {
+                path: "mask.mask_char".into(),
+                reason: "must be one printable ASCII character that is not a digit".to_owned(),
+            });
+            (Some(b'*'), Vec::new())
+        }
+        Replacement::Label(l) => (None, l.as_bytes().to_vec()),
+        // The general path masks; the fast path never runs.
+        Replacement::Hmac => (Some(b'*'), Vec::new()),
+    };
+    let mut extra = Vec::new();
+    let mut scoped_bits = 0u64;
+    for (i, d) in m.detectors.iter().enumerate() {
+        let finder = match &d.kind {
+            DetectorKind::Builtin(b) => Finder::Builtin(*b),
+            // Compiled once per config, here.
+            DetectorKind::Regex(r) => match Pattern::new(r) {
+                Ok(p) => Finder::Pattern(p),
+                Err((pos, reason)) => {
+                    problems.push(ConfigProblem {
+                        path: format!("mask.patterns[{i}].regex"),
+                        reason: format!("does not compile: at character {pos}: {reason}"),
+                    });
+                    continue;
+                }
+            },
+        };
+        let keys = match &d.keys {
+            None => {
+                scoped_bits |= 1 << i;
+                None
+            }
+            Some(k) => match GlobList::new(k, true) {
+                Ok(k) => Some(k),
+                Err(errs) => {
+                    glob_problems(errs, &format!("{}.keys", d.name), problems);
+                    None
+                }
+            },
+        };
+        let numeric = matches!(d.kind, DetectorKind::Builtin(b) if b.is_numeric());
+        extra.push(Extra {
+            name: d.name.clone(),
+            finder,
+            style: style(&d.replacement),
+            numeric,
+            keys,
+        });
+    }
+    let keyed = m.hmac.as_ref().map(|h| Keyed::new(h.key.bytes(), &h.key_id));
+    let uses_hmac =
+        m.replacement == Replacement::Hmac || extra.iter().any(|e| e.style == Style::Hmac);
+    if uses_hmac && keyed.is_none() {
+        problems.push(ConfigProblem {
+            path: "mask.hmac".into(),
+            reason: "replacement \"hmac\" needs a key: set mask.hmac.key_id and mask.hmac.key_file (or key_env)".into(),
+        });
+    }
+    let ids = extra
+        .iter()
+        .map(|x| {
+            let at = names.iter().position(|n| *n == x.name).unwrap_or_else(|| {
+                names.push(x.name.clone());
+                names.len() - 1
+            });
+            // At most MAX_DETECTORS per mask, and names repeat across teams.
+            u16::try_from(at).unwrap_or(u16::MAX)
+        })
+        .collect();
+    let extras = !extra.is_empty();
+    let general = extras || m.replacement == Replacement::Hmac;
+    Some(Mask {
+        mode: m.mode,
+        star,
+        label,
+        fields,
+        keys,
+        style: style(&m.replacement),
+        extra,
+        scoped_bits,
+        keyed,
+        ids,
+        extras,
+        general,
+    })
+}
+
 /// Path keys of this length or longer share the last length bucket.
 const LONG_KEY: usize = 64;
 
@@ -153,15 +306,6 @@ fn key_bucket(key: &[u8]) -> usize {
 impl Compiled {
     pub fn new(cfg: &Config) -> Result<Compiled, Vec<ConfigProblem>> {
         let mut problems = Vec::new();
-        let glob_problems =
-            |errs: Vec<crate::glob::GlobError>, key: &str, problems: &mut Vec<ConfigProblem>| {
-                for e in errs {
-                    problems.push(ConfigProblem {
-                        path: format!("{key}[{}]", e.index),
-                        reason: format!("bad glob: {}", e.reason),
-                    });
-                }
-            };
         let mut rule_names = cfg.noise.globs.clone();
         let mut team_scoped = Vec::new();
         let layered = if cfg.noise.enabled {
@@ -204,111 +348,46 @@ impl Compiled {
         } else {
             None
         };
-        let mask = if cfg.mask.enabled {
-            let keys = match &cfg.mask.keys {
-                None => None,
-                Some(keys) => match GlobList::new(keys, true) {
-                    Ok(k) => Some(k),
-                    Err(errs) => {
-                        glob_problems(errs, "mask.scope.keys", &mut problems);
-                        None
-                    }
-                },
-            };
-            let mut fields = [false; FieldKind::ALL.len()];
-            for f in &cfg.mask.fields {
-                fields[f.index()] = true;
-            }
-            let (star, label) = match &cfg.mask.replacement {
-                Replacement::Stars(c) if c.is_ascii_graphic() && !c.is_ascii_digit() => {
-                    (Some(*c as u8), Vec::new())
+        let mut detector_names: Vec<String> =
+            crate::fnr::Detector::ALL.iter().map(|d| d.name().to_owned()).collect();
+        let mut mask = None;
+        let mut team_masks = Vec::new();
+        if cfg.mask.enabled {
+            mask = compile_mask(&cfg.mask, &mut detector_names, &mut problems);
+            // A team adding masking gets the platform's mask with its
+            // additions, used for its resources only.
+            for t in cfg.teams.files.iter().filter(|t| !t.mask.is_empty()) {
+                let mut m = cfg.mask.clone();
+                m.detectors.extend(crate::teams::team_only(&cfg.mask, &t.mask).cloned());
+                if let Some(keys) = &mut m.keys {
+                    keys.extend(t.mask.extra_keys.iter().cloned());
                 }
-                Replacement::Stars(_) => {
-                    problems.push(ConfigProblem {
-                        path: "mask.mask_char".into(),
-                        reason: "must be one printable ASCII character that is not a digit"
-                            .to_owned(),
-                    });
-                    (Some(b'*'), Vec::new())
+                let mut team_problems = Vec::new();
+                if let Some(tm) = compile_mask(&m, &mut detector_names, &mut team_problems) {
+                    team_masks.push((t.name.as_bytes().to_vec(), tm));
                 }
-                Replacement::Label(l) => (None, l.as_bytes().to_vec()),
-                // The general path masks; the fast path never runs.
-                Replacement::Hmac => (Some(b'*'), Vec::new()),
-            };
-            let mut extra = Vec::new();
-            let mut scoped_bits = 0u64;
-            for (i, d) in cfg.mask.detectors.iter().enumerate() {
-                let finder = match &d.kind {
-                    DetectorKind::Builtin(b) => Finder::Builtin(*b),
-                    // Compiled once per config, here.
-                    DetectorKind::Regex(r) => match Pattern::new(r) {
-                        Ok(p) => Finder::Pattern(p),
-                        Err((pos, reason)) => {
-                            problems.push(ConfigProblem {
-                                path: format!("mask.patterns[{i}].regex"),
-                                reason: format!("does not compile: at character {pos}: {reason}"),
-                            });
-                            continue;
-                        }
-                    },
-                };
-                let keys = match &d.keys {
-                    None => {
-                        scoped_bits |= 1 << i;
-                        None
-                    }
-                    Some(k) => match GlobList::new(k, true) {
-                        Ok(k) => Some(k),
-                        Err(errs) => {
-                            glob_problems(errs, &format!("{}.keys", d.name), &mut problems);
-                            None
-                        }
-                    },
-                };
-                let numeric = matches!(d.kind, DetectorKind::Builtin(b) if b.is_numeric());
-                extra.push(Extra {
-                    name: d.name.clone(),
-                    finder,
-                    style: style(&d.replacement),
-                    numeric,
-                    keys,
-                });
+                problems.extend(team_problems.into_iter().map(|p| ConfigProblem {
+                    path: format!("{}:{}", t.noise.source, p.path),
+                    reason: p.reason,
+                }));
             }
-            let keyed = cfg.mask.hmac.as_ref().map(|h| Keyed::new(h.key.bytes(), &h.key_id));
-            let uses_hmac = cfg.mask.replacement == Replacement::Hmac
-                || extra.iter().any(|e| e.style == Style::Hmac);
-            if uses_hmac && keyed.is_none() {
-                problems.push(ConfigProblem {
-                    path: "mask.hmac".into(),
-                    reason: "replacement \"hmac\" needs a key: set mask.hmac.key_id and mask.hmac.key_file (or key_env)".into(),
-                });
-            }
-            Some(Mask {
-                mode: cfg.mask.mode,
-                star,
-                label,
-                fields,
-                keys,
-                style: style(&cfg.mask.replacement),
-                extra,
-                scoped_bits,
-                keyed,
-            })
-        } else {
-            None
-        };
+            team_masks.sort_by(|a, b| a.0.cmp(&b.0));
+        }
         if !problems.is_empty() {
             return Err(problems);
         }
-        let extras = mask.as_ref().is_some_and(|m| !m.extra.is_empty());
-        let general = extras || mask.as_ref().is_some_and(|m| m.style == Style::Hmac);
-        let mut detector_names: Vec<String> =
-            crate::fnr::Detector::ALL.iter().map(|d| d.name().to_owned()).collect();
-        detector_names.extend(mask.iter().flat_map(|m| m.extra.iter().map(|e| e.name.clone())));
         // Rule names are globs and conditions as written, and they reach
         // stats, metrics and audits: a number written in one is never echoed.
         let rule_names = rule_names.iter().map(|n| crate::explain::redact(n.as_bytes())).collect();
-        Ok(Compiled { noise, mask, rule_names, team_scoped, extras, general, detector_names })
+        Ok(Compiled {
+            noise,
+            mask,
+            team_masks,
+            team_key: cfg.teams.key.as_bytes().to_vec(),
+            rule_names,
+            team_scoped,
+            detector_names,
+        })
     }
 }
 

@@ -16,7 +16,7 @@ use crate::wire::{
 };
 
 use super::layers::{Facts, Judge, Layered, Verdict, string_attribute};
-use super::rules::{Compiled, FNR_IDS, Noise, path_attribute};
+use super::rules::{Compiled, FNR_IDS, Mask, Noise, path_attribute};
 use super::{Container, Delta, Edit, MAX_VALUE_DEPTH, Op, SpanRec, room};
 
 /// Validates the batch and records the edits.
@@ -52,6 +52,11 @@ pub(super) struct Walk<'a, 'c, 'f> {
     pub(super) facts: FactsBuf<'a>,
     /// The current resource's `teams.key` value.
     pub(super) team: &'a [u8],
+    /// The current resource's mask: the platform's, or its team's when the
+    /// team file adds masking; and that mask's `extras` and `general`.
+    pub(super) mask: Option<&'c Mask>,
+    pub(super) extras: bool,
+    pub(super) general: bool,
 }
 
 /// Reused buffers for a span's facts, under version 2's rules.
@@ -62,7 +67,14 @@ pub(super) struct FactsBuf<'a> {
     norm: Vec<Vec<u8>>,
 }
 
-impl<'a> Walk<'a, '_, '_> {
+impl<'a, 'c> Walk<'a, 'c, '_> {
+    /// Masks with `mask` from here on (a resource's team may add masking).
+    pub(super) fn set_mask(&mut self, mask: Option<&'c Mask>) {
+        self.mask = mask;
+        self.extras = mask.is_some_and(|m| m.extras);
+        self.general = mask.is_some_and(|m| m.general);
+    }
+
     /// Walks the length-delimited field `f` with `inner`, then records a new
     /// length prefix if its payload changed size. Returns the change in the
     /// whole field's size.
@@ -101,7 +113,7 @@ impl<'a> Walk<'a, '_, '_> {
         kind: FieldKind,
         scan: bool,
     ) -> Result<Delta, WireError> {
-        if self.findings.is_none() && plain_attribute(f.bytes(self.buf)) && !self.c.extras {
+        if self.findings.is_none() && plain_attribute(f.bytes(self.buf)) && !self.extras {
             return Ok(0);
         }
         self.nested(f.len_at, f.body, f.end, |w, s, e| w.key_value(s, e, kind, scan, 0))
@@ -167,6 +179,14 @@ impl<'a> Walk<'a, '_, '_> {
         let mut delta = 0;
         if let Some(layered) = self.c.noise.as_ref().and_then(|n| n.layered.as_deref()) {
             (self.chain, self.team) = resource_chain(layered, self.buf, start, end)?;
+        }
+        if !self.c.team_masks.is_empty() {
+            let team = if self.c.noise.as_ref().is_some_and(|n| n.layered.is_some()) {
+                self.team
+            } else {
+                resource_team(&self.c.team_key, self.buf, start, end)?
+            };
+            self.set_mask(self.c.mask_for(team));
         }
         let mut fields = Fields::new(self.buf, start, end);
         while let Some(f) = fields.next_field()? {
@@ -541,13 +561,13 @@ impl<'a> Walk<'a, '_, '_> {
         let mut scan_values = scan && self.scans(kind);
         if scan_values
             && depth == 0
-            && let Some(keys) = self.c.mask.as_ref().and_then(|m| m.keys.as_ref())
+            && let Some(keys) = self.mask.and_then(|m| m.keys.as_ref())
         {
             scan_values = self.key_matches(keys, start, end)?;
         }
         // Other detectors may have key globs of their own: which of them
         // scan this attribute's value is settled here, for every depth.
-        let saved = if depth == 0 && self.c.extras {
+        let saved = if depth == 0 && self.extras {
             let saved = (self.fnr_off, self.active);
             let bits = self.extra_bits(scan && self.scans(kind), scan_values, start, end)?;
             self.fnr_off = !scan_values;
@@ -591,7 +611,7 @@ impl<'a> Walk<'a, '_, '_> {
         start: usize,
         end: usize,
     ) -> Result<u64, WireError> {
-        let Some(mask) = self.c.mask.as_ref() else { return Ok(0) };
+        let Some(mask) = self.mask else { return Ok(0) };
         if !in_fields {
             return Ok(0);
         }
@@ -629,7 +649,7 @@ impl<'a> Walk<'a, '_, '_> {
     }
 
     /// Records a masked value when explaining.
-    fn record(&mut self, kind: FieldKind, detector: u8) {
+    fn record(&mut self, kind: FieldKind, detector: u16) {
         if let Some(findings) = self.findings.as_deref_mut() {
             let key = match kind {
                 FieldKind::SpanAttribute
@@ -740,7 +760,7 @@ impl<'a> Walk<'a, '_, '_> {
     }
 
     fn scans(&self, kind: FieldKind) -> bool {
-        self.c.mask.as_ref().is_some_and(|m| m.fields[kind.index()])
+        self.mask.is_some_and(|m| m.fields[kind.index()])
     }
 
     /// Masks the numbers in the payload of the string or bytes field `f`.
@@ -759,7 +779,7 @@ impl<'a> Walk<'a, '_, '_> {
             return Ok(0);
         }
         // Other detectors find text with no digits at all.
-        if !fnr::may_contain(&self.buf[f.body..f.end]) && !self.c.extras {
+        if !fnr::may_contain(&self.buf[f.body..f.end]) && !self.extras {
             return Ok(0);
         }
         self.mask_text(f.len_at, f.body, f.end, kind)
@@ -784,7 +804,7 @@ impl<'a> Walk<'a, '_, '_> {
 
     #[inline(never)]
     fn star_unknown(&mut self, body: usize, end: usize) -> Result<(), WireError> {
-        let Some(mask) = self.c.mask.as_ref() else { return Ok(()) };
+        let Some(mask) = self.mask else { return Ok(()) };
         let c = mask.star.unwrap_or(b'*');
         let text = &self.buf[body..end];
         let (edits, arena) = (&mut self.edits, &mut self.arena);
@@ -794,7 +814,7 @@ impl<'a> Walk<'a, '_, '_> {
             out_of_memory |=
                 push_stars(edits, arena, text, body, &found, c, FieldKind::UnknownField).is_err();
             if found_any.try_reserve(1).is_ok() {
-                found_any.push(found.detector.index() as u8);
+                found_any.push(found.detector.index() as u16);
             }
         });
         if out_of_memory {
@@ -815,10 +835,10 @@ impl<'a> Walk<'a, '_, '_> {
         end: usize,
         kind: FieldKind,
     ) -> Result<Delta, WireError> {
-        if self.c.general {
+        if self.general {
             return self.mask_general(len_at, body, end, kind);
         }
-        let Some(mask) = self.c.mask.as_ref() else { return Ok(0) };
+        let Some(mask) = self.mask else { return Ok(0) };
         let text = &self.buf[body..end];
         let first = self.edits.len();
         let (edits, arena, base) = (&mut self.edits, &mut self.arena, body);
@@ -830,7 +850,7 @@ impl<'a> Walk<'a, '_, '_> {
                 return;
             }
             let (start, end) = (base + found.start, base + found.end);
-            let masked = Some((found.detector.index() as u8, kind));
+            let masked = Some((found.detector.index() as u16, kind));
             match mask.star {
                 Some(c) => {
                     out_of_memory |= push_stars(edits, arena, text, base, &found, c, kind).is_err()
@@ -848,7 +868,7 @@ impl<'a> Walk<'a, '_, '_> {
         if self.findings.is_some() {
             // Audits only: a second scan keeps the hot closure above small.
             let mut detectors = Vec::new();
-            fnr::scan(text, mask.mode, |found| detectors.push(found.detector.index() as u8));
+            fnr::scan(text, mask.mode, |found| detectors.push(found.detector.index() as u16));
             for d in detectors {
                 self.record(kind, d);
             }
@@ -877,7 +897,7 @@ impl<'a> Walk<'a, '_, '_> {
         kind: FieldKind,
     ) -> Result<Delta, WireError> {
         let (c, buf) = (self.c, self.buf);
-        let Some(mask) = c.mask.as_ref() else { return Ok(0) };
+        let Some(mask) = self.mask else { return Ok(0) };
         let text = &buf[body..end];
         let value = matches!(
             kind,
@@ -962,10 +982,10 @@ impl<'a> Walk<'a, '_, '_> {
                 start: body + h.start,
                 end: body + h.end,
                 op: Op::Arena { from, to },
-                mask: Some((h.detector, kind)),
+                mask: Some((mask.id(h.detector), kind)),
             });
             delta += (to - from) as isize - (h.end - h.start) as isize;
-            self.record(kind, h.detector);
+            self.record(kind, mask.id(h.detector));
         }
         self.hits = hits;
         if delta != 0 {
@@ -985,7 +1005,7 @@ impl<'a> Walk<'a, '_, '_> {
         v: i64,
         kind: FieldKind,
     ) -> Result<Delta, WireError> {
-        let Some(mask) = self.c.mask.as_ref() else { return Ok(0) };
+        let Some(mask) = self.mask else { return Ok(0) };
         if self.fnr_off {
             return Ok(0);
         }
@@ -996,7 +1016,7 @@ impl<'a> Walk<'a, '_, '_> {
         let mut found_any = None;
         fnr::scan(&digits, mode, |found| found_any = Some(found));
         let Some(found) = found_any else { return Ok(0) };
-        let detector = found.detector.index() as u8;
+        let detector = found.detector.index() as u16;
         self.record(kind, detector);
         let sign: &[u8] = if v < 0 { b"-" } else { b"" };
         let masked: Vec<u8> = match (&mask.style, &mask.keyed, mask.star) {
@@ -1046,6 +1066,34 @@ fn resource_chain<'a>(
     layered.chain(buf, resource.0, resource.1)
 }
 
+/// The `key` attribute's string value of the ResourceSpans at `start..end`,
+/// or empty: the resource's team, when no noise layers read it already.
+fn resource_team<'a>(
+    key: &[u8],
+    buf: &'a [u8],
+    start: usize,
+    end: usize,
+) -> Result<&'a [u8], WireError> {
+    let mut team: &'a [u8] = &[];
+    let mut fields = Fields::new(buf, start, end);
+    while let Some(f) = fields.next_field()? {
+        if f.number != resource_spans::RESOURCE || f.wire != WireType::Len {
+            continue;
+        }
+        let mut attrs = Fields::new(buf, f.body, f.end);
+        while let Some(a) = attrs.next_field()? {
+            if a.number == resource::ATTRIBUTES
+                && a.wire == WireType::Len
+                && let Some((k, v)) = super::layers::string_attribute(buf, a.body, a.end)?
+                && k == key
+            {
+                team = v;
+            }
+        }
+    }
+    Ok(team)
+}
+
 /// Stars the number `found` in `text` (at `base` in the batch): its digits
 /// become `c`, its length kept. A number with a percent escape in it (an
 /// encoded separator such as `%20`, or encoded digits `%31%33...`) is
@@ -1062,7 +1110,7 @@ fn push_stars(
     kind: FieldKind,
 ) -> Result<(), WireError> {
     let (start, end) = (base + found.start, base + found.end);
-    let mask = Some((found.detector.index() as u8, kind));
+    let mask = Some((found.detector.index() as u16, kind));
     room(edits, "edits")?;
     let number = &text[found.start..found.end];
     if number.contains(&b'%') {
@@ -1259,7 +1307,9 @@ mod tests {
                     let mut walk = Walk {
                         buf: &body, c: &c, edits: Vec::new(), arena: Vec::new(), counters: Counters::new(0, 5), findings: None, fnr_off: false, active: 0, hits: Vec::new(),
                         ids: (&[], &[]), resource: None, key: &[], spans: Vec::new(), scopes: Vec::new(), resources: Vec::new(), scratch: Vec::new(), chain: Default::default(), facts: Default::default(), team: &[],
+                        mask: None, extras: false, general: false,
                     };
+                    walk.set_mask(c.mask.as_ref());
                     let delta = walk.key_value(0, body.len(), crate::FieldKind::SpanAttribute, true, 0).expect("valid");
                     proptest::prop_assert_eq!(delta, 0);
                     proptest::prop_assert!(walk.edits.is_empty(), "{:?}", walk.edits);
