@@ -90,7 +90,7 @@ func (c *Config) Validate() error {
 	if len(errs) > 0 {
 		return errors.Join(errs...)
 	}
-	src, err := c.readSource()
+	src, err := c.readSource(nil)
 	if err != nil {
 		return err
 	}
@@ -138,6 +138,10 @@ type source struct {
 	configJSON    string
 	componentHash string
 	configHash    string
+	// teams is the teams.files entries passed in (last good ones in place
+	// of broken files); teamFailures the teams whose new file failed.
+	teams        map[string]any
+	teamFailures []string
 }
 
 func hash(b []byte) string {
@@ -145,9 +149,11 @@ func hash(b []byte) string {
 	return hex.EncodeToString(h[:])
 }
 
-// readSource reads the component and the config file (if any) and turns the
-// config into the JSON document the component's create takes.
-func (c *Config) readSource() (*source, error) {
+// readSource reads the component and the config file (if any), with its
+// team files, and turns the config into the JSON document the component's
+// create takes. lastTeams are the team entries of the version serving now:
+// a team whose file is broken keeps its entry there.
+func (c *Config) readSource(lastTeams map[string]any) (*source, error) {
 	comp, err := os.ReadFile(c.Component)
 	if err != nil {
 		return nil, fmt.Errorf("component: %w (write the path of the file that `tracescrub inspect --save FILE` writes)", err)
@@ -159,12 +165,23 @@ func (c *Config) readSource() (*source, error) {
 		if err != nil {
 			return nil, fmt.Errorf("config_file: %w", err)
 		}
-		s.configHash = hash(raw)
-		js, err := configFileJSON(c.ConfigFile, raw)
+		doc, err := parseConfig(c.ConfigFile, raw)
 		if err != nil {
 			return nil, err
 		}
-		s.configJSON = js
+		s.configHash = hash(raw)
+		if written, dir := teamsDir(doc, c.ConfigFile); dir != "" {
+			files, digest := teamFiles(written, dir, true)
+			s.teamFailures = keepLastGood(files, lastTeams)
+			s.teams = files
+			doc.(map[string]any)["teams"].(map[string]any)["files"] = files
+			s.configHash = hash([]byte(s.configHash + digest))
+		}
+		b, err := json.Marshal(doc)
+		if err != nil {
+			return nil, fmt.Errorf("config_file %q: cannot be written as JSON: %w", c.ConfigFile, err)
+		}
+		s.configJSON = string(b)
 	case len(c.Config) > 0:
 		b, err := json.Marshal(c.Config)
 		if err != nil {
@@ -175,35 +192,62 @@ func (c *Config) readSource() (*source, error) {
 	return s, nil
 }
 
-// configFileJSON turns a YAML or JSON config file into the JSON document
-// create takes. A `gateway:` section (the settings of `tracescrub serve`,
-// which shares the file format) is taken out, as that host does, so one file
-// serves both.
-func configFileJSON(path string, raw []byte) (string, error) {
-	var doc any
-	if strings.EqualFold(filepath.Ext(path), ".json") {
-		if err := json.Unmarshal(raw, &doc); err != nil {
-			return "", fmt.Errorf("config_file %q: not valid JSON: %w", path, err)
-		}
-	} else {
-		err := yaml.NewDecoder(bytes.NewReader(raw)).Decode(&doc)
-		if errors.Is(err, io.EOF) {
-			return "{}", nil
-		}
-		if err != nil {
-			// yaml's messages give a line number and no value.
-			return "", fmt.Errorf("config_file %q: not valid YAML: %w", path, err)
-		}
+// configFileHash is the hash readSource gives the config file's content
+// raw: with the team files' names and contents folded in when it names a
+// teams directory, so a team file's change is a config change. A config
+// that does not parse hashes as its bytes (the reload then says why).
+func configFileHash(path string, raw []byte) string {
+	doc, err := parseConfig(path, raw)
+	if err != nil {
+		return hash(raw)
 	}
-	doc = jsonable(doc)
-	if m, ok := doc.(map[string]any); ok {
-		delete(m, "gateway")
+	written, dir := teamsDir(doc, path)
+	if dir == "" {
+		return hash(raw)
+	}
+	_, digest := teamFiles(written, dir, false)
+	return hash([]byte(hash(raw) + digest))
+}
+
+// configFileJSON turns a YAML or JSON config file into the JSON document
+// create takes (team files not attached).
+func configFileJSON(path string, raw []byte) (string, error) {
+	doc, err := parseConfig(path, raw)
+	if err != nil {
+		return "", err
 	}
 	b, err := json.Marshal(doc)
 	if err != nil {
 		return "", fmt.Errorf("config_file %q: cannot be written as JSON: %w", path, err)
 	}
 	return string(b), nil
+}
+
+// parseConfig reads a YAML or JSON config (or team) file into a JSON-able
+// document. A `gateway:` section (the settings of `tracescrub serve`, which
+// shares the file format) is taken out, as that host does, so one file
+// serves both. An empty file is an empty document.
+func parseConfig(path string, raw []byte) (any, error) {
+	var doc any
+	if strings.EqualFold(filepath.Ext(path), ".json") {
+		if err := json.Unmarshal(raw, &doc); err != nil {
+			return nil, fmt.Errorf("config_file %q: not valid JSON: %w", path, err)
+		}
+	} else {
+		err := yaml.NewDecoder(bytes.NewReader(raw)).Decode(&doc)
+		if errors.Is(err, io.EOF) {
+			return map[string]any{}, nil
+		}
+		if err != nil {
+			// yaml's messages give a line number and no value.
+			return nil, fmt.Errorf("config_file %q: not valid YAML: %w", path, err)
+		}
+	}
+	doc = jsonable(doc)
+	if m, ok := doc.(map[string]any); ok {
+		delete(m, "gateway")
+	}
+	return doc, nil
 }
 
 // jsonable turns YAML maps with non-string keys into JSON objects.

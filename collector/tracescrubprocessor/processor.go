@@ -25,6 +25,8 @@ type version struct {
 	engine        *wasmhost.Engine
 	componentHash string
 	configHash    string
+	// teams is the team file entries it was made with.
+	teams map[string]any
 }
 
 // canaryTimeout bounds the canary when the batch timeout is shorter: the
@@ -68,9 +70,19 @@ func newProcessor(ctx context.Context, set processor.Settings, cfg *Config) (*tr
 // build reads the files, loads the component with the config and runs the
 // canary through it.
 func (p *tracescrubProcessor) build(ctx context.Context) (*version, error) {
-	src, err := p.cfg.readSource()
+	var last map[string]any
+	if cur := p.current.Load(); cur != nil {
+		last = cur.teams
+	}
+	src, err := p.cfg.readSource(last)
 	if err != nil {
 		return nil, err
+	}
+	if len(src.teamFailures) > 0 {
+		// Names of teams (namespaces) and what broke; never a file's content.
+		p.tel.teamFileFailures(ctx, len(src.teamFailures))
+		p.logger.Warn("tracescrub team file(s) could not be read or parsed; each keeps its last good version, if it had one",
+			zap.Strings("teams", src.teamFailures))
 	}
 	e, err := wasmhost.Load(ctx, p.cfg.Component, src.component, src.configJSON, p.cfg.hostOptions(p.cfg.PoolSize))
 	if err != nil {
@@ -82,7 +94,7 @@ func (p *tracescrubProcessor) build(ctx context.Context) (*version, error) {
 		e.Close()
 		return nil, err
 	}
-	return &version{engine: e, componentHash: src.componentHash, configHash: src.configHash}, nil
+	return &version{engine: e, componentHash: src.componentHash, configHash: src.configHash, teams: src.teams}, nil
 }
 
 func (p *tracescrubProcessor) start(context.Context, component.Host) error {

@@ -28,7 +28,8 @@ func (p *tracescrubProcessor) watch() {
 	}
 }
 
-// fileHashes hashes the watched files' content. Reading fails while a file is
+// fileHashes hashes the watched files' content (the config's with its team
+// files'). Reading fails while a file is
 // being replaced; then this tick is skipped.
 func (p *tracescrubProcessor) fileHashes() (string, string, error) {
 	comp, err := os.ReadFile(p.cfg.Component)
@@ -41,7 +42,7 @@ func (p *tracescrubProcessor) fileHashes() (string, string, error) {
 		if err != nil {
 			return "", "", err
 		}
-		cfg = hash(b)
+		cfg = configFileHash(p.cfg.ConfigFile, b)
 	}
 	return hash(comp), cfg, nil
 }

@@ -36,6 +36,7 @@ type telemetry struct {
 	maskedByField metric.Int64Counter
 	duration      metric.Float64Histogram
 	reloads       metric.Int64Counter
+	teamFailures  metric.Int64Counter
 }
 
 func newTelemetry(set component.TelemetrySettings) (*telemetry, error) {
@@ -63,7 +64,14 @@ func newTelemetry(set component.TelemetrySettings) (*telemetry, error) {
 	t.reloads, err = m.Int64Counter("otelcol_processor_tracescrub_reloads",
 		metric.WithDescription("Reloads by the tracescrub processor's file watch, by outcome."), metric.WithUnit("{reload}"))
 	errs = errors.Join(errs, err)
+	t.teamFailures, err = m.Int64Counter("otelcol_processor_tracescrub_team_file_failures",
+		metric.WithDescription("Team files that could not be read or parsed at a load; each team keeps its last good version."), metric.WithUnit("{file}"))
+	errs = errors.Join(errs, err)
 	return t, errs
+}
+
+func (t *telemetry) teamFileFailures(ctx context.Context, n int) {
+	t.teamFailures.Add(ctx, int64(n))
 }
 
 func (t *telemetry) recordStats(ctx context.Context, s *wasmhost.Stats) {
