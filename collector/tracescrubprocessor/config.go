@@ -177,14 +177,28 @@ func (c *Config) readSource(lastTeams map[string]any) (*source, error) {
 			doc.(map[string]any)["teams"].(map[string]any)["files"] = files
 			s.configHash = hash([]byte(s.configHash + digest))
 		}
+		if err := resolveKey(doc, filepath.Dir(c.ConfigFile)); err != nil {
+			return nil, fmt.Errorf("config_file %q: %w", c.ConfigFile, err)
+		}
 		b, err := json.Marshal(doc)
 		if err != nil {
 			return nil, fmt.Errorf("config_file %q: cannot be written as JSON: %w", c.ConfigFile, err)
 		}
 		s.configJSON = string(b)
 	case len(c.Config) > 0:
+		// A copy through JSON: the key goes into it, not into the settings.
 		b, err := json.Marshal(c.Config)
 		if err != nil {
+			return nil, fmt.Errorf("config: cannot be written as JSON: %w", err)
+		}
+		var doc any
+		if err := json.Unmarshal(b, &doc); err != nil {
+			return nil, fmt.Errorf("config: cannot be written as JSON: %w", err)
+		}
+		if err := resolveKey(doc, ""); err != nil {
+			return nil, fmt.Errorf("config: %w", err)
+		}
+		if b, err = json.Marshal(doc); err != nil {
 			return nil, fmt.Errorf("config: cannot be written as JSON: %w", err)
 		}
 		s.configJSON = string(b)
