@@ -165,7 +165,7 @@ func (c *Config) readSource(lastTeams map[string]any) (*source, error) {
 		if err != nil {
 			return nil, fmt.Errorf("config_file: %w", err)
 		}
-		doc, err := parseConfig(c.ConfigFile, raw)
+		doc, err := parsePlatformConfig(c.ConfigFile, raw)
 		if err != nil {
 			return nil, err
 		}
@@ -211,7 +211,7 @@ func (c *Config) readSource(lastTeams map[string]any) (*source, error) {
 // teams directory, so a team file's change is a config change. A config
 // that does not parse hashes as its bytes (the reload then says why).
 func configFileHash(path string, raw []byte) string {
-	doc, err := parseConfig(path, raw)
+	doc, err := parsePlatformConfig(path, raw)
 	if err != nil {
 		return hash(raw)
 	}
@@ -226,7 +226,7 @@ func configFileHash(path string, raw []byte) string {
 // configFileJSON turns a YAML or JSON config file into the JSON document
 // create takes (team files not attached).
 func configFileJSON(path string, raw []byte) (string, error) {
-	doc, err := parseConfig(path, raw)
+	doc, err := parsePlatformConfig(path, raw)
 	if err != nil {
 		return "", err
 	}
@@ -238,9 +238,7 @@ func configFileJSON(path string, raw []byte) (string, error) {
 }
 
 // parseConfig reads a YAML or JSON config (or team) file into a JSON-able
-// document. A `gateway:` section (the settings of `tracescrub serve`, which
-// shares the file format) is taken out, as that host does, so one file
-// serves both. An empty file is an empty document.
+// document. An empty file is an empty document.
 func parseConfig(path string, raw []byte) (any, error) {
 	var doc any
 	if strings.EqualFold(filepath.Ext(path), ".json") {
@@ -257,11 +255,19 @@ func parseConfig(path string, raw []byte) (any, error) {
 			return nil, fmt.Errorf("config_file %q: not valid YAML: %w", path, err)
 		}
 	}
-	doc = jsonable(doc)
+	return jsonable(doc), nil
+}
+
+// parsePlatformConfig is parseConfig for the platform's config file: its
+// `gateway:` section (the settings of `tracescrub serve`, which shares the
+// file format) is taken out, as that host does, so one file serves both.
+// A team file keeps any such key, and the component refuses it there.
+func parsePlatformConfig(path string, raw []byte) (any, error) {
+	doc, err := parseConfig(path, raw)
 	if m, ok := doc.(map[string]any); ok {
 		delete(m, "gateway")
 	}
-	return doc, nil
+	return doc, err
 }
 
 // jsonable turns YAML maps with non-string keys into JSON objects.

@@ -37,6 +37,9 @@ func teamsDir(doc any, configPath string) (written, dir string) {
 	if d == "" {
 		return "", ""
 	}
+	if filepath.IsAbs(d) {
+		return strings.TrimRight(d, "/"), d
+	}
 	return strings.TrimRight(d, "/"), filepath.Join(filepath.Dir(configPath), d)
 }
 

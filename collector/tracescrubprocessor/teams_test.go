@@ -150,3 +150,26 @@ func TestTeamFilesApplyAndReload(t *testing.T) {
 		t.Fatalf("team-a's email %q must pass, team-b's %q be masked", a, b)
 	}
 }
+
+// Scenario: a config whose teams.dir is an absolute path elsewhere, and a
+// team file with a `gateway:` key (a key only the platform's file may have).
+// Guarantees: the directory is read where it is; the team file's keys are
+// passed as written, so the component refuses it as `tracescrub` does,
+// rather than this host quietly dropping the key.
+func TestTeamsDirMayBeAbsoluteAndTeamFilesKeepEveryKey(t *testing.T) {
+	teams := t.TempDir()
+	write(t, filepath.Join(teams, "a.yaml"), "gateway: {}\nnoise: {}\n")
+	file := filepath.Join(t.TempDir(), "scrub.yaml")
+	write(t, file, "version: 2\nteams:\n  dir: "+teams+"\n")
+	cfg := testConfig(t)
+	cfg.ConfigFile = file
+	src, err := cfg.readSource(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := src.teams["a"].(map[string]any)
+	doc, _ := a["doc"].(map[string]any)
+	if _, kept := doc["gateway"]; !kept {
+		t.Fatalf("team a: %s", jsonOf(src.teams))
+	}
+}

@@ -188,9 +188,13 @@ impl Counters {
                 .collect(),
             dropped_descendants: self.dropped_descendants,
             values_masked: self.by_detector.iter().sum(),
-            masked_by_detector: named(
-                detector_names.iter().cloned().zip(self.by_detector.iter().copied()).collect(),
-            ),
+            // Filtered before the names are cloned: team files add names.
+            masked_by_detector: detector_names
+                .iter()
+                .zip(&self.by_detector)
+                .filter(|(_, n)| **n > 0)
+                .map(|(name, &value)| Count { name: name.clone(), value })
+                .collect(),
             masked_by_field: named(
                 FieldKind::ALL.iter().map(|k| k.name().to_owned()).zip(self.by_field).collect(),
             ),

@@ -1,6 +1,9 @@
 //! The compiled rules, and where they are matched: the noise globs and path
 //! keys, the mask settings, and the reads that find a span's path.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use crate::bytes;
 use crate::config::{Config, DetectorKind, Replacement};
 use crate::detect::{Builtin, Keyed, Pattern, Style};
@@ -94,7 +97,7 @@ pub(super) struct Mask {
     pub(super) style: Style,
     /// The detectors beyond personal numbers, in precedence order; the
     /// detector id of `extra[i]` is `FNR_IDS + i`.
-    pub(super) extra: Vec<Extra>,
+    pub(super) extra: Vec<Arc<Extra>>,
     /// Bit i set: `extra[i]` has no key globs of its own, so it scans
     /// wherever the mask scope does.
     pub(super) scoped_bits: u64,
@@ -172,6 +175,26 @@ fn style(r: &Replacement) -> Style {
     }
 }
 
+/// Detector names by id (see `Compiled::detector_names`), each once.
+struct DetectorNames {
+    names: Vec<String>,
+    ids: HashMap<String, u16>,
+}
+
+impl DetectorNames {
+    /// The id of `name`, given a new one if it has none; `None` once the
+    /// ids (u16, as edits record them) run out.
+    fn id(&mut self, name: &str) -> Option<u16> {
+        if let Some(&id) = self.ids.get(name) {
+            return Some(id);
+        }
+        let id = u16::try_from(self.names.len()).ok()?;
+        self.names.push(name.to_owned());
+        self.ids.insert(name.to_owned(), id);
+        Some(id)
+    }
+}
+
 /// Each glob error as a problem at `key[i]`.
 fn glob_problems(errs: Vec<crate::glob::GlobError>, key: &str, problems: &mut Vec<ConfigProblem>) {
     for e in errs {
@@ -185,7 +208,8 @@ fn glob_problems(errs: Vec<crate::glob::GlobError>, key: &str, problems: &mut Ve
 /// Compiles `mask.*` of `m`; new detector names are added to `names`.
 fn compile_mask(
     m: &crate::config::MaskConfig,
-    names: &mut Vec<String>,
+    shared: &[Arc<Extra>],
+    names: &mut DetectorNames,
     problems: &mut Vec<ConfigProblem>,
 ) -> Option<Mask> {
     let keys = match &m.keys {
@@ -220,6 +244,14 @@ fn compile_mask(
     let mut extra = Vec::new();
     let mut scoped_bits = 0u64;
     for (i, d) in m.detectors.iter().enumerate() {
+        // The platform's detectors, compiled once for every team's mask.
+        if let Some(x) = shared.get(i) {
+            if x.keys.is_none() {
+                scoped_bits |= 1 << i;
+            }
+            extra.push(Arc::clone(x));
+            continue;
+        }
         let finder = match &d.kind {
             DetectorKind::Builtin(b) => Finder::Builtin(*b),
             // Compiled once per config, here.
@@ -248,13 +280,13 @@ fn compile_mask(
             },
         };
         let numeric = matches!(d.kind, DetectorKind::Builtin(b) if b.is_numeric());
-        extra.push(Extra {
+        extra.push(Arc::new(Extra {
             name: d.name.clone(),
             finder,
             style: style(&d.replacement),
             numeric,
             keys,
-        });
+        }));
     }
     let keyed = m.hmac.as_ref().map(|h| Keyed::new(h.key.bytes(), &h.key_id));
     let uses_hmac =
@@ -265,17 +297,22 @@ fn compile_mask(
             reason: "replacement \"hmac\" needs a key: set mask.hmac.key_id and mask.hmac.key_file (or key_env)".into(),
         });
     }
-    let ids = extra
-        .iter()
-        .map(|x| {
-            let at = names.iter().position(|n| *n == x.name).unwrap_or_else(|| {
-                names.push(x.name.clone());
-                names.len() - 1
-            });
-            // At most MAX_DETECTORS per mask, and names repeat across teams.
-            u16::try_from(at).unwrap_or(u16::MAX)
-        })
-        .collect();
+    let mut ids = Vec::with_capacity(extra.len());
+    for x in &extra {
+        match names.id(&x.name) {
+            Some(id) => ids.push(id),
+            None => {
+                problems.push(ConfigProblem {
+                    path: "mask.patterns".into(),
+                    reason: format!(
+                        "more than {} detector names across the config and its team files; name patterns alike where they find the same thing",
+                        u16::MAX
+                    ),
+                });
+                return None;
+            }
+        }
+    }
     let extras = !extra.is_empty();
     let general = extras || m.replacement == Replacement::Hmac;
     Some(Mask {
@@ -348,22 +385,32 @@ impl Compiled {
         } else {
             None
         };
-        let mut detector_names: Vec<String> =
-            crate::fnr::Detector::ALL.iter().map(|d| d.name().to_owned()).collect();
+        let mut names = DetectorNames { names: Vec::new(), ids: HashMap::new() };
+        for d in crate::fnr::Detector::ALL {
+            names.id(d.name());
+        }
         let mut mask = None;
         let mut team_masks = Vec::new();
         if cfg.mask.enabled {
-            mask = compile_mask(&cfg.mask, &mut detector_names, &mut problems);
+            let mut platform_problems = Vec::new();
+            mask = compile_mask(&cfg.mask, &[], &mut names, &mut platform_problems);
             // A team adding masking gets the platform's mask with its
-            // additions, used for its resources only.
-            for t in cfg.teams.files.iter().filter(|t| !t.mask.is_empty()) {
+            // additions, used for its resources only; not when the
+            // platform's own mask has problems, which are the platform's.
+            let shared: &[Arc<Extra>] = match &mask {
+                Some(m) if platform_problems.is_empty() => &m.extra,
+                _ => &[],
+            };
+            let teams = if platform_problems.is_empty() { &cfg.teams.files[..] } else { &[] };
+            problems.extend(platform_problems);
+            for t in teams.iter().filter(|t| !t.mask.is_empty()) {
                 let mut m = cfg.mask.clone();
                 m.detectors.extend(crate::teams::team_only(&cfg.mask, &t.mask).cloned());
                 if let Some(keys) = &mut m.keys {
                     keys.extend(t.mask.extra_keys.iter().cloned());
                 }
                 let mut team_problems = Vec::new();
-                if let Some(tm) = compile_mask(&m, &mut detector_names, &mut team_problems) {
+                if let Some(tm) = compile_mask(&m, shared, &mut names, &mut team_problems) {
                     team_masks.push((t.name.as_bytes().to_vec(), tm));
                 }
                 problems.extend(team_problems.into_iter().map(|p| ConfigProblem {
@@ -386,7 +433,7 @@ impl Compiled {
             team_key: cfg.teams.key.as_bytes().to_vec(),
             rule_names,
             team_scoped,
-            detector_names,
+            detector_names: names.names,
         })
     }
 }
@@ -477,7 +524,22 @@ mod tests {
     use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
     use prost::Message;
 
-    use super::{Compiled, path_attribute, path_attribute_walk};
+    use super::{Compiled, DetectorNames, path_attribute, path_attribute_walk};
+
+    /// Scenario: detector names given ids until the ids run out, with
+    /// names repeated along the way.
+    /// Guarantees: a repeated name keeps its id; the 65,537th distinct
+    /// name gets none (a config problem, not a shared or wrapped id).
+    #[test]
+    fn detector_ids_are_one_per_name_and_never_wrap() {
+        let mut names = DetectorNames { names: Vec::new(), ids: Default::default() };
+        for i in 0..=usize::from(u16::MAX) {
+            assert_eq!(names.id(&format!("d{i}")), Some(i as u16));
+        }
+        assert_eq!(names.id("d7"), Some(7));
+        assert_eq!(names.id("one-too-many"), None);
+        assert_eq!(names.names.len(), usize::from(u16::MAX) + 1);
+    }
 
     proptest::proptest! {
         /// Scenario: KeyValues whose key is a path source or not, whose value
