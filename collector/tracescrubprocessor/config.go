@@ -94,7 +94,15 @@ func (c *Config) Validate() error {
 	if err != nil {
 		return err
 	}
-	e, err := wasmhost.Load(context.Background(), c.Component, src.component, src.configJSON, c.hostOptions(1))
+	// Team file problems are listed too, as `tracescrub config check` does
+	// (a running processor leaves such a file out instead).
+	js := src.configJSON
+	if len(src.teams) > 0 {
+		if js, _, err = strictTeams(js); err != nil {
+			return err
+		}
+	}
+	e, err := wasmhost.Load(context.Background(), c.Component, src.component, js, c.hostOptions(1))
 	if err != nil {
 		return c.explain(err)
 	}

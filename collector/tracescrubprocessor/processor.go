@@ -2,8 +2,10 @@ package tracescrubprocessor
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -78,15 +80,15 @@ func (p *tracescrubProcessor) build(ctx context.Context) (*version, error) {
 	if err != nil {
 		return nil, err
 	}
-	if len(src.teamFailures) > 0 {
-		// Names of teams (namespaces) and what broke; never a file's content.
-		p.tel.teamFileFailures(ctx, len(src.teamFailures))
-		p.logger.Warn("tracescrub team file(s) could not be read or parsed; each keeps its last good version, if it had one",
-			zap.Strings("teams", src.teamFailures))
-	}
-	e, err := wasmhost.Load(ctx, p.cfg.Component, src.component, src.configJSON, p.cfg.hostOptions(p.cfg.PoolSize))
+	e, err := p.load(ctx, src, last)
 	if err != nil {
 		return nil, p.cfg.explain(err)
+	}
+	if len(src.teamFailures) > 0 {
+		// Team names (namespaces) only; never a file's content.
+		p.tel.teamFileFailures(ctx, len(src.teamFailures))
+		p.logger.Warn("tracescrub team file(s) have problems; each keeps its last good version, if it had one",
+			zap.Strings("teams", src.teamFailures))
 	}
 	cctx, cancel := context.WithTimeout(ctx, max(p.cfg.Timeout, canaryTimeout))
 	defer cancel()
@@ -95,6 +97,51 @@ func (p *tracescrubProcessor) build(ctx context.Context) (*version, error) {
 		return nil, err
 	}
 	return &version{engine: e, componentHash: src.componentHash, configHash: src.configHash, teams: src.teams}, nil
+}
+
+// load loads the component with src's config. With team files it first
+// sets teams.strict, which makes a team file's problems config problems
+// (the component otherwise leaves that file out, silently to this host):
+// each team with problems then keeps its entry in last, its last good
+// version, and the component is loaded again. src's teams and failures are
+// updated to match.
+func (p *tracescrubProcessor) load(ctx context.Context, src *source, last map[string]any) (*wasmhost.Engine, error) {
+	opts := p.cfg.hostOptions(p.cfg.PoolSize)
+	if len(src.teams) == 0 {
+		return wasmhost.Load(ctx, p.cfg.Component, src.component, src.configJSON, opts)
+	}
+	strict, doc, err := strictTeams(src.configJSON)
+	if err != nil {
+		return nil, err
+	}
+	e, err := wasmhost.Load(ctx, p.cfg.Component, src.component, strict, opts)
+	var ge *wasmhost.GuestError
+	if err == nil || !errors.As(err, &ge) || ge.Kind != wasmhost.KindInvalidConfig {
+		return e, err
+	}
+	failed := teamsWithProblems(src.teams, ge.Problems)
+	if failed == nil {
+		// A problem of the platform's own: the plain load says which.
+		return wasmhost.Load(ctx, p.cfg.Component, src.component, src.configJSON, opts)
+	}
+	for _, name := range failed {
+		if good, ok := last[name]; ok {
+			src.teams[name] = good
+		}
+		if !slices.Contains(src.teamFailures, name) {
+			src.teamFailures = append(src.teamFailures, name)
+		}
+	}
+	slices.Sort(src.teamFailures)
+	teams := doc["teams"].(map[string]any)
+	delete(teams, "strict")
+	teams["files"] = src.teams
+	plain, err := json.Marshal(doc)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	src.configJSON = string(plain)
+	return wasmhost.Load(ctx, p.cfg.Component, src.component, src.configJSON, opts)
 }
 
 func (p *tracescrubProcessor) start(context.Context, component.Host) error {

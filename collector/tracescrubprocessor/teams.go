@@ -3,11 +3,16 @@ package tracescrubprocessor
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
+
+	"example.invalid/tracescrub/collector/internal/wasmhost"
 )
 
 // Team files (schema version 2): the config's `teams.dir` holds one
@@ -115,6 +120,50 @@ func keepLastGood(files, last map[string]any) []string {
 		failed = append(failed, name)
 		if good, ok := last[name]; ok {
 			files[name] = good
+		}
+	}
+	sort.Strings(failed)
+	return failed
+}
+
+// strictTeams is the config document configJSON (which has team files)
+// with teams.strict set, as JSON and parsed.
+func strictTeams(configJSON string) (string, map[string]any, error) {
+	var doc map[string]any
+	if err := json.Unmarshal([]byte(configJSON), &doc); err != nil {
+		return "", nil, fmt.Errorf("config: %w", err)
+	}
+	teams, ok := doc["teams"].(map[string]any)
+	if !ok {
+		return "", nil, errors.New("config: teams: expected a mapping")
+	}
+	teams["strict"] = true
+	b, err := json.Marshal(doc)
+	if err != nil {
+		return "", nil, fmt.Errorf("config: %w", err)
+	}
+	return string(b), doc, nil
+}
+
+// teamsWithProblems names the teams the problems are about: a team file's
+// problem's path starts with its file. nil when any problem is not a team
+// file's (the platform's config has problems of its own).
+func teamsWithProblems(files map[string]any, problems []wasmhost.ConfigProblem) []string {
+	var failed []string
+	for _, pr := range problems {
+		team := ""
+		for name, entry := range files {
+			m, _ := entry.(map[string]any)
+			if file, _ := m["file"].(string); file != "" && strings.HasPrefix(pr.Path, file+":") {
+				team = name
+				break
+			}
+		}
+		if team == "" {
+			return nil
+		}
+		if !slices.Contains(failed, team) {
+			failed = append(failed, team)
 		}
 	}
 	sort.Strings(failed)

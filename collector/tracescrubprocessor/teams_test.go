@@ -96,11 +96,12 @@ func inNamespace(ns, path string, attrs map[string]string) ptrace.Traces {
 }
 
 // Scenario: the collector processor with a teams directory: team-a drops
-// /ping; its file is edited to drop /pong, then broken; team-b then adds
-// the email detector.
+// /ping; its file is edited to drop /pong, then made unparseable, then
+// made to turn masking off; team-b then adds the email detector.
 // Guarantees: each team's rules apply to its own resources only; an edit
-// reloads; a broken file keeps the team's last good version (the reload
-// succeeds, the failure is counted); a team file can add masking.
+// reloads; a file that does not parse and one that breaks a rule each keep
+// the team's last good version (the reload succeeds, the failure is
+// counted); a team file can add masking.
 func TestTeamFilesApplyAndReload(t *testing.T) {
 	file := teamDir(t, map[string]string{"team-a.yaml": "noise:\n  extra_globs: ['*/ping']\n"})
 	teamA := filepath.Join(filepath.Dir(file), "teams", "team-a.yaml")
@@ -133,8 +134,16 @@ func TestTeamFilesApplyAndReload(t *testing.T) {
 		t.Fatal("a broken team file lost the team's last good rules")
 	}
 
-	write(t, filepath.Join(filepath.Dir(file), "teams", "team-b.yaml"), "mask:\n  detectors: [email]\n")
+	// Parses, but breaks a rule: the component refuses it under strict.
+	write(t, teamA, "mask: {enabled: false}\nnoise:\n  extra_globs: ['*/zzz']\n")
+	waitFor(t, func() bool { return h.sum(t, "otelcol_processor_tracescrub_team_file_failures", "", "") == 2 })
 	waitFor(t, func() bool { return h.sum(t, "otelcol_processor_tracescrub_reloads", "outcome", "success") == 3 })
+	if passes(inNamespace("team-a", "/pong", nil)) || !passes(inNamespace("team-a", "/zzz", nil)) {
+		t.Fatal("a team file that breaks a rule must keep the team's last good rules, and none of its own")
+	}
+
+	write(t, filepath.Join(filepath.Dir(file), "teams", "team-b.yaml"), "mask:\n  detectors: [email]\n")
+	waitFor(t, func() bool { return h.sum(t, "otelcol_processor_tracescrub_reloads", "outcome", "success") == 4 })
 	email := map[string]string{"enduser.email": "kari@example.no"}
 	for _, ns := range []string{"team-a", "team-b"} {
 		if !passes(inNamespace(ns, "/api", email)) {
@@ -171,5 +180,18 @@ func TestTeamsDirMayBeAbsoluteAndTeamFilesKeepEveryKey(t *testing.T) {
 	doc, _ := a["doc"].(map[string]any)
 	if _, kept := doc["gateway"]; !kept {
 		t.Fatalf("team a: %s", jsonOf(src.teams))
+	}
+}
+
+// Scenario: `otelcol validate` on a config whose team file turns masking off.
+// Guarantees: the team file's problem is listed with its file and key path,
+// as `tracescrub config check` lists it.
+func TestValidateListsTeamFileProblems(t *testing.T) {
+	file := teamDir(t, map[string]string{"a.yaml": "mask: {enabled: false}\n"})
+	cfg := testConfig(t)
+	cfg.ConfigFile = file
+	err := cfg.Validate()
+	if err == nil || !strings.Contains(err.Error(), "teams/a.yaml:mask.enabled") {
+		t.Fatalf("validate: %v", err)
 	}
 }

@@ -404,6 +404,9 @@ impl Config {
             }
         }
         crate::teams::settle_team_masks(&cfg.mask, &mut cfg.teams);
+        if cfg.teams.strict {
+            c.problems.extend(cfg.teams.problems.iter().cloned());
+        }
         // Compile the globs here too, so a bad pattern is one more listed
         // problem rather than a separate failure later.
         if let Err(errors) = crate::glob::GlobList::new(&cfg.noise.globs, cfg.noise.case_sensitive)
@@ -529,6 +532,9 @@ impl Config {
             doc["teams"] = json!({"key": self.teams.key});
             if let Some(dir) = &self.teams.dir {
                 doc["teams"]["dir"] = json!(dir);
+            }
+            if self.teams.strict {
+                doc["teams"]["strict"] = json!(true);
             }
         }
         serde_json::to_string_pretty(&doc).unwrap_or_default()

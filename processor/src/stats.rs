@@ -180,24 +180,25 @@ impl Counters {
             spans_out: self.spans_in - dropped,
             spans_dropped: dropped,
             // Only the rules that fired: with team files there are thousands.
-            dropped_by_rule: rule_names
-                .iter()
-                .zip(&self.noisy_by_rule)
-                .filter(|(_, n)| **n > 0)
-                .map(|(name, &value)| Count { name: name.clone(), value })
-                .collect(),
+            dropped_by_rule: fired(rule_names, &self.noisy_by_rule),
             dropped_descendants: self.dropped_descendants,
             values_masked: self.by_detector.iter().sum(),
-            // Filtered before the names are cloned: team files add names.
-            masked_by_detector: detector_names
-                .iter()
-                .zip(&self.by_detector)
-                .filter(|(_, n)| **n > 0)
-                .map(|(name, &value)| Count { name: name.clone(), value })
-                .collect(),
+            masked_by_detector: fired(detector_names, &self.by_detector),
             masked_by_field: named(
                 FieldKind::ALL.iter().map(|k| k.name().to_owned()).zip(self.by_field).collect(),
             ),
         }
     }
+}
+
+/// The names whose count is above zero, with their counts; filtered before
+/// a name is cloned, as team files bring thousands of rule names and many
+/// detector names.
+fn fired(names: &[String], counts: &[u64]) -> Vec<Count> {
+    names
+        .iter()
+        .zip(counts)
+        .filter(|(_, n)| **n > 0)
+        .map(|(name, &value)| Count { name: name.clone(), value })
+        .collect()
 }

@@ -152,6 +152,10 @@ pub struct Teams {
     pub files: Vec<Team>,
     /// Problems of the team files left out, as `file:key.path`.
     pub problems: Vec<ConfigProblem>,
+    /// `teams.strict`: a team file's problem fails the whole config
+    /// instead of leaving that file out. Hosts that keep a team's last good
+    /// version use it to learn which files failed.
+    pub strict: bool,
 }
 
 impl Default for Teams {
@@ -161,6 +165,7 @@ impl Default for Teams {
             key: DEFAULT_TEAM_KEY.to_owned(),
             files: Vec::new(),
             problems: Vec::new(),
+            strict: false,
         }
     }
 }
@@ -285,7 +290,8 @@ pub(crate) fn read_overrides(c: &mut Checker, v: &Value) -> Vec<Override> {
 
 /// `teams`: `dir`, `key`, and `files` (set by the host).
 pub(crate) fn read_teams(c: &mut Checker, v: &Value, teams: &mut Teams) {
-    let Some(map) = c.object(v, "teams", &["dir", "key", "files"]) else { return };
+    let Some(map) = c.object(v, "teams", &["dir", "key", "files", "strict"]) else { return };
+    teams.strict = c.bool(map, "teams", "strict", false);
     if let Some(dir) = c.string(map, "teams", "dir") {
         teams.dir = Some(dir.to_owned());
     }

@@ -497,6 +497,24 @@ fn a_team_mask_that_changes_how_masking_works_is_refused() {
     }
 }
 
+/// Scenario: a good and a bad team file, with `teams.strict` off and on.
+/// Guarantees: off, the config loads without the bad file; on, the bad
+/// file's problems fail the whole config, each named `file:key.path`, so a
+/// host can tell which team files failed.
+#[test]
+fn strict_teams_fail_the_config_on_a_team_problem() {
+    let teams = [
+        ("bad", json!({"mask": {"enabled": false}})),
+        ("good", json!({"noise": {"extra_globs": ["/ping"]}})),
+    ];
+    let mut cfg = with_teams(json!({}), &teams);
+    assert_eq!(only_good_loads(&cfg), ["teams/bad.yaml:mask.enabled"]);
+    cfg["teams"]["strict"] = json!(true);
+    let problems = Config::from_json(&cfg.to_string()).expect_err("strict refuses the config");
+    let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
+    assert_eq!(paths, ["teams/bad.yaml:mask.enabled"]);
+}
+
 /// Scenario: the platform turns on 60 patterns; one team adds 5 more,
 /// another 4.
 /// Guarantees: the first passes the 64-detector bound and is left out
