@@ -96,7 +96,7 @@ pub(super) struct Mask {
     /// What personal numbers become, for the general path.
     pub(super) style: Style,
     /// The detectors beyond personal numbers, in precedence order; the
-    /// detector id of `extra[i]` is `FNR_IDS + i`.
+    /// local id of `extra[i]` is `FNR_IDS + i` (see [`Mask::id`]).
     pub(super) extra: Vec<Arc<Extra>>,
     /// Bit i set: `extra[i]` has no key globs of its own, so it scans
     /// wherever the mask scope does.

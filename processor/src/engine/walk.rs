@@ -1048,14 +1048,21 @@ impl<'a, 'c> Walk<'a, 'c, '_> {
     }
 }
 
-/// The chain of layers for the ResourceSpans at `start..end`: its
-/// `resource` is found first, as it may follow the spans on the wire.
+/// The chain of layers for the ResourceSpans at `start..end`.
 fn resource_chain<'a>(
     layered: &Layered,
     buf: &'a [u8],
     start: usize,
     end: usize,
 ) -> Result<(Judge, &'a [u8]), WireError> {
+    let (body, body_end) = resource_of(buf, start, end)?;
+    layered.chain(buf, body, body_end)
+}
+
+/// Where the `resource` of the ResourceSpans at `start..end` is (its last
+/// occurrence, as protobuf readers keep; empty at `end` when absent). Found
+/// first, as it may follow the spans on the wire.
+fn resource_of(buf: &[u8], start: usize, end: usize) -> Result<(usize, usize), WireError> {
     let mut resource = (end, end);
     let mut fields = Fields::new(buf, start, end);
     while let Some(f) = fields.next_field()? {
@@ -1063,7 +1070,7 @@ fn resource_chain<'a>(
             resource = (f.body, f.end);
         }
     }
-    layered.chain(buf, resource.0, resource.1)
+    Ok(resource)
 }
 
 /// The `key` attribute's string value of the ResourceSpans at `start..end`,
@@ -1074,21 +1081,16 @@ fn resource_team<'a>(
     start: usize,
     end: usize,
 ) -> Result<&'a [u8], WireError> {
+    let (body, body_end) = resource_of(buf, start, end)?;
     let mut team: &'a [u8] = &[];
-    let mut fields = Fields::new(buf, start, end);
-    while let Some(f) = fields.next_field()? {
-        if f.number != resource_spans::RESOURCE || f.wire != WireType::Len {
-            continue;
-        }
-        let mut attrs = Fields::new(buf, f.body, f.end);
-        while let Some(a) = attrs.next_field()? {
-            if a.number == resource::ATTRIBUTES
-                && a.wire == WireType::Len
-                && let Some((k, v)) = super::layers::string_attribute(buf, a.body, a.end)?
-                && k == key
-            {
-                team = v;
-            }
+    let mut attrs = Fields::new(buf, body, body_end);
+    while let Some(a) = attrs.next_field()? {
+        if a.number == resource::ATTRIBUTES
+            && a.wire == WireType::Len
+            && let Some((k, v)) = string_attribute(buf, a.body, a.end)?
+            && k == key
+        {
+            team = v;
         }
     }
     Ok(team)
