@@ -1,13 +1,11 @@
-//! Compares of short byte strings (attribute keys, span and trace ids, URL
-//! paths), and a search for delimiters in them.
+//! Compares of short byte strings (attribute keys, URL paths), and a
+//! search for delimiters in them.
 //!
-//! In the wasm guest, `==` and `cmp` on slices call compiler-builtins'
+//! In the wasm guest, `==` on slices calls compiler-builtins'
 //! `memcmp`, which goes one byte at a time; the walk compares keys and ids
 //! hundreds of thousands of times per batch. Up to 16 bytes these are two
 //! word compares instead, and longer strings go a word at a time. Pinned to
 //! the slice operators by property tests.
-
-use std::cmp::Ordering;
 
 /// `a == b`.
 #[inline]
@@ -40,24 +38,6 @@ fn eq_long(a: &[u8], b: &[u8]) -> bool {
         i += 8;
     }
     word8(a, n - 8) == word8(b, n - 8)
-}
-
-/// `a.cmp(b)`, lexicographic. Ids of the usual sizes (16-byte trace ids,
-/// 8-byte span ids) compare as big-endian integers, which orders them the
-/// same way.
-#[inline]
-pub(crate) fn cmp(a: &[u8], b: &[u8]) -> Ordering {
-    match (a.first_chunk::<16>(), b.first_chunk::<16>()) {
-        (Some(x), Some(y)) if a.len() == 16 && b.len() == 16 => {
-            u128::from_be_bytes(*x).cmp(&u128::from_be_bytes(*y))
-        }
-        _ => match (a.first_chunk::<8>(), b.first_chunk::<8>()) {
-            (Some(x), Some(y)) if a.len() == 8 && b.len() == 8 => {
-                u64::from_be_bytes(*x).cmp(&u64::from_be_bytes(*y))
-            }
-            _ => a.cmp(b),
-        },
-    }
 }
 
 /// The index of the first byte of `hay` that is one of `needles`.
@@ -124,11 +104,6 @@ mod tests {
             prop_assert_eq!(eq(&a, &b), a == b);
         }
 
-        #[test]
-        fn cmp_matches_the_slice_order(a in short(), b in short()) {
-            prop_assert_eq!(cmp(&a, &b), a.cmp(&b));
-        }
-
         /// Delimiters anywhere (often several, often none) in strings of
         /// every length around the word size and its multiples.
         #[test]
@@ -146,7 +121,6 @@ mod tests {
             let at = at % a.len();
             b[at] ^= flip;
             prop_assert!(!eq(&a, &b));
-            prop_assert_eq!(cmp(&a, &b), a.cmp(&b));
         }
     }
 }
