@@ -235,43 +235,31 @@ mod tests {
     }
 
     /// Ids from a tiny alphabet, so that most spans share an id with
-    /// others; `b""` is the empty id.
-    const IDS: [&[u8]; 5] = [b"", b"aaaaaaaa", b"bbbbbbbb", b"cccccccc", b"dddddddd"];
-    const TRACES: [&[u8]; 2] = [b"trace-one-16byte", b"trace-two-16byte"];
+    /// others; `b""` is the empty id. The first set has the sizes the walk
+    /// lets through (compared as integers); the second has others, which
+    /// take the byte-compare path.
+    const IDS: [[&[u8]; 5]; 2] = [
+        [b"", b"aaaaaaaa", b"bbbbbbbb", b"cccccccc", b"dddddddd"],
+        [b"", b"a", b"bb", b"ccc", b"dddddddddd"],
+    ];
+    const TRACES: [[&[u8]; 2]; 2] =
+        [[b"trace-one-16byte", b"trace-two-16byte"], [b"t1", b"trace-two"]];
 
     proptest::proptest! {
         /// Scenario: random batches of up to 60 spans over two traces and
         /// five ids (one empty), so duplicates, self-parents, cycles and
-        /// missing parents are the rule; random spans are noisy.
+        /// missing parents are the rule; random spans are noisy; ids of the
+        /// usual sizes or of odd ones.
         /// Guarantees: the marking equals the naive closure, and no more
         /// children are visited than there are spans: the work is linear in
         /// the graph, not in the number of spans sharing an id.
         #[test]
         fn marking_equals_the_naive_closure_and_visits_each_span_once(
+            sizes in 0..2usize,
             spans in proptest::collection::vec((0..2usize, 0..5usize, 0..5usize, proptest::bool::weighted(0.15)), 0..60)
         ) {
-            let metas: Vec<SpanRec<'_>> = spans.iter().map(|&(t, s, p, _)| rec(TRACES[t], IDS[s], IDS[p])).collect();
-            let noisy: Vec<bool> = spans.iter().map(|s| s.3).collect();
-            let (marked, visited) = run(&metas, &noisy);
-            proptest::prop_assert_eq!(&marked, &naive(&metas, &noisy));
-            proptest::prop_assert!(visited <= metas.len(), "visited {} children among {} spans", visited, metas.len());
-        }
-    }
-
-    /// Ids of other sizes than the walk lets through, which take the
-    /// byte-compare path rather than the integer one.
-    const ODD_IDS: [&[u8]; 5] = [b"", b"a", b"bb", b"ccc", b"dddddddddd"];
-    const ODD_TRACES: [&[u8]; 2] = [b"t1", b"trace-two"];
-
-    proptest::proptest! {
-        /// Scenario: as above, with ids of odd sizes.
-        /// Guarantees: the byte-compare path marks the naive closure too,
-        /// with the same bound on the work.
-        #[test]
-        fn odd_sized_ids_are_marked_alike(
-            spans in proptest::collection::vec((0..2usize, 0..5usize, 0..5usize, proptest::bool::weighted(0.15)), 0..60)
-        ) {
-            let metas: Vec<SpanRec<'_>> = spans.iter().map(|&(t, s, p, _)| rec(ODD_TRACES[t], ODD_IDS[s], ODD_IDS[p])).collect();
+            let (traces, ids) = (TRACES[sizes], IDS[sizes]);
+            let metas: Vec<SpanRec<'_>> = spans.iter().map(|&(t, s, p, _)| rec(traces[t], ids[s], ids[p])).collect();
             let noisy: Vec<bool> = spans.iter().map(|s| s.3).collect();
             let (marked, visited) = run(&metas, &noisy);
             proptest::prop_assert_eq!(&marked, &naive(&metas, &noisy));
@@ -289,7 +277,7 @@ mod tests {
         let n = 40_000;
         for ids in [[&b"12345678"[..], b"12345678"], [b"12345678", b"87654321"]] {
             let metas: Vec<SpanRec<'_>> =
-                (0..n).map(|i| rec(TRACES[0], ids[i % 2], ids[(i + 1) % 2])).collect();
+                (0..n).map(|i| rec(TRACES[0][0], ids[i % 2], ids[(i + 1) % 2])).collect();
             let mut noisy = vec![false; n];
             noisy[0] = true;
             let (marked, visited) = run(&metas, &noisy);
