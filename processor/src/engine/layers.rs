@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
+use crate::bytes;
 use crate::config::Config;
 use crate::error::ConfigProblem;
 use crate::glob::GlobList;
@@ -24,30 +25,6 @@ pub(super) struct Chain {
     len: u8,
 }
 
-/// A resource's chain with its path globs merged: what [`Layered::judge`]
-/// needs per span.
-#[derive(Debug, Clone, Default)]
-pub(super) struct Judge {
-    chain: Chain,
-    /// `None` only before the first resource.
-    paths: Option<Arc<MergedPaths>>,
-}
-
-/// Every `keep` then `drop` glob of a chain's layers, in chain order, in one
-/// matcher: a path is read once (one prefilter pass) whatever the number of
-/// layers, and the lowest index that matches is the highest-precedence
-/// verdict. Built the first time a resource with that chain comes.
-#[derive(Debug)]
-struct MergedPaths {
-    globs: GlobList,
-    /// Per glob: its layer's position in the chain, and what it decides.
-    verdicts: Vec<(u8, Verdict)>,
-    /// No `keep` glob in the chain: then a path that matches a glob of the
-    /// chain's first layer decides at once (the common case, the defaults
-    /// alone, matched as version 1 does).
-    no_keeps: bool,
-}
-
 impl Chain {
     fn push(&mut self, layer: Option<u32>) {
         if let Some(l) = layer {
@@ -61,41 +38,205 @@ impl Chain {
     }
 }
 
-/// One layer's span-name and attribute rules, compiled (its path globs are
-/// matched through [`MergedPaths`]).
-#[derive(Debug)]
-struct Layer {
-    names: GlobList,
-    /// (index into `Layered::attr_keys`, glob, rule id).
-    attrs: Vec<(usize, GlobList, u32)>,
+/// A resource's chain, as its spans are judged: its [`Plan`]. `None` only
+/// before the first resource.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Judge {
+    plan: Option<Arc<Plan>>,
 }
 
-/// One layer as written, with its rule ids, compiled the first time a
-/// resource needs it: with hundreds of team files, most are for resources
-/// a given gateway never sees, and creating a processor stays quick.
+/// Every rule of a chain's layers merged, in chain order, so that a span is
+/// judged by one matcher per fact however many layers the chain has. Built
+/// the first time a resource with that chain comes.
 #[derive(Debug)]
-struct LazyLayer {
+struct Plan {
+    /// Every `keep` then `drop` path glob of each layer: a path is read once
+    /// (one prefilter pass), and the lowest index that matches is its
+    /// highest-precedence verdict (keeps sit before their layer's drops).
+    paths: GlobList,
+    /// Per path glob: its layer's position in the chain, and what it decides.
+    path_verdicts: Vec<(u8, Verdict)>,
+    /// The chain's first layer has a keep glob: a drop there is final only
+    /// once every path has been read.
+    first_keeps: bool,
+    /// Every span-name glob, and per glob its layer's position and rule id.
+    names: GlobList,
+    name_verdicts: Vec<(u8, u32)>,
+    /// The attribute rules by key, each key's in chain order.
+    attrs: Vec<(Vec<u8>, Vec<AttrRule>)>,
+    /// Bit n set when some key in `attrs` is n bytes long (bit 63: 63 or
+    /// longer): most span attributes' keys are ruled out by length alone.
+    attr_key_lens: u64,
+}
+
+/// An attribute rule of a plan.
+#[derive(Debug)]
+struct AttrRule {
+    /// Its place among all the chain's attribute rules: the lowest that
+    /// matches decides.
+    order: u32,
+    pos: u8,
+    id: u32,
+    glob: GlobList,
+}
+
+/// What a span's facts decided so far under its resource's plan: the walk
+/// feeds them in as it reads the span's fields, and nothing is kept but
+/// the best verdict of each kind.
+#[derive(Debug, Default)]
+pub(super) struct Judging<'a> {
+    /// The first path read, for findings.
+    first_path: Option<&'a [u8]>,
+    /// The path read last: a span's sources often repeat one (`url.path`,
+    /// `http.target`, a server span's name), and a repeat decides nothing new.
+    last_path: Option<&'a [u8]>,
+    /// The highest-precedence path verdict: its layer's position, and what
+    /// it says (for a drop, the first path that matched in that layer names
+    /// the rule).
+    path: Option<(u8, Verdict)>,
+    /// (order, position, rule id) of the first attribute rule that matched.
+    attr: Option<(u32, u8, u32)>,
+    /// A path decided in the chain's first layer, for good: nothing read
+    /// later can change the verdict.
+    settled: bool,
+    /// A normalised path.
+    norm: Vec<u8>,
+}
+
+impl<'a> Judging<'a> {
+    /// Forgets the last span's facts (keeping the buffer).
+    pub(super) fn start(&mut self) {
+        self.first_path = None;
+        self.last_path = None;
+        self.path = None;
+        self.attr = None;
+        self.settled = false;
+    }
+
+    /// Nothing read from now on can change the verdict.
+    #[inline(always)]
+    pub(super) fn settled(&self) -> bool {
+        self.settled
+    }
+
+    /// The first path read, or empty.
+    pub(super) fn first_path(&self) -> &'a [u8] {
+        self.first_path.unwrap_or_default()
+    }
+}
+
+impl Judge {
+    /// Reads one of the span's paths; it is normalised (see
+    /// [`path::normalise`]) first.
+    pub(super) fn path<'a>(&self, j: &mut Judging<'a>, p: &'a [u8], scratch: &mut Vec<u8>) {
+        j.first_path.get_or_insert(p);
+        if j.settled || j.last_path.is_some_and(|last| bytes::eq(last, p)) {
+            return;
+        }
+        j.last_path = Some(p);
+        let Some(plan) = self.plan.as_deref() else { return };
+        // Most paths need no normalising and are matched as they are.
+        let p: &[u8] = if path::needs_normalising(p) {
+            path::normalise(p, &mut j.norm);
+            &j.norm
+        } else {
+            p
+        };
+        let Some(g) = plan.paths.first_match(p, scratch) else { return };
+        let (pos, verdict) = plan.path_verdicts[g];
+        // A higher layer, or a keep in the same layer (keep globs beat the
+        // drops of their layer on any path), takes over.
+        let better = match j.path {
+            None => true,
+            Some((at, held)) => {
+                pos < at || pos == at && verdict == Verdict::Keep && held != verdict
+            }
+        };
+        if better {
+            j.path = Some((pos, verdict));
+        }
+        j.settled = pos == 0 && (verdict == Verdict::Keep || !plan.first_keeps);
+    }
+
+    /// Whether the chain has attribute rules whose key may be `len` bytes
+    /// long.
+    #[inline(always)]
+    pub(super) fn may_be_attr_key(&self, len: usize) -> bool {
+        self.plan.as_deref().is_some_and(|p| p.attr_key_lens & length_bit(len) != 0)
+    }
+
+    /// Whether the chain has an attribute rule for `key`.
+    pub(super) fn reads_attr(&self, key: &[u8]) -> bool {
+        self.plan.as_deref().is_some_and(|p| p.attrs.iter().any(|(k, _)| bytes::eq(k, key)))
+    }
+
+    /// Reads a span attribute whose value is a string.
+    pub(super) fn attr(
+        &self,
+        j: &mut Judging<'_>,
+        key: &[u8],
+        value: &[u8],
+        scratch: &mut Vec<u8>,
+    ) {
+        let Some(plan) = self.plan.as_deref() else { return };
+        let Some((_, rules)) = plan.attrs.iter().find(|(k, _)| bytes::eq(k, key)) else { return };
+        for r in rules {
+            // Rules are in order: none from here on can beat the one held.
+            if j.attr.is_some_and(|(order, _, _)| order <= r.order) {
+                break;
+            }
+            if r.glob.is_match(value, scratch) {
+                j.attr = Some((r.order, r.pos, r.id));
+                break;
+            }
+        }
+    }
+
+    /// The span's verdict, once every field is read: the first layer of
+    /// the chain that decides it, and in that layer a `keep` glob on any
+    /// path, then a `drop` glob, then a span-name rule, then an attribute
+    /// rule.
+    pub(super) fn verdict(
+        &self,
+        j: &Judging<'_>,
+        name: &[u8],
+        scratch: &mut Vec<u8>,
+    ) -> Option<Verdict> {
+        if j.settled {
+            return j.path.map(|(_, v)| v);
+        }
+        let plan = self.plan.as_deref()?;
+        // (position, kind, verdict): the lowest wins.
+        let mut best = j.path.map(|(pos, v)| (pos, 0, v));
+        if best.is_none_or(|(pos, _, _)| pos > 0)
+            && let Some(g) = plan.names.first_match(name, scratch)
+        {
+            let (pos, id) = plan.name_verdicts[g];
+            if best.is_none_or(|(at, kind, _)| (pos, 1) < (at, kind)) {
+                best = Some((pos, 1, Verdict::Drop(id)));
+            }
+        }
+        if let Some((_, pos, id)) = j.attr
+            && best.is_none_or(|(at, kind, _)| (pos, 2) < (at, kind))
+        {
+            best = Some((pos, 2, Verdict::Drop(id)));
+        }
+        best.map(|(_, _, v)| v)
+    }
+}
+
+/// One layer's rules as written, with their rule ids; a chain's [`Plan`]
+/// compiles them together.
+#[derive(Debug)]
+struct Written {
     keep: Vec<String>,
     drop: Vec<String>,
     /// The rule id of each `drop` glob.
     drop_ids: Vec<u32>,
     names: Vec<String>,
     name_ids: Vec<u32>,
-    attrs: Vec<(usize, String, u32)>,
-    compiled: OnceLock<Layer>,
-}
-
-impl LazyLayer {
-    fn get(&self) -> &Layer {
-        self.compiled.get_or_init(|| Layer {
-            names: compile(&self.names, true),
-            attrs: self
-                .attrs
-                .iter()
-                .map(|(k, g, id)| (*k, compile(std::slice::from_ref(g), true), *id))
-                .collect(),
-        })
-    }
+    /// (key, glob, rule id).
+    attrs: Vec<(String, String, u32)>,
 }
 
 /// Globs the config has checked; a list that still fails to build (its
@@ -111,15 +252,6 @@ fn compile(globs: &[String], case_sensitive: bool) -> GlobList {
 pub(super) enum Verdict {
     Keep,
     Drop(u32),
-}
-
-/// A span's facts that the rules read, gathered by the walk.
-pub(super) struct Facts<'a, 's> {
-    /// Paths from the path attributes and a server span's name, in order.
-    pub(super) paths: &'s [&'a [u8]],
-    pub(super) name: &'a [u8],
-    /// (index into `attr_keys`, string value) of the span's rule attributes.
-    pub(super) attrs: &'s [(usize, &'a [u8])],
 }
 
 /// An override: how many match keys it has, whether final, its layer.
@@ -142,22 +274,17 @@ type StringAttribute<'a> = (&'a [u8], &'a [u8]);
 #[derive(Debug)]
 pub(super) struct Layered {
     /// 0 is the defaults; then the overrides', teams' and services'.
-    layers: Vec<LazyLayer>,
+    layers: Vec<Written>,
     overrides: Vec<CompiledOverride>,
     override_keys: Vec<OverrideKey>,
     /// Merged path matchers by chain.
-    merged: Mutex<HashMap<Chain, Arc<MergedPaths>>>,
+    plans: Mutex<HashMap<Chain, Arc<Plan>>>,
     case_sensitive: bool,
     /// Sorted by name.
     teams: Vec<CompiledTeam>,
     /// Resource attribute keys read to pick a chain: `teams.key` first,
     /// `service.name` second, then the overrides' keys.
     match_keys: Vec<Vec<u8>>,
-    /// Span attribute keys the rules read.
-    pub(super) attr_keys: Vec<Vec<u8>>,
-    /// Bit n set when some key in `attr_keys` is n bytes long (bit 63: 63
-    /// or longer): most span attributes' keys are ruled out by length alone.
-    attr_key_lens: u64,
 }
 
 /// Names of the rules past the default globs, in id order, for stats, and
@@ -183,13 +310,8 @@ impl Layered {
             return Ok(None);
         }
         let case_sensitive = cfg.noise.case_sensitive;
-        let mut b = Builder {
-            names: Vec::new(),
-            next_id: first_id,
-            attr_keys: Vec::new(),
-            team: false,
-            problems: Vec::new(),
-        };
+        let mut b =
+            Builder { names: Vec::new(), next_id: first_id, team: false, problems: Vec::new() };
         // The defaults: the default globs keep their ids (0..), the rules follow.
         let defaults = NoiseLayer { source: "noise".into(), ..NoiseLayer::default() };
         let mut layers = vec![b.layer(&defaults, &main_rules)];
@@ -249,21 +371,12 @@ impl Layered {
             layers,
             overrides,
             override_keys,
-            merged: Mutex::new(HashMap::new()),
+            plans: Mutex::new(HashMap::new()),
             case_sensitive,
             teams,
             match_keys,
-            attr_key_lens: b.attr_keys.iter().fold(0, |m, k| m | length_bit(k.len())),
-            attr_keys: b.attr_keys,
         };
         Ok(Some((layered, b.names)))
-    }
-
-    /// Whether an attribute whose key is `len` bytes long may be one the
-    /// rules read.
-    #[inline(always)]
-    pub(super) fn may_be_attr_key(&self, len: usize) -> bool {
-        self.attr_key_lens & length_bit(len) != 0
     }
 
     /// The chain for a resource whose attributes are at `start..end` of
@@ -336,108 +449,53 @@ impl Layered {
             }
         }
         chain.push(Some(0));
-        let paths = self.merged_paths(chain);
-        Ok((Judge { chain, paths: Some(paths) }, team.unwrap_or_default()))
+        Ok((Judge { plan: Some(self.plan(chain)) }, team.unwrap_or_default()))
     }
 
-    /// The merged path matcher of `chain`, built on first use.
-    fn merged_paths(&self, chain: Chain) -> Arc<MergedPaths> {
+    /// The plan of `chain`, built on first use.
+    fn plan(&self, chain: Chain) -> Arc<Plan> {
         // A poisoned lock only means a panic elsewhere mid-insert: the map
         // itself is whole.
-        let mut cache = self.merged.lock().unwrap_or_else(|e| e.into_inner());
-        let entry = cache.entry(chain).or_insert_with(|| {
-            let (mut globs, mut verdicts) = (Vec::new(), Vec::new());
+        let mut cache = self.plans.lock().unwrap_or_else(|e| e.into_inner());
+        let plan = cache.entry(chain).or_insert_with(|| {
+            let (mut paths, mut path_verdicts) = (Vec::new(), Vec::new());
+            let (mut names, mut name_verdicts) = (Vec::new(), Vec::new());
+            let mut attrs: Vec<(Vec<u8>, Vec<AttrRule>)> = Vec::new();
+            let mut order = 0;
             for (pos, l) in chain.iter().enumerate() {
-                let lazy = &self.layers[l as usize];
-                globs.extend(lazy.keep.iter().cloned());
-                verdicts.extend(lazy.keep.iter().map(|_| (pos as u8, Verdict::Keep)));
-                globs.extend(lazy.drop.iter().cloned());
-                verdicts.extend(lazy.drop_ids.iter().map(|&id| (pos as u8, Verdict::Drop(id))));
+                let (w, pos) = (&self.layers[l as usize], pos as u8);
+                paths.extend(w.keep.iter().cloned());
+                path_verdicts.extend(w.keep.iter().map(|_| (pos, Verdict::Keep)));
+                paths.extend(w.drop.iter().cloned());
+                path_verdicts.extend(w.drop_ids.iter().map(|&id| (pos, Verdict::Drop(id))));
+                names.extend(w.names.iter().cloned());
+                name_verdicts.extend(w.name_ids.iter().map(|&id| (pos, id)));
+                for (key, glob, id) in &w.attrs {
+                    let rule = AttrRule {
+                        order,
+                        pos,
+                        id: *id,
+                        glob: compile(std::slice::from_ref(glob), true),
+                    };
+                    order += 1;
+                    match attrs.iter_mut().find(|(k, _)| k == key.as_bytes()) {
+                        Some((_, rules)) => rules.push(rule),
+                        None => attrs.push((key.as_bytes().to_vec(), vec![rule])),
+                    }
+                }
             }
-            let no_keeps = verdicts.iter().all(|(_, v)| *v != Verdict::Keep);
-            Arc::new(MergedPaths {
-                globs: compile(&globs, self.case_sensitive),
-                verdicts,
-                no_keeps,
+            let first_keeps = path_verdicts.iter().any(|&(pos, v)| pos == 0 && v == Verdict::Keep);
+            Arc::new(Plan {
+                paths: compile(&paths, self.case_sensitive),
+                path_verdicts,
+                first_keeps,
+                names: compile(&names, true),
+                name_verdicts,
+                attr_key_lens: attrs.iter().fold(0, |m, (k, _)| m | length_bit(k.len())),
+                attrs,
             })
         });
-        Arc::clone(entry)
-    }
-
-    /// The first layer of the chain that decides the span, if any: in each
-    /// layer, a `keep` glob on any path, then a `drop` glob on the first path
-    /// one matches, then a span-name rule, then an attribute rule. Paths are
-    /// normalised (see [`path::normalise`]) into `norm` first.
-    pub(super) fn judge(
-        &self,
-        judge: &Judge,
-        facts: &Facts<'_, '_>,
-        norm: &mut Vec<Vec<u8>>,
-        scratch: &mut Vec<u8>,
-    ) -> Option<Verdict> {
-        // The highest-precedence path verdict: the lowest merged index any
-        // path matches (keep globs sit before their layer's drop globs, so
-        // a keep on any path beats a drop of its layer); for a drop, the
-        // first path that matched in that layer names the rule.
-        let mut best: Option<(u8, Verdict)> = None;
-        if let Some(merged) = judge.paths.as_deref() {
-            let mut lowest: Option<usize> = None;
-            let mut firsts: [Option<usize>; 8] = [None; 8];
-            norm.resize_with(facts.paths.len(), Vec::new);
-            for (i, (p, out)) in facts.paths.iter().zip(norm.iter_mut()).enumerate() {
-                // Most paths need no normalising and are matched as they are.
-                let p: &[u8] = if path::needs_normalising(p) {
-                    path::normalise(p, out);
-                    out
-                } else {
-                    p
-                };
-                if let Some(g) = merged.globs.first_match(p, scratch) {
-                    // No later path can match a higher precedence, and this
-                    // is the first path to match its layer: what follows
-                    // would name this glob too.
-                    if merged.no_keeps && merged.verdicts[g].0 == 0 && i < firsts.len() {
-                        return Some(merged.verdicts[g].1);
-                    }
-                    if lowest.is_none_or(|l| g < l) {
-                        lowest = Some(g);
-                    }
-                    // Past eight paths (never seen in practice) the lowest
-                    // index decides alone.
-                    if let Some(slot) = firsts.get_mut(i) {
-                        *slot = Some(g);
-                    }
-                }
-            }
-            best = lowest.map(|g| {
-                let (pos, verdict) = merged.verdicts[g];
-                let first_in_layer = firsts.iter().flatten().find(|&&f| {
-                    merged.verdicts[f].0 == pos && merged.verdicts[f].1 != Verdict::Keep
-                });
-                match (verdict, first_in_layer) {
-                    (Verdict::Drop(_), Some(&f)) => merged.verdicts[f],
-                    _ => (pos, verdict),
-                }
-            });
-        }
-        for (pos, l) in judge.chain.iter().enumerate() {
-            if let Some((at, verdict)) = best
-                && usize::from(at) == pos
-            {
-                return Some(verdict);
-            }
-            let lazy = &self.layers[l as usize];
-            let layer = lazy.get();
-            if let Some(g) = layer.names.first_match(facts.name, scratch) {
-                return Some(Verdict::Drop(lazy.name_ids[g]));
-            }
-            for (key, glob, id) in &layer.attrs {
-                if facts.attrs.iter().any(|(k, v)| k == key && glob.is_match(v, scratch)) {
-                    return Some(Verdict::Drop(*id));
-                }
-            }
-        }
-        None
+        Arc::clone(plan)
     }
 }
 
@@ -445,7 +503,6 @@ impl Layered {
 struct Builder {
     names: RuleNames,
     next_id: u32,
-    attr_keys: Vec<Vec<u8>>,
     /// Layers built now are a team file's.
     team: bool,
     problems: Vec<ConfigProblem>,
@@ -474,7 +531,7 @@ impl Builder {
         self.next_id - 1
     }
 
-    fn layer(&mut self, l: &NoiseLayer, extra_rules: &[(String, NoiseRule)]) -> LazyLayer {
+    fn layer(&mut self, l: &NoiseLayer, extra_rules: &[(String, NoiseRule)]) -> Written {
         let drop_ids = l.extra_globs.iter().map(|g| self.id(joined(&[&l.source, g]))).collect();
         let rules = l
             .rules
@@ -490,31 +547,21 @@ impl Builder {
                     names.push(g);
                     name_ids.push(id);
                 }
-                NoiseRule::Attribute { key, glob } => {
-                    let k = match self.attr_keys.iter().position(|x| x == key.as_bytes()) {
-                        Some(k) => k,
-                        None => {
-                            self.attr_keys.push(key.into_bytes());
-                            self.attr_keys.len() - 1
-                        }
-                    };
-                    attrs.push((k, glob, id));
-                }
+                NoiseRule::Attribute { key, glob } => attrs.push((key, glob, id)),
             }
         }
-        LazyLayer {
+        Written {
             keep: l.keep_globs.clone(),
             drop: l.extra_globs.clone(),
             drop_ids,
             names,
             name_ids,
             attrs,
-            compiled: OnceLock::new(),
         }
     }
 }
 
-/// The bit of [`Layered::may_be_attr_key`]'s mask for a key `len` bytes long.
+/// The bit of [`Judge::may_be_attr_key`]'s mask for a key `len` bytes long.
 #[inline(always)]
 fn length_bit(len: usize) -> u64 {
     1 << len.min(63)

@@ -220,7 +220,7 @@ fn plan_with(
         resources: Vec::new(),
         scratch: Vec::new(),
         chain: Default::default(),
-        facts: Default::default(),
+        judging: Default::default(),
         team: &[],
         mask: None,
         extras: false,

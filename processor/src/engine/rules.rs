@@ -48,7 +48,8 @@ pub(super) struct Noise {
     pub(super) span_name: bool,
     pub(super) drop_descendants: bool,
     /// Schema version 2's rules, when the config has any: spans are then
-    /// judged by [`Layered::judge`] instead of [`Noise::check_path`].
+    /// judged by their resource's plan (see `layers`) instead of
+    /// [`Noise::check_path`].
     pub(super) layered: Option<Box<Layered>>,
 }
 

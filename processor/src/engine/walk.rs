@@ -15,7 +15,7 @@ use crate::wire::{
     Field, Fields, Problem, WireError, WireType, read_varint, varint_len, write_varint,
 };
 
-use super::layers::{Facts, Judge, Layered, Verdict, string_attribute};
+use super::layers::{Judge, Judging, Layered, Verdict, string_attribute};
 use super::rules::{Compiled, FNR_IDS, Mask, Noise, path_attribute};
 use super::{Container, Delta, Edit, MAX_VALUE_DEPTH, Op, SpanRec, room};
 
@@ -46,10 +46,10 @@ pub(super) struct Walk<'a, 'c, 'f> {
     pub(super) active: u64,
     /// Reused by the general path for one text's matches.
     pub(super) hits: Vec<Hit>,
-    /// Version 2's rules: the layers judging the current resource's spans,
-    /// and the span's facts they read (reused between spans).
+    /// Version 2's rules: the plan judging the current resource's spans,
+    /// and what the current span's facts decided so far.
     pub(super) chain: Judge,
-    pub(super) facts: FactsBuf<'a>,
+    pub(super) judging: Judging<'a>,
     /// The current resource's `teams.key` value.
     pub(super) team: &'a [u8],
     /// The current resource's mask: the platform's, or its team's when the
@@ -57,14 +57,6 @@ pub(super) struct Walk<'a, 'c, 'f> {
     pub(super) mask: Option<&'c Mask>,
     pub(super) extras: bool,
     pub(super) general: bool,
-}
-
-/// Reused buffers for a span's facts, under version 2's rules.
-#[derive(Default)]
-pub(super) struct FactsBuf<'a> {
-    paths: Vec<&'a [u8]>,
-    attrs: Vec<(usize, &'a [u8])>,
-    norm: Vec<Vec<u8>>,
 }
 
 impl<'a, 'c> Walk<'a, 'c, '_> {
@@ -283,42 +275,30 @@ impl<'a, 'c> Walk<'a, 'c, '_> {
         Ok(())
     }
 
-    /// Records what version 2's rules read from one span attribute: a path
-    /// from a path key, the string of a rule's key.
-    fn gather(
-        &mut self,
-        layered: &Layered,
-        noise: Option<&Noise>,
-        kv_body: usize,
-        kv_end: usize,
-    ) -> Result<(), WireError> {
-        if let Some(noise) = noise
-            && let Some(value) = path_attribute(noise, self.buf, kv_body, kv_end)?
-        {
-            let p = path::from_attribute(value);
-            if self.facts.paths.last() != Some(&p) {
-                room(&mut self.facts.paths, "span records")?;
-                self.facts.paths.push(p);
-            }
+    /// Judges one span attribute by version 2's rules: a path from a path
+    /// key, the string of a rule's key.
+    fn gather(&mut self, noise: &Noise, kv_body: usize, kv_end: usize) -> Result<(), WireError> {
+        if self.judging.settled() {
             return Ok(());
         }
-        if layered.attr_keys.is_empty() {
-            return Ok(());
+        if let Some(value) = path_attribute(noise, self.buf, kv_body, kv_end)? {
+            self.chain.path(&mut self.judging, path::from_attribute(value), &mut self.scratch);
+            // A rule may read a path key's value as written, too.
+            if self.judging.settled() {
+                return Ok(());
+            }
         }
         // Most keys are none of the rules': a peek at the key (written first,
         // with a one-byte length, by every encoder) rules them out.
         if let [0x0a, len, rest @ ..] = &self.buf[kv_body..kv_end]
             && *len < 0x80
             && let Some(key) = rest.get(..usize::from(*len))
-            && (!layered.may_be_attr_key(key.len()) || !layered.attr_keys.iter().any(|k| k == key))
+            && (!self.chain.may_be_attr_key(key.len()) || !self.chain.reads_attr(key))
         {
             return Ok(());
         }
-        if let Some((key, value)) = string_attribute(self.buf, kv_body, kv_end)?
-            && let Some(k) = layered.attr_keys.iter().position(|x| x == key)
-        {
-            room(&mut self.facts.attrs, "span records")?;
-            self.facts.attrs.push((k, value));
+        if let Some((key, value)) = string_attribute(self.buf, kv_body, kv_end)? {
+            self.chain.attr(&mut self.judging, key, value, &mut self.scratch);
         }
         Ok(())
     }
@@ -378,6 +358,7 @@ impl<'a, 'c> Walk<'a, 'c, '_> {
             );
         }
         let noise = self.c.noise.as_ref();
+        self.judging.start();
         let mut name: Option<&'a [u8]> = None;
         let mut kind = 0;
         let mut delta = 0;
@@ -411,8 +392,10 @@ impl<'a, 'c> Walk<'a, 'c, '_> {
                 }
                 span::ATTRIBUTES => {
                     expect(&f, WireType::Len, "Span.attributes")?;
-                    if let Some(layered) = noise.and_then(|n| n.layered.as_deref()) {
-                        self.gather(layered, noise, f.body, f.end)?;
+                    if let Some(noise) = noise
+                        && noise.layered.is_some()
+                    {
+                        self.gather(noise, f.body, f.end)?;
                     } else if let Some(noise) = noise
                         && rec.rule.is_none()
                         && let Some(value) = path_attribute(noise, self.buf, f.body, f.end)?
@@ -440,24 +423,20 @@ impl<'a, 'c> Walk<'a, 'c, '_> {
         // An absent id reads as empty, which no span may have.
         required_ids((rec.trace_id, rec.span_id), start, ("Span.trace_id", "Span.span_id"))?;
         if let Some(noise) = noise
-            && let Some(layered) = noise.layered.as_deref()
+            && noise.layered.is_some()
         {
             let name = name.unwrap_or_default();
             if noise.span_name
                 && kind == span::KIND_SERVER
                 && let Some(p) = path::from_span_name(name)
             {
-                self.facts.paths.push(p);
+                self.chain.path(&mut self.judging, p, &mut self.scratch);
             }
-            let facts = Facts { paths: &self.facts.paths, name, attrs: &self.facts.attrs };
-            rec.path = facts.paths.first().copied().unwrap_or_default();
-            rec.rule =
-                match layered.judge(&self.chain, &facts, &mut self.facts.norm, &mut self.scratch) {
-                    Some(Verdict::Drop(id)) => Some(id),
-                    Some(Verdict::Keep) | None => None,
-                };
-            self.facts.paths.clear();
-            self.facts.attrs.clear();
+            rec.path = self.judging.first_path();
+            rec.rule = match self.chain.verdict(&self.judging, name, &mut self.scratch) {
+                Some(Verdict::Drop(id)) => Some(id),
+                Some(Verdict::Keep) | None => None,
+            };
         } else if let Some(noise) = noise
             && rec.rule.is_none()
             && noise.span_name
@@ -1308,7 +1287,7 @@ mod tests {
                     let c = Compiled::new(&crate::config::Config::from_json(cfg).expect("config")).expect("compiles");
                     let mut walk = Walk {
                         buf: &body, c: &c, edits: Vec::new(), arena: Vec::new(), counters: Counters::new(0, 5), findings: None, fnr_off: false, active: 0, hits: Vec::new(),
-                        ids: (&[], &[]), resource: None, key: &[], spans: Vec::new(), scopes: Vec::new(), resources: Vec::new(), scratch: Vec::new(), chain: Default::default(), facts: Default::default(), team: &[],
+                        ids: (&[], &[]), resource: None, key: &[], spans: Vec::new(), scopes: Vec::new(), resources: Vec::new(), scratch: Vec::new(), chain: Default::default(), judging: Default::default(), team: &[],
                         mask: None, extras: false, general: false,
                     };
                     walk.set_mask(c.mask.as_ref());
