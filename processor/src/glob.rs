@@ -187,9 +187,14 @@ impl GlobList {
         // A DFA without a prefilter: paths are a few dozen bytes, too short
         // for a prefilter's setup to pay off, and a DFA takes each byte with
         // one table lookup.
+        // Where every pattern starts with literal text, `may_match` reads
+        // the starts alone and no DFA is needed: building one for fifty
+        // override globs was a tenth of creating a processor.
+        let prefixes = prefixes.iter().all(|p| !p.is_empty()).then_some(prefixes);
         let required = literals
             .into_iter()
             .collect::<Option<Vec<_>>>()
+            .filter(|_| prefixes.is_none())
             // ASCII case-insensitive when the list is, so that it runs on the
             // candidate as given: most candidates fail it and are never
             // lowercased. The literals come from lowercased patterns, and a
@@ -204,17 +209,14 @@ impl GlobList {
                     .ok()
             });
         match builder.build() {
-            Ok(set) => {
-                let prefixes = prefixes.iter().all(|p| !p.is_empty()).then_some(prefixes);
-                Ok(GlobList {
-                    set,
-                    dotted,
-                    required,
-                    prefixes,
-                    patterns: patterns.to_vec(),
-                    case_sensitive,
-                })
-            }
+            Ok(set) => Ok(GlobList {
+                set,
+                dotted,
+                required,
+                prefixes,
+                patterns: patterns.to_vec(),
+                case_sensitive,
+            }),
             // Each pattern compiled alone, so only their combination can be
             // at fault (a size limit): blame the last one, whose addition
             // tipped it over.

@@ -314,7 +314,11 @@ impl Layered {
             Builder { names: Vec::new(), next_id: first_id, team: false, problems: Vec::new() };
         // The defaults: the default globs keep their ids (0..), the rules follow.
         let defaults = NoiseLayer { source: "noise".into(), ..NoiseLayer::default() };
-        let mut layers = vec![b.layer(&defaults, &main_rules)];
+        // Sized up front: with hundreds of team files, growing it moved the
+        // whole list a dozen times.
+        let team_layers: usize = cfg.teams.files.iter().map(|t| 1 + t.services.len()).sum();
+        let mut layers = Vec::with_capacity(1 + cfg.overrides.len() + team_layers);
+        layers.push(b.layer(&defaults, &main_rules));
         layers[0].drop = cfg.noise.globs.clone();
         layers[0].drop_ids = (0..cfg.noise.globs.len() as u32).collect();
 
