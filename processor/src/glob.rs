@@ -59,7 +59,8 @@ pub struct GlobList {
     /// `/a/..`). Only such candidates are checked against these.
     dotted: Vec<(usize, GlobMatcher)>,
     /// One literal per pattern that every candidate it matches contains;
-    /// `None` when some pattern has none (`*`, say). A candidate holding none
+    /// `None` when some pattern has none (`*`, say), or when `prefixes` is
+    /// set (the starts are then the prefilter). A candidate holding none
     /// of them matches nothing, which one Aho-Corasick DFA pass tells: most
     /// paths are not noise, and globset's own per-candidate work (building
     /// a file-name `Candidate`, running several strategies) is then skipped.

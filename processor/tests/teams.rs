@@ -58,19 +58,17 @@ fn batch(resources: Vec<(&str, &str, Vec<Span>)>) -> ExportTraceServiceRequest {
     }
 }
 
+/// The spans of an output batch, in order.
+fn spans_of(batch: &[u8]) -> Vec<Span> {
+    let decoded = ExportTraceServiceRequest::decode(batch).expect("decodes");
+    decoded.resource_spans.into_iter().flat_map(|r| r.scope_spans).flat_map(|s| s.spans).collect()
+}
+
 /// The names of the spans kept, in order.
 fn kept(config: &Json, req: &ExportTraceServiceRequest) -> (Vec<String>, Stats) {
     let p = Processor::new(&config.to_string()).unwrap_or_else(|e| panic!("{e}"));
     let out = p.process(&req.encode_to_vec()).expect("processes");
-    let decoded = ExportTraceServiceRequest::decode(out.batch.as_slice()).expect("decodes");
-    let names = decoded
-        .resource_spans
-        .iter()
-        .flat_map(|r| &r.scope_spans)
-        .flat_map(|s| &s.spans)
-        .map(|s| s.name.clone())
-        .collect();
-    (names, out.stats)
+    (spans_of(&out.batch).into_iter().map(|s| s.name).collect(), out.stats)
 }
 
 /// Loads `cfg`, checks that of its team files only `good` loaded, and
@@ -908,14 +906,7 @@ proptest! {
         );
         let p = Processor::new(&cfg_json.to_string()).unwrap();
         let out = p.process(&req.encode_to_vec()).unwrap();
-        let decoded = ExportTraceServiceRequest::decode(out.batch.as_slice()).unwrap();
-        let mut kept: Vec<Vec<u8>> = decoded
-            .resource_spans
-            .iter()
-            .flat_map(|r| &r.scope_spans)
-            .flat_map(|s| &s.spans)
-            .map(|s| s.span_id.clone())
-            .collect();
+        let mut kept: Vec<Vec<u8>> = spans_of(&out.batch).into_iter().map(|s| s.span_id).collect();
         kept.sort();
         expected_kept.sort();
         prop_assert_eq!(kept, expected_kept);
