@@ -351,6 +351,22 @@ impl Config {
         Config::from_value(&doc)
     }
 
+    /// Like [`Config::from_json`], but team files that add no masking are
+    /// only split off, not read: they land in [`Teams::deferred`], and a
+    /// processor reads each when a resource of its namespace first comes.
+    /// With hundreds of team files, reading them all was most of creating
+    /// a processor, and a fresh guest creates one every few dozen batches.
+    /// A deferred file with problems is left out whole when it is read,
+    /// as any team file with problems is; `teams.strict` reads them all.
+    pub fn from_json_deferring_teams(text: &str) -> Result<Config, Vec<ConfigProblem>> {
+        let Some((doc, deferred)) = crate::teams::split_deferred(text) else {
+            return Config::from_json(text);
+        };
+        let mut cfg = Config::from_value(&doc)?;
+        cfg.teams.deferred = deferred;
+        Ok(cfg)
+    }
+
     /// Validates an already-parsed JSON document.
     pub fn from_value(doc: &Value) -> Result<Config, Vec<ConfigProblem>> {
         let mut cfg = Config::default();

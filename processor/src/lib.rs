@@ -68,7 +68,8 @@ pub struct Processor {
 impl Processor {
     /// Compiles a config given as a JSON document. `{}` means the defaults.
     pub fn new(config_json: &str) -> Result<Processor, Error> {
-        let config = Config::from_json(config_json).map_err(Error::InvalidConfig)?;
+        let config =
+            Config::from_json_deferring_teams(config_json).map_err(Error::InvalidConfig)?;
         Processor::from_config(config)
     }
 

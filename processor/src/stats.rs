@@ -141,7 +141,10 @@ impl Stats {
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     pub spans_in: u64,
+    /// By the platform's rule ids.
     pub noisy_by_rule: Vec<u64>,
+    /// Team rules that fired, by id: few per batch, out of thousands.
+    pub noisy_by_team_rule: Vec<(u32, u64)>,
     pub dropped_descendants: u64,
     /// By detector id: the personal-number family, then the config's
     /// other detectors.
@@ -158,6 +161,19 @@ impl Counters {
         }
     }
 
+    /// One more span dropped as noise by rule `id`, a team file's or not.
+    pub fn noisy(&mut self, id: u32, team: bool) {
+        if !team {
+            if let Some(n) = self.noisy_by_rule.get_mut(id as usize) {
+                *n += 1;
+            }
+        } else if let Some((_, n)) = self.noisy_by_team_rule.iter_mut().find(|(r, _)| *r == id) {
+            *n += 1;
+        } else {
+            self.noisy_by_team_rule.push((id, 1));
+        }
+    }
+
     pub fn masked(&mut self, detector: u16, field: FieldKind) {
         if let Some(n) = self.by_detector.get_mut(usize::from(detector)) {
             *n += 1;
@@ -165,8 +181,23 @@ impl Counters {
         self.by_field[field.index()] += 1;
     }
 
-    pub fn into_stats(self, rule_names: &[String], detector_names: &[String]) -> Stats {
-        let noisy: u64 = self.noisy_by_rule.iter().sum();
+    /// The stats, with the platform's rules named by `rule_names` and team
+    /// rules by `team_rule_name` (they follow the platform's, by id).
+    pub fn into_stats(
+        mut self,
+        rule_names: &[String],
+        team_rule_name: impl Fn(u32) -> String,
+        detector_names: &[String],
+    ) -> Stats {
+        let noisy: u64 = self.noisy_by_rule.iter().sum::<u64>()
+            + self.noisy_by_team_rule.iter().map(|(_, n)| n).sum::<u64>();
+        let mut dropped_by_rule = fired(rule_names, &self.noisy_by_rule);
+        self.noisy_by_team_rule.sort_unstable();
+        dropped_by_rule.extend(
+            self.noisy_by_team_rule
+                .iter()
+                .map(|&(id, value)| Count { name: team_rule_name(id), value }),
+        );
         let dropped = noisy + self.dropped_descendants;
         let named = |pairs: Vec<(String, u64)>| {
             pairs
@@ -180,7 +211,7 @@ impl Counters {
             spans_out: self.spans_in - dropped,
             spans_dropped: dropped,
             // Only the rules that fired: with team files there are thousands.
-            dropped_by_rule: fired(rule_names, &self.noisy_by_rule),
+            dropped_by_rule,
             dropped_descendants: self.dropped_descendants,
             values_masked: self.by_detector.iter().sum(),
             masked_by_detector: fired(detector_names, &self.by_detector),

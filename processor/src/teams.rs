@@ -19,7 +19,10 @@
 //! whole, its problems listed in [`Teams::problems`]; the platform config
 //! and the other teams still load.
 
-use serde_json::Value;
+use std::collections::BTreeMap;
+
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
 
 use crate::config::{
     Checker, DetectorConfig, MAX_DETECTORS, MaskConfig, Replacement, join, shown_key,
@@ -152,6 +155,9 @@ pub struct Teams {
     pub files: Vec<Team>,
     /// Problems of the team files left out, as `file:key.path`.
     pub problems: Vec<ConfigProblem>,
+    /// Team files not read yet (see [`crate::Config::from_json_deferring_teams`]);
+    /// empty from [`crate::Config::from_json`].
+    pub deferred: Vec<DeferredTeam>,
     /// `teams.strict`: a team file's problem fails the whole config
     /// instead of leaving that file out. Hosts that keep a team's last good
     /// version use it to learn which files failed.
@@ -165,9 +171,95 @@ impl Default for Teams {
             key: DEFAULT_TEAM_KEY.to_owned(),
             files: Vec::new(),
             problems: Vec::new(),
+            deferred: Vec::new(),
             strict: false,
         }
     }
+}
+
+/// A team file passed in but not read yet: a processor reads it (with
+/// [`read_team`]) when a resource of its namespace first comes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeferredTeam {
+    /// The `teams.key` value it applies to (its file name).
+    pub name: String,
+    /// The file as problems and rule names show it (`teams/team-a.yaml`).
+    pub file: String,
+    /// The file's document, as JSON.
+    pub doc: String,
+}
+
+/// At most this many team files load; the rest, in name order, are left
+/// out with a problem each. Team rule ids hold a file's place in 16 bits.
+pub const MAX_TEAMS: usize = 1 << 16;
+
+/// At most this many noise rules (`extra_globs` and `rules`, its services'
+/// included) and services in one team file. Team rule ids hold a rule's
+/// place in its file in 15 bits.
+pub const MAX_TEAM_RULES: usize = (1 << 15) - 1;
+
+/// A config document without the team files that can be read later, and
+/// those files; `None` when the document is to be read whole (it is not
+/// what a host writes, sets `teams.strict`, or defers nothing). Parsing
+/// skips over a deferred file's document without building it.
+pub(crate) fn split_deferred(text: &str) -> Option<(Value, Vec<DeferredTeam>)> {
+    type Raw<'a> = BTreeMap<String, &'a RawValue>;
+    let top: Raw<'_> = serde_json::from_str(text).ok()?;
+    let teams: Raw<'_> = serde_json::from_str(top.get("teams")?.get()).ok()?;
+    if teams.contains_key("strict") {
+        return None;
+    }
+    let files: Raw<'_> = serde_json::from_str(teams.get("files")?.get()).ok()?;
+    if files.len() > MAX_TEAMS {
+        return None;
+    }
+    let parse = |raw: &RawValue| serde_json::from_str::<Value>(raw.get()).ok();
+    let (mut read_now, mut deferred) = (Map::new(), Vec::new());
+    for (name, raw) in files {
+        match deferrable(&name, raw) {
+            Some((file, doc)) => deferred.push(DeferredTeam { name, file, doc: doc.to_owned() }),
+            None => {
+                read_now.insert(name, parse(raw)?);
+            }
+        }
+    }
+    if deferred.is_empty() {
+        return None;
+    }
+    let mut teams_doc = Map::new();
+    for (key, raw) in teams {
+        let value =
+            if key == "files" { Value::Object(std::mem::take(&mut read_now)) } else { parse(raw)? };
+        teams_doc.insert(key, value);
+    }
+    let mut doc = Map::new();
+    for (key, raw) in top {
+        let value = if key == "teams" {
+            Value::Object(std::mem::take(&mut teams_doc))
+        } else {
+            parse(raw)?
+        };
+        doc.insert(key, value);
+    }
+    Some((Value::Object(doc), deferred))
+}
+
+/// A `teams.files` entry that can be read later: `{file, doc}` with a
+/// well-named team and a mapping without `mask` (masking is settled when
+/// the processor is created, so a file that adds to it is read then).
+fn deferrable<'a>(name: &str, entry: &'a RawValue) -> Option<(String, &'a str)> {
+    check_team_name(name).ok()?;
+    let entry: BTreeMap<String, &RawValue> = serde_json::from_str(entry.get()).ok()?;
+    if entry.keys().any(|k| k != "file" && k != "doc") {
+        return None;
+    }
+    let file: String = serde_json::from_str(entry.get("file")?.get()).ok()?;
+    let doc = entry.get("doc")?;
+    let keys: BTreeMap<String, &RawValue> = serde_json::from_str(doc.get()).ok()?;
+    if keys.contains_key("mask") {
+        return None;
+    }
+    Some((file, doc.get()))
 }
 
 /// `noise.rules`: a list of conditions.
@@ -310,8 +402,15 @@ pub(crate) fn read_teams(c: &mut Checker, v: &Value, teams: &mut Teams) {
         );
         return;
     };
-    for (name, entry) in files {
+    for (i, (name, entry)) in files.iter().enumerate() {
         let file = entry.get("file").and_then(Value::as_str).unwrap_or(name).to_owned();
+        if i >= MAX_TEAMS {
+            teams.problems.push(ConfigProblem {
+                path: format!("{file}:"),
+                reason: format!("more than {MAX_TEAMS} team files; the files after the {MAX_TEAMS}th, in name order, are left out"),
+            });
+            continue;
+        }
         // A file the host could not read or parse, or the directory itself.
         if let Some(error) = entry.get("error") {
             let reason = error.as_str().unwrap_or("the host could not read it").to_owned();
@@ -384,6 +483,14 @@ pub fn read_team(name: &str, file: &str, doc: &Value) -> Result<Team, Vec<Config
         }
         if let Some(mask) = map.get("mask") {
             team.mask = read_team_mask(&mut c, mask);
+        }
+        let rules = |l: &NoiseLayer| l.extra_globs.len() + l.rules.len();
+        let n = rules(&team.noise) + team.services.iter().map(|(_, l)| rules(l)).sum::<usize>();
+        if n > MAX_TEAM_RULES || team.services.len() > MAX_TEAM_RULES {
+            c.problem(
+                "",
+                format!("{n} noise rules and {} services; a team file has at most {MAX_TEAM_RULES} of each: use broader globs, or split the namespace", team.services.len()),
+            );
         }
     } else {
         c.problem("", "expected a mapping with noise, services or mask");

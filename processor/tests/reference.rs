@@ -3,8 +3,9 @@
 //! [`Reference`] re-implements the processor's rules on decoded prost
 //! structs: plain loops, clones and `String`s, nothing clever. It shares only
 //! the leaf helpers with the engine (`fnr::scan`, `glob::GlobList`,
-//! `path::from_attribute`, `path::from_span_name`), so what it checks is the
-//! engine's walking, dropping, container removal, masking and re-encoding.
+//! `path::from_attribute`, `path::from_span_name`, `path::normalise`), so
+//! what it checks is the engine's walking, dropping, container removal,
+//! masking and re-encoding.
 //!
 //! The property tests run on batches from one generator ([`batch`]): random
 //! resources, scopes and spans, attributes of every `AnyValue` kind nested a
@@ -250,17 +251,22 @@ impl Reference {
         RefOut { batch: out, stats, kept, masked, kept_scopes, kept_resources }
     }
 
-    /// The index of the first glob matched by the span's path: the first
-    /// path attribute (in attribute order) whose string value matches, else
-    /// the name of a server span.
+    /// The index of the first glob matched by the span's path, normalised:
+    /// the first path attribute (in attribute order) whose string value
+    /// matches, else the name of a server span.
     fn noise_rule(&self, globs: &GlobList, sp: &Span) -> Option<usize> {
         let mut scratch = Vec::new();
+        let mut norm = Vec::new();
+        let mut first_match = |p: &[u8]| {
+            path::normalise(p, &mut norm);
+            globs.first_match(&norm, &mut scratch)
+        };
         for kv in &sp.attributes {
             if !self.cfg.noise.path_attributes.contains(&kv.key) {
                 continue;
             }
             if let Some(AnyValue { value: Some(Value::StringValue(v)) }) = &kv.value
-                && let Some(i) = globs.first_match(path::from_attribute(v.as_bytes()), &mut scratch)
+                && let Some(i) = first_match(path::from_attribute(v.as_bytes()))
             {
                 return Some(i);
             }
@@ -269,7 +275,7 @@ impl Reference {
             && sp.kind == SpanKind::Server as i32
             && let Some(p) = path::from_span_name(sp.name.as_bytes())
         {
-            return globs.first_match(p, &mut scratch);
+            return first_match(p);
         }
         None
     }

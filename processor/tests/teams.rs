@@ -583,6 +583,115 @@ fn five_hundred_teams_each_judge_their_own_resources() {
     }
 }
 
+/// Scenario: a team file with one noise rule past the bound, and a config
+/// with one team file past the bound on team files.
+/// Guarantees: each is a problem of that file alone, which is left out;
+/// the others load, and a processor drops nothing by the file left out.
+#[test]
+fn team_files_past_the_bounds_are_left_out() {
+    use tracescrub_processor::teams::{MAX_TEAM_RULES, MAX_TEAMS};
+    let globs: Vec<String> = (0..=MAX_TEAM_RULES).map(|i| format!("/r{i}")).collect();
+    let cfg = with_teams(
+        json!({}),
+        &[("big", json!({"noise": {"extra_globs": globs}})), ("good", json!({}))],
+    );
+    let problems = only_good_loads(&cfg);
+    assert_eq!(problems, ["teams/big.yaml:"], "the file over the rule bound");
+
+    // Names sort as numbers do: the last one is past the bound.
+    let names: Vec<String> = (0..=MAX_TEAMS).map(|i| format!("t{i:06}")).collect();
+    let last = names.last().expect("one past the bound");
+    let files: serde_json::Map<String, Json> = names
+        .iter()
+        .map(|n| (n.clone(), json!({"file": format!("teams/{n}.yaml"), "doc": {"noise": {"extra_globs": ["/x"]}}})))
+        .collect();
+    let cfg = json!({"version": 2, "teams": {"dir": "teams/", "files": files}});
+    let parsed = Config::from_json(&cfg.to_string()).expect("the platform config loads");
+    assert_eq!(parsed.teams.files.len(), MAX_TEAMS);
+    let paths: Vec<&str> = parsed.teams.problems.iter().map(|p| p.path.as_str()).collect();
+    assert_eq!(paths, [format!("teams/{last}.yaml:")]);
+    let req = batch(vec![
+        (last.as_str(), "api", vec![server(1, "/x", &[])]),
+        ("t000000", "api", vec![server(2, "/x", &[])]),
+    ]);
+    let (kept_names, _) = kept(&cfg, &req);
+    assert_eq!(kept_names, ["GET /x"], "the file past the bound drops nothing");
+}
+
+/// Scenario: random team files, some with problems (a key a team may not
+/// write, a bad glob, masking turned off) and some adding masking, over
+/// batches whose resources come in random namespace order; each batch goes
+/// to one processor that reads team files as their namespaces first come
+/// and one that read them all up front.
+/// Guarantees: both give the same bytes and the same stats, rule counts in
+/// the same order: when a file is read changes nothing a batch shows.
+#[test]
+fn team_files_read_late_act_as_read_up_front() {
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(96));
+    let file = (layer(), proptest::option::of(layer()), 0..6u8);
+    let files = prop::collection::vec(file, 4);
+    let order = prop::collection::vec((0..4usize, any::<bool>()), 1..12);
+    runner
+        .run(&(files, prop::collection::vec(order, 1..4)), |(files, batches)| {
+            let teams: Vec<(String, Json)> = files
+                .iter()
+                .enumerate()
+                .map(|(i, (noise, service, kind))| {
+                    let mut doc = json!({"noise": noise});
+                    if let Some(s) = service {
+                        doc["services"] = json!({"svc-*": {"noise": s}});
+                    }
+                    match kind {
+                        0 => doc["match"] = json!({"k8s.namespace.name": "ns-0"}),
+                        1 => doc["noise"]["extra_globs"] = json!(["[bad"]),
+                        2 => doc["mask"] = json!({"enabled": false}),
+                        3 => doc["mask"] = json!({"extra_keys": ["*"], "detectors": ["email"]}),
+                        _ => {}
+                    }
+                    (format!("ns-{i}"), doc)
+                })
+                .collect();
+            let refs: Vec<(&str, Json)> =
+                teams.iter().map(|(n, d)| (n.as_str(), d.clone())).collect();
+            let cfg = with_teams(json!({"noise": {"rules": [{"span_name": "GET /a*"}]}}), &refs)
+                .to_string();
+            let late = Processor::new(&cfg).unwrap();
+            let up_front = Processor::from_config(Config::from_json(&cfg).unwrap()).unwrap();
+            for order in &batches {
+                let names = ["ns-0", "ns-1", "ns-2", "ns-3"];
+                let req = batch(
+                    order
+                        .iter()
+                        .enumerate()
+                        .map(|(i, (ns, svc))| {
+                            let id = i as u8 + 1;
+                            let spans = vec![
+                                server(id, "/a/b", &[("enduser.id", FNR), ("mail", "a@b.no")]),
+                                server(id + 100, "/ab", &[]),
+                            ];
+                            (names[*ns], if *svc { "svc-1" } else { "api" }, spans)
+                        })
+                        .collect(),
+                );
+                let bytes = req.encode_to_vec();
+                let out = late.process(&bytes).unwrap();
+                // Config order: the platform's rules, then the team files' by name.
+                let order: Vec<String> = out
+                    .stats
+                    .dropped_by_rule
+                    .iter()
+                    .map(|c| c.name.split(' ').next().unwrap_or_default().to_owned())
+                    .collect();
+                let mut sorted = order.clone();
+                sorted.sort_by_key(|n| (n.starts_with("teams/"), n.clone()));
+                prop_assert_eq!(&order, &sorted);
+                prop_assert_eq!(out, up_front.process(&bytes).unwrap());
+            }
+            Ok(())
+        })
+        .unwrap();
+}
+
 /// Scenario: paths written the ways frameworks write them.
 /// Guarantees: each is matched as its normalised form (the default globs
 /// catch `/isAlive/`, `//isAlive`, `/isAlive;jsessionid=X`, `/is%41live`),

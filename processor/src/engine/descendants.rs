@@ -3,6 +3,7 @@
 
 use crate::wire::WireError;
 
+use super::layers::TEAM;
 use super::walk::Walk;
 use super::{Fate, SpanRec, room, try_collect};
 
@@ -18,13 +19,12 @@ use super::{Fate, SpanRec, room, try_collect};
 /// slow it. Returns the children visited (at most one visit per span), for
 /// the tests that bound the work.
 ///
-/// `team_scoped[rule]` marks the rules of team files: a span they drop takes
-/// with it only descendants of its own namespace (`SpanRec::team`), so one
-/// team's file never hides another's spans.
+/// A span a team file's rule drops (its id has [`TEAM`] set) takes with it
+/// only descendants of its own namespace (`SpanRec::team`), so one team's
+/// file never hides another's spans.
 pub(super) fn mark_descendants(
     metas: &[SpanRec<'_>],
     fates: &mut [Fate],
-    team_scoped: &[bool],
 ) -> Result<usize, WireError> {
     // The walk lets through only 16-byte trace ids and 8-byte span ids (or
     // none): those are sorted and searched as integers, held beside each
@@ -34,9 +34,9 @@ pub(super) fn mark_descendants(
     if metas.iter().all(|m| m.trace_id.len() == 16 && sized(m.span_id) && sized(m.parent_id)) {
         let trace = |t: &[u8]| t.try_into().map_or(0, u128::from_be_bytes);
         let span = |s: &[u8]| s.try_into().map_or(0, u64::from_be_bytes);
-        mark_by(metas, fates, team_scoped, trace, span)
+        mark_by(metas, fates, trace, span)
     } else {
-        mark_by(metas, fates, team_scoped, |t| t, |s| s)
+        mark_by(metas, fates, |t| t, |s| s)
     }
 }
 
@@ -46,7 +46,6 @@ pub(super) fn mark_descendants(
 fn mark_by<'a, T: Ord + Copy, S: Ord + Copy>(
     metas: &[SpanRec<'a>],
     fates: &mut [Fate],
-    team_scoped: &[bool],
     trace: impl Fn(&'a [u8]) -> T,
     span: impl Fn(&'a [u8]) -> S,
 ) -> Result<usize, WireError> {
@@ -91,7 +90,7 @@ fn mark_by<'a, T: Ord + Copy, S: Ord + Copy>(
     // the team files.
     let mut walked_for: std::collections::BTreeSet<(usize, &[u8])> = Default::default();
     let scoped = |f: Fate| match f {
-        Fate::Noisy(rule) => team_scoped.get(rule as usize).copied().unwrap_or(false),
+        Fate::Noisy(rule) => rule & TEAM != 0,
         _ => false,
     };
     let mut visited = 0;
@@ -162,11 +161,11 @@ impl<'a> Walk<'a, '_, '_> {
             "span records",
         )?;
         if noise.drop_descendants {
-            mark_descendants(&self.spans, &mut fates, &self.c.team_scoped)?;
+            mark_descendants(&self.spans, &mut fates)?;
         }
         for f in &mut fates {
             match *f {
-                Fate::Noisy(rule) => self.counters.noisy_by_rule[rule as usize] += 1,
+                Fate::Noisy(rule) => self.counters.noisy(rule, rule & TEAM != 0),
                 Fate::Descendant => self.counters.dropped_descendants += 1,
                 _ => *f = Fate::Keep,
             }
@@ -230,7 +229,7 @@ mod tests {
     fn run(metas: &[SpanRec<'_>], noisy: &[bool]) -> (Vec<bool>, usize) {
         let mut fates: Vec<Fate> =
             noisy.iter().map(|&n| if n { Fate::Noisy(0) } else { Fate::Unknown }).collect();
-        let visited = mark_descendants(metas, &mut fates, &[]).expect("fits in memory");
+        let visited = mark_descendants(metas, &mut fates).expect("fits in memory");
         (fates.iter().map(|f| f.dropped()).collect(), visited)
     }
 

@@ -147,7 +147,7 @@ impl<'a> Walk<'a, '_, '_> {
                 }
                 mark(sp.findings);
                 let rule = match fate {
-                    Fate::Noisy(r) => Some(self.c.rule_names[r as usize].clone()),
+                    Fate::Noisy(r) => Some(self.c.rule_name(r)),
                     _ => None,
                 };
                 dropped.push(Finding::Dropped {

@@ -11,8 +11,9 @@ use crate::error::ConfigProblem;
 use crate::glob::GlobList;
 use crate::otlp::{any_value, key_value, resource};
 use crate::path;
-use crate::teams::{NoiseLayer, NoiseRule, preset_rules};
+use crate::teams::{DeferredTeam, MAX_TEAMS, NoiseLayer, NoiseRule, Team, preset_rules, read_team};
 use crate::wire::{Fields, WireError, WireType};
+use serde_json::Value;
 
 /// At most this many layers judge a span: service entry, team, override,
 /// defaults.
@@ -263,9 +264,49 @@ type CompiledOverride = (u32, bool, u32);
 /// and a resource's value is read once per key.
 type OverrideKey = (usize, GlobList, Vec<u32>);
 
-/// A team: its name, its layer, and its services' globs and layers (the
-/// globs compiled when the team's first resource comes).
-type CompiledTeam = (Vec<u8>, u32, Vec<(String, u32)>, OnceLock<Vec<GlobList>>);
+/// Team rule ids and team layers are `TEAM | file << 15 | n`: the file's
+/// place among the team files (sorted by name) and the rule's (or layer's)
+/// place in that file. A file's ids are known without reading the others,
+/// so each file is read and compiled only when its namespace first comes,
+/// and its rules still sort in config order.
+pub(super) const TEAM: u32 = 1 << 31;
+
+/// The id of a team file's `n`th rule or layer.
+fn team_id(file: usize, n: usize) -> u32 {
+    TEAM | (file as u32) << 15 | n as u32
+}
+
+/// The file and place of a team rule id or layer.
+fn team_parts(id: u32) -> (usize, usize) {
+    (((id & !TEAM) >> 15) as usize, (id & 0x7fff) as usize)
+}
+
+/// A team file, compiled when a resource of its namespace first comes.
+#[derive(Debug)]
+struct TeamEntry {
+    name: Vec<u8>,
+    source: TeamSource,
+    /// `None`: the file has problems and is left out whole.
+    rules: OnceLock<Option<Box<TeamRules>>>,
+}
+
+#[derive(Debug)]
+enum TeamSource {
+    /// Read when the config was (it adds masking, or the host asked for
+    /// every file's problems up front).
+    Read(Box<Team>),
+    Deferred(DeferredTeam),
+}
+
+/// A team file's layers: its own first, then one per `services` entry.
+#[derive(Debug)]
+struct TeamRules {
+    layers: Vec<Written>,
+    /// Per `services` entry, its `service.name` glob.
+    services: Vec<GlobList>,
+    /// Rule names by place in the file, redacted.
+    names: Vec<String>,
+}
 
 /// A KeyValue's key and string value.
 type StringAttribute<'a> = (&'a [u8], &'a [u8]);
@@ -273,7 +314,7 @@ type StringAttribute<'a> = (&'a [u8], &'a [u8]);
 /// Every layer, and how a resource picks its chain.
 #[derive(Debug)]
 pub(super) struct Layered {
-    /// 0 is the defaults; then the overrides', teams' and services'.
+    /// 0 is the defaults; then the overrides'. Team layers are the teams'.
     layers: Vec<Written>,
     overrides: Vec<CompiledOverride>,
     override_keys: Vec<OverrideKey>,
@@ -281,24 +322,21 @@ pub(super) struct Layered {
     plans: Mutex<HashMap<Chain, Arc<Plan>>>,
     case_sensitive: bool,
     /// Sorted by name.
-    teams: Vec<CompiledTeam>,
+    teams: Vec<TeamEntry>,
     /// Resource attribute keys read to pick a chain: `teams.key` first,
     /// `service.name` second, then the overrides' keys.
     match_keys: Vec<Vec<u8>>,
 }
 
-/// Names of the rules past the default globs, in id order, for stats, and
-/// whether each is a team file's.
-pub(super) type RuleNames = Vec<(String, bool)>;
-
 impl Layered {
     /// Compiles the version-2 rules. `None` when there are none, so a
     /// version-1 config keeps the plain path. Rule ids continue after the
-    /// default globs' (`first_id`).
+    /// default globs' (`first_id`); the names of the platform's rules come
+    /// back in id order (team rules are named by [`Layered::team_rule_name`]).
     pub(super) fn new(
         cfg: &Config,
         first_id: u32,
-    ) -> Result<Option<(Layered, RuleNames)>, Vec<ConfigProblem>> {
+    ) -> Result<Option<(Layered, Vec<String>)>, Vec<ConfigProblem>> {
         let mut main_rules: Vec<(String, NoiseRule)> =
             cfg.noise.rules.iter().map(|r| ("noise.rules".to_owned(), r.clone())).collect();
         for name in &cfg.noise.presets {
@@ -306,18 +344,15 @@ impl Layered {
                 main_rules.push((format!("preset {name}"), r));
             }
         }
-        if main_rules.is_empty() && cfg.overrides.is_empty() && cfg.teams.files.is_empty() {
+        let no_teams = cfg.teams.files.is_empty() && cfg.teams.deferred.is_empty();
+        if main_rules.is_empty() && cfg.overrides.is_empty() && no_teams {
             return Ok(None);
         }
         let case_sensitive = cfg.noise.case_sensitive;
-        let mut b =
-            Builder { names: Vec::new(), next_id: first_id, team: false, problems: Vec::new() };
+        let mut b = Builder { names: Vec::new(), next_id: first_id, problems: Vec::new() };
         // The defaults: the default globs keep their ids (0..), the rules follow.
         let defaults = NoiseLayer { source: "noise".into(), ..NoiseLayer::default() };
-        // Sized up front: with hundreds of team files, growing it moved the
-        // whole list a dozen times.
-        let team_layers: usize = cfg.teams.files.iter().map(|t| 1 + t.services.len()).sum();
-        let mut layers = Vec::with_capacity(1 + cfg.overrides.len() + team_layers);
+        let mut layers = Vec::with_capacity(1 + cfg.overrides.len());
         layers.push(b.layer(&defaults, &main_rules));
         layers[0].drop = cfg.noise.globs.clone();
         layers[0].drop_ids = (0..cfg.noise.globs.len() as u32).collect();
@@ -355,19 +390,20 @@ impl Layered {
             .into_iter()
             .map(|(i, globs, owners)| (i, b.glob(&globs, true), owners))
             .collect();
-        let mut teams = Vec::new();
-        b.team = true;
-        for t in &cfg.teams.files {
-            layers.push(b.layer(&t.noise, &[]));
-            let team_layer = layers.len() as u32 - 1;
-            let mut services = Vec::new();
-            for (glob, layer) in &t.services {
-                layers.push(b.layer(layer, &[]));
-                services.push((glob.clone(), layers.len() as u32 - 1));
-            }
-            teams.push((t.name.as_bytes().to_vec(), team_layer, services, OnceLock::new()));
-        }
-        teams.sort_by(|a, b| a.0.cmp(&b.0));
+        let read = cfg.teams.files.iter().map(|t| TeamEntry {
+            name: t.name.as_bytes().to_vec(),
+            source: TeamSource::Read(Box::new(t.clone())),
+            rules: OnceLock::new(),
+        });
+        let deferred = cfg.teams.deferred.iter().map(|t| TeamEntry {
+            name: t.name.as_bytes().to_vec(),
+            source: TeamSource::Deferred(t.clone()),
+            rules: OnceLock::new(),
+        });
+        let mut teams: Vec<TeamEntry> = read.chain(deferred).collect();
+        teams.sort_by(|a, b| a.name.cmp(&b.name));
+        // The config leaves out the files past the limit; a backstop.
+        teams.truncate(MAX_TEAMS);
         if !b.problems.is_empty() {
             return Err(b.problems);
         }
@@ -381,6 +417,53 @@ impl Layered {
             match_keys,
         };
         Ok(Some((layered, b.names)))
+    }
+
+    /// The rules of the `i`th team file, read and compiled on first use;
+    /// `None` when the file has problems.
+    fn team_rules(&self, i: usize) -> Option<&TeamRules> {
+        let entry = &self.teams[i];
+        let rules = entry.rules.get_or_init(|| {
+            let read;
+            let team = match &entry.source {
+                TeamSource::Read(team) => team.as_ref(),
+                TeamSource::Deferred(d) => {
+                    let doc: Value = serde_json::from_str(&d.doc).ok()?;
+                    read = read_team(&d.name, &d.file, &doc).ok()?;
+                    &read
+                }
+            };
+            let mut b = Builder { names: Vec::new(), next_id: team_id(i, 0), problems: Vec::new() };
+            let mut layers = vec![b.layer(&team.noise, &[])];
+            let mut services = Vec::new();
+            for (glob, layer) in &team.services {
+                layers.push(b.layer(layer, &[]));
+                services.push(compile(std::slice::from_ref(glob), true));
+            }
+            // Rule names reach stats, metrics and audits: never a number.
+            let names = b.names.iter().map(|n| crate::explain::redact(n.as_bytes())).collect();
+            Some(Box::new(TeamRules { layers, services, names }))
+        });
+        rules.as_deref()
+    }
+
+    /// The name of a team rule (an id with [`TEAM`] set), as stats show it.
+    pub(super) fn team_rule_name(&self, id: u32) -> Option<&str> {
+        let (file, n) = team_parts(id);
+        self.teams.get(file)?.rules.get()?.as_ref()?.names.get(n).map(String::as_str)
+    }
+
+    /// A layer, by its index or team id.
+    fn written(&self, layer: u32) -> &Written {
+        if layer & TEAM == 0 {
+            return &self.layers[layer as usize];
+        }
+        let (file, n) = team_parts(layer);
+        match self.teams[file].rules.get() {
+            Some(Some(rules)) => &rules.layers[n],
+            // A chain names a team layer only once its rules are compiled.
+            _ => unreachable!("a team layer in a chain before its file was compiled"),
+        }
     }
 
     /// The chain for a resource whose attributes are at `start..end` of
@@ -407,20 +490,12 @@ impl Layered {
         let (team, service) = (values[0], values[1]);
         let mut team_layers = (None, None);
         if let Some(ns) = team
-            && let Ok(t) = self.teams.binary_search_by(|t| t.0.as_slice().cmp(ns))
+            && let Ok(t) = self.teams.binary_search_by(|t| t.name.as_slice().cmp(ns))
+            && let Some(rules) = self.team_rules(t)
         {
-            let (_, layer, services, globs) = &self.teams[t];
-            let globs = globs.get_or_init(|| {
-                services.iter().map(|(g, _)| compile(std::slice::from_ref(g), true)).collect()
-            });
-            let svc = service.and_then(|s| {
-                globs
-                    .iter()
-                    .zip(services)
-                    .find(|(g, _)| g.is_match(s, &mut scratch))
-                    .map(|(_, (_, l))| *l)
-            });
-            team_layers = (svc, Some(*layer));
+            let svc = service
+                .and_then(|s| rules.services.iter().position(|g| g.is_match(s, &mut scratch)));
+            team_layers = (svc.map(|n| team_id(t, 1 + n)), Some(team_id(t, 0)));
         }
         // How many of each override's keys the resource matches.
         let mut matched = vec![0u32; self.overrides.len()];
@@ -467,7 +542,7 @@ impl Layered {
             let mut attrs: Vec<(Vec<u8>, Vec<AttrRule>)> = Vec::new();
             let mut order = 0;
             for (pos, l) in chain.iter().enumerate() {
-                let (w, pos) = (&self.layers[l as usize], pos as u8);
+                let (w, pos) = (self.written(l), pos as u8);
                 paths.extend(w.keep.iter().cloned());
                 path_verdicts.extend(w.keep.iter().map(|_| (pos, Verdict::Keep)));
                 paths.extend(w.drop.iter().cloned());
@@ -505,10 +580,9 @@ impl Layered {
 
 /// Compiles layers and names their rules.
 struct Builder {
-    names: RuleNames,
+    /// The rules' names, in id order.
+    names: Vec<String>,
     next_id: u32,
-    /// Layers built now are a team file's.
-    team: bool,
     problems: Vec<ConfigProblem>,
 }
 
@@ -530,7 +604,7 @@ impl Builder {
     }
 
     fn id(&mut self, name: String) -> u32 {
-        self.names.push((name, self.team));
+        self.names.push(name);
         self.next_id += 1;
         self.next_id - 1
     }

@@ -245,7 +245,8 @@ fn plan_with(
         *links = PartLinks::collect(spans, walk.spans.len()).map_err(into_error)?;
     }
     let Walk { edits, arena, counters, .. } = walk;
-    Ok((Plan { edits, arena }, counters.into_stats(&c.rule_names, &c.detector_names)))
+    let stats = counters.into_stats(&c.rule_names, |id| c.rule_name(id), &c.detector_names);
+    Ok((Plan { edits, arena }, stats))
 }
 
 fn into_error(e: WireError) -> Error {

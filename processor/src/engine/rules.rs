@@ -16,16 +16,16 @@ use crate::stats::FieldKind;
 use crate::wire::{Field, Fields, WireError, WireType};
 
 use super::SpanRec;
-use super::layers::Layered;
+use super::layers::{Layered, TEAM};
 
 /// A config compiled for the walker: globs built, names turned to bytes.
 #[derive(Debug)]
 pub(crate) struct Compiled {
     pub(super) noise: Option<Noise>,
     pub(super) mask: Option<Mask>,
+    /// The platform's rule names by id (team rules' are their files',
+    /// see [`Compiled::rule_name`]).
     pub(super) rule_names: Vec<String>,
-    /// Per rule id: a team file's rule (empty when there are none).
-    pub(super) team_scoped: Vec<bool>,
     /// The masks of teams that add masking, by team name (sorted): each is
     /// the platform's with the team's additions.
     pub(super) team_masks: Vec<(Vec<u8>, Mask)>,
@@ -345,15 +345,10 @@ impl Compiled {
     pub fn new(cfg: &Config) -> Result<Compiled, Vec<ConfigProblem>> {
         let mut problems = Vec::new();
         let mut rule_names = cfg.noise.globs.clone();
-        let mut team_scoped = Vec::new();
         let layered = if cfg.noise.enabled {
             match Layered::new(cfg, rule_names.len() as u32) {
                 Ok(Some((layered, names))) => {
-                    team_scoped = vec![false; rule_names.len()];
-                    for (name, team) in names {
-                        rule_names.push(name);
-                        team_scoped.push(team);
-                    }
+                    rule_names.extend(names);
                     Some(Box::new(layered))
                 }
                 Ok(None) => None,
@@ -433,9 +428,19 @@ impl Compiled {
             team_masks,
             team_key: cfg.teams.key.as_bytes().to_vec(),
             rule_names,
-            team_scoped,
             detector_names: names.names,
         })
+    }
+}
+
+impl Compiled {
+    /// The name of rule `id`, as stats and findings show it.
+    pub(super) fn rule_name(&self, id: u32) -> String {
+        if id & TEAM == 0 {
+            return self.rule_names.get(id as usize).cloned().unwrap_or_default();
+        }
+        let layered = self.noise.as_ref().and_then(|n| n.layered.as_deref());
+        layered.and_then(|l| l.team_rule_name(id)).unwrap_or_default().to_owned()
     }
 }
 
