@@ -9,14 +9,15 @@ use super::{Fate, SpanRec, room, try_collect};
 
 /// Marks every span whose parent chain, within its trace and this batch,
 /// reaches a noisy span, by walking down from the noisy spans: children are
-/// found by binary search over spans sorted by (trace id, parent id). Going
+/// found by binary search over spans sorted by (trace id, parent id), in
+/// buckets by the parent id's last bytes. Going
 /// down rather than up handles spans that share an id (every span with a
 /// noisy span's id as its parent is its child) and parent cycles (a span is
 /// marked once). Each (trace id, parent id) group of children is walked
 /// once, however many dropped spans share that id, so the work is
 /// O(n log n) whatever the ids: 40,000 spans that all share one id, their
 /// own parent, once took quadratic time. No hashing, so crafted ids cannot
-/// slow it. Returns the children visited (at most one visit per span), for
+/// slow it past that (ids that share a bucket are one sorted list). Returns the children visited (at most one visit per span), for
 /// the tests that bound the work.
 ///
 /// A span a team file's rule drops (its id has [`TEAM`] set) takes with it
@@ -69,8 +70,12 @@ fn mark_by<'a, T: Ord + Copy, S: Ord + Copy>(
         let bit = trace_bit(t);
         maybe_noisy[bit / 64] & (1 << (bit % 64)) != 0 && noisy.binary_search(&trace(t)).is_ok()
     };
-    // (trace id, parent id, span index), sorted.
-    let mut by_parent = try_collect(
+    // (trace id, parent id, span index), bucketed by the parent id's last
+    // two bytes (random in a real id), each bucket sorted: a span's
+    // children are found by a search within its own id's bucket, which
+    // holds a span or two. Crafted ids that share a bucket make it one
+    // sorted list: O(n log n) still.
+    let mut children = try_collect(
         metas.len(),
         metas
             .iter()
@@ -79,7 +84,26 @@ fn mark_by<'a, T: Ord + Copy, S: Ord + Copy>(
             .map(|(i, m)| (trace(m.trace_id), span(m.parent_id), i as u32)),
         "span records",
     )?;
-    by_parent.sort_unstable();
+    let mut starts = [0u32; TRACE_BITS + 1];
+    for &(_, _, j) in &children {
+        starts[trace_bit(metas[j as usize].parent_id) + 1] += 1;
+    }
+    for b in 1..starts.len() {
+        starts[b] += starts[b - 1];
+    }
+    let mut by_parent = try_collect(children.len(), children.iter().copied(), "span records")?;
+    let mut next = starts;
+    for e in children.drain(..) {
+        let b = trace_bit(metas[e.2 as usize].parent_id);
+        by_parent[next[b] as usize] = e;
+        next[b] += 1;
+    }
+    for b in 0..TRACE_BITS {
+        let bucket = &mut by_parent[starts[b] as usize..starts[b + 1] as usize];
+        if bucket.len() > 1 {
+            bucket.sort_unstable();
+        }
+    }
     // `walked[k]`: the group of children starting at `by_parent[k]` has
     // been walked. Spans that share an id share the group: walking it again
     // could mark nothing new.
@@ -105,9 +129,11 @@ fn mark_by<'a, T: Ord + Copy, S: Ord + Copy>(
             continue;
         }
         let key = (trace(metas[i].trace_id), span(metas[i].span_id));
-        let first = by_parent.partition_point(|&(t, p, _)| (t, p) < key);
+        let b = trace_bit(metas[i].span_id);
+        let (from, to) = (starts[b] as usize, starts[b + 1] as usize);
+        let first = from + by_parent[from..to].partition_point(|&(t, p, _)| (t, p) < key);
         // An empty group's `first` is another key's: leave its flag alone.
-        let Some(&(t, p, _)) = by_parent.get(first) else { continue };
+        let Some(&(t, p, _)) = by_parent[..to].get(first) else { continue };
         let team = metas[i].team;
         if walked[first] || (restricted && walked_for.contains(&(first, team))) || (t, p) != key {
             continue;
@@ -117,7 +143,7 @@ fn mark_by<'a, T: Ord + Copy, S: Ord + Copy>(
         } else {
             walked[first] = true;
         }
-        for &(_, _, j) in by_parent[first..].iter().take_while(|&&(t, p, _)| (t, p) == key) {
+        for &(_, _, j) in by_parent[first..to].iter().take_while(|&&(t, p, _)| (t, p) == key) {
             visited += 1;
             let j = j as usize;
             if restricted && metas[j].team != team {
@@ -237,24 +263,29 @@ mod tests {
     /// others; `b""` is the empty id. The first set has the sizes the walk
     /// lets through (compared as integers); the second has others, which
     /// take the byte-compare path.
-    const IDS: [[&[u8]; 5]; 2] = [
+    /// The third set's ids all end alike, so they share one bucket.
+    const IDS: [[&[u8]; 5]; 3] = [
         [b"", b"aaaaaaaa", b"bbbbbbbb", b"cccccccc", b"dddddddd"],
         [b"", b"a", b"bb", b"ccc", b"dddddddddd"],
+        [b"", b"aaaaaazz", b"bbbbbbzz", b"cccccczz", b"ddddddzz"],
     ];
-    const TRACES: [[&[u8]; 2]; 2] =
-        [[b"trace-one-16byte", b"trace-two-16byte"], [b"t1", b"trace-two"]];
+    const TRACES: [[&[u8]; 2]; 3] = [
+        [b"trace-one-16byte", b"trace-two-16byte"],
+        [b"t1", b"trace-two"],
+        [b"trace-one-16byte", b"trace-two-16byte"],
+    ];
 
     proptest::proptest! {
         /// Scenario: random batches of up to 60 spans over two traces and
         /// five ids (one empty), so duplicates, self-parents, cycles and
         /// missing parents are the rule; random spans are noisy; ids of the
-        /// usual sizes or of odd ones.
+        /// usual sizes or of odd ones, or ids that share a bucket.
         /// Guarantees: the marking equals the naive closure, and no more
         /// children are visited than there are spans: the work is linear in
         /// the graph, not in the number of spans sharing an id.
         #[test]
         fn marking_equals_the_naive_closure_and_visits_each_span_once(
-            sizes in 0..2usize,
+            sizes in 0..3usize,
             spans in proptest::collection::vec((0..2usize, 0..5usize, 0..5usize, proptest::bool::weighted(0.15)), 0..60)
         ) {
             let (traces, ids) = (TRACES[sizes], IDS[sizes]);
