@@ -19,9 +19,7 @@
 //! whole, its problems listed in [`Teams::problems`]; the platform config
 //! and the other teams still load.
 
-use std::collections::BTreeMap;
-
-use serde_json::value::RawValue;
+use serde::de::Deserializer as _;
 use serde_json::{Map, Value};
 
 use crate::config::{
@@ -157,7 +155,7 @@ pub struct Teams {
     pub problems: Vec<ConfigProblem>,
     /// Team files not read yet (see [`crate::Config::from_json_deferring_teams`]);
     /// empty from [`crate::Config::from_json`].
-    pub deferred: Vec<DeferredTeam>,
+    pub deferred: Vec<std::sync::Arc<DeferredTeam>>,
     /// `teams.strict`: a team file's problem fails the whole config
     /// instead of leaving that file out. Hosts that keep a team's last good
     /// version use it to learn which files failed.
@@ -200,66 +198,212 @@ pub const MAX_TEAM_RULES: usize = (1 << 15) - 1;
 
 /// A config document without the team files that can be read later, and
 /// those files; `None` when the document is to be read whole (it is not
-/// what a host writes, sets `teams.strict`, or defers nothing). Parsing
-/// skips over a deferred file's document without building it.
-pub(crate) fn split_deferred(text: &str) -> Option<(Value, Vec<DeferredTeam>)> {
-    type Raw<'a> = BTreeMap<String, &'a RawValue>;
-    let top: Raw<'_> = serde_json::from_str(text).ok()?;
-    let teams: Raw<'_> = serde_json::from_str(top.get("teams")?.get()).ok()?;
-    if teams.contains_key("strict") {
+/// what a host writes, sets `teams.strict`, or defers nothing). One pass
+/// reads the document; a deferred file's document is skipped over, not
+/// built, and only its keys are looked at again.
+pub(crate) fn split_deferred(text: &str) -> Option<(Value, Vec<std::sync::Arc<DeferredTeam>>)> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let (mut doc, teams) = de.deserialize_map(split::Top).ok()?;
+    de.end().ok()?;
+    let mut teams = teams?;
+    let files = teams.files.take()?;
+    if teams.other.contains_key("strict") || files.len() > MAX_TEAMS {
         return None;
     }
-    let files: Raw<'_> = serde_json::from_str(teams.get("files")?.get()).ok()?;
-    if files.len() > MAX_TEAMS {
-        return None;
-    }
-    let parse = |raw: &RawValue| serde_json::from_str::<Value>(raw.get()).ok();
     let (mut read_now, mut deferred) = (Map::new(), Vec::new());
-    for (name, raw) in files {
-        match deferrable(&name, raw) {
-            Some((file, doc)) => deferred.push(DeferredTeam { name, file, doc: doc.to_owned() }),
+    for (name, entry) in files {
+        match entry.deferrable(&name) {
+            Some((file, doc)) => {
+                deferred.push(std::sync::Arc::new(DeferredTeam { name, file, doc: doc.to_owned() }))
+            }
             None => {
-                read_now.insert(name, parse(raw)?);
+                read_now.insert(name, entry.into_value()?);
             }
         }
     }
     if deferred.is_empty() {
         return None;
     }
-    let mut teams_doc = Map::new();
-    for (key, raw) in teams {
-        let value =
-            if key == "files" { Value::Object(std::mem::take(&mut read_now)) } else { parse(raw)? };
-        teams_doc.insert(key, value);
-    }
-    let mut doc = Map::new();
-    for (key, raw) in top {
-        let value = if key == "teams" {
-            Value::Object(std::mem::take(&mut teams_doc))
-        } else {
-            parse(raw)?
-        };
-        doc.insert(key, value);
-    }
+    teams.other.insert("files".to_owned(), Value::Object(read_now));
+    doc.insert("teams".to_owned(), Value::Object(teams.other));
     Some((Value::Object(doc), deferred))
 }
 
-/// A `teams.files` entry that can be read later: `{file, doc}` with a
-/// well-named team and a mapping without `mask` (masking is settled when
-/// the processor is created, so a file that adds to it is read then).
-fn deferrable<'a>(name: &str, entry: &'a RawValue) -> Option<(String, &'a str)> {
-    check_team_name(name).ok()?;
-    let entry: BTreeMap<String, &RawValue> = serde_json::from_str(entry.get()).ok()?;
-    if entry.keys().any(|k| k != "file" && k != "doc") {
-        return None;
+/// The visitors of [`split_deferred`]: any document they cannot read is
+/// an error, and is then read whole, so that its problems are reported.
+mod split {
+    use std::fmt;
+
+    use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
+    use serde_json::value::RawValue;
+    use serde_json::{Map, Value};
+
+    /// The document's keys but `teams` as values, and `teams`.
+    pub(super) struct Top;
+
+    /// `teams`: its keys but `files` as values, and `files`' entries.
+    pub(super) struct Teams<'a> {
+        pub(super) other: Map<String, Value>,
+        pub(super) files: Option<Vec<(String, Entry<'a>)>>,
     }
-    let file: String = serde_json::from_str(entry.get("file")?.get()).ok()?;
-    let doc = entry.get("doc")?;
-    let keys: BTreeMap<String, &RawValue> = serde_json::from_str(doc.get()).ok()?;
-    if keys.contains_key("mask") {
-        return None;
+
+    /// A `teams.files` entry: its `doc` raw, its other keys as values.
+    pub(super) struct Entry<'a> {
+        doc: Option<&'a RawValue>,
+        other: Map<String, Value>,
     }
-    Some((file, doc.get()))
+
+    impl<'a> Entry<'a> {
+        /// The entry's file and document when it can be read later: only
+        /// `file` and `doc`, a well-named team, and a document that is a
+        /// mapping without `mask` (masking is settled when the processor is
+        /// created, so a file that adds to it is read then).
+        pub(super) fn deferrable(&self, name: &str) -> Option<(String, &'a str)> {
+            super::check_team_name(name).ok()?;
+            let (Some(doc), [(key, Value::String(file))]) =
+                (self.doc, &self.other.iter().collect::<Vec<_>>()[..])
+            else {
+                return None;
+            };
+            if key.as_str() != "file" {
+                return None;
+            }
+            let mut de = serde_json::Deserializer::from_str(doc.get());
+            let has_mask = de.deserialize_map(HasMask).ok()?;
+            (!has_mask).then(|| (file.clone(), doc.get()))
+        }
+
+        /// The entry as a value, to be read now.
+        pub(super) fn into_value(mut self) -> Option<Value> {
+            if let Some(doc) = self.doc {
+                self.other.insert("doc".to_owned(), serde_json::from_str(doc.get()).ok()?);
+            }
+            Some(Value::Object(self.other))
+        }
+    }
+
+    /// Whether a mapping has the key `mask`.
+    struct HasMask;
+
+    impl<'de> Visitor<'de> for HasMask {
+        type Value = bool;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a mapping")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
+            let mut found = false;
+            while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                found |= key == "mask";
+                map.next_value::<IgnoredAny>()?;
+            }
+            Ok(found)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Top {
+        type Value = (Map<String, Value>, Option<Teams<'de>>);
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a config mapping")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let (mut doc, mut teams) = (Map::new(), None);
+            while let Some(key) = map.next_key::<String>()? {
+                if key == "teams" {
+                    teams = Some(map.next_value_seed(TeamsSeed)?);
+                } else {
+                    doc.insert(key, map.next_value()?);
+                }
+            }
+            Ok((doc, teams))
+        }
+    }
+
+    struct TeamsSeed;
+
+    impl<'de> DeserializeSeed<'de> for TeamsSeed {
+        type Value = Teams<'de>;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Teams<'de>, D::Error> {
+            d.deserialize_map(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for TeamsSeed {
+        type Value = Teams<'de>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a teams mapping")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Teams<'de>, A::Error> {
+            let mut teams = Teams { other: Map::new(), files: None };
+            while let Some(key) = map.next_key::<String>()? {
+                if key == "files" {
+                    teams.files = Some(map.next_value_seed(FilesSeed)?);
+                } else {
+                    teams.other.insert(key, map.next_value()?);
+                }
+            }
+            Ok(teams)
+        }
+    }
+
+    struct FilesSeed;
+
+    impl<'de> DeserializeSeed<'de> for FilesSeed {
+        type Value = Vec<(String, Entry<'de>)>;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_map(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for FilesSeed {
+        type Value = Vec<(String, Entry<'de>)>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a mapping of team files")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut files: Vec<(String, Entry<'de>)> = Vec::new();
+            while let Some(name) = map.next_key::<String>()? {
+                files.push((name, map.next_value_seed(EntrySeed)?));
+            }
+            // Name order, as a JSON object's keys are read; of a name given
+            // twice the last wins, as in a JSON object (the sort is stable).
+            files.sort_by(|a, b| a.0.cmp(&b.0));
+            let mut unique: Vec<(String, Entry<'de>)> = Vec::with_capacity(files.len());
+            for f in files {
+                if unique.last().is_some_and(|last| last.0 == f.0) {
+                    unique.pop();
+                }
+                unique.push(f);
+            }
+            Ok(unique)
+        }
+    }
+
+    struct EntrySeed;
+
+    impl<'de> DeserializeSeed<'de> for EntrySeed {
+        type Value = Entry<'de>;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Entry<'de>, D::Error> {
+            d.deserialize_map(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for EntrySeed {
+        type Value = Entry<'de>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a team file entry")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Entry<'de>, A::Error> {
+            let mut entry = Entry { doc: None, other: Map::new() };
+            while let Some(key) = map.next_key::<String>()? {
+                if key == "doc" {
+                    entry.doc = Some(map.next_value()?);
+                } else {
+                    entry.other.insert(key, map.next_value()?);
+                }
+            }
+            Ok(entry)
+        }
+    }
 }
 
 /// `noise.rules`: a list of conditions.
@@ -677,4 +821,73 @@ fn shown_glob(glob: &str) -> &str {
     let plain: String =
         glob.chars().filter(|c| !matches!(c, '*' | '?' | '[' | ']' | '{' | '}' | ',')).collect();
     if plain.is_empty() || shown_key(&plain) == plain { glob } else { "<a glob that is not shown>" }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::read_team;
+    use crate::Config;
+
+    /// The config with its deferred team files read, as a processor reads
+    /// them, and its lists in name order.
+    fn read_all(mut cfg: Config) -> Config {
+        for d in std::mem::take(&mut cfg.teams.deferred) {
+            let doc = serde_json::from_str(&d.doc).expect("a deferred document is JSON");
+            match read_team(&d.name, &d.file, &doc) {
+                Ok(team) => cfg.teams.files.push(team),
+                Err(problems) => cfg.teams.problems.extend(problems),
+            }
+        }
+        cfg.teams.files.sort_by(|a, b| a.name.cmp(&b.name));
+        cfg.teams.problems.sort_by(|a, b| a.path.cmp(&b.path));
+        cfg
+    }
+
+    /// Scenario: documents as hosts write them and as they should not:
+    /// team files with problems, with `mask`, with keys besides `file`
+    /// and `doc`, with an `error`, a team named twice, escaped keys, a
+    /// badly named team, `strict`, `teams` that is not a mapping, trailing
+    /// text, and a platform problem.
+    /// Guarantees: splitting the team files off and reading them later
+    /// gives the config (or the problems) that reading it whole gives.
+    #[test]
+    fn deferring_team_files_reads_as_reading_them_up_front() {
+        let good = json!({"noise": {"extra_globs": ["/a"]}});
+        let files = json!({
+            "a": {"file": "teams/a.yaml", "doc": good},
+            "b": {"file": "teams/b.yaml", "doc": {"noise": {"extra_globs": ["[bad"]}}},
+            "c": {"file": "teams/c.yaml", "doc": {"mask": {"detectors": ["email"]}}},
+            "d": {"file": "teams/d.yaml", "doc": good, "extra": 1},
+            "e": {"file": "teams/e.yaml", "error": "cannot read it"},
+            "f": {"file": "teams/f.yaml", "doc": {"match": {"x": "y"}}},
+            "g": {"doc": good},
+            "h": {"file": "teams/h.yaml", "doc": ["not", "a", "mapping"]},
+            ".hidden": {"file": "teams/.hidden.yaml", "doc": good},
+        });
+        let docs = [
+            json!({"version": 2, "teams": {"dir": "teams/", "files": files}}).to_string(),
+            json!({"version": 2, "teams": {"files": files, "strict": true}}).to_string(),
+            json!({"version": 2, "teams": {"files": files}, "noise": {"globs": ["[bad"]}})
+                .to_string(),
+            r#"{"version": 2, "teams": {"files": {"a": {"file": "teams/a.yaml", "doc": {"noise": {}}},
+                "a": {"file": "teams/a2.yaml", "doc": {"m\u0061sk": {"enabled": false}}}}}}"#
+                .to_owned(),
+            r#"{"version": 2, "teams": {"files": {"a": {"file": "t", "doc": {}}}}} trailing"#
+                .to_owned(),
+            r#"{"version": 2, "teams": "teams/"}"#.to_owned(),
+            r#"{"version": 1, "teams": {"files": {"a": {"file": "t", "doc": {}}}}}"#.to_owned(),
+        ];
+        for doc in &docs {
+            let whole = Config::from_json(doc).map(read_all);
+            let split = Config::from_json_deferring_teams(doc).map(read_all);
+            assert_eq!(split, whole, "{doc}");
+        }
+        // The first document defers what it can: well-named, only `file`
+        // and `doc`, a mapping without `mask`.
+        let cfg = Config::from_json_deferring_teams(&docs[0]).expect("loads");
+        let deferred: Vec<&str> = cfg.teams.deferred.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(deferred, ["a", "b", "f"]);
+    }
 }

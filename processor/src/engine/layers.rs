@@ -295,7 +295,8 @@ enum TeamSource {
     /// Read when the config was (it adds masking, or the host asked for
     /// every file's problems up front).
     Read(Box<Team>),
-    Deferred(DeferredTeam),
+    /// Shared with the config, which the processor keeps.
+    Deferred(Arc<DeferredTeam>),
 }
 
 /// A team file's layers: its own first, then one per `services` entry.
@@ -397,7 +398,7 @@ impl Layered {
         });
         let deferred = cfg.teams.deferred.iter().map(|t| TeamEntry {
             name: t.name.as_bytes().to_vec(),
-            source: TeamSource::Deferred(t.clone()),
+            source: TeamSource::Deferred(Arc::clone(t)),
             rules: OnceLock::new(),
         });
         let mut teams: Vec<TeamEntry> = read.chain(deferred).collect();
