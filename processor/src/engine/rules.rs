@@ -361,7 +361,10 @@ impl Compiled {
             None
         };
         let noise = if cfg.noise.enabled && (!cfg.noise.globs.is_empty() || layered.is_some()) {
-            match GlobList::new(&cfg.noise.globs, cfg.noise.case_sensitive) {
+            // Version 2 judges paths by its chains' plans, which hold these
+            // globs: compiled here too, a fresh guest would build them twice.
+            let globs: &[String] = if layered.is_some() { &[] } else { &cfg.noise.globs };
+            match GlobList::new(globs, cfg.noise.case_sensitive) {
                 Ok(globs) => {
                     let (path_keys, path_keys_from) = path_keys_by_len(&cfg.noise.path_attributes);
                     Some(Noise {
