@@ -282,6 +282,27 @@ mod split {
         }
     }
 
+    /// What [`one_key_apart`] reads.
+    type Apart<T> = (Option<T>, Map<String, Value>);
+
+    /// A mapping's value under `key`, read by `read`, and its other keys
+    /// as values. Of a key given twice the last wins, as in a JSON object.
+    fn one_key_apart<'de, A: MapAccess<'de>, T>(
+        mut map: A,
+        key: &str,
+        mut read: impl FnMut(&mut A) -> Result<T, A::Error>,
+    ) -> Result<Apart<T>, A::Error> {
+        let (mut found, mut other) = (None, Map::new());
+        while let Some(k) = map.next_key::<String>()? {
+            if k == key {
+                found = Some(read(&mut map)?);
+            } else {
+                other.insert(k, map.next_value()?);
+            }
+        }
+        Ok((found, other))
+    }
+
     /// Whether a mapping has the key `mask`.
     struct HasMask;
 
@@ -305,54 +326,42 @@ mod split {
         fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             f.write_str("a config mapping")
         }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-            let (mut doc, mut teams) = (Map::new(), None);
-            while let Some(key) = map.next_key::<String>()? {
-                if key == "teams" {
-                    teams = Some(map.next_value_seed(TeamsSeed)?);
-                } else {
-                    doc.insert(key, map.next_value()?);
-                }
-            }
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            let (teams, doc) = one_key_apart(map, "teams", |m| m.next_value_seed(TeamsSeed))?;
             Ok((doc, teams))
         }
     }
 
+    /// The `DeserializeSeed` of a visitor that reads a mapping.
+    macro_rules! map_seed {
+        ($l:lifetime, $seed:ident => $value:ty) => {
+            impl<$l> DeserializeSeed<$l> for $seed {
+                type Value = $value;
+                fn deserialize<D: Deserializer<$l>>(self, d: D) -> Result<$value, D::Error> {
+                    d.deserialize_map(self)
+                }
+            }
+        };
+    }
+
     struct TeamsSeed;
 
-    impl<'de> DeserializeSeed<'de> for TeamsSeed {
-        type Value = Teams<'de>;
-        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Teams<'de>, D::Error> {
-            d.deserialize_map(self)
-        }
-    }
+    map_seed!('de, TeamsSeed => Teams<'de>);
 
     impl<'de> Visitor<'de> for TeamsSeed {
         type Value = Teams<'de>;
         fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             f.write_str("a teams mapping")
         }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Teams<'de>, A::Error> {
-            let mut teams = Teams { other: Map::new(), files: None };
-            while let Some(key) = map.next_key::<String>()? {
-                if key == "files" {
-                    teams.files = Some(map.next_value_seed(FilesSeed)?);
-                } else {
-                    teams.other.insert(key, map.next_value()?);
-                }
-            }
-            Ok(teams)
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Teams<'de>, A::Error> {
+            let (files, other) = one_key_apart(map, "files", |m| m.next_value_seed(FilesSeed))?;
+            Ok(Teams { other, files })
         }
     }
 
     struct FilesSeed;
 
-    impl<'de> DeserializeSeed<'de> for FilesSeed {
-        type Value = Vec<(String, Entry<'de>)>;
-        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-            d.deserialize_map(self)
-        }
-    }
+    map_seed!('de, FilesSeed => Vec<(String, Entry<'de>)>);
 
     impl<'de> Visitor<'de> for FilesSeed {
         type Value = Vec<(String, Entry<'de>)>;
@@ -380,28 +389,16 @@ mod split {
 
     struct EntrySeed;
 
-    impl<'de> DeserializeSeed<'de> for EntrySeed {
-        type Value = Entry<'de>;
-        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Entry<'de>, D::Error> {
-            d.deserialize_map(self)
-        }
-    }
+    map_seed!('de, EntrySeed => Entry<'de>);
 
     impl<'de> Visitor<'de> for EntrySeed {
         type Value = Entry<'de>;
         fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             f.write_str("a team file entry")
         }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Entry<'de>, A::Error> {
-            let mut entry = Entry { doc: None, other: Map::new() };
-            while let Some(key) = map.next_key::<String>()? {
-                if key == "doc" {
-                    entry.doc = Some(map.next_value()?);
-                } else {
-                    entry.other.insert(key, map.next_value()?);
-                }
-            }
-            Ok(entry)
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Entry<'de>, A::Error> {
+            let (doc, other) = one_key_apart(map, "doc", |m| m.next_value())?;
+            Ok(Entry { doc, other })
         }
     }
 }
