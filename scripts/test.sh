@@ -17,6 +17,10 @@ export CARGO_INCREMENTAL=0
 rustup target add wasm32-unknown-unknown
 
 cargo fmt --all -- --check
+# The fuzz workspace has its own lock: a stale one would otherwise fail only
+# at the fuzz smoke run, half an hour in (which fetches the same sources).
+cargo fetch --locked --manifest-path fuzz/Cargo.toml >/dev/null \
+  || { echo "fuzz/Cargo.lock is out of date: run \`cargo update -w --manifest-path fuzz/Cargo.toml\` and commit it" >&2; exit 1; }
 cargo clippy --workspace --all-targets --locked -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked -q
 
