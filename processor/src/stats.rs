@@ -181,23 +181,23 @@ impl Counters {
         self.by_field[field.index()] += 1;
     }
 
-    /// The stats, with the platform's rules named by `rule_names` and team
-    /// rules by `team_rule_name` (they follow the platform's, by id).
+    /// The stats, rules named by `rule_name` (team rules follow the
+    /// platform's, by id).
     pub fn into_stats(
         mut self,
-        rule_names: &[String],
-        team_rule_name: impl Fn(u32) -> String,
+        rule_name: impl Fn(u32) -> String,
         detector_names: &[String],
     ) -> Stats {
         let noisy: u64 = self.noisy_by_rule.iter().sum::<u64>()
             + self.noisy_by_team_rule.iter().map(|(_, n)| n).sum::<u64>();
-        let mut dropped_by_rule = fired(rule_names, &self.noisy_by_rule);
         self.noisy_by_team_rule.sort_unstable();
-        dropped_by_rule.extend(
-            self.noisy_by_team_rule
-                .iter()
-                .map(|&(id, value)| Count { name: team_rule_name(id), value }),
-        );
+        // Only the rules that fired, named: with team files there are thousands.
+        let dropped_by_rule = (0u32..)
+            .zip(self.noisy_by_rule.iter().copied())
+            .chain(self.noisy_by_team_rule.iter().copied())
+            .filter(|&(_, value)| value > 0)
+            .map(|(id, value)| Count { name: rule_name(id), value })
+            .collect();
         let dropped = noisy + self.dropped_descendants;
         let named = |pairs: Vec<(String, u64)>| {
             pairs
@@ -210,7 +210,6 @@ impl Counters {
             spans_in: self.spans_in,
             spans_out: self.spans_in - dropped,
             spans_dropped: dropped,
-            // Only the rules that fired: with team files there are thousands.
             dropped_by_rule,
             dropped_descendants: self.dropped_descendants,
             values_masked: self.by_detector.iter().sum(),
@@ -223,8 +222,7 @@ impl Counters {
 }
 
 /// The names whose count is above zero, with their counts; filtered before
-/// a name is cloned, as team files bring thousands of rule names and many
-/// detector names.
+/// a name is cloned, as configs bring many detector names.
 fn fired(names: &[String], counts: &[u64]) -> Vec<Count> {
     names
         .iter()

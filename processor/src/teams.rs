@@ -260,14 +260,11 @@ mod split {
         /// created, so a file that adds to it is read then).
         pub(super) fn deferrable(&self, name: &str) -> Option<(String, &'a str)> {
             super::check_team_name(name).ok()?;
-            let (Some(doc), [(key, Value::String(file))]) =
-                (self.doc, &self.other.iter().collect::<Vec<_>>()[..])
+            let (Some(doc), 1, Some(Value::String(file))) =
+                (self.doc, self.other.len(), self.other.get("file"))
             else {
                 return None;
             };
-            if key.as_str() != "file" {
-                return None;
-            }
             let mut de = serde_json::Deserializer::from_str(doc.get());
             let has_mask = de.deserialize_map(HasMask).ok()?;
             (!has_mask).then(|| (file.clone(), doc.get()))

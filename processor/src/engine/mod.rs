@@ -245,7 +245,7 @@ fn plan_with(
         *links = PartLinks::collect(spans, walk.spans.len()).map_err(into_error)?;
     }
     let Walk { edits, arena, counters, .. } = walk;
-    let stats = counters.into_stats(&c.rule_names, |id| c.rule_name(id), &c.detector_names);
+    let stats = counters.into_stats(|id| c.rule_name(id), &c.detector_names);
     Ok((Plan { edits, arena }, stats))
 }
 

@@ -434,9 +434,7 @@ impl Compiled {
             detector_names: names.names,
         })
     }
-}
 
-impl Compiled {
     /// The name of rule `id`, as stats and findings show it.
     pub(super) fn rule_name(&self, id: u32) -> String {
         if id & TEAM == 0 {
