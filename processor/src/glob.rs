@@ -71,6 +71,10 @@ pub struct GlobList {
     /// matches nothing: for span-name and attribute rules, which are mostly
     /// written this way, a few byte compares then replace the DFA pass.
     prefixes: Option<Vec<Box<[u8]>>>,
+    /// The first bytes of `prefixes` (in both ASCII cases when the list is
+    /// case-insensitive), as a 256-bit set: most candidates start with none
+    /// of them and are ruled out by one bit test, with no compare at all.
+    starts: [u64; 4],
     /// The patterns as configured (not lowercased), for reporting.
     patterns: Vec<String>,
     case_sensitive: bool,
@@ -192,6 +196,12 @@ impl GlobList {
         // the starts alone and no DFA is needed: building one for fifty
         // override globs was a tenth of creating a processor.
         let prefixes = prefixes.iter().all(|p| !p.is_empty()).then_some(prefixes);
+        let mut starts = [0u64; 4];
+        for &b in prefixes.iter().flatten().filter_map(|p| p.first()) {
+            for b in [b, b.to_ascii_uppercase(), b.to_ascii_lowercase()] {
+                starts[usize::from(b / 64)] |= 1 << (b % 64);
+            }
+        }
         let required = literals
             .into_iter()
             .collect::<Option<Vec<_>>>()
@@ -215,6 +225,7 @@ impl GlobList {
                 dotted,
                 required,
                 prefixes,
+                starts,
                 patterns: patterns.to_vec(),
                 case_sensitive,
             }),
@@ -315,10 +326,14 @@ impl GlobList {
     #[inline]
     fn may_match(&self, candidate: &[u8]) -> bool {
         if let Some(prefixes) = &self.prefixes {
+            let Some(&first) = candidate.first() else { return false };
+            if self.starts[usize::from(first / 64)] & 1 << (first % 64) == 0 {
+                return false;
+            }
             return prefixes.iter().any(|p| {
                 candidate.get(..p.len()).is_some_and(|start| {
                     if self.case_sensitive {
-                        start == &p[..]
+                        crate::bytes::eq(start, p)
                     } else {
                         start.eq_ignore_ascii_case(p)
                     }
@@ -809,15 +824,18 @@ mod tests {
         /// Scenario: patterns with every globset feature (classes, negated
         /// classes, `]` first in a class, alternates, escapes, `?`, `**`),
         /// in mixed case, and candidates in mixed case.
-        /// Guarantees: the literal prefilter, which runs on the candidate
-        /// before it is lowercased, never changes a result.
+        /// Guarantees: the prefilters (literal starts, their first bytes,
+        /// required literals), which run on the candidate before it is
+        /// lowercased, never change a result, in either case mode.
         #[test]
         fn prefilter_never_changes_a_match(
             raw in prop::collection::vec(r"([aAb/.]|\*|\*\*/|/\*\*|\?|\[[!^]?\]?[ab.]\]|\{a,b/\}|\{\{a,b\},ab\}|\{a\\\},b\}|\{\[\}\]ab,b\}|\\[*a}]){1,8}", 1..4),
             candidate in r"[aAb/.*?\\\]!{},]{0,20}",
+            case_sensitive in any::<bool>(),
         ) {
-            let Ok(globs) = GlobList::new(&raw, false) else { return Ok(()) };
-            let folded = candidate.to_ascii_lowercase();
+            let Ok(globs) = GlobList::new(&raw, case_sensitive) else { return Ok(()) };
+            let folded =
+                if case_sensitive { candidate.clone() } else { candidate.to_ascii_lowercase() };
             let mut scratch = Vec::new();
             let want = globs.first_match_folded(folded.as_bytes());
             prop_assert_eq!(globs.first_match(candidate.as_bytes(), &mut scratch), want);

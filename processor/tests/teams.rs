@@ -136,6 +136,70 @@ fn each_rule_kind_drops_its_spans() {
     assert_eq!(kept(&presets_off, &req).0.len(), 6);
 }
 
+/// Appends field `number` (length-delimited) holding `body`.
+fn put_len(out: &mut Vec<u8>, number: u32, body: &[u8]) {
+    prost::encoding::encode_key(number, prost::encoding::WireType::LengthDelimited, out);
+    prost::encoding::encode_varint(body.len() as u64, out);
+    out.extend_from_slice(body);
+}
+
+/// Scenario: the kube-probe user agent written as a KeyValue of every
+/// shape an encoder may use: value before key, an unknown field after the
+/// value or inside it, lengths of two bytes, the key written twice (the
+/// last one counts); and the same shapes with another user agent.
+/// Guarantees: an attribute rule reads the KeyValue as protobuf does,
+/// whatever its shape: the probe is dropped and the other is kept.
+#[test]
+fn attribute_rules_read_every_key_value_shape() {
+    let string = |v: &str| {
+        let mut any = Vec::new();
+        put_len(&mut any, 1, v.as_bytes());
+        any
+    };
+    let key = |k: &str| {
+        let mut out = Vec::new();
+        put_len(&mut out, 1, k.as_bytes());
+        out
+    };
+    let value = |any: &[u8]| {
+        let mut out = Vec::new();
+        put_len(&mut out, 2, any);
+        out
+    };
+    let unknown = [0x78, 0x01]; // field 15, varint 1
+    let k = "user_agent.original";
+    let shapes = |ua: &str| -> Vec<Vec<u8>> {
+        let long = format!("{ua}{}", "x".repeat(200));
+        vec![
+            [value(&string(ua)), key(k)].concat(),
+            [key(k), value(&string(ua)), unknown.to_vec()].concat(),
+            [key(k), value(&[unknown.to_vec(), string(ua)].concat())].concat(),
+            [key(k), value(&string(&long))].concat(),
+            [key("http.method"), value(&string(ua)), key(k)].concat(),
+        ]
+    };
+    let config = json!({"version": 2});
+    let p = Processor::new(&config.to_string()).unwrap_or_else(|e| panic!("{e}"));
+    for (ua, dropped) in [("kube-probe/1.31", true), ("curl/8.5", false)] {
+        for (n, kv) in shapes(ua).into_iter().enumerate() {
+            let mut span = Span {
+                trace_id: vec![1; 16],
+                span_id: vec![1; 8],
+                name: "x".into(),
+                ..Default::default()
+            }
+            .encode_to_vec();
+            put_len(&mut span, 9, &kv);
+            let (mut scope, mut rs, mut req) = (Vec::new(), Vec::new(), Vec::new());
+            put_len(&mut scope, 2, &span);
+            put_len(&mut rs, 2, &scope);
+            put_len(&mut req, 1, &rs);
+            let out = p.process(&req).unwrap_or_else(|e| panic!("shape {n}: {e}"));
+            assert_eq!(out.stats.spans_dropped == 1, dropped, "{ua}, shape {n}");
+        }
+    }
+}
+
 /// Scenario: one path that every layer has an opinion on: the defaults
 /// drop `*/internal/status*`; an override keeps it; the team drops it
 /// again under another glob; the team's service entry keeps it.

@@ -44,6 +44,41 @@ impl Chain {
 #[derive(Debug, Clone, Default)]
 pub(super) struct Judge {
     plan: Option<Arc<Plan>>,
+    /// The plan's attribute keys, held here so that the test every span
+    /// attribute takes reads no further than the walk's own state.
+    attr_keys: KeyFilter,
+}
+
+/// A set of attribute keys, as 256 bits indexed by a key's length and its
+/// first and last bytes: no key in the set is ever missed, and most keys
+/// not in it are ruled out with no compare at all. By length alone (`http.method`
+/// is as long as `rpc.service`, `http.request.method` as `user_agent.original`)
+/// most of a span's keys would still be compared.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct KeyFilter([u64; 4]);
+
+impl KeyFilter {
+    #[inline(always)]
+    fn bit(key: &[u8]) -> usize {
+        let (first, last) = match key {
+            [] => (0, 0),
+            [f, .., l] => (*f, *l),
+            [f] => (*f, *f),
+        };
+        (key.len().wrapping_mul(37) ^ usize::from(first).wrapping_mul(7) ^ usize::from(last)) & 255
+    }
+
+    fn insert(&mut self, key: &[u8]) {
+        let b = Self::bit(key);
+        self.0[b / 64] |= 1 << (b % 64);
+    }
+
+    /// False only when `key` is not in the set.
+    #[inline(always)]
+    pub(super) fn may_hold(&self, key: &[u8]) -> bool {
+        let b = Self::bit(key);
+        self.0[b / 64] & 1 << (b % 64) != 0
+    }
 }
 
 /// Every rule of a chain's layers merged, in chain order, so that a span is
@@ -65,9 +100,8 @@ struct Plan {
     name_verdicts: Vec<(u8, u32)>,
     /// The attribute rules by key, each key's in chain order.
     attrs: Vec<(Vec<u8>, Vec<AttrRule>)>,
-    /// Bit n set when some key in `attrs` is n bytes long (bit 63: 63 or
-    /// longer): most span attributes' keys are ruled out by length alone.
-    attr_key_lens: u64,
+    /// The keys of `attrs`.
+    attr_keys: KeyFilter,
 }
 
 /// An attribute rule of a plan.
@@ -159,16 +193,19 @@ impl Judge {
         j.settled = pos == 0 && (verdict == Verdict::Keep || !plan.first_keeps);
     }
 
-    /// Whether the chain has attribute rules whose key may be `len` bytes
-    /// long.
+    /// Which of the chain's attribute keys `key` is, if any: its place in
+    /// the plan, for [`Judge::attr_at`].
     #[inline(always)]
-    pub(super) fn may_be_attr_key(&self, len: usize) -> bool {
-        self.plan.as_deref().is_some_and(|p| p.attr_key_lens & length_bit(len) != 0)
+    pub(super) fn attr_key(&self, key: &[u8]) -> Option<usize> {
+        if !self.attr_keys.may_hold(key) {
+            return None;
+        }
+        self.find_attr_key(key)
     }
 
-    /// Whether the chain has an attribute rule for `key`.
-    pub(super) fn reads_attr(&self, key: &[u8]) -> bool {
-        self.plan.as_deref().is_some_and(|p| p.attrs.iter().any(|(k, _)| bytes::eq(k, key)))
+    #[inline(never)]
+    fn find_attr_key(&self, key: &[u8]) -> Option<usize> {
+        self.plan.as_deref()?.attrs.iter().position(|(k, _)| bytes::eq(k, key))
     }
 
     /// Reads a span attribute whose value is a string.
@@ -179,8 +216,21 @@ impl Judge {
         value: &[u8],
         scratch: &mut Vec<u8>,
     ) {
-        let Some(plan) = self.plan.as_deref() else { return };
-        let Some((_, rules)) = plan.attrs.iter().find(|(k, _)| bytes::eq(k, key)) else { return };
+        if let Some(at) = self.find_attr_key(key) {
+            self.attr_at(j, at, value, scratch);
+        }
+    }
+
+    /// Reads the string value of the chain's attribute key `at` (from
+    /// [`Judge::attr_key`]).
+    pub(super) fn attr_at(
+        &self,
+        j: &mut Judging<'_>,
+        at: usize,
+        value: &[u8],
+        scratch: &mut Vec<u8>,
+    ) {
+        let Some((_, rules)) = self.plan.as_deref().and_then(|p| p.attrs.get(at)) else { return };
         for r in rules {
             // Rules are in order: none from here on can beat the one held.
             if j.attr.is_some_and(|(order, _, _)| order <= r.order) {
@@ -529,7 +579,8 @@ impl Layered {
             }
         }
         chain.push(Some(0));
-        Ok((Judge { plan: Some(self.plan(chain)) }, team.unwrap_or_default()))
+        let plan = self.plan(chain);
+        Ok((Judge { attr_keys: plan.attr_keys, plan: Some(plan) }, team.unwrap_or_default()))
     }
 
     /// The plan of `chain`, built on first use.
@@ -571,7 +622,10 @@ impl Layered {
                 first_keeps,
                 names: compile(&names, true),
                 name_verdicts,
-                attr_key_lens: attrs.iter().fold(0, |m, (k, _)| m | length_bit(k.len())),
+                attr_keys: attrs.iter().fold(KeyFilter::default(), |mut f, (k, _)| {
+                    f.insert(k);
+                    f
+                }),
                 attrs,
             })
         });
@@ -640,12 +694,6 @@ impl Builder {
     }
 }
 
-/// The bit of [`Judge::may_be_attr_key`]'s mask for a key `len` bytes long.
-#[inline(always)]
-fn length_bit(len: usize) -> u64 {
-    1 << len.min(63)
-}
-
 /// `parts` joined by spaces: a rule's name (`teams/a.yaml */ping`). Not
 /// `format!`: a config with hundreds of team files names thousands of rules
 /// each time a processor is created.
@@ -685,4 +733,41 @@ pub(super) fn string_attribute(
         }
     }
     Ok(key.zip(value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::KeyFilter;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Guarantees: a key put in the filter is always found, whatever
+        /// else is in it: an attribute rule is never skipped.
+        #[test]
+        fn key_filter_never_misses_a_key(
+            keys in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..70), 1..12),
+        ) {
+            let mut f = KeyFilter::default();
+            for k in &keys {
+                f.insert(k);
+            }
+            for k in &keys {
+                prop_assert!(f.may_hold(k));
+            }
+        }
+    }
+
+    /// Guarantees: the filter tells the common span keys from the presets'
+    /// keys, which share their lengths: this is what it is for.
+    #[test]
+    fn key_filter_rules_out_common_keys_of_the_same_length() {
+        let mut f = KeyFilter::default();
+        for k in ["user_agent.original", "rpc.service"] {
+            f.insert(k.as_bytes());
+        }
+        assert!(!KeyFilter::default().may_hold(b"user_agent.original"));
+        for k in ["http.request.method", "http.method", "http.target", "http.scheme"] {
+            assert!(!f.may_hold(k.as_bytes()), "{k}");
+        }
+    }
 }

@@ -471,11 +471,7 @@ pub(super) fn path_attribute<'a>(
     // Fast path: encoders write the key first (tag 0x0a, one-byte length),
     // so most attributes are ruled out by a peek and one length compare,
     // without walking the KeyValue. The walk validates it in full anyway.
-    let body = &buf[kv_body..kv_end];
-    if let [0x0a, len, rest @ ..] = body
-        && *len < 0x80
-        && let Some(key) = rest.get(..usize::from(*len))
-    {
+    if let Some((key, after)) = peek_key(&buf[kv_body..kv_end]) {
         if !noise.is_path_key(key) {
             return Ok(None);
         }
@@ -484,15 +480,46 @@ pub(super) fn path_attribute<'a>(
         // `path_attribute_walk` reads two nested messages field by field.
         // Pinned to it by the `path_values_read_fast_match_the_field_walk`
         // property test.
-        if let [0x12, value_len, 0x0a, len, string @ ..] = &rest[key.len()..]
-            && usize::from(*len) == string.len()
-            && usize::from(*value_len) == string.len() + 2
-            && *value_len < 0x80
-        {
+        if let Some(string) = string_after_key(after) {
             return Ok(Some(string));
         }
     }
     path_attribute_walk(noise, buf, kv_body, kv_end)
+}
+
+/// The key of the KeyValue `body`, and the bytes after it, when it has
+/// the shape every encoder writes: the key (one-byte length), then one
+/// value field that runs to the end. Only then is the key the last one
+/// written, which is the one protobuf keeps; any other shape is `None`,
+/// and is read field by field.
+#[inline(always)]
+pub(super) fn peek_key(body: &[u8]) -> Option<(&[u8], &[u8])> {
+    let [0x0a, len, rest @ ..] = body else { return None };
+    let (key, after) = rest.split_at_checked(usize::from(*len))?;
+    let value_len = match after {
+        [] => return (*len < 0x80).then_some((key, after)),
+        [0x12, l, ..] if *l < 0x80 => usize::from(*l) + 2,
+        [0x12, l, h, ..] if *h < 0x80 => (usize::from(*l & 0x7f) | usize::from(*h) << 7) + 3,
+        _ => return None,
+    };
+    (*len < 0x80 && value_len == after.len()).then_some((key, after))
+}
+
+/// The string value of a KeyValue from the bytes after its key, when they
+/// have the usual shape: the value, holding only the string, both lengths
+/// one byte. `None` for any other shape, which the field walk then reads.
+#[inline(always)]
+pub(super) fn string_after_key(after_key: &[u8]) -> Option<&[u8]> {
+    match after_key {
+        [0x12, value_len, 0x0a, len, string @ ..]
+            if usize::from(*len) == string.len()
+                && usize::from(*value_len) == string.len() + 2
+                && *value_len < 0x80 =>
+        {
+            Some(string)
+        }
+        _ => None,
+    }
 }
 
 /// [`path_attribute`] by walking the KeyValue and its value field by field.

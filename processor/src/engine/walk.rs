@@ -16,7 +16,7 @@ use crate::wire::{
 };
 
 use super::layers::{Judge, Judging, Layered, Verdict, string_attribute};
-use super::rules::{Compiled, FNR_IDS, Mask, Noise, path_attribute};
+use super::rules::{Compiled, FNR_IDS, Mask, Noise, path_attribute, peek_key, string_after_key};
 use super::{Container, Delta, Edit, MAX_VALUE_DEPTH, Op, SpanRec, room};
 
 /// Validates the batch and records the edits.
@@ -281,24 +281,54 @@ impl<'a, 'c> Walk<'a, 'c, '_> {
         if self.judging.settled() {
             return Ok(());
         }
-        if let Some(value) = path_attribute(noise, self.buf, kv_body, kv_end)? {
-            self.chain.path(&mut self.judging, path::from_attribute(value), &mut self.scratch);
-            // A rule may read a path key's value as written, too.
-            if self.judging.settled() {
+        // Most keys are neither a path key nor a rule's: one peek at the key
+        // (see `peek_key`) rules them out. Other shapes take the full reads
+        // below.
+        if let Some((key, after)) = peek_key(&self.buf[kv_body..kv_end]) {
+            let (path, attr) = (noise.is_path_key(key), self.chain.attr_key(key));
+            if !path && attr.is_none() {
                 return Ok(());
             }
-        }
-        // Most keys are none of the rules': a peek at the key (written first,
-        // with a one-byte length, by every encoder) rules them out.
-        if let [0x0a, len, rest @ ..] = &self.buf[kv_body..kv_end]
-            && *len < 0x80
-            && let Some(key) = rest.get(..usize::from(*len))
-            && (!self.chain.may_be_attr_key(key.len()) || !self.chain.reads_attr(key))
-        {
+            if path {
+                self.gather_path(noise, kv_body, kv_end)?;
+            }
+            if let Some(at) = attr
+                && !self.judging.settled()
+            {
+                match string_after_key(after) {
+                    Some(value) => {
+                        self.chain.attr_at(&mut self.judging, at, value, &mut self.scratch);
+                    }
+                    // Another shape: read in full, and judged by the key
+                    // it ends with.
+                    None => {
+                        if let Some((key, value)) = string_attribute(self.buf, kv_body, kv_end)? {
+                            self.chain.attr(&mut self.judging, key, value, &mut self.scratch);
+                        }
+                    }
+                }
+            }
             return Ok(());
         }
-        if let Some((key, value)) = string_attribute(self.buf, kv_body, kv_end)? {
+        self.gather_path(noise, kv_body, kv_end)?;
+        if !self.judging.settled()
+            && let Some((key, value)) = string_attribute(self.buf, kv_body, kv_end)?
+        {
             self.chain.attr(&mut self.judging, key, value, &mut self.scratch);
+        }
+        Ok(())
+    }
+
+    /// Judges the path of a span attribute, when its key is a path key.
+    #[inline(always)]
+    fn gather_path(
+        &mut self,
+        noise: &Noise,
+        kv_body: usize,
+        kv_end: usize,
+    ) -> Result<(), WireError> {
+        if let Some(value) = path_attribute(noise, self.buf, kv_body, kv_end)? {
+            self.chain.path(&mut self.judging, path::from_attribute(value), &mut self.scratch);
         }
         Ok(())
     }
