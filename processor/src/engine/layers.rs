@@ -44,9 +44,10 @@ impl Chain {
 #[derive(Debug, Clone, Default)]
 pub(super) struct Judge {
     plan: Option<Arc<Plan>>,
-    /// The plan's attribute keys, held here so that the test every span
+    /// The keys a span attribute may be judged by: the path keys and the
+    /// plan's attribute keys, held here so that the test every span
     /// attribute takes reads no further than the walk's own state.
-    attr_keys: KeyFilter,
+    keys: KeyFilter,
 }
 
 /// A set of attribute keys, as 256 bits indexed by a key's length and its
@@ -78,6 +79,13 @@ impl KeyFilter {
     pub(super) fn may_hold(&self, key: &[u8]) -> bool {
         let b = Self::bit(key);
         self.0[b / 64] & 1 << (b % 64) != 0
+    }
+
+    fn union(mut self, other: KeyFilter) -> KeyFilter {
+        for (a, b) in self.0.iter_mut().zip(other.0) {
+            *a |= b;
+        }
+        self
     }
 }
 
@@ -193,18 +201,17 @@ impl Judge {
         j.settled = pos == 0 && (verdict == Verdict::Keep || !plan.first_keeps);
     }
 
-    /// Which of the chain's attribute keys `key` is, if any: its place in
-    /// the plan, for [`Judge::attr_at`].
+    /// Whether a span attribute with this key may be judged at all: false
+    /// for most keys, which are neither a path key nor a rule's.
     #[inline(always)]
-    pub(super) fn attr_key(&self, key: &[u8]) -> Option<usize> {
-        if !self.attr_keys.may_hold(key) {
-            return None;
-        }
-        self.find_attr_key(key)
+    pub(super) fn may_judge(&self, key: &[u8]) -> bool {
+        self.keys.may_hold(key)
     }
 
+    /// Which of the chain's attribute keys `key` is, if any: its place in
+    /// the plan, for [`Judge::attr_at`].
     #[inline(never)]
-    fn find_attr_key(&self, key: &[u8]) -> Option<usize> {
+    pub(super) fn attr_key(&self, key: &[u8]) -> Option<usize> {
         self.plan.as_deref()?.attrs.iter().position(|(k, _)| bytes::eq(k, key))
     }
 
@@ -216,7 +223,7 @@ impl Judge {
         value: &[u8],
         scratch: &mut Vec<u8>,
     ) {
-        if let Some(at) = self.find_attr_key(key) {
+        if let Some(at) = self.attr_key(key) {
             self.attr_at(j, at, value, scratch);
         }
     }
@@ -377,6 +384,8 @@ pub(super) struct Layered {
     /// Resource attribute keys read to pick a chain: `teams.key` first,
     /// `service.name` second, then the overrides' keys.
     match_keys: Vec<Vec<u8>>,
+    /// The path keys (`noise.sources.attributes`).
+    path_keys: KeyFilter,
 }
 
 impl Layered {
@@ -466,6 +475,10 @@ impl Layered {
             case_sensitive,
             teams,
             match_keys,
+            path_keys: cfg.noise.path_attributes.iter().fold(KeyFilter::default(), |mut f, k| {
+                f.insert(k.as_bytes());
+                f
+            }),
         };
         Ok(Some((layered, b.names)))
     }
@@ -580,7 +593,8 @@ impl Layered {
         }
         chain.push(Some(0));
         let plan = self.plan(chain);
-        Ok((Judge { attr_keys: plan.attr_keys, plan: Some(plan) }, team.unwrap_or_default()))
+        let keys = plan.attr_keys.union(self.path_keys);
+        Ok((Judge { keys, plan: Some(plan) }, team.unwrap_or_default()))
     }
 
     /// The plan of `chain`, built on first use.

@@ -276,7 +276,9 @@ impl<'a, 'c> Walk<'a, 'c, '_> {
     }
 
     /// Judges one span attribute by version 2's rules: a path from a path
-    /// key, the string of a rule's key.
+    /// key, the string of a rule's key. Out of line, as `path_attribute` is
+    /// for version 1: inlined, the span walk's loop spills more.
+    #[inline(never)]
     fn gather(&mut self, noise: &Noise, kv_body: usize, kv_end: usize) -> Result<(), WireError> {
         if self.judging.settled() {
             return Ok(());
@@ -285,10 +287,10 @@ impl<'a, 'c> Walk<'a, 'c, '_> {
         // (see `peek_key`) rules them out. Other shapes take the full reads
         // below.
         if let Some((key, after)) = peek_key(&self.buf[kv_body..kv_end]) {
-            let (path, attr) = (noise.is_path_key(key), self.chain.attr_key(key));
-            if !path && attr.is_none() {
+            if !self.chain.may_judge(key) {
                 return Ok(());
             }
+            let (path, attr) = (noise.is_path_key(key), self.chain.attr_key(key));
             if path {
                 self.gather_path(noise, kv_body, kv_end)?;
             }
