@@ -71,8 +71,8 @@ pub struct GlobList {
     /// matches nothing: for span-name and attribute rules, which are mostly
     /// written this way, a few byte compares then replace the DFA pass.
     prefixes: Option<Vec<Box<[u8]>>>,
-    /// The first bytes of `prefixes` (in both ASCII cases when the list is
-    /// case-insensitive), as a 256-bit set: most candidates start with none
+    /// The first bytes of `prefixes` (lowercased when the list is
+    /// case-insensitive, so in both ASCII cases then), as a 256-bit set: most candidates start with none
     /// of them and are ruled out by one bit test, with no compare at all.
     starts: [u64; 4],
     /// The patterns as configured (not lowercased), for reporting.
@@ -198,7 +198,8 @@ impl GlobList {
         let prefixes = prefixes.iter().all(|p| !p.is_empty()).then_some(prefixes);
         let mut starts = [0u64; 4];
         for &b in prefixes.iter().flatten().filter_map(|p| p.first()) {
-            for b in [b, b.to_ascii_uppercase(), b.to_ascii_lowercase()] {
+            let cases = if case_sensitive { [b; 2] } else { [b, b.to_ascii_uppercase()] };
+            for b in cases {
                 starts[usize::from(b / 64)] |= 1 << (b % 64);
             }
         }

@@ -74,6 +74,14 @@ impl KeyFilter {
         self.0[b / 64] |= 1 << (b % 64);
     }
 
+    fn of<'k>(keys: impl IntoIterator<Item = &'k [u8]>) -> KeyFilter {
+        let mut f = KeyFilter::default();
+        for k in keys {
+            f.insert(k);
+        }
+        f
+    }
+
     /// False only when `key` is not in the set.
     #[inline(always)]
     pub(super) fn may_hold(&self, key: &[u8]) -> bool {
@@ -475,10 +483,7 @@ impl Layered {
             case_sensitive,
             teams,
             match_keys,
-            path_keys: cfg.noise.path_attributes.iter().fold(KeyFilter::default(), |mut f, k| {
-                f.insert(k.as_bytes());
-                f
-            }),
+            path_keys: KeyFilter::of(cfg.noise.path_attributes.iter().map(|k| k.as_bytes())),
         };
         Ok(Some((layered, b.names)))
     }
@@ -636,10 +641,7 @@ impl Layered {
                 first_keeps,
                 names: compile(&names, true),
                 name_verdicts,
-                attr_keys: attrs.iter().fold(KeyFilter::default(), |mut f, (k, _)| {
-                    f.insert(k);
-                    f
-                }),
+                attr_keys: KeyFilter::of(attrs.iter().map(|(k, _)| k.as_slice())),
                 attrs,
             })
         });
@@ -761,10 +763,7 @@ mod tests {
         fn key_filter_never_misses_a_key(
             keys in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..70), 1..12),
         ) {
-            let mut f = KeyFilter::default();
-            for k in &keys {
-                f.insert(k);
-            }
+            let f = KeyFilter::of(keys.iter().map(Vec::as_slice));
             for k in &keys {
                 prop_assert!(f.may_hold(k));
             }
@@ -775,10 +774,7 @@ mod tests {
     /// keys, which share their lengths: this is what it is for.
     #[test]
     fn key_filter_rules_out_common_keys_of_the_same_length() {
-        let mut f = KeyFilter::default();
-        for k in ["user_agent.original", "rpc.service"] {
-            f.insert(k.as_bytes());
-        }
+        let f = KeyFilter::of(["user_agent.original", "rpc.service"].map(str::as_bytes));
         assert!(!KeyFilter::default().may_hold(b"user_agent.original"));
         for k in ["http.request.method", "http.method", "http.target", "http.scheme"] {
             assert!(!f.may_hold(k.as_bytes()), "{k}");
