@@ -221,6 +221,12 @@ fn plan_with(
         scratch: Vec::new(),
         chain: Default::default(),
         judging: Default::default(),
+        // Version 2 sets it per resource.
+        span_keys: c
+            .noise
+            .as_ref()
+            .filter(|n| n.layered.is_none())
+            .map_or(Default::default(), |n| n.path_filter),
         team: &[],
         mask: None,
         extras: false,

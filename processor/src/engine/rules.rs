@@ -16,7 +16,7 @@ use crate::stats::FieldKind;
 use crate::wire::{Field, Fields, WireError, WireType};
 
 use super::SpanRec;
-use super::layers::{Layered, TEAM};
+use super::layers::{KeyFilter, Layered, TEAM};
 
 /// A config compiled for the walker: globs built, names turned to bytes.
 #[derive(Debug)]
@@ -45,6 +45,8 @@ pub(super) struct Noise {
     pub(super) path_keys: Vec<Vec<u8>>,
     /// The keys of length bucket `n` are `path_keys[from[n]..from[n + 1]]`.
     pub(super) path_keys_from: [u32; LONG_KEY + 2],
+    /// The path keys, as the span walk rules most keys out (version 1).
+    pub(super) path_filter: KeyFilter,
     pub(super) span_name: bool,
     pub(super) drop_descendants: bool,
     /// Schema version 2's rules, when the config has any: spans are then
@@ -54,10 +56,10 @@ pub(super) struct Noise {
 }
 
 impl Noise {
-    /// Whether `key` names a path source. Every span attribute asks, so
-    /// only the path keys of `key`'s length are compared (two word compares
-    /// each, see `bytes`): most keys have none, and no loop runs at all. In
-    /// the guest every loop turn also pays an epoch check.
+    /// Whether `key` names a path source. Asked of the keys the walk's
+    /// key filter lets through: only the path keys of `key`'s length are
+    /// compared (two word compares each, see `bytes`). In the guest every
+    /// loop turn also pays an epoch check.
     #[inline(always)]
     pub(super) fn is_path_key(&self, key: &[u8]) -> bool {
         let bucket = key_bucket(key);
@@ -371,6 +373,9 @@ impl Compiled {
                         globs,
                         path_keys,
                         path_keys_from,
+                        path_filter: KeyFilter::of(
+                            cfg.noise.path_attributes.iter().map(|k| k.as_bytes()),
+                        ),
                         span_name: cfg.noise.span_name,
                         drop_descendants: cfg.noise.drop_descendants,
                         layered,

@@ -15,8 +15,10 @@ use crate::wire::{
     Field, Fields, Problem, WireError, WireType, read_varint, varint_len, write_varint,
 };
 
-use super::layers::{Judge, Judging, Layered, Verdict, string_attribute};
-use super::rules::{Compiled, FNR_IDS, Mask, Noise, path_attribute, peek_key, string_after_key};
+use super::layers::{Judge, Judging, KeyFilter, Layered, Verdict, string_attribute};
+use super::rules::{
+    Compiled, FNR_IDS, Mask, Noise, path_attribute, path_attribute_walk, peek_key, string_after_key,
+};
 use super::{Container, Delta, Edit, MAX_VALUE_DEPTH, Op, SpanRec, room};
 
 /// Validates the batch and records the edits.
@@ -50,6 +52,11 @@ pub(super) struct Walk<'a, 'c, 'f> {
     /// and what the current span's facts decided so far.
     pub(super) chain: Judge,
     pub(super) judging: Judging<'a>,
+    /// The keys a span attribute may be judged by: version 1's path keys,
+    /// or the current resource's plan's (`Judge::keys`); empty without
+    /// noise rules. Every span attribute takes this one test, whatever the
+    /// version, and only those it lets through are read further.
+    pub(super) span_keys: KeyFilter,
     /// The current resource's `teams.key` value.
     pub(super) team: &'a [u8],
     /// The current resource's mask: the platform's, or its team's when the
@@ -171,6 +178,7 @@ impl<'a, 'c> Walk<'a, 'c, '_> {
         let mut delta = 0;
         if let Some(layered) = self.c.noise.as_ref().and_then(|n| n.layered.as_deref()) {
             (self.chain, self.team) = resource_chain(layered, self.buf, start, end)?;
+            self.span_keys = self.chain.keys();
         }
         if !self.c.team_masks.is_empty() {
             let team = if self.c.noise.as_ref().is_some_and(|n| n.layered.is_some()) {
@@ -275,48 +283,60 @@ impl<'a, 'c> Walk<'a, 'c, '_> {
         Ok(())
     }
 
-    /// Judges one span attribute by version 2's rules: a path from a path
-    /// key, the string of a rule's key. Out of line, as `path_attribute` is
-    /// for version 1: inlined, the span walk's loop spills more.
+    /// Judges a span attribute that `span_keys` let through (or one of
+    /// an unusual shape): by version 2's rules, or version 1's path keys.
+    /// Out of line: most attributes never get here, and inlined it made
+    /// the span walk's loop spill more.
     #[inline(never)]
-    fn gather(&mut self, noise: &Noise, kv_body: usize, kv_end: usize) -> Result<(), WireError> {
+    fn judge_attribute(
+        &mut self,
+        rec: &mut SpanRec<'a>,
+        kv_body: usize,
+        kv_end: usize,
+    ) -> Result<(), WireError> {
+        let Some(noise) = self.c.noise.as_ref() else { return Ok(()) };
+        if noise.layered.is_none() {
+            if rec.rule.is_none()
+                && let Some(value) = path_attribute(noise, self.buf, kv_body, kv_end)?
+            {
+                noise.check_path(rec, path::from_attribute(value), &mut self.scratch);
+            }
+            return Ok(());
+        }
         if self.judging.settled() {
             return Ok(());
         }
-        // Most keys are neither a path key nor a rule's: one peek at the key
-        // (see `peek_key`) rules them out. Other shapes take the full reads
-        // below.
-        if let Some((key, after)) = peek_key(&self.buf[kv_body..kv_end]) {
-            if !self.chain.may_judge(key) {
-                return Ok(());
-            }
-            let (path, attr) = (noise.is_path_key(key), self.chain.attr_key(key));
-            if path {
-                self.gather_path(noise, kv_body, kv_end)?;
-            }
-            if let Some(at) = attr
-                && !self.judging.settled()
+        let Some((key, after)) = peek_key(&self.buf[kv_body..kv_end]) else {
+            // Another shape: read in full, and judged by the key it ends with.
+            self.gather_path(noise, kv_body, kv_end)?;
+            if !self.judging.settled()
+                && let Some((key, value)) = string_attribute(self.buf, kv_body, kv_end)?
             {
-                match string_after_key(after) {
-                    Some(value) => {
-                        self.chain.attr_at(&mut self.judging, at, value, &mut self.scratch);
-                    }
-                    // Another shape: read in full, and judged by the key
-                    // it ends with.
-                    None => {
-                        if let Some((key, value)) = string_attribute(self.buf, kv_body, kv_end)? {
-                            self.chain.attr(&mut self.judging, key, value, &mut self.scratch);
-                        }
+                self.chain.attr(&mut self.judging, key, value, &mut self.scratch);
+            }
+            return Ok(());
+        };
+        if noise.is_path_key(key) {
+            // The usual shape, or the field walk (see `path_attribute`).
+            let value = match string_after_key(after) {
+                Some(value) => Some(value),
+                None => path_attribute_walk(noise, self.buf, kv_body, kv_end)?,
+            };
+            if let Some(value) = value {
+                self.chain.path(&mut self.judging, path::from_attribute(value), &mut self.scratch);
+            }
+        }
+        if !self.judging.settled()
+            && let Some(at) = self.chain.attr_key(key)
+        {
+            match string_after_key(after) {
+                Some(value) => self.chain.attr_at(&mut self.judging, at, value, &mut self.scratch),
+                None => {
+                    if let Some((key, value)) = string_attribute(self.buf, kv_body, kv_end)? {
+                        self.chain.attr(&mut self.judging, key, value, &mut self.scratch);
                     }
                 }
             }
-            return Ok(());
-        }
-        self.gather_path(noise, kv_body, kv_end)?;
-        if !self.judging.settled()
-            && let Some((key, value)) = string_attribute(self.buf, kv_body, kv_end)?
-        {
-            self.chain.attr(&mut self.judging, key, value, &mut self.scratch);
         }
         Ok(())
     }
@@ -424,15 +444,10 @@ impl<'a, 'c> Walk<'a, 'c, '_> {
                 }
                 span::ATTRIBUTES => {
                     expect(&f, WireType::Len, "Span.attributes")?;
-                    if let Some(noise) = noise
-                        && noise.layered.is_some()
-                    {
-                        self.gather(noise, f.body, f.end)?;
-                    } else if let Some(noise) = noise
-                        && rec.rule.is_none()
-                        && let Some(value) = path_attribute(noise, self.buf, f.body, f.end)?
-                    {
-                        noise.check_path(rec, path::from_attribute(value), &mut self.scratch);
+                    // Most keys are neither a path key nor a rule's: one
+                    // peek at the key (see `peek_key`) rules them out.
+                    if peek_key(f.bytes(self.buf)).is_none_or(|(k, _)| self.span_keys.may_hold(k)) {
+                        self.judge_attribute(rec, f.body, f.end)?;
                     }
                     delta += self.attribute(&f, FieldKind::SpanAttribute, true)?;
                 }
@@ -1319,7 +1334,7 @@ mod tests {
                     let c = Compiled::new(&crate::config::Config::from_json(cfg).expect("config")).expect("compiles");
                     let mut walk = Walk {
                         buf: &body, c: &c, edits: Vec::new(), arena: Vec::new(), counters: Counters::new(0, 5), findings: None, fnr_off: false, active: 0, hits: Vec::new(),
-                        ids: (&[], &[]), resource: None, key: &[], spans: Vec::new(), scopes: Vec::new(), resources: Vec::new(), scratch: Vec::new(), chain: Default::default(), judging: Default::default(), team: &[],
+                        ids: (&[], &[]), resource: None, key: &[], spans: Vec::new(), scopes: Vec::new(), resources: Vec::new(), scratch: Vec::new(), chain: Default::default(), judging: Default::default(), span_keys: Default::default(), team: &[],
                         mask: None, extras: false, general: false,
                     };
                     walk.set_mask(c.mask.as_ref());
