@@ -425,7 +425,8 @@ impl Config {
         }
         // Compile the globs here too, so a bad pattern is one more listed
         // problem rather than a separate failure later.
-        if let Err(errors) = crate::glob::GlobList::new(&cfg.noise.globs, cfg.noise.case_sensitive)
+        if let Err(errors) =
+            crate::glob::GlobList::validate(&cfg.noise.globs, cfg.noise.case_sensitive)
         {
             for e in errors {
                 let path = c.glob_paths.get(e.index).cloned().unwrap_or_default();
@@ -433,7 +434,7 @@ impl Config {
             }
         }
         if let Some(keys) = &cfg.mask.keys
-            && let Err(errors) = crate::glob::GlobList::new(keys, true)
+            && let Err(errors) = crate::glob::GlobList::validate(keys, true)
         {
             for e in errors {
                 c.problem(
@@ -948,7 +949,7 @@ fn read_detector(
             );
             ok = false;
         }
-        if let Err(errors) = crate::glob::GlobList::new(keys, true) {
+        if let Err(errors) = crate::glob::GlobList::validate(keys, true) {
             for e in errors {
                 c.problem(format!("{at}.keys[{}]", e.index), format!("bad glob: {}", e.reason));
             }

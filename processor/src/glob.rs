@@ -75,9 +75,64 @@ pub struct GlobList {
     /// case-insensitive, so in both ASCII cases then), as a 256-bit set: most candidates start with none
     /// of them and are ruled out by one bit test, with no compare at all.
     starts: [u64; 4],
+    /// Every pattern, when each has no syntax but single `*`s (see
+    /// [`Stars`]): `set` is then empty, and these match instead.
+    stars: Option<Vec<Stars>>,
     /// The patterns as configured (not lowercased), for reporting.
     patterns: Vec<String>,
     case_sensitive: bool,
+}
+
+/// A pattern whose only syntax is single `*`s (`*/isAlive`, `legacy-*`,
+/// `*/actuator/*`), as its literal pieces, lowercased when its list is
+/// case-insensitive. Such a pattern needs no regex: the first piece starts
+/// the candidate, the last ends it, and the others are found leftmost in
+/// turn, in linear time. Most configured globs have this form, and a list
+/// of them builds no globset: in a fresh guest, building globset's matchers
+/// was most of the cost of compiling a list.
+#[derive(Clone, Debug)]
+struct Stars {
+    /// The text before the first `*`; the whole pattern when it has none.
+    head: Box<[u8]>,
+    /// The text after the last `*`; `None` when the pattern has no `*`.
+    tail: Option<Box<[u8]>>,
+    /// The pieces between the first and last `*`, none empty.
+    middle: Vec<memchr::memmem::Finder<'static>>,
+}
+
+impl Stars {
+    /// Whether `pattern` has this form: no `?`, class, alternate, escape
+    /// or `**` (which globset gives a meaning of its own next to `/`).
+    fn fits(pattern: &str) -> bool {
+        !pattern.contains("**") && !pattern.contains(['?', '[', ']', '{', '}', '\\', ','])
+    }
+
+    fn new(pattern: &str) -> Stars {
+        let mut pieces = pattern.as_bytes().split(|&b| b == b'*');
+        let head = pieces.next().unwrap_or_default().into();
+        let mut rest: Vec<&[u8]> = pieces.collect();
+        let tail = rest.pop().map(Into::into);
+        let middle =
+            rest.into_iter().map(|m| memchr::memmem::Finder::new(m).into_owned()).collect();
+        Stars { head, tail, middle }
+    }
+
+    /// Whether the pattern matches `text` (folded as the pattern is).
+    fn matches(&self, text: &[u8]) -> bool {
+        let Some(tail) = &self.tail else { return text == &*self.head };
+        // Head and tail may not overlap: `ab*b` needs three bytes.
+        let Some(mut rest) = text.strip_prefix(&*self.head).and_then(|r| r.strip_suffix(&**tail))
+        else {
+            return false;
+        };
+        for piece in &self.middle {
+            match piece.find(rest) {
+                Some(at) => rest = &rest[at + piece.needle().len()..],
+                None => return false,
+            }
+        }
+        true
+    }
 }
 
 /// A pattern that could not be compiled.
@@ -101,6 +156,19 @@ impl fmt::Display for GlobError {
 impl std::error::Error for GlobError {}
 
 impl GlobList {
+    /// Exactly what [`GlobList::new`] would refuse, building a matcher only
+    /// when that is the one way to know: a list of `*`-only patterns can
+    /// only fail on an empty one, which [`GlobList::check`] sees. For
+    /// validating a config whose lists are compiled again where they are
+    /// used.
+    pub fn validate(patterns: &[String], case_sensitive: bool) -> Result<(), Vec<GlobError>> {
+        if patterns.iter().all(|p| Stars::fits(p)) {
+            GlobList::check(patterns)
+        } else {
+            GlobList::new(patterns, case_sensitive).map(|_| ())
+        }
+    }
+
     /// Checks patterns without building a matcher (parsing only): what
     /// [`GlobList::new`] would refuse, at a fraction of the cost, for
     /// validating many small lists (team files) whose matchers are built
@@ -138,6 +206,10 @@ impl GlobList {
     /// One [`GlobError`] per pattern that is empty or not a valid glob, in
     /// pattern order.
     pub fn new(patterns: &[String], case_sensitive: bool) -> Result<GlobList, Vec<GlobError>> {
+        // `*`-only patterns are always valid globs: such a list is matched
+        // by its pieces, and globset never builds it.
+        let all_stars = patterns.iter().all(|p| Stars::fits(p));
+        let mut stars = Vec::new();
         let mut builder = GlobSetBuilder::new();
         let mut errors = Vec::new();
         let mut dotted = Vec::new();
@@ -165,6 +237,12 @@ impl GlobList {
                 folded = pattern.to_ascii_lowercase();
                 folded.as_str()
             };
+            if all_stars {
+                literals.push(required_literal(source));
+                prefixes.push(literal_prefix(source).as_bytes().into());
+                stars.push(Stars::new(source));
+                continue;
+            }
             // Options are set explicitly so that the semantics do not depend
             // on globset's defaults, which differ between platforms
             // (`backslash_escape` is off where `\` is a path separator).
@@ -220,13 +298,15 @@ impl GlobList {
                     .build(l)
                     .ok()
             });
-        match builder.build() {
+        let set = if all_stars { Ok(GlobSet::empty()) } else { builder.build() };
+        match set {
             Ok(set) => Ok(GlobList {
                 set,
                 dotted,
                 required,
                 prefixes,
                 starts,
+                stars: all_stars.then_some(stars),
                 patterns: patterns.to_vec(),
                 case_sensitive,
             }),
@@ -262,7 +342,7 @@ impl GlobList {
     /// `scratch` is a buffer the caller keeps between calls; its contents on
     /// return are unspecified.
     pub fn first_match(&self, candidate: &[u8], scratch: &mut Vec<u8>) -> Option<usize> {
-        if self.set.is_empty() {
+        if self.is_empty() {
             return None;
         }
         if !self.may_match(candidate) {
@@ -273,6 +353,9 @@ impl GlobList {
 
     /// [`first_match`](Self::first_match) without the literal prefilter.
     fn first_match_folded(&self, folded: &[u8]) -> Option<usize> {
+        if let Some(stars) = &self.stars {
+            return stars.iter().position(|s| s.matches(folded));
+        }
         let candidate = Candidate::from_bytes(folded);
         let in_set = self.first_in_set(&candidate);
         let dotted = self.first_dotted(folded, &candidate);
@@ -284,13 +367,16 @@ impl GlobList {
     /// `scratch` is a buffer the caller keeps between calls; its contents on
     /// return are unspecified.
     pub fn is_match(&self, candidate: &[u8], scratch: &mut Vec<u8>) -> bool {
-        if self.set.is_empty() {
+        if self.is_empty() {
             return false;
         }
         if !self.may_match(candidate) {
             return false;
         }
         let folded = self.fold(candidate, scratch);
+        if let Some(stars) = &self.stars {
+            return stars.iter().any(|s| s.matches(folded));
+        }
         let candidate = Candidate::from_bytes(folded);
         self.set.is_match_candidate(&candidate) || self.first_dotted(folded, &candidate).is_some()
     }
@@ -302,13 +388,17 @@ impl GlobList {
     /// return are unspecified.
     pub fn matches_into(&self, candidate: &[u8], scratch: &mut Vec<u8>, out: &mut Vec<usize>) {
         out.clear();
-        if self.set.is_empty() {
+        if self.is_empty() {
             return;
         }
         if !self.may_match(candidate) {
             return;
         }
         let folded = self.fold(candidate, scratch);
+        if let Some(stars) = &self.stars {
+            out.extend((0..stars.len()).filter(|&i| stars[i].matches(folded)));
+            return;
+        }
         let candidate = Candidate::from_bytes(folded);
         self.set.matches_candidate_into(&candidate, out);
         if !self.dotted.is_empty() && (folded == b".." || folded.ends_with(b"/..")) {
@@ -763,6 +853,51 @@ mod tests {
             None => text.is_empty(),
             Some((b'*', rest)) => (0..=text.len()).any(|skip| naive(rest, &text[skip..])),
             Some((&p, rest)) => text.first() == Some(&p) && naive(rest, &text[1..]),
+        }
+    }
+
+    proptest! {
+        // Short candidates over few letters, and many cases: overlapping
+        // pieces (`*a*a*` against `a`) must come up.
+        #![proptest_config(ProptestConfig::with_cases(4096))]
+
+        /// Guarantees: a list of `*`-only patterns, which builds no
+        /// globset, matches as globset's own matcher of each pattern does,
+        /// in both case modes: leaving globset out changes no result.
+        #[test]
+        fn star_lists_agree_with_globset(
+            raw in prop::collection::vec(r"(\*|[aAb.]{1,2}){1,7}", 1..4),
+            candidate in "[aAb.]{0,6}",
+            case_sensitive in any::<bool>(),
+        ) {
+            // Runs of `*` collapsed, as `**` is not of this form.
+            let mut patterns = raw;
+            for p in &mut patterns {
+                while p.contains("**") {
+                    *p = p.replace("**", "*");
+                }
+            }
+            let globs = GlobList::new(&patterns, case_sensitive).unwrap();
+            prop_assert!(globs.stars.is_some());
+            let fold = |s: &str| if case_sensitive { s.to_owned() } else { s.to_ascii_lowercase() };
+            let text = fold(&candidate);
+            let every: Vec<usize> = (0..patterns.len())
+                .filter(|&i| {
+                    GlobBuilder::new(&fold(&patterns[i]))
+                        .literal_separator(false)
+                        .backslash_escape(true)
+                        .build()
+                        .unwrap()
+                        .compile_matcher()
+                        .is_match_candidate(&Candidate::from_bytes(text.as_bytes()))
+                })
+                .collect();
+            let mut scratch = Vec::new();
+            prop_assert_eq!(globs.first_match(candidate.as_bytes(), &mut scratch), every.first().copied());
+            prop_assert_eq!(globs.is_match(candidate.as_bytes(), &mut scratch), !every.is_empty());
+            let mut got = Vec::new();
+            globs.matches_into(candidate.as_bytes(), &mut scratch, &mut got);
+            prop_assert_eq!(got, every);
         }
     }
 

@@ -685,7 +685,7 @@ fn read_team_mask(c: &mut Checker, v: &Value) -> TeamMask {
     crate::config::read_detectors(c, map, &mut read, '*');
     out.detectors = read.detectors;
     if let Some(keys) = c.strings(map, "mask", "extra_keys") {
-        if let Err(errors) = GlobList::new(&keys, true) {
+        if let Err(errors) = GlobList::validate(&keys, true) {
             for e in errors {
                 c.problem(
                     format!("mask.extra_keys[{}]", e.index),
