@@ -33,8 +33,10 @@ pub(super) fn mark_descendants(
     // indirect loads were most of the marking's cost.
     let sized = |id: &[u8]| id.is_empty() || id.len() == 8;
     if metas.iter().all(|m| m.trace_id.len() == 16 && sized(m.span_id) && sized(m.parent_id)) {
-        let trace = |t: &[u8]| t.try_into().map_or(0, u128::from_be_bytes);
-        let span = |s: &[u8]| s.try_into().map_or(0, u64::from_be_bytes);
+        // Little-endian: read as the target stores them (big-endian
+        // would swap bytes, which wasm has no instruction for).
+        let trace = |t: &[u8]| t.try_into().map_or(0, u128::from_le_bytes);
+        let span = |s: &[u8]| s.try_into().map_or(0, u64::from_le_bytes);
         mark_by(metas, fates, trace, span)
     } else {
         mark_by(metas, fates, |t| t, |s| s)
@@ -42,8 +44,8 @@ pub(super) fn mark_descendants(
 }
 
 /// [`mark_descendants`] with trace ids compared as `trace(id)` and span ids
-/// as `span(id)`, each of which must order ids as their bytes do (empty
-/// span ids are never compared).
+/// as `span(id)`, each of which must tell every two ids it is given apart
+/// (empty span ids are never compared); any order they give will do.
 fn mark_by<'a, T: Ord + Copy, S: Ord + Copy>(
     metas: &[SpanRec<'a>],
     fates: &mut [Fate],
@@ -66,42 +68,51 @@ fn mark_by<'a, T: Ord + Copy, S: Ord + Copy>(
         }
     }
     noisy.sort_unstable();
+    noisy.dedup();
     let in_noisy_trace = |t: &'a [u8]| {
         let bit = trace_bit(t);
         maybe_noisy[bit / 64] & (1 << (bit % 64)) != 0 && noisy.binary_search(&trace(t)).is_ok()
     };
-    // (trace id, parent id, span index), bucketed by the parent id's last
-    // two bytes (random in a real id), each bucket sorted: a span's
-    // children are found by a search within its own id's bucket, which
-    // holds a span or two. Crafted ids that share a bucket make it one
-    // sorted list: O(n log n) still.
+    // (trace id, parent id, span index, the parent id's `trace_bit`),
+    // bucketed by the parent id's last two bytes (random in a real id),
+    // each bucket sorted: a span's children are found by a search within
+    // its own id's bucket, which holds a span or two. Crafted ids that
+    // share a bucket make it one sorted list: O(n log n) still.
     let mut children = try_collect(
         metas.len(),
         metas
             .iter()
             .enumerate()
             .filter(|(_, m)| !m.parent_id.is_empty() && in_noisy_trace(m.trace_id))
-            .map(|(i, m)| (trace(m.trace_id), span(m.parent_id), i as u32)),
+            .map(|(i, m)| (trace(m.trace_id), span(m.parent_id), i as u32, trace_bit(m.parent_id))),
         "span records",
     )?;
-    let mut starts = [0u32; TRACE_BITS + 1];
-    for &(_, _, j) in &children {
-        starts[trace_bit(metas[j as usize].parent_id) + 1] += 1;
+    // About two children per bucket: the loops over buckets below cost
+    // as little as the children do when there are few.
+    let buckets = children.len().next_power_of_two().clamp(64, TRACE_BITS);
+    let bucket = |bit: usize| bit & (buckets - 1);
+    // A counting sort: `ends[b]` is first bucket `b`'s size, then where it
+    // starts, and once every child is placed, where it ends (its start is
+    // `ends[b - 1]`, or 0).
+    let mut ends = [0u32; TRACE_BITS];
+    for &(_, _, _, bit) in &children {
+        ends[bucket(bit)] += 1;
     }
-    for b in 1..starts.len() {
-        starts[b] += starts[b - 1];
+    let mut sum = 0;
+    for end in &mut ends[..buckets] {
+        (*end, sum) = (sum, sum + *end);
     }
     let mut by_parent = try_collect(children.len(), children.iter().copied(), "span records")?;
-    let mut next = starts;
     for e in children.drain(..) {
-        let b = trace_bit(metas[e.2 as usize].parent_id);
-        by_parent[next[b] as usize] = e;
-        next[b] += 1;
+        let b = bucket(e.3);
+        by_parent[ends[b] as usize] = e;
+        ends[b] += 1;
     }
-    for b in 0..TRACE_BITS {
-        let bucket = &mut by_parent[starts[b] as usize..starts[b + 1] as usize];
-        if bucket.len() > 1 {
-            bucket.sort_unstable();
+    let range = |b: usize| (if b == 0 { 0 } else { ends[b - 1] as usize }, ends[b] as usize);
+    for b in 0..buckets {
+        let (from, to) = range(b);
+        if to - from > 1 {
+            by_parent[from..to].sort_unstable();
         }
     }
     // `walked[k]`: the group of children starting at `by_parent[k]` has
@@ -129,11 +140,10 @@ fn mark_by<'a, T: Ord + Copy, S: Ord + Copy>(
             continue;
         }
         let key = (trace(metas[i].trace_id), span(metas[i].span_id));
-        let b = trace_bit(metas[i].span_id);
-        let (from, to) = (starts[b] as usize, starts[b + 1] as usize);
-        let first = from + by_parent[from..to].partition_point(|&(t, p, _)| (t, p) < key);
+        let (from, to) = range(bucket(trace_bit(metas[i].span_id)));
+        let first = from + by_parent[from..to].partition_point(|&(t, p, _, _)| (t, p) < key);
         // An empty group's `first` is another key's: leave its flag alone.
-        let Some(&(t, p, _)) = by_parent[..to].get(first) else { continue };
+        let Some(&(t, p, _, _)) = by_parent[..to].get(first) else { continue };
         let team = metas[i].team;
         if walked[first] || (restricted && walked_for.contains(&(first, team))) || (t, p) != key {
             continue;
@@ -143,7 +153,8 @@ fn mark_by<'a, T: Ord + Copy, S: Ord + Copy>(
         } else {
             walked[first] = true;
         }
-        for &(_, _, j) in by_parent[first..to].iter().take_while(|&&(t, p, _)| (t, p) == key) {
+        for &(_, _, j, _) in by_parent[first..to].iter().take_while(|&&(t, p, _, _)| (t, p) == key)
+        {
             visited += 1;
             let j = j as usize;
             if restricted && metas[j].team != team {
