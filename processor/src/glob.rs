@@ -49,7 +49,7 @@ thread_local! {
 #[derive(Clone)]
 pub struct GlobList {
     /// All patterns, in the given order, so that globset's match indices are
-    /// indices into `patterns`.
+    /// indices into `patterns`; empty when `stars` matches instead.
     set: GlobSet,
     /// The patterns that end in `.`, with their indices, as matchers that
     /// always run their regex over the whole candidate. globset's set takes

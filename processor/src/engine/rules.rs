@@ -57,9 +57,10 @@ pub(super) struct Noise {
 
 impl Noise {
     /// Whether `key` names a path source. Asked of the keys the walk's
-    /// key filter lets through: only the path keys of `key`'s length are
-    /// compared (two word compares each, see `bytes`). In the guest every
-    /// loop turn also pays an epoch check.
+    /// key filter lets through, and of KeyValues of an unusual shape: only
+    /// the path keys of `key`'s length are compared (two word compares
+    /// each, see `bytes`). In the guest every loop turn also pays an epoch
+    /// check.
     #[inline(always)]
     pub(super) fn is_path_key(&self, key: &[u8]) -> bool {
         let bucket = key_bucket(key);
