@@ -72,8 +72,9 @@ pub struct GlobList {
     /// written this way, a few byte compares then replace the DFA pass.
     prefixes: Option<Vec<Box<[u8]>>>,
     /// The first bytes of `prefixes` (lowercased when the list is
-    /// case-insensitive, so in both ASCII cases then), as a 256-bit set: most candidates start with none
-    /// of them and are ruled out by one bit test, with no compare at all.
+    /// case-insensitive, so in both ASCII cases then), as a 256-bit set:
+    /// most candidates start with none of them and are ruled out by one
+    /// bit test, with no compare at all.
     starts: [u64; 4],
     /// Every pattern, when each has no syntax but single `*`s (see
     /// [`Stars`]): `set` is then empty, and these match instead.
@@ -237,9 +238,10 @@ impl GlobList {
                 folded = pattern.to_ascii_lowercase();
                 folded.as_str()
             };
+            // Both only ever used when every pattern compiled.
+            literals.push(required_literal(source));
+            prefixes.push(literal_prefix(source).as_bytes().into());
             if all_stars {
-                literals.push(required_literal(source));
-                prefixes.push(literal_prefix(source).as_bytes().into());
                 stars.push(Stars::new(source));
                 continue;
             }
@@ -248,8 +250,6 @@ impl GlobList {
             // (`backslash_escape` is off where `\` is a path separator).
             match GlobBuilder::new(source).literal_separator(false).backslash_escape(true).build() {
                 Ok(glob) => {
-                    literals.push(required_literal(source));
-                    prefixes.push(literal_prefix(source).as_bytes().into());
                     if source.ends_with('.') {
                         dotted.push((index, glob.compile_matcher()));
                     }

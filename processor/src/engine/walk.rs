@@ -309,10 +309,8 @@ impl<'a, 'c> Walk<'a, 'c, '_> {
         let Some((key, after)) = peek_key(&self.buf[kv_body..kv_end]) else {
             // Another shape: read in full, and judged by the key it ends with.
             self.gather_path(noise, kv_body, kv_end)?;
-            if !self.judging.settled()
-                && let Some((key, value)) = string_attribute(self.buf, kv_body, kv_end)?
-            {
-                self.chain.attr(&mut self.judging, key, value, &mut self.scratch);
+            if !self.judging.settled() {
+                self.gather_attr_walked(kv_body, kv_end)?;
             }
             return Ok(());
         };
@@ -331,12 +329,17 @@ impl<'a, 'c> Walk<'a, 'c, '_> {
         {
             match string_after_key(after) {
                 Some(value) => self.chain.attr_at(&mut self.judging, at, value, &mut self.scratch),
-                None => {
-                    if let Some((key, value)) = string_attribute(self.buf, kv_body, kv_end)? {
-                        self.chain.attr(&mut self.judging, key, value, &mut self.scratch);
-                    }
-                }
+                None => self.gather_attr_walked(kv_body, kv_end)?,
             }
+        }
+        Ok(())
+    }
+
+    /// Judges a span attribute read field by field: by the key it ends
+    /// with, as protobuf keeps the last.
+    fn gather_attr_walked(&mut self, kv_body: usize, kv_end: usize) -> Result<(), WireError> {
+        if let Some((key, value)) = string_attribute(self.buf, kv_body, kv_end)? {
+            self.chain.attr(&mut self.judging, key, value, &mut self.scratch);
         }
         Ok(())
     }
