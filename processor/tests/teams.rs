@@ -869,14 +869,17 @@ fn matches(glob: &str, text: &[u8], case_sensitive: bool) -> bool {
 /// The chain for a resource, written straight from the documented order:
 /// the team's `services` entry, the team file, the first matching override
 /// (before both when `final`), the defaults.
+/// `svc` empty: the resource has no `service.name`.
 fn naive_chain(cfg: &Config, ns: &str, svc: &str) -> Vec<NaiveLayer> {
+    let svc = Some(svc).filter(|s| !s.is_empty());
     let team = cfg.teams.files.iter().find(|t| t.name == ns);
     let service = team.and_then(|t| {
+        let svc = svc?;
         t.services.iter().find(|(g, _)| matches(g, svc.as_bytes(), true)).map(|(_, l)| l)
     });
     let value = |key: &str| match key {
         "k8s.namespace.name" => Some(ns),
-        "service.name" => Some(svc),
+        "service.name" => svc,
         _ => None,
     };
     let over = cfg.overrides.iter().find(|o| {
@@ -1028,9 +1031,9 @@ proptest! {
     /// Scenario: random version-2 configs (default globs, rules and
     /// presets; overrides on either key, some `final`; a team file with
     /// `services` entries; every layer with keep globs, drop globs and both
-    /// rule kinds) over four resources (two namespaces, two services) of
-    /// random root spans whose paths, names and attributes come from small
-    /// alphabets.
+    /// rule kinds) over up to eight resources in any order (two namespaces,
+    /// two services or none, repeats back to back too) of random root spans
+    /// whose paths, names and attributes come from small alphabets.
     /// Guarantees: the engine keeps exactly the spans the naive reading of
     /// the documented precedence keeps, and counts each drop under the rule
     /// that reading names.
@@ -1042,7 +1045,8 @@ proptest! {
         overrides in prop::collection::vec(override_entry(), 0..3),
         team in rules_layer(),
         services in prop::collection::vec((prop::sample::select(vec!["svc-a", "svc-*", "*"]), rules_layer()), 0..3),
-        spans in prop::collection::vec((0..4usize, random_span()), 1..24),
+        order in prop::collection::vec(0..5usize, 1..9),
+        spans in prop::collection::vec((0..8usize, random_span()), 1..24),
     ) {
         let mut doc = json!({"noise": {"globs": globs, "rules": main_rules}, "overrides": overrides});
         if !presets {
@@ -1053,11 +1057,16 @@ proptest! {
         let cfg_json = with_teams(doc, &[("ns-0", json!({"noise": team, "services": services}))]);
         let cfg = Config::from_json(&cfg_json.to_string()).unwrap();
         prop_assume!(cfg.teams.problems.is_empty());
-        let resources = [("ns-0", "svc-a"), ("ns-0", "svc-b"), ("ns-1", "svc-a"), ("ns-1", "svc-b")];
+        // The batch's resources, in a random order that may repeat one
+        // (back to back, too: the pods of one service). An empty service:
+        // the resource has no `service.name`.
+        let kinds = [("ns-0", "svc-a"), ("ns-0", "svc-b"), ("ns-1", "svc-a"), ("ns-1", "svc-b"), ("ns-0", "")];
+        let resources: Vec<(&str, &str)> = order.iter().map(|&k| kinds[k]).collect();
         let mut per_resource: Vec<Vec<Span>> = vec![Vec::new(); resources.len()];
         let mut expected_kept = Vec::new();
         let mut expected_rules = std::collections::BTreeMap::<String, u64>::new();
         for (i, (r, (server_kind, name, attrs))) in spans.iter().enumerate() {
+            let r = r % resources.len();
             let id = i as u8 + 1;
             let span = Span {
                 trace_id: vec![id; 16],
@@ -1067,16 +1076,21 @@ proptest! {
                 attributes: attrs.iter().map(|(k, v)| kv(k, v)).collect(),
                 ..Default::default()
             };
-            let chain = naive_chain(&cfg, resources[*r].0, resources[*r].1);
+            let chain = naive_chain(&cfg, resources[r].0, resources[r].1);
             match naive_verdict(&cfg, &chain, &span) {
                 Some(rule) => *expected_rules.entry(rule).or_default() += 1,
                 None => expected_kept.push(vec![id; 8]),
             }
-            per_resource[*r].push(span);
+            per_resource[r].push(span);
         }
-        let req = batch(
+        let mut req = batch(
             resources.iter().zip(per_resource).map(|((ns, svc), spans)| (*ns, *svc, spans)).collect(),
         );
+        for rs in &mut req.resource_spans {
+            if let Some(r) = &mut rs.resource {
+                r.attributes.retain(|a| *a != kv("service.name", ""));
+            }
+        }
         let p = Processor::new(&cfg_json.to_string()).unwrap();
         let out = p.process(&req.encode_to_vec()).unwrap();
         let mut kept: Vec<Vec<u8>> = spans_of(&out.batch).into_iter().map(|s| s.span_id).collect();

@@ -15,6 +15,8 @@ use crate::teams::{DeferredTeam, MAX_TEAMS, NoiseLayer, NoiseRule, Team, preset_
 use crate::wire::{Fields, WireError, WireType};
 use serde_json::Value;
 
+use super::rules::{peek_key, string_after_key};
+
 /// At most this many layers judge a span: service entry, team, override,
 /// defaults.
 pub(super) const MAX_CHAIN: usize = 4;
@@ -48,6 +50,19 @@ pub(super) struct Judge {
     /// plan's attribute keys (the walk's `span_keys` while the resource's
     /// spans are walked).
     keys: KeyFilter,
+}
+
+/// What [`Layered::chain`] keeps between the resources of one batch.
+#[derive(Debug, Default)]
+pub(super) struct ChainMemo<'a> {
+    /// The resource's value of each match key.
+    values: Vec<Option<&'a [u8]>>,
+    /// The last chain built, and the values it was built for.
+    last: Vec<Option<&'a [u8]>>,
+    judge: Option<Judge>,
+    matched: Vec<u32>,
+    hits: Vec<usize>,
+    scratch: Vec<u8>,
 }
 
 /// A set of attribute keys, as 512 bits indexed by a hash of a key's
@@ -404,6 +419,8 @@ pub(super) struct Layered {
     /// Resource attribute keys read to pick a chain: `teams.key` first,
     /// `service.name` second, then the overrides' keys.
     match_keys: Vec<Vec<u8>>,
+    /// The keys of `match_keys`.
+    match_filter: KeyFilter,
     /// The path keys (`noise.sources.attributes`).
     path_keys: KeyFilter,
 }
@@ -494,6 +511,7 @@ impl Layered {
             plans: Mutex::new(HashMap::new()),
             case_sensitive,
             teams,
+            match_filter: KeyFilter::of(match_keys.iter().map(Vec::as_slice)),
             match_keys,
             path_keys: KeyFilter::of(cfg.noise.path_attributes.iter().map(|k| k.as_bytes())),
         };
@@ -548,49 +566,84 @@ impl Layered {
     }
 
     /// The chain for a resource whose attributes are at `start..end` of
-    /// `buf` (a `Resource` message), read once per resource.
+    /// `buf` (a `Resource` message), read once per resource. `memo` is the
+    /// batch's: its buffers, and the last resource's chain, which the next
+    /// resource takes when its match values are the same (the pods of one
+    /// service, each a resource of its own, often follow each other).
     pub(super) fn chain<'a>(
         &self,
         buf: &'a [u8],
         start: usize,
         end: usize,
+        memo: &mut ChainMemo<'a>,
     ) -> Result<(Judge, &'a [u8]), WireError> {
-        let mut values: Vec<Option<&[u8]>> = vec![None; self.match_keys.len()];
+        memo.values.clear();
+        memo.values.resize(self.match_keys.len(), None);
         let mut fields = Fields::new(buf, start, end);
         while let Some(f) = fields.next_field()? {
             if f.number != resource::ATTRIBUTES || f.wire != WireType::Len {
                 continue;
             }
-            if let Some((key, value)) = string_attribute(buf, f.body, f.end)?
+            // Most resource attributes are none of the match keys: one peek
+            // at the key rules them out (see `peek_key`), and the usual
+            // shape's string is read without a walk.
+            let attribute = match peek_key(f.bytes(buf)) {
+                Some((key, _)) if !self.match_filter.may_hold(key) => continue,
+                Some((key, after)) => match string_after_key(after) {
+                    Some(value) => Some((key, value)),
+                    None => string_attribute(buf, f.body, f.end)?,
+                },
+                None => string_attribute(buf, f.body, f.end)?,
+            };
+            if let Some((key, value)) = attribute
                 && let Some(i) = self.match_keys.iter().position(|k| k == key)
             {
-                values[i] = Some(value);
+                memo.values[i] = Some(value);
             }
         }
-        let mut scratch = Vec::new();
-        let (team, service) = (values[0], values[1]);
+        let team = memo.values[0];
+        if let Some(judge) = &memo.judge
+            && memo.last == memo.values
+        {
+            return Ok((judge.clone(), team.unwrap_or_default()));
+        }
+        let judge = self.judge(memo);
+        memo.last.clone_from(&memo.values);
+        memo.judge = Some(judge.clone());
+        Ok((judge, team.unwrap_or_default()))
+    }
+
+    /// The chain for the match values in `memo.values`.
+    fn judge(&self, memo: &mut ChainMemo<'_>) -> Judge {
+        let scratch = &mut memo.scratch;
+        let (team, service) = (memo.values[0], memo.values[1]);
         let mut team_layers = (None, None);
         if let Some(ns) = team
             && let Ok(t) = self.teams.binary_search_by(|t| t.name.as_slice().cmp(ns))
             && let Some(rules) = self.team_rules(t)
         {
-            let svc = service
-                .and_then(|s| rules.services.iter().position(|g| g.is_match(s, &mut scratch)));
+            let svc =
+                service.and_then(|s| rules.services.iter().position(|g| g.is_match(s, scratch)));
             team_layers = (svc.map(|n| team_id(t, 1 + n)), Some(team_id(t, 0)));
         }
         // How many of each override's keys the resource matches.
-        let mut matched = vec![0u32; self.overrides.len()];
-        let mut hits = Vec::new();
+        let matched = &mut memo.matched;
+        matched.clear();
+        matched.resize(self.overrides.len(), 0);
         for (i, globs, owners) in &self.override_keys {
-            if let Some(v) = values.get(*i).copied().flatten() {
-                globs.matches_into(v, &mut scratch, &mut hits);
-                for &h in &hits {
+            if let Some(v) = memo.values.get(*i).copied().flatten() {
+                globs.matches_into(v, scratch, &mut memo.hits);
+                for &h in &memo.hits {
                     matched[owners[h] as usize] += 1;
                 }
             }
         }
-        let over =
-            self.overrides.iter().zip(&matched).find(|((n, _, _), m)| *m == n).map(|(o, _)| o);
+        let over = self
+            .overrides
+            .iter()
+            .zip(matched.iter())
+            .find(|((n, _, _), m)| *m == n)
+            .map(|(o, _)| o);
         let mut chain = Chain::default();
         match over {
             Some((_, true, l)) => {
@@ -611,7 +664,7 @@ impl Layered {
         chain.push(Some(0));
         let plan = self.plan(chain);
         let keys = plan.attr_keys.union(self.path_keys);
-        Ok((Judge { keys, plan: Some(plan) }, team.unwrap_or_default()))
+        Judge { keys, plan: Some(plan) }
     }
 
     /// The plan of `chain`, built on first use.

@@ -220,6 +220,7 @@ fn plan_with(
         resources: Vec::new(),
         scratch: Vec::new(),
         chain: Default::default(),
+        chain_memo: Default::default(),
         judging: Default::default(),
         // Version 2 sets it per resource.
         span_keys: c

@@ -15,7 +15,7 @@ use crate::wire::{
     Field, Fields, Problem, WireError, WireType, read_varint, varint_len, write_varint,
 };
 
-use super::layers::{Judge, Judging, KeyFilter, Layered, Verdict, string_attribute};
+use super::layers::{ChainMemo, Judge, Judging, KeyFilter, Verdict, string_attribute};
 use super::rules::{
     Compiled, FNR_IDS, Mask, Noise, path_attribute, path_attribute_walk, peek_key, string_after_key,
 };
@@ -51,6 +51,8 @@ pub(super) struct Walk<'a, 'c, 'f> {
     /// Version 2's rules: the plan judging the current resource's spans,
     /// and what the current span's facts decided so far.
     pub(super) chain: Judge,
+    /// The last resource's chain, and buffers (see `Layered::chain`).
+    pub(super) chain_memo: ChainMemo<'a>,
     pub(super) judging: Judging<'a>,
     /// The keys a span attribute may be judged by: version 1's path keys,
     /// or the current resource's plan's (`Judge::keys`); empty without
@@ -177,7 +179,9 @@ impl<'a, 'c> Walk<'a, 'c, '_> {
     pub(super) fn resource_spans(&mut self, start: usize, end: usize) -> Result<Delta, WireError> {
         let mut delta = 0;
         if let Some(layered) = self.c.noise.as_ref().and_then(|n| n.layered.as_deref()) {
-            (self.chain, self.team) = resource_chain(layered, self.buf, start, end)?;
+            let (body, body_end) = resource_of(self.buf, start, end)?;
+            (self.chain, self.team) =
+                layered.chain(self.buf, body, body_end, &mut self.chain_memo)?;
             self.span_keys = self.chain.keys();
         }
         if !self.c.team_masks.is_empty() {
@@ -1077,17 +1081,6 @@ impl<'a, 'c> Walk<'a, 'c, '_> {
     }
 }
 
-/// The chain of layers for the ResourceSpans at `start..end`.
-fn resource_chain<'a>(
-    layered: &Layered,
-    buf: &'a [u8],
-    start: usize,
-    end: usize,
-) -> Result<(Judge, &'a [u8]), WireError> {
-    let (body, body_end) = resource_of(buf, start, end)?;
-    layered.chain(buf, body, body_end)
-}
-
 /// Where the `resource` of the ResourceSpans at `start..end` is (its last
 /// occurrence, as protobuf readers keep; empty at `end` when absent). Found
 /// first, as it may follow the spans on the wire.
@@ -1337,7 +1330,7 @@ mod tests {
                     let c = Compiled::new(&crate::config::Config::from_json(cfg).expect("config")).expect("compiles");
                     let mut walk = Walk {
                         buf: &body, c: &c, edits: Vec::new(), arena: Vec::new(), counters: Counters::new(0, 5), findings: None, fnr_off: false, active: 0, hits: Vec::new(),
-                        ids: (&[], &[]), resource: None, key: &[], spans: Vec::new(), scopes: Vec::new(), resources: Vec::new(), scratch: Vec::new(), chain: Default::default(), judging: Default::default(), span_keys: Default::default(), team: &[],
+                        ids: (&[], &[]), resource: None, key: &[], spans: Vec::new(), scopes: Vec::new(), resources: Vec::new(), scratch: Vec::new(), chain: Default::default(), chain_memo: Default::default(), judging: Default::default(), span_keys: Default::default(), team: &[],
                         mask: None, extras: false, general: false,
                     };
                     walk.set_mask(c.mask.as_ref());
