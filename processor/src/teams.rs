@@ -210,13 +210,13 @@ pub(crate) fn split_deferred(text: &str) -> Option<(Value, Vec<std::sync::Arc<De
     if teams.other.contains_key("strict") || files.len() > MAX_TEAMS {
         return None;
     }
-    let (mut read_now, mut deferred) = (Map::new(), Vec::new());
+    let (mut read_now, mut deferred) = (Map::new(), Vec::with_capacity(files.len()));
     for (name, entry) in files {
         match entry.deferrable(&name) {
-            Some((file, doc)) => {
+            Ok((file, doc)) => {
                 deferred.push(std::sync::Arc::new(DeferredTeam { name, file, doc: doc.to_owned() }))
             }
-            None => {
+            Err(entry) => {
                 read_now.insert(name, entry.into_value()?);
             }
         }
@@ -232,8 +232,10 @@ pub(crate) fn split_deferred(text: &str) -> Option<(Value, Vec<std::sync::Arc<De
 /// The visitors of [`split_deferred`]: any document they cannot read is
 /// an error, and is then read whole, so that its problems are reported.
 mod split {
+    use std::borrow::Cow;
     use std::fmt;
 
+    use serde::Deserialize;
     use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
     use serde_json::value::RawValue;
     use serde_json::{Map, Value};
@@ -247,9 +249,11 @@ mod split {
         pub(super) files: Option<Vec<(String, Entry<'a>)>>,
     }
 
-    /// A `teams.files` entry: its `doc` raw, its other keys as values.
+    /// A `teams.files` entry: its `doc` raw, its `file` and its other keys
+    /// as values.
     pub(super) struct Entry<'a> {
         doc: Option<&'a RawValue>,
+        file: Option<Value>,
         other: Map<String, Value>,
     }
 
@@ -258,25 +262,40 @@ mod split {
         /// `file` and `doc`, a well-named team, and a document that is a
         /// mapping without `mask` (masking is settled when the processor is
         /// created, so a file that adds to it is read then).
-        pub(super) fn deferrable(&self, name: &str) -> Option<(String, &'a str)> {
-            super::check_team_name(name).ok()?;
-            let (Some(doc), 1, Some(Value::String(file))) =
-                (self.doc, self.other.len(), self.other.get("file"))
+        /// The entry's file and document when it can be read later: only
+        /// `file` and `doc`, a well-named team, and a document that is a
+        /// mapping without `mask` (masking is settled when the processor is
+        /// created, so a file that adds to it is read then). `Err`: the
+        /// entry back, to be read now.
+        pub(super) fn deferrable(self, name: &str) -> Result<(String, &'a str), Entry<'a>> {
+            let (Ok(()), Some(doc), true, Some(Value::String(_))) =
+                (super::check_team_name(name), self.doc, self.other.is_empty(), &self.file)
             else {
-                return None;
+                return Err(self);
             };
             let text = doc.get();
             // A mapping whose text holds neither `mask` nor an escape has no
             // `mask` key: most team files, told without a second parse.
-            let surely_no_mask =
-                text.starts_with('{') && !text.contains("mask") && !text.contains('\\');
-            let has_mask = !surely_no_mask
-                && serde_json::Deserializer::from_str(text).deserialize_map(HasMask).ok()?;
-            (!has_mask).then(|| (file.clone(), text))
+            let bytes = text.as_bytes();
+            let surely_no_mask = bytes.first() == Some(&b'{')
+                && !memchr::memchr_iter(b'm', bytes).any(|at| bytes[at..].starts_with(b"mask"))
+                && memchr::memchr(b'\\', bytes).is_none();
+            if !surely_no_mask
+                && serde_json::Deserializer::from_str(text).deserialize_map(HasMask).unwrap_or(true)
+            {
+                return Err(self);
+            }
+            match self.file {
+                Some(Value::String(file)) => Ok((file, text)),
+                _ => unreachable!("checked above"),
+            }
         }
 
         /// The entry as a value, to be read now.
         pub(super) fn into_value(mut self) -> Option<Value> {
+            if let Some(file) = self.file {
+                self.other.insert("file".to_owned(), file);
+            }
             if let Some(doc) = self.doc {
                 self.other.insert("doc".to_owned(), serde_json::from_str(doc.get()).ok()?);
             }
@@ -295,11 +314,11 @@ mod split {
         mut read: impl FnMut(&mut A) -> Result<T, A::Error>,
     ) -> Result<Apart<T>, A::Error> {
         let (mut found, mut other) = (None, Map::new());
-        while let Some(k) = map.next_key::<String>()? {
+        while let Some(Key(k)) = map.next_key()? {
             if k == key {
                 found = Some(read(&mut map)?);
             } else {
-                other.insert(k, map.next_value()?);
+                other.insert(k.into_owned(), map.next_value()?);
             }
         }
         Ok((found, other))
@@ -398,9 +417,44 @@ mod split {
         fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             f.write_str("a team file entry")
         }
-        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Entry<'de>, A::Error> {
-            let (doc, other) = one_key_apart(map, "doc", |m| m.next_value())?;
-            Ok(Entry { doc, other })
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Entry<'de>, A::Error> {
+            let mut entry = Entry { doc: None, file: None, other: Map::new() };
+            // Of a key given twice the last wins, as in a JSON object.
+            while let Some(Key(k)) = map.next_key()? {
+                match &*k {
+                    "doc" => entry.doc = Some(map.next_value()?),
+                    "file" => entry.file = Some(map.next_value()?),
+                    _ => {
+                        entry.other.insert(k.into_owned(), map.next_value()?);
+                    }
+                }
+            }
+            Ok(entry)
+        }
+    }
+
+    /// A mapping key, borrowed from the text unless it has escapes: most
+    /// keys are only compared, and an owned one costs an allocation each.
+    struct Key<'de>(Cow<'de, str>);
+
+    impl<'de> Deserialize<'de> for Key<'de> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Key<'de>, D::Error> {
+            d.deserialize_str(KeyVisitor)
+        }
+    }
+
+    struct KeyVisitor;
+
+    impl<'de> Visitor<'de> for KeyVisitor {
+        type Value = Key<'de>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a key")
+        }
+        fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
+            Ok(Key(Cow::Borrowed(v)))
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Key<'de>, E> {
+            Ok(Key(Cow::Owned(v.to_owned())))
         }
     }
 }
@@ -847,8 +901,9 @@ mod tests {
     /// Scenario: documents as hosts write them and as they should not:
     /// team files with problems, with `mask`, with keys besides `file`
     /// and `doc`, with an `error`, a team named twice, escaped keys, a
-    /// badly named team, `strict`, `teams` that is not a mapping, trailing
-    /// text, and a platform problem.
+    /// `file` that is no string, `file` and `doc` given twice, a badly
+    /// named team, `strict`, `teams` that is not a mapping, trailing text,
+    /// and a platform problem.
     /// Guarantees: splitting the team files off and reading them later
     /// gives the config (or the problems) that reading it whole gives.
     #[test]
@@ -872,6 +927,13 @@ mod tests {
                 .to_string(),
             r#"{"version": 2, "teams": {"files": {"a": {"file": "teams/a.yaml", "doc": {"noise": {}}},
                 "a": {"file": "teams/a2.yaml", "doc": {"m\u0061sk": {"enabled": false}}}}}}"#
+                .to_owned(),
+            // A `file` that is no string, escaped entry keys and names, and
+            // `file` and `doc` given twice (the last wins).
+            r#"{"version": 2, "teams": {"files": {"i": {"file": 7, "doc": {"noise": {}}},
+                "j": {"f\u0069le": "teams/j.yaml", "d\u006fc": {}},
+                "k": {"file": 7, "doc": {"mask": {}}, "file": "teams/k.yaml", "doc": {}},
+                "l\u006d": {"file": "teams/lm.yaml", "doc": {}}}}}"#
                 .to_owned(),
             r#"{"version": 2, "teams": {"files": {"a": {"file": "t", "doc": {}}}}} trailing"#
                 .to_owned(),
