@@ -261,10 +261,6 @@ mod split {
         /// The entry's file and document when it can be read later: only
         /// `file` and `doc`, a well-named team, and a document that is a
         /// mapping without `mask` (masking is settled when the processor is
-        /// created, so a file that adds to it is read then).
-        /// The entry's file and document when it can be read later: only
-        /// `file` and `doc`, a well-named team, and a document that is a
-        /// mapping without `mask` (masking is settled when the processor is
         /// created, so a file that adds to it is read then). `Err`: the
         /// entry back, to be read now.
         pub(super) fn deferrable(self, name: &str) -> Result<(String, &'a str), Entry<'a>> {
@@ -334,7 +330,7 @@ mod split {
         }
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
             let mut found = false;
-            while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            while let Some(Key(key)) = map.next_key()? {
                 found |= key == "mask";
                 map.next_value::<IgnoredAny>()?;
             }
@@ -950,5 +946,9 @@ mod tests {
         let cfg = Config::from_json_deferring_teams(&docs[0]).expect("loads");
         let deferred: Vec<&str> = cfg.teams.deferred.iter().map(|d| d.name.as_str()).collect();
         assert_eq!(deferred, ["a", "b", "f"]);
+        // Escaped keys and keys given twice defer as written plainly.
+        let cfg = Config::from_json_deferring_teams(&docs[4]).expect("loads");
+        let deferred: Vec<&str> = cfg.teams.deferred.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(deferred, ["j", "k", "lm"]);
     }
 }

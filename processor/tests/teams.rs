@@ -143,14 +143,10 @@ fn put_len(out: &mut Vec<u8>, number: u32, body: &[u8]) {
     out.extend_from_slice(body);
 }
 
-/// Scenario: the kube-probe user agent written as a KeyValue of every
-/// shape an encoder may use: value before key, an unknown field after the
-/// value or inside it, lengths of two bytes, the key written twice (the
-/// last one counts); and the same shapes with another user agent.
-/// Guarantees: an attribute rule reads the KeyValue as protobuf does,
-/// whatever its shape: the probe is dropped and the other is kept.
-#[test]
-fn attribute_rules_read_every_key_value_shape() {
+/// The KeyValue `k` = `v` in every shape an encoder may use: value before
+/// key, an unknown field after the value or inside it, lengths of two
+/// bytes (`v` made longer), the key written twice (the last one counts).
+fn key_value_shapes(k: &str, v: &str) -> Vec<Vec<u8>> {
     let string = |v: &str| {
         let mut any = Vec::new();
         put_len(&mut any, 1, v.as_bytes());
@@ -167,21 +163,27 @@ fn attribute_rules_read_every_key_value_shape() {
         out
     };
     let unknown = [0x78, 0x01]; // field 15, varint 1
-    let k = "user_agent.original";
-    let shapes = |ua: &str| -> Vec<Vec<u8>> {
-        let long = format!("{ua}{}", "x".repeat(200));
-        vec![
-            [value(&string(ua)), key(k)].concat(),
-            [key(k), value(&string(ua)), unknown.to_vec()].concat(),
-            [key(k), value(&[unknown.to_vec(), string(ua)].concat())].concat(),
-            [key(k), value(&string(&long))].concat(),
-            [key("http.method"), value(&string(ua)), key(k)].concat(),
-        ]
-    };
+    let long = format!("{v}{}", "x".repeat(200));
+    vec![
+        [value(&string(v)), key(k)].concat(),
+        [key(k), value(&string(v)), unknown.to_vec()].concat(),
+        [key(k), value(&[unknown.to_vec(), string(v)].concat())].concat(),
+        [key(k), value(&string(&long))].concat(),
+        [key("http.method"), value(&string(v)), key(k)].concat(),
+    ]
+}
+
+/// Scenario: the kube-probe user agent written as a KeyValue of every
+/// shape (see `key_value_shapes`); and the same shapes with another user
+/// agent.
+/// Guarantees: an attribute rule reads the KeyValue as protobuf does,
+/// whatever its shape: the probe is dropped and the other is kept.
+#[test]
+fn attribute_rules_read_every_key_value_shape() {
     let config = json!({"version": 2});
     let p = Processor::new(&config.to_string()).unwrap_or_else(|e| panic!("{e}"));
     for (ua, dropped) in [("kube-probe/1.31", true), ("curl/8.5", false)] {
-        for (n, kv) in shapes(ua).into_iter().enumerate() {
+        for (n, kv) in key_value_shapes("user_agent.original", ua).into_iter().enumerate() {
             let mut span = Span {
                 trace_id: vec![1; 16],
                 span_id: vec![1; 8],
@@ -197,6 +199,44 @@ fn attribute_rules_read_every_key_value_shape() {
             let out = p.process(&req).unwrap_or_else(|e| panic!("shape {n}: {e}"));
             assert_eq!(out.stats.spans_dropped == 1, dropped, "{ua}, shape {n}");
         }
+    }
+}
+
+/// Scenario: back-to-back resources of one namespace whose `service.name`
+/// is written in every KeyValue shape (see `key_value_shapes`), between
+/// resources written as usual: `billing`, then `person-api` in the shape,
+/// `billing` in the shape, and `person-api`. The team's `person-*` entry
+/// drops `/ping`.
+/// Guarantees: a resource's rules are chosen by its match values as
+/// protobuf reads them, whatever their shape, and never taken over from
+/// the resource before: exactly the two `person-api` pings are dropped.
+#[test]
+fn resource_match_keys_read_every_key_value_shape() {
+    let team = json!({"services": {"person-*": {"noise": {"extra_globs": ["*/ping"]}}}});
+    let cfg = with_teams(json!({}), &[("team-a", team)]);
+    let p = Processor::new(&cfg.to_string()).unwrap_or_else(|e| panic!("{e}"));
+    let usual = |svc: &str| vec![kv("service.name", svc).encode_to_vec()];
+    for n in 0..key_value_shapes("service.name", "").len() {
+        let shaped = |svc: &str| vec![key_value_shapes("service.name", svc).swap_remove(n)];
+        let resources =
+            [usual("billing"), shaped("person-api"), shaped("billing"), usual("person-api")];
+        let mut req = Vec::new();
+        for (i, service) in resources.iter().enumerate() {
+            let mut resource = Vec::new();
+            put_len(&mut resource, 1, &kv("k8s.namespace.name", "team-a").encode_to_vec());
+            for attribute in service {
+                put_len(&mut resource, 1, attribute);
+            }
+            let span = server(i as u8 + 1, "/ping", &[]).encode_to_vec();
+            let (mut scope, mut rs) = (Vec::new(), Vec::new());
+            put_len(&mut scope, 2, &span);
+            put_len(&mut rs, 1, &resource);
+            put_len(&mut rs, 2, &scope);
+            put_len(&mut req, 1, &rs);
+        }
+        let out = p.process(&req).unwrap_or_else(|e| panic!("shape {n}: {e}"));
+        let kept: Vec<u8> = spans_of(&out.batch).iter().map(|s| s.span_id[0]).collect();
+        assert_eq!(kept, [1, 3], "shape {n}");
     }
 }
 
@@ -869,16 +909,16 @@ fn matches(glob: &str, text: &[u8], case_sensitive: bool) -> bool {
 /// The chain for a resource, written straight from the documented order:
 /// the team's `services` entry, the team file, the first matching override
 /// (before both when `final`), the defaults.
-/// `svc` empty: the resource has no `service.name`.
+/// `ns` or `svc` empty: the resource has no such attribute.
 fn naive_chain(cfg: &Config, ns: &str, svc: &str) -> Vec<NaiveLayer> {
-    let svc = Some(svc).filter(|s| !s.is_empty());
-    let team = cfg.teams.files.iter().find(|t| t.name == ns);
+    let (ns, svc) = (Some(ns).filter(|s| !s.is_empty()), Some(svc).filter(|s| !s.is_empty()));
+    let team = ns.and_then(|ns| cfg.teams.files.iter().find(|t| t.name == ns));
     let service = team.and_then(|t| {
         let svc = svc?;
         t.services.iter().find(|(g, _)| matches(g, svc.as_bytes(), true)).map(|(_, l)| l)
     });
     let value = |key: &str| match key {
-        "k8s.namespace.name" => Some(ns),
+        "k8s.namespace.name" => ns,
         "service.name" => svc,
         _ => None,
     };
@@ -1031,8 +1071,8 @@ proptest! {
     /// Scenario: random version-2 configs (default globs, rules and
     /// presets; overrides on either key, some `final`; a team file with
     /// `services` entries; every layer with keep globs, drop globs and both
-    /// rule kinds) over up to eight resources in any order (two namespaces,
-    /// two services or none, repeats back to back too) of random root spans
+    /// rule kinds) over up to eight resources in any order (two namespaces
+    /// or none, two services or none, repeats back to back too) of random root spans
     /// whose paths, names and attributes come from small alphabets.
     /// Guarantees: the engine keeps exactly the spans the naive reading of
     /// the documented precedence keeps, and counts each drop under the rule
@@ -1045,7 +1085,7 @@ proptest! {
         overrides in prop::collection::vec(override_entry(), 0..3),
         team in rules_layer(),
         services in prop::collection::vec((prop::sample::select(vec!["svc-a", "svc-*", "*"]), rules_layer()), 0..3),
-        order in prop::collection::vec(0..5usize, 1..9),
+        order in prop::collection::vec(0..6usize, 1..9),
         spans in prop::collection::vec((0..8usize, random_span()), 1..24),
     ) {
         let mut doc = json!({"noise": {"globs": globs, "rules": main_rules}, "overrides": overrides});
@@ -1058,9 +1098,9 @@ proptest! {
         let cfg = Config::from_json(&cfg_json.to_string()).unwrap();
         prop_assume!(cfg.teams.problems.is_empty());
         // The batch's resources, in a random order that may repeat one
-        // (back to back, too: the pods of one service). An empty service:
-        // the resource has no `service.name`.
-        let kinds = [("ns-0", "svc-a"), ("ns-0", "svc-b"), ("ns-1", "svc-a"), ("ns-1", "svc-b"), ("ns-0", "")];
+        // (back to back, too: the pods of one service). An empty namespace
+        // or service: the resource has no such attribute.
+        let kinds = [("ns-0", "svc-a"), ("ns-0", "svc-b"), ("ns-1", "svc-a"), ("ns-1", "svc-b"), ("ns-0", ""), ("", "svc-a")];
         let resources: Vec<(&str, &str)> = order.iter().map(|&k| kinds[k]).collect();
         let mut per_resource: Vec<Vec<Span>> = vec![Vec::new(); resources.len()];
         let mut expected_kept = Vec::new();
@@ -1088,7 +1128,7 @@ proptest! {
         );
         for rs in &mut req.resource_spans {
             if let Some(r) = &mut rs.resource {
-                r.attributes.retain(|a| *a != kv("service.name", ""));
+                r.attributes.retain(|a| a.value != kv("", "").value);
             }
         }
         let p = Processor::new(&cfg_json.to_string()).unwrap();

@@ -419,7 +419,8 @@ pub(super) struct Layered {
     /// Resource attribute keys read to pick a chain: `teams.key` first,
     /// `service.name` second, then the overrides' keys.
     match_keys: Vec<Vec<u8>>,
-    /// The keys of `match_keys`.
+    /// The keys of `match_keys`: most resource attributes are ruled out
+    /// by it with no compare.
     match_filter: KeyFilter,
     /// The path keys (`noise.sources.attributes`).
     path_keys: KeyFilter,
@@ -586,7 +587,9 @@ impl Layered {
             }
             // Most resource attributes are none of the match keys: one peek
             // at the key rules them out (see `peek_key`), and the usual
-            // shape's string is read without a walk.
+            // shape's string is read without a walk. The resource's walk
+            // validates every attribute anyway (a malformed one skipped here
+            // fails the batch there, with that walk's message).
             let attribute = match peek_key(f.bytes(buf)) {
                 Some((key, _)) if !self.match_filter.may_hold(key) => continue,
                 Some((key, after)) => match string_after_key(after) {
