@@ -330,6 +330,27 @@ impl GlobList {
         &self.patterns
     }
 
+    /// False when no pattern can match `candidate` by its first byte (see
+    /// [`GlobList::first_bytes`]); an empty list matches nothing.
+    #[inline(always)]
+    fn may_start(&self, candidate: &[u8]) -> bool {
+        match (&self.prefixes, candidate.first()) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(_), Some(&b)) => self.starts[usize::from(b / 64)] >> (b % 64) & 1 != 0,
+        }
+    }
+
+    /// The bytes a candidate any pattern matches can start with, as a
+    /// 256-bit set (bit `b % 64` of word `b / 64`), in both ASCII cases when
+    /// the list is case-insensitive; `None` when some pattern starts with a
+    /// wildcard. An empty candidate matches nothing when this is `Some`. It
+    /// is the set [`GlobList::first_match`]'s own prefilter tests first.
+    #[must_use]
+    pub fn first_bytes(&self) -> Option<[u64; 4]> {
+        self.prefixes.as_ref().map(|_| self.starts)
+    }
+
     /// Whether the list has no patterns, and so matches nothing.
     #[must_use]
     pub fn is_empty(&self) -> bool {
@@ -341,7 +362,19 @@ impl GlobList {
     ///
     /// `scratch` is a buffer the caller keeps between calls; its contents on
     /// return are unspecified.
+    #[inline]
     pub fn first_match(&self, candidate: &[u8], scratch: &mut Vec<u8>) -> Option<usize> {
+        // Inline, the first-byte test spares most candidates of lists whose
+        // patterns all start with literal text (span-name rules) a call.
+        if !self.may_start(candidate) {
+            return None;
+        }
+        self.first_match_called(candidate, scratch)
+    }
+
+    /// [`first_match`](Self::first_match) after its first-byte test.
+    #[inline(never)]
+    fn first_match_called(&self, candidate: &[u8], scratch: &mut Vec<u8>) -> Option<usize> {
         if self.is_empty() {
             return None;
         }
@@ -416,11 +449,10 @@ impl GlobList {
     /// list is).
     #[inline]
     fn may_match(&self, candidate: &[u8]) -> bool {
+        if !self.may_start(candidate) {
+            return false;
+        }
         if let Some(prefixes) = &self.prefixes {
-            let Some(&first) = candidate.first() else { return false };
-            if self.starts[usize::from(first / 64)] & 1 << (first % 64) == 0 {
-                return false;
-            }
             return prefixes.iter().any(|p| {
                 candidate.get(..p.len()).is_some_and(|start| {
                     if self.case_sensitive {
@@ -898,6 +930,42 @@ mod tests {
             let mut got = Vec::new();
             globs.matches_into(candidate.as_bytes(), &mut scratch, &mut got);
             prop_assert_eq!(got, every);
+        }
+
+        /// Scenario: lists of patterns with any syntax (`?`, classes,
+        /// alternates, escapes, stars), some starting with literal text,
+        /// against short candidates, in both case modes.
+        /// Guarantees: `first_match` agrees with globset's own matcher of
+        /// each pattern, so its first-byte test never rules out a match;
+        /// and `first_bytes`, which attribute rules test before looking a
+        /// key up, holds the first byte of every candidate that matches.
+        #[test]
+        fn first_byte_tests_never_rule_out_a_match(
+            patterns in prop::collection::vec(r"([aAb.]|\?|\*|\[ab\]|\{a,b\}|\\\*){1,4}", 1..4),
+            candidate in "[aAb.*]{0,5}",
+            case_sensitive in any::<bool>(),
+        ) {
+            prop_assume!(GlobList::check(&patterns).is_ok());
+            let globs = GlobList::new(&patterns, case_sensitive).unwrap();
+            let fold = |s: &str| if case_sensitive { s.to_owned() } else { s.to_ascii_lowercase() };
+            let text = fold(&candidate);
+            let first = (0..patterns.len()).find(|&i| {
+                GlobBuilder::new(&fold(&patterns[i]))
+                    .literal_separator(false)
+                    .backslash_escape(true)
+                    .build()
+                    .unwrap()
+                    .compile_matcher()
+                    .is_match_candidate(&Candidate::from_bytes(text.as_bytes()))
+            });
+            let mut scratch = Vec::new();
+            prop_assert_eq!(globs.first_match(candidate.as_bytes(), &mut scratch), first);
+            if first.is_some()
+                && let Some(starts) = globs.first_bytes()
+            {
+                let b = *candidate.as_bytes().first().expect("a literal start matches no empty text");
+                prop_assert!(starts[usize::from(b / 64)] >> (b % 64) & 1 != 0, "{:?} {:?}", patterns, candidate);
+            }
         }
     }
 

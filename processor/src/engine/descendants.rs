@@ -5,28 +5,30 @@ use crate::wire::WireError;
 
 use super::layers::TEAM;
 use super::walk::Walk;
-use super::{Fate, SpanRec, room, try_collect};
+use super::{Fate, SpanRec, indices_where, room, try_collect};
 
 /// Marks every span whose parent chain, within its trace and this batch,
-/// reaches a noisy span, by walking down from the noisy spans: children are
-/// found by binary search over spans sorted by (trace id, parent id), in
-/// buckets by the parent id's last bytes. Going
-/// down rather than up handles spans that share an id (every span with a
-/// noisy span's id as its parent is its child) and parent cycles (a span is
-/// marked once). Each (trace id, parent id) group of children is walked
-/// once, however many dropped spans share that id, so the work is
-/// O(n log n) whatever the ids: 40,000 spans that all share one id, their
-/// own parent, once took quadratic time. No hashing, so crafted ids cannot
-/// slow it past that (ids that share a bucket are one sorted list). Returns the children visited (at most one visit per span), for
-/// the tests that bound the work.
+/// reaches a noisy span (`noisy`: their indices, in order), by walking down
+/// from the noisy spans: children are found by binary search over spans
+/// sorted by (trace id, parent id), in buckets by the parent id's last
+/// bytes. Going down rather than up handles spans that share an id (every
+/// span with a noisy span's id as its parent is its child) and parent
+/// cycles (a span is marked once). Each (trace id, parent id) group of
+/// children is walked once, however many dropped spans share that id, so
+/// the work is O(n log n) whatever the ids: 40,000 spans that all share one
+/// id, their own parent, once took quadratic time. No hashing, so crafted
+/// ids cannot slow it past that (ids that share a bucket are one sorted
+/// list). Returns the descendants marked, and the children visited (at most
+/// one visit per span) for the tests that bound the work.
 ///
 /// A span a team file's rule drops (its id has [`TEAM`] set) takes with it
 /// only descendants of its own namespace (`SpanRec::team`), so one team's
 /// file never hides another's spans.
 pub(super) fn mark_descendants(
     metas: &[SpanRec<'_>],
+    noisy: &[u32],
     fates: &mut [Fate],
-) -> Result<usize, WireError> {
+) -> Result<(usize, usize), WireError> {
     // The walk lets through only 16-byte trace ids and 8-byte span ids (or
     // none): those are sorted and searched as integers, held beside each
     // span's index. Compared through the span records instead, the sort's
@@ -37,9 +39,9 @@ pub(super) fn mark_descendants(
         // would swap bytes, which wasm has no instruction for).
         let trace = |t: &[u8]| t.try_into().map_or(0, u128::from_le_bytes);
         let span = |s: &[u8]| s.try_into().map_or(0, u64::from_le_bytes);
-        mark_by(metas, fates, trace, span)
+        mark_by(metas, noisy, fates, trace, span)
     } else {
-        mark_by(metas, fates, |t| t, |s| s)
+        mark_by(metas, noisy, fates, |t| t, |s| s)
     }
 }
 
@@ -48,45 +50,46 @@ pub(super) fn mark_descendants(
 /// (empty span ids are never compared); any order they give will do.
 fn mark_by<'a, T: Ord + Copy, S: Ord + Copy>(
     metas: &[SpanRec<'a>],
+    noisy: &[u32],
     fates: &mut [Fate],
     trace: impl Fn(&'a [u8]) -> T,
     span: impl Fn(&'a [u8]) -> S,
-) -> Result<usize, WireError> {
+) -> Result<(usize, usize), WireError> {
     // Only traces holding a noisy span can hold descendants, so only their
-    // spans are sorted: a small share of the batch.
-    let mut noisy = Vec::new();
-    // Bit `trace_bit(t)` is set for every noisy trace `t`. Most spans are
-    // in no noisy trace, and one bit test then says so without a binary
-    // search. Crafted ids can only make it answer "maybe".
+    // spans are sorted: a small share of the batch. Bit `trace_bit(t)` is
+    // set for every noisy trace `t`; a span whose trace's bit is clear is
+    // in no noisy trace. A set bit only says "maybe": the few spans of
+    // other traces it lets through are sorted too, and never match a
+    // noisy span's (trace id, span id). Crafted ids can make every bit
+    // collide, which costs the sort of the whole batch: O(n log n) still.
+    // The test takes no branch per span (whether a span is in a noisy
+    // trace is data no predictor learns), and no search: an exact search
+    // here was the marking's main cost in mispredicted branches.
     let mut maybe_noisy = [0u64; TRACE_BITS / 64];
-    for (m, f) in metas.iter().zip(fates.iter()) {
-        if f.dropped() {
-            let bit = trace_bit(m.trace_id);
-            maybe_noisy[bit / 64] |= 1 << (bit % 64);
-            room(&mut noisy, "span records")?;
-            noisy.push(trace(m.trace_id));
-        }
+    for &i in noisy {
+        let bit = trace_bit(metas[i as usize].trace_id);
+        maybe_noisy[bit / 64] |= 1 << (bit % 64);
     }
-    noisy.sort_unstable();
-    noisy.dedup();
-    let in_noisy_trace = |t: &'a [u8]| {
-        let bit = trace_bit(t);
-        maybe_noisy[bit / 64] & (1 << (bit % 64)) != 0 && noisy.binary_search(&trace(t)).is_ok()
-    };
+    let candidates = indices_where(
+        metas.len(),
+        |i| {
+            let m = &metas[i];
+            let bit = trace_bit(m.trace_id);
+            !m.parent_id.is_empty() & (maybe_noisy[bit / 64] >> (bit % 64) & 1 != 0)
+        },
+        "span records",
+    )?;
     // (trace id, parent id, span index, the parent id's `trace_bit`),
     // bucketed by the parent id's last two bytes (random in a real id),
     // each bucket sorted: a span's children are found by a search within
     // its own id's bucket, which holds a span or two. Crafted ids that
     // share a bucket make it one sorted list: O(n log n) still.
     let mut children = try_collect(
-        metas.len(),
-        metas
-            .iter()
-            .enumerate()
-            .filter(|(_, m)| !m.parent_id.is_empty() && in_noisy_trace(m.trace_id))
-            .map(|(i, m)| {
-                (trace(m.trace_id), span(m.parent_id), i as u32, trace_bit(m.parent_id) as u16)
-            }),
+        candidates.len(),
+        candidates.iter().map(|&i| {
+            let m = &metas[i as usize];
+            (trace(m.trace_id), span(m.parent_id), i, trace_bit(m.parent_id) as u16)
+        }),
         "span records",
     )?;
     // As many buckets as children (a power of two, 64 to 4,096): the loops
@@ -130,10 +133,10 @@ fn mark_by<'a, T: Ord + Copy, S: Ord + Copy>(
         Fate::Noisy(rule) => rule & TEAM != 0,
         _ => false,
     };
-    let mut visited = 0;
+    let (mut visited, mut marked) = (0, 0);
     let mut queue = try_collect(
         metas.len(),
-        (0..metas.len()).filter(|&i| fates[i].dropped()).map(|i| (i, scoped(fates[i]))),
+        noisy.iter().map(|&i| (i as usize, scoped(fates[i as usize]))),
         "span records",
     )?;
     while let Some((i, restricted)) = queue.pop() {
@@ -162,14 +165,15 @@ fn mark_by<'a, T: Ord + Copy, S: Ord + Copy>(
             if restricted && metas[j].team != team {
                 continue;
             }
-            if fates[j] == Fate::Unknown {
+            if fates[j] == Fate::Keep {
                 fates[j] = Fate::Descendant;
+                marked += 1;
                 room(&mut queue, "span records")?;
                 queue.push((j, restricted));
             }
         }
     }
-    Ok(visited)
+    Ok((marked, visited))
 }
 
 /// Bits in `mark_descendants`' filter of noisy traces.
@@ -191,23 +195,22 @@ impl<'a> Walk<'a, '_, '_> {
     /// Which spans are dropped, by position; `None` when none is.
     pub(super) fn fates(&mut self) -> Result<Option<Vec<Fate>>, WireError> {
         let Some(noise) = self.c.noise.as_ref() else { return Ok(None) };
-        if self.spans.iter().all(|s| s.rule.is_none()) {
+        let spans = &self.spans;
+        let noisy = indices_where(spans.len(), |i| spans[i].rule.is_some(), "span records")?;
+        if noisy.is_empty() {
             return Ok(None);
         }
-        let mut fates = try_collect(
-            self.spans.len(),
-            self.spans.iter().map(|s| s.rule.map_or(Fate::Unknown, Fate::Noisy)),
-            "span records",
-        )?;
-        if noise.drop_descendants {
-            mark_descendants(&self.spans, &mut fates)?;
-        }
-        for f in &mut fates {
-            match *f {
-                Fate::Noisy(rule) => self.counters.noisy(rule, rule & TEAM != 0),
-                Fate::Descendant => self.counters.dropped_descendants += 1,
-                _ => *f = Fate::Keep,
+        let mut fates =
+            try_collect(spans.len(), std::iter::repeat_n(Fate::Keep, spans.len()), "span records")?;
+        for &i in &noisy {
+            if let Some(rule) = spans[i as usize].rule {
+                fates[i as usize] = Fate::Noisy(rule);
+                self.counters.noisy(rule, rule & TEAM != 0);
             }
+        }
+        if noise.drop_descendants {
+            let (marked, _) = mark_descendants(spans, &noisy, &mut fates)?;
+            self.counters.dropped_descendants += marked as u64;
         }
         Ok(Some(fates))
     }
@@ -267,9 +270,13 @@ mod tests {
 
     fn run(metas: &[SpanRec<'_>], noisy: &[bool]) -> (Vec<bool>, usize) {
         let mut fates: Vec<Fate> =
-            noisy.iter().map(|&n| if n { Fate::Noisy(0) } else { Fate::Unknown }).collect();
-        let visited = mark_descendants(metas, &mut fates).expect("fits in memory");
-        (fates.iter().map(|f| f.dropped()).collect(), visited)
+            noisy.iter().map(|&n| if n { Fate::Noisy(0) } else { Fate::Keep }).collect();
+        let indices: Vec<u32> = (0..noisy.len() as u32).filter(|&i| noisy[i as usize]).collect();
+        let (marked, visited) = mark_descendants(metas, &indices, &mut fates).expect("fits in memory");
+        let dropped: Vec<bool> = fates.iter().map(|f| f.dropped()).collect();
+        let descendants = dropped.iter().zip(noisy).filter(|&(&d, &n)| d && !n).count();
+        assert_eq!(marked, descendants, "the count of marked descendants");
+        (dropped, visited)
     }
 
     /// Ids from a tiny alphabet, so that most spans share an id with

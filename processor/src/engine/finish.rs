@@ -59,13 +59,22 @@ impl<'a> Walk<'a, '_, '_> {
             edits[*w] = edits[r];
             *w += 1;
         }
+        // Dropped spans often come in runs (a probe and its subtree): a
+        // deletion that starts where the last one ended extends it, and
+        // the emitter makes one copy less (in the guest, one call less).
+        fn delete(edits: &mut [Edit], w: &mut usize, start: usize, end: usize) {
+            match edits[..*w].last_mut() {
+                Some(last) if matches!(last.op, Op::Delete) && last.end == start => last.end = end,
+                _ => put(edits, w, Edit::new(start, end, Op::Delete)),
+            }
+        }
         for rs in resources.iter() {
             while r < rs.slot {
                 copy(edits, &mut w, r);
                 r += 1;
             }
             let Some(op) = rs.settled else {
-                put(edits, &mut w, Edit::new(rs.start, rs.end, Op::Delete));
+                delete(edits, &mut w, rs.start, rs.end);
                 r = rs.edits_end;
                 next_ss = rs.children.1;
                 next_span = if rs.children.1 > rs.children.0 {
@@ -87,7 +96,7 @@ impl<'a> Walk<'a, '_, '_> {
                             r += 1;
                         }
                         None => {
-                            put(edits, &mut w, Edit::new(ss.start, ss.end, Op::Delete));
+                            delete(edits, &mut w, ss.start, ss.end);
                             r = ss.edits_end;
                             next_span = ss.children.1;
                         }
@@ -97,7 +106,7 @@ impl<'a> Walk<'a, '_, '_> {
                 if next_span < spans.len() && spans[next_span].slot == r {
                     let sp = &spans[next_span];
                     if dropped(next_span) {
-                        put(edits, &mut w, Edit::new(sp.start, sp.end, Op::Delete));
+                        delete(edits, &mut w, sp.start, sp.end);
                         r = sp.edits_end;
                         next_span += 1;
                         continue;

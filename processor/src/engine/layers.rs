@@ -141,6 +141,9 @@ struct Plan {
     attrs: Vec<(Vec<u8>, Vec<AttrRule>)>,
     /// The keys of `attrs`.
     attr_keys: KeyFilter,
+    /// The bytes a value any attribute rule matches can start with (see
+    /// [`GlobList::first_bytes`]); `None`: any byte.
+    attr_starts: Option<[u64; 4]>,
 }
 
 /// An attribute rule of a plan.
@@ -248,6 +251,20 @@ impl Judge {
             return None;
         }
         plan.attrs.iter().position(|(k, _)| bytes::eq(k, key))
+    }
+
+    /// Whether some attribute rule could match the string `value`, by its
+    /// first byte alone: most values of a rule's key (user agents that are
+    /// no `kube-probe/...`) start with a byte no rule's glob starts with,
+    /// and are then ruled out before the key is looked up.
+    #[inline]
+    pub(super) fn attr_value_may_match(&self, value: &[u8]) -> bool {
+        let Some(plan) = self.plan.as_deref() else { return false };
+        match (plan.attr_starts, value.first()) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(starts), Some(&b)) => starts[usize::from(b / 64)] >> (b % 64) & 1 != 0,
+        }
     }
 
     /// Reads a span attribute whose value is a string.
@@ -703,6 +720,14 @@ impl Layered {
                 }
             }
             let first_keeps = path_verdicts.iter().any(|&(pos, v)| pos == 0 && v == Verdict::Keep);
+            let attr_starts = attrs.iter().flat_map(|(_, rules)| rules).try_fold(
+                [0u64; 4],
+                |mut all, r| {
+                    let starts = r.glob.first_bytes()?;
+                    all.iter_mut().zip(starts).for_each(|(a, s)| *a |= s);
+                    Some(all)
+                },
+            );
             Arc::new(Plan {
                 paths: compile(&paths, self.case_sensitive),
                 path_verdicts,
@@ -711,6 +736,7 @@ impl Layered {
                 name_verdicts,
                 attr_keys: KeyFilter::of(attrs.iter().map(|(k, _)| k.as_slice())),
                 attrs,
+                attr_starts,
             })
         });
         Arc::clone(plan)

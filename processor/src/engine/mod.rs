@@ -57,7 +57,6 @@ enum Fate {
     Noisy(u32),
     /// A descendant of a noisy span in the same batch.
     Descendant,
-    Unknown,
 }
 
 impl Fate {
@@ -288,6 +287,25 @@ fn try_collect<T>(
     v.try_reserve_exact(n).map_err(|_| WireError::new(0, Problem::OutOfMemory(what)))?;
     v.extend(items);
     Ok(v)
+}
+
+/// The indices `i < n` for which `keep(i)`, in order, or a typed error if
+/// memory runs out. It takes no branch on `keep`: where that is data (which
+/// spans are noise, which traces hold them), no predictor learns it, and a
+/// mispredicted branch costs more than the write it skips.
+fn indices_where(
+    n: usize,
+    keep: impl Fn(usize) -> bool,
+    what: &'static str,
+) -> Result<Vec<u32>, WireError> {
+    let mut out = try_collect(n, std::iter::repeat_n(0, n), what)?;
+    let mut k = 0;
+    for i in 0..n {
+        out[k] = i as u32;
+        k += usize::from(keep(i));
+    }
+    out.truncate(k);
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -229,6 +229,33 @@ fn emptied_containers_are_removed() {
     assert_eq!(stats.spans_out, 0);
 }
 
+/// Scenario: dropped spans side by side (a noisy span between its
+/// children, two noisy roots), between kept spans; a scope whose spans all
+/// drop; kept scopes around it.
+/// Guarantees: each run of bytes that goes is one deletion in the plan
+/// (the emitter copies once per deletion), and the output is what deleting
+/// the spans one by one gives.
+#[test]
+fn adjacent_drops_are_one_deletion() {
+    let noisy = |id| span(1, id, 0, "n", vec![kv("url.path", s("/metrics"))]);
+    let child = |id, parent| span(1, id, parent, "c", vec![]);
+    let keep = |id| span(2, id, 0, "keep", vec![]);
+    let req = batch(vec![
+        vec![keep(1), child(5, 3), noisy(3), noisy(4), child(9, 4), keep(2)],
+        vec![noisy(6), child(7, 6)],
+        vec![keep(8)],
+    ]);
+    let buf = req.encode_to_vec();
+    let p = Processor::new("{}").unwrap();
+    let (plan, stats) = super::plan(&p.compiled, &buf, None).unwrap();
+    let deletions = plan.edits.iter().filter(|e| matches!(e.op, super::Op::Delete)).count();
+    assert_eq!(deletions, 2, "one per run: the four spans of the first scope, the second scope");
+    assert_eq!((stats.spans_in, stats.spans_dropped), (9, 6));
+    let (out, _, _) = run("{}", &req);
+    assert_eq!(span_names(&out), ["keep", "keep", "keep"]);
+    assert_eq!(out.resource_spans[0].scope_spans.len(), 2);
+}
+
 /// Scenario: a number planted in each field kind of the data model.
 /// Guarantees: each is masked, counted under its field kind, and the output
 /// decodes.

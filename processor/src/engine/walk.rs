@@ -328,12 +328,23 @@ impl<'a, 'c> Walk<'a, 'c, '_> {
                 self.chain.path(&mut self.judging, path::from_attribute(value), &mut self.scratch);
             }
         }
-        if !self.judging.settled()
-            && let Some(at) = self.chain.attr_key(key)
-        {
-            match string_after_key(after) {
-                Some(value) => self.chain.attr_at(&mut self.judging, at, value, &mut self.scratch),
-                None => self.gather_attr_walked(kv_body, kv_end)?,
+        if self.judging.settled() {
+            return Ok(());
+        }
+        match string_after_key(after) {
+            // The value's first byte first: it rules out most values of a
+            // rule's key without a key lookup.
+            Some(value) => {
+                if self.chain.attr_value_may_match(value)
+                    && let Some(at) = self.chain.attr_key(key)
+                {
+                    self.chain.attr_at(&mut self.judging, at, value, &mut self.scratch);
+                }
+            }
+            None => {
+                if self.chain.attr_key(key).is_some() {
+                    self.gather_attr_walked(kv_body, kv_end)?;
+                }
             }
         }
         Ok(())
