@@ -263,9 +263,9 @@ mod split {
         /// mapping without `mask` (masking is settled when the processor is
         /// created, so a file that adds to it is read then). `Err`: the
         /// entry back, to be read now.
-        pub(super) fn deferrable(self, name: &str) -> Result<(String, &'a str), Entry<'a>> {
-            let (Ok(()), Some(doc), true, Some(Value::String(_))) =
-                (super::check_team_name(name), self.doc, self.other.is_empty(), &self.file)
+        pub(super) fn deferrable(mut self, name: &str) -> Result<(String, &'a str), Entry<'a>> {
+            let (Ok(()), Some(doc), true) =
+                (super::check_team_name(name), self.doc, self.other.is_empty())
             else {
                 return Err(self);
             };
@@ -281,9 +281,14 @@ mod split {
             {
                 return Err(self);
             }
-            match self.file {
+            // Moved out, not cloned; any other `file` is read now, and
+            // reported there.
+            match self.file.take() {
                 Some(Value::String(file)) => Ok((file, text)),
-                _ => unreachable!("checked above"),
+                other => {
+                    self.file = other;
+                    Err(self)
+                }
             }
         }
 

@@ -23,7 +23,9 @@ use super::{Fate, SpanRec, indices_where, room, try_collect};
 ///
 /// A span a team file's rule drops (its id has [`TEAM`] set) takes with it
 /// only descendants of its own namespace (`SpanRec::team`), so one team's
-/// file never hides another's spans.
+/// file never hides another's spans. A span the platform's rules drop
+/// takes its whole subtree, whatever the namespaces in it, spans a team
+/// rule dropped and theirs included.
 pub(super) fn mark_descendants(
     metas: &[SpanRec<'_>],
     noisy: &[u32],
@@ -134,11 +136,22 @@ fn mark_by<'a, T: Ord + Copy, S: Ord + Copy>(
         _ => false,
     };
     let (mut visited, mut marked) = (0, 0);
+    // The platform's drops are walked first (the queue is a stack): a
+    // team's walk marks only its own namespace, and a span it marked is not
+    // walked again, so walked first it would keep the rest of a subtree a
+    // platform drop takes whole.
+    let team_drop = |i: &&u32| scoped(fates[**i as usize]);
     let mut queue = try_collect(
         metas.len(),
-        noisy.iter().map(|&i| (i as usize, scoped(fates[i as usize]))),
+        noisy.iter().filter(team_drop).chain(noisy.iter().filter(|i| !team_drop(i))).map(|&i| {
+            let i = i as usize;
+            (i, scoped(fates[i]))
+        }),
         "span records",
     )?;
+    // Team-dropped spans inside a platform drop's subtree, walked again
+    // unrestricted (each once).
+    let mut widened = std::collections::BTreeSet::new();
     while let Some((i, restricted)) = queue.pop() {
         if metas[i].span_id.is_empty() {
             // An empty parent id means "root", never "child of this span".
@@ -170,6 +183,9 @@ fn mark_by<'a, T: Ord + Copy, S: Ord + Copy>(
                 marked += 1;
                 room(&mut queue, "span records")?;
                 queue.push((j, restricted));
+            } else if !restricted && scoped(fates[j]) && widened.insert(j) {
+                room(&mut queue, "span records")?;
+                queue.push((j, false));
             }
         }
     }
@@ -196,10 +212,11 @@ impl<'a> Walk<'a, '_, '_> {
     pub(super) fn fates(&mut self) -> Result<Option<Vec<Fate>>, WireError> {
         let Some(noise) = self.c.noise.as_ref() else { return Ok(None) };
         let spans = &self.spans;
-        let noisy = indices_where(spans.len(), |i| spans[i].rule.is_some(), "span records")?;
-        if noisy.is_empty() {
+        // Most batches hold a noisy span early; a clean one allocates nothing.
+        if spans.iter().all(|s| s.rule.is_none()) {
             return Ok(None);
         }
+        let noisy = indices_where(spans.len(), |i| spans[i].rule.is_some(), "span records")?;
         let mut fates =
             try_collect(spans.len(), std::iter::repeat_n(Fate::Keep, spans.len()), "span records")?;
         for &i in &noisy {
@@ -272,11 +289,57 @@ mod tests {
         let mut fates: Vec<Fate> =
             noisy.iter().map(|&n| if n { Fate::Noisy(0) } else { Fate::Keep }).collect();
         let indices: Vec<u32> = (0..noisy.len() as u32).filter(|&i| noisy[i as usize]).collect();
-        let (marked, visited) = mark_descendants(metas, &indices, &mut fates).expect("fits in memory");
+        let (marked, visited) =
+            mark_descendants(metas, &indices, &mut fates).expect("fits in memory");
         let dropped: Vec<bool> = fates.iter().map(|f| f.dropped()).collect();
         let descendants = dropped.iter().zip(noisy).filter(|&(&d, &n)| d && !n).count();
         assert_eq!(marked, descendants, "the count of marked descendants");
         (dropped, visited)
+    }
+
+    /// Scenario: a trace across namespaces where a team rule's drop and a
+    /// platform rule's drop meet: a team-dropped span with the same id as
+    /// a platform-dropped one, in either order in the batch; a team-dropped
+    /// span below a platform-dropped one; a team-dropped span alone.
+    /// Guarantees: a platform drop takes its whole subtree, whatever the
+    /// namespaces and the order; a team drop alone takes only its own
+    /// namespace's descendants.
+    #[test]
+    fn platform_drops_take_subtrees_that_team_drops_reach_first() {
+        const TEAM_RULE: Fate = Fate::Noisy(super::TEAM | 1);
+        const PLATFORM_RULE: Fate = Fate::Noisy(0);
+        let t = TRACES[0][0];
+        let span = |id: &'static [u8], parent: &'static [u8], team: &'static [u8]| SpanRec {
+            team,
+            ..rec(t, id, parent)
+        };
+        let (one, two, three) = (&b"11111111"[..], &b"22222222"[..], &b"33333333"[..]);
+        let dropped = |metas: &[SpanRec<'_>], mut fates: Vec<Fate>| {
+            let noisy: Vec<u32> =
+                (0..fates.len() as u32).filter(|&i| fates[i as usize].dropped()).collect();
+            mark_descendants(metas, &noisy, &mut fates).expect("fits in memory");
+            fates.iter().map(|f| f.dropped()).collect::<Vec<bool>>()
+        };
+        // Same id, both orders: the child in ns-a and its child in ns-b go.
+        for swap in [false, true] {
+            let mut metas = vec![span(one, b"", b"ns-a"), span(one, b"", b"ns-x")];
+            let mut fates = vec![TEAM_RULE, PLATFORM_RULE];
+            if swap {
+                metas.reverse();
+                fates.reverse();
+            }
+            metas.extend([span(two, one, b"ns-a"), span(three, two, b"ns-b")]);
+            fates.extend([Fate::Keep, Fate::Keep]);
+            assert_eq!(dropped(&metas, fates), [true; 4], "swapped: {swap}");
+        }
+        // A team drop below a platform drop: its child in ns-b goes too.
+        let metas = [span(one, b"", b"ns-x"), span(two, one, b"ns-a"), span(three, two, b"ns-b")];
+        let fates = vec![PLATFORM_RULE, TEAM_RULE, Fate::Keep];
+        assert_eq!(dropped(&metas, fates), [true; 3]);
+        // A team drop alone: its child in ns-b stays, its child in ns-a goes.
+        let metas = [span(two, b"", b"ns-a"), span(three, two, b"ns-b"), span(one, two, b"ns-a")];
+        let fates = vec![TEAM_RULE, Fate::Keep, Fate::Keep];
+        assert_eq!(dropped(&metas, fates), [true, false, true]);
     }
 
     /// Ids from a tiny alphabet, so that most spans share an id with

@@ -13,8 +13,8 @@ impl<'a> Walk<'a, '_, '_> {
     /// counts the masks that remain and (when explaining) orders findings.
     ///
     /// The edits are rewritten in place: each dropped span or removed
-    /// container becomes one Delete over its slot, which it always has, so
-    /// the list only shrinks.
+    /// container becomes one Delete over its slot, which it always has (or
+    /// widens the Delete right before it), so the list only shrinks.
     /// Returns which spans were dropped, by position (`None`: none was).
     pub(super) fn finish(&mut self) -> Result<Option<Vec<Fate>>, WireError> {
         let fates = self.fates()?;

@@ -720,14 +720,12 @@ impl Layered {
                 }
             }
             let first_keeps = path_verdicts.iter().any(|&(pos, v)| pos == 0 && v == Verdict::Keep);
-            let attr_starts = attrs.iter().flat_map(|(_, rules)| rules).try_fold(
-                [0u64; 4],
-                |mut all, r| {
+            let attr_starts =
+                attrs.iter().flat_map(|(_, rules)| rules).try_fold([0u64; 4], |mut all, r| {
                     let starts = r.glob.first_bytes()?;
                     all.iter_mut().zip(starts).for_each(|(a, s)| *a |= s);
                     Some(all)
-                },
-            );
+                });
             Arc::new(Plan {
                 paths: compile(&paths, self.case_sensitive),
                 path_verdicts,
