@@ -84,6 +84,18 @@ pub struct GlobList {
     case_sensitive: bool,
 }
 
+/// False when `candidate` cannot start as `first_bytes` (a set from
+/// [`GlobList::first_bytes`], or a union of them) allows: an empty
+/// candidate, or a first byte not in the set. `None` allows anything.
+#[inline(always)]
+pub(crate) fn may_start_with(first_bytes: Option<&[u64; 4]>, candidate: &[u8]) -> bool {
+    match (first_bytes, candidate.first()) {
+        (None, _) => true,
+        (Some(_), None) => false,
+        (Some(starts), Some(&b)) => starts[usize::from(b / 64)] >> (b % 64) & 1 != 0,
+    }
+}
+
 /// A pattern whose only syntax is single `*`s (`*/isAlive`, `legacy-*`,
 /// `*/actuator/*`), as its literal pieces, lowercased when its list is
 /// case-insensitive. Such a pattern needs no regex: the first piece starts
@@ -334,11 +346,7 @@ impl GlobList {
     /// [`GlobList::first_bytes`]); an empty list matches nothing.
     #[inline(always)]
     fn may_start(&self, candidate: &[u8]) -> bool {
-        match (&self.prefixes, candidate.first()) {
-            (None, _) => true,
-            (Some(_), None) => false,
-            (Some(_), Some(&b)) => self.starts[usize::from(b / 64)] >> (b % 64) & 1 != 0,
-        }
+        may_start_with(self.first_bytes().as_ref(), candidate)
     }
 
     /// The bytes a candidate any pattern matches can start with, as a
@@ -888,6 +896,24 @@ mod tests {
         }
     }
 
+    /// The indices of the patterns that globset's own matcher of each
+    /// (lowercased with the candidate when not `case_sensitive`) matches.
+    fn globset_matches(patterns: &[String], candidate: &str, case_sensitive: bool) -> Vec<usize> {
+        let fold = |s: &str| if case_sensitive { s.to_owned() } else { s.to_ascii_lowercase() };
+        let text = fold(candidate);
+        (0..patterns.len())
+            .filter(|&i| {
+                GlobBuilder::new(&fold(&patterns[i]))
+                    .literal_separator(false)
+                    .backslash_escape(true)
+                    .build()
+                    .unwrap()
+                    .compile_matcher()
+                    .is_match_candidate(&Candidate::from_bytes(text.as_bytes()))
+            })
+            .collect()
+    }
+
     proptest! {
         // Short candidates over few letters, and many cases: overlapping
         // pieces (`*a*a*` against `a`) must come up.
@@ -911,19 +937,7 @@ mod tests {
             }
             let globs = GlobList::new(&patterns, case_sensitive).unwrap();
             prop_assert!(globs.stars.is_some());
-            let fold = |s: &str| if case_sensitive { s.to_owned() } else { s.to_ascii_lowercase() };
-            let text = fold(&candidate);
-            let every: Vec<usize> = (0..patterns.len())
-                .filter(|&i| {
-                    GlobBuilder::new(&fold(&patterns[i]))
-                        .literal_separator(false)
-                        .backslash_escape(true)
-                        .build()
-                        .unwrap()
-                        .compile_matcher()
-                        .is_match_candidate(&Candidate::from_bytes(text.as_bytes()))
-                })
-                .collect();
+            let every = globset_matches(&patterns, &candidate, case_sensitive);
             let mut scratch = Vec::new();
             prop_assert_eq!(globs.first_match(candidate.as_bytes(), &mut scratch), every.first().copied());
             prop_assert_eq!(globs.is_match(candidate.as_bytes(), &mut scratch), !every.is_empty());
@@ -947,17 +961,7 @@ mod tests {
         ) {
             prop_assume!(GlobList::check(&patterns).is_ok());
             let globs = GlobList::new(&patterns, case_sensitive).unwrap();
-            let fold = |s: &str| if case_sensitive { s.to_owned() } else { s.to_ascii_lowercase() };
-            let text = fold(&candidate);
-            let first = (0..patterns.len()).find(|&i| {
-                GlobBuilder::new(&fold(&patterns[i]))
-                    .literal_separator(false)
-                    .backslash_escape(true)
-                    .build()
-                    .unwrap()
-                    .compile_matcher()
-                    .is_match_candidate(&Candidate::from_bytes(text.as_bytes()))
-            });
+            let first = globset_matches(&patterns, &candidate, case_sensitive).first().copied();
             let mut scratch = Vec::new();
             prop_assert_eq!(globs.first_match(candidate.as_bytes(), &mut scratch), first);
             if first.is_some()

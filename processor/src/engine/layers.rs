@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use crate::bytes;
 use crate::config::Config;
 use crate::error::ConfigProblem;
-use crate::glob::GlobList;
+use crate::glob::{self, GlobList};
 use crate::otlp::{any_value, key_value, resource};
 use crate::path;
 use crate::teams::{DeferredTeam, MAX_TEAMS, NoiseLayer, NoiseRule, Team, preset_rules, read_team};
@@ -260,11 +260,7 @@ impl Judge {
     #[inline]
     pub(super) fn attr_value_may_match(&self, value: &[u8]) -> bool {
         let Some(plan) = self.plan.as_deref() else { return false };
-        match (plan.attr_starts, value.first()) {
-            (None, _) => true,
-            (Some(_), None) => false,
-            (Some(starts), Some(&b)) => starts[usize::from(b / 64)] >> (b % 64) & 1 != 0,
-        }
+        glob::may_start_with(plan.attr_starts.as_ref(), value)
     }
 
     /// Reads a span attribute whose value is a string.
