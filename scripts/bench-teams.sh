@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The cost of team rules: 500 generated team files (one of them the corpus'
 # namespace, team-person) and 50 overrides, against the default config, on
-# the default corpus. Both configs run alternately in one `tracescrub bench`;
-# the last line ends with `config_vs_baseline=R` (target: R >= 0.9).
+# the default corpus. Both configs run side by side on every batch in one
+# `tracescrub bench`; the last line ends with `config_vs_baseline=R`
+# (target: R >= 0.9).
 # Usage: scripts/bench-teams.sh [extra bench arguments, e.g. --spans 20000 --rounds 3]
 set -euo pipefail
 cd "$(dirname "$0")/.."

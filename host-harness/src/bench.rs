@@ -27,6 +27,11 @@
 //! the cache, or always right after the same other. The median round of
 //! each is reported.
 //!
+//! With `--baseline-config`, a second config runs on the component right
+//! next to the wasm pass on every batch, before it or after it in turn
+//! (see `schedule`), and `config_vs_baseline` is the median of the
+//! rounds' own ratios (see [`Report::config_vs_baseline`]).
+//!
 //! Besides throughput the bench reports the guest's linear-memory peak per
 //! batch (each store's limiter records every growth), and how long compiling
 //! and instantiating the component take.
@@ -87,8 +92,8 @@ pub struct BenchOptions {
     /// is what `replay` and `serve` use.
     pub max_batches_per_instance: u64,
     /// A second config (JSON, and where it came from) run on the component
-    /// alternately with the first, batch by batch: the report then ends with
-    /// `config_vs_baseline`, the first's throughput over this one's.
+    /// next to the first on every batch (see `schedule`): the report then
+    /// ends with `config_vs_baseline`, the first's throughput over this one's.
     pub baseline: Option<(String, String)>,
 }
 
@@ -332,57 +337,42 @@ pub fn run(
             Some(s)
         }
     };
-    let mut baseline_times = Vec::new();
-
     let instances_before = scrubber.instances();
     let orders = orders();
-    let mut times: [Vec<Duration>; 4] = Default::default();
+    // The four contenders' rounds, then the baseline config's.
+    let mut times: [Vec<Duration>; 5] = Default::default();
     let mut turn = 0;
     for round in 0..rounds {
         progress(&format!("round {}/{rounds}", round + 1));
-        let mut sums = [Duration::ZERO; 4];
-        let mut baseline_sum = Duration::ZERO;
+        let mut sums = [Duration::ZERO; 5];
         for batch in &workload.batches {
             let batch = std::slice::from_ref(batch);
-            let order = orders[turn % orders.len()];
-            turn += 1;
-            // The baseline runs before the others on every other batch, after
-            // them on the rest: neither config always finds a warm cache.
-            let mut time_baseline = |sum: &mut Duration| -> Result<(), BenchError> {
-                if let Some(s) = baseline.as_mut() {
-                    let t = Instant::now();
-                    wasm_pass(s, batch)?;
-                    *sum += t.elapsed();
-                }
-                Ok(())
-            };
-            if turn % 2 == 0 {
-                time_baseline(&mut baseline_sum)?;
-            }
-            for which in order {
+            for which in schedule(&orders, turn, baseline.is_some()) {
                 let t = Instant::now();
                 match which {
                     0 => wasm_pass(&mut scrubber, batch)?,
                     1 => native_pass(&native, batch, &mut out)?,
                     2 => prost_pass(batch, &mut prost_buf)?,
-                    _ => scan_pass(batch),
+                    3 => scan_pass(batch),
+                    _ => {
+                        if let Some(s) = baseline.as_mut() {
+                            wasm_pass(s, batch)?;
+                        }
+                    }
                 }
                 sums[which] += t.elapsed();
             }
-            if turn % 2 == 1 {
-                time_baseline(&mut baseline_sum)?;
-            }
+            turn += 1;
         }
         for (time, sum) in times.iter_mut().zip(sums) {
             time.push(sum);
         }
-        baseline_times.push(baseline_sum);
     }
+    let [wasm, native_t, prost, scan, baseline_times] = times;
     let baseline = options.baseline.as_ref().map(|(_, origin)| {
         (Contender::new("wasm, baseline", baseline_times, bytes, spans), origin.clone())
     });
     let wasm_instances = scrubber.instances() - instances_before;
-    let [wasm, native_t, prost, scan] = times;
     let contenders = [
         Contender::new("wasm", wasm, bytes, spans),
         Contender::new("native", native_t, bytes, spans),
@@ -410,6 +400,34 @@ pub fn run(
         load,
         elapsed: started.elapsed(),
     })
+}
+
+/// The baseline config's pass, in [`schedule`].
+const BASELINE: usize = 4;
+
+/// The passes over the `turn`th batch, in order: the four contenders in
+/// the turn's order, with the baseline config's pass (when there is one)
+/// right next to the wasm pass. The two configs then meet the same batch,
+/// the same warm or cold cache and the same moment of a shared machine.
+/// The baseline goes first on every other batch, and each order comes with
+/// it on either side: whichever config runs second finds the other's code
+/// and the batch warm, so neither may always run second. (The baseline
+/// used to run before or after all four contenders: the same config then
+/// read about 3 % slower as the wasm contender than as the baseline.)
+fn schedule(orders: &[[usize; 4]], turn: usize, baseline: bool) -> Vec<usize> {
+    let order = orders[turn % orders.len()];
+    let mut passes = Vec::with_capacity(5);
+    for which in order {
+        let first = (turn + turn / orders.len()).is_multiple_of(2);
+        if which == 0 && baseline && first {
+            passes.push(BASELINE);
+        }
+        passes.push(which);
+        if which == 0 && baseline && !first {
+            passes.push(BASELINE);
+        }
+    }
+    passes
 }
 
 /// The 24 orders of the four contenders. Taken in turn, batch after batch,
@@ -491,6 +509,18 @@ fn scan_pass(batches: &[Vec<u8>]) {
     black_box(digits);
 }
 
+/// The median over rounds of `baseline[i] / config[i]`: how much faster
+/// the config ran than the baseline in the same round (0 with no rounds).
+fn paired_ratio(config: &[Duration], baseline: &[Duration]) -> f64 {
+    let mut ratios: Vec<f64> = config
+        .iter()
+        .zip(baseline)
+        .map(|(c, b)| b.as_secs_f64() / c.as_secs_f64().max(f64::MIN_POSITIVE))
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    ratios.get(ratios.len() / 2).copied().unwrap_or_default()
+}
+
 fn median(times: &[Duration]) -> Duration {
     let mut sorted = times.to_vec();
     sorted.sort();
@@ -546,11 +576,14 @@ impl Report {
         self.contender(0).mb_per_s / self.contender(index).mb_per_s.max(f64::MIN_POSITIVE)
     }
 
-    /// The first config's wasm throughput over the baseline config's.
+    /// The first config's wasm throughput over the baseline config's: the
+    /// median over the rounds of each round's ratio. Both configs ran
+    /// every batch of a round side by side, so a slow spell of the machine
+    /// falls on both halves of a round's ratio, where the two medians of
+    /// the throughput lines may come from different rounds.
     pub fn config_vs_baseline(&self) -> Option<f64> {
-        self.baseline
-            .as_ref()
-            .map(|(b, _)| self.contender(0).spans_per_s / b.spans_per_s.max(f64::MIN_POSITIVE))
+        let (b, _) = self.baseline.as_ref()?;
+        Some(paired_ratio(&self.contender(0).rounds, &b.rounds))
     }
 
     /// The report's last line, for scripts.
@@ -752,6 +785,46 @@ mod tests {
                 assert_eq!(after, 6, "{b} after {a}");
             }
         }
+    }
+
+    /// Scenario: every turn of two passes through the orders, with and
+    /// without a baseline config.
+    /// Guarantees: each batch gets every contender once; the baseline pass
+    /// sits right next to the wasm pass, before it on exactly half the
+    /// batches, and every order comes with the baseline on either side.
+    #[test]
+    fn the_baseline_runs_next_to_the_wasm_pass_on_either_side_alike() {
+        let orders = orders();
+        let (mut first, mut sides) = (0, std::collections::BTreeSet::new());
+        for turn in 0..2 * orders.len() {
+            let passes = schedule(&orders, turn, true);
+            let mut sorted = passes.clone();
+            sorted.sort_unstable();
+            assert_eq!(sorted, [0, 1, 2, 3, BASELINE], "turn {turn}: {passes:?}");
+            let at = |p: usize| passes.iter().position(|&x| x == p).unwrap_or(usize::MAX);
+            assert_eq!(at(0).abs_diff(at(BASELINE)), 1, "turn {turn}: {passes:?}");
+            first += usize::from(at(BASELINE) < at(0));
+            sides.insert((turn % orders.len(), at(BASELINE) < at(0)));
+            assert_eq!(schedule(&orders, turn, false), orders[turn % orders.len()]);
+        }
+        assert_eq!(first, orders.len());
+        assert_eq!(sides.len(), 2 * orders.len());
+    }
+
+    /// Scenario: three rounds, a slow spell in the last, and the two
+    /// configs' round times ordered differently.
+    /// Guarantees: the ratio is the median of each round's own ratio
+    /// (1.10 here), not the ratio of the two medians (1.20).
+    #[test]
+    fn config_vs_baseline_pairs_rounds() {
+        let d = Duration::from_micros;
+        let config = [d(1000), d(1050), d(3000)];
+        let baseline = [d(1100), d(1260), d(3150)];
+        let r = paired_ratio(&config, &baseline);
+        assert!((r - 1.1).abs() < 1e-9, "{r}");
+        let (c, b) = (median(&config), median(&baseline));
+        assert!((b.as_secs_f64() / c.as_secs_f64() - 1.2).abs() < 1e-9);
+        assert_eq!(paired_ratio(&[], &[]), 0.0);
     }
 
     #[test]

@@ -780,9 +780,10 @@ struct BenchArgs {
     /// YAML or JSON config file [default: the embedded platform rules].
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// A second config to compare with: both run on the component,
-    /// alternately batch by batch, and the last line ends with
-    /// `config_vs_baseline=R` (--config's throughput over this one's).
+    /// A second config to compare with: both run on the component, side by
+    /// side on every batch and taking turns to go first, and the last line
+    /// ends with `config_vs_baseline=R` (--config's throughput over this
+    /// one's: the median over the rounds of each round's ratio).
     #[arg(long, value_name = "FILE")]
     baseline_config: Option<PathBuf>,
     /// A processor component file instead of the embedded one.
