@@ -354,6 +354,7 @@ pub fn run(
                     1 => native_pass(&native, batch, &mut out)?,
                     2 => prost_pass(batch, &mut prost_buf)?,
                     3 => scan_pass(batch),
+                    // BASELINE: scheduled only when there is one.
                     _ => {
                         if let Some(s) = baseline.as_mut() {
                             wasm_pass(s, batch)?;
@@ -415,17 +416,11 @@ const BASELINE: usize = 4;
 /// used to run before or after all four contenders: the same config then
 /// read about 3 % slower as the wasm contender than as the baseline.)
 fn schedule(orders: &[[usize; 4]], turn: usize, baseline: bool) -> Vec<usize> {
-    let order = orders[turn % orders.len()];
-    let mut passes = Vec::with_capacity(5);
-    for which in order {
+    let mut passes = orders[turn % orders.len()].to_vec();
+    if baseline {
+        let wasm = passes.iter().position(|&p| p == 0).unwrap_or_default();
         let first = (turn + turn / orders.len()).is_multiple_of(2);
-        if which == 0 && baseline && first {
-            passes.push(BASELINE);
-        }
-        passes.push(which);
-        if which == 0 && baseline && !first {
-            passes.push(BASELINE);
-        }
+        passes.insert(if first { wasm } else { wasm + 1 }, BASELINE);
     }
     passes
 }
@@ -511,14 +506,22 @@ fn scan_pass(batches: &[Vec<u8>]) {
 
 /// The median over rounds of `baseline[i] / config[i]`: how much faster
 /// the config ran than the baseline in the same round (0 with no rounds).
+/// Of an even count, the mean of the middle two: either one alone would
+/// lean one way, and the figure read the other way round would then not be
+/// its inverse.
 fn paired_ratio(config: &[Duration], baseline: &[Duration]) -> f64 {
     let mut ratios: Vec<f64> = config
         .iter()
         .zip(baseline)
-        .map(|(c, b)| b.as_secs_f64() / c.as_secs_f64().max(f64::MIN_POSITIVE))
+        .map(|(c, b)| b.as_secs_f64() / c.as_secs_f64().max(1e-9))
         .collect();
     ratios.sort_by(f64::total_cmp);
-    ratios.get(ratios.len() / 2).copied().unwrap_or_default()
+    let n = ratios.len();
+    match n {
+        0 => 0.0,
+        _ if n % 2 == 1 => ratios[n / 2],
+        _ => (ratios[n / 2 - 1] + ratios[n / 2]) / 2.0,
+    }
 }
 
 fn median(times: &[Duration]) -> Duration {
@@ -809,6 +812,12 @@ mod tests {
         }
         assert_eq!(first, orders.len());
         assert_eq!(sides.len(), 2 * orders.len());
+        // Neither config runs twice in a row, across batches either: a
+        // pass right after its own finds its instance hot.
+        let passes: Vec<usize> =
+            (0..4 * orders.len()).flat_map(|t| schedule(&orders, t, true)).collect();
+        let twice = |w: &[usize]| w[0] == w[1] && (w[0] == 0 || w[0] == BASELINE);
+        assert!(!passes.windows(2).any(twice), "{passes:?}");
     }
 
     /// Scenario: three rounds, a slow spell in the last, and the two
@@ -825,6 +834,13 @@ mod tests {
         let (c, b) = (median(&config), median(&baseline));
         assert!((b.as_secs_f64() / c.as_secs_f64() - 1.2).abs() < 1e-9);
         assert_eq!(paired_ratio(&[], &[]), 0.0);
+        // An even count takes the mean of the middle two, so that the
+        // figure read the other way round is its inverse.
+        let (config, baseline) = ([d(1000), d(1000)], [d(1100), d(1200)]);
+        let r = paired_ratio(&config, &baseline);
+        assert!((r - 1.15).abs() < 1e-9, "{r}");
+        let back = paired_ratio(&baseline, &config);
+        assert!((back - (1.0 / 1.1 + 1.0 / 1.2) / 2.0).abs() < 1e-9, "{back}");
     }
 
     #[test]
@@ -906,10 +922,11 @@ mod tests {
     /// Scenario: a short run with a baseline config that drops nothing and
     /// masks nothing, against the default.
     /// Guarantees: the baseline contender is timed every round, and the
-    /// last line ends with `config_vs_baseline=R`, R the ratio of the two
-    /// spans-per-second figures, to two decimals.
+    /// last line ends with `config_vs_baseline=R`, R the baseline's round
+    /// times over the config's, round by round (the mean of the two
+    /// rounds' ratios here), to two decimals.
     #[test]
-    fn a_baseline_config_runs_alternately_and_ends_the_last_line() {
+    fn a_baseline_config_runs_beside_and_ends_the_last_line() {
         let corpus =
             generate(&CorpusOptions { seed: 3, min_spans: 1024, batch_spans: 512 }).unwrap();
         let workload = Workload { description: "test".into(), batches: corpus.batches };
@@ -929,6 +946,10 @@ mod tests {
         let (b, origin) = report.baseline.as_ref().expect("a baseline contender");
         assert_eq!((b.rounds.len(), origin.as_str()), (2, "off.json"));
         let r = report.config_vs_baseline().unwrap();
+        let ratio = |i: usize| {
+            b.rounds[i].as_secs_f64() / report.contenders[0].rounds[i].as_secs_f64()
+        };
+        assert!((r - (ratio(0) + ratio(1)) / 2.0).abs() < 1e-9, "{r}");
         let last = report.summary_line();
         assert!(last.ends_with(&format!(" config_vs_baseline={r:.2}")), "{last}");
         assert!(report.to_string().contains("the baseline config: off.json"));
