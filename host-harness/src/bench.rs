@@ -946,9 +946,8 @@ mod tests {
         let (b, origin) = report.baseline.as_ref().expect("a baseline contender");
         assert_eq!((b.rounds.len(), origin.as_str()), (2, "off.json"));
         let r = report.config_vs_baseline().unwrap();
-        let ratio = |i: usize| {
-            b.rounds[i].as_secs_f64() / report.contenders[0].rounds[i].as_secs_f64()
-        };
+        let ratio =
+            |i: usize| b.rounds[i].as_secs_f64() / report.contenders[0].rounds[i].as_secs_f64();
         assert!((r - (ratio(0) + ratio(1)) / 2.0).abs() < 1e-9, "{r}");
         let last = report.summary_line();
         assert!(last.ends_with(&format!(" config_vs_baseline={r:.2}")), "{last}");
