@@ -185,6 +185,7 @@ func (c *Config) readSource(lastTeams map[string]any) (*source, error) {
 			doc.(map[string]any)["teams"].(map[string]any)["files"] = files
 			s.configHash = hash([]byte(s.configHash + digest))
 		}
+		s.configHash = withKeyFile(s.configHash, doc, filepath.Dir(c.ConfigFile))
 		if err := resolveKey(doc, filepath.Dir(c.ConfigFile)); err != nil {
 			return nil, fmt.Errorf("config_file %q: %w", c.ConfigFile, err)
 		}
@@ -216,19 +217,20 @@ func (c *Config) readSource(lastTeams map[string]any) (*source, error) {
 
 // configFileHash is the hash readSource gives the config file's content
 // raw: with the team files' names and contents folded in when it names a
-// teams directory, so a team file's change is a config change. A config
+// teams directory, and the key file's content when it names one, so a
+// change to either is a config change. A config
 // that does not parse hashes as its bytes (the reload then says why).
 func configFileHash(path string, raw []byte) string {
 	doc, err := parsePlatformConfig(path, raw)
 	if err != nil {
 		return hash(raw)
 	}
-	written, dir := teamsDir(doc, path)
-	if dir == "" {
-		return hash(raw)
+	h := hash(raw)
+	if written, dir := teamsDir(doc, path); dir != "" {
+		_, digest := teamFiles(written, dir, false)
+		h = hash([]byte(h + digest))
 	}
-	_, digest := teamFiles(written, dir, false)
-	return hash([]byte(hash(raw) + digest))
+	return withKeyFile(h, doc, filepath.Dir(path))
 }
 
 // configFileJSON turns a YAML or JSON config file into the JSON document

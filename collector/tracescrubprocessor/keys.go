@@ -43,9 +43,7 @@ func resolveKey(doc any, base string) error {
 		if !ok {
 			return errors.New("config key `mask.hmac.key_file`: expected a file name (a string)")
 		}
-		if !filepath.IsAbs(name) && base != "" {
-			name = filepath.Join(base, name)
-		}
+		name = keyPath(name, base)
 		b, err := os.ReadFile(name)
 		if err != nil {
 			return fmt.Errorf("config key `mask.hmac.key_file`: cannot read %s: %v", name, errKind(err))
@@ -73,6 +71,33 @@ func resolveKey(doc any, base string) error {
 	}
 	hmac["key_hex"] = hex.EncodeToString(key)
 	return nil
+}
+
+// keyPath is a key_file name, relative to base unless absolute.
+func keyPath(name, base string) string {
+	if !filepath.IsAbs(name) && base != "" {
+		return filepath.Join(base, name)
+	}
+	return name
+}
+
+// withKeyFile folds the content of the key file a config document names
+// into the config's hash h, so a new key alone reloads like a config
+// change. A file that cannot be read folds in as its error (the reload then
+// says why); a config that names no key file leaves h as it is.
+func withKeyFile(h string, doc any, base string) string {
+	root, _ := doc.(map[string]any)
+	mask, _ := root["mask"].(map[string]any)
+	hmac, _ := mask["hmac"].(map[string]any)
+	name, ok := hmac["key_file"].(string)
+	if !ok {
+		return h
+	}
+	b, err := os.ReadFile(keyPath(name, base))
+	if err != nil {
+		b = []byte("unreadable: " + errKind(err))
+	}
+	return hash([]byte(h + "key:" + hash(b)))
 }
 
 func checkKeyLen(key []byte, what string) error {

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
@@ -41,6 +42,38 @@ func TestPseudonymKeyIsReadFromAFileAndMatchesTheGolden(t *testing.T) {
 	out, _ := (&ptrace.JSONMarshaler{}).MarshalTraces(got[len(got)-1])
 	if strings.Contains(string(out), testKey) {
 		t.Fatal("the key reached the output")
+	}
+}
+
+// Scenario: the key file named by the watched config file is replaced by
+// another key, the config file left as it is.
+// Guarantees: the processor reloads on the key alone, and the same number
+// then becomes another pseudonym under the same key_id.
+func TestANewKeyFileAloneReloads(t *testing.T) {
+	dir := t.TempDir()
+	write(t, filepath.Join(dir, "key.txt"), testKey)
+	file := filepath.Join(dir, "scrub.yaml")
+	write(t, file, "mask:\n  replacement: hmac\n  hmac: {key_id: k2026, key_file: key.txt}\n")
+	cfg := testConfig(t)
+	cfg.ConfigFile = file
+	cfg.ReloadInterval = 20 * time.Millisecond
+	h := start(t, cfg)
+	pseudonym := func() string {
+		td := testbatch.Build(testbatch.Span{Name: "work", Attrs: map[string]string{"a": "13097248022"}, Parent: -1})
+		if err := h.proc.ConsumeTraces(context.Background(), td); err != nil {
+			t.Fatal(err)
+		}
+		got := h.sink.AllTraces()
+		v, _ := got[len(got)-1].ResourceSpans().At(0).ScopeSpans().At(0).Spans().At(0).Attributes().Get("a")
+		return v.Str()
+	}
+	if got := pseudonym(); got != "fnr:k2026:hfbptcllqsfnddcd" {
+		t.Fatalf("pseudonym %q, want the golden fnr:k2026:hfbptcllqsfnddcd", got)
+	}
+	write(t, filepath.Join(dir, "key.txt"), strings.ToUpper(testKey))
+	waitFor(t, func() bool { return h.sum(t, "otelcol_processor_tracescrub_reloads", "outcome", "success") == 1 })
+	if got := pseudonym(); got == "fnr:k2026:hfbptcllqsfnddcd" || !strings.HasPrefix(got, "fnr:k2026:") {
+		t.Fatalf("after the new key the pseudonym is %q: want another fnr:k2026: one", got)
 	}
 }
 

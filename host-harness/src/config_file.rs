@@ -193,11 +193,7 @@ pub fn resolve_key(json: &str, base: Option<&Path>) -> Result<String, String> {
             return Err("config key `mask.hmac`: give key_file or key_env, not both".to_owned());
         }
         (Some(serde_json::Value::String(f)), None) => {
-            let path = Path::new(&f);
-            let path = match base {
-                Some(dir) if path.is_relative() => dir.join(path),
-                _ => path.to_owned(),
-            };
+            let path = beside(base, &f);
             let mut key = std::fs::read(&path).map_err(|e| {
                 format!("config key `mask.hmac.key_file`: cannot read {}: {e}", path.display())
             })?;
@@ -232,6 +228,18 @@ pub fn resolve_key(json: &str, base: Option<&Path>) -> Result<String, String> {
     let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
     hmac.insert("key_hex".to_owned(), serde_json::Value::String(hex));
     Ok(doc.to_string())
+}
+
+/// The key file a config document names (`mask.hmac.key_file`), as
+/// [`resolve_key`] reads it; `None` when the key comes from elsewhere.
+pub fn key_file(json: &str, config_dir: Option<&Path>) -> Option<PathBuf> {
+    let doc: Value = serde_json::from_str(json).ok()?;
+    Some(beside(config_dir, doc.pointer("/mask/hmac/key_file")?.as_str()?))
+}
+
+/// `file` relative to `dir` (the config file's directory) unless absolute.
+fn beside(dir: Option<&Path>, file: &str) -> PathBuf {
+    dir.map_or_else(|| PathBuf::from(file), |d| d.join(file))
 }
 
 fn check_len(key: &[u8], what: &str) -> Result<(), String> {
@@ -347,6 +355,10 @@ mod tests {
         let json = resolve_key(&doc(r#""key_file":"key""#), Some(&dir)).unwrap();
         let hex: String = key.bytes().map(|b| format!("{b:02x}")).collect();
         assert!(json.contains(&hex) && !json.contains("key_file"), "{json}");
+        // The file the watcher watches is the one read.
+        assert_eq!(key_file(&doc(r#""key_file":"key""#), Some(&dir)), Some(dir.join("key")));
+        assert_eq!(key_file(&doc(r#""key_file":"/k""#), Some(&dir)), Some(PathBuf::from("/k")));
+        assert_eq!(key_file(&doc(r#""key_env":"K""#), Some(&dir)), None);
         // key_env is tested through the binary (tests/cli.rs), which sets it.
         for (hmac, path) in [
             (r#""key_file":"short""#, "mask.hmac.key_file"),

@@ -1492,6 +1492,77 @@ fn reloads_swap_good_versions_and_keep_serving_on_bad_ones() {
     );
 }
 
+/// Puts `files` in a new `..<version>` directory of `dir` and points the
+/// `..data` link at it with a rename, as Kubernetes updates a mounted
+/// ConfigMap or Secret: the files in `dir` are links through `..data`, so
+/// no event names them.
+fn swap_data_link(dir: &Path, version: &str, files: &[(&str, &[u8])]) {
+    let data = dir.join(format!("..{version}"));
+    std::fs::create_dir(&data).unwrap();
+    for (name, content) in files {
+        std::fs::write(data.join(name), content).unwrap();
+        let link = dir.join(name);
+        if link.symlink_metadata().is_err() {
+            std::os::unix::fs::symlink(Path::new("..data").join(name), &link).unwrap();
+        }
+    }
+    std::os::unix::fs::symlink(format!("..{version}"), dir.join("..data_tmp")).unwrap();
+    std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).unwrap();
+}
+
+/// Scenario: a config and its pseudonym key file mounted as Kubernetes
+/// mounts them (links through a `..data` link that an update swaps); an
+/// unrelated file written beside them; a new config; then a new key alone.
+/// Guarantees: each swap reloads (the key's by the pseudonyms changing,
+/// with the config file's hash the same), and the unrelated file does not.
+#[test]
+fn link_swapped_configs_and_keys_reload_and_unrelated_files_do_not() {
+    let sink = Sink::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = |key_id: &str| {
+        format!("mask:\n  replacement: hmac\n  hmac: {{key_id: {key_id}, key_file: scrub.key}}\n")
+    };
+    let (first_key, second_key) = ([b'a'; 32], [b'b'; 32]);
+    swap_data_link(
+        dir.path(),
+        "v1",
+        &[("scrub.yaml", config("k1").as_bytes()), ("scrub.key", &first_key)],
+    );
+    let config_path = dir.path().join("scrub.yaml");
+    let gateway =
+        Gateway::start(&["--upstream", &sink.url(), "--config", config_path.to_str().unwrap()]);
+    let forwarded = || {
+        assert_eq!(gateway.post_protobuf(&known_batch()).status, 200);
+        sink.received().pop().unwrap().body
+    };
+    let reloads =
+        |gateway: &Gateway| gateway.log().matches("reload: success trigger=file-change").count();
+    let first = forwarded();
+    assert!(!contains(&first, NUMBER.as_bytes()), "the number is masked");
+
+    // Unrelated, then a new config: only the second reloads. (Reloads run
+    // one at a time, so a reload the unrelated file caused would be logged
+    // before the config's.)
+    std::fs::write(dir.path().join("notes.txt"), "not a watched file").unwrap();
+    std::thread::sleep(tracescrub::serve::reload::DEBOUNCE * 4);
+    let k2 = config("k2");
+    swap_data_link(dir.path(), "v2", &[("scrub.yaml", k2.as_bytes()), ("scrub.key", &first_key)]);
+    gateway.wait_for("the reload of the swapped config", || {
+        gateway.active().1 == sha256(k2.as_bytes())
+    });
+    assert_eq!(reloads(&gateway), 1, "{}", gateway.log());
+    let second = forwarded();
+
+    // A new key alone: the config file's bytes, so its hash, stay the same.
+    swap_data_link(dir.path(), "v3", &[("scrub.yaml", k2.as_bytes()), ("scrub.key", &second_key)]);
+    gateway.wait_for("the reload of the swapped key", || reloads(&gateway) == 2);
+    assert_eq!(gateway.active().1, sha256(k2.as_bytes()));
+    let third = forwarded();
+    assert!(!contains(&third, NUMBER.as_bytes()), "the number is masked");
+    assert_ne!(third, second, "the new key makes other pseudonyms");
+    assert!(!gateway.log().contains("reload: failure"), "{}", gateway.log());
+}
+
 /// Scenario: one known batch (a health check with a child, and a span with
 /// a number in its name and an attribute) over OTLP/HTTP.
 /// Guarantees: the metrics count it exactly: 3 spans accepted, 1 sent, the

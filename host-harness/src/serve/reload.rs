@@ -1,5 +1,5 @@
-//! Reloads: SIGHUP, a change to the config or component file, or
-//! `POST /-/reload`.
+//! Reloads: SIGHUP, a change to the config, component or key file (or to
+//! `teams.dir`), or `POST /-/reload`.
 //!
 //! A reload reads the files, compiles the component (through the runtime's
 //! cache; not at all when its bytes are unchanged), creates a processor with
@@ -134,7 +134,11 @@ fn watched_path(file: &Path) -> Result<(PathBuf, PathBuf), String> {
 
 /// Starts the SIGHUP handler and, when files are given, the file watcher.
 /// The watcher watches each file's directory, so an atomic rename over the
-/// file is seen.
+/// file is seen. An event naming a watched file, or in `teams.dir`,
+/// reloads; any other event in a watched directory reloads only when a
+/// watched file's content changed: Kubernetes updates a mounted ConfigMap or
+/// Secret by swapping the `..data` link the files point through, and no
+/// event names the files themselves.
 pub fn watch(gateway: Arc<Gateway>) -> Result<Triggers, String> {
     let mut tasks = Vec::new();
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
@@ -146,34 +150,39 @@ pub fn watch(gateway: Arc<Gateway>) -> Result<Triggers, String> {
         }
     }));
 
-    let files: Vec<&PathBuf> =
-        [&gateway.reloader.sources.config, &gateway.reloader.sources.component]
-            .into_iter()
-            .flatten()
-            .collect();
+    let sources = &gateway.reloader.sources;
+    // The team files' directory and the key file, as the config names them
+    // at start.
+    let config_doc = sources.config.as_deref().and_then(|config| {
+        let json = crate::config_file::to_json(&std::fs::read_to_string(config).ok()?).ok()?;
+        Some((json, config.parent()))
+    });
+    let teams_dir = config_doc.as_ref().and_then(|(json, dir)| {
+        std::fs::canonicalize(crate::config_file::teams_dir(json, *dir)?).ok()
+    });
+    let key_file =
+        config_doc.as_ref().and_then(|(json, dir)| crate::config_file::key_file(json, *dir));
+    let files: Vec<PathBuf> = [sources.config.clone(), sources.component.clone(), key_file]
+        .into_iter()
+        .flatten()
+        .collect();
     if files.is_empty() {
         return Ok(Triggers { _watcher: None, tasks });
     }
     let mut targets = Vec::new();
     let mut dirs = Vec::new();
-    // The team files' directory, as the config names it at start: any
-    // change in it reloads.
-    let teams_dir = gateway.reloader.sources.config.as_deref().and_then(|config| {
-        let json = crate::config_file::to_json(&std::fs::read_to_string(config).ok()?).ok()?;
-        let dir = crate::config_file::teams_dir(&json, config.parent())?;
-        std::fs::canonicalize(dir).ok()
-    });
     if let Some(dir) = &teams_dir {
         dirs.push(dir.clone());
     }
-    for file in files {
+    for file in &files {
         let (path, dir) = watched_path(file)?;
         targets.push(path);
         if !dirs.contains(&dir) {
             dirs.push(dir);
         }
     }
-    let (tx, mut rx) = mpsc::unbounded_channel::<()>();
+    // Sends whether the event named a watched file or the teams directory.
+    let (tx, mut rx) = mpsc::unbounded_channel::<bool>();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         let Ok(event) = event else { return };
         // Reads (ours included, during a reload) are not changes.
@@ -181,9 +190,7 @@ pub fn watch(gateway: Arc<Gateway>) -> Result<Triggers, String> {
             return;
         }
         let in_teams = |p: &PathBuf| teams_dir.as_ref().is_some_and(|d| p.parent() == Some(d));
-        if event.paths.iter().any(|p| targets.contains(p) || in_teams(p)) {
-            let _ = tx.send(());
-        }
+        let _ = tx.send(event.paths.iter().any(|p| targets.contains(p) || in_teams(p)));
     })
     .map_err(|e| format!("cannot start the file watcher: {e}"))?;
     for dir in &dirs {
@@ -191,17 +198,51 @@ pub fn watch(gateway: Arc<Gateway>) -> Result<Triggers, String> {
             .watch(dir, RecursiveMode::NonRecursive)
             .map_err(|e| format!("cannot watch {}: {e}", dir.display()))?;
     }
+    let files = Arc::new(files);
+    let mut last = contents_digest(&files);
     tasks.push(tokio::spawn(async move {
-        while rx.recv().await.is_some() {
+        while let Some(mut named) = rx.recv().await {
             // Debounce: wait until the events stop for DEBOUNCE.
             loop {
                 tokio::select! {
-                    more = rx.recv() => if more.is_none() { return },
+                    more = rx.recv() => match more {
+                        Some(more) => named |= more,
+                        None => return,
+                    },
                     () = tokio::time::sleep(DEBOUNCE) => break,
                 }
             }
-            let _ = reload(&gateway, "file-change").await;
+            // Reading a large component is blocking work.
+            let read = Arc::clone(&files);
+            let Ok(now) = tokio::task::spawn_blocking(move || contents_digest(&read)).await else {
+                continue;
+            };
+            if named || now != last {
+                last = now;
+                let _ = reload(&gateway, "file-change").await;
+            }
         }
     }));
     Ok(Triggers { _watcher: Some(watcher), tasks })
+}
+
+/// A digest of the files' contents (through links), or of why each could
+/// not be read.
+fn contents_digest(files: &[PathBuf]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut digest = Sha256::new();
+    for file in files {
+        match std::fs::read(file) {
+            Ok(bytes) => {
+                digest.update([1]);
+                digest.update((bytes.len() as u64).to_le_bytes());
+                digest.update(&bytes);
+            }
+            Err(e) => {
+                digest.update([0]);
+                digest.update(e.kind().to_string());
+            }
+        }
+    }
+    digest.finalize().into()
 }
