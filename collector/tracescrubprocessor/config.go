@@ -146,6 +146,7 @@ type source struct {
 	configJSON    string
 	componentHash string
 	configHash    string
+	keyHash       string
 	// teams is the teams.files entries passed in (last good ones in place
 	// of broken files); teamFailures the teams whose new file failed.
 	teams        map[string]any
@@ -185,7 +186,7 @@ func (c *Config) readSource(lastTeams map[string]any) (*source, error) {
 			doc.(map[string]any)["teams"].(map[string]any)["files"] = files
 			s.configHash = hash([]byte(s.configHash + digest))
 		}
-		s.configHash = withKeyFile(s.configHash, doc, filepath.Dir(c.ConfigFile))
+		s.keyHash = keyFileHash(doc, filepath.Dir(c.ConfigFile))
 		if err := resolveKey(doc, filepath.Dir(c.ConfigFile)); err != nil {
 			return nil, fmt.Errorf("config_file %q: %w", c.ConfigFile, err)
 		}
@@ -215,22 +216,22 @@ func (c *Config) readSource(lastTeams map[string]any) (*source, error) {
 	return s, nil
 }
 
-// configFileHash is the hash readSource gives the config file's content
-// raw: with the team files' names and contents folded in when it names a
-// teams directory, and the key file's content when it names one, so a
-// change to either is a config change. A config
-// that does not parse hashes as its bytes (the reload then says why).
-func configFileHash(path string, raw []byte) string {
+// configFileHash is the config and key hashes readSource gives the config
+// file's content raw: the config's with the team files' names and contents
+// folded in when it names a teams directory, so a team file's change is a
+// config change; the key file's when it names one. A config that does not
+// parse hashes as its bytes (the reload then says why).
+func configFileHash(path string, raw []byte) (string, string) {
 	doc, err := parsePlatformConfig(path, raw)
 	if err != nil {
-		return hash(raw)
+		return hash(raw), ""
 	}
 	h := hash(raw)
 	if written, dir := teamsDir(doc, path); dir != "" {
 		_, digest := teamFiles(written, dir, false)
 		h = hash([]byte(h + digest))
 	}
-	return withKeyFile(h, doc, filepath.Dir(path))
+	return h, keyFileHash(doc, filepath.Dir(path))
 }
 
 // configFileJSON turns a YAML or JSON config file into the JSON document

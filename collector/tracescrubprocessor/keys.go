@@ -81,23 +81,24 @@ func keyPath(name, base string) string {
 	return name
 }
 
-// withKeyFile folds the content of the key file a config document names
-// into the config's hash h, so a new key alone reloads like a config
-// change. A file that cannot be read folds in as its error (the reload then
-// says why); a config that names no key file leaves h as it is.
-func withKeyFile(h string, doc any, base string) string {
+// keyFileHash hashes the content of the key file a config document names,
+// so that the watch reloads on a new key alone; "" when it names none. A
+// file that cannot be read hashes as its error (the reload then says why).
+// It is kept apart from the config hash, which is logged: no logged hash
+// depends on the key.
+func keyFileHash(doc any, base string) string {
 	root, _ := doc.(map[string]any)
 	mask, _ := root["mask"].(map[string]any)
 	hmac, _ := mask["hmac"].(map[string]any)
 	name, ok := hmac["key_file"].(string)
 	if !ok {
-		return h
+		return ""
 	}
 	b, err := os.ReadFile(keyPath(name, base))
 	if err != nil {
-		b = []byte("unreadable: " + errKind(err))
+		return hash([]byte("unreadable: " + errKind(err)))
 	}
-	return hash([]byte(h + "key:" + hash(b)))
+	return hash(b)
 }
 
 func checkKeyLen(key []byte, what string) error {

@@ -2,6 +2,7 @@ package tracescrubprocessor
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -48,7 +49,8 @@ func TestPseudonymKeyIsReadFromAFileAndMatchesTheGolden(t *testing.T) {
 // Scenario: the key file named by the watched config file is replaced by
 // another key, the config file left as it is.
 // Guarantees: the processor reloads on the key alone, and the same number
-// then becomes another pseudonym under the same key_id.
+// then becomes another pseudonym under the same key_id; the config hash,
+// which is logged, stays the same.
 func TestANewKeyFileAloneReloads(t *testing.T) {
 	dir := t.TempDir()
 	write(t, filepath.Join(dir, "key.txt"), testKey)
@@ -70,7 +72,16 @@ func TestANewKeyFileAloneReloads(t *testing.T) {
 	if got := pseudonym(); got != "fnr:k2026:hfbptcllqsfnddcd" {
 		t.Fatalf("pseudonym %q, want the golden fnr:k2026:hfbptcllqsfnddcd", got)
 	}
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgBefore, keyBefore := configFileHash(file, raw)
 	write(t, filepath.Join(dir, "key.txt"), strings.ToUpper(testKey))
+	// The config hash is logged: it must not depend on the key.
+	if cfgAfter, keyAfter := configFileHash(file, raw); cfgAfter != cfgBefore || keyAfter == keyBefore {
+		t.Fatalf("a new key changed the config hash (%v) or not the key hash (%v)", cfgAfter != cfgBefore, keyAfter == keyBefore)
+	}
 	waitFor(t, func() bool { return h.sum(t, "otelcol_processor_tracescrub_reloads", "outcome", "success") == 1 })
 	if got := pseudonym(); got == "fnr:k2026:hfbptcllqsfnddcd" || !strings.HasPrefix(got, "fnr:k2026:") {
 		t.Fatalf("after the new key the pseudonym is %q: want another fnr:k2026: one", got)

@@ -27,6 +27,7 @@ type version struct {
 	engine        *wasmhost.Engine
 	componentHash string
 	configHash    string
+	keyHash       string
 	// teams is the team file entries it was made with.
 	teams map[string]any
 }
@@ -48,8 +49,8 @@ type tracescrubProcessor struct {
 	// reported once, not every tick; pending is the change seen last tick.
 	stop      chan struct{}
 	done      sync.WaitGroup
-	lastTried string
-	pending   string
+	lastTried fileState
+	pending   fileState
 }
 
 func newProcessor(ctx context.Context, set processor.Settings, cfg *Config) (*tracescrubProcessor, error) {
@@ -96,7 +97,7 @@ func (p *tracescrubProcessor) build(ctx context.Context) (*version, error) {
 		e.Close()
 		return nil, err
 	}
-	return &version{engine: e, componentHash: src.componentHash, configHash: src.configHash, teams: src.teams}, nil
+	return &version{engine: e, componentHash: src.componentHash, configHash: src.configHash, keyHash: src.keyHash, teams: src.teams}, nil
 }
 
 // load loads the component with src's config. With team files it first

@@ -28,23 +28,26 @@ func (p *tracescrubProcessor) watch() {
 	}
 }
 
-// fileHashes hashes the watched files' content (the config's with its team
-// files'). Reading fails while a file is
-// being replaced; then this tick is skipped.
-func (p *tracescrubProcessor) fileHashes() (string, string, error) {
+// fileState is the hashes of the watched files' content.
+type fileState struct{ component, config, key string }
+
+// fileHashes hashes the watched files' content: the component, the config
+// with its team files, the key file. Reading fails while a file is being
+// replaced; then this tick is skipped.
+func (p *tracescrubProcessor) fileHashes() (fileState, error) {
 	comp, err := os.ReadFile(p.cfg.Component)
 	if err != nil {
-		return "", "", err
+		return fileState{}, err
 	}
-	cfg := ""
+	st := fileState{component: hash(comp)}
 	if p.cfg.ConfigFile != "" {
 		b, err := os.ReadFile(p.cfg.ConfigFile)
 		if err != nil {
-			return "", "", err
+			return fileState{}, err
 		}
-		cfg = configFileHash(p.cfg.ConfigFile, b)
+		st.config, st.key = configFileHash(p.cfg.ConfigFile, b)
 	}
-	return hash(comp), cfg, nil
+	return st, nil
 }
 
 // checkFiles reloads when a watched file's content changed.
@@ -53,15 +56,14 @@ func (p *tracescrubProcessor) checkFiles() {
 	if cur == nil {
 		return
 	}
-	compHash, cfgHash, err := p.fileHashes()
+	key, err := p.fileHashes()
 	if err != nil {
 		return
 	}
-	if compHash == cur.componentHash && cfgHash == cur.configHash {
-		p.lastTried, p.pending = "", ""
+	if key == (fileState{cur.componentHash, cur.configHash, cur.keyHash}) {
+		p.lastTried, p.pending = fileState{}, fileState{}
 		return
 	}
-	key := compHash + "/" + cfgHash
 	if key == p.lastTried {
 		return
 	}

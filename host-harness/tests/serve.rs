@@ -1513,15 +1513,22 @@ fn swap_data_link(dir: &Path, version: &str, files: &[(&str, &[u8])]) {
 /// Scenario: a config and its pseudonym key file mounted as Kubernetes
 /// mounts them (links through a `..data` link that an update swaps); an
 /// unrelated file written beside them; a new config; then a new key alone.
-/// Guarantees: each swap reloads (the key's by the pseudonyms changing,
-/// with the config file's hash the same), and the unrelated file does not.
+/// Guarantees: each swap reloads (the key's by the pseudonyms changing;
+/// the config hash, team files and all, stays the same), and the unrelated
+/// file does not.
 #[test]
 fn link_swapped_configs_and_keys_reload_and_unrelated_files_do_not() {
     let sink = Sink::start();
     let dir = tempfile::tempdir().unwrap();
+    // With team files, whose contents the config hash covers.
     let config = |key_id: &str| {
-        format!("mask:\n  replacement: hmac\n  hmac: {{key_id: {key_id}, key_file: scrub.key}}\n")
+        format!(
+            "version: 2\nteams: {{dir: teams}}\nmask:\n  replacement: hmac\n  hmac: {{key_id: {key_id}, key_file: scrub.key}}\n"
+        )
     };
+    std::fs::create_dir(dir.path().join("teams")).unwrap();
+    std::fs::write(dir.path().join("teams/team-a.yaml"), "noise: {extra_globs: [\"*/x\"]}\n")
+        .unwrap();
     let (first_key, second_key) = ([b'a'; 32], [b'b'; 32]);
     swap_data_link(
         dir.path(),
@@ -1539,6 +1546,7 @@ fn link_swapped_configs_and_keys_reload_and_unrelated_files_do_not() {
         |gateway: &Gateway| gateway.log().matches("reload: success trigger=file-change").count();
     let first = forwarded();
     assert!(!contains(&first, NUMBER.as_bytes()), "the number is masked");
+    let first_hash = gateway.active().1;
 
     // Unrelated, then a new config: only the second reloads. (Reloads run
     // one at a time, so a reload the unrelated file caused would be logged
@@ -1547,16 +1555,18 @@ fn link_swapped_configs_and_keys_reload_and_unrelated_files_do_not() {
     std::thread::sleep(tracescrub::serve::reload::DEBOUNCE * 4);
     let k2 = config("k2");
     swap_data_link(dir.path(), "v2", &[("scrub.yaml", k2.as_bytes()), ("scrub.key", &first_key)]);
+    // The log line comes after the swap, through a pipe: wait for both.
     gateway.wait_for("the reload of the swapped config", || {
-        gateway.active().1 == sha256(k2.as_bytes())
+        gateway.active().1 != first_hash && reloads(&gateway) >= 1
     });
     assert_eq!(reloads(&gateway), 1, "{}", gateway.log());
     let second = forwarded();
+    let second_hash = gateway.active().1;
 
-    // A new key alone: the config file's bytes, so its hash, stay the same.
+    // A new key alone: no hash the gateway shows depends on the key.
     swap_data_link(dir.path(), "v3", &[("scrub.yaml", k2.as_bytes()), ("scrub.key", &second_key)]);
     gateway.wait_for("the reload of the swapped key", || reloads(&gateway) == 2);
-    assert_eq!(gateway.active().1, sha256(k2.as_bytes()));
+    assert_eq!(gateway.active().1, second_hash);
     let third = forwarded();
     assert!(!contains(&third, NUMBER.as_bytes()), "the number is masked");
     assert_ne!(third, second, "the new key makes other pseudonyms");

@@ -602,6 +602,7 @@ async fn serve(options: ServeOptions) -> Result<(), ServeError> {
         grpc: local(&grpc_listener, "OTLP/gRPC", "listen_grpc", &settings.listen_grpc)?,
         admin: local(&admin_listener, "admin", "admin", &settings.admin)?,
     };
+    let watched = reload::Watched::read(&sources);
     let gateway = {
         let sources = sources.clone();
         tokio::task::block_in_place(|| Gateway::start(runtime, sources))?
@@ -618,7 +619,7 @@ async fn serve(options: ServeOptions) -> Result<(), ServeError> {
     let grpc_task = tokio::spawn(grpc::serve(Arc::clone(&gateway), grpc_listener, stop_rx.clone()));
     let admin_task =
         tokio::spawn(admin::serve(Arc::clone(&gateway), admin_listener, stop_rx.clone()));
-    let watch = reload::watch(Arc::clone(&gateway)).map_err(ServeError::Start)?;
+    let watch = reload::watch(Arc::clone(&gateway), watched).map_err(ServeError::Start)?;
 
     let active = gateway.active();
     {

@@ -25,6 +25,9 @@ use crate::{InstanceOptions, Runtime};
 /// `cp` write a file in several steps.
 pub const DEBOUNCE: Duration = Duration::from_millis(200);
 
+/// The longest a burst of events holds a reload back.
+pub const MAX_DEBOUNCE: Duration = Duration::from_secs(2);
+
 /// What a reload needs besides the gateway.
 pub struct Reloader {
     runtime: Runtime,
@@ -132,6 +135,37 @@ fn watched_path(file: &Path) -> Result<(PathBuf, PathBuf), String> {
     Ok((dir.join(name), dir))
 }
 
+/// What the file watcher watches: the config, component and key files, and
+/// `teams.dir`, as the config names them at start (a new path takes a
+/// restart), with a digest of the files' contents.
+pub struct Watched {
+    files: Arc<Vec<PathBuf>>,
+    teams_dir: Option<PathBuf>,
+    digest: Option<[u8; 32]>,
+}
+
+impl Watched {
+    /// Read before the first version is built, so that a change made while
+    /// it builds shows as a new digest once the watcher runs.
+    pub fn read(sources: &Sources) -> Watched {
+        let config_doc = sources.config.as_deref().and_then(|config| {
+            let json = crate::config_file::to_json(&std::fs::read_to_string(config).ok()?).ok()?;
+            Some((json, config.parent()))
+        });
+        let teams_dir = config_doc.as_ref().and_then(|(json, dir)| {
+            std::fs::canonicalize(crate::config_file::teams_dir(json, *dir)?).ok()
+        });
+        let key_file =
+            config_doc.as_ref().and_then(|(json, dir)| crate::config_file::key_file(json, *dir));
+        let files: Vec<PathBuf> = [sources.config.clone(), sources.component.clone(), key_file]
+            .into_iter()
+            .flatten()
+            .collect();
+        let digest = Some(contents_digest(&files));
+        Watched { files: Arc::new(files), teams_dir, digest }
+    }
+}
+
 /// Starts the SIGHUP handler and, when files are given, the file watcher.
 /// The watcher watches each file's directory, so an atomic rename over the
 /// file is seen. An event naming a watched file, or in `teams.dir`,
@@ -139,7 +173,7 @@ fn watched_path(file: &Path) -> Result<(PathBuf, PathBuf), String> {
 /// watched file's content changed: Kubernetes updates a mounted ConfigMap or
 /// Secret by swapping the `..data` link the files point through, and no
 /// event names the files themselves.
-pub fn watch(gateway: Arc<Gateway>) -> Result<Triggers, String> {
+pub fn watch(gateway: Arc<Gateway>, watched: Watched) -> Result<Triggers, String> {
     let mut tasks = Vec::new();
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .map_err(|e| format!("cannot handle SIGHUP: {e}"))?;
@@ -150,22 +184,7 @@ pub fn watch(gateway: Arc<Gateway>) -> Result<Triggers, String> {
         }
     }));
 
-    let sources = &gateway.reloader.sources;
-    // The team files' directory and the key file, as the config names them
-    // at start.
-    let config_doc = sources.config.as_deref().and_then(|config| {
-        let json = crate::config_file::to_json(&std::fs::read_to_string(config).ok()?).ok()?;
-        Some((json, config.parent()))
-    });
-    let teams_dir = config_doc.as_ref().and_then(|(json, dir)| {
-        std::fs::canonicalize(crate::config_file::teams_dir(json, *dir)?).ok()
-    });
-    let key_file =
-        config_doc.as_ref().and_then(|(json, dir)| crate::config_file::key_file(json, *dir));
-    let files: Vec<PathBuf> = [sources.config.clone(), sources.component.clone(), key_file]
-        .into_iter()
-        .flatten()
-        .collect();
+    let Watched { files, teams_dir, digest: mut last } = watched;
     if files.is_empty() {
         return Ok(Triggers { _watcher: None, tasks });
     }
@@ -174,15 +193,18 @@ pub fn watch(gateway: Arc<Gateway>) -> Result<Triggers, String> {
     if let Some(dir) = &teams_dir {
         dirs.push(dir.clone());
     }
-    for file in &files {
+    for file in files.iter() {
         let (path, dir) = watched_path(file)?;
         targets.push(path);
         if !dirs.contains(&dir) {
             dirs.push(dir);
         }
     }
-    // Sends whether the event named a watched file or the teams directory.
+    // Sends whether the event named a watched file or one in `teams.dir`.
     let (tx, mut rx) = mpsc::unbounded_channel::<bool>();
+    // A change made before the watcher ran has no event of its own:
+    // compare the digest once.
+    let _ = tx.send(false);
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         let Ok(event) = event else { return };
         // Reads (ours included, during a reload) are not changes.
@@ -198,11 +220,12 @@ pub fn watch(gateway: Arc<Gateway>) -> Result<Triggers, String> {
             .watch(dir, RecursiveMode::NonRecursive)
             .map_err(|e| format!("cannot watch {}: {e}", dir.display()))?;
     }
-    let files = Arc::new(files);
-    let mut last = contents_digest(&files);
     tasks.push(tokio::spawn(async move {
         while let Some(mut named) = rx.recv().await {
-            // Debounce: wait until the events stop for DEBOUNCE.
+            // Debounce: wait until the events stop for DEBOUNCE, but no
+            // longer than MAX_DEBOUNCE, so that a file written often beside
+            // the watched ones cannot hold a reload back.
+            let until = tokio::time::Instant::now() + MAX_DEBOUNCE;
             loop {
                 tokio::select! {
                     more = rx.recv() => match more {
@@ -210,14 +233,14 @@ pub fn watch(gateway: Arc<Gateway>) -> Result<Triggers, String> {
                         None => return,
                     },
                     () = tokio::time::sleep(DEBOUNCE) => break,
+                    () = tokio::time::sleep_until(until) => break,
                 }
             }
-            // Reading a large component is blocking work.
+            // Reading a large component is blocking work. When the digest
+            // cannot be taken, reload rather than miss a change.
             let read = Arc::clone(&files);
-            let Ok(now) = tokio::task::spawn_blocking(move || contents_digest(&read)).await else {
-                continue;
-            };
-            if named || now != last {
+            let now = tokio::task::spawn_blocking(move || contents_digest(&read)).await.ok();
+            if named || now.is_none() || now != last {
                 last = now;
                 let _ = reload(&gateway, "file-change").await;
             }

@@ -137,14 +137,16 @@ pub fn read_config(sources: &Sources) -> Result<(String, String, Settings), Vers
     let (component_json, section) =
         split_config(&text).map_err(|e| fail(Step::Config, format!("{origin}: {e}")))?;
     let config_dir = sources.config.as_deref().and_then(Path::parent);
-    let component_json = crate::config_file::resolve_key(&component_json, config_dir)
-        .map_err(|reason| fail(Step::Config, format!("{origin}: {reason}")))?;
     let (component_json, teams) = crate::config_file::attach_teams(&component_json, config_dir);
-    // With team files, the hash covers them too: a team's edit is a new config.
+    // With team files, the hash covers them too: a team's edit is a new
+    // config. It is taken before the key joins the document, so that no
+    // hash the gateway shows depends on the key.
     let hash = match teams {
         Some(_) => sha256_hex(format!("{hash}\n{component_json}").as_bytes()),
         None => hash,
     };
+    let component_json = crate::config_file::resolve_key(&component_json, config_dir)
+        .map_err(|reason| fail(Step::Config, format!("{origin}: {reason}")))?;
     let settings =
         section.resolve(&sources.cli).map_err(|e| fail(Step::Config, format!("{origin}: {e}")))?;
     Ok((hash, component_json, settings))
