@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
@@ -17,6 +16,27 @@ import (
 // (processor/tests/detectors.rs), 40 bytes.
 const testKey = "ZqX7 tracescrub-distinctive-key-40bytes!"
 
+// hmacConfig names key.txt, beside it, as the pseudonym key; golden is the
+// pseudonym of the number pseudonymOf sends under testKey.
+const (
+	hmacConfig = "mask:\n  replacement: hmac\n  hmac: {key_id: k2026, key_file: key.txt}\n"
+	golden     = "fnr:k2026:hfbptcllqsfnddcd"
+)
+
+// pseudonymOf sends one span whose attribute a is a personal number, and
+// returns what a became and the batch it came in.
+func pseudonymOf(t *testing.T, h *harness) (string, ptrace.Traces) {
+	t.Helper()
+	td := testbatch.Build(testbatch.Span{Name: "work", Attrs: map[string]string{"a": "13097248022"}, Parent: -1})
+	if err := h.proc.ConsumeTraces(context.Background(), td); err != nil {
+		t.Fatal(err)
+	}
+	got := h.sink.AllTraces()
+	last := got[len(got)-1]
+	v, _ := last.ResourceSpans().At(0).ScopeSpans().At(0).Spans().At(0).Attributes().Get("a")
+	return v.Str(), last
+}
+
 // Scenario: a config file naming a pseudonym key file (with the newline
 // `echo` writes), relative to the config file; a batch with a personal
 // number.
@@ -26,21 +46,12 @@ const testKey = "ZqX7 tracescrub-distinctive-key-40bytes!"
 func TestPseudonymKeyIsReadFromAFileAndMatchesTheGolden(t *testing.T) {
 	dir := t.TempDir()
 	write(t, filepath.Join(dir, "key.txt"), testKey+"\n")
-	file := filepath.Join(dir, "scrub.yaml")
-	write(t, file, "mask:\n  replacement: hmac\n  hmac: {key_id: k2026, key_file: key.txt}\n")
-	cfg := testConfig(t)
-	cfg.ConfigFile = file
-	h := start(t, cfg)
-	td := testbatch.Build(testbatch.Span{Name: "work", Attrs: map[string]string{"a": "13097248022"}, Parent: -1})
-	if err := h.proc.ConsumeTraces(context.Background(), td); err != nil {
-		t.Fatal(err)
+	h, _ := startOnConfigFile(t, dir, hmacConfig)
+	got, batch := pseudonymOf(t, h)
+	if got != golden {
+		t.Fatalf("pseudonym %q, want the golden %s", got, golden)
 	}
-	got := h.sink.AllTraces()
-	v, _ := got[len(got)-1].ResourceSpans().At(0).ScopeSpans().At(0).Spans().At(0).Attributes().Get("a")
-	if v.Str() != "fnr:k2026:hfbptcllqsfnddcd" {
-		t.Fatalf("pseudonym %q, want the golden fnr:k2026:hfbptcllqsfnddcd", v.Str())
-	}
-	out, _ := (&ptrace.JSONMarshaler{}).MarshalTraces(got[len(got)-1])
+	out, _ := (&ptrace.JSONMarshaler{}).MarshalTraces(batch)
 	if strings.Contains(string(out), testKey) {
 		t.Fatal("the key reached the output")
 	}
@@ -54,23 +65,9 @@ func TestPseudonymKeyIsReadFromAFileAndMatchesTheGolden(t *testing.T) {
 func TestANewKeyFileAloneReloads(t *testing.T) {
 	dir := t.TempDir()
 	write(t, filepath.Join(dir, "key.txt"), testKey)
-	file := filepath.Join(dir, "scrub.yaml")
-	write(t, file, "mask:\n  replacement: hmac\n  hmac: {key_id: k2026, key_file: key.txt}\n")
-	cfg := testConfig(t)
-	cfg.ConfigFile = file
-	cfg.ReloadInterval = 20 * time.Millisecond
-	h := start(t, cfg)
-	pseudonym := func() string {
-		td := testbatch.Build(testbatch.Span{Name: "work", Attrs: map[string]string{"a": "13097248022"}, Parent: -1})
-		if err := h.proc.ConsumeTraces(context.Background(), td); err != nil {
-			t.Fatal(err)
-		}
-		got := h.sink.AllTraces()
-		v, _ := got[len(got)-1].ResourceSpans().At(0).ScopeSpans().At(0).Spans().At(0).Attributes().Get("a")
-		return v.Str()
-	}
-	if got := pseudonym(); got != "fnr:k2026:hfbptcllqsfnddcd" {
-		t.Fatalf("pseudonym %q, want the golden fnr:k2026:hfbptcllqsfnddcd", got)
+	h, file := startOnConfigFile(t, dir, hmacConfig)
+	if got, _ := pseudonymOf(t, h); got != golden {
+		t.Fatalf("pseudonym %q, want the golden %s", got, golden)
 	}
 	raw, err := os.ReadFile(file)
 	if err != nil {
@@ -83,7 +80,7 @@ func TestANewKeyFileAloneReloads(t *testing.T) {
 		t.Fatalf("a new key changed the config hash (%v) or not the key hash (%v)", cfgAfter != cfgBefore, keyAfter == keyBefore)
 	}
 	waitFor(t, func() bool { return h.sum(t, "otelcol_processor_tracescrub_reloads", "outcome", "success") == 1 })
-	if got := pseudonym(); got == "fnr:k2026:hfbptcllqsfnddcd" || !strings.HasPrefix(got, "fnr:k2026:") {
+	if got, _ := pseudonymOf(t, h); got == golden || !strings.HasPrefix(got, "fnr:k2026:") {
 		t.Fatalf("after the new key the pseudonym is %q: want another fnr:k2026: one", got)
 	}
 }

@@ -178,13 +178,7 @@ func TestFailClosed(t *testing.T) {
 // Guarantees: the watch swaps in the new config (a new glob drops more), and
 // counts a successful reload.
 func TestReloadSwapsOnChangedConfigFile(t *testing.T) {
-	dir := t.TempDir()
-	file := filepath.Join(dir, "scrub.yaml")
-	write(t, file, "noise:\n  extra_globs: []\n")
-	cfg := testConfig(t)
-	cfg.ConfigFile = file
-	cfg.ReloadInterval = 20 * time.Millisecond
-	h := start(t, cfg)
+	h, file := startOnConfigFile(t, t.TempDir(), "noise:\n  extra_globs: []\n")
 	ping := testbatch.Build(testbatch.Span{Name: "GET /ping", Attrs: map[string]string{"url.path": "/ping"}, Parent: -1})
 	if err := h.proc.ConsumeTraces(context.Background(), ping); err != nil || len(h.sink.AllTraces()) != 1 {
 		t.Fatalf("before reload: %v", err)
@@ -236,6 +230,18 @@ func TestBrokenReloadKeepsOldVersion(t *testing.T) {
 	if len(got) != 2 || got[1].SpanCount() != 1 {
 		t.Fatal("the old version did not process the batches")
 	}
+}
+
+// startOnConfigFile writes content to scrub.yaml in dir and starts the
+// processor on it with a fast watch; it returns the file too.
+func startOnConfigFile(t *testing.T, dir, content string) (*harness, string) {
+	t.Helper()
+	file := filepath.Join(dir, "scrub.yaml")
+	write(t, file, content)
+	cfg := testConfig(t)
+	cfg.ConfigFile = file
+	cfg.ReloadInterval = 20 * time.Millisecond
+	return start(t, cfg), file
 }
 
 // write replaces a file atomically, as a deployment would.
