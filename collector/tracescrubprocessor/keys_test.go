@@ -77,7 +77,7 @@ func TestANewKeyFileAloneReloads(t *testing.T) {
 	write(t, filepath.Join(dir, "key.txt"), strings.ToUpper(testKey))
 	// The config hash is logged: it must not depend on the key.
 	if cfgAfter, keyAfter := configFileHash(file, raw); cfgAfter != cfgBefore || keyAfter == keyBefore {
-		t.Fatalf("a new key changed the config hash (%v) or not the key hash (%v)", cfgAfter != cfgBefore, keyAfter == keyBefore)
+		t.Fatalf("a new key: config hash %s -> %s (want the same), key hash %s -> %s (want another)", cfgBefore, cfgAfter, keyBefore, keyAfter)
 	}
 	waitFor(t, func() bool { return h.sum(t, "otelcol_processor_tracescrub_reloads", "outcome", "success") == 1 })
 	if got, _ := pseudonymOf(t, h); got == golden || !strings.HasPrefix(got, "fnr:k2026:") {

@@ -56,25 +56,25 @@ func (p *tracescrubProcessor) checkFiles() {
 	if cur == nil {
 		return
 	}
-	key, err := p.fileHashes()
+	now, err := p.fileHashes()
 	if err != nil {
 		return
 	}
-	if key == (fileState{cur.componentHash, cur.configHash, cur.keyHash}) {
+	if now == (fileState{cur.componentHash, cur.configHash, cur.keyHash}) {
 		p.lastTried, p.pending = fileState{}, fileState{}
 		return
 	}
-	if key == p.lastTried {
+	if now == p.lastTried {
 		return
 	}
 	// Reload only once the content held still for one interval, so a file
 	// caught halfway through a non-atomic write is not loaded (and counted
 	// as a failure).
-	if key != p.pending {
-		p.pending = key
+	if now != p.pending {
+		p.pending = now
 		return
 	}
-	p.lastTried = key
+	p.lastTried = now
 	p.reload()
 }
 

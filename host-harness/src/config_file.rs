@@ -57,6 +57,17 @@ pub fn teams_dir(json: &str, config_dir: Option<&Path>) -> Option<PathBuf> {
     Some(config_dir.unwrap_or(Path::new(".")).join(dir))
 }
 
+/// The team files in `dir` (every `.yaml` or `.yml`), sorted.
+pub fn team_file_paths(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| matches!(p.extension().and_then(|x| x.to_str()), Some("yaml" | "yml")))
+        .collect();
+    paths.sort();
+    Ok(paths)
+}
+
 /// Reads the team files of `teams.dir` (every `<name>.yaml` or `.yml`, the
 /// name being the `teams.key` value it applies to) and passes them to the
 /// component under `teams.files`: the component reads no file. A file that
@@ -69,18 +80,12 @@ pub fn attach_teams(json: &str, config_dir: Option<&Path>) -> (String, Option<Pa
     let Ok(mut doc) = serde_json::from_str::<Value>(json) else { return (json.to_owned(), None) };
     let written = doc["teams"]["dir"].as_str().unwrap_or_default().trim_end_matches('/').to_owned();
     let mut files = serde_json::Map::new();
-    match std::fs::read_dir(&dir) {
+    match team_file_paths(&dir) {
         Err(e) => {
             let reason = format!("cannot read the teams directory {}: {}", dir.display(), e.kind());
             files.insert(".dir".into(), json!({"file": written, "error": reason}));
         }
-        Ok(entries) => {
-            let mut paths: Vec<PathBuf> = entries
-                .filter_map(Result::ok)
-                .map(|e| e.path())
-                .filter(|p| matches!(p.extension().and_then(|x| x.to_str()), Some("yaml" | "yml")))
-                .collect();
-            paths.sort();
+        Ok(paths) => {
             for path in paths {
                 let Some(name) = path.file_stem().and_then(|s| s.to_str()) else { continue };
                 let file = format!(

@@ -602,7 +602,7 @@ async fn serve(options: ServeOptions) -> Result<(), ServeError> {
         grpc: local(&grpc_listener, "OTLP/gRPC", "listen_grpc", &settings.listen_grpc)?,
         admin: local(&admin_listener, "admin", "admin", &settings.admin)?,
     };
-    let watched = reload::Watched::read(&sources);
+    let watched = tokio::task::block_in_place(|| reload::Watched::read(&sources));
     let gateway = {
         let sources = sources.clone();
         tokio::task::block_in_place(|| Gateway::start(runtime, sources))?

@@ -137,11 +137,11 @@ fn watched_path(file: &Path) -> Result<(PathBuf, PathBuf), String> {
 
 /// What the file watcher watches: the config, component and key files, and
 /// `teams.dir`, as the config names them at start (a new path takes a
-/// restart), with a digest of the files' contents.
+/// restart), with a digest of their contents.
 pub struct Watched {
     files: Arc<Vec<PathBuf>>,
     teams_dir: Option<PathBuf>,
-    digest: Option<[u8; 32]>,
+    digest: [u8; 32],
 }
 
 impl Watched {
@@ -161,7 +161,7 @@ impl Watched {
             .into_iter()
             .flatten()
             .collect();
-        let digest = Some(contents_digest(&files));
+        let digest = contents_digest(&files, teams_dir.as_deref());
         Watched { files: Arc::new(files), teams_dir, digest }
     }
 }
@@ -184,7 +184,9 @@ pub fn watch(gateway: Arc<Gateway>, watched: Watched) -> Result<Triggers, String
         }
     }));
 
-    let Watched { files, teams_dir, digest: mut last } = watched;
+    let Watched { files, teams_dir, digest } = watched;
+    let mut last = Some(digest);
+    let digest_teams = teams_dir.clone();
     if files.is_empty() {
         return Ok(Triggers { _watcher: None, tasks });
     }
@@ -237,9 +239,17 @@ pub fn watch(gateway: Arc<Gateway>, watched: Watched) -> Result<Triggers, String
                 }
             }
             // Reading a large component is blocking work. When the digest
-            // cannot be taken, reload rather than miss a change.
-            let read = Arc::clone(&files);
-            let now = tokio::task::spawn_blocking(move || contents_digest(&read)).await.ok();
+            // cannot be taken, reload rather than miss a change; but not
+            // when the runtime is shutting down.
+            let (read, teams) = (Arc::clone(&files), digest_teams.clone());
+            let now =
+                match tokio::task::spawn_blocking(move || contents_digest(&read, teams.as_deref()))
+                    .await
+                {
+                    Ok(digest) => Some(digest),
+                    Err(e) if e.is_cancelled() => return,
+                    Err(_) => None,
+                };
             if named || now.is_none() || now != last {
                 last = now;
                 let _ = reload(&gateway, "file-change").await;
@@ -249,12 +259,17 @@ pub fn watch(gateway: Arc<Gateway>, watched: Watched) -> Result<Triggers, String
     Ok(Triggers { _watcher: Some(watcher), tasks })
 }
 
-/// A digest of the files' contents (through links), or of why each could
-/// not be read.
-fn contents_digest(files: &[PathBuf]) -> [u8; 32] {
+/// A digest of the files' contents (through links) and of the team files
+/// in `teams_dir` (names and contents), or of why each could not be read.
+fn contents_digest(files: &[PathBuf], teams_dir: Option<&Path>) -> [u8; 32] {
     use sha2::{Digest, Sha256};
     let mut digest = Sha256::new();
-    for file in files {
+    let team_files =
+        teams_dir.and_then(|dir| crate::config_file::team_file_paths(dir).ok()).unwrap_or_default();
+    for file in files.iter().chain(&team_files) {
+        let name = file.as_os_str().as_encoded_bytes();
+        digest.update((name.len() as u64).to_le_bytes());
+        digest.update(name);
         match std::fs::read(file) {
             Ok(bytes) => {
                 digest.update([1]);
@@ -268,4 +283,40 @@ fn contents_digest(files: &[PathBuf]) -> [u8; 32] {
         }
     }
     digest.finalize().into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Scenario: a watched file and a teams directory, changed one way at a
+    /// time, and a file beside them that is neither.
+    /// Guarantees: every change to a watched file or team file (content, a
+    /// new file, a removed one) changes the digest; the other file does not.
+    #[test]
+    fn the_digest_follows_watched_and_team_files_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let (config, teams) = (dir.path().join("scrub.yaml"), dir.path().join("teams"));
+        std::fs::create_dir(&teams).unwrap();
+        std::fs::write(&config, "{}").unwrap();
+        std::fs::write(teams.join("a.yaml"), "noise: {}").unwrap();
+        let files = [config.clone()];
+        let digest = || contents_digest(&files, Some(&teams));
+        let mut seen = vec![digest()];
+        let mut changed = |what: &str, change: &dyn Fn()| {
+            change();
+            let now = digest();
+            assert!(!seen.contains(&now), "{what} did not change the digest");
+            seen.push(now);
+        };
+        changed("the config", &|| std::fs::write(&config, "{ }").unwrap());
+        changed("a team file", &|| std::fs::write(teams.join("a.yaml"), "noise: { }").unwrap());
+        changed("a new team file", &|| std::fs::write(teams.join("b.yml"), "").unwrap());
+        changed("a removed team file", &|| std::fs::remove_file(teams.join("a.yaml")).unwrap());
+        changed("a removed config", &|| std::fs::remove_file(&config).unwrap());
+        let before = digest();
+        std::fs::write(dir.path().join("notes.txt"), "x").unwrap();
+        std::fs::write(teams.join("README.md"), "x").unwrap();
+        assert_eq!(digest(), before, "files that are neither changed the digest");
+    }
 }

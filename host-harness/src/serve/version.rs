@@ -43,6 +43,8 @@ pub struct Version {
     pub component_sha256: String,
     /// SHA-256 of the config file's bytes (of the embedded default YAML when
     /// no file is given), lowercase hex: `sha256sum FILE` gives the same.
+    /// With team files, a hash of that and the document with the team files
+    /// attached; never of the key.
     pub config_sha256: String,
     /// The settings this version was built with; `forward` applies to the
     /// batches it processes.
