@@ -121,15 +121,18 @@ impl Drop for Triggers {
     }
 }
 
-/// The directory to watch for `file`: its parent, canonical so that each
-/// is watched once. Watching the directory sees a rename over the file.
-fn watched_dir(file: &Path) -> Result<PathBuf, String> {
-    file.file_name().ok_or_else(|| format!("{} names no file", file.display()))?;
+/// The absolute path of `file` through a canonical parent directory, so it
+/// compares equal to the paths the watcher reports even when the file is
+/// replaced by a rename.
+fn watched_path(file: &Path) -> Result<(PathBuf, PathBuf), String> {
+    let name = file.file_name().ok_or_else(|| format!("{} names no file", file.display()))?;
     let parent = match file.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    std::fs::canonicalize(&parent).map_err(|e| format!("cannot watch {}: {e}", parent.display()))
+    let dir = std::fs::canonicalize(&parent)
+        .map_err(|e| format!("cannot watch {}: {e}", parent.display()))?;
+    Ok((dir.join(name), dir))
 }
 
 /// What the file watcher watches: the config, component and key files, and
@@ -164,11 +167,12 @@ impl Watched {
 }
 
 /// Starts the SIGHUP handler and, when files are given, the file watcher.
-/// The watcher watches each file's directory and `teams.dir`; after a burst
-/// of events there, it reloads when the digest of the files' contents
-/// changed. It compares contents, not the names events give: Kubernetes
-/// updates a mounted ConfigMap or Secret by swapping the `..data` link the
-/// files point through, and no event names the files themselves.
+/// The watcher watches each file's directory, so an atomic rename over the
+/// file is seen. An event naming a watched file, or in `teams.dir`,
+/// reloads; any other event in a watched directory reloads only when a
+/// watched file's content changed: Kubernetes updates a mounted ConfigMap or
+/// Secret by swapping the `..data` link the files point through, and no
+/// event names the files themselves.
 pub fn watch(gateway: Arc<Gateway>, watched: Watched) -> Result<Triggers, String> {
     let mut tasks = Vec::new();
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
@@ -182,27 +186,35 @@ pub fn watch(gateway: Arc<Gateway>, watched: Watched) -> Result<Triggers, String
 
     let Watched { files, teams_dir, digest } = watched;
     let mut last = Some(digest);
+    let digest_teams = teams_dir.clone();
     if files.is_empty() {
         return Ok(Triggers { _watcher: None, tasks });
     }
-    let mut dirs: Vec<PathBuf> = teams_dir.iter().cloned().collect();
+    let mut targets = Vec::new();
+    let mut dirs = Vec::new();
+    if let Some(dir) = &teams_dir {
+        dirs.push(dir.clone());
+    }
     for file in files.iter() {
-        let dir = watched_dir(file)?;
+        let (path, dir) = watched_path(file)?;
+        targets.push(path);
         if !dirs.contains(&dir) {
             dirs.push(dir);
         }
     }
-    let (tx, mut rx) = mpsc::unbounded_channel::<()>();
+    // Sends whether the event named a watched file or one in `teams.dir`.
+    let (tx, mut rx) = mpsc::unbounded_channel::<bool>();
     // A change made before the watcher ran has no event of its own:
     // compare the digest once.
-    let _ = tx.send(());
+    let _ = tx.send(false);
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         let Ok(event) = event else { return };
         // Reads (ours included, during a reload) are not changes.
         if matches!(event.kind, EventKind::Access(_) | EventKind::Other | EventKind::Any) {
             return;
         }
-        let _ = tx.send(());
+        let in_teams = |p: &PathBuf| teams_dir.as_ref().is_some_and(|d| p.parent() == Some(d));
+        let _ = tx.send(event.paths.iter().any(|p| targets.contains(p) || in_teams(p)));
     })
     .map_err(|e| format!("cannot start the file watcher: {e}"))?;
     for dir in &dirs {
@@ -211,14 +223,17 @@ pub fn watch(gateway: Arc<Gateway>, watched: Watched) -> Result<Triggers, String
             .map_err(|e| format!("cannot watch {}: {e}", dir.display()))?;
     }
     tasks.push(tokio::spawn(async move {
-        while rx.recv().await.is_some() {
+        while let Some(mut named) = rx.recv().await {
             // Debounce: wait until the events stop for DEBOUNCE, but no
             // longer than MAX_DEBOUNCE, so that a file written often beside
             // the watched ones cannot hold a reload back.
             let until = tokio::time::Instant::now() + MAX_DEBOUNCE;
             loop {
                 tokio::select! {
-                    more = rx.recv() => if more.is_none() { return },
+                    more = rx.recv() => match more {
+                        Some(more) => named |= more,
+                        None => return,
+                    },
                     () = tokio::time::sleep(DEBOUNCE) => break,
                     () = tokio::time::sleep_until(until) => break,
                 }
@@ -226,7 +241,7 @@ pub fn watch(gateway: Arc<Gateway>, watched: Watched) -> Result<Triggers, String
             // Reading a large component is blocking work. When the digest
             // cannot be taken, reload rather than miss a change; but not
             // when the runtime is shutting down.
-            let (read, teams) = (Arc::clone(&files), teams_dir.clone());
+            let (read, teams) = (Arc::clone(&files), digest_teams.clone());
             let now =
                 match tokio::task::spawn_blocking(move || contents_digest(&read, teams.as_deref()))
                     .await
@@ -235,7 +250,7 @@ pub fn watch(gateway: Arc<Gateway>, watched: Watched) -> Result<Triggers, String
                     Err(e) if e.is_cancelled() => return,
                     Err(_) => None,
                 };
-            if now.is_none() || now != last {
+            if named || now.is_none() || now != last {
                 last = now;
                 let _ = reload(&gateway, "file-change").await;
             }
